@@ -1,0 +1,140 @@
+// Package campaigns is the campaign domain: the campaign and status shapes of
+// the public contract (CONTRACT.md §4, §5), their validation, and nothing of
+// transport (no NATS, asynq or HTTP types).
+package campaigns
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Kind is what a campaign does.
+type Kind string
+
+// The campaign kinds of CONTRACT §4.
+const (
+	KindBatchPush    Kind = "batch_push"
+	KindSinglePush   Kind = "single_push"
+	KindLabelPush    Kind = "label_push"
+	KindBroadcast    Kind = "broadcast"
+	KindLabelMembers Kind = "label_members"
+	KindUserSettings Kind = "user_settings"
+	KindTemplate     Kind = "template"
+)
+
+// Kinds lists every kind, in contract order.
+var Kinds = []Kind{KindBatchPush, KindSinglePush, KindLabelPush, KindBroadcast, KindLabelMembers, KindUserSettings, KindTemplate}
+
+// Priority orders campaigns sharing one app's limits.
+type Priority string
+
+// Priorities.
+const (
+	PriorityHigh   Priority = "high"
+	PriorityNormal Priority = "normal"
+	PriorityLow    Priority = "low"
+)
+
+// Campaign is a campaign request as published on campaigns.submit.
+type Campaign struct {
+	ID               string          `json:"id"`
+	App              string          `json:"app,omitempty"`
+	Kind             Kind            `json:"kind"`
+	StartDate        string          `json:"start_date,omitempty"`
+	Strategy         *int            `json:"strategy,omitempty"`
+	PushMessage      json.RawMessage `json:"push_message,omitempty"`
+	Targets          []string        `json:"targets,omitempty"`
+	Audience         *Audience       `json:"audience,omitempty"`
+	Label            string          `json:"label,omitempty"`
+	LabelDescription string          `json:"label_description,omitempty"`
+	Action           string          `json:"action,omitempty"`
+	Settings         *Settings       `json:"settings,omitempty"`
+	Template         *Template       `json:"template,omitempty"`
+	Priority         Priority        `json:"priority,omitempty"`
+	RateLimit        float64         `json:"rate_limit,omitempty"`
+	ExpiresAt        *time.Time      `json:"expires_at,omitempty"`
+}
+
+// Audience names a NATS object store object holding target IDs, one per line.
+type Audience struct {
+	Bucket string `json:"bucket"`
+	Object string `json:"object"`
+}
+
+// Settings are per-user push settings (kind user_settings). Nil pointers are
+// left unchanged at the provider.
+type Settings struct {
+	Nickname                 *string `json:"nickname,omitempty"`
+	NotificationDisplayStyle *int    `json:"notification_display_style,omitempty"`
+	Type                     *string `json:"type,omitempty"`
+	IgnoreInterval           *string `json:"ignoreInterval,omitempty"`
+	IgnoreDuration           *int64  `json:"ignoreDuration,omitempty"`
+	Language                 *string `json:"language,omitempty"`
+}
+
+// Template is a push template to create or delete (kind template).
+type Template struct {
+	Name           string `json:"name"`
+	TitlePattern   string `json:"title_pattern,omitempty"`
+	ContentPattern string `json:"content_pattern,omitempty"`
+	Delete         bool   `json:"delete,omitempty"`
+}
+
+// State is a campaign's status value.
+type State string
+
+// States of CONTRACT §5.
+const (
+	StateAccepted        State = "accepted"
+	StateRejected        State = "rejected"
+	StateDuplicate       State = "duplicate"
+	StateScheduled       State = "scheduled"
+	StateRunning         State = "running"
+	StatePaused          State = "paused"
+	StateExpired         State = "expired"
+	StateCompleted       State = "completed"
+	StatePartiallyFailed State = "partially_failed"
+	StateFailed          State = "failed"
+	StateCancelled       State = "cancelled"
+)
+
+// Final reports whether no further change follows s.
+func (s State) Final() bool {
+	switch s {
+	case StateCompleted, StatePartiallyFailed, StateFailed, StateRejected, StateCancelled, StateExpired:
+		return true
+	}
+	return false
+}
+
+// Status is the status JSON of CONTRACT §5.
+type Status struct {
+	ID              string       `json:"id"`
+	Kind            Kind         `json:"kind,omitempty"`
+	Status          State        `json:"status"`
+	At              time.Time    `json:"at"`
+	StartAt         *time.Time   `json:"start_at,omitempty"`
+	TargetsTotal    int64        `json:"targets_total"`
+	BatchesTotal    int64        `json:"batches_total"`
+	BatchesDone     int64        `json:"batches_done"`
+	Sent            int64        `json:"sent"`
+	Failed          int64        `json:"failed"`
+	Dropped         int64        `json:"dropped,omitempty"`
+	ProviderTaskIDs []string     `json:"provider_task_ids"`
+	Errors          []FieldError `json:"errors,omitempty"`
+}
+
+// Rejection is published on campaigns.rejected for a message without a valid
+// id (CONTRACT §3).
+type Rejection struct {
+	Status  State        `json:"status"`
+	GivenID *string      `json:"given_id,omitempty"`
+	Seq     uint64       `json:"seq"`
+	Errors  []FieldError `json:"errors"`
+}
+
+// Failure is one target the provider refused.
+type Failure struct {
+	Target string `json:"target"`
+	Reason string `json:"reason"`
+}

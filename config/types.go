@@ -1,0 +1,114 @@
+// Package config loads campaignd's YAML configuration (CONTRACT §2):
+// defaults, then the file with ${VAR} expanded from the environment, then
+// CAMPAIGND_* environment overrides; validated once, with errors naming the
+// key; and a sanitized copy safe to log.
+package config
+
+import (
+	"time"
+
+	"github.com/campaignd/campaignd/campaigns"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	Redis     Redis          `yaml:"redis"`
+	NATS      NATS           `yaml:"nats"`
+	HTTP      HTTP           `yaml:"http"`
+	Worker    Worker         `yaml:"worker"`
+	Apps      map[string]App `yaml:"apps"`
+	Schedules []Schedule     `yaml:"schedules"`
+}
+
+// Redis connection.
+type Redis struct {
+	URL string `yaml:"url"`
+}
+
+// NATS connection.
+type NATS struct {
+	URL string `yaml:"url"`
+}
+
+// HTTP server.
+type HTTP struct {
+	Addr      string    `yaml:"addr"`
+	BasicAuth BasicAuth `yaml:"basic_auth"`
+}
+
+// BasicAuth guards everything but /healthz and /readyz when User is set.
+type BasicAuth struct {
+	User     string `yaml:"user"`
+	Password string `yaml:"password"`
+}
+
+// Worker settings.
+type Worker struct {
+	Concurrency int `yaml:"concurrency"`
+}
+
+// Provider names.
+const (
+	ProviderEasemob   = "easemob"
+	ProviderEngageLab = "engagelab"
+)
+
+// App is one provider app; its map key is the campaign's "app".
+type App struct {
+	Provider     string     `yaml:"provider"`
+	BaseURL      string     `yaml:"base_url"`
+	Org          string     `yaml:"org"`
+	App          string     `yaml:"app"`
+	ClientID     string     `yaml:"client_id"`
+	ClientSecret string     `yaml:"client_secret"`
+	AppToken     string     `yaml:"app_token"`
+	AppKey       string     `yaml:"app_key"`
+	AppSecret    string     `yaml:"app_secret"`
+	Timezone     string     `yaml:"timezone"`
+	Limits       Limits     `yaml:"limits"`
+	TaskWindow   TaskWindow `yaml:"task_window"`
+
+	// Location is Timezone loaded by Validate; not read from YAML.
+	Location *time.Location `yaml:"-"`
+}
+
+// Limits are calls per second per endpoint group, summed over all processes.
+// Unset (zero) values take the defaults of provider.DefaultLimits.
+type Limits struct {
+	PushSingle   float64 `yaml:"push_single"`
+	PushSync     float64 `yaml:"push_sync"`
+	PushAsync    float64 `yaml:"push_async"`
+	PushLabel    float64 `yaml:"push_label"`
+	PushTask     float64 `yaml:"push_task"`
+	Label        float64 `yaml:"label"`
+	LabelUser    float64 `yaml:"label_user"`
+	User         float64 `yaml:"user"`
+	Notification float64 `yaml:"notification"`
+	Template     float64 `yaml:"template"`
+	Tags         float64 `yaml:"tags"`
+}
+
+// TaskWindow are the provider's task caps for label pushes and broadcasts.
+type TaskWindow struct {
+	MaxCreated   int      `yaml:"max_created"`
+	Window       Duration `yaml:"window"`
+	MaxRunning   int      `yaml:"max_running"`
+	TaskDuration Duration `yaml:"task_duration"`
+}
+
+// Duration is a time.Duration written in YAML as "5m", "10s".
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Schedule is a recurring campaign.
+type Schedule struct {
+	Name     string             `yaml:"name"`
+	Cron     string             `yaml:"cron"`
+	Timezone string             `yaml:"timezone"`
+	Campaign campaigns.Campaign `yaml:"-"`
+	// CampaignRaw is the campaign as written in YAML; Load turns it into
+	// Campaign (through JSON, so the field names are the contract's).
+	CampaignRaw map[string]any `yaml:"campaign"`
+}
