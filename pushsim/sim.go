@@ -49,16 +49,16 @@ type Faults struct {
 // Config configures a Sim. The zero value is usable.
 type Config struct {
 	EasemobClientID, EasemobClientSecret string // default "pushsim" / "pushsim-secret"
-	EngageLabKey, EngageLabSecret       string // default "pushsim" / "pushsim-secret"
-	Limits                              map[provider.Group]float64
-	LimitsOff                           bool // count and record violations, refuse nothing
-	TaskWindow                          TaskWindow
-	TokenTTL                            time.Duration // default 2h
-	Faults                              Faults
-	Zone                                *time.Location // the server's zone for startDate; default UTC
-	MaxViolationsKept                   int            // default 1000
-	Clock                               clock.Clock
-	Logger                              zerolog.Logger
+	EngageLabKey, EngageLabSecret        string // default "pushsim" / "pushsim-secret"
+	Limits                               map[provider.Group]float64
+	LimitsOff                            bool // count and record violations, refuse nothing
+	TaskWindow                           TaskWindow
+	TokenTTL                             time.Duration // default 2h
+	Faults                               Faults
+	Zone                                 *time.Location // the server's zone for startDate; default UTC
+	MaxViolationsKept                    int            // default 1000
+	Clock                                clock.Clock
+	Logger                               zerolog.Logger
 }
 
 func (c *Config) defaults() {
@@ -149,7 +149,8 @@ type Sim struct {
 	taskSeq     int64
 	easemob     map[string]*easemobApp // org/app
 	engagelab   map[string]*engagelabApp
-	targets     map[string]*targetRecord // provider/app/target
+	targets     map[string]map[string]*targetRecord // provider/app → target → record
+	nTargets    int
 	totalPushes int
 }
 
@@ -176,7 +177,8 @@ func (s *Sim) resetLocked() {
 	s.tokens = map[string]tokenInfo{}
 	s.easemob = map[string]*easemobApp{}
 	s.engagelab = map[string]*engagelabApp{}
-	s.targets = map[string]*targetRecord{}
+	s.targets = map[string]map[string]*targetRecord{}
+	s.nTargets = 0
 	s.totalPushes = 0
 }
 
@@ -247,11 +249,17 @@ func (s *Sim) faultLocked() faultKind {
 }
 
 func (s *Sim) recordPushLocked(p Push) {
-	key := p.Provider + "/" + p.App + "/" + p.Target
-	r := s.targets[key]
+	app := p.Provider + "/" + p.App
+	m := s.targets[app]
+	if m == nil {
+		m = map[string]*targetRecord{}
+		s.targets[app] = m
+	}
+	r := m[p.Target]
 	if r == nil {
 		r = &targetRecord{}
-		s.targets[key] = r
+		m[p.Target] = r
+		s.nTargets++
 	}
 	r.count++
 	if len(r.recent) >= maxPushesKept {
@@ -269,8 +277,8 @@ func (s *Sim) Pushes(target string) []Push {
 	defer s.mu.Unlock()
 	s.runDueTasksLocked(s.now())
 	var out []Push
-	for key, r := range s.targets {
-		if strings.HasSuffix(key, "/"+target) {
+	for _, m := range s.targets {
+		if r := m[target]; r != nil {
 			out = append(out, r.recent...)
 		}
 	}
@@ -284,8 +292,8 @@ func (s *Sim) PushCount(target string) int {
 	defer s.mu.Unlock()
 	s.runDueTasksLocked(s.now())
 	n := 0
-	for key, r := range s.targets {
-		if strings.HasSuffix(key, "/"+target) {
+	for _, m := range s.targets {
+		if r := m[target]; r != nil {
 			n += r.count
 		}
 	}
@@ -325,7 +333,7 @@ func (s *Sim) Stats() Stats {
 		Faulted:           s.faulted,
 		Dropped:           s.dropped,
 		MaxTargetsPerCall: s.maxTargets,
-		TargetsPushed:     len(s.targets),
+		TargetsPushed:     s.nTargets,
 		TotalPushes:       s.totalPushes,
 		Tasks:             []Task{},
 	}
@@ -336,8 +344,10 @@ func (s *Sim) Stats() Stats {
 	for k, v := range s.statuses {
 		st.Statuses[k] = v
 	}
-	for _, r := range s.targets {
-		st.MaxPushesOneID = max(st.MaxPushesOneID, r.count)
+	for _, m := range s.targets {
+		for _, r := range m {
+			st.MaxPushesOneID = max(st.MaxPushesOneID, r.count)
+		}
 	}
 	for _, a := range s.easemob {
 		for _, t := range a.tasks {

@@ -1,0 +1,64 @@
+package pushsim
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// BenchmarkPushSingle measures how many POST /push/single calls (100 targets
+// each) pushsim serves per second over loopback HTTP with limits off: the
+// ceiling of the emulator, so throughput figures of campaignd can tell it is
+// not the bottleneck.
+func BenchmarkPushSingle(b *testing.B) {
+	srv, err := Start(Config{LimitsOff: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	tr := &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	resp, err := client.Post(srv.URL()+"/bench/app/token", "application/json",
+		bytes.NewReader([]byte(`{"grant_type":"client_credentials","client_id":"pushsim","client_secret":"pushsim-secret"}`)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	targets := make([]string, 100)
+	for i := range targets {
+		targets[i] = fmt.Sprintf("user%06d", i)
+	}
+	body, _ := json.Marshal(map[string]any{"targets": targets, "pushMessage": map[string]string{"title": "t", "content": "c"}})
+	url := srv.URL() + "/bench/app/push/single"
+	b.SetParallelism(16)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+	b.ReportMetric(float64(b.N*100)/time.Since(start).Seconds(), "targets/s")
+}

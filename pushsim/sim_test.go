@@ -1,0 +1,622 @@
+package pushsim
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/campaignd/campaignd/internal/clock"
+	"github.com/campaignd/campaignd/provider"
+)
+
+var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+type env struct {
+	srv   *Server
+	clk   *clock.Fake
+	token string
+	base  string // URL + /org/app
+}
+
+func setup(t *testing.T, cfg Config) *env {
+	t.Helper()
+	clk := clock.NewFake(t0)
+	if cfg.Clock == nil {
+		cfg.Clock = clk
+	}
+	srv, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	e := &env{srv: srv, clk: clk, base: srv.URL() + "/org/app"}
+	e.token = e.fetchToken(t, "pushsim", "pushsim-secret", http.StatusOK)
+	return e
+}
+
+func (e *env) fetchToken(t *testing.T, id, secret string, want int) string {
+	t.Helper()
+	body := fmt.Sprintf(`{"grant_type":"client_credentials","client_id":%q,"client_secret":%q}`, id, secret)
+	code, out := do(t, http.MethodPost, e.base+"/token", "", body)
+	if code != want {
+		t.Fatalf("token: status %d, want %d: %s", code, want, out)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+		ExpiresIn   int64  `json:"expires_in"`
+	}
+	_ = json.Unmarshal(out, &tok)
+	return tok.AccessToken
+}
+
+func do(t *testing.T, method, url, token, body string) (int, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func (e *env) call(t *testing.T, method, path, body string) (int, map[string]any) {
+	t.Helper()
+	code, b := do(t, method, e.base+path, e.token, body)
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%s %s: not a JSON object (%d): %s", method, path, code, b)
+	}
+	return code, m
+}
+
+func TestWindowCountsStrictSlidingSecond(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		offsets []time.Duration
+		want    []int
+	}{
+		{"same instant", []time.Duration{0, 0, 0}, []int{1, 2, 3}},
+		{"exactly one second apart drops the first", []time.Duration{0, time.Second}, []int{1, 1}},
+		{"just inside a second", []time.Duration{0, 999 * time.Millisecond}, []int{1, 2}},
+		{"sliding", []time.Duration{0, 400 * time.Millisecond, 800 * time.Millisecond, 1200 * time.Millisecond, 1300 * time.Millisecond}, []int{1, 2, 3, 3, 4}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var w window
+			for i, off := range tt.offsets {
+				if got := w.arrive(t0.Add(off)); got != tt.want[i] {
+					t.Errorf("arrival %d at +%s: count %d, want %d", i, off, got, tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestQPSLimitAnswers429AndCountsEveryArrival(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: 2}})
+	body := `{"targets":["u1"],"pushMessage":{"title":"t","content":"c"}}`
+	codes := []int{}
+	for i := 0; i < 4; i++ {
+		c, _ := e.call(t, http.MethodPost, "/push/single", body)
+		codes = append(codes, c)
+	}
+	if want := []int{200, 200, 429, 429}; fmt.Sprint(codes) != fmt.Sprint(want) {
+		t.Fatalf("codes %v, want %v", codes, want)
+	}
+	// Refused calls count too: 999 ms later the window still holds 4.
+	e.clk.Advance(999 * time.Millisecond)
+	if c, _ := e.call(t, http.MethodPost, "/push/single", body); c != 429 {
+		t.Fatalf("within the same second after refusals: %d, want 429", c)
+	}
+	e.clk.Advance(1001 * time.Millisecond)
+	if c, _ := e.call(t, http.MethodPost, "/push/single", body); c != 200 {
+		t.Fatalf("after the window: %d, want 200", c)
+	}
+	st := e.srv.Sim().Stats()
+	if st.Violations != 3 || st.RateLimited != 3 {
+		t.Errorf("violations %d rate_limited %d, want 3 and 3", st.Violations, st.RateLimited)
+	}
+	if got := st.CallsFor("easemob", "org/app", provider.GroupPushSingle); got != 6 {
+		t.Errorf("push_single arrivals %d, want 6", got)
+	}
+	if st.TotalPushes != 3 {
+		t.Errorf("pushes %d, want 3 (refused calls push nothing)", st.TotalPushes)
+	}
+}
+
+func TestLimitsOffRecordsButServes(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{LimitsOff: true, Limits: map[provider.Group]float64{provider.GroupPushSingle: 1}})
+	for i := 0; i < 3; i++ {
+		if c, _ := e.call(t, http.MethodPost, "/push/single", `{"targets":["u1"],"pushMessage":{"title":"t"}}`); c != 200 {
+			t.Fatalf("call %d: %d", i, c)
+		}
+	}
+	if st := e.srv.Sim().Stats(); st.Violations != 2 || st.RateLimited != 0 {
+		t.Errorf("violations %d rate_limited %d, want 2 and 0", st.Violations, st.RateLimited)
+	}
+}
+
+func TestUnauthorizedCallsCountAsArrivals(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: 1}})
+	code, _ := do(t, http.MethodPost, e.base+"/push/single", "bogus", `{"targets":["u1"],"pushMessage":{"t":1}}`)
+	if code != 401 {
+		t.Fatalf("bad token: %d", code)
+	}
+	if c, _ := e.call(t, http.MethodPost, "/push/single", `{"targets":["u1"],"pushMessage":{"t":1}}`); c != 429 {
+		t.Fatalf("second arrival in the same second after a 401: %d, want 429", c)
+	}
+}
+
+func TestTokenExpiryAndCredentials(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{TokenTTL: time.Minute})
+	e.fetchToken(t, "pushsim", "wrong", http.StatusUnauthorized)
+	if c, _ := e.call(t, http.MethodGet, "/push/label", ""); c != 200 {
+		t.Fatalf("fresh token: %d", c)
+	}
+	e.clk.Advance(time.Minute)
+	if c, _ := e.call(t, http.MethodGet, "/push/label", ""); c != 401 {
+		t.Fatalf("expired token: %d, want 401", c)
+	}
+	e.token = e.fetchToken(t, "pushsim", "pushsim-secret", 200)
+	e.srv.Sim().ExpireTokens()
+	if c, _ := e.call(t, http.MethodGet, "/push/label", ""); c != 401 {
+		t.Fatalf("after ExpireTokens: %d, want 401", c)
+	}
+	// A token of one app is not valid for another.
+	e.token = e.fetchToken(t, "pushsim", "pushsim-secret", 200)
+	code, _ := do(t, http.MethodGet, e.srv.URL()+"/org/other/push/label", e.token, "")
+	if code != 401 {
+		t.Fatalf("token of org/app used on org/other: %d", code)
+	}
+}
+
+func TestPushSingleShapeAndValidation(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{LimitsOff: true})
+	code, m := e.call(t, http.MethodPost, "/push/single", `{"targets":["a","invalid-b"],"strategy":2,"pushMessage":{"title":"t","content":"c"}}`)
+	if code != 200 {
+		t.Fatalf("status %d: %v", code, m)
+	}
+	data := m["data"].([]any)
+	first, second := data[0].(map[string]any), data[1].(map[string]any)
+	if first["id"] != "a" || first["pushStatus"] != "ASYNC_SUCCESS" || second["pushStatus"] != "FAIL" {
+		t.Fatalf("per-target results: %v", data)
+	}
+	if _, ok := m["timestamp"]; !ok {
+		t.Error("no timestamp")
+	}
+	targets := make([]string, 101)
+	for i := range targets {
+		targets[i] = fmt.Sprintf("u%d", i)
+	}
+	tb, _ := json.Marshal(targets)
+	tests := []struct {
+		name, body, errType string
+	}{
+		{"101 targets", `{"targets":` + string(tb) + `,"pushMessage":{"t":1}}`, "IllegalArgumentException"},
+		{"no targets", `{"targets":[],"pushMessage":{"t":1}}`, "IllegalArgumentException"},
+		{"no pushMessage", `{"targets":["a"]}`, "MessageException"},
+		{"empty pushMessage", `{"targets":["a"],"pushMessage":{}}`, "MessageException"},
+		{"strategy 5", `{"targets":["a"],"strategy":5,"pushMessage":{"t":1}}`, "IllegalArgumentException"},
+		{"not JSON", `{`, "IllegalArgumentException"},
+	}
+	for _, tt := range tests {
+		code, m := e.call(t, http.MethodPost, "/push/single", tt.body)
+		if code != 400 || m["error"] != tt.errType {
+			t.Errorf("%s: %d %v, want 400 %s", tt.name, code, m, tt.errType)
+		}
+	}
+	st := e.srv.Sim().Stats()
+	if st.MaxTargetsPerCall != 2 || st.TotalPushes != 1 || e.srv.Sim().PushCount("a") != 1 {
+		t.Errorf("stats: %+v", st)
+	}
+}
+
+func TestSyncAndAsyncAnswerArrays(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{})
+	_, m := e.call(t, http.MethodPost, "/push/sync/u1", `{"pushMessage":{"title":"t"}}`)
+	if d := m["data"].([]any)[0].(map[string]any); d["pushStatus"] != "SUCCESS" {
+		t.Errorf("sync: %v", m)
+	}
+	e.clk.Advance(time.Second)
+	_, m = e.call(t, http.MethodPost, "/push/sync/invalid-x", `{"pushMessage":{"title":"t"}}`)
+	if d := m["data"].([]any)[0].(map[string]any); d["pushStatus"] != "FAIL" || d["desc"] != "appUser not exists" {
+		t.Errorf("sync fail: %v", m)
+	}
+	_, m = e.call(t, http.MethodPost, "/push/async/u2", `{"pushMessage":{"title":"t"}}`)
+	if d := m["data"].([]any)[0].(map[string]any); d["pushStatus"] != "ASYNC_SUCCESS" {
+		t.Errorf("async: %v", m)
+	}
+}
+
+func TestLabelsMembersAndPaging(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{LimitsOff: true})
+	if c, m := e.call(t, http.MethodPost, "/push/label", `{"name":"post-90s","description":"born 1990-99"}`); c != 200 || m["data"].(map[string]any)["name"] != "post-90s" {
+		t.Fatalf("create: %d %v", c, m)
+	}
+	if c, m := e.call(t, http.MethodPost, "/push/label", `{"name":"post-90s"}`); c != 400 {
+		t.Fatalf("duplicate create: %d %v", c, m)
+	}
+	if c, m := e.call(t, http.MethodPost, "/push/label", `{"name":"bad name!"}`); c != 400 || m["error"] != "IllegalArgumentException" {
+		t.Fatalf("bad name: %d %v", c, m)
+	}
+	users := make([]string, 0, 100)
+	for i := 0; i < 100; i++ {
+		users = append(users, fmt.Sprintf("u%03d", i))
+	}
+	ub, _ := json.Marshal(map[string]any{"usernames": append(users[:99:99], "invalid-z")})
+	c, m := e.call(t, http.MethodPost, "/push/label/post-90s/user", string(ub))
+	if c != 200 {
+		t.Fatalf("add: %d %v", c, m)
+	}
+	data := m["data"].(map[string]any)
+	if len(data["success"].([]any)) != 99 || data["fail"].(map[string]any)["invalid-z"] == nil {
+		t.Fatalf("add result: %v", data)
+	}
+	_, m = e.call(t, http.MethodGet, "/push/label/post-90s", "")
+	if m["data"].(map[string]any)["count"].(float64) != 99 {
+		t.Fatalf("count: %v", m)
+	}
+	seen := 0
+	cursor := ""
+	for pages := 0; pages < 10; pages++ {
+		path := "/push/label/post-90s/user?limit=40"
+		if cursor != "" {
+			path += "&cursor=" + cursor
+		}
+		_, m = e.call(t, http.MethodGet, path, "")
+		seen += len(m["data"].([]any))
+		next, _ := m["cursor"].(string)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if seen != 99 {
+		t.Fatalf("paged %d members, want 99", seen)
+	}
+	if c, _ := e.call(t, http.MethodGet, "/push/label/post-90s/user/u001", ""); c != 200 {
+		t.Fatalf("get member: %d", c)
+	}
+	if c, m := e.call(t, http.MethodGet, "/push/label/missing", ""); c != 400 || m["error"] != "ResourceNotFoundException" {
+		t.Fatalf("missing label: %d %v", c, m)
+	}
+	if c, m := e.call(t, http.MethodDelete, "/push/label/post-90s/user", `{"usernames":["u001","nobody"]}`); c != 200 || len(m["data"].(map[string]any)["fail"].(map[string]any)) != 1 {
+		t.Fatalf("remove: %d %v", c, m)
+	}
+	if c, _ := e.call(t, http.MethodDelete, "/push/label/post-90s", ""); c != 200 {
+		t.Fatalf("delete: %d", c)
+	}
+}
+
+func TestLabelCap(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{LimitsOff: true})
+	for i := 0; i < provider.MaxLabels; i++ {
+		if c, m := e.call(t, http.MethodPost, "/push/label", fmt.Sprintf(`{"name":"l%d"}`, i)); c != 200 {
+			t.Fatalf("label %d: %d %v", i, c, m)
+		}
+	}
+	c, m := e.call(t, http.MethodPost, "/push/label", `{"name":"one-too-many"}`)
+	if c != 403 || m["error"] != "LimitException" {
+		t.Fatalf("101st label: %d %v", c, m)
+	}
+}
+
+func TestTaskWindowCaps(t *testing.T) {
+	t.Parallel()
+	tw := TaskWindow{MaxCreated: 3, Window: 10 * time.Second, MaxRunning: 2, LabelTaskDuration: 4 * time.Second}
+	e := setup(t, Config{LimitsOff: true, TaskWindow: tw})
+	e.call(t, http.MethodPost, "/push/label", `{"name":"l"}`)
+	e.call(t, http.MethodPost, "/push/label/l/user", `{"usernames":["m1","m2"]}`)
+	label := func() int {
+		c, _ := e.call(t, http.MethodPost, "/push/list/label", `{"targets":["l"],"pushMessage":{"title":"t"}}`)
+		return c
+	}
+	broadcast := func() int {
+		c, _ := e.call(t, http.MethodPost, "/push/task", `{"pushMessage":{"title":"t"}}`)
+		return c
+	}
+	steps := []struct {
+		advance time.Duration
+		call    func() int
+		want    int
+		why     string
+	}{
+		{0, label, 200, "1st label task"},
+		{0, label, 200, "2nd label task"},
+		{0, label, 403, "3rd: 2 running"},
+		{4 * time.Second, label, 200, "label tasks ended: 3rd creation"},
+		{0, broadcast, 403, "3 creations in the window"},
+		{6 * time.Second, broadcast, 200, "first two creations left the window"},
+		{0, broadcast, 200, "2 creations in window, 1 running"},
+		{0, label, 403, "3 creations and 2 running"},
+		{4 * time.Second, label, 403, "creations fell to 2, but both broadcasts hold their running slots"},
+		{6 * time.Second, label, 200, "broadcast windows over"},
+	}
+	for i, st := range steps {
+		e.clk.Advance(st.advance)
+		if got := st.call(); got != st.want {
+			t.Fatalf("step %d (%s): %d, want %d", i, st.why, got, st.want)
+		}
+	}
+	stats := e.srv.Sim().Stats()
+	if stats.LimitExceptions != 4 {
+		t.Errorf("LimitExceptions %d, want 4", stats.LimitExceptions)
+	}
+	if e.srv.Sim().PushCount("m1") < 3 {
+		t.Errorf("label members should be pushed by each label task: %d", e.srv.Sim().PushCount("m1"))
+	}
+}
+
+func TestLabelTaskWithStartDateRunsLater(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{LimitsOff: true})
+	e.call(t, http.MethodPost, "/push/label", `{"name":"l"}`)
+	e.call(t, http.MethodPost, "/push/label/l/user", `{"usernames":["m1"]}`)
+	soon := t0.Add(30 * time.Minute).Format(provider.StartDateLayout)
+	if c, m := e.call(t, http.MethodPost, "/push/list/label", `{"targets":["l"],"startDate":"`+soon+`","pushMessage":{"t":1}}`); c != 400 {
+		t.Fatalf("startDate under 1 h accepted: %d %v", c, m)
+	}
+	later := t0.Add(2 * time.Hour).Format(provider.StartDateLayout)
+	c, m := e.call(t, http.MethodPost, "/push/list/label", `{"targets":["l"],"startDate":"`+later+`","pushMessage":{"t":1}}`)
+	if c != 200 {
+		t.Fatalf("label push: %d %v", c, m)
+	}
+	if id := m["data"].(map[string]any)["taskId"]; id == nil {
+		t.Fatalf("no taskId: %v", m)
+	}
+	if n := e.srv.Sim().PushCount("m1"); n != 0 {
+		t.Fatalf("pushed before its start: %d", n)
+	}
+	e.clk.Advance(2 * time.Hour)
+	if n := e.srv.Sim().PushCount("m1"); n != 1 {
+		t.Fatalf("pushed %d times after its start, want 1", n)
+	}
+}
+
+func TestUserSettingsAndTemplates(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{LimitsOff: true})
+	tests := []struct {
+		method, path, body string
+		want               int
+	}{
+		{"PUT", "/users/u1", `{"nickname":"Shop"}`, 200},
+		{"PUT", "/users/u1", `{"notification_display_style":1}`, 200},
+		{"PUT", "/users/u1", `{"notification_display_style":2}`, 400},
+		{"PUT", "/users/u1", `{"nickname":"` + strings.Repeat("x", 101) + `"}`, 400},
+		{"PUT", "/users/u1", `{"notification_no_disturbing":true,"notification_no_disturbing_start":1,"notification_no_disturbing_end":3}`, 200},
+		{"PUT", "/users/u1/notification/user/u2", `{"type":"AT","ignoreInterval":"21:30-08:00","ignoreDuration":0}`, 200},
+		{"PUT", "/users/u1/notification/user/u2", `{"type":"SOME"}`, 400},
+		{"PUT", "/users/u1/notification/chatgroup/g1", `{"ignoreInterval":"24:00-08:00"}`, 400},
+		{"PUT", "/users/u1/notification/room/g1", `{"type":"ALL"}`, 400},
+		{"PUT", "/users/u1/notification/user/u2", `{"ignoreDuration":604800001}`, 400},
+		{"GET", "/users/u1/notification/user/u2", ``, 200},
+		{"PUT", "/users/u1/notification/language", `{"translationLanguage":"EU"}`, 200},
+		{"GET", "/users/u1/notification/language", ``, 200},
+		{"POST", "/notification/template", `{"name":"sale","title_pattern":"Hi {0}","content_pattern":"{1}"}`, 200},
+		{"POST", "/notification/template", `{"name":"sale","title_pattern":"Hi {0}","content_pattern":"{1}"}`, 400},
+		{"GET", "/notification/template/sale", ``, 200},
+		{"DELETE", "/notification/template/sale", ``, 200},
+		{"GET", "/notification/template/sale", ``, 400},
+	}
+	for i, tt := range tests {
+		if c, m := e.call(t, tt.method, tt.path, tt.body); c != tt.want {
+			t.Errorf("%d %s %s %s: %d %v, want %d", i, tt.method, tt.path, tt.body, c, m, tt.want)
+		}
+	}
+	_, m := e.call(t, "GET", "/users/u1/notification/user/u2", "")
+	if d := m["data"].(map[string]any); d["type"] != "AT" || d["ignoreInterval"] != "21:30-08:00" {
+		t.Errorf("mode: %v", d)
+	}
+	_, m = e.call(t, "GET", "/users/u1/notification/language", "")
+	if m["data"].(map[string]any)["language"] != "EU" {
+		t.Errorf("language: %v", m)
+	}
+}
+
+func TestFaultsAreSeededAndCounted(t *testing.T) {
+	t.Parallel()
+	run := func() []int {
+		e := setup(t, Config{LimitsOff: true, Faults: Faults{ErrorRate: 0.3, Seed: 42}})
+		var codes []int
+		for i := 0; i < 40; i++ {
+			c, _ := e.call(t, http.MethodPost, "/push/single", `{"targets":["a"],"pushMessage":{"t":1}}`)
+			codes = append(codes, c)
+		}
+		st := e.srv.Sim().Stats()
+		n5xx := 0
+		for _, c := range codes {
+			if c == 500 {
+				n5xx++
+			}
+		}
+		if n5xx == 0 || n5xx == 40 || st.Faulted != n5xx {
+			t.Fatalf("5xx %d of 40, faulted %d", n5xx, st.Faulted)
+		}
+		return codes
+	}
+	a, b := run(), run()
+	if fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Errorf("same seed, different faults:\n%v\n%v", a, b)
+	}
+}
+
+func TestDroppedConnections(t *testing.T) {
+	t.Parallel()
+	srv, err := Start(Config{LimitsOff: true, Faults: Faults{DropRate: 1, Seed: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	req, _ := http.NewRequest(http.MethodPost, srv.URL()+"/org/app/token", bytes.NewReader([]byte(`{"grant_type":"client_credentials","client_id":"pushsim","client_secret":"pushsim-secret"}`)))
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("dropped connection answered %d", resp.StatusCode)
+	}
+	if st := srv.Sim().Stats(); st.Dropped != 1 {
+		t.Errorf("dropped %d", st.Dropped)
+	}
+}
+
+func TestInspectionAPI(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{LimitsOff: true})
+	e.call(t, http.MethodPost, "/push/single", `{"targets":["x1","x1"],"pushMessage":{"t":1}}`)
+	code, b := do(t, http.MethodGet, e.srv.URL()+"/_sim/pushes?target=x1", "", "")
+	var p struct {
+		Count  int    `json:"count"`
+		Pushes []Push `json:"pushes"`
+	}
+	if err := json.Unmarshal(b, &p); err != nil || code != 200 || p.Count != 2 || len(p.Pushes) != 2 {
+		t.Fatalf("pushes: %d %s", code, b)
+	}
+	code, b = do(t, http.MethodGet, e.srv.URL()+"/_sim/stats", "", "")
+	var st Stats
+	if err := json.Unmarshal(b, &st); err != nil || code != 200 || st.MaxPushesOneID != 2 {
+		t.Fatalf("stats: %d %s", code, b)
+	}
+	if code, _ := do(t, http.MethodPost, e.srv.URL()+"/_sim/reset", "", ""); code != 200 {
+		t.Fatal("reset")
+	}
+	if st := e.srv.Sim().Stats(); st.TotalPushes != 0 || st.TotalCalls != 0 {
+		t.Errorf("after reset: %+v", st)
+	}
+}
+
+func TestEngageLab(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{LimitsOff: true})
+	el := func(method, path, body string, user, pass string) (int, []byte) {
+		var rd io.Reader
+		if body != "" {
+			rd = strings.NewReader(body)
+		}
+		req, _ := http.NewRequest(method, e.srv.URL()+"/v4"+path, rd)
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	ok := func(method, path, body string) (int, []byte) { return el(method, path, body, "pushsim", "pushsim-secret") }
+	if c, b := el("GET", "/tags/", "", "pushsim", "wrong"); c != 401 || !strings.Contains(string(b), "27004") {
+		t.Fatalf("wrong secret: %d %s", c, b)
+	}
+	if c, b := el("GET", "/tags/", "", "", ""); c != 401 || !strings.Contains(string(b), "27001") {
+		t.Fatalf("no auth: %d %s", c, b)
+	}
+	tests := []struct {
+		method, path, body string
+		want               int
+		contains           string
+	}{
+		{"POST", "/tags/vip", `{"registration_ids":{"add":["r1","r2"]}}`, 200, ""},
+		{"POST", "/tags/bad-tag", `{"registration_ids":{"add":["r1"]}}`, 400, "27002"},
+		{"POST", "/tags/" + strings.Repeat("t", 41), `{"registration_ids":{"add":["r1"]}}`, 400, "27017"},
+		{"POST", "/tags/vip", `{"registration_ids":{"add":["invalid-1"]}}`, 400, "27005"},
+		{"GET", "/tags/vip/registration_ids/r1", ``, 200, `"result":true`},
+		{"GET", "/tags/vip/registration_ids/r9", ``, 200, `"result":false`},
+		{"GET", "/tags/", ``, 200, `"vip"`},
+		{"GET", "/tags_count?tags=vip&tags=none&platform=android", ``, 200, `"vip":2`},
+		{"POST", "/devices/r1", `{"tags":{"add":["gold"]},"alias":"alice"}`, 200, ""},
+		{"GET", "/devices/r1", ``, 200, `"alias":"alice"`},
+		{"POST", "/devices/r2", `{"alias":"alice"}`, 400, "27010"},
+		{"GET", "/aliases/alice?platform=android", ``, 200, `"r1"`},
+		{"DELETE", "/aliases/alice", ``, 200, ""},
+		{"POST", "/devices/status/", `{"registration_ids":["r1","zz"]}`, 200, `"online":true`},
+		{"GET", "/tags/quota-info?tags=vip&platform=android", ``, 200, `"useUidQuota":2`},
+		{"DELETE", "/tags/vip?platform=android,ios", ``, 200, ""},
+		{"DELETE", "/devices/r1", ``, 200, ""},
+		{"GET", "/tags_count?tags=vip&platform=windows", ``, 400, "27002"},
+	}
+	for i, tt := range tests {
+		c, b := ok(tt.method, tt.path, tt.body)
+		if c != tt.want || !strings.Contains(string(b), tt.contains) {
+			t.Errorf("%d %s %s: %d %s, want %d containing %q", i, tt.method, tt.path, c, b, tt.want, tt.contains)
+		}
+	}
+	var many []string
+	for i := 0; i < 1001; i++ {
+		many = append(many, fmt.Sprintf("r%d", i))
+	}
+	mb, _ := json.Marshal(map[string]any{"registration_ids": map[string]any{"add": many}})
+	if c, _ := ok("POST", "/tags/big", string(mb)); c != 400 {
+		t.Errorf("1001 ids: %d", c)
+	}
+}
+
+func TestEngageLabQPS(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{Limits: map[provider.Group]float64{provider.GroupTags: 1}})
+	codes := []int{}
+	for i := 0; i < 2; i++ {
+		req, _ := http.NewRequest("GET", e.srv.URL()+"/v4/tags/", nil)
+		req.SetBasicAuth("pushsim", "pushsim-secret")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		codes = append(codes, resp.StatusCode)
+	}
+	if codes[0] != 200 || codes[1] != 429 {
+		t.Fatalf("codes %v, want [200 429]", codes)
+	}
+}
+
+func TestConcurrentCallsAreAllCounted(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{LimitsOff: true})
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := fmt.Sprintf(`{"targets":["c%d"],"pushMessage":{"t":1}}`, i)
+			req, _ := http.NewRequest("POST", e.base+"/push/single", strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+e.token)
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	st := e.srv.Sim().Stats()
+	if st.TargetsPushed != 20 || st.CallsFor("easemob", "org/app", provider.GroupPushSingle) != 20 {
+		t.Errorf("stats %+v", st)
+	}
+}
