@@ -531,7 +531,9 @@ func TestEngageLab(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, b
 	}
-	ok := func(method, path, body string) (int, []byte) { return el(method, path, body, "pushsim", "pushsim-secret") }
+	ok := func(method, path, body string) (int, []byte) {
+		return el(method, path, body, "pushsim", "pushsim-secret")
+	}
 	if c, b := el("GET", "/tags/", "", "pushsim", "wrong"); c != 401 || !strings.Contains(string(b), "27004") {
 		t.Fatalf("wrong secret: %d %s", c, b)
 	}
