@@ -268,7 +268,10 @@ func TestValidationBeforeAnyCall(t *testing.T) {
 	}{
 		{"101 targets", func() error { _, err := e.c.PushSingle(ctx, many, PushRequest{PushMessage: msg}); return err }, "targets"},
 		{"no targets", func() error { _, err := e.c.PushSingle(ctx, nil, PushRequest{PushMessage: msg}); return err }, "targets"},
-		{"empty target id", func() error { _, err := e.c.PushSingle(ctx, []string{"a", ""}, PushRequest{PushMessage: msg}); return err }, "targets[1]"},
+		{"empty target id", func() error {
+			_, err := e.c.PushSingle(ctx, []string{"a", ""}, PushRequest{PushMessage: msg})
+			return err
+		}, "targets[1]"},
 		{"target with slash", func() error { _, err := e.c.PushSync(ctx, "a/b", PushRequest{PushMessage: msg}); return err }, "target"},
 		{"strategy 5", func() error {
 			_, err := e.c.PushSingle(ctx, []string{"a"}, PushRequest{Strategy: &bad, PushMessage: msg})
