@@ -1,0 +1,184 @@
+// Package engagelab is a typed client of the EngageLab device API v4
+// (../shared/provider-docs/004): devices, tags (EngageLab's labels), aliases,
+// online status and quotas, with HTTP Basic auth.
+//
+// Inputs are checked against the documented rules before any call (errors
+// are provider.FieldErrors naming the field); failed calls are
+// *provider.Error classified as rate-limited, transient, auth or permanent.
+// The app secret never appears in errors or logs.
+package engagelab
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/campaignd/campaignd/internal/clock"
+	"github.com/campaignd/campaignd/provider"
+)
+
+const (
+	providerName = "engagelab"
+	maxResponse  = 4 << 20
+	// MaxTagsPerDevice is how many tags one device may carry.
+	MaxTagsPerDevice = 100
+)
+
+// Config configures a Client.
+type Config struct {
+	BaseURL           string // host root, e.g. https://pushapi-sgp.engagelab.com
+	AppKey, AppSecret string
+	HTTPClient        *http.Client
+	Hooks             provider.Hooks
+	Clock             clock.Clock
+	Logger            zerolog.Logger
+}
+
+// Client calls one EngageLab app. It is safe for concurrent use.
+type Client struct {
+	cfg  Config
+	base string
+	http *http.Client
+	log  zerolog.Logger
+}
+
+// New validates cfg and returns a client.
+func New(cfg Config) (*Client, error) {
+	var errs provider.FieldErrors
+	u, err := url.Parse(cfg.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs.Add("base_url", "must be an absolute http(s) URL")
+	}
+	if cfg.AppKey == "" {
+		errs.Add("app_key", "is required")
+	}
+	if cfg.AppSecret == "" {
+		errs.Add("app_secret", "is required")
+	}
+	if err := errs.Err(); err != nil {
+		return nil, fmt.Errorf("engagelab config: %w", err)
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = provider.NewHTTPClient(provider.HTTPOptions{})
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	return &Client{cfg: cfg, base: strings.TrimRight(cfg.BaseURL, "/") + "/v4", http: cfg.HTTPClient, log: cfg.Logger}, nil
+}
+
+type errorBody struct {
+	Error struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+		Data    string `json:"data"`
+	} `json:"error"`
+}
+
+// call sends one request through the gate and decodes a 200 answer into out
+// (when not nil).
+func (c *Client) call(ctx context.Context, method, path, op string, body, out any) error {
+	var payload []byte
+	if body != nil {
+		var err error
+		if payload, err = json.Marshal(body); err != nil {
+			return fmt.Errorf("engagelab %s: encode request: %w", op, err)
+		}
+	}
+	if err := c.cfg.Hooks.Before(ctx, provider.GroupTags); err != nil {
+		return err
+	}
+	start := time.Now()
+	err := c.roundTrip(ctx, method, path, op, payload, out)
+	c.cfg.Hooks.After(provider.GroupTags, op, time.Since(start), err)
+	return err
+}
+
+func (c *Client) roundTrip(ctx context.Context, method, path, op string, payload []byte, out any) error {
+	var rd io.Reader
+	if payload != nil {
+		rd = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return &provider.Error{Provider: providerName, Op: op, Kind: provider.KindPermanent, Err: fmt.Errorf("build request: %w", err)}
+	}
+	req.SetBasicAuth(c.cfg.AppKey, c.cfg.AppSecret)
+	req.Header.Set("Accept", "application/json")
+	if payload != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("engagelab %s: %w", op, ctx.Err())
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return &provider.Error{Provider: providerName, Op: op, Kind: provider.KindTransient, Err: err}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
+	if err != nil {
+		return &provider.Error{Provider: providerName, Op: op, Kind: provider.KindTransient, Status: resp.StatusCode, Err: fmt.Errorf("read response: %w", err)}
+	}
+	if resp.StatusCode != http.StatusOK {
+		return mapError(op, resp, b)
+	}
+	if out == nil || len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return &provider.Error{Provider: providerName, Op: op, Kind: provider.KindTransient, Status: resp.StatusCode, Err: fmt.Errorf("decode response: %w", err)}
+	}
+	return nil
+}
+
+// mapError classifies a non-200 answer by HTTP status and EngageLab code.
+func mapError(op string, resp *http.Response, body []byte) *provider.Error {
+	var eb errorBody
+	_ = json.Unmarshal(body, &eb)
+	e := &provider.Error{Provider: providerName, Op: op, Status: resp.StatusCode, Description: eb.Error.Message}
+	if eb.Error.Code != 0 {
+		e.Type = strconv.Itoa(eb.Error.Code)
+	}
+	if e.Description == "" {
+		e.Description = strings.TrimSpace(string(body))
+		if len(e.Description) > 200 {
+			e.Description = e.Description[:200] + "…"
+		}
+	}
+	code := eb.Error.Code
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests:
+		e.Kind = provider.KindRateLimited
+		if n, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && n >= 0 {
+			e.RetryAfter = time.Duration(n) * time.Second
+		}
+	case code >= 27011 && code <= 27017:
+		// Quota and size limits (tags per device, tags per app, devices per
+		// tag, alias count, tag length, missing tag/alias): not a matter of
+		// waiting. EngageLab answers them with 401, but they are not auth.
+		e.Kind = provider.KindPermanent
+	case code == 21004 || code == 27001 || code == 27004 || resp.StatusCode == http.StatusUnauthorized:
+		e.Kind = provider.KindAuth
+		e.Description = "app key or secret refused"
+	case code == 27000 || resp.StatusCode >= 500:
+		e.Kind = provider.KindTransient
+	default:
+		e.Kind = provider.KindPermanent
+	}
+	return e
+}
