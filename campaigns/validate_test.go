@@ -1,0 +1,264 @@
+package campaigns
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+func testEnv() Env {
+	sh, _ := time.LoadLocation("Asia/Shanghai")
+	return Env{Now: now, Apps: map[string]AppInfo{
+		"default": {Provider: "easemob", Location: sh},
+		"el":      {Provider: "engagelab", Location: time.UTC},
+	}}
+}
+
+func fields(errs FieldErrors) []string {
+	var out []string
+	for _, e := range errs {
+		out = append(out, e.Field)
+	}
+	return out
+}
+
+func has(errs FieldErrors, field string) bool {
+	for _, e := range errs {
+		if e.Field == field {
+			return true
+		}
+	}
+	return false
+}
+
+func check(t *testing.T, js string) FieldErrors {
+	t.Helper()
+	c, errs := Decode([]byte(js))
+	if len(errs) > 0 {
+		return errs
+	}
+	c.Normalize()
+	return c.Validate(testEnv())
+}
+
+func TestValidCampaigns(t *testing.T) {
+	t.Parallel()
+	for _, js := range []string{
+		`{"id":"spring-sale_2026","kind":"batch_push","push_message":{"title":"Sale"},"targets":["u1","u2"],"strategy":2,"priority":"high","rate_limit":5}`,
+		`{"id":"a","kind":"batch_push","push_message":{"title":"x"},"audience":{"bucket":"audiences","object":"spring.txt"}}`,
+		`{"id":"b","kind":"single_push","push_message":{"title":"x"},"targets":["u1"]}`,
+		`{"id":"c","kind":"label_push","label":"post-90s","push_message":{"title":"x"},"start_date":"2026-12-01 09:00:00"}`,
+		`{"id":"d","kind":"broadcast","push_message":{"title":"x"},"start_date":"2026-12-01T09:00:00+08:00","expires_at":"2026-12-02T00:00:00Z"}`,
+		`{"id":"e","kind":"label_members","label":"post-90s","label_description":"born 1990-99","action":"add","targets":["u1"]}`,
+		`{"id":"f","app":"el","kind":"label_members","label":"vip用户","action":"remove","targets":["r1"]}`,
+		`{"id":"g","kind":"user_settings","targets":["u1"],"settings":{"nickname":"Shop","notification_display_style":1,"type":"AT","ignoreInterval":"21:30-08:00","ignoreDuration":0,"language":"EU"}}`,
+		`{"id":"h","kind":"template","template":{"name":"sale","title_pattern":"Hi {0}","content_pattern":"{1}"}}`,
+		`{"id":"i","kind":"template","template":{"name":"sale","delete":true}}`,
+	} {
+		if errs := check(t, js); len(errs) > 0 {
+			t.Errorf("%s: %v", js, errs)
+		}
+	}
+}
+
+func TestEveryBadInputNamesItsField(t *testing.T) {
+	t.Parallel()
+	many := make([]string, MaxInlineTargets+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("u%d", i)
+	}
+	manyJS, _ := json.Marshal(many)
+	tests := []struct {
+		name, js, field string
+	}{
+		{"not JSON", `{"id":`, ""},
+		{"array", `[1,2]`, ""},
+		{"trailing data", `{"id":"a","kind":"template","template":{"name":"t","delete":true}} {}`, ""},
+		{"unknown field", `{"id":"a","kind":"batch_push","targetz":["u"]}`, "targetz"},
+		{"id wrong type", `{"id":5,"kind":"batch_push"}`, "id"},
+		{"missing id", `{"kind":"batch_push","push_message":{"t":1},"targets":["u"]}`, "id"},
+		{"bad id chars", `{"id":"a b","kind":"batch_push","push_message":{"t":1},"targets":["u"]}`, "id"},
+		{"id too long", `{"id":"` + strings.Repeat("a", 129) + `","kind":"batch_push","push_message":{"t":1},"targets":["u"]}`, "id"},
+		{"missing kind", `{"id":"a"}`, "kind"},
+		{"unknown kind", `{"id":"a","kind":"sms"}`, "kind"},
+		{"unknown app", `{"id":"a","app":"nope","kind":"batch_push","push_message":{"t":1},"targets":["u"]}`, "app"},
+		{"push kind on engagelab", `{"id":"a","app":"el","kind":"batch_push","push_message":{"t":1},"targets":["u"]}`, "kind"},
+		{"missing push_message", `{"id":"a","kind":"batch_push","targets":["u"]}`, "push_message"},
+		{"push_message not object", `{"id":"a","kind":"batch_push","push_message":"hi","targets":["u"]}`, "push_message"},
+		{"empty push_message", `{"id":"a","kind":"broadcast","push_message":{}}`, "push_message"},
+		{"no targets", `{"id":"a","kind":"batch_push","push_message":{"t":1}}`, "targets"},
+		{"targets and audience", `{"id":"a","kind":"batch_push","push_message":{"t":1},"targets":["u"],"audience":{"bucket":"b","object":"o"}}`, "targets"},
+		{"audience without object", `{"id":"a","kind":"batch_push","push_message":{"t":1},"audience":{"bucket":"b"}}`, "audience.object"},
+		{"bad target", `{"id":"a","kind":"batch_push","push_message":{"t":1},"targets":["ok","has space"]}`, "targets[1]"},
+		{"targets not strings", `{"id":"a","kind":"batch_push","push_message":{"t":1},"targets":[1]}`, "targets"},
+		{"too many inline targets", `{"id":"a","kind":"batch_push","push_message":{"t":1},"targets":` + string(manyJS) + `}`, "targets"},
+		{"single_push over 1000", `{"id":"a","kind":"single_push","push_message":{"t":1},"targets":` + string(manyJS[:0]) + `null}`, "targets"},
+		{"broadcast with targets", `{"id":"a","kind":"broadcast","push_message":{"t":1},"targets":["u"]}`, "targets"},
+		{"bad label", `{"id":"a","kind":"label_push","label":"bad label!","push_message":{"t":1}}`, "label"},
+		{"label too long", `{"id":"a","kind":"label_push","label":"` + strings.Repeat("l", 65) + `","push_message":{"t":1}}`, "label"},
+		{"engagelab tag rule", `{"id":"a","app":"el","kind":"label_members","label":"a-b","action":"add","targets":["r"]}`, "label"},
+		{"missing label", `{"id":"a","kind":"label_push","push_message":{"t":1}}`, "label"},
+		{"description too long", `{"id":"a","kind":"label_members","label":"l","action":"add","targets":["u"],"label_description":"` + strings.Repeat("d", 256) + `"}`, "label_description"},
+		{"bad action", `{"id":"a","kind":"label_members","label":"l","action":"move","targets":["u"]}`, "action"},
+		{"bad start_date", `{"id":"a","kind":"broadcast","push_message":{"t":1},"start_date":"tomorrow"}`, "start_date"},
+		{"start_date no zone RFC", `{"id":"a","kind":"broadcast","push_message":{"t":1},"start_date":"2026-12-01T09:00:00"}`, "start_date"},
+		{"strategy out of range", `{"id":"a","kind":"batch_push","push_message":{"t":1},"targets":["u"],"strategy":7}`, "strategy"},
+		{"strategy negative", `{"id":"a","kind":"batch_push","push_message":{"t":1},"targets":["u"],"strategy":-1}`, "strategy"},
+		{"strategy not a number", `{"id":"a","kind":"batch_push","push_message":{"t":1},"targets":["u"],"strategy":"2"}`, "strategy"},
+		{"bad priority", `{"id":"a","kind":"batch_push","push_message":{"t":1},"targets":["u"],"priority":"urgent"}`, "priority"},
+		{"negative rate_limit", `{"id":"a","kind":"batch_push","push_message":{"t":1},"targets":["u"],"rate_limit":-1}`, "rate_limit"},
+		{"expires in the past", `{"id":"a","kind":"batch_push","push_message":{"t":1},"targets":["u"],"expires_at":"2020-01-01T00:00:00Z"}`, "expires_at"},
+		{"expires not a time", `{"id":"a","kind":"batch_push","push_message":{"t":1},"targets":["u"],"expires_at":"soon"}`, "expires_at"},
+		{"expires before start", `{"id":"a","kind":"broadcast","push_message":{"t":1},"start_date":"2026-12-01T09:00:00Z","expires_at":"2026-11-30T00:00:00Z"}`, "expires_at"},
+		{"settings missing", `{"id":"a","kind":"user_settings","targets":["u"]}`, "settings"},
+		{"settings empty", `{"id":"a","kind":"user_settings","targets":["u"],"settings":{}}`, "settings"},
+		{"settings bad interval", `{"id":"a","kind":"user_settings","targets":["u"],"settings":{"ignoreInterval":"25:00-01:00"}}`, "settings.ignoreInterval"},
+		{"settings bad duration", `{"id":"a","kind":"user_settings","targets":["u"],"settings":{"ignoreDuration":604800001}}`, "settings.ignoreDuration"},
+		{"settings bad type", `{"id":"a","kind":"user_settings","targets":["u"],"settings":{"type":"SOME"}}`, "settings.type"},
+		{"settings bad style", `{"id":"a","kind":"user_settings","targets":["u"],"settings":{"notification_display_style":3}}`, "settings.notification_display_style"},
+		{"settings long nickname", `{"id":"a","kind":"user_settings","targets":["u"],"settings":{"nickname":"` + strings.Repeat("n", 101) + `"}}`, "settings.nickname"},
+		{"template missing", `{"id":"a","kind":"template"}`, "template"},
+		{"template no patterns", `{"id":"a","kind":"template","template":{"name":"t"}}`, "template.title_pattern"},
+		{"template no name", `{"id":"a","kind":"template","template":{"delete":true}}`, "template.name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			errs := check(t, tt.js)
+			if !has(errs, tt.field) {
+				t.Errorf("errors %v (fields %v) do not name %q", errs, fields(errs), tt.field)
+			}
+			for _, e := range errs {
+				if e.Message == "" {
+					t.Errorf("empty message for %q", e.Field)
+				}
+			}
+		})
+	}
+}
+
+func TestSinglePushLimit(t *testing.T) {
+	t.Parallel()
+	ids := make([]string, MaxSinglePushTargets+1)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("u%d", i)
+	}
+	c := Campaign{ID: "a", Kind: KindSinglePush, PushMessage: json.RawMessage(`{"t":1}`), Targets: ids}
+	c.Normalize()
+	if errs := c.Validate(testEnv()); !has(errs, "targets") {
+		t.Fatalf("1001 single_push targets accepted: %v", errs)
+	}
+}
+
+func TestEveryProblemIsListed(t *testing.T) {
+	t.Parallel()
+	errs := check(t, `{"id":"bad id","app":"nope","kind":"batch_push","strategy":9,"priority":"x","targets":[""]}`)
+	for _, f := range []string{"id", "app", "strategy", "priority", "push_message", "targets[0]"} {
+		if !has(errs, f) {
+			t.Errorf("missing %q in %v", f, fields(errs))
+		}
+	}
+}
+
+func TestPeekID(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in      string
+		given   string
+		hasGiv  bool
+		invalid bool
+	}{
+		{`{"id":"ok-1"}`, "ok-1", true, false},
+		{`{"id":"no good"}`, "no good", true, true},
+		{`{"id":7}`, "", false, true},
+		{`{"kind":"x"}`, "", false, true},
+		{`not json`, "", false, true},
+		{`"string"`, "", false, true},
+	}
+	for _, tt := range tests {
+		g, errs := PeekID([]byte(tt.in))
+		if (g != nil) != tt.hasGiv || (g != nil && *g != tt.given) || (len(errs) > 0) != tt.invalid {
+			t.Errorf("PeekID(%s) = %v %v", tt.in, g, errs)
+		}
+	}
+}
+
+func TestStartTime(t *testing.T) {
+	t.Parallel()
+	sh, _ := time.LoadLocation("Asia/Shanghai")
+	tests := []struct {
+		in      string
+		want    time.Time
+		delayed bool
+	}{
+		{"", now, false},
+		{"2026-12-01 09:00:00", time.Date(2026, 12, 1, 1, 0, 0, 0, time.UTC), true},
+		{"2026-12-01T09:00:00+08:00", time.Date(2026, 12, 1, 1, 0, 0, 0, time.UTC), true},
+		{"2020-01-01 00:00:00", now, false},
+	}
+	for _, tt := range tests {
+		c := Campaign{StartDate: tt.in}
+		got, delayed, err := c.StartTime(sh, now)
+		if err != nil || !got.Equal(tt.want) || delayed != tt.delayed {
+			t.Errorf("%q: %s %v %v", tt.in, got, delayed, err)
+		}
+	}
+}
+
+func TestDedup(t *testing.T) {
+	t.Parallel()
+	got := Dedup([]string{"b", "a", "b", "c", "a"})
+	if strings.Join(got, ",") != "b,a,c" {
+		t.Fatalf("%v", got)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(`{"id":"a","kind":"batch_push","push_message":{"title":"x"},"targets":["u1","u2"]}`))
+	f.Add([]byte(`{"id":"b","kind":"user_settings","targets":["u"],"settings":{"ignoreDuration":5}}`))
+	f.Add([]byte(`{"id":"c","kind":"label_push","label":"l","start_date":"2026-12-01 09:00:00","push_message":{"a":1},"expires_at":"2027-01-01T00:00:00Z"}`))
+	f.Add([]byte(`{"id":1}`))
+	f.Add([]byte(`[]`))
+	env := testEnv()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		PeekID(data)
+		c, errs := Decode(data)
+		if len(errs) > 0 {
+			if c != nil {
+				t.Fatal("campaign returned with decode errors")
+			}
+			return
+		}
+		c.Normalize()
+		if verrs := c.Validate(env); len(verrs) > 0 {
+			return
+		}
+		again, err := json.Marshal(c)
+		if err != nil {
+			t.Fatalf("re-encode: %v", err)
+		}
+		c2, errs := Decode(again)
+		if len(errs) > 0 {
+			t.Fatalf("re-decode of a valid campaign: %v\n%s", errs, again)
+		}
+		c2.Normalize()
+		if verrs := c2.Validate(env); len(verrs) > 0 {
+			t.Fatalf("re-decoded campaign invalid: %v", verrs)
+		}
+	})
+}
+
+func ExampleCampaign_Validate() {
+	c, _ := Decode([]byte(`{"id":"spring sale","kind":"batch_push","targets":["u1"],"strategy":9}`))
+	c.Normalize()
+	for _, e := range c.Validate(Env{Now: time.Now(), Apps: map[string]AppInfo{"default": {Provider: "easemob"}}}) {
+		fmt.Printf("%s: %s\n", e.Field, e.Message)
+	}
+	// Output:
+	// id: must match [A-Za-z0-9_-]{1,128}
+	// strategy: must be 0..4, got 9
+	// push_message: is required for batch_push
+}

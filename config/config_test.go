@@ -1,0 +1,143 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/campaignd/campaignd/provider"
+)
+
+const base = `
+apps:
+  default:
+    provider: easemob
+    base_url: http://127.0.0.1:9900
+    org: o
+    app: a
+    client_id: id
+    client_secret: ${SECRET}
+`
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func load(t *testing.T, yml string, vars map[string]string) (*Config, error) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(p, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return Load(p, env(vars))
+}
+
+func TestSampleConfigsLoad(t *testing.T) {
+	t.Parallel()
+	vars := map[string]string{"CAMPAIGND_UI_PASSWORD": "pw", "EASEMOB_CLIENT_SECRET": "s", "ENGAGELAB_APP_SECRET": "s2",
+		"PUSHSIM_URL": "http://127.0.0.1:9900", "CAMPAIGND_REDIS_URL": "redis://127.0.0.1:1/0",
+		"CAMPAIGND_NATS_URL": "nats://127.0.0.1:2", "CAMPAIGND_HTTP_ADDR": "127.0.0.1:3"}
+	for _, f := range []string{"campaignd.yaml", "demo.yaml", "docker.yaml"} {
+		cfg, err := Load(filepath.Join("..", "configs", f), env(vars))
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if cfg.Apps["default"].Location == nil {
+			t.Errorf("%s: zone not loaded", f)
+		}
+	}
+}
+
+func TestDefaultsExpansionAndOverrides(t *testing.T) {
+	t.Parallel()
+	cfg, err := load(t, base, map[string]string{"SECRET": "shh", "CAMPAIGND_HTTP_ADDR": "127.0.0.1:9999"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Apps["default"]
+	if a.ClientSecret != "shh" || cfg.HTTP.Addr != "127.0.0.1:9999" || cfg.Worker.Concurrency != 50 || cfg.Redis.URL == "" {
+		t.Fatalf("%+v", cfg)
+	}
+	if a.Limit(provider.GroupPushSingle) != 10 || a.Limit(provider.GroupPushSync) != 1 || a.Limit(provider.GroupToken) != 0 {
+		t.Errorf("default limits: %+v", a.Limits)
+	}
+	if a.TaskWindow.MaxCreated != 3 || a.TaskWindow.Window.D() != 5*time.Minute {
+		t.Errorf("task window defaults: %+v", a.TaskWindow)
+	}
+}
+
+func TestErrorsNameTheKey(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, yml, key string
+	}{
+		{"unknown provider", strings.Replace(base, "easemob", "foo", 1), "apps.default.provider"},
+		{"missing secret", base, "apps.default.client_id"},
+		{"bad zone", base + "    timezone: Mars/Base\n", "apps.default.timezone"},
+		{"negative limit", base + "    limits: {push_single: -1}\n", "apps.default.limits.push_single"},
+		{"bad base_url", strings.Replace(base, "http://127.0.0.1:9900", "ftp://x", 1), "apps.default.base_url"},
+		{"unknown key", base + "    limitz: {}\n", "limitz"},
+		{"bad duration", base + "    task_window: {window: soon}\n", "duration"},
+		{"bad cron", base + "schedules:\n  - {name: w, cron: \"61 * * * *\", campaign: {kind: broadcast, push_message: {t: 1}}}\n", "schedules[0].cron"},
+		{"bad schedule name", base + "schedules:\n  - {name: \"a b\", cron: \"@daily\", campaign: {kind: broadcast, push_message: {t: 1}}}\n", "schedules[0].name"},
+		{"bad schedule zone", base + "schedules:\n  - {name: w, cron: \"@daily\", timezone: X/Y, campaign: {kind: broadcast, push_message: {t: 1}}}\n", "schedules[0].timezone"},
+		{"bad schedule campaign", base + "schedules:\n  - {name: w, cron: \"@daily\", campaign: {kind: label_push, push_message: {t: 1}}}\n", "schedules[0].campaign.label"},
+		{"concurrency", base + "worker: {concurrency: 0}\n", "worker.concurrency"},
+		{"redis url", base + "redis: {url: \"localhost:6379\"}\n", "redis.url"},
+		{"http addr", base + "http: {addr: nonsense}\n", "http.addr"},
+		{"auth without password", base + "http: {addr: \"127.0.0.1:1\", basic_auth: {user: admin, password: \"${NOPE}\"}}\n", "http.basic_auth.password"},
+		{"engagelab without secret", "apps:\n  x: {provider: engagelab, base_url: \"http://h\", app_key: k}\n", "apps.x.app_secret"},
+		{"no apps", "worker: {concurrency: 5}\n", "apps"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vars := map[string]string{}
+			if tt.name != "missing secret" {
+				vars["SECRET"] = "s"
+			}
+			_, err := load(t, tt.yml, vars)
+			if err == nil || !strings.Contains(err.Error(), tt.key) {
+				t.Fatalf("error %v does not name %q", err, tt.key)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error spans lines: %q", err)
+			}
+		})
+	}
+}
+
+func TestSanitizedHidesSecrets(t *testing.T) {
+	t.Parallel()
+	yml := `
+redis: {url: "redis://:redispw@127.0.0.1:6379/0"}
+nats: {url: "nats://u:natspw@127.0.0.1:4222"}
+http: {addr: "127.0.0.1:1", basic_auth: {user: admin, password: uipw}}
+apps:
+  default: {provider: easemob, base_url: "http://h", org: o, app: a, client_id: id, client_secret: clientpw, app_token: tokenpw}
+  el: {provider: engagelab, base_url: "http://h", app_key: k, app_secret: elpw}
+`
+	cfg, err := load(t, yml, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Sanitized()
+	js, _ := json.Marshal(s)
+	ym, _ := yaml.Marshal(s)
+	for _, out := range []string{fmt.Sprintf("%+v", s), string(js), string(ym)} {
+		for _, secret := range []string{"redispw", "natspw", "uipw", "clientpw", "tokenpw", "elpw"} {
+			if strings.Contains(out, secret) {
+				t.Errorf("%s leaked in %s", secret, out)
+			}
+		}
+	}
+	if cfg.Apps["default"].ClientSecret != "clientpw" {
+		t.Error("Sanitized changed the original")
+	}
+}

@@ -1,0 +1,373 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/provider"
+	"github.com/campaignd/campaignd/scheduler"
+)
+
+// Environment variables that override the file.
+const (
+	EnvRedisURL = "CAMPAIGND_REDIS_URL"
+	EnvNATSURL  = "CAMPAIGND_NATS_URL"
+	EnvHTTPAddr = "CAMPAIGND_HTTP_ADDR"
+)
+
+// Default returns the configuration before any file is read.
+func Default() Config {
+	return Config{
+		Redis:  Redis{URL: "redis://127.0.0.1:6379/0"},
+		NATS:   NATS{URL: "nats://127.0.0.1:4222"},
+		HTTP:   HTTP{Addr: "127.0.0.1:8080"},
+		Worker: Worker{Concurrency: 50},
+	}
+}
+
+// UnmarshalYAML reads "5m", "10s".
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("want a duration such as 5m or 10s")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("want a duration such as 5m or 10s, got %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as text.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// MarshalJSON writes the duration as text (for logs).
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+var varRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expand replaces ${VAR} with getenv(VAR); other $ signs stay as they are.
+func expand(data []byte, getenv func(string) string) []byte {
+	return varRef.ReplaceAllFunc(data, func(m []byte) []byte {
+		return []byte(getenv(string(m[2 : len(m)-1])))
+	})
+}
+
+// Load reads defaults, then the file (with ${VAR} expanded by getenv; keys
+// unknown to campaignd are errors), then the CAMPAIGND_* overrides, and
+// validates the result.
+func Load(path string, getenv func(string) string) (*Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	cfg := Default()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		if err := Parse(&cfg, expand(data, getenv)); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if v := getenv(EnvRedisURL); v != "" {
+		cfg.Redis.URL = v
+	}
+	if v := getenv(EnvNATSURL); v != "" {
+		cfg.NATS.URL = v
+	}
+	if v := getenv(EnvHTTPAddr); v != "" {
+		cfg.HTTP.Addr = v
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// Parse decodes YAML over cfg, rejecting unknown keys.
+func Parse(cfg *Config, data []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		msg = strings.ReplaceAll(strings.TrimPrefix(msg, "unmarshal errors:\n"), "\n", ";")
+		msg = strings.Join(strings.Fields(msg), " ")
+		return fmt.Errorf("%s", msg)
+	}
+	return nil
+}
+
+var scheduleName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// Validate checks the whole config once. The error is one line naming every
+// wrong key, e.g. `config: apps.default.provider: unknown provider "x"`.
+func (c *Config) Validate() error {
+	var errs []string
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, key+": "+fmt.Sprintf(format, args...))
+	}
+	if u, err := url.Parse(c.Redis.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+		bad("redis.url", "want redis://host:port/db or rediss://…")
+	}
+	if u, err := url.Parse(c.NATS.URL); err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls" && u.Scheme != "ws" && u.Scheme != "wss") {
+		bad("nats.url", "want nats://host:port")
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
+		bad("http.addr", "want host:port, got %q", c.HTTP.Addr)
+	}
+	if c.HTTP.BasicAuth.User != "" && c.HTTP.BasicAuth.Password == "" {
+		bad("http.basic_auth.password", "is empty while basic_auth.user is set (is the variable it names set?)")
+	}
+	if c.HTTP.BasicAuth.User == "" && c.HTTP.BasicAuth.Password != "" {
+		bad("http.basic_auth.user", "is empty while a password is set")
+	}
+	if c.Worker.Concurrency < 1 || c.Worker.Concurrency > 10000 {
+		bad("worker.concurrency", "must be 1..10000, got %d", c.Worker.Concurrency)
+	}
+	if len(c.Apps) == 0 {
+		bad("apps", "at least one app is required")
+	}
+	for name, a := range c.Apps {
+		key := "apps." + name
+		a.validate(key, bad)
+		c.Apps[name] = a
+	}
+	names := map[string]bool{}
+	for i := range c.Schedules {
+		s := &c.Schedules[i]
+		key := fmt.Sprintf("schedules[%d]", i)
+		if !scheduleName.MatchString(s.Name) {
+			bad(key+".name", "must match [A-Za-z0-9_-]{1,64}, got %q", s.Name)
+		} else if names[s.Name] {
+			bad(key+".name", "%q is used twice", s.Name)
+		}
+		names[s.Name] = true
+		loc := time.UTC
+		if s.Timezone != "" {
+			l, err := time.LoadLocation(s.Timezone)
+			if err != nil {
+				bad(key+".timezone", "unknown zone %q", s.Timezone)
+			} else {
+				loc = l
+			}
+		}
+		if _, err := scheduler.Parse(s.Cron, loc); err != nil {
+			bad(key+".cron", "%v", err)
+		}
+		if s.CampaignRaw == nil {
+			bad(key+".campaign", "is required")
+			continue
+		}
+		raw, err := json.Marshal(s.CampaignRaw)
+		if err != nil {
+			bad(key+".campaign", "%v", err)
+			continue
+		}
+		var probe map[string]any
+		_ = json.Unmarshal(raw, &probe)
+		if _, has := probe["id"]; has {
+			bad(key+".campaign.id", "is set per tick; leave it out")
+		}
+		probe["id"] = "cron-" + s.Name + "-20000101000000"
+		raw, _ = json.Marshal(probe)
+		camp, ferrs := campaigns.Decode(raw)
+		if len(ferrs) == 0 {
+			camp.Normalize()
+			ferrs = camp.Validate(campaigns.Env{Apps: c.AppInfos(), Now: time.Now()})
+		}
+		for _, fe := range ferrs {
+			bad(key+".campaign."+fe.Field, "%s", fe.Message)
+		}
+		if camp != nil {
+			s.Campaign = *camp
+			s.Campaign.ID = ""
+		}
+	}
+	if len(errs) > 0 {
+		sort.Strings(errs)
+		return fmt.Errorf("config: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func (a *App) validate(key string, bad func(key, format string, args ...any)) {
+	switch a.Provider {
+	case ProviderEasemob:
+		if a.Org == "" {
+			bad(key+".org", "is required for easemob")
+		}
+		if a.App == "" {
+			bad(key+".app", "is required for easemob")
+		}
+		if a.AppToken == "" && (a.ClientID == "" || a.ClientSecret == "") {
+			bad(key+".client_id", "easemob needs client_id and client_secret, or app_token (is the variable they name set?)")
+		}
+	case ProviderEngageLab:
+		if a.AppKey == "" {
+			bad(key+".app_key", "is required for engagelab")
+		}
+		if a.AppSecret == "" {
+			bad(key+".app_secret", "is required for engagelab")
+		}
+	default:
+		bad(key+".provider", "unknown provider %q (want easemob or engagelab)", a.Provider)
+	}
+	if u, err := url.Parse(a.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad(key+".base_url", "want an absolute http(s) URL, got %q", a.BaseURL)
+	}
+	if a.Timezone == "" {
+		a.Timezone = "UTC"
+	}
+	loc, err := time.LoadLocation(a.Timezone)
+	if err != nil {
+		bad(key+".timezone", "unknown zone %q", a.Timezone)
+	} else {
+		a.Location = loc
+	}
+	for _, g := range provider.Groups {
+		p := a.Limits.ptr(g)
+		switch {
+		case *p == 0:
+			*p = provider.DefaultLimits[g]
+		case *p < 0 || math.IsNaN(*p) || math.IsInf(*p, 0):
+			bad(key+".limits."+string(g), "must be a positive number of calls per second, got %v", *p)
+		}
+	}
+	tw := &a.TaskWindow
+	if tw.MaxCreated == 0 {
+		tw.MaxCreated = 3
+	}
+	if tw.Window == 0 {
+		tw.Window = Duration(5 * time.Minute)
+	}
+	if tw.MaxRunning == 0 {
+		tw.MaxRunning = 3
+	}
+	if tw.TaskDuration == 0 {
+		tw.TaskDuration = Duration(5 * time.Minute)
+	}
+	if tw.MaxCreated < 0 {
+		bad(key+".task_window.max_created", "must be positive")
+	}
+	if tw.MaxRunning < 0 {
+		bad(key+".task_window.max_running", "must be positive")
+	}
+	if tw.Window < 0 {
+		bad(key+".task_window.window", "must be positive")
+	}
+	if tw.TaskDuration < 0 {
+		bad(key+".task_window.task_duration", "must be positive")
+	}
+}
+
+func (l *Limits) ptr(g provider.Group) *float64 {
+	switch g {
+	case provider.GroupPushSingle:
+		return &l.PushSingle
+	case provider.GroupPushSync:
+		return &l.PushSync
+	case provider.GroupPushAsync:
+		return &l.PushAsync
+	case provider.GroupPushLabel:
+		return &l.PushLabel
+	case provider.GroupPushTask:
+		return &l.PushTask
+	case provider.GroupLabel:
+		return &l.Label
+	case provider.GroupLabelUser:
+		return &l.LabelUser
+	case provider.GroupUser:
+		return &l.User
+	case provider.GroupNotification:
+		return &l.Notification
+	case provider.GroupTemplate:
+		return &l.Template
+	case provider.GroupTags:
+		return &l.Tags
+	}
+	var none float64
+	return &none
+}
+
+// Limit returns the calls per second allowed for group g (0 when the group
+// has no configured limit, e.g. token requests).
+func (a App) Limit(g provider.Group) float64 {
+	if g == provider.GroupToken {
+		return 0
+	}
+	v := *a.Limits.ptr(g)
+	if v == 0 {
+		return provider.DefaultLimits[g]
+	}
+	return v
+}
+
+// AppInfos describes the apps for campaign validation.
+func (c *Config) AppInfos() map[string]campaigns.AppInfo {
+	out := make(map[string]campaigns.AppInfo, len(c.Apps))
+	for name, a := range c.Apps {
+		loc := a.Location
+		if loc == nil {
+			loc = time.UTC
+		}
+		out[name] = campaigns.AppInfo{Provider: a.Provider, Location: loc}
+	}
+	return out
+}
+
+const masked = "***"
+
+func mask(s string) string {
+	if s == "" {
+		return ""
+	}
+	return masked
+}
+
+// RedactURL hides the password of a URL's user info.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return masked
+	}
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), masked)
+		}
+	}
+	return u.String()
+}
+
+// Sanitized returns a copy safe to log: every secret is replaced by "***".
+func (c Config) Sanitized() Config {
+	out := c
+	out.Redis.URL = RedactURL(c.Redis.URL)
+	out.NATS.URL = RedactURL(c.NATS.URL)
+	out.HTTP.BasicAuth.Password = mask(c.HTTP.BasicAuth.Password)
+	out.Apps = make(map[string]App, len(c.Apps))
+	for k, a := range c.Apps {
+		a.ClientSecret = mask(a.ClientSecret)
+		a.AppToken = mask(a.AppToken)
+		a.AppSecret = mask(a.AppSecret)
+		a.Location = nil
+		out.Apps[k] = a
+	}
+	out.Schedules = append([]Schedule(nil), c.Schedules...)
+	return out
+}
