@@ -1,0 +1,226 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/campaignd/campaignd/internal/clock"
+	"github.com/campaignd/campaignd/internal/testenv"
+	"github.com/campaignd/campaignd/provider"
+)
+
+func setup(t *testing.T) (*Limiter, *clock.Fake, *testenv.Redis) {
+	t.Helper()
+	r := testenv.StartRedis(t)
+	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	return New(r.Client(t), Options{Now: clk.Now, Margin: 0.01}), clk, r
+}
+
+func TestReservationsAreSpaced(t *testing.T) {
+	t.Parallel()
+	l, clk, _ := setup(t)
+	ctx := context.Background()
+	spacing := l.Spacing(10) // 101 ms
+	if spacing != 101*time.Millisecond {
+		t.Fatalf("spacing %s", spacing)
+	}
+	steps := []struct {
+		advance time.Duration
+		want    time.Duration
+	}{
+		{0, 0},
+		{0, 101 * time.Millisecond},
+		{0, 202 * time.Millisecond},
+		{50 * time.Millisecond, 253 * time.Millisecond},
+		{time.Second, 0}, // idle: no burst is saved up
+		{0, 101 * time.Millisecond},
+	}
+	for i, st := range steps {
+		clk.Advance(st.advance)
+		r, err := l.Reserve(ctx, time.Minute, Rate{Key: "k", PerSecond: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Wait != st.want {
+			t.Errorf("step %d: wait %s, want %s", i, r.Wait, st.want)
+		}
+	}
+}
+
+func TestMaxWaitRefusesWithoutBooking(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		if _, err := l.Reserve(ctx, time.Minute, Rate{Key: "k", PerSecond: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Next slot is 2.02 s ahead.
+	_, err := l.Reserve(ctx, time.Second, Rate{Key: "k", PerSecond: 1})
+	var rl *RateLimited
+	if !errors.As(err, &rl) || rl.RetryIn != 3030*time.Millisecond {
+		t.Fatalf("want RateLimited in 3.03s, got %v", err)
+	}
+	// The refusal booked nothing: the next grant is still 3.03 s ahead.
+	r, err := l.Reserve(ctx, time.Minute, Rate{Key: "k", PerSecond: 1})
+	if err != nil || r.Wait != 3030*time.Millisecond {
+		t.Fatalf("after refusal: %v %v", r, err)
+	}
+}
+
+func TestSeveralRatesAreHonouredTogether(t *testing.T) {
+	t.Parallel()
+	l, clk, _ := setup(t)
+	ctx := context.Background()
+	app := Rate{Key: "app", PerSecond: 100}
+	camp := Rate{Key: "campaign", PerSecond: 2}
+	var waits []time.Duration
+	for i := 0; i < 3; i++ {
+		r, err := l.Reserve(ctx, time.Minute, app, camp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waits = append(waits, r.Wait)
+	}
+	if waits[1] != 505*time.Millisecond || waits[2] != 1010*time.Millisecond {
+		t.Fatalf("the campaign's 2/s must space its calls: %v", waits)
+	}
+	// Another campaign on the same app is not held back by the first one's
+	// own limit, only by the app's spacing after the last booking.
+	r, err := l.Reserve(ctx, time.Minute, app, Rate{Key: "other", PerSecond: 50})
+	if err != nil || r.Wait != 1010*time.Millisecond+10100*time.Microsecond {
+		t.Fatalf("other campaign: %v %v", r, err)
+	}
+	clk.Advance(5 * time.Second)
+	if r, _ := l.Reserve(ctx, time.Minute, app, camp); r.Wait != 0 {
+		t.Fatalf("after idle: %v", r)
+	}
+}
+
+func TestBackoffHoldsEveryone(t *testing.T) {
+	t.Parallel()
+	l, clk, _ := setup(t)
+	ctx := context.Background()
+	if err := l.Backoff(ctx, "k", 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	r, err := l.Reserve(ctx, time.Minute, Rate{Key: "k", PerSecond: 100})
+	if err != nil || r.Wait != 2*time.Second {
+		t.Fatalf("after backoff: %v %v", r, err)
+	}
+	clk.Advance(3 * time.Second)
+	// A shorter backoff never shortens a wait already set.
+	_ = l.Backoff(ctx, "k", time.Millisecond)
+	if r, _ := l.Reserve(ctx, time.Minute, Rate{Key: "k", PerSecond: 100}); r.Wait != time.Millisecond {
+		t.Fatalf("wait %s", r.Wait)
+	}
+}
+
+func TestKeysExpire(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	rdb := r.Client(t)
+	l := New(rdb, Options{})
+	if _, err := l.Reserve(context.Background(), time.Minute, Rate{Key: "k", PerSecond: 10}); err != nil {
+		t.Fatal(err)
+	}
+	ttl, err := rdb.PTTL(context.Background(), "campaignd:rl:k").Result()
+	if err != nil || ttl <= 0 || ttl > 3*time.Second {
+		t.Fatalf("ttl %s %v", ttl, err)
+	}
+}
+
+func TestFailsClosed(t *testing.T) {
+	t.Parallel()
+	l, _, r := setup(t)
+	r.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := l.Wait(ctx, Rate{Key: "k", PerSecond: 10}); err == nil {
+		t.Fatal("granted with Redis down")
+	}
+	g := l.Gate(func(string, provider.Group) (float64, bool) { return 10, true })
+	if err := g.Acquire(ctx, "app", provider.GroupPushSingle); err == nil {
+		t.Fatal("gate open with Redis down")
+	}
+}
+
+func TestGateUsesGroupAndExtraRates(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	rates := func(app string, g provider.Group) (float64, bool) {
+		if g == provider.GroupToken {
+			return 0, false
+		}
+		return 1000, true
+	}
+	g := l.Gate(rates)
+	ctx := WithExtraRate(context.Background(), Rate{Key: "campaign:c1", PerSecond: 1000})
+	for i := 0; i < 3; i++ {
+		if err := g.Acquire(ctx, "default", provider.GroupPushSingle); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := g.Acquire(ctx, "default", provider.GroupToken); err != nil {
+		t.Fatal(err)
+	}
+	n, err := l.rdb.Exists(context.Background(), "campaignd:rl:app:default:push_single", "campaignd:rl:campaign:c1").Result()
+	if err != nil || n != 2 {
+		t.Fatalf("keys booked: %d %v", n, err)
+	}
+}
+
+// TestConcurrentGrantsNeverExceedR checks on real time that many goroutines
+// (two limiter instances, as two processes) waiting for slots never send more
+// than R in any sliding second of their local grant times.
+func TestConcurrentGrantsNeverExceedR(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	const R = 50
+	limiters := []*Limiter{New(r.Client(t), Options{}), New(r.Client(t), Options{})}
+	var mu sync.Mutex
+	var times []time.Time
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for w := 0; w < 40; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := limiters[w%2]
+			for ctx.Err() == nil {
+				if _, err := l.Wait(ctx, Rate{Key: "k", PerSecond: R}); err != nil {
+					return
+				}
+				mu.Lock()
+				times = append(times, time.Now())
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	if worst := maxInWindow(times, time.Second); worst > R {
+		t.Fatalf("%d grants in one second, limit %d", worst, R)
+	}
+	if len(times) < R { // sanity: it did grant
+		t.Fatalf("only %d grants in 2 s", len(times))
+	}
+}
+
+// maxInWindow is the most events in any half-open window (t-w, t].
+func maxInWindow(times []time.Time, w time.Duration) int {
+	best, lo := 0, 0
+	for hi := range times {
+		for !times[lo].After(times[hi].Add(-w)) {
+			lo++
+		}
+		best = max(best, hi-lo+1)
+	}
+	return best
+}
