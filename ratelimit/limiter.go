@@ -262,4 +262,6 @@ func (g *Gate) Acquire(ctx context.Context, app string, group provider.Group) er
 }
 
 // String describes a rate for logs.
-func (r Rate) String() string { return r.Key + "@" + strconv.FormatFloat(r.PerSecond, 'g', -1, 64) + "/s" }
+func (r Rate) String() string {
+	return r.Key + "@" + strconv.FormatFloat(r.PerSecond, 'g', -1, 64) + "/s"
+}
