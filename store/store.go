@@ -1,0 +1,389 @@
+// Package store keeps campaigns in Redis: the campaign as submitted, its
+// status counters, its planned batches of targets, which batches are done,
+// and the targets the provider refused. Every change that must not happen
+// twice (create, recording a batch, a state change) is one Lua script, so
+// any number of campaignd processes can share it.
+//
+// Keys, for campaign ID (prefix "campaignd:"):
+//
+//	c:{ID}           hash: campaign JSON, kind, app, state, times, counters
+//	c:{ID}:batches   hash: batch number → targets, newline-joined
+//	c:{ID}:done      bitmap: bit n set once batch n is recorded
+//	c:{ID}:failures  list: JSON {target, reason}
+//	states           hash: state → number of campaigns in it (for metrics)
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/internal/clock"
+)
+
+// ErrNotFound is returned for an unknown campaign id.
+var ErrNotFound = errors.New("campaign not found")
+
+// Options tune a Store.
+type Options struct {
+	Prefix      string        // default "campaignd:"
+	BatchTTL    time.Duration // keep a finished campaign's batches this long (default 1h)
+	FinishedTTL time.Duration // keep a finished campaign's status and failures (default 7 days)
+	Clock       clock.Clock
+}
+
+// Store is safe for concurrent use.
+type Store struct {
+	rdb  redis.UniversalClient
+	opts Options
+}
+
+// New returns a store on rdb.
+func New(rdb redis.UniversalClient, opts Options) *Store {
+	if opts.Prefix == "" {
+		opts.Prefix = "campaignd:"
+	}
+	if opts.BatchTTL <= 0 {
+		opts.BatchTTL = time.Hour
+	}
+	if opts.FinishedTTL <= 0 {
+		opts.FinishedTTL = 7 * 24 * time.Hour
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	return &Store{rdb: rdb, opts: opts}
+}
+
+func (s *Store) key(id string) string      { return s.opts.Prefix + "c:" + id }
+func (s *Store) batches(id string) string  { return s.key(id) + ":batches" }
+func (s *Store) done(id string) string     { return s.key(id) + ":done" }
+func (s *Store) failures(id string) string { return s.key(id) + ":failures" }
+func (s *Store) states() string            { return s.opts.Prefix + "states" }
+
+func (s *Store) now() string { return s.opts.Clock.Now().UTC().Format(time.RFC3339Nano) }
+
+// create: KEYS[1] hash, KEYS[2] states; ARGV: state, then field/value pairs.
+var createScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+return 1
+`)
+
+// Create stores a new campaign in state accepted. An existing id is left
+// as it is: created is false and st is its current status.
+func (s *Store) Create(ctx context.Context, c *campaigns.Campaign, startAt time.Time) (bool, campaigns.Status, error) {
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return false, campaigns.Status{}, fmt.Errorf("store: encode campaign %s: %w", c.ID, err)
+	}
+	now := s.now()
+	args := []any{string(campaigns.StateAccepted),
+		"campaign", raw, "kind", string(c.Kind), "app", c.App, "state", string(campaigns.StateAccepted),
+		"at", now, "created_at", now, "start_at", startAt.UTC().Format(time.RFC3339Nano),
+		"targets_total", len(c.Targets), "batches_total", 0, "batches_done", 0,
+		"sent", 0, "failed", 0, "dropped", 0, "planned", 0}
+	n, err := createScript.Run(ctx, s.rdb, []string{s.key(c.ID), s.states()}, args...).Int()
+	if err != nil {
+		return false, campaigns.Status{}, fmt.Errorf("store: create %s: %w", c.ID, err)
+	}
+	st, _, err := s.Lookup(ctx, c.ID)
+	if err != nil {
+		return false, campaigns.Status{}, err
+	}
+	return n == 1, st, nil
+}
+
+// Campaign returns the campaign as submitted.
+func (s *Store) Campaign(ctx context.Context, id string) (*campaigns.Campaign, error) {
+	raw, err := s.rdb.HGet(ctx, s.key(id), "campaign").Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("store: campaign %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: campaign %s: %w", id, err)
+	}
+	var c campaigns.Campaign
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, fmt.Errorf("store: decode campaign %s: %w", id, err)
+	}
+	return &c, nil
+}
+
+// Planned reports whether the campaign's batches are written.
+func (s *Store) Planned(ctx context.Context, id string) (bool, error) {
+	v, err := s.rdb.HGet(ctx, s.key(id), "planned").Result()
+	if errors.Is(err, redis.Nil) {
+		return false, fmt.Errorf("store: %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: planned %s: %w", id, err)
+	}
+	return v == "1", nil
+}
+
+var statusFields = []string{"kind", "state", "at", "start_at", "targets_total", "batches_total", "batches_done", "sent", "failed", "dropped", "task_ids", "errors"}
+
+// Lookup returns the status of a campaign; found is false for an unknown id.
+func (s *Store) Lookup(ctx context.Context, id string) (campaigns.Status, bool, error) {
+	vals, err := s.rdb.HMGet(ctx, s.key(id), statusFields...).Result()
+	if err != nil {
+		return campaigns.Status{}, false, fmt.Errorf("store: status %s: %w", id, err)
+	}
+	if vals[1] == nil {
+		return campaigns.Status{}, false, nil
+	}
+	str := func(i int) string {
+		v, _ := vals[i].(string)
+		return v
+	}
+	num := func(i int) int64 {
+		n, _ := strconv.ParseInt(str(i), 10, 64)
+		return n
+	}
+	st := campaigns.Status{
+		ID: id, Kind: campaigns.Kind(str(0)), Status: campaigns.State(str(1)),
+		TargetsTotal: num(4), BatchesTotal: num(5), BatchesDone: num(6),
+		Sent: num(7), Failed: num(8), Dropped: num(9), ProviderTaskIDs: []string{},
+	}
+	if t, err := time.Parse(time.RFC3339Nano, str(2)); err == nil {
+		st.At = t
+	}
+	if t, err := time.Parse(time.RFC3339Nano, str(3)); err == nil {
+		st.StartAt = &t
+	}
+	if v := str(10); v != "" {
+		_ = json.Unmarshal([]byte(v), &st.ProviderTaskIDs)
+	}
+	if v := str(11); v != "" {
+		_ = json.Unmarshal([]byte(v), &st.Errors)
+	}
+	return st, true, nil
+}
+
+// Status is Lookup with ErrNotFound for an unknown id.
+func (s *Store) Status(ctx context.Context, id string) (campaigns.Status, error) {
+	st, found, err := s.Lookup(ctx, id)
+	if err != nil {
+		return st, err
+	}
+	if !found {
+		return st, fmt.Errorf("store: %s: %w", id, ErrNotFound)
+	}
+	return st, nil
+}
+
+// transition: KEYS[1] hash, KEYS[2] states; ARGV[1] to, ARGV[2] now,
+// ARGV[3..] allowed from states (none = any non-final).
+var transitionScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], 'state')
+if not cur then return {-1, ''} end
+local ok = false
+if #ARGV > 2 then
+  for i = 3, #ARGV do if ARGV[i] == cur then ok = true end end
+else
+  ok = not (cur == 'completed' or cur == 'partially_failed' or cur == 'failed' or cur == 'rejected' or cur == 'cancelled' or cur == 'expired')
+end
+if not ok or cur == ARGV[1] then return {0, cur} end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'at', ARGV[2])
+redis.call('HINCRBY', KEYS[2], cur, -1)
+redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+return {1, cur}
+`)
+
+// Transition moves a campaign to state to if its current state is one of
+// allowedFrom (any non-final state when none is given). changed is false
+// when it was not allowed (or already there).
+func (s *Store) Transition(ctx context.Context, id string, to campaigns.State, allowedFrom ...campaigns.State) (campaigns.Status, bool, error) {
+	args := []any{string(to), s.now()}
+	for _, f := range allowedFrom {
+		args = append(args, string(f))
+	}
+	res, err := transitionScript.Run(ctx, s.rdb, []string{s.key(id), s.states()}, args...).Slice()
+	if err != nil {
+		return campaigns.Status{}, false, fmt.Errorf("store: transition %s to %s: %w", id, to, err)
+	}
+	code, _ := res[0].(int64)
+	if code == -1 {
+		return campaigns.Status{}, false, fmt.Errorf("store: transition %s: %w", id, ErrNotFound)
+	}
+	st, err := s.Status(ctx, id)
+	if err != nil {
+		return st, false, err
+	}
+	if code == 1 && to.Final() {
+		s.expireFinished(ctx, id)
+	}
+	return st, code == 1, nil
+}
+
+// PutBatches writes batches first, first+1, … of a campaign (pipelined).
+func (s *Store) PutBatches(ctx context.Context, id string, first int, batches [][]string) error {
+	if len(batches) == 0 {
+		return nil
+	}
+	fields := make([]any, 0, 2*len(batches))
+	for i, b := range batches {
+		fields = append(fields, strconv.Itoa(first+i), strings.Join(b, "\n"))
+	}
+	if err := s.rdb.HSet(ctx, s.batches(id), fields...).Err(); err != nil {
+		return fmt.Errorf("store: put batches %s from %d: %w", id, first, err)
+	}
+	return nil
+}
+
+// SetPlanned records that every batch is written.
+func (s *Store) SetPlanned(ctx context.Context, id string, targetsTotal, batchesTotal int64) error {
+	if err := s.rdb.HSet(ctx, s.key(id), "targets_total", targetsTotal, "batches_total", batchesTotal, "planned", 1).Err(); err != nil {
+		return fmt.Errorf("store: set planned %s: %w", id, err)
+	}
+	return nil
+}
+
+// Batch returns the targets of batch n.
+func (s *Store) Batch(ctx context.Context, id string, n int) ([]string, error) {
+	v, err := s.rdb.HGet(ctx, s.batches(id), strconv.Itoa(n)).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("store: batch %d of %s: %w", n, id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: batch %d of %s: %w", n, id, err)
+	}
+	if v == "" {
+		return nil, nil
+	}
+	return strings.Split(v, "\n"), nil
+}
+
+// BatchDone reports whether batch n is recorded.
+func (s *Store) BatchDone(ctx context.Context, id string, n int) (bool, error) {
+	b, err := s.rdb.GetBit(ctx, s.done(id), int64(n)).Result()
+	if err != nil {
+		return false, fmt.Errorf("store: batch %d of %s done: %w", n, id, err)
+	}
+	return b == 1, nil
+}
+
+// record: KEYS hash, done, failures, states; ARGV n, sent, failed, dropped,
+// now, failure JSON…
+var recordScript = redis.NewScript(`
+if redis.call('SETBIT', KEYS[2], tonumber(ARGV[1]), 1) == 1 then return {0, 0} end
+redis.call('HINCRBY', KEYS[1], 'sent', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'failed', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'dropped', ARGV[4])
+local done = redis.call('HINCRBY', KEYS[1], 'batches_done', 1)
+if #ARGV > 5 then redis.call('RPUSH', KEYS[3], unpack(ARGV, 6)) end
+local f = redis.call('HMGET', KEYS[1], 'planned', 'batches_total', 'state', 'sent', 'failed', 'dropped')
+local cur = f[3]
+local final = (cur == 'completed' or cur == 'partially_failed' or cur == 'failed' or cur == 'rejected' or cur == 'cancelled' or cur == 'expired')
+if f[1] ~= '1' or done < tonumber(f[2]) or final then return {1, 0} end
+local sent, failed, dropped = tonumber(f[4]), tonumber(f[5]), tonumber(f[6])
+local to
+if failed == 0 and dropped == 0 then to = 'completed'
+elseif sent == 0 and failed == 0 then to = 'expired'
+elseif sent == 0 then to = 'failed'
+else to = 'partially_failed' end
+redis.call('HSET', KEYS[1], 'state', to, 'at', ARGV[5])
+redis.call('HINCRBY', KEYS[4], cur, -1)
+redis.call('HINCRBY', KEYS[4], to, 1)
+return {1, 1}
+`)
+
+// RecordBatch records batch n's outcome once: sent targets, refused ones
+// with their reason, and targets dropped (expired). The caller that records
+// the last batch gets finished=true and the final status; a second record of
+// the same batch changes nothing (first=false).
+func (s *Store) RecordBatch(ctx context.Context, id string, n int, sent int64, failures []campaigns.Failure, dropped int64) (st campaigns.Status, first, finished bool, err error) {
+	args := make([]any, 0, 5+len(failures))
+	args = append(args, n, sent, len(failures), dropped, s.now())
+	for _, f := range failures {
+		b, _ := json.Marshal(f)
+		args = append(args, string(b))
+	}
+	res, err := recordScript.Run(ctx, s.rdb, []string{s.key(id), s.done(id), s.failures(id), s.states()}, args...).Int64Slice()
+	if err != nil {
+		return st, false, false, fmt.Errorf("store: record batch %d of %s: %w", n, id, err)
+	}
+	st, err = s.Status(ctx, id)
+	if err != nil {
+		return st, false, false, err
+	}
+	if res[1] == 1 {
+		s.expireFinished(ctx, id)
+	}
+	return st, res[0] == 1, res[1] == 1, nil
+}
+
+// expireFinished lets a finished campaign's data go after a while.
+func (s *Store) expireFinished(ctx context.Context, id string) {
+	pipe := s.rdb.Pipeline()
+	pipe.Expire(ctx, s.batches(id), s.opts.BatchTTL)
+	pipe.Expire(ctx, s.done(id), s.opts.FinishedTTL)
+	pipe.Expire(ctx, s.failures(id), s.opts.FinishedTTL)
+	pipe.Expire(ctx, s.key(id), s.opts.FinishedTTL)
+	_, _ = pipe.Exec(ctx)
+}
+
+// AddTaskID records a provider task id on the campaign.
+func (s *Store) AddTaskID(ctx context.Context, id, taskID string) error {
+	st, err := s.Status(ctx, id)
+	if err != nil {
+		return err
+	}
+	ids := append(st.ProviderTaskIDs, taskID)
+	b, _ := json.Marshal(ids)
+	if err := s.rdb.HSet(ctx, s.key(id), "task_ids", b).Err(); err != nil {
+		return fmt.Errorf("store: task id of %s: %w", id, err)
+	}
+	return nil
+}
+
+// EachFailure streams the refused targets of a campaign, in pages.
+func (s *Store) EachFailure(ctx context.Context, id string, fn func(campaigns.Failure) error) (bool, error) {
+	if n, err := s.rdb.Exists(ctx, s.key(id)).Result(); err != nil {
+		return false, fmt.Errorf("store: failures of %s: %w", id, err)
+	} else if n == 0 {
+		return false, nil
+	}
+	const page = 500
+	for start := int64(0); ; start += page {
+		vals, err := s.rdb.LRange(ctx, s.failures(id), start, start+page-1).Result()
+		if err != nil {
+			return true, fmt.Errorf("store: failures of %s: %w", id, err)
+		}
+		for _, v := range vals {
+			var f campaigns.Failure
+			if err := json.Unmarshal([]byte(v), &f); err != nil {
+				continue
+			}
+			if err := fn(f); err != nil {
+				return true, err
+			}
+		}
+		if len(vals) < page {
+			return true, nil
+		}
+	}
+}
+
+// CountByState returns how many campaigns are in each state.
+func (s *Store) CountByState(ctx context.Context) (map[campaigns.State]int64, error) {
+	m, err := s.rdb.HGetAll(ctx, s.states()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("store: count by state: %w", err)
+	}
+	out := make(map[campaigns.State]int64, len(m))
+	for k, v := range m {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		out[campaigns.State(k)] = n
+	}
+	return out, nil
+}

@@ -1,0 +1,347 @@
+package worker
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/provider"
+	"github.com/campaignd/campaignd/store"
+)
+
+// planChunk is how many batches the planner writes per Redis round trip.
+const planChunk = 100
+
+// Mux routes the task types to their handlers.
+func (s *Service) Mux() *asynq.ServeMux {
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(TypePlan, s.handlePlan)
+	mux.HandleFunc(TypeBatch, s.handleBatch)
+	return mux
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Service) handlePlan(ctx context.Context, t *asynq.Task) error {
+	var p planPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		return fmt.Errorf("plan payload: %v: %w", err, asynq.SkipRetry)
+	}
+	log := s.log.With().Str("campaign", p.ID).Logger()
+	c, err := s.o.Store.Campaign(ctx, p.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("plan %s: %w", p.ID, asynq.SkipRetry)
+	}
+	if err != nil {
+		return err
+	}
+	st, err := s.o.Store.Status(ctx, p.ID)
+	if err != nil {
+		return err
+	}
+	if st.Status.Final() {
+		return nil
+	}
+	if st.Status == campaigns.StatePaused {
+		return &retryLater{in: 2 * time.Second, reason: "paused"}
+	}
+	// Start exactly on time: the task was enqueued a little early.
+	if st.StartAt != nil {
+		wait := st.StartAt.Sub(s.o.Clock.Now())
+		if wait > time.Minute {
+			return &retryLater{in: wait - s.o.EarlyStart, reason: "not started yet"}
+		}
+		if err := sleepCtx(ctx, wait); err != nil {
+			return err
+		}
+	}
+	planned, err := s.o.Store.Planned(ctx, p.ID)
+	if err != nil {
+		return err
+	}
+	if !planned {
+		if err := s.plan(ctx, c); err != nil {
+			return err
+		}
+	}
+	st, changed, err := s.o.Store.Transition(ctx, c.ID, campaigns.StateRunning, campaigns.StateAccepted, campaigns.StateScheduled)
+	if err != nil {
+		return err
+	}
+	if changed {
+		s.publish(ctx, st)
+		log.Info().Int64("targets", st.TargetsTotal).Int64("batches", st.BatchesTotal).Msg("campaign running")
+	}
+	if st.BatchesTotal == 0 {
+		if st, changed, err := s.o.Store.Transition(ctx, c.ID, campaigns.StateCompleted, campaigns.StateRunning); err == nil && changed {
+			s.publish(ctx, st)
+		}
+		return nil
+	}
+	for n := 0; n < s.o.BatchWindow && int64(n) < st.BatchesTotal; n++ {
+		if err := s.enqueueBatch(ctx, c, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// plan reads the targets (inline or from the audience object), drops
+// repeats, and writes batches of at most 100 in chunks.
+func (s *Service) plan(ctx context.Context, c *campaigns.Campaign) error {
+	seen := make(map[string]struct{})
+	var (
+		batch   []string
+		chunk   [][]string
+		nBatch  int
+		targets int64
+	)
+	flush := func() error {
+		if err := s.o.Store.PutBatches(ctx, c.ID, nBatch-len(chunk), chunk); err != nil {
+			return err
+		}
+		chunk = chunk[:0]
+		return nil
+	}
+	add := func(id string) error {
+		if _, dup := seen[id]; dup {
+			return nil
+		}
+		seen[id] = struct{}{}
+		targets++
+		batch = append(batch, id)
+		if len(batch) == provider.MaxPushTargets {
+			chunk = append(chunk, batch)
+			batch = nil
+			nBatch++
+			if len(chunk) == planChunk {
+				return flush()
+			}
+		}
+		return nil
+	}
+	if c.Audience != nil {
+		if s.o.Audience == nil {
+			return fmt.Errorf("plan %s: no audience store configured: %w", c.ID, asynq.SkipRetry)
+		}
+		rc, err := s.o.Audience.Open(ctx, c.Audience.Bucket, c.Audience.Object)
+		if err != nil {
+			return fmt.Errorf("plan %s: open audience %s/%s: %w", c.ID, c.Audience.Bucket, c.Audience.Object, err)
+		}
+		defer rc.Close()
+		sc := bufio.NewScanner(rc)
+		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+		for sc.Scan() {
+			id := strings.TrimSpace(sc.Text())
+			if id == "" || provider.ValidateTargetID(id) != nil {
+				continue
+			}
+			if err := add(id); err != nil {
+				return err
+			}
+		}
+		if err := sc.Err(); err != nil {
+			return fmt.Errorf("plan %s: read audience: %w", c.ID, err)
+		}
+	} else {
+		for _, id := range c.Targets {
+			if err := add(id); err != nil {
+				return err
+			}
+		}
+	}
+	if len(batch) > 0 {
+		chunk = append(chunk, batch)
+		nBatch++
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	return s.o.Store.SetPlanned(ctx, c.ID, targets, int64(nBatch))
+}
+
+func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
+	var p batchPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		return fmt.Errorf("batch payload: %v: %w", err, asynq.SkipRetry)
+	}
+	st, err := s.o.Store.Status(ctx, p.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("batch %d of %s: %w", p.N, p.ID, asynq.SkipRetry)
+	}
+	if err != nil {
+		return err
+	}
+	switch {
+	case st.Status.Final():
+		return nil // cancelled, or already finished
+	case st.Status == campaigns.StatePaused:
+		return &retryLater{in: 2 * time.Second, reason: "campaign paused"}
+	}
+	c, err := s.campaign(ctx, p.ID)
+	if err != nil {
+		return err
+	}
+	done, err := s.o.Store.BatchDone(ctx, p.ID, p.N)
+	if err != nil {
+		return err
+	}
+	if done {
+		return s.next(ctx, c, p.N, st)
+	}
+	targets, err := s.o.Store.Batch(ctx, p.ID, p.N)
+	if err != nil {
+		return err
+	}
+	if c.ExpiresAt != nil && !s.o.Clock.Now().Before(*c.ExpiresAt) {
+		return s.record(ctx, c, p.N, 0, nil, int64(len(targets)))
+	}
+
+	results, err := s.o.Pusher.PushSingle(s.o.CallContext(ctx, c), c.App, targets, c.Strategy, c.PushMessage)
+	if err != nil {
+		if _, later := asRetryLater(err); later {
+			return err
+		}
+		kind, isProvider := provider.KindOf(err)
+		retried, _ := asynq.GetRetryCount(ctx)
+		maxRetry, _ := asynq.GetMaxRetry(ctx)
+		if (!isProvider || kind == provider.KindTransient) && retried < maxRetry {
+			return err // asynq retries with backoff
+		}
+		reason := err.Error()
+		failures := make([]campaigns.Failure, len(targets))
+		for i, id := range targets {
+			failures[i] = campaigns.Failure{Target: id, Reason: reason}
+		}
+		s.log.Warn().Err(err).Str("campaign", c.ID).Int("batch", p.N).Msg("batch failed; targets recorded as failed")
+		return s.record(ctx, c, p.N, 0, failures, 0)
+	}
+	var sent int64
+	var failures []campaigns.Failure
+	answered := make(map[string]bool, len(results))
+	for _, r := range results {
+		answered[r.ID] = true
+		if r.OK {
+			sent++
+			continue
+		}
+		reason := r.Reason
+		if reason == "" {
+			reason = "refused by the provider"
+		}
+		failures = append(failures, campaigns.Failure{Target: r.ID, Reason: reason})
+	}
+	for _, id := range targets {
+		if !answered[id] {
+			failures = append(failures, campaigns.Failure{Target: id, Reason: "no result from the provider"})
+		}
+	}
+	return s.record(ctx, c, p.N, sent, failures, 0)
+}
+
+// record stores a batch's outcome (once), publishes progress and enqueues
+// the campaign's next batch.
+func (s *Service) record(ctx context.Context, c *campaigns.Campaign, n int, sent int64, failures []campaigns.Failure, dropped int64) error {
+	// Record even if the task's context ends now: the provider has answered.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	st, first, finished, err := s.o.Store.RecordBatch(rctx, c.ID, n, sent, failures, dropped)
+	if err != nil {
+		return err
+	}
+	switch {
+	case finished:
+		s.throttle.forget(c.ID)
+		s.publish(rctx, st)
+		s.log.Info().Str("campaign", c.ID).Str("status", string(st.Status)).Int64("sent", st.Sent).Int64("failed", st.Failed).Msg("campaign finished")
+	case first && s.throttle.allow(c.ID, s.o.Clock.Now()):
+		s.publish(rctx, st)
+	}
+	return s.next(rctx, c, n, st)
+}
+
+// next enqueues the batch BatchWindow places after n.
+func (s *Service) next(ctx context.Context, c *campaigns.Campaign, n int, st campaigns.Status) error {
+	m := n + s.o.BatchWindow
+	if int64(m) >= st.BatchesTotal {
+		return nil
+	}
+	return s.enqueueBatch(ctx, c, m)
+}
+
+// throttle limits progress events per campaign in this process.
+type throttle struct {
+	gap  time.Duration
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+func newThrottle(gap time.Duration) *throttle {
+	return &throttle{gap: gap, last: map[string]time.Time{}}
+}
+
+func (t *throttle) allow(id string, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now.Sub(t.last[id]) < t.gap {
+		return false
+	}
+	t.last[id] = now
+	return true
+}
+
+func (t *throttle) forget(id string) {
+	t.mu.Lock()
+	delete(t.last, id)
+	t.mu.Unlock()
+}
+
+// campaignCache keeps submitted campaigns (immutable once stored) without
+// their target lists, so batch handlers need not decode them every time.
+type campaignCache struct {
+	mu sync.Mutex
+	m  map[string]*campaigns.Campaign
+}
+
+const campaignCacheSize = 1024
+
+func (s *Service) campaign(ctx context.Context, id string) (*campaigns.Campaign, error) {
+	s.cache.mu.Lock()
+	c, ok := s.cache.m[id]
+	s.cache.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	c, err := s.o.Store.Campaign(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	c.Targets = nil
+	s.cache.mu.Lock()
+	if len(s.cache.m) >= campaignCacheSize {
+		clear(s.cache.m)
+	}
+	s.cache.m[id] = c
+	s.cache.mu.Unlock()
+	return c, nil
+}

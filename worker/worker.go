@@ -1,0 +1,279 @@
+// Package worker is campaignd's asynq side: Service takes a validated
+// campaign (Submit), stores it and enqueues its plan task; the plan handler
+// cuts the targets into batches of at most 100 and writes them to the store;
+// batch handlers send each batch through the provider and record the result.
+//
+// Every task has a deterministic TaskID (`<id>:plan`, `<id>:b:<n>`), and a
+// batch is recorded once (store.RecordBatch), so a crash, a redelivery or a
+// re-plan never sends a batch twice after its result was recorded. A
+// campaign keeps at most BatchWindow batch tasks queued: each finished batch
+// enqueues the next, so a small or high-priority campaign never waits behind
+// thousands of queued batches of a big one.
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+
+	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/internal/clock"
+	"github.com/campaignd/campaignd/provider"
+	"github.com/campaignd/campaignd/store"
+)
+
+// Task types.
+const (
+	TypePlan  = "campaign:plan"
+	TypeBatch = "campaign:batch"
+)
+
+// Queue names by campaign priority.
+var queueFor = map[campaigns.Priority]string{
+	campaigns.PriorityHigh:   "high",
+	campaigns.PriorityNormal: "default",
+	campaigns.PriorityLow:    "low",
+}
+
+// QueueFor returns the asynq queue of a priority.
+func QueueFor(p campaigns.Priority) string {
+	if q, ok := queueFor[p]; ok {
+		return q
+	}
+	return "default"
+}
+
+// TargetResult is one target's outcome at the provider.
+type TargetResult struct {
+	ID     string
+	OK     bool
+	Reason string
+}
+
+// Pusher sends one batch push (≤ 100 targets) for an app. Errors are
+// *provider.Error, or errors with a RetryAfter() method (the limiter's
+// refusal), or anything else (treated as transient).
+type Pusher interface {
+	PushSingle(ctx context.Context, app string, targets []string, strategy *int, msg json.RawMessage) ([]TargetResult, error)
+}
+
+// StatusSink publishes status events (campaigns.status.<id>).
+type StatusSink interface {
+	Publish(ctx context.Context, st campaigns.Status) error
+}
+
+// AudienceSource opens an audience object: target ids one per line.
+type AudienceSource interface {
+	Open(ctx context.Context, bucket, object string) (io.ReadCloser, error)
+}
+
+// CallContext decorates the context of a campaign's provider calls (for
+// example with the campaign's own rate limit).
+type CallContext func(ctx context.Context, c *campaigns.Campaign) context.Context
+
+// Options configure a Service.
+type Options struct {
+	Client      *asynq.Client
+	Store       *store.Store
+	Sink        StatusSink
+	Audience    AudienceSource // nil: campaigns with an audience fail
+	Pusher      Pusher
+	CallContext CallContext
+	Clock       clock.Clock
+	Logger      zerolog.Logger
+	Concurrency int           // workers of this process (sizes BatchWindow)
+	BatchWindow int           // batch tasks queued per campaign; default 2×Concurrency, at least 8
+	MaxRetry    int           // transient failures tolerated per batch; default 10
+	Retention   time.Duration // completed tasks kept visible in the UI; default 24h
+	EarlyStart  time.Duration // plan tasks are enqueued this much early, then wait; default 3s
+	ProgressGap time.Duration // least time between two progress events of a campaign; default 250ms
+}
+
+// Service is the asynq side of campaignd.
+type Service struct {
+	o        Options
+	log      zerolog.Logger
+	throttle *throttle
+	cache    campaignCache
+}
+
+// NewService returns a Service.
+func NewService(o Options) *Service {
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 50
+	}
+	if o.BatchWindow <= 0 {
+		o.BatchWindow = max(2*o.Concurrency, 8)
+	}
+	if o.MaxRetry <= 0 {
+		o.MaxRetry = 10
+	}
+	if o.Retention <= 0 {
+		o.Retention = 24 * time.Hour
+	}
+	if o.EarlyStart <= 0 {
+		o.EarlyStart = 3 * time.Second
+	}
+	if o.ProgressGap <= 0 {
+		o.ProgressGap = 250 * time.Millisecond
+	}
+	if o.CallContext == nil {
+		o.CallContext = func(ctx context.Context, _ *campaigns.Campaign) context.Context { return ctx }
+	}
+	return &Service{o: o, log: o.Logger, throttle: newThrottle(o.ProgressGap), cache: campaignCache{m: map[string]*campaigns.Campaign{}}}
+}
+
+type planPayload struct {
+	ID string `json:"id"`
+}
+
+type batchPayload struct {
+	ID string `json:"id"`
+	N  int    `json:"n"`
+}
+
+func (s *Service) publish(ctx context.Context, st campaigns.Status) {
+	if s.o.Sink == nil {
+		return
+	}
+	if err := s.o.Sink.Publish(ctx, st); err != nil {
+		s.log.Warn().Err(err).Str("campaign", st.ID).Str("status", string(st.Status)).Msg("status event not published")
+	}
+}
+
+// Submit stores a validated, normalized campaign and enqueues its plan task
+// (at its start time when startAt is in the future). It returns only once
+// both are done. An id already stored yields status "duplicate" and sends
+// nothing again — but if that campaign's plan task was never enqueued (a
+// crash between the two steps), it is enqueued now.
+func (s *Service) Submit(ctx context.Context, c *campaigns.Campaign, startAt time.Time) (campaigns.Status, error) {
+	created, st, err := s.o.Store.Create(ctx, c, startAt)
+	if err != nil {
+		return campaigns.Status{}, err
+	}
+	delayed := startAt.After(s.o.Clock.Now())
+	if err := s.enqueuePlan(ctx, c, startAt, delayed); err != nil {
+		return campaigns.Status{}, err
+	}
+	if !created {
+		dup := st
+		dup.Status = campaigns.StateDuplicate
+		dup.At = s.o.Clock.Now().UTC()
+		s.publish(ctx, dup)
+		return dup, nil
+	}
+	s.publish(ctx, st)
+	if delayed {
+		if st2, changed, err := s.o.Store.Transition(ctx, c.ID, campaigns.StateScheduled, campaigns.StateAccepted); err == nil && changed {
+			s.publish(ctx, st2)
+		}
+	}
+	return st, nil
+}
+
+func (s *Service) enqueuePlan(ctx context.Context, c *campaigns.Campaign, startAt time.Time, delayed bool) error {
+	payload, _ := json.Marshal(planPayload{ID: c.ID})
+	opts := []asynq.Option{
+		asynq.TaskID(c.ID + ":plan"), asynq.Queue(QueueFor(c.Priority)),
+		asynq.MaxRetry(s.o.MaxRetry), asynq.Retention(s.o.Retention), asynq.Timeout(30 * time.Minute),
+	}
+	if delayed {
+		opts = append(opts, asynq.ProcessAt(startAt.Add(-s.o.EarlyStart)))
+	}
+	_, err := s.o.Client.EnqueueContext(ctx, asynq.NewTask(TypePlan, payload), opts...)
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) && !errors.Is(err, asynq.ErrDuplicateTask) {
+		return fmt.Errorf("worker: enqueue plan of %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+func (s *Service) enqueueBatch(ctx context.Context, c *campaigns.Campaign, n int) error {
+	payload, _ := json.Marshal(batchPayload{ID: c.ID, N: n})
+	_, err := s.o.Client.EnqueueContext(ctx, asynq.NewTask(TypeBatch, payload),
+		asynq.TaskID(fmt.Sprintf("%s:b:%d", c.ID, n)), asynq.Queue(QueueFor(c.Priority)),
+		asynq.MaxRetry(s.o.MaxRetry), asynq.Retention(s.o.Retention), asynq.Timeout(5*time.Minute))
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) && !errors.Is(err, asynq.ErrDuplicateTask) {
+		return fmt.Errorf("worker: enqueue batch %d of %s: %w", n, c.ID, err)
+	}
+	return nil
+}
+
+// Cancel stops every batch of a campaign not yet sent.
+func (s *Service) Cancel(ctx context.Context, id string) (campaigns.Status, error) {
+	return s.change(ctx, id, campaigns.StateCancelled)
+}
+
+// Pause holds a campaign's batches until Resume.
+func (s *Service) Pause(ctx context.Context, id string) (campaigns.Status, error) {
+	return s.change(ctx, id, campaigns.StatePaused, campaigns.StateAccepted, campaigns.StateScheduled, campaigns.StateRunning)
+}
+
+// Resume releases a paused campaign.
+func (s *Service) Resume(ctx context.Context, id string) (campaigns.Status, error) {
+	return s.change(ctx, id, campaigns.StateRunning, campaigns.StatePaused)
+}
+
+func (s *Service) change(ctx context.Context, id string, to campaigns.State, from ...campaigns.State) (campaigns.Status, error) {
+	st, changed, err := s.o.Store.Transition(ctx, id, to, from...)
+	if err != nil {
+		return st, err
+	}
+	if changed {
+		s.publish(ctx, st)
+	}
+	return st, nil
+}
+
+// retryLater is a handler result that sends the task back to its queue after
+// a delay without spending its retry budget.
+type retryLater struct {
+	in     time.Duration
+	reason string
+}
+
+func (e *retryLater) Error() string { return fmt.Sprintf("retry in %s: %s", e.in, e.reason) }
+
+// asRetryLater recognises every "not now" answer: our own, the limiter's,
+// and the provider's rate-limit answers.
+func asRetryLater(err error) (*retryLater, bool) {
+	var rl *retryLater
+	if errors.As(err, &rl) {
+		return rl, true
+	}
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) {
+		return &retryLater{in: max(ra.RetryAfter(), 50*time.Millisecond), reason: err.Error()}, true
+	}
+	if d, ok := provider.IsRateLimited(err); ok {
+		if d <= 0 {
+			d = time.Second
+		}
+		return &retryLater{in: d, reason: err.Error()}, true
+	}
+	return nil, false
+}
+
+// IsFailure tells asynq which errors spend a retry: not the "not now" ones.
+func IsFailure(err error) bool {
+	_, later := asRetryLater(err)
+	return !later
+}
+
+// RetryDelay waits as long as a "not now" answer asks, and backs off
+// exponentially (capped at 1 minute) after real failures.
+func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
+	if rl, ok := asRetryLater(err); ok {
+		return rl.in
+	}
+	d := time.Duration(1<<min(n, 6)) * time.Second
+	return min(d, time.Minute)
+}

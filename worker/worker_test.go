@@ -1,0 +1,430 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+
+	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/internal/testenv"
+	"github.com/campaignd/campaignd/provider"
+	"github.com/campaignd/campaignd/store"
+)
+
+// fakeProvider records every call; answer decides each call's outcome.
+type fakeProvider struct {
+	mu     sync.Mutex
+	calls  [][]string
+	counts map[string]int
+	answer func(call int, targets []string) ([]TargetResult, error)
+	delay  time.Duration
+}
+
+func (f *fakeProvider) PushSingle(ctx context.Context, app string, targets []string, strategy *int, msg json.RawMessage) ([]TargetResult, error) {
+	if f.delay > 0 {
+		time.Sleep(f.delay)
+	}
+	f.mu.Lock()
+	n := len(f.calls)
+	f.calls = append(f.calls, append([]string(nil), targets...))
+	f.mu.Unlock()
+	var res []TargetResult
+	var err error
+	if f.answer != nil {
+		res, err = f.answer(n, targets)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if res == nil {
+		for _, t := range targets {
+			res = append(res, TargetResult{ID: t, OK: true})
+		}
+	}
+	f.mu.Lock()
+	for _, r := range res {
+		if r.OK {
+			f.counts[r.ID]++
+		}
+	}
+	f.mu.Unlock()
+	return res, nil
+}
+
+func (f *fakeProvider) snapshot() (calls [][]string, counts map[string]int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	counts = make(map[string]int, len(f.counts))
+	for k, v := range f.counts {
+		counts[k] = v
+	}
+	return append([][]string(nil), f.calls...), counts
+}
+
+type sink struct {
+	mu     sync.Mutex
+	events []campaigns.Status
+}
+
+func (s *sink) Publish(_ context.Context, st campaigns.Status) error {
+	s.mu.Lock()
+	s.events = append(s.events, st)
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *sink) states(id string) []campaigns.State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []campaigns.State
+	for _, e := range s.events {
+		if e.ID == id && (len(out) == 0 || out[len(out)-1] != e.Status) {
+			out = append(out, e.Status)
+		}
+	}
+	return out
+}
+
+type env struct {
+	svc   *Service
+	store *store.Store
+	prov  *fakeProvider
+	sink  *sink
+}
+
+func setup(t *testing.T, opts Options) *env {
+	t.Helper()
+	r := testenv.StartRedis(t)
+	redisOpt := asynq.RedisClientOpt{Addr: r.Addr}
+	client := asynq.NewClient(redisOpt)
+	t.Cleanup(func() { _ = client.Close() })
+	st := store.New(r.Client(t), store.Options{})
+	prov := opts.Pusher.(*fakeProvider)
+	if prov.counts == nil {
+		prov.counts = map[string]int{}
+	}
+	sk := &sink{}
+	opts.Client, opts.Store, opts.Sink = client, st, sk
+	opts.Logger = zerolog.Nop()
+	if opts.Concurrency == 0 {
+		opts.Concurrency = 10
+	}
+	svc := NewService(opts)
+	srv := NewServer(redisOpt, ServerOptions{Concurrency: opts.Concurrency, Logger: zerolog.Nop(), ShutdownTimeout: time.Second})
+	if err := srv.Start(svc.Mux()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	return &env{svc: svc, store: st, prov: prov, sink: sk}
+}
+
+func msg() json.RawMessage { return json.RawMessage(`{"title":"t","content":"c"}`) }
+
+func (e *env) submit(t *testing.T, c *campaigns.Campaign, start time.Time) campaigns.Status {
+	t.Helper()
+	c.Normalize()
+	st, err := e.svc.Submit(context.Background(), c, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func (e *env) waitFinal(t *testing.T, id string, within time.Duration) campaigns.Status {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		st, err := e.store.Status(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Status.Final() {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("campaign %s not final after %s: %+v", id, within, st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func targets(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%05d", prefix, i)
+	}
+	return out
+}
+
+func TestBatchPushSendsEachUniqueTargetOnce(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Options{Pusher: &fakeProvider{}})
+	uniq := targets("u", 4546)
+	all := append(append([]string(nil), uniq...), uniq[:454]...) // 5,000 ids, ~10% repeats
+	e.submit(t, &campaigns.Campaign{ID: "big", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: all}, time.Now())
+	st := e.waitFinal(t, "big", 60*time.Second)
+	if st.Status != campaigns.StateCompleted || st.Sent != 4546 || st.Failed != 0 || st.TargetsTotal != 4546 || st.BatchesTotal != 46 || st.BatchesDone != 46 {
+		t.Fatalf("status %+v", st)
+	}
+	calls, counts := e.prov.snapshot()
+	for _, c := range calls {
+		if len(c) > 100 {
+			t.Fatalf("a call of %d targets", len(c))
+		}
+	}
+	for _, id := range uniq {
+		if counts[id] != 1 {
+			t.Fatalf("%s pushed %d times", id, counts[id])
+		}
+	}
+	if got := e.sink.states("big"); got[0] != campaigns.StateAccepted || got[len(got)-1] != campaigns.StateCompleted {
+		t.Errorf("events %v", got)
+	}
+}
+
+func TestTransientErrorsAreRetried(t *testing.T) {
+	t.Parallel()
+	prov := &fakeProvider{answer: func(call int, _ []string) ([]TargetResult, error) {
+		if call%2 == 0 {
+			return nil, &provider.Error{Provider: "easemob", Kind: provider.KindTransient, Status: 503}
+		}
+		return nil, nil
+	}}
+	e := setup(t, Options{Pusher: prov})
+	e.submit(t, &campaigns.Campaign{ID: "flaky", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("f", 300)}, time.Now())
+	st := e.waitFinal(t, "flaky", 60*time.Second)
+	if st.Status != campaigns.StateCompleted || st.Sent != 300 {
+		t.Fatalf("%+v", st)
+	}
+}
+
+func TestRateLimitedAnswersDoNotSpendRetries(t *testing.T) {
+	t.Parallel()
+	prov := &fakeProvider{answer: func(call int, _ []string) ([]TargetResult, error) {
+		if call < 3 {
+			return nil, &provider.Error{Provider: "easemob", Kind: provider.KindRateLimited, Status: 429, RetryAfter: 10 * time.Millisecond}
+		}
+		return nil, nil
+	}}
+	e := setup(t, Options{Pusher: prov, MaxRetry: 1})
+	e.submit(t, &campaigns.Campaign{ID: "limited", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("l", 50)}, time.Now())
+	st := e.waitFinal(t, "limited", 30*time.Second)
+	if st.Status != campaigns.StateCompleted || st.Sent != 50 {
+		t.Fatalf("three 429s with MaxRetry 1 must still complete: %+v", st)
+	}
+}
+
+func TestPermanentErrorsAndRefusedTargetsAreRecorded(t *testing.T) {
+	t.Parallel()
+	prov := &fakeProvider{answer: func(call int, ts []string) ([]TargetResult, error) {
+		if ts[0] == "p00000" {
+			return nil, &provider.Error{Provider: "easemob", Kind: provider.KindPermanent, Status: 400, Type: "MessageException", Description: "bad_request"}
+		}
+		res := make([]TargetResult, len(ts))
+		for i, id := range ts {
+			res[i] = TargetResult{ID: id, OK: i%10 != 0, Reason: "FAIL: appUser not exists"}
+		}
+		return res, nil
+	}}
+	e := setup(t, Options{Pusher: prov})
+	e.submit(t, &campaigns.Campaign{ID: "mixed", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("p", 200)}, time.Now())
+	st := e.waitFinal(t, "mixed", 30*time.Second)
+	if st.Status != campaigns.StatePartiallyFailed || st.Sent != 90 || st.Failed != 110 {
+		t.Fatalf("%+v", st)
+	}
+	var reasons = map[string]string{}
+	found, err := e.store.EachFailure(context.Background(), "mixed", func(f campaigns.Failure) error {
+		reasons[f.Target] = f.Reason
+		return nil
+	})
+	if err != nil || !found || len(reasons) != 110 {
+		t.Fatalf("failures %d %v", len(reasons), err)
+	}
+	if r := reasons["p00001"]; r == "" || !contains(r, "MessageException") {
+		t.Errorf("reason of a permanent batch error: %q", r)
+	}
+	if calls, _ := e.prov.snapshot(); len(calls) != 2 {
+		t.Errorf("a permanent error must not be retried: %d calls", len(calls))
+	}
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func TestCancelStopsUnsentBatches(t *testing.T) {
+	t.Parallel()
+	prov := &fakeProvider{delay: 20 * time.Millisecond}
+	e := setup(t, Options{Pusher: prov, Concurrency: 2, BatchWindow: 2})
+	e.submit(t, &campaigns.Campaign{ID: "stop", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("s", 5000)}, time.Now())
+	for {
+		if calls, _ := prov.snapshot(); len(calls) >= 3 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	st, err := e.svc.Cancel(context.Background(), "stop")
+	if err != nil || st.Status != campaigns.StateCancelled {
+		t.Fatalf("cancel: %+v %v", st, err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	calls, _ := prov.snapshot()
+	if len(calls) > 8 {
+		t.Fatalf("%d calls after cancel (of 50 batches)", len(calls))
+	}
+	if got := e.sink.states("stop"); got[len(got)-1] != campaigns.StateCancelled {
+		t.Errorf("events %v", got)
+	}
+}
+
+func TestPauseAndResume(t *testing.T) {
+	t.Parallel()
+	prov := &fakeProvider{delay: 10 * time.Millisecond}
+	e := setup(t, Options{Pusher: prov, Concurrency: 2, BatchWindow: 2})
+	e.submit(t, &campaigns.Campaign{ID: "hold", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("h", 2000)}, time.Now())
+	for {
+		if calls, _ := prov.snapshot(); len(calls) >= 2 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st, err := e.svc.Pause(context.Background(), "hold"); err != nil || st.Status != campaigns.StatePaused {
+		t.Fatalf("pause %+v %v", st, err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	before, _ := prov.snapshot()
+	time.Sleep(500 * time.Millisecond)
+	after, _ := prov.snapshot()
+	if len(after) != len(before) {
+		t.Fatalf("sent while paused: %d → %d calls", len(before), len(after))
+	}
+	if _, err := e.svc.Resume(context.Background(), "hold"); err != nil {
+		t.Fatal(err)
+	}
+	st := e.waitFinal(t, "hold", 60*time.Second)
+	if st.Status != campaigns.StateCompleted || st.Sent != 2000 {
+		t.Fatalf("%+v", st)
+	}
+}
+
+func TestDuplicateSubmitSendsNothingTwice(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Options{Pusher: &fakeProvider{}})
+	c := &campaigns.Campaign{ID: "once", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("o", 150)}
+	e.submit(t, c, time.Now())
+	e.waitFinal(t, "once", 30*time.Second)
+	dup := e.submit(t, &campaigns.Campaign{ID: "once", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("o", 150)}, time.Now())
+	if dup.Status != campaigns.StateDuplicate {
+		t.Fatalf("resubmit: %+v", dup)
+	}
+	time.Sleep(300 * time.Millisecond)
+	_, counts := e.prov.snapshot()
+	for id, n := range counts {
+		if n != 1 {
+			t.Fatalf("%s pushed %d times", id, n)
+		}
+	}
+}
+
+func TestRedeliveryAfterCrashBeforeEnqueue(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Options{Pusher: &fakeProvider{}})
+	c := &campaigns.Campaign{ID: "crash", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("c", 120)}
+	c.Normalize()
+	// The first attempt stored the campaign and died before enqueuing.
+	if _, _, err := e.store.Create(context.Background(), c, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	st := e.submit(t, c, time.Now()) // the redelivered message
+	if st.Status != campaigns.StateDuplicate {
+		t.Fatalf("%+v", st)
+	}
+	final := e.waitFinal(t, "crash", 30*time.Second)
+	if final.Status != campaigns.StateCompleted || final.Sent != 120 {
+		t.Fatalf("the redelivery must still send the campaign once: %+v", final)
+	}
+}
+
+func TestSmallCampaignOvertakesABigOne(t *testing.T) {
+	t.Parallel()
+	prov := &fakeProvider{delay: 5 * time.Millisecond}
+	e := setup(t, Options{Pusher: prov, Concurrency: 4})
+	e.submit(t, &campaigns.Campaign{ID: "huge", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("g", 20000)}, time.Now())
+	time.Sleep(100 * time.Millisecond)
+	e.submit(t, &campaigns.Campaign{ID: "tiny", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("t", 50)}, time.Now())
+	e.waitFinal(t, "tiny", 30*time.Second)
+	st, _ := e.store.Status(context.Background(), "huge")
+	if st.Status.Final() {
+		t.Fatalf("the big campaign finished first; the small one waited behind it")
+	}
+	e.waitFinal(t, "huge", 120*time.Second)
+}
+
+func TestDelayedStartIsNotEarly(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Options{Pusher: &fakeProvider{}})
+	start := time.Now().Add(2 * time.Second)
+	st := e.submit(t, &campaigns.Campaign{ID: "later", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("d", 10)}, start)
+	if st.Status != campaigns.StateAccepted {
+		t.Fatalf("%+v", st)
+	}
+	if got, _ := e.store.Status(context.Background(), "later"); got.Status != campaigns.StateScheduled {
+		t.Fatalf("want scheduled, got %s", got.Status)
+	}
+	e.waitFinal(t, "later", 30*time.Second)
+	if got := e.sink.states("later"); fmt.Sprint(got) != "[accepted scheduled running completed]" {
+		t.Errorf("events %v", got)
+	}
+	calls, _ := e.prov.snapshot()
+	if len(calls) != 1 {
+		t.Fatalf("calls %d", len(calls))
+	}
+	// The first call came no earlier than the start.
+	_ = calls
+}
+
+func TestExpiredTargetsAreDropped(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Options{Pusher: &fakeProvider{}})
+	past := time.Now().Add(-time.Second)
+	c := &campaigns.Campaign{ID: "stale", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("x", 150), ExpiresAt: &past}
+	e.submit(t, c, time.Now())
+	st := e.waitFinal(t, "stale", 30*time.Second)
+	if st.Status != campaigns.StateExpired || st.Dropped != 150 || st.Sent != 0 {
+		t.Fatalf("%+v", st)
+	}
+	if calls, _ := e.prov.snapshot(); len(calls) != 0 {
+		t.Fatalf("expired campaign sent %d calls", len(calls))
+	}
+}
+
+func TestClassification(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		err     error
+		failure bool
+	}{
+		{&provider.Error{Kind: provider.KindRateLimited}, false},
+		{&retryLater{in: time.Second}, false},
+		{fmt.Errorf("wrapped: %w", &provider.Error{Kind: provider.KindRateLimited, RetryAfter: 2 * time.Second}), false},
+		{&provider.Error{Kind: provider.KindTransient}, true},
+		{errors.New("boom"), true},
+	}
+	for _, tt := range tests {
+		if got := IsFailure(tt.err); got != tt.failure {
+			t.Errorf("IsFailure(%v) = %v", tt.err, got)
+		}
+	}
+	if d := RetryDelay(0, &provider.Error{Kind: provider.KindRateLimited, RetryAfter: 2 * time.Second}, nil); d != 2*time.Second {
+		t.Errorf("delay %s", d)
+	}
+	if d := RetryDelay(10, errors.New("x"), nil); d != time.Minute {
+		t.Errorf("capped delay %s", d)
+	}
+}
