@@ -1,0 +1,378 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/intake"
+)
+
+// Exit codes.
+const (
+	exitOK       = 0
+	exitRejected = 1
+	exitOther    = 2
+)
+
+type cli struct {
+	natsURL, api, user, password string
+	timeout                      time.Duration
+	out, errw                    io.Writer
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := &cli{out: stdout, errw: stderr}
+	fs := flag.NewFlagSet("campaignctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.natsURL, "nats", envOr("CAMPAIGND_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL")
+	fs.StringVar(&c.api, "api", envOr("CAMPAIGND_API", "http://127.0.0.1:8080"), "campaignd HTTP base URL")
+	fs.StringVar(&c.user, "user", envOr("CAMPAIGND_UI_USER", "admin"), "basic auth user (when campaignd has one)")
+	fs.StringVar(&c.password, "password", os.Getenv("CAMPAIGND_UI_PASSWORD"), "basic auth password")
+	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "how long to wait for campaignd's answer")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: campaignctl [flags] submit -f campaign.json [--audience users.txt] | status ID | watch ID | cancel ID | pause ID | resume ID")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitOther
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fs.Usage()
+		return exitOther
+	}
+	var err error
+	code := exitOK
+	switch rest[0] {
+	case "submit":
+		code, err = c.submit(ctx, rest[1:])
+	case "status":
+		code, err = c.status(ctx, rest[1:])
+	case "watch":
+		code, err = c.watch(ctx, rest[1:])
+	case "cancel", "pause", "resume":
+		code, err = c.command(ctx, rest[0], rest[1:])
+	default:
+		fs.Usage()
+		return exitOther
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "campaignctl: %v\n", err)
+		if code == exitOK {
+			code = exitOther
+		}
+	}
+	return code
+}
+
+func (c *cli) connect() (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(c.natsURL, nats.Name("campaignctl"), nats.Timeout(5*time.Second))
+	if err != nil {
+		return nil, nil, fmt.Errorf("nats %s: %w", c.natsURL, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return nc, js, nil
+}
+
+func oneID(args []string) (string, error) {
+	if len(args) != 1 || !campaigns.ValidID(args[0]) {
+		return "", errors.New("want one campaign id ([A-Za-z0-9_-]{1,128})")
+	}
+	return args[0], nil
+}
+
+// subscribe creates an ordered consumer on id's status events: the last
+// one first (when last is true), then new ones. Creating it before
+// publishing means no answer is missed.
+func subscribe(ctx context.Context, js jetstream.JetStream, id string, last bool) (jetstream.Consumer, error) {
+	policy := jetstream.DeliverNewPolicy
+	if last {
+		policy = jetstream.DeliverLastPerSubjectPolicy
+	}
+	cons, err := js.OrderedConsumer(ctx, intake.StreamStatus, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{intake.StatusSubject(id)}, DeliverPolicy: policy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("status stream: %w", err)
+	}
+	return cons, nil
+}
+
+// follow hands status events to fn until it returns true.
+func follow(ctx context.Context, cons jetstream.Consumer, fn func(campaigns.Status) bool) error {
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("status stream: %w", err)
+	}
+	defer it.Stop()
+	go func() {
+		<-ctx.Done()
+		it.Stop()
+	}()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("status stream: %w", err)
+		}
+		var st campaigns.Status
+		if json.Unmarshal(msg.Data(), &st) == nil && fn(st) {
+			return nil
+		}
+	}
+}
+
+func printJSON(w io.Writer, v any) {
+	b, _ := json.MarshalIndent(v, "", "  ")
+	fmt.Fprintln(w, string(b))
+}
+
+func (c *cli) submit(ctx context.Context, args []string) (int, error) {
+	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
+	fs.SetOutput(c.errw)
+	file := fs.String("f", "", "campaign JSON file (- for stdin)")
+	audience := fs.String("audience", "", "file of target ids, one per line, uploaded to the NATS object store")
+	if err := fs.Parse(args); err != nil {
+		return exitOther, err
+	}
+	if *file == "" {
+		return exitOther, errors.New("submit needs -f campaign.json")
+	}
+	var data []byte
+	var err error
+	if *file == "-" {
+		data, err = io.ReadAll(io.LimitReader(os.Stdin, campaigns.MaxMessageBytes+1))
+	} else {
+		data, err = os.ReadFile(*file)
+	}
+	if err != nil {
+		return exitOther, fmt.Errorf("read campaign: %w", err)
+	}
+	given, errs := campaigns.PeekID(data)
+	if len(errs) > 0 {
+		printJSON(c.out, campaigns.Rejection{Status: campaigns.StateRejected, GivenID: given, Errors: errs})
+		return exitRejected, nil
+	}
+	id := *given
+	nc, js, err := c.connect()
+	if err != nil {
+		return exitOther, err
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+
+	if *audience != "" {
+		f, err := os.Open(*audience)
+		if err != nil {
+			return exitOther, fmt.Errorf("audience: %w", err)
+		}
+		defer f.Close()
+		if err := intake.UploadAudience(ctx, js, "audiences", id, f); err != nil {
+			return exitOther, err
+		}
+		var m map[string]any
+		if err := json.Unmarshal(data, &m); err != nil {
+			return exitOther, fmt.Errorf("campaign is not a JSON object: %w", err)
+		}
+		delete(m, "targets")
+		m["audience"] = map[string]string{"bucket": "audiences", "object": id}
+		data, _ = json.Marshal(m)
+	}
+
+	// Listen before publishing so no answer is missed.
+	answer := make(chan campaigns.Status, 1)
+	fctx, stopFollow := context.WithCancel(ctx)
+	defer stopFollow()
+	ready := make(chan error, 1)
+	cons, err := subscribe(ctx, js, id, false)
+	if err != nil {
+		return exitOther, err
+	}
+	go func() {
+		err := follow(fctx, cons, func(st campaigns.Status) bool {
+			switch st.Status {
+			case campaigns.StateAccepted, campaigns.StateRejected, campaigns.StateDuplicate:
+				answer <- st
+				return true
+			}
+			return false
+		})
+		ready <- err
+	}()
+	ack, err := js.Publish(ctx, intake.SubjectSubmit, data, jetstream.WithMsgID(id))
+	if err != nil {
+		return exitOther, fmt.Errorf("publish: %w", err)
+	}
+	if ack.Duplicate {
+		fmt.Fprintf(c.errw, "campaignctl: NATS already holds a submission of %s (duplicate within the stream's window)\n", id)
+	}
+	select {
+	case st := <-answer:
+		printJSON(c.out, st)
+		if st.Status == campaigns.StateRejected {
+			return exitRejected, nil
+		}
+		return exitOK, nil
+	case err := <-ready:
+		if err == nil {
+			err = errors.New("status stream closed")
+		}
+		return exitOther, err
+	case <-ctx.Done():
+		return exitOther, fmt.Errorf("no answer from campaignd within %s (is it running?)", c.timeout)
+	}
+}
+
+func (c *cli) get(ctx context.Context, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.api, "/")+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if c.password != "" {
+		req.SetBasicAuth(c.user, c.password)
+	}
+	return http.DefaultClient.Do(req)
+}
+
+func (c *cli) status(ctx context.Context, args []string) (int, error) {
+	id, err := oneID(args)
+	if err != nil {
+		return exitOther, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	resp, err := c.get(ctx, "/api/campaigns/"+id)
+	if err != nil {
+		return exitOther, fmt.Errorf("status API: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	switch resp.StatusCode {
+	case http.StatusOK:
+		var out bytes.Buffer
+		_ = json.Indent(&out, body, "", "  ")
+		fmt.Fprintln(c.out, out.String())
+		return exitOK, nil
+	case http.StatusNotFound:
+		return exitRejected, fmt.Errorf("unknown campaign %s", id)
+	default:
+		return exitOther, fmt.Errorf("status API answered %d: %s", resp.StatusCode, bytes.TrimSpace(body))
+	}
+}
+
+func bar(st campaigns.Status, width int) string {
+	total := st.TargetsTotal
+	done := st.Sent + st.Failed + st.Dropped
+	frac := 0.0
+	if total > 0 {
+		frac = float64(done) / float64(total)
+	}
+	n := int(frac * float64(width))
+	return fmt.Sprintf("[%s%s] %5.1f%% %d/%d sent=%d failed=%d batches=%d/%d %s",
+		strings.Repeat("#", n), strings.Repeat(".", width-n), 100*frac, done, total, st.Sent, st.Failed, st.BatchesDone, st.BatchesTotal, st.Status)
+}
+
+func (c *cli) watch(ctx context.Context, args []string) (int, error) {
+	id, err := oneID(args)
+	if err != nil {
+		return exitOther, err
+	}
+	nc, js, err := c.connect()
+	if err != nil {
+		return exitOther, err
+	}
+	defer nc.Close()
+	var final campaigns.Status
+	cons, err := subscribe(ctx, js, id, true)
+	if err != nil {
+		return exitOther, err
+	}
+	err = follow(ctx, cons, func(st campaigns.Status) bool {
+		if st.Status == campaigns.StateDuplicate {
+			return false
+		}
+		fmt.Fprintf(c.errw, "\r%s", bar(st, 30))
+		if st.Status.Final() {
+			final = st
+			return true
+		}
+		return false
+	})
+	fmt.Fprintln(c.errw)
+	if err != nil {
+		return exitOther, err
+	}
+	printJSON(c.out, final)
+	switch final.Status {
+	case campaigns.StateCompleted:
+		return exitOK, nil
+	default:
+		return exitRejected, nil
+	}
+}
+
+func (c *cli) command(ctx context.Context, verb string, args []string) (int, error) {
+	id, err := oneID(args)
+	if err != nil {
+		return exitOther, err
+	}
+	nc, js, err := c.connect()
+	if err != nil {
+		return exitOther, err
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	answer := make(chan campaigns.Status, 1)
+	cons, err := subscribe(ctx, js, id, false)
+	if err != nil {
+		return exitOther, err
+	}
+	go func() {
+		_ = follow(ctx, cons, func(st campaigns.Status) bool {
+			answer <- st
+			return true
+		})
+	}()
+	body, _ := json.Marshal(map[string]string{"id": id})
+	if _, err := js.Publish(ctx, "campaigns."+verb, body); err != nil {
+		return exitOther, fmt.Errorf("publish: %w", err)
+	}
+	select {
+	case st := <-answer:
+		printJSON(c.out, st)
+		if st.Status == campaigns.StateRejected {
+			return exitRejected, nil
+		}
+		return exitOK, nil
+	case <-ctx.Done():
+		return exitOther, fmt.Errorf("no answer from campaignd within %s", c.timeout)
+	}
+}

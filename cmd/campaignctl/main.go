@@ -1,0 +1,25 @@
+// Command campaignctl talks to campaignd over NATS and HTTP:
+//
+//	campaignctl submit -f campaign.json [--audience users.txt]
+//	campaignctl status ID
+//	campaignctl watch ID
+//	campaignctl cancel ID | pause ID | resume ID
+//
+// Flags (before the subcommand) or environment: -nats (CAMPAIGND_NATS_URL),
+// -api (CAMPAIGND_API), -user / -password (CAMPAIGND_UI_USER /
+// CAMPAIGND_UI_PASSWORD), -timeout.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}

@@ -1,0 +1,73 @@
+// Command campaignd runs push-notification campaigns: it takes campaign
+// requests from NATS JetStream, queues them in asynq on Redis, sends them
+// through the provider within every provider limit, and serves the asynq web
+// UI, a status API, metrics and health checks.
+//
+//	campaignd -config configs/campaignd.yaml
+//	campaignd -config configs/demo.yaml -dev   # embedded NATS with JetStream
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/campaignd/campaignd/config"
+	"github.com/campaignd/campaignd/daemon"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	var (
+		configPath = flag.String("config", "configs/campaignd.yaml", "config file (YAML)")
+		dev        = flag.Bool("dev", false, "dev mode: run an embedded NATS server with JetStream at nats.url")
+		devStore   = flag.String("dev-store", "", "dev mode: JetStream store directory (default: a temporary directory)")
+		logLevel   = flag.String("log-level", "info", "log level: debug, info, warn, error")
+		logJSON    = flag.Bool("log-json", false, "log JSON lines instead of console text")
+	)
+	flag.Parse()
+
+	level, err := zerolog.ParseLevel(*logLevel)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "campaignd: -log-level: %v\n", err)
+		return 2
+	}
+	var log zerolog.Logger
+	if *logJSON {
+		log = zerolog.New(os.Stderr)
+	} else {
+		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly})
+	}
+	log = log.Level(level).With().Timestamp().Str("pid", fmt.Sprint(os.Getpid())).Logger()
+
+	cfg, err := config.Load(*configPath, os.Getenv)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "campaignd: %v\n", err)
+		return 2
+	}
+	log.Info().Interface("config", cfg.Sanitized()).Msg("config loaded")
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	d, err := daemon.New(ctx, *cfg, daemon.Options{Logger: log, DevNATS: *dev, DevStoreDir: *devStore})
+	if err != nil {
+		log.Error().Err(err).Msg("start failed")
+		return 1
+	}
+	if err := d.Run(ctx); err != nil {
+		log.Error().Err(err).Msg("stopped with error")
+		return 1
+	}
+	log.Info().Msg("stopped")
+	return 0
+}

@@ -1,0 +1,299 @@
+// Package daemon wires campaignd's parts into one process: Redis and NATS
+// connections, the shared limiter, the provider clients, the campaign store,
+// the asynq workers, the NATS intake and the HTTP side. cmd/campaignd is a
+// thin main around it; tests start whole daemons through it.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/config"
+	"github.com/campaignd/campaignd/httpapi"
+	"github.com/campaignd/campaignd/internal/clock"
+	"github.com/campaignd/campaignd/intake"
+	"github.com/campaignd/campaignd/metrics"
+	"github.com/campaignd/campaignd/ratelimit"
+	"github.com/campaignd/campaignd/scheduler"
+	"github.com/campaignd/campaignd/store"
+	"github.com/campaignd/campaignd/worker"
+)
+
+// Options tune a Daemon beyond its config.
+type Options struct {
+	Logger      zerolog.Logger
+	DevNATS     bool   // run an embedded NATS server with JetStream at nats.url
+	DevStoreDir string // its store directory (temp when empty)
+	Clock       clock.Clock
+}
+
+// Daemon is one running campaignd process.
+type Daemon struct {
+	cfg  config.Config
+	log  zerolog.Logger
+	clk  clock.Clock
+	stop []func() // run in reverse order by Close
+
+	rdb      *redis.Client
+	redisOpt asynq.RedisConnOpt
+	nc       *nats.Conn
+	js       jetstream.JetStream
+
+	store   *store.Store
+	svc     *worker.Service
+	server  *asynq.Server
+	intake  *intake.Intake
+	sched   *scheduler.Scheduler
+	api     *httpapi.Server
+	httpSrv *http.Server
+	ln      net.Listener
+}
+
+// New connects to Redis and NATS, prepares the streams and builds every part.
+// Nothing runs until Run.
+func New(ctx context.Context, cfg config.Config, opts Options) (d *Daemon, err error) {
+	d = &Daemon{cfg: cfg, log: opts.Logger, clk: opts.Clock}
+	if d.clk == nil {
+		d.clk = clock.Real{}
+	}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+
+	if opts.DevNATS {
+		stopNATS, err := startDevNATS(cfg.NATS.URL, opts.DevStoreDir)
+		if err != nil {
+			return nil, err
+		}
+		d.stop = append(d.stop, stopNATS)
+		d.log.Info().Str("url", config.RedactURL(cfg.NATS.URL)).Msg("dev mode: embedded NATS with JetStream")
+	}
+
+	// Redis: go-redis for the store and limiter, asynq's own connection for queues.
+	ropt, err := redis.ParseURL(cfg.Redis.URL)
+	if err != nil {
+		return nil, fmt.Errorf("redis.url: %w", err)
+	}
+	ropt.PoolSize = max(cfg.Worker.Concurrency*2, 20)
+	d.rdb = redis.NewClient(ropt)
+	d.stop = append(d.stop, func() { _ = d.rdb.Close() })
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = d.rdb.Ping(pctx).Err()
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("redis at %s: %w", config.RedactURL(cfg.Redis.URL), err)
+	}
+	d.redisOpt, err = asynq.ParseRedisURI(cfg.Redis.URL)
+	if err != nil {
+		return nil, fmt.Errorf("redis.url: %w", err)
+	}
+
+	// NATS.
+	d.nc, err = nats.Connect(cfg.NATS.URL,
+		nats.Name("campaignd"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500*time.Millisecond),
+		nats.Timeout(5*time.Second),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("nats at %s: %w", config.RedactURL(cfg.NATS.URL), err)
+	}
+	d.stop = append(d.stop, func() { _ = d.nc.Drain() })
+	d.js, err = jetstream.New(d.nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = intake.EnsureStreams(sctx, d.js, intake.StreamOptions{})
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("nats streams: %w", err)
+	}
+
+	// Metrics.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+
+	// Limiter and provider clients.
+	lim := ratelimit.New(d.rdb, ratelimit.Options{Logger: d.log})
+	provs, err := newProviders(cfg, lim, m, d.clk, d.log)
+	if err != nil {
+		return nil, err
+	}
+
+	// Store, service, workers.
+	d.store = store.New(d.rdb, store.Options{Clock: d.clk})
+	pub := intake.NewPublisher(d.js, d.log)
+	aud := intake.NewAudienceStore(d.js)
+	asynqClient := asynq.NewClient(d.redisOpt)
+	d.stop = append(d.stop, func() { _ = asynqClient.Close() })
+	d.svc = worker.NewService(worker.Options{
+		Client:      asynqClient,
+		Store:       d.store,
+		Sink:        pub,
+		Audience:    aud,
+		Pusher:      provs,
+		CallContext: provs.callContext,
+		Clock:       d.clk,
+		Logger:      d.log,
+		Concurrency: cfg.Worker.Concurrency,
+	})
+	d.server = worker.NewServer(d.redisOpt, worker.ServerOptions{
+		Concurrency: cfg.Worker.Concurrency,
+		Logger:      d.log,
+	})
+	reg.MustRegister(metrics.NewCampaignCollector(d.store, 2*time.Second, d.log))
+	insp := asynq.NewInspector(d.redisOpt)
+	d.stop = append(d.stop, func() { _ = insp.Close() })
+	reg.MustRegister(metrics.NewQueueCollector(insp))
+
+	// Recurring campaigns.
+	var entries []scheduler.Entry
+	for _, sc := range cfg.Schedules {
+		loc := time.UTC
+		if sc.Timezone != "" {
+			loc, _ = time.LoadLocation(sc.Timezone)
+		}
+		entries = append(entries, scheduler.Entry{Name: sc.Name, Spec: sc.Cron, Location: loc, Campaign: sc.Campaign})
+	}
+	d.sched, err = scheduler.New(entries, func(ctx context.Context, c *campaigns.Campaign, startAt time.Time) error {
+		c.Normalize()
+		if errs := c.Validate(envFor(cfg, d.clk.Now())); len(errs) > 0 {
+			return fmt.Errorf("schedule campaign %s: %w", c.ID, errs)
+		}
+		_, err := d.svc.Submit(ctx, c, startAt)
+		return err
+	}, scheduler.Options{Redis: d.rdb, Clock: d.clk, Logger: d.log})
+	if err != nil {
+		return nil, err
+	}
+
+	// Intake.
+	d.intake = intake.New(d.js, d.svc, intake.Options{
+		Env:        func() campaigns.Env { return envFor(cfg, d.clk.Now()) },
+		Location:   func(app string) *time.Location { return appLocation(cfg, app) },
+		Publisher:  pub,
+		IsNotFound: func(err error) bool { return errors.Is(err, store.ErrNotFound) },
+		Logger:     d.log,
+		Clock:      d.clk,
+	})
+
+	// HTTP.
+	d.api, err = httpapi.New(httpapi.Options{
+		Status:            d.store,
+		RedisOpt:          d.redisOpt,
+		Gatherer:          reg,
+		Ready:             d.readyChecks(),
+		BasicAuthUser:     cfg.HTTP.BasicAuth.User,
+		BasicAuthPassword: cfg.HTTP.BasicAuth.Password,
+		Logger:            d.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("http api: %w", err)
+	}
+	d.stop = append(d.stop, func() { _ = d.api.Close() })
+	d.ln, err = net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("http.addr %s: %w", cfg.HTTP.Addr, err)
+	}
+	d.httpSrv = &http.Server{Handler: d.api, ReadHeaderTimeout: 10 * time.Second}
+	return d, nil
+}
+
+// Addr is the HTTP listen address (useful with port 0).
+func (d *Daemon) Addr() string { return d.ln.Addr().String() }
+
+func (d *Daemon) readyChecks() []httpapi.Check {
+	return []httpapi.Check{
+		{Name: "redis", Fn: func(ctx context.Context) error { return d.rdb.Ping(ctx).Err() }},
+		{Name: "nats", Fn: func(ctx context.Context) error {
+			if s := d.nc.Status(); s != nats.CONNECTED {
+				return fmt.Errorf("nats connection %s", s)
+			}
+			return nil
+		}},
+	}
+}
+
+// Run serves until ctx is done, then shuts down gracefully: intake stops
+// pulling, in-flight batches finish (or are requeued after the shutdown
+// timeout), the HTTP server drains, connections close.
+func (d *Daemon) Run(ctx context.Context) error {
+	defer d.Close()
+	if err := d.server.Start(d.svc.Mux()); err != nil {
+		return fmt.Errorf("asynq server: %w", err)
+	}
+	d.log.Info().Str("http", d.Addr()).Str("ui", "http://"+d.Addr()+"/monitoring/").Msg("campaignd running")
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := d.httpSrv.Serve(d.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	ictx, stopIntake := context.WithCancel(ctx)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.sched.Run(ictx, time.Second)
+	}()
+	go func() {
+		defer wg.Done()
+		if err := d.intake.Run(ictx); err != nil && !errors.Is(err, context.Canceled) {
+			errs <- fmt.Errorf("intake: %w", err)
+		}
+	}()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+	}
+	d.log.Info().Msg("shutting down: intake stops, in-flight batches finish")
+	stopIntake()
+	d.server.Shutdown()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = d.httpSrv.Shutdown(sctx)
+	cancel()
+	wg.Wait()
+	return runErr
+}
+
+// Close releases everything New acquired. Safe to call twice.
+func (d *Daemon) Close() {
+	for i := len(d.stop) - 1; i >= 0; i-- {
+		d.stop[i]()
+	}
+	d.stop = nil
+}
+
+func envFor(cfg config.Config, now time.Time) campaigns.Env {
+	return campaigns.Env{Apps: cfg.AppInfos(), Now: now}
+}
+
+func appLocation(cfg config.Config, app string) *time.Location {
+	if a, ok := cfg.Apps[app]; ok && a.Location != nil {
+		return a.Location
+	}
+	return time.UTC
+}

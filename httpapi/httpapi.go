@@ -1,0 +1,213 @@
+// Package httpapi is campaignd's HTTP side (CONTRACT §6): the asynq web UI
+// (asynqmon) under /monitoring/, the status API, Prometheus metrics and
+// health checks, with optional basic auth on everything but /healthz and
+// /readyz.
+package httpapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/campaignd/campaignd/campaigns"
+)
+
+// StatusReader reads campaign status and failures (store.Store).
+type StatusReader interface {
+	Lookup(ctx context.Context, id string) (campaigns.Status, bool, error)
+	EachFailure(ctx context.Context, id string, fn func(campaigns.Failure) error) (bool, error)
+}
+
+// Check is one readiness check.
+type Check struct {
+	Name string
+	Fn   func(ctx context.Context) error
+}
+
+// Options configure the server.
+type Options struct {
+	Status             StatusReader
+	RedisOpt           asynq.RedisConnOpt
+	Gatherer           prometheus.Gatherer
+	Ready              []Check
+	BasicAuthUser      string
+	BasicAuthPassword  string
+	MonitoringReadOnly bool
+	Logger             zerolog.Logger
+}
+
+// Server is the HTTP handler.
+type Server struct {
+	o    Options
+	mux  *http.ServeMux
+	mon  *asynqmon.HTTPHandler
+	root http.Handler
+}
+
+// New builds the handler.
+func New(o Options) (*Server, error) {
+	if o.Status == nil || o.RedisOpt == nil || o.Gatherer == nil {
+		return nil, errors.New("httpapi: Status, RedisOpt and Gatherer are required")
+	}
+	s := &Server{o: o, mux: http.NewServeMux()}
+	s.mon = asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: o.RedisOpt, ReadOnly: o.MonitoringReadOnly})
+	s.mux.Handle(s.mon.RootPath()+"/", s.mon)
+	s.mux.Handle("GET /monitoring", http.RedirectHandler("/monitoring/", http.StatusMovedPermanently))
+	s.mux.HandleFunc("GET /api/campaigns/{id}", s.status)
+	s.mux.HandleFunc("GET /api/campaigns/{id}/failures", s.failures)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	s.mux.HandleFunc("GET /readyz", s.ready)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" {
+			http.Redirect(w, r, "/monitoring/", http.StatusFound)
+			return
+		}
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found"})
+	})
+	s.root = s.logged(s.auth(s.mux))
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.root.ServeHTTP(w, r) }
+
+// Close releases asynqmon's Redis connection.
+func (s *Server) Close() error { return s.mon.Close() }
+
+func (s *Server) auth(next http.Handler) http.Handler {
+	if s.o.BasicAuthUser == "" {
+		return next
+	}
+	user, pass := []byte(s.o.BasicAuthUser), []byte(s.o.BasicAuthPassword)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		u, p, ok := r.BasicAuth()
+		if !ok || subtle.ConstantTimeCompare([]byte(u), user) != 1 || subtle.ConstantTimeCompare([]byte(p), pass) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="campaignd", charset="UTF-8"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "authentication required"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *Server) logged(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics" {
+			return
+		}
+		s.o.Logger.Debug().Str("method", r.Method).Str("path", r.URL.Path).Int("status", rec.code).
+			Dur("took", time.Since(start)).Msg("http")
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !campaigns.ValidID(id) {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "id must match [A-Za-z0-9_-]{1,128}"})
+		return
+	}
+	st, found, err := s.o.Status.Lookup(r.Context(), id)
+	switch {
+	case err != nil:
+		s.o.Logger.Warn().Err(err).Str("campaign", id).Msg("status lookup")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "status store unavailable"})
+	case !found:
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown campaign", "id": id})
+	default:
+		writeJSON(w, http.StatusOK, st)
+	}
+}
+
+func (s *Server) failures(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !campaigns.ValidID(id) {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "id must match [A-Za-z0-9_-]{1,128}"})
+		return
+	}
+	if _, found, err := s.o.Status.Lookup(r.Context(), id); err != nil || !found {
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "status store unavailable"})
+			return
+		}
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown campaign", "id": id})
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	enc := json.NewEncoder(w)
+	_, err := s.o.Status.EachFailure(r.Context(), id, func(f campaigns.Failure) error { return enc.Encode(f) })
+	if err != nil {
+		s.o.Logger.Warn().Err(err).Str("campaign", id).Msg("failures listing cut short")
+	}
+}
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	failed := map[string]string{}
+	for _, c := range s.o.Ready {
+		if err := c.Fn(ctx); err != nil {
+			failed[c.Name] = scrub(err.Error())
+		}
+	}
+	if len(failed) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "failed": failed})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// scrub removes user info (passwords) from any URL in a message.
+func scrub(msg string) string {
+	fields := strings.Fields(msg)
+	for i, f := range fields {
+		if u, err := url.Parse(strings.Trim(f, `"',;()`)); err == nil && u.User != nil {
+			fields[i] = strings.Replace(f, u.User.String()+"@", "***@", 1)
+		}
+	}
+	return fmt.Sprint(strings.Join(fields, " "))
+}

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The campaignd demo: starts redis-server, the provider emulator pushsim and
+# campaignd (embedded NATS with JetStream), submits a campaign of a few
+# thousand targets through NATS, shows its progress until it ends, prints
+# what pushsim received and the asynq web UI address, and keeps running
+# until Ctrl-C. Set DEMO_EXIT=1 to stop as soon as the campaign has ended.
+# Nothing is left running afterwards.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BIN="$ROOT/bin"
+TARGETS="${DEMO_TARGETS:-3000}"
+REDIS_PORT="${DEMO_REDIS_PORT:-16379}"
+NATS_PORT="${DEMO_NATS_PORT:-14222}"
+SIM_PORT="${DEMO_PUSHSIM_PORT:-19900}"
+HTTP_PORT="${DEMO_HTTP_PORT:-18080}"
+
+for p in "$REDIS_PORT" "$NATS_PORT" "$SIM_PORT" "$HTTP_PORT"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    echo "demo: port $p on 127.0.0.1 is in use; set DEMO_*_PORT to free ports" >&2
+    exit 1
+  fi
+done
+command -v redis-server >/dev/null || { echo "demo: redis-server missing (make deps installs it)" >&2; exit 1; }
+for b in campaignd campaignctl pushsim; do
+  [ -x "$BIN/$b" ] || { echo "demo: $BIN/$b missing: run make build" >&2; exit 1; }
+done
+
+WORK="$(mktemp -d -t campaignd-demo.XXXXXX)"
+PIDS=()
+cleanup() {
+  trap - EXIT INT TERM
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  rm -rf "$WORK"
+  echo "demo: stopped; nothing left running"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_http() { # url
+  for _ in $(seq 1 100); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "demo: $1 did not come up; logs in $WORK" >&2
+  return 1
+}
+
+echo "demo: starting redis-server on 127.0.0.1:$REDIS_PORT"
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
+PIDS+=($!)
+echo "demo: starting pushsim on 127.0.0.1:$SIM_PORT"
+"$BIN/pushsim" -addr "127.0.0.1:$SIM_PORT" >"$WORK/pushsim.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$SIM_PORT/_sim/stats"
+
+export CAMPAIGND_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+export CAMPAIGND_NATS_URL="nats://127.0.0.1:$NATS_PORT"
+export CAMPAIGND_HTTP_ADDR="127.0.0.1:$HTTP_PORT"
+export CAMPAIGND_API="http://127.0.0.1:$HTTP_PORT"
+export PUSHSIM_URL="http://127.0.0.1:$SIM_PORT"
+echo "demo: starting campaignd (embedded NATS on 127.0.0.1:$NATS_PORT, HTTP on 127.0.0.1:$HTTP_PORT)"
+"$BIN/campaignd" -config "$ROOT/configs/demo.yaml" -dev -dev-store "$WORK/jetstream" >"$WORK/campaignd.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$HTTP_PORT/readyz"
+
+ID="demo-$(date +%Y%m%d-%H%M%S)"
+{
+  printf '{"id":"%s","kind":"batch_push","push_message":{"title":"Hello","content":"campaignd demo"},"targets":[' "$ID"
+  for i in $(seq 1 "$TARGETS"); do
+    [ "$i" -gt 1 ] && printf ','
+    printf '"user%05d"' "$i"
+  done
+  # a few duplicates: sent once
+  printf ',"user00001","user00002"]}\n'
+} >"$WORK/campaign.json"
+
+echo "demo: submitting campaign $ID ($TARGETS targets, push_single limited to 10 calls/s)"
+"$BIN/campaignctl" submit -f "$WORK/campaign.json"
+echo "demo: asynq web UI: http://127.0.0.1:$HTTP_PORT/monitoring/"
+"$BIN/campaignctl" watch "$ID"
+echo "demo: campaign status (GET /api/campaigns/$ID):"
+curl -fsS "http://127.0.0.1:$HTTP_PORT/api/campaigns/$ID"; echo
+echo "demo: what pushsim received (GET /_sim/stats):"
+curl -fsS "http://127.0.0.1:$SIM_PORT/_sim/stats" | head -c 2000; echo
+echo
+echo "demo: asynq web UI: http://127.0.0.1:$HTTP_PORT/monitoring/   status API: http://127.0.0.1:$HTTP_PORT/api/campaigns/$ID"
+if [ "${DEMO_EXIT:-0}" = 1 ]; then exit 0; fi
+echo "demo: running; press Ctrl-C to stop"
+while :; do sleep 3600 & wait $!; done
