@@ -26,6 +26,7 @@ type fakeProvider struct {
 	counts map[string]int
 	answer func(call int, targets []string) ([]TargetResult, error)
 	delay  time.Duration
+	first  time.Time
 }
 
 func (f *fakeProvider) PushSingle(ctx context.Context, app string, targets []string, strategy *int, msg json.RawMessage) ([]TargetResult, error) {
@@ -33,6 +34,9 @@ func (f *fakeProvider) PushSingle(ctx context.Context, app string, targets []str
 		time.Sleep(f.delay)
 	}
 	f.mu.Lock()
+	if f.first.IsZero() {
+		f.first = time.Now()
+	}
 	n := len(f.calls)
 	f.calls = append(f.calls, append([]string(nil), targets...))
 	f.mu.Unlock()
@@ -185,8 +189,12 @@ func TestBatchPushSendsEachUniqueTargetOnce(t *testing.T) {
 			t.Fatalf("%s pushed %d times", id, counts[id])
 		}
 	}
-	if got := e.sink.states("big"); got[0] != campaigns.StateAccepted || got[len(got)-1] != campaigns.StateCompleted {
-		t.Errorf("events %v", got)
+	deadline := time.Now().Add(5 * time.Second)
+	for got := e.sink.states("big"); got[0] != campaigns.StateAccepted || got[len(got)-1] != campaigns.StateCompleted; got = e.sink.states("big") {
+		if time.Now().After(deadline) {
+			t.Fatalf("events %v", got)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -378,15 +386,23 @@ func TestDelayedStartIsNotEarly(t *testing.T) {
 		t.Fatalf("want scheduled, got %s", got.Status)
 	}
 	e.waitFinal(t, "later", 30*time.Second)
-	if got := e.sink.states("later"); fmt.Sprint(got) != "[accepted scheduled running completed]" {
-		t.Errorf("events %v", got)
+	deadline := time.Now().Add(5 * time.Second)
+	for fmt.Sprint(e.sink.states("later")) != "[accepted scheduled running completed]" {
+		if time.Now().After(deadline) {
+			t.Fatalf("events %v", e.sink.states("later"))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	calls, _ := e.prov.snapshot()
 	if len(calls) != 1 {
 		t.Fatalf("calls %d", len(calls))
 	}
-	// The first call came no earlier than the start.
-	_ = calls
+	e.prov.mu.Lock()
+	first := e.prov.first
+	e.prov.mu.Unlock()
+	if first.Before(start) {
+		t.Fatalf("first call %s before the start", start.Sub(first))
+	}
 }
 
 func TestExpiredTargetsAreDropped(t *testing.T) {
