@@ -1,0 +1,137 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/internal/testenv"
+)
+
+func setup(t *testing.T) *Store {
+	t.Helper()
+	return New(testenv.StartRedis(t).Client(t), Options{})
+}
+
+func camp(id string) *campaigns.Campaign {
+	return &campaigns.Campaign{ID: id, App: "default", Kind: campaigns.KindBatchPush, Targets: []string{"a", "b"}}
+}
+
+func TestCreateIsAtomic(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	var created atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, _, err := s.Create(context.Background(), camp("one"), time.Now())
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				created.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if created.Load() != 1 {
+		t.Fatalf("created %d times", created.Load())
+	}
+	counts, _ := s.CountByState(context.Background())
+	if counts[campaigns.StateAccepted] != 1 {
+		t.Fatalf("state counts %v", counts)
+	}
+}
+
+func TestRecordBatchOnceAndOneFinisher(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := context.Background()
+	if _, _, err := s.Create(ctx, camp("c"), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	const batches = 50
+	for n := 0; n < batches; n++ {
+		if err := s.PutBatches(ctx, "c", n, [][]string{{fmt.Sprintf("t%d", n)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SetPlanned(ctx, "c", batches, batches); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Transition(ctx, "c", campaigns.StateRunning); err != nil {
+		t.Fatal(err)
+	}
+	var firsts, finishers atomic.Int32
+	var wg sync.WaitGroup
+	for n := 0; n < batches; n++ {
+		for dup := 0; dup < 3; dup++ { // every batch recorded by three workers at once
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var fails []campaigns.Failure
+				sent := int64(1)
+				if n == 7 {
+					fails, sent = []campaigns.Failure{{Target: "t7", Reason: "FAIL: appUser not exists"}}, 0
+				}
+				_, first, finished, err := s.RecordBatch(ctx, "c", n, sent, fails, 0)
+				if err != nil {
+					t.Error(err)
+				}
+				if first {
+					firsts.Add(1)
+				}
+				if finished {
+					finishers.Add(1)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if firsts.Load() != batches || finishers.Load() != 1 {
+		t.Fatalf("first records %d (want %d), finishers %d (want 1)", firsts.Load(), batches, finishers.Load())
+	}
+	st, err := s.Status(ctx, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != campaigns.StatePartiallyFailed || st.Sent != 49 || st.Failed != 1 || st.BatchesDone != batches {
+		t.Fatalf("%+v", st)
+	}
+	var got []campaigns.Failure
+	if _, err := s.EachFailure(ctx, "c", func(f campaigns.Failure) error { got = append(got, f); return nil }); err != nil || len(got) != 1 || got[0].Target != "t7" {
+		t.Fatalf("failures %v %v", got, err)
+	}
+	counts, _ := s.CountByState(ctx)
+	if counts[campaigns.StatePartiallyFailed] != 1 || counts[campaigns.StateRunning] != 0 {
+		t.Fatalf("counts %v", counts)
+	}
+}
+
+func TestTransitions(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := context.Background()
+	if _, _, err := s.Transition(ctx, "nope", campaigns.StateCancelled); err == nil {
+		t.Fatal("unknown id accepted")
+	}
+	_, _, _ = s.Create(ctx, camp("x"), time.Now())
+	if _, ok, _ := s.Transition(ctx, "x", campaigns.StateRunning, campaigns.StatePaused); ok {
+		t.Fatal("resume of a campaign that is not paused")
+	}
+	if _, ok, _ := s.Transition(ctx, "x", campaigns.StateCancelled); !ok {
+		t.Fatal("cancel refused")
+	}
+	if _, ok, _ := s.Transition(ctx, "x", campaigns.StateRunning); ok {
+		t.Fatal("a final state changed")
+	}
+	if _, found, err := s.Lookup(ctx, "missing"); found || err != nil {
+		t.Fatalf("lookup of a missing id: %v %v", found, err)
+	}
+}
