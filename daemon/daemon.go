@@ -55,7 +55,7 @@ type Daemon struct {
 
 	store   *store.Store
 	svc     *worker.Service
-	server  *asynq.Server
+	servers worker.Servers
 	intake  *intake.Intake
 	sched   *scheduler.Scheduler
 	api     *httpapi.Server
@@ -155,10 +155,10 @@ func New(ctx context.Context, cfg config.Config, opts Options) (d *Daemon, err e
 		Logger:      d.log,
 		Concurrency: cfg.Worker.Concurrency,
 	})
-	d.server = worker.NewServer(d.redisOpt, worker.ServerOptions{
+	d.servers = worker.NewServers(d.redisOpt, worker.ServerOptions{
 		Concurrency: cfg.Worker.Concurrency,
 		Logger:      d.log,
-	})
+	}, 0)
 	reg.MustRegister(metrics.NewCampaignCollector(d.store, 2*time.Second, d.log))
 	insp := asynq.NewInspector(d.redisOpt)
 	d.stop = append(d.stop, func() { _ = insp.Close() })
@@ -237,7 +237,7 @@ func (d *Daemon) readyChecks() []httpapi.Check {
 // timeout), the HTTP server drains, connections close.
 func (d *Daemon) Run(ctx context.Context) error {
 	defer d.Close()
-	if err := d.server.Start(d.svc.Mux()); err != nil {
+	if err := d.servers.Start(d.svc.Mux()); err != nil {
 		return fmt.Errorf("asynq server: %w", err)
 	}
 	d.log.Info().Str("http", d.Addr()).Str("ui", "http://"+d.Addr()+"/monitoring/").Msg("campaignd running")
@@ -271,7 +271,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.log.Info().Msg("shutting down: intake stops, in-flight batches finish")
 	stopIntake()
-	d.server.Shutdown()
+	d.servers.Shutdown()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_ = d.httpSrv.Shutdown(sctx)
 	cancel()

@@ -138,12 +138,22 @@ func (s *Store) Lookup(ctx context.Context, id string) (campaigns.Status, bool, 
 	if err != nil {
 		return campaigns.Status{}, false, fmt.Errorf("store: status %s: %w", id, err)
 	}
-	if vals[1] == nil {
-		return campaigns.Status{}, false, nil
+	st, found := parseStatus(id, vals)
+	return st, found, nil
+}
+
+func parseStatus(id string, vals []any) (campaigns.Status, bool) {
+	if len(vals) < len(statusFields) || vals[1] == nil {
+		return campaigns.Status{}, false
 	}
 	str := func(i int) string {
-		v, _ := vals[i].(string)
-		return v
+		switch v := vals[i].(type) {
+		case string:
+			return v
+		case int64:
+			return strconv.FormatInt(v, 10)
+		}
+		return ""
 	}
 	num := func(i int) int64 {
 		n, _ := strconv.ParseInt(str(i), 10, 64)
@@ -166,7 +176,38 @@ func (s *Store) Lookup(ctx context.Context, id string) (campaigns.Status, bool, 
 	if v := str(11); v != "" {
 		_ = json.Unmarshal([]byte(v), &st.Errors)
 	}
-	return st, true, nil
+	return st, true
+}
+
+// BatchState is what a batch handler needs, read in one round trip.
+type BatchState struct {
+	Status  campaigns.Status
+	Done    bool
+	Targets []string
+}
+
+// BatchInfo reads a campaign's status, whether batch n is recorded, and its
+// targets, in one round trip.
+func (s *Store) BatchInfo(ctx context.Context, id string, n int) (BatchState, error) {
+	pipe := s.rdb.Pipeline()
+	hm := pipe.HMGet(ctx, s.key(id), statusFields...)
+	bit := pipe.GetBit(ctx, s.done(id), int64(n))
+	batch := pipe.HGet(ctx, s.batches(id), strconv.Itoa(n))
+	_, err := pipe.Exec(ctx)
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return BatchState{}, fmt.Errorf("store: batch %d of %s: %w", n, id, err)
+	}
+	st, found := parseStatus(id, hm.Val())
+	if !found {
+		return BatchState{}, fmt.Errorf("store: %s: %w", id, ErrNotFound)
+	}
+	out := BatchState{Status: st, Done: bit.Val() == 1}
+	if v, err := batch.Result(); err == nil && v != "" {
+		out.Targets = strings.Split(v, "\n")
+	} else if errors.Is(err, redis.Nil) && !out.Done && !st.Status.Final() {
+		return out, fmt.Errorf("store: batch %d of %s: %w", n, id, ErrNotFound)
+	}
+	return out, nil
 }
 
 // Status is Lookup with ErrNotFound for an unknown id.
@@ -275,7 +316,9 @@ func (s *Store) BatchDone(ctx context.Context, id string, n int) (bool, error) {
 // record: KEYS hash, done, failures, states; ARGV n, sent, failed, dropped,
 // now, failure JSON…
 var recordScript = redis.NewScript(`
-if redis.call('SETBIT', KEYS[2], tonumber(ARGV[1]), 1) == 1 then return {0, 0} end
+if redis.call('SETBIT', KEYS[2], tonumber(ARGV[1]), 1) == 1 then
+  return {0, 0, redis.call('HMGET', KEYS[1], 'kind', 'state', 'at', 'start_at', 'targets_total', 'batches_total', 'batches_done', 'sent', 'failed', 'dropped', 'task_ids', 'errors')}
+end
 redis.call('HINCRBY', KEYS[1], 'sent', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'failed', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'dropped', ARGV[4])
@@ -284,7 +327,8 @@ if #ARGV > 5 then redis.call('RPUSH', KEYS[3], unpack(ARGV, 6)) end
 local f = redis.call('HMGET', KEYS[1], 'planned', 'batches_total', 'state', 'sent', 'failed', 'dropped')
 local cur = f[3]
 local final = (cur == 'completed' or cur == 'partially_failed' or cur == 'failed' or cur == 'rejected' or cur == 'cancelled' or cur == 'expired')
-if f[1] ~= '1' or done < tonumber(f[2]) or final then return {1, 0} end
+local fields = {'kind', 'state', 'at', 'start_at', 'targets_total', 'batches_total', 'batches_done', 'sent', 'failed', 'dropped', 'task_ids', 'errors'}
+if f[1] ~= '1' or done < tonumber(f[2]) or final then return {1, 0, redis.call('HMGET', KEYS[1], unpack(fields))} end
 local sent, failed, dropped = tonumber(f[4]), tonumber(f[5]), tonumber(f[6])
 local to
 if failed == 0 and dropped == 0 then to = 'completed'
@@ -294,7 +338,7 @@ else to = 'partially_failed' end
 redis.call('HSET', KEYS[1], 'state', to, 'at', ARGV[5])
 redis.call('HINCRBY', KEYS[4], cur, -1)
 redis.call('HINCRBY', KEYS[4], to, 1)
-return {1, 1}
+return {1, 1, redis.call('HMGET', KEYS[1], unpack(fields))}
 `)
 
 // RecordBatch records batch n's outcome once: sent targets, refused ones
@@ -308,18 +352,21 @@ func (s *Store) RecordBatch(ctx context.Context, id string, n int, sent int64, f
 		b, _ := json.Marshal(f)
 		args = append(args, string(b))
 	}
-	res, err := recordScript.Run(ctx, s.rdb, []string{s.key(id), s.done(id), s.failures(id), s.states()}, args...).Int64Slice()
+	res, err := recordScript.Run(ctx, s.rdb, []string{s.key(id), s.done(id), s.failures(id), s.states()}, args...).Slice()
 	if err != nil {
 		return st, false, false, fmt.Errorf("store: record batch %d of %s: %w", n, id, err)
 	}
-	st, err = s.Status(ctx, id)
-	if err != nil {
-		return st, false, false, err
+	if len(res) != 3 {
+		return st, false, false, fmt.Errorf("store: record batch %d of %s: unexpected answer", n, id)
 	}
-	if res[1] == 1 {
+	firstN, _ := res[0].(int64)
+	finN, _ := res[1].(int64)
+	vals, _ := res[2].([]any)
+	st, _ = parseStatus(id, vals)
+	if finN == 1 {
 		s.expireFinished(ctx, id)
 	}
-	return st, res[0] == 1, res[1] == 1, nil
+	return st, firstN == 1, finN == 1, nil
 }
 
 // expireFinished lets a finished campaign's data go after a while.

@@ -98,12 +98,30 @@ func (s *Service) handlePlan(ctx context.Context, t *asynq.Task) error {
 		}
 		return nil
 	}
-	for n := 0; n < s.o.BatchWindow && int64(n) < st.BatchesTotal; n++ {
-		if err := s.enqueueBatch(ctx, c, n); err != nil {
-			return err
+	return s.enqueueFirst(ctx, c, int(min(int64(s.o.BatchWindow), st.BatchesTotal)))
+}
+
+// enqueueFirst enqueues batches 0..n-1 from a few goroutines (asynq has no
+// batch enqueue).
+func (s *Service) enqueueFirst(ctx context.Context, c *campaigns.Campaign, n int) error {
+	const parallel = 8
+	errs := make(chan error, parallel)
+	for w := 0; w < parallel; w++ {
+		go func() {
+			var err error
+			for i := w; i < n && err == nil; i += parallel {
+				err = s.enqueueBatch(ctx, c, i)
+			}
+			errs <- err
+		}()
+	}
+	var first error
+	for w := 0; w < parallel; w++ {
+		if err := <-errs; err != nil && first == nil {
+			first = err
 		}
 	}
-	return nil
+	return first
 }
 
 // plan reads the targets (inline or from the audience object), drops
@@ -185,13 +203,14 @@ func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
 		return fmt.Errorf("batch payload: %v: %w", err, asynq.SkipRetry)
 	}
-	st, err := s.o.Store.Status(ctx, p.ID)
+	info, err := s.o.Store.BatchInfo(ctx, p.ID, p.N)
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("batch %d of %s: %w", p.N, p.ID, asynq.SkipRetry)
 	}
 	if err != nil {
 		return err
 	}
+	st := info.Status
 	switch {
 	case st.Status.Final():
 		return nil // cancelled, or already finished
@@ -202,17 +221,10 @@ func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	done, err := s.o.Store.BatchDone(ctx, p.ID, p.N)
-	if err != nil {
-		return err
-	}
-	if done {
+	if info.Done {
 		return s.next(ctx, c, p.N, st)
 	}
-	targets, err := s.o.Store.Batch(ctx, p.ID, p.N)
-	if err != nil {
-		return err
-	}
+	targets := info.Targets
 	if c.ExpiresAt != nil && !s.o.Clock.Now().Before(*c.ExpiresAt) {
 		return s.record(ctx, c, p.N, 0, nil, int64(len(targets)))
 	}

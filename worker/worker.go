@@ -90,7 +90,7 @@ type Options struct {
 	Concurrency int           // workers of this process (sizes BatchWindow)
 	BatchWindow int           // batch tasks queued per campaign; default 2×Concurrency, at least 8
 	MaxRetry    int           // transient failures tolerated per batch; default 10
-	Retention   time.Duration // completed tasks kept visible in the UI; default 24h
+	Retention   time.Duration // completed plan tasks kept visible in the UI (and their ids reserved); default 24h
 	EarlyStart  time.Duration // plan tasks are enqueued this much early, then wait; default 3s
 	ProgressGap time.Duration // least time between two progress events of a campaign; default 250ms
 }
@@ -200,7 +200,7 @@ func (s *Service) enqueueBatch(ctx context.Context, c *campaigns.Campaign, n int
 	payload, _ := json.Marshal(batchPayload{ID: c.ID, N: n})
 	_, err := s.o.Client.EnqueueContext(ctx, asynq.NewTask(TypeBatch, payload),
 		asynq.TaskID(fmt.Sprintf("%s:b:%d", c.ID, n)), asynq.Queue(QueueFor(c.Priority)),
-		asynq.MaxRetry(s.o.MaxRetry), asynq.Retention(s.o.Retention), asynq.Timeout(5*time.Minute))
+		asynq.MaxRetry(s.o.MaxRetry), asynq.Timeout(5*time.Minute))
 	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) && !errors.Is(err, asynq.ErrDuplicateTask) {
 		return fmt.Errorf("worker: enqueue batch %d of %s: %w", n, c.ID, err)
 	}

@@ -109,13 +109,9 @@ func (c *Client) PushSingle(ctx context.Context, targets []string, req PushReque
 	if err := invalid("push/single", errs); err != nil {
 		return nil, err
 	}
-	env, err := c.call(ctx, provider.GroupPushSingle, http.MethodPost, "/push/single",
-		pushBody{Targets: targets, Strategy: req.Strategy, PushMessage: req.PushMessage})
-	if err != nil {
-		return nil, err
-	}
-	var res []TargetResult
-	if err := decodeData("POST /push/single", env, &res); err != nil {
+	res := make([]TargetResult, 0, len(targets))
+	if _, err := c.callInto(ctx, provider.GroupPushSingle, http.MethodPost, "/push/single",
+		pushBody{Targets: targets, Strategy: req.Strategy, PushMessage: req.PushMessage}, &res); err != nil {
 		return nil, err
 	}
 	return res, nil

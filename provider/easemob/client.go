@@ -132,6 +132,12 @@ type errorBody struct {
 // call sends one request to group with the app token, refreshing the token
 // once on a 401, and decodes the envelope.
 func (c *Client) call(ctx context.Context, group provider.Group, method, path string, body any) (*envelope, error) {
+	return c.callInto(ctx, group, method, path, body, nil)
+}
+
+// callInto is call that decodes the answer's data straight into into (when
+// not nil), in one pass over the body.
+func (c *Client) callInto(ctx context.Context, group provider.Group, method, path string, body, into any) (*envelope, error) {
 	op := method + " " + opName(path)
 	var payload []byte
 	if body != nil {
@@ -146,7 +152,7 @@ func (c *Client) call(ctx context.Context, group provider.Group, method, path st
 		if err != nil {
 			return nil, err
 		}
-		env, status, err := c.send(ctx, group, op, method, c.base+path, tok, payload)
+		env, status, err := c.send(ctx, group, op, method, c.base+path, tok, payload, into)
 		if err == nil {
 			return env, nil
 		}
@@ -185,17 +191,17 @@ func opName(path string) string {
 }
 
 // send performs one HTTP request (through the gate) and maps the answer.
-func (c *Client) send(ctx context.Context, group provider.Group, op, method, url, token string, payload []byte) (*envelope, int, error) {
+func (c *Client) send(ctx context.Context, group provider.Group, op, method, url, token string, payload []byte, into any) (*envelope, int, error) {
 	if err := c.cfg.Hooks.Before(ctx, group); err != nil {
 		return nil, 0, err
 	}
 	start := time.Now()
-	env, status, err := c.roundTrip(ctx, op, method, url, token, payload)
+	env, status, err := c.roundTrip(ctx, op, method, url, token, payload, into)
 	c.cfg.Hooks.After(group, op, time.Since(start), err)
 	return env, status, err
 }
 
-func (c *Client) roundTrip(ctx context.Context, op, method, url, token string, payload []byte) (*envelope, int, error) {
+func (c *Client) roundTrip(ctx context.Context, op, method, url, token string, payload []byte, into any) (*envelope, int, error) {
 	var rd io.Reader
 	if payload != nil {
 		rd = bytes.NewReader(payload)
@@ -230,6 +236,17 @@ func (c *Client) roundTrip(ctx context.Context, op, method, url, token string, p
 		return nil, resp.StatusCode, mapError(op, resp, body)
 	}
 	var env envelope
+	if into != nil {
+		direct := struct {
+			Data   any    `json:"data"`
+			Cursor string `json:"cursor"`
+		}{Data: into}
+		if err := json.Unmarshal(body, &direct); err != nil {
+			return nil, resp.StatusCode, &provider.Error{Provider: providerName, Op: op, Kind: provider.KindTransient, Status: resp.StatusCode, Err: fmt.Errorf("decode response: %w", err)}
+		}
+		env.Cursor = direct.Cursor
+		return &env, resp.StatusCode, nil
+	}
 	if err := json.Unmarshal(body, &env); err != nil {
 		return nil, resp.StatusCode, &provider.Error{Provider: providerName, Op: op, Kind: provider.KindTransient, Status: resp.StatusCode, Err: fmt.Errorf("decode response: %w", err)}
 	}

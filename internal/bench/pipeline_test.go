@@ -1,0 +1,296 @@
+// Package bench holds the end-to-end throughput benchmark of campaignd
+// against a plain asynq baseline. Run it with `make bench` (or
+// `go test ./internal/bench -run '^$' -bench Pipeline -benchtime 1x`).
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/intake"
+	"github.com/campaignd/campaignd/internal/testenv"
+)
+
+func targetsFromEnv() int {
+	if v, err := strconv.Atoi(os.Getenv("BENCH_TARGETS")); err == nil && v > 0 {
+		return v
+	}
+	return 100_000
+}
+
+func build(b *testing.B, dir string) {
+	b.Helper()
+	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/campaignd", "./cmd/pushsim")
+	cmd.Dir = filepath.Join("..", "..")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, out)
+	}
+}
+
+func startProc(b *testing.B, name string, args []string, env []string) *exec.Cmd {
+	b.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	logf, _ := os.Create(filepath.Join(b.TempDir(), filepath.Base(name)+".log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+		logf.Close()
+	})
+	return cmd
+}
+
+func waitURL(b *testing.B, url string) {
+	b.Helper()
+	for i := 0; i < 200; i++ {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.Fatalf("%s never came up", url)
+}
+
+func peakRSS(pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024
+		}
+	}
+	return -1
+}
+
+// BenchmarkPipeline sends one campaign of BENCH_TARGETS (default 100,000)
+// targets through a campaignd process to pushsim with limits off, then
+// drains the same number of 100-target tasks through a plain asynq server
+// whose handler only POSTs the batch to pushsim, and reports both rates.
+func BenchmarkPipeline(b *testing.B) {
+	n := targetsFromEnv()
+	bin := b.TempDir()
+	build(b, bin)
+	simPort := testenv.FreePort(b)
+	simURL := fmt.Sprintf("http://127.0.0.1:%d", simPort)
+	startProc(b, bin+"/pushsim", []string{"-addr", fmt.Sprintf("127.0.0.1:%d", simPort), "-limits-off"}, nil)
+	waitURL(b, simURL+"/_sim/stats")
+
+	// --- campaignd ---
+	rd := testenv.StartRedis(b)
+	ns := testenv.StartNATS(b)
+	httpPort := testenv.FreePort(b)
+	cfgPath := filepath.Join(b.TempDir(), "bench.yaml")
+	cfg := fmt.Sprintf(`redis: {url: %q}
+nats: {url: %q}
+http: {addr: "127.0.0.1:%d"}
+worker: {concurrency: 50}
+apps:
+  default:
+    provider: easemob
+    base_url: %q
+    org: bench
+    app: bench
+    client_id: pushsim
+    client_secret: pushsim-secret
+    limits: {push_single: 1000000}
+`, rd.URL, ns.URL, httpPort, simURL)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cd := startProc(b, bin+"/campaignd", []string{"-config", cfgPath, "-log-level", "warn"}, nil)
+	api := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	waitURL(b, api+"/readyz")
+
+	nc, err := nats.Connect(ns.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	var aud bytes.Buffer
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&aud, "user%07d\n", i)
+	}
+	if err := intake.UploadAudience(ctx, js, "audiences", "bench", &aud); err != nil {
+		b.Fatal(err)
+	}
+	cons, err := js.OrderedConsumer(ctx, intake.StreamStatus, jetstream.OrderedConsumerConfig{FilterSubjects: []string{intake.StatusSubject("bench")}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	it, _ := cons.Messages()
+	defer it.Stop()
+	b.ResetTimer()
+	t0 := time.Now()
+	body := `{"id":"bench","kind":"batch_push","push_message":{"title":"t","content":"c"},"audience":{"bucket":"audiences","object":"bench"}}`
+	if _, err := js.Publish(ctx, intake.SubjectSubmit, []byte(body)); err != nil {
+		b.Fatal(err)
+	}
+	var planned, finished time.Duration
+	var final campaigns.Status
+	for final.Status == "" || !final.Status.Final() {
+		m, err := it.Next()
+		if err != nil {
+			b.Fatal(err)
+		}
+		var st campaigns.Status
+		_ = json.Unmarshal(m.Data(), &st)
+		if st.Status == campaigns.StateRunning && planned == 0 {
+			planned = time.Since(t0)
+		}
+		final = st
+	}
+	finished = time.Since(t0)
+	b.StopTimer()
+	rss := peakRSS(cd.Process.Pid)
+	if final.Status != campaigns.StateCompleted || final.Sent != int64(n) {
+		b.Fatalf("campaign ended %+v", final)
+	}
+	campaignRate := float64(n) / finished.Seconds()
+
+	// --- plain asynq baseline, on a fresh Redis and an emptied pushsim ---
+	if resp, err := http.Post(simURL+"/_sim/reset", "application/json", nil); err == nil {
+		resp.Body.Close()
+	}
+	rd2 := testenv.StartRedis(b)
+	tok := token(b, simURL)
+	baseRate := baseline(b, rd2.Addr, simURL, tok, n)
+
+	b.ReportMetric(planned.Seconds(), "plan_s")
+	b.ReportMetric(campaignRate, "targets/s")
+	b.ReportMetric(float64(rss)/(1<<20), "peak_rss_MiB")
+	b.ReportMetric(baseRate.drain, "baseline_drain_targets/s")
+	b.ReportMetric(campaignRate/baseRate.drain, "ratio_to_drain")
+	b.ReportMetric(campaignRate/baseRate.total, "ratio_to_enqueue+drain")
+	fmt.Printf("campaignd: %d targets, planned+running after %s, completed in %s: %.0f targets/s (%.0f batches/s), peak RSS %.1f MiB\n",
+		n, planned.Round(time.Millisecond), finished.Round(time.Millisecond), campaignRate, campaignRate/100, float64(rss)/(1<<20))
+	fmt.Printf("plain asynq: enqueue %d tasks in %s, drain in %s: drain %.0f targets/s (%.0f tasks/s), enqueue+drain %.0f targets/s\n",
+		(n+99)/100, baseRate.enqueue.Round(time.Millisecond), baseRate.drained.Round(time.Millisecond), baseRate.drain, baseRate.drain/100, baseRate.total)
+	fmt.Printf("campaignd end to end / plain asynq drain = %.2f; / plain asynq enqueue+drain = %.2f\n", campaignRate/baseRate.drain, campaignRate/baseRate.total)
+}
+
+func token(b *testing.B, simURL string) string {
+	b.Helper()
+	resp, err := http.Post(simURL+"/base/line/token", "application/json",
+		strings.NewReader(`{"grant_type":"client_credentials","client_id":"pushsim","client_secret":"pushsim-secret"}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var t struct {
+		AccessToken string `json:"access_token"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&t)
+	return t.AccessToken
+}
+
+func baseline(b *testing.B, redisAddr, simURL, tok string, n int) baseResult {
+	b.Helper()
+	opt := asynq.RedisClientOpt{Addr: redisAddr}
+	client := asynq.NewClient(opt)
+	defer client.Close()
+	tasks := (n + 99) / 100
+	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 100}, Timeout: 10 * time.Second}
+	var done atomic.Int64
+	finished := make(chan struct{})
+	srv := asynq.NewServer(opt, asynq.Config{Concurrency: 50, LogLevel: asynq.ErrorLevel})
+	mux := asynq.NewServeMux()
+	mux.HandleFunc("batch", func(ctx context.Context, t *asynq.Task) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, simURL+"/base/line/push/single", bytes.NewReader(t.Payload()))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := httpc.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		if done.Add(1) == int64(tasks) {
+			close(finished)
+		}
+		return nil
+	})
+	// Enqueue every task (8 goroutines, as campaignd's planner enqueues its
+	// first window), then time the drain alone.
+	t0 := time.Now()
+	errs := make(chan error, 8)
+	for w := 0; w < 8; w++ {
+		go func() {
+			for i := w; i < tasks; i += 8 {
+				ids := make([]string, 0, 100)
+				for j := 0; j < 100 && i*100+j < n; j++ {
+					ids = append(ids, fmt.Sprintf("base%07d", i*100+j))
+				}
+				payload, _ := json.Marshal(map[string]any{"targets": ids, "pushMessage": map[string]string{"title": "t", "content": "c"}})
+				if _, err := client.Enqueue(asynq.NewTask("batch", payload)); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for w := 0; w < 8; w++ {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	enqueued := time.Since(t0)
+	t1 := time.Now()
+	if err := srv.Start(mux); err != nil {
+		b.Fatal(err)
+	}
+	select {
+	case <-finished:
+	case <-time.After(10 * time.Minute):
+		b.Fatal("baseline did not drain")
+	}
+	drained := time.Since(t1)
+	srv.Shutdown()
+	return baseResult{drain: float64(n) / drained.Seconds(), total: float64(n) / (enqueued + drained).Seconds(), enqueue: enqueued, drained: drained}
+}
+
+type baseResult struct {
+	drain, total     float64 // targets/s: drain alone; enqueue + drain
+	enqueue, drained time.Duration
+}
