@@ -79,7 +79,9 @@ func setup(t *testing.T, svc *fakeService, intakes int) jetstream.JetStream {
 	}
 	for i := 0; i < intakes; i++ {
 		in := New(js, svc, Options{
-			Env:        func() campaigns.Env { return campaigns.Env{Now: time.Now(), Apps: map[string]campaigns.AppInfo{"default": {Provider: "easemob"}}} },
+			Env: func() campaigns.Env {
+				return campaigns.Env{Now: time.Now(), Apps: map[string]campaigns.AppInfo{"default": {Provider: "easemob"}}}
+			},
 			Location:   func(string) *time.Location { return time.UTC },
 			Publisher:  NewPublisher(js, zerolog.Nop()),
 			IsNotFound: func(err error) bool { return errors.Is(err, errNotFound) },
