@@ -1,0 +1,137 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// TaskKind tells how a provider push task holds its slots.
+type TaskKind int
+
+const (
+	// TaskLabel (push/list/label) counts from creation until its execution
+	// ends (start + TaskDuration), or until released.
+	TaskLabel TaskKind = iota
+	// TaskBroadcast (push/task) counts from creation until its window is
+	// over, even before it starts; it cannot be released early.
+	TaskBroadcast
+)
+
+// TaskWindowConfig are the provider's task caps.
+type TaskWindowConfig struct {
+	MaxCreated   int           // creations in any sliding Window
+	Window       time.Duration // 5m at the provider
+	MaxRunning   int           // tasks counted at once
+	TaskDuration time.Duration // how long a label task runs
+	Guard        time.Duration // extra hold against clock differences; default 500ms
+}
+
+// TaskWindow enforces the task caps for every process sharing the Redis,
+// with sorted sets updated atomically by Lua on Redis TIME.
+type TaskWindow struct {
+	rdb    redis.UniversalClient
+	cfg    TaskWindowConfig
+	prefix string
+	now    func() time.Time
+}
+
+// NewTaskWindow returns the caps of cfg on rdb; l supplies the key prefix
+// and the test clock.
+func (l *Limiter) NewTaskWindow(cfg TaskWindowConfig) *TaskWindow {
+	if cfg.Guard <= 0 {
+		cfg.Guard = 500 * time.Millisecond
+	}
+	return &TaskWindow{rdb: l.rdb, cfg: cfg, prefix: l.opts.Prefix + "tasks:", now: l.opts.Now}
+}
+
+// Lease is a granted task slot.
+type Lease struct {
+	ID      string
+	Kind    TaskKind
+	Expires time.Time // when the slot frees by itself (Redis clock)
+}
+
+// acquire: KEYS created, running; ARGV now|-1, window µs, maxCreated,
+// maxRunning, member, hold µs (from now), ttl ms.
+// Returns {1, expiry µs} or {0, wait µs}.
+var acquireScript = redis.NewScript(`
+local now = tonumber(ARGV[1])
+if now < 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local held = redis.call('ZSCORE', KEYS[2], ARGV[5])
+if held then return {1, tonumber(held)} end
+if redis.call('ZSCORE', KEYS[1], ARGV[5]) then return {1, now} end
+local wait = 0
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  wait = math.max(wait, tonumber(oldest[2]) + window - now)
+end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  wait = math.max(wait, tonumber(first[2]) - now)
+end
+if wait > 0 then return {0, wait} end
+local expiry = now + tonumber(ARGV[6])
+redis.call('ZADD', KEYS[1], now, ARGV[5])
+redis.call('ZADD', KEYS[2], expiry, ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+redis.call('PEXPIRE', KEYS[2], ARGV[7])
+return {1, expiry}
+`)
+
+func (w *TaskWindow) keys(app string) []string {
+	return []string{w.prefix + app + ":created", w.prefix + app + ":running"}
+}
+
+func member(kind TaskKind, id string) string {
+	if kind == TaskBroadcast {
+		return "B:" + id
+	}
+	return "L:" + id
+}
+
+// Acquire takes a task slot for leaseID (idempotent: the same id gets the
+// same slot back), or returns *RateLimited with the exact time until the
+// caps allow one. startIn is how long after creation the task starts (its
+// startDate); a label task holds its running slot until startIn +
+// TaskDuration, a broadcast for the whole window.
+func (w *TaskWindow) Acquire(ctx context.Context, app string, kind TaskKind, leaseID string, startIn time.Duration) (Lease, error) {
+	hold := w.cfg.Window + w.cfg.Guard
+	if kind == TaskLabel {
+		hold = max(startIn, 0) + w.cfg.TaskDuration + w.cfg.Guard
+	}
+	now := int64(-1)
+	if w.now != nil {
+		now = w.now().UnixMicro()
+	}
+	ttl := (w.cfg.Window + hold + time.Minute).Milliseconds()
+	res, err := acquireScript.Run(ctx, w.rdb, w.keys(app), now, (w.cfg.Window + w.cfg.Guard).Microseconds(),
+		w.cfg.MaxCreated, w.cfg.MaxRunning, member(kind, leaseID), hold.Microseconds(), ttl).Int64Slice()
+	if err != nil {
+		return Lease{}, fmt.Errorf("ratelimit: task slot for %s: %w", app, err)
+	}
+	if res[0] == 0 {
+		return Lease{}, &RateLimited{Key: "tasks:" + app, RetryIn: time.Duration(res[1]) * time.Microsecond}
+	}
+	return Lease{ID: leaseID, Kind: kind, Expires: time.UnixMicro(res[1])}, nil
+}
+
+// Release frees a label task's running slot when it ended early. A
+// broadcast keeps its slot for the whole window; its creation always counts.
+func (w *TaskWindow) Release(ctx context.Context, app string, l Lease) error {
+	if l.Kind == TaskBroadcast {
+		return nil
+	}
+	if err := w.rdb.ZRem(ctx, w.keys(app)[1], member(l.Kind, l.ID)).Err(); err != nil {
+		return fmt.Errorf("ratelimit: release task slot %s: %w", l.ID, err)
+	}
+	return nil
+}
