@@ -8,10 +8,10 @@
 // margin absorbs the jitter between the moment a process is told to send and
 // the moment its call reaches the provider (timer overshoot, scheduling,
 // loopback latency): R+1 sends are at least R·(1/R)(1+Margin) = 1 s +
-// Margin·1 s apart, so as long as the jitter between two calls of the same
-// key stays under Margin·1 s (8 ms by default), no sliding 1-second window
-// ever holds more than R arrivals, whatever R is. The price is Margin of the
-// budget: 99.2% of R by default.
+// Margin·1 s apart, so as long as no call arrives more than Margin·1 s (10
+// ms by default) later than the one R slots after it, no sliding 1-second
+// window ever holds more than R arrivals, whatever R is. The price is Margin
+// of the budget: 99% of R by default.
 //
 // A caller whose slot lies further than MaxWait ahead books nothing and gets
 // a *RateLimited with the exact wait, so an asynq task can go back to its
@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -55,8 +56,13 @@ type Rate struct {
 // Options tune a Limiter.
 type Options struct {
 	Prefix  string        // key prefix, default "campaignd:rl:"
-	Margin  float64       // relative extra spacing, default 0.008
+	Margin  float64       // relative extra spacing, default 0.01
 	MaxWait time.Duration // longest wait granted, default 10s
+	// MaxLate is how late (after its slot) a call may still be sent; a
+	// caller woken later than that (a slow Redis answer, a scheduling
+	// hiccup) gives the slot up and reserves another, since a late call
+	// could crowd the window of the calls after it. Default Margin × 1 s / 4.
+	MaxLate time.Duration
 	// Now, when set, replaces Redis TIME inside the scripts (tests move time
 	// with it). Production leaves it nil.
 	Now    func() time.Time
@@ -68,6 +74,19 @@ type Options struct {
 type Limiter struct {
 	rdb  redis.UniversalClient
 	opts Options
+
+	mu     sync.Mutex
+	offset clockOffset
+}
+
+// clockOffset estimates Redis time minus local time from the round trip
+// with the smallest delay seen lately (the tighter the round trip, the
+// better the estimate).
+type clockOffset struct {
+	set    bool
+	offset time.Duration
+	rtt    time.Duration
+	at     time.Time
 }
 
 // New returns a limiter on rdb.
@@ -76,10 +95,13 @@ func New(rdb redis.UniversalClient, opts Options) *Limiter {
 		opts.Prefix = "campaignd:rl:"
 	}
 	if opts.Margin <= 0 {
-		opts.Margin = 0.008
+		opts.Margin = 0.01
 	}
 	if opts.MaxWait <= 0 {
 		opts.MaxWait = 10 * time.Second
+	}
+	if opts.MaxLate <= 0 {
+		opts.MaxLate = time.Duration(opts.Margin * float64(time.Second) / 4)
 	}
 	return &Limiter{rdb: rdb, opts: opts}
 }
@@ -101,12 +123,12 @@ for i, k in ipairs(KEYS) do
   if tat > send then send = tat end
 end
 local wait = send - now
-if wait > maxwait then return {0, wait} end
+if wait > maxwait then return {0, wait, send, now} end
 for i, k in ipairs(KEYS) do
   local nt = send + tonumber(ARGV[2 + i])
   redis.call('SET', k, nt, 'PX', math.floor((nt - now) / 1000) + 2000)
 end
-return {1, wait}
+return {1, wait, send, now}
 `)
 
 // backoffScript moves a key's next free slot to at least now + d.
@@ -138,7 +160,22 @@ func (l *Limiter) Spacing(perSecond float64) time.Duration {
 
 // Reservation is a granted slot.
 type Reservation struct {
-	Wait time.Duration // how long to wait before sending
+	Wait   time.Duration // how long to wait before sending, from the script's run
+	SendAt time.Time     // the slot in local time (clock offset to Redis applied)
+}
+
+// observe updates the clock-offset estimate with one round trip and returns
+// the current estimate.
+func (l *Limiter) observe(sent, got time.Time, redisNow int64) time.Duration {
+	rtt := got.Sub(sent)
+	sample := time.UnixMicro(redisNow).Sub(sent.Add(rtt / 2))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	o := &l.offset
+	if !o.set || rtt <= o.rtt || got.Sub(o.at) > 10*time.Second {
+		*o = clockOffset{set: true, offset: sample, rtt: rtt, at: got}
+	}
+	return o.offset
 }
 
 // Reserve books one call on every rate in one round trip: the send time is
@@ -159,37 +196,57 @@ func (l *Limiter) Reserve(ctx context.Context, maxWait time.Duration, rates ...R
 	if len(keys) == 0 {
 		return Reservation{}, nil
 	}
+	sent := time.Now()
 	res, err := reserveScript.Run(ctx, l.rdb, keys, args...).Int64Slice()
 	if err != nil {
 		return Reservation{}, fmt.Errorf("ratelimit: reserve %v: %w", keys, err)
 	}
-	if len(res) != 2 {
+	got := time.Now()
+	if len(res) != 4 {
 		return Reservation{}, fmt.Errorf("ratelimit: reserve %v: unexpected answer %v", keys, res)
 	}
 	wait := time.Duration(res[1]) * time.Microsecond
 	if res[0] == 0 {
 		return Reservation{}, &RateLimited{Key: rates[0].Key, RetryIn: wait}
 	}
-	return Reservation{Wait: wait}, nil
+	offset := l.observe(sent, got, res[3])
+	return Reservation{Wait: wait, SendAt: time.UnixMicro(res[2]).Add(-offset)}, nil
 }
 
 // Wait reserves a slot on every rate and sleeps until it (ctx-aware). A slot
-// further than MaxWait ahead is not booked: the error is a *RateLimited.
+// further than MaxWait ahead is not booked: the error is a *RateLimited. The
+// time waited is returned.
+//
+// The slot is turned into local time with an estimate of the offset between
+// the Redis clock and the local one (taken from the quickest recent round
+// trip), so a slow answer does not make the caller late. If the caller
+// still wakes later than MaxLate after its slot (a slow answer, a scheduling
+// hiccup), the slot is given up and another reserved: a late call could
+// crowd the window of the calls after it.
 func (l *Limiter) Wait(ctx context.Context, rates ...Rate) (time.Duration, error) {
-	r, err := l.Reserve(ctx, l.opts.MaxWait, rates...)
-	if err != nil {
-		return 0, err
-	}
-	if r.Wait <= 0 {
-		return 0, nil
-	}
-	t := time.NewTimer(r.Wait)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return r.Wait, nil
-	case <-ctx.Done():
-		return 0, fmt.Errorf("ratelimit: wait: %w", ctx.Err())
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
+		r, err := l.Reserve(ctx, l.opts.MaxWait, rates...)
+		if err != nil {
+			return time.Since(start), err
+		}
+		if l.opts.Now != nil { // test clock: nothing to sleep on
+			return r.Wait, nil
+		}
+		if d := time.Until(r.SendAt); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return time.Since(start), fmt.Errorf("ratelimit: wait: %w", ctx.Err())
+			}
+		}
+		late := time.Since(r.SendAt)
+		if late <= l.opts.MaxLate || attempt >= 5 {
+			return time.Since(start), nil
+		}
+		l.opts.Logger.Debug().Dur("late", late).Msg("ratelimit: too late for the slot; reserving another")
 	}
 }
 
