@@ -9,11 +9,16 @@ all: build
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-# deps installs what the tests and the demo need on Debian (redis-server).
+# deps installs what the tests and the demo need from Debian: redis-server,
+# and chromium (the asynq UI is checked in a headless browser).
 deps:
-	@command -v redis-server >/dev/null 2>&1 || { \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server; \
-		else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server; fi; }
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
+	fi
 
 test: deps
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed on:"; gofmt -l .; exit 1; }

@@ -35,6 +35,9 @@ type AppInfo struct {
 type Env struct {
 	Apps map[string]AppInfo
 	Now  time.Time
+	// Kinds, when not nil, are the kinds this campaignd can send; a valid
+	// campaign of another kind is rejected rather than accepted and dropped.
+	Kinds map[Kind]bool
 }
 
 var idRule = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
@@ -175,6 +178,9 @@ func (c *Campaign) Validate(env Env) FieldErrors {
 		errs = append(errs, fe("kind", "is required"))
 	} else if !validKind(c.Kind) {
 		errs = append(errs, fe("kind", "unknown kind %q (want one of batch_push, single_push, label_push, broadcast, label_members, user_settings, template)", c.Kind))
+	}
+	if env.Kinds != nil && validKind(c.Kind) && !env.Kinds[c.Kind] {
+		errs = append(errs, fe("kind", "%s is not handled by this campaignd version yet", c.Kind))
 	}
 	engagelab := appOK && app.Provider == "engagelab"
 	if engagelab && c.Kind != KindLabelMembers && validKind(c.Kind) {

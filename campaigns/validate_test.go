@@ -262,3 +262,19 @@ func ExampleCampaign_Validate() {
 	// strategy: must be 0..4, got 9
 	// push_message: is required for batch_push
 }
+
+func TestUnsupportedKindsAreRejected(t *testing.T) {
+	t.Parallel()
+	env := testEnv()
+	env.Kinds = map[Kind]bool{KindBatchPush: true}
+	c, _ := Decode([]byte(`{"id":"a","kind":"broadcast","push_message":{"t":1}}`))
+	c.Normalize()
+	if errs := c.Validate(env); !has(errs, "kind") {
+		t.Fatalf("a kind this campaignd cannot send was accepted: %v", errs)
+	}
+	c, _ = Decode([]byte(`{"id":"b","kind":"batch_push","push_message":{"t":1},"targets":["u"]}`))
+	c.Normalize()
+	if errs := c.Validate(env); len(errs) > 0 {
+		t.Fatalf("%v", errs)
+	}
+}

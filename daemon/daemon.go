@@ -287,8 +287,12 @@ func (d *Daemon) Close() {
 	d.stop = nil
 }
 
+// supportedKinds are the kinds this version sends; other valid kinds are
+// rejected at intake instead of being accepted and never sent.
+var supportedKinds = map[campaigns.Kind]bool{campaigns.KindBatchPush: true}
+
 func envFor(cfg config.Config, now time.Time) campaigns.Env {
-	return campaigns.Env{Apps: cfg.AppInfos(), Now: now}
+	return campaigns.Env{Apps: cfg.AppInfos(), Now: now, Kinds: supportedKinds}
 }
 
 func appLocation(cfg config.Config, app string) *time.Location {
