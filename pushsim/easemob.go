@@ -609,12 +609,21 @@ func (s *Sim) emLabelCreate(w http.ResponseWriter, r *http.Request, a *easemobAp
 	easemobOK(w, now, map[string]any{"data": labelJSON(l, false)})
 }
 
+// labelOf returns the named label, or writes the provider's "not exists"
+// error and returns nil. Called with s.mu held.
+func labelOf(w http.ResponseWriter, a *easemobApp, name string, now time.Time) *label {
+	l := a.labels[name]
+	if l == nil {
+		easemobError(w, http.StatusBadRequest, "ResourceNotFoundException", "push label not exists of "+name, now)
+	}
+	return l
+}
+
 func (s *Sim) emLabelGet(w http.ResponseWriter, _ *http.Request, a *easemobApp, args []string, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l := a.labels[args[0]]
+	l := labelOf(w, a, args[0], now)
 	if l == nil {
-		easemobError(w, http.StatusBadRequest, "ResourceNotFoundException", "push label not exists of "+args[0], now)
 		return
 	}
 	easemobOK(w, now, map[string]any{"data": labelJSON(l, true)})
@@ -708,9 +717,8 @@ func (s *Sim) emMembersAdd(w http.ResponseWriter, r *http.Request, a *easemobApp
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l := a.labels[args[0]]
+	l := labelOf(w, a, args[0], now)
 	if l == nil {
-		easemobError(w, http.StatusBadRequest, "ResourceNotFoundException", "push label not exists of "+args[0], now)
 		return
 	}
 	success, fail := []string{}, map[string]string{}
@@ -735,9 +743,8 @@ func (s *Sim) emMembersRemove(w http.ResponseWriter, r *http.Request, a *easemob
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l := a.labels[args[0]]
+	l := labelOf(w, a, args[0], now)
 	if l == nil {
-		easemobError(w, http.StatusBadRequest, "ResourceNotFoundException", "push label not exists of "+args[0], now)
 		return
 	}
 	success, fail := []string{}, map[string]string{}
@@ -755,9 +762,8 @@ func (s *Sim) emMembersRemove(w http.ResponseWriter, r *http.Request, a *easemob
 func (s *Sim) emMemberGet(w http.ResponseWriter, _ *http.Request, a *easemobApp, args []string, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l := a.labels[args[0]]
+	l := labelOf(w, a, args[0], now)
 	if l == nil {
-		easemobError(w, http.StatusBadRequest, "ResourceNotFoundException", "push label not exists of "+args[0], now)
 		return
 	}
 	at, in := l.members[args[1]]
@@ -771,9 +777,8 @@ func (s *Sim) emMemberGet(w http.ResponseWriter, _ *http.Request, a *easemobApp,
 func (s *Sim) emMembersList(w http.ResponseWriter, r *http.Request, a *easemobApp, args []string, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l := a.labels[args[0]]
+	l := labelOf(w, a, args[0], now)
 	if l == nil {
-		easemobError(w, http.StatusBadRequest, "ResourceNotFoundException", "push label not exists of "+args[0], now)
 		return
 	}
 	names := make([]string, 0, len(l.members))
