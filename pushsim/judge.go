@@ -12,6 +12,9 @@ type window struct {
 // arrive records an arrival at now and returns how many arrivals the window
 // ending at now holds, this one included.
 func (w *window) arrive(now time.Time) int {
+	if n := len(w.times); n > w.head && now.Before(w.times[n-1]) {
+		now = w.times[n-1] // keep the window sorted whatever the caller's clock does
+	}
 	cut := now.Add(-time.Second)
 	for w.head < len(w.times) && !w.times[w.head].After(cut) {
 		w.head++

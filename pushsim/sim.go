@@ -199,8 +199,11 @@ func (s *Sim) ExpireTokens() {
 func (s *Sim) now() time.Time { return s.cfg.Clock.Now() }
 
 // admit counts an arrival on provider/app/group and reports whether it is
-// within the limit. Called with s.mu held.
-func (s *Sim) admitLocked(prov, app string, g provider.Group, now time.Time) bool {
+// within the limit. Called with s.mu held. The arrival time is read here,
+// under the lock, so arrivals enter the window in time order even when
+// request goroutines reach the lock out of order.
+func (s *Sim) admitLocked(prov, app string, g provider.Group, _ time.Time) bool {
+	now := s.now()
 	key := prov + "/" + app + "/" + string(g)
 	s.calls[key]++
 	limit, limited := s.cfg.Limits[g]

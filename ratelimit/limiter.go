@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -74,19 +73,6 @@ type Options struct {
 type Limiter struct {
 	rdb  redis.UniversalClient
 	opts Options
-
-	mu     sync.Mutex
-	offset clockOffset
-}
-
-// clockOffset estimates Redis time minus local time from the round trip
-// with the smallest delay seen lately (the tighter the round trip, the
-// better the estimate).
-type clockOffset struct {
-	set    bool
-	offset time.Duration
-	rtt    time.Duration
-	at     time.Time
 }
 
 // New returns a limiter on rdb.
@@ -161,21 +147,7 @@ func (l *Limiter) Spacing(perSecond float64) time.Duration {
 // Reservation is a granted slot.
 type Reservation struct {
 	Wait   time.Duration // how long to wait before sending, from the script's run
-	SendAt time.Time     // the slot in local time (clock offset to Redis applied)
-}
-
-// observe updates the clock-offset estimate with one round trip and returns
-// the current estimate.
-func (l *Limiter) observe(sent, got time.Time, redisNow int64) time.Duration {
-	rtt := got.Sub(sent)
-	sample := time.UnixMicro(redisNow).Sub(sent.Add(rtt / 2))
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	o := &l.offset
-	if !o.set || rtt <= o.rtt || got.Sub(o.at) > 10*time.Second {
-		*o = clockOffset{set: true, offset: sample, rtt: rtt, at: got}
-	}
-	return o.offset
+	SendAt time.Time     // the slot in local time: when the answer arrived + Wait
 }
 
 // Reserve books one call on every rate in one round trip: the send time is
@@ -196,7 +168,6 @@ func (l *Limiter) Reserve(ctx context.Context, maxWait time.Duration, rates ...R
 	if len(keys) == 0 {
 		return Reservation{}, nil
 	}
-	sent := time.Now()
 	res, err := reserveScript.Run(ctx, l.rdb, keys, args...).Int64Slice()
 	if err != nil {
 		return Reservation{}, fmt.Errorf("ratelimit: reserve %v: %w", keys, err)
@@ -209,20 +180,19 @@ func (l *Limiter) Reserve(ctx context.Context, maxWait time.Duration, rates ...R
 	if res[0] == 0 {
 		return Reservation{}, &RateLimited{Key: rates[0].Key, RetryIn: wait}
 	}
-	offset := l.observe(sent, got, res[3])
-	return Reservation{Wait: wait, SendAt: time.UnixMicro(res[2]).Add(-offset)}, nil
+	// The slot is placed from the answer's arrival: never early, and late
+	// by the answer's transit at most.
+	return Reservation{Wait: wait, SendAt: got.Add(wait)}, nil
 }
 
 // Wait reserves a slot on every rate and sleeps until it (ctx-aware). A slot
 // further than MaxWait ahead is not booked: the error is a *RateLimited. The
 // time waited is returned.
 //
-// The slot is turned into local time with an estimate of the offset between
-// the Redis clock and the local one (taken from the quickest recent round
-// trip), so a slow answer does not make the caller late. If the caller
-// still wakes later than MaxLate after its slot (a slow answer, a scheduling
-// hiccup), the slot is given up and another reserved: a late call could
-// crowd the window of the calls after it.
+// The caller wakes at the answer's arrival + the wait (never early). If its
+// timer woke it later than MaxLate (a scheduling hiccup), the slot is given
+// up and another reserved: a late call could crowd the window of the calls
+// after it.
 func (l *Limiter) Wait(ctx context.Context, rates ...Rate) (time.Duration, error) {
 	start := time.Now()
 	for attempt := 0; ; attempt++ {
