@@ -167,6 +167,10 @@ func New(ctx context.Context, cfg config.Config, opts Options) (d *Daemon, err e
 	// Recurring campaigns.
 	var entries []scheduler.Entry
 	for _, sc := range cfg.Schedules {
+		if !supportedKinds[sc.Campaign.Kind] {
+			d.log.Warn().Str("schedule", sc.Name).Str("kind", string(sc.Campaign.Kind)).
+				Msg("this campaignd does not send this kind yet: its ticks will be rejected")
+		}
 		loc := time.UTC
 		if sc.Timezone != "" {
 			loc, _ = time.LoadLocation(sc.Timezone)
