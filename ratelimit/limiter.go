@@ -212,8 +212,10 @@ func (l *Limiter) Wait(ctx context.Context, rates ...Rate) (time.Duration, error
 				return time.Since(start), fmt.Errorf("ratelimit: wait: %w", ctx.Err())
 			}
 		}
+		// Only a caller that had to queue for its slot (the key is busy)
+		// can crowd the next second with a late call.
 		late := time.Since(r.SendAt)
-		if late <= l.opts.MaxLate || attempt >= 5 {
+		if r.Wait < time.Millisecond || late <= l.opts.MaxLate || attempt >= 5 {
 			return time.Since(start), nil
 		}
 		l.opts.Logger.Debug().Dur("late", late).Msg("ratelimit: too late for the slot; reserving another")

@@ -133,7 +133,7 @@ apps:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	cd := startProc(b, bin+"/campaignd", []string{"-config", cfgPath, "-log-level", "warn"}, nil)
+	cd := startProc(b, bin+"/campaignd", []string{"-config", cfgPath, "-log-level", "warn"}, []string{os.Getenv("BENCH_CAMPAIGND_ENV")})
 	api := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	waitURL(b, api+"/readyz")
 
