@@ -98,7 +98,7 @@ func (s *Service) handlePlan(ctx context.Context, t *asynq.Task) error {
 		}
 		return nil
 	}
-	return s.enqueueFirst(ctx, c, int(min(int64(s.o.BatchWindow), st.BatchesTotal)))
+	return s.enqueueFirst(ctx, c, int(min(int64(s.o.BatchWindow), s.groups(st.BatchesTotal))))
 }
 
 // enqueueFirst enqueues batches 0..n-1 from a few goroutines (asynq has no
@@ -198,55 +198,100 @@ func (s *Service) plan(ctx context.Context, c *campaigns.Campaign) error {
 	return s.o.Store.SetPlanned(ctx, c.ID, targets, int64(nBatch))
 }
 
+// handleBatch runs one batch task: a group of GroupSize consecutive batches
+// of a campaign, sent concurrently (each through the limiter), each recorded
+// once. A retry of the task skips the batches already recorded.
 func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 	var p batchPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
 		return fmt.Errorf("batch payload: %v: %w", err, asynq.SkipRetry)
 	}
-	info, err := s.o.Store.BatchInfo(ctx, p.ID, p.N)
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("batch %d of %s: %w", p.N, p.ID, asynq.SkipRetry)
+	g := s.o.GroupSize
+	errs := make([]error, g)
+	sts := make([]campaigns.Status, g)
+	var wg sync.WaitGroup
+	for i := 0; i < g; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sts[i], errs[i] = s.processBatch(ctx, p.ID, p.N*g+i)
+		}()
 	}
-	if err != nil {
-		return err
+	wg.Wait()
+	var later error
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		if _, ok := asRetryLater(err); ok {
+			later = err
+			continue
+		}
+		return err // a real failure: spend a retry
 	}
-	st := info.Status
-	switch {
-	case st.Status.Final():
-		return nil // cancelled, or already finished
-	case st.Status == campaigns.StatePaused:
-		return &retryLater{in: 2 * time.Second, reason: "campaign paused"}
+	if later != nil {
+		return later
+	}
+	st := sts[0]
+	if st.Status.Final() || st.BatchesTotal == 0 {
+		return nil
 	}
 	c, err := s.campaign(ctx, p.ID)
 	if err != nil {
 		return err
 	}
-	if info.Done {
-		return s.next(ctx, c, p.N, st)
+	return s.next(ctx, c, p.N, st)
+}
+
+// processBatch sends and records batch n of campaign id, unless it is
+// recorded already, beyond the last batch, or the campaign is over.
+func (s *Service) processBatch(ctx context.Context, id string, n int) (campaigns.Status, error) {
+	info, err := s.o.Store.BatchInfo(ctx, id, n)
+	if errors.Is(err, store.ErrNotFound) {
+		if info.Status.ID != "" && int64(n) >= info.Status.BatchesTotal {
+			return info.Status, nil // past the last batch
+		}
+		return info.Status, fmt.Errorf("batch %d of %s: %w", n, id, asynq.SkipRetry)
+	}
+	if err != nil {
+		return info.Status, err
+	}
+	st := info.Status
+	switch {
+	case st.Status.Final():
+		return st, nil // cancelled, or already finished
+	case st.Status == campaigns.StatePaused:
+		return st, &retryLater{in: 2 * time.Second, reason: "campaign paused"}
+	case info.Done || int64(n) >= st.BatchesTotal:
+		return st, nil
+	}
+	c, err := s.campaign(ctx, id)
+	if err != nil {
+		return st, err
 	}
 	targets := info.Targets
 	if c.ExpiresAt != nil && !s.o.Clock.Now().Before(*c.ExpiresAt) {
-		return s.record(ctx, c, p.N, 0, nil, int64(len(targets)))
+		return s.record(ctx, c, n, 0, nil, int64(len(targets)))
 	}
 
 	results, err := s.o.Pusher.PushSingle(s.o.CallContext(ctx, c), c.App, targets, c.Strategy, c.PushMessage)
 	if err != nil {
 		if _, later := asRetryLater(err); later {
-			return err
+			return st, err
 		}
 		kind, isProvider := provider.KindOf(err)
 		retried, _ := asynq.GetRetryCount(ctx)
 		maxRetry, _ := asynq.GetMaxRetry(ctx)
 		if (!isProvider || kind == provider.KindTransient) && retried < maxRetry {
-			return err // asynq retries with backoff
+			return st, err // asynq retries with backoff
 		}
 		reason := err.Error()
 		failures := make([]campaigns.Failure, len(targets))
 		for i, id := range targets {
 			failures[i] = campaigns.Failure{Target: id, Reason: reason}
 		}
-		s.log.Warn().Err(err).Str("campaign", c.ID).Int("batch", p.N).Msg("batch failed; targets recorded as failed")
-		return s.record(ctx, c, p.N, 0, failures, 0)
+		s.log.Warn().Err(err).Str("campaign", c.ID).Int("batch", n).Msg("batch failed; targets recorded as failed")
+		return s.record(ctx, c, n, 0, failures, 0)
 	}
 	var sent int64
 	var failures []campaigns.Failure
@@ -268,18 +313,17 @@ func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 			failures = append(failures, campaigns.Failure{Target: id, Reason: "no result from the provider"})
 		}
 	}
-	return s.record(ctx, c, p.N, sent, failures, 0)
+	return s.record(ctx, c, n, sent, failures, 0)
 }
 
-// record stores a batch's outcome (once), publishes progress and enqueues
-// the campaign's next batch.
-func (s *Service) record(ctx context.Context, c *campaigns.Campaign, n int, sent int64, failures []campaigns.Failure, dropped int64) error {
+// record stores a batch's outcome (once) and publishes progress.
+func (s *Service) record(ctx context.Context, c *campaigns.Campaign, n int, sent int64, failures []campaigns.Failure, dropped int64) (campaigns.Status, error) {
 	// Record even if the task's context ends now: the provider has answered.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	st, first, finished, err := s.o.Store.RecordBatch(rctx, c.ID, n, sent, failures, dropped)
 	if err != nil {
-		return err
+		return st, err
 	}
 	switch {
 	case finished:
@@ -289,16 +333,22 @@ func (s *Service) record(ctx context.Context, c *campaigns.Campaign, n int, sent
 	case first && s.throttle.allow(c.ID, s.o.Clock.Now()):
 		s.publish(rctx, st)
 	}
-	return s.next(rctx, c, n, st)
+	return st, nil
 }
 
-// next enqueues the batch BatchWindow places after n.
-func (s *Service) next(ctx context.Context, c *campaigns.Campaign, n int, st campaigns.Status) error {
-	m := n + s.o.BatchWindow
-	if int64(m) >= st.BatchesTotal {
+// next enqueues the batch task (group) BatchWindow places after k.
+func (s *Service) next(ctx context.Context, c *campaigns.Campaign, k int, st campaigns.Status) error {
+	m := k + s.o.BatchWindow
+	if int64(m) >= s.groups(st.BatchesTotal) {
 		return nil
 	}
 	return s.enqueueBatch(ctx, c, m)
+}
+
+// groups is how many batch tasks cover batches batches.
+func (s *Service) groups(batches int64) int64 {
+	g := int64(s.o.GroupSize)
+	return (batches + g - 1) / g
 }
 
 // throttle limits progress events per campaign in this process.

@@ -31,7 +31,7 @@ func NewServer(redisOpt asynq.RedisConnOpt, o ServerOptions) *asynq.Server {
 		IsFailure:                IsFailure,
 		RetryDelayFunc:           RetryDelay,
 		DelayedTaskCheckInterval: time.Second,
-		TaskCheckInterval:        200 * time.Millisecond, // an idle server looks for new work 5 times a second
+		TaskCheckInterval:        100 * time.Millisecond, // an idle server looks for new work every 50–150 ms
 		ShutdownTimeout:          o.ShutdownTimeout,
 		Logger:                   zlog{o.Logger.With().Str("component", "asynq").Logger()},
 		LogLevel:                 asynq.WarnLevel,

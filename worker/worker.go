@@ -3,7 +3,8 @@
 // cuts the targets into batches of at most 100 and writes them to the store;
 // batch handlers send each batch through the provider and record the result.
 //
-// Every task has a deterministic TaskID (`<id>:plan`, `<id>:b:<n>`), and a
+// Every task has a deterministic TaskID (`<id>:plan`, `<id>:g:<k>` for the
+// k-th group of GroupSize batches), and a
 // batch is recorded once (store.RecordBatch), so a crash, a redelivery or a
 // re-plan never sends a batch twice after its result was recorded. A
 // campaign keeps at most BatchWindow batch tasks queued: each finished batch
@@ -89,6 +90,7 @@ type Options struct {
 	Logger      zerolog.Logger
 	Concurrency int           // workers of this process (sizes BatchWindow)
 	BatchWindow int           // batch tasks queued per campaign; default 2×Concurrency, at least 8
+	GroupSize   int           // provider batches (≤ 100 targets each) per batch task, sent concurrently; default 4
 	MaxRetry    int           // transient failures tolerated per batch; default 10
 	Retention   time.Duration // completed plan tasks kept visible in the UI (and their ids reserved); default 24h
 	EarlyStart  time.Duration // plan tasks are enqueued this much early, then wait; default 3s
@@ -113,6 +115,9 @@ func NewService(o Options) *Service {
 	}
 	if o.BatchWindow <= 0 {
 		o.BatchWindow = max(2*o.Concurrency, 8)
+	}
+	if o.GroupSize <= 0 {
+		o.GroupSize = 4
 	}
 	if o.MaxRetry <= 0 {
 		o.MaxRetry = 10
@@ -199,7 +204,7 @@ func (s *Service) enqueuePlan(ctx context.Context, c *campaigns.Campaign, startA
 func (s *Service) enqueueBatch(ctx context.Context, c *campaigns.Campaign, n int) error {
 	payload, _ := json.Marshal(batchPayload{ID: c.ID, N: n})
 	_, err := s.o.Client.EnqueueContext(ctx, asynq.NewTask(TypeBatch, payload),
-		asynq.TaskID(fmt.Sprintf("%s:b:%d", c.ID, n)), asynq.Queue(QueueFor(c.Priority)),
+		asynq.TaskID(fmt.Sprintf("%s:g:%d", c.ID, n)), asynq.Queue(QueueFor(c.Priority)),
 		asynq.MaxRetry(s.o.MaxRetry), asynq.Timeout(5*time.Minute))
 	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) && !errors.Is(err, asynq.ErrDuplicateTask) {
 		return fmt.Errorf("worker: enqueue batch %d of %s: %w", n, c.ID, err)
