@@ -90,7 +90,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (d *Daemon, err e
 	if err != nil {
 		return nil, fmt.Errorf("redis.url: %w", err)
 	}
-	ropt.PoolSize = max(cfg.Worker.Concurrency*4, 20) // a batch task sends 4 batches at once
+	ropt.PoolSize = max(cfg.Worker.Concurrency*worker.DefaultGroupSize, 20) // a batch task sends its batches at once
 	d.rdb = redis.NewClient(ropt)
 	d.stop = append(d.stop, func() { _ = d.rdb.Close() })
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -78,6 +78,11 @@ type AudienceSource interface {
 // example with the campaign's own rate limit).
 type CallContext func(ctx context.Context, c *campaigns.Campaign) context.Context
 
+// DefaultGroupSize is how many provider batches one batch task carries.
+// Fewer, larger tasks cut asynq's per-task cost (dequeue, completion,
+// continuation); each batch is still limited, sent and recorded on its own.
+const DefaultGroupSize = 8
+
 // Options configure a Service.
 type Options struct {
 	Client      *asynq.Client
@@ -90,7 +95,7 @@ type Options struct {
 	Logger      zerolog.Logger
 	Concurrency int           // workers of this process (sizes BatchWindow)
 	BatchWindow int           // batch tasks queued per campaign; default 2×Concurrency, at least 8
-	GroupSize   int           // provider batches (≤ 100 targets each) per batch task, sent concurrently; default 4
+	GroupSize   int           // provider batches (≤ 100 targets each) per batch task, sent concurrently; default DefaultGroupSize
 	MaxRetry    int           // transient failures tolerated per batch; default 10
 	Retention   time.Duration // completed plan tasks kept visible in the UI (and their ids reserved); default 24h
 	EarlyStart  time.Duration // plan tasks are enqueued this much early, then wait; default 3s
@@ -117,7 +122,7 @@ func NewService(o Options) *Service {
 		o.BatchWindow = max(2*o.Concurrency, 8)
 	}
 	if o.GroupSize <= 0 {
-		o.GroupSize = 4
+		o.GroupSize = DefaultGroupSize
 	}
 	if o.MaxRetry <= 0 {
 		o.MaxRetry = 10

@@ -269,7 +269,7 @@ func contains(s, sub string) bool { return strings.Contains(s, sub) }
 func TestCancelStopsUnsentBatches(t *testing.T) {
 	t.Parallel()
 	prov := &fakeProvider{delay: 20 * time.Millisecond}
-	e := setup(t, Options{Pusher: prov, Concurrency: 2, BatchWindow: 2})
+	e := setup(t, Options{Pusher: prov, Concurrency: 2, BatchWindow: 2, GroupSize: 2})
 	e.submit(t, &campaigns.Campaign{ID: "stop", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("s", 5000)}, time.Now())
 	for {
 		if calls, _ := prov.snapshot(); len(calls) >= 3 {
@@ -362,7 +362,7 @@ func TestRedeliveryAfterCrashBeforeEnqueue(t *testing.T) {
 func TestSmallCampaignOvertakesABigOne(t *testing.T) {
 	t.Parallel()
 	prov := &fakeProvider{delay: 5 * time.Millisecond}
-	e := setup(t, Options{Pusher: prov, Concurrency: 4})
+	e := setup(t, Options{Pusher: prov, Concurrency: 4, GroupSize: 1})
 	e.submit(t, &campaigns.Campaign{ID: "huge", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("g", 20000)}, time.Now())
 	time.Sleep(100 * time.Millisecond)
 	e.submit(t, &campaigns.Campaign{ID: "tiny", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("t", 50)}, time.Now())
