@@ -205,7 +205,7 @@ func (s *Sim) serveEasemob(w http.ResponseWriter, r *http.Request) {
 
 	if route.group == provider.GroupToken {
 		s.mu.Lock()
-		s.admitLocked("easemob", appKey, provider.GroupToken, now)
+		s.admitLocked("easemob", appKey, provider.GroupToken)
 		fault := s.faultLocked()
 		s.mu.Unlock()
 		s.sleepLatency(r.Context())
@@ -217,7 +217,7 @@ func (s *Sim) serveEasemob(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.mu.Lock()
-	admitted := s.admitLocked("easemob", appKey, route.group, now)
+	admitted := s.admitLocked("easemob", appKey, route.group)
 	var authed bool
 	if admitted {
 		authed = s.authEasemobLocked(r, appKey, now)
@@ -448,7 +448,8 @@ func (s *Sim) taskStart(w http.ResponseWriter, b *pushBody, now time.Time) (time
 func (s *Sim) createTaskLocked(w http.ResponseWriter, a *easemobApp, kind, labelName string, start time.Time, msg []byte, now time.Time) *Task {
 	if ok, why := s.caps.check(a.tasks, now); !ok {
 		s.limitExc++
-		easemobError(w, http.StatusForbidden, "LimitException", "limit request: "+why, now)
+		s.cfg.Logger.Debug().Str("app", a.org+"/"+a.app).Str("kind", kind).Str("reason", why).Msg("pushsim: task refused")
+		easemobError(w, http.StatusForbidden, "LimitException", "limit request", now)
 		return nil
 	}
 	s.taskSeq++
@@ -601,7 +602,8 @@ func (s *Sim) emLabelCreate(w http.ResponseWriter, r *http.Request, a *easemobAp
 	}
 	if len(a.labels) >= provider.MaxLabels {
 		s.limitExc++
-		easemobError(w, http.StatusForbidden, "LimitException", fmt.Sprintf("limit request: at most %d labels", provider.MaxLabels), now)
+		s.cfg.Logger.Debug().Str("app", a.org+"/"+a.app).Int("labels", len(a.labels)).Msg("pushsim: label cap reached")
+		easemobError(w, http.StatusForbidden, "LimitException", "limit request", now)
 		return
 	}
 	l := &label{Name: b.Name, Description: b.Description, CreatedAt: now.UnixMilli(), members: map[string]int64{}}
@@ -768,7 +770,8 @@ func (s *Sim) emMemberGet(w http.ResponseWriter, _ *http.Request, a *easemobApp,
 	}
 	at, in := l.members[args[1]]
 	if !in {
-		easemobError(w, http.StatusBadRequest, "ResourceNotFoundException", "user "+args[1]+" not in push label "+args[0], now)
+		// The original answers without the user's fields when it is not a member.
+		easemobOK(w, now, map[string]any{"data": map[string]any{}})
 		return
 	}
 	easemobOK(w, now, map[string]any{"data": map[string]any{"username": args[1], "created": at}})
@@ -803,12 +806,12 @@ func (s *Sim) emMembersList(w http.ResponseWriter, r *http.Request, a *easemobAp
 
 func (s *Sim) emUserPut(w http.ResponseWriter, r *http.Request, a *easemobApp, args []string, now time.Time) {
 	var b struct {
-		Nickname     *string `json:"nickname"`
-		Style        *int    `json:"notification_display_style"`
-		DND          *bool   `json:"notification_no_disturbing"`
-		DNDStart     *int    `json:"notification_no_disturbing_start"`
-		DNDEnd       *int    `json:"notification_no_disturbing_end"`
-		NotifierName *string `json:"notifier_name"`
+		Nickname     *string  `json:"nickname"`
+		Style        *flexInt `json:"notification_display_style"`
+		DND          *bool    `json:"notification_no_disturbing"`
+		DNDStart     *flexInt `json:"notification_no_disturbing_start"`
+		DNDEnd       *flexInt `json:"notification_no_disturbing_end"`
+		NotifierName *string  `json:"notifier_name"`
 	}
 	if err := decodeBody(r, &b); err != nil {
 		easemobError(w, http.StatusBadRequest, "IllegalArgumentException", err.Error(), now)
@@ -822,12 +825,12 @@ func (s *Sim) emUserPut(w http.ResponseWriter, r *http.Request, a *easemobApp, a
 		}
 	}
 	if b.Style != nil {
-		if err := provider.ValidateDisplayStyle(*b.Style); err != nil {
+		if err := provider.ValidateDisplayStyle(int(*b.Style)); err != nil {
 			bad(err.Error())
 			return
 		}
 	}
-	for _, h := range []*int{b.DNDStart, b.DNDEnd} {
+	for _, h := range []*flexInt{b.DNDStart, b.DNDEnd} {
 		if h != nil && (*h < 0 || *h > 23) {
 			bad("notification_no_disturbing_start/_end must be hours 0..23")
 			return
@@ -841,16 +844,16 @@ func (s *Sim) emUserPut(w http.ResponseWriter, r *http.Request, a *easemobApp, a
 		u.nickname = *b.Nickname
 	}
 	if b.Style != nil {
-		u.style = *b.Style
+		u.style = int(*b.Style)
 	}
 	if b.DND != nil {
 		u.dnd = *b.DND
 	}
 	if b.DNDStart != nil {
-		u.dndStart = *b.DNDStart
+		u.dndStart = int(*b.DNDStart)
 	}
 	if b.DNDEnd != nil {
-		u.dndEnd = *b.DNDEnd
+		u.dndEnd = int(*b.DNDEnd)
 	}
 	ent := map[string]any{
 		"uuid": "pushsim-" + args[0], "type": "user", "created": u.created, "modified": u.modified,
@@ -926,10 +929,11 @@ func (s *Sim) emModeGet(w http.ResponseWriter, _ *http.Request, a *easemobApp, a
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	u := a.user(args[0], now)
-	m, ok := u.modes[args[1]+"/"+args[2]]
-	if !ok {
-		m = notifyMode{Type: provider.NotifyTypeDefault}
+	m := notifyMode{Type: provider.NotifyTypeDefault}
+	if u := a.users[args[0]]; u != nil {
+		if set, ok := u.modes[args[1]+"/"+args[2]]; ok {
+			m = set
+		}
 	}
 	easemobOK(w, now, map[string]any{"action": "get", "path": "/users", "data": m, "organization": a.org, "applicationName": a.app})
 }
@@ -956,8 +960,11 @@ func (s *Sim) emLanguagePut(w http.ResponseWriter, r *http.Request, a *easemobAp
 func (s *Sim) emLanguageGet(w http.ResponseWriter, _ *http.Request, a *easemobApp, args []string, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	u := a.user(args[0], now)
-	easemobOK(w, now, map[string]any{"action": "get", "path": "/users", "data": map[string]string{"language": u.language}})
+	lang := ""
+	if u := a.users[args[0]]; u != nil {
+		lang = u.language
+	}
+	easemobOK(w, now, map[string]any{"action": "get", "path": "/users", "data": map[string]string{"language": lang}})
 }
 
 func (s *Sim) emTemplateCreate(w http.ResponseWriter, r *http.Request, a *easemobApp, _ []string, now time.Time) {
@@ -1006,4 +1013,21 @@ func (s *Sim) emTemplateDelete(w http.ResponseWriter, _ *http.Request, a *easemo
 	}
 	delete(a.templates, args[0])
 	easemobOK(w, now, map[string]any{"action": "delete", "data": t})
+}
+
+// flexInt is an integer field the API accepts as a JSON number or a numeric
+// string (its own examples send "notification_display_style": "1").
+type flexInt int
+
+func (f *flexInt) UnmarshalJSON(b []byte) error {
+	raw := strings.TrimSpace(string(b))
+	if unq, err := strconv.Unquote(raw); err == nil {
+		raw = strings.TrimSpace(unq)
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil {
+		return fmt.Errorf("%s is not an integer", b)
+	}
+	*f = flexInt(n)
+	return nil
 }

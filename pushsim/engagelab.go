@@ -1,6 +1,7 @@
 package pushsim
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
@@ -50,6 +51,39 @@ func engagelabError(w http.ResponseWriter, status, code int, msg string) {
 	writeJSON(w, status, map[string]any{"error": map[string]any{"code": code, "message": msg}})
 }
 
+// engagelabTagError answers a tag that breaks the naming rule: 27017 (HTTP
+// 401, as the original's table gives) when it is over 40 bytes, else 27002.
+func engagelabTagError(w http.ResponseWriter, tag string, err error) {
+	if len(tag) > provider.MaxTagBytes {
+		engagelabError(w, http.StatusUnauthorized, 27017, err.Error())
+		return
+	}
+	engagelabError(w, http.StatusBadRequest, 27002, err.Error())
+}
+
+// writeSuccess writes the plain "success" body EngageLab answers to changes.
+func writeSuccess(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte("success"))
+}
+
+// writeInvalidRegIDs answers 27005 with the refused ids in "data", a JSON
+// string as in the original.
+func writeInvalidRegIDs(w http.ResponseWriter, ids []string) {
+	data, _ := json.Marshal(map[string][]string{"invalid_regids": ids})
+	writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{
+		"code": 27005, "message": "registration id is illegal", "data": string(data),
+	}})
+}
+
+func nilIfEmpty(list []string) []string {
+	if len(list) == 0 {
+		return nil
+	}
+	return list
+}
+
 func validPlatform(p string) bool {
 	if p == "" {
 		return true
@@ -72,7 +106,7 @@ func (s *Sim) serveEngageLab(w http.ResponseWriter, r *http.Request) {
 		appKey = "-"
 	}
 	s.mu.Lock()
-	admitted := s.admitLocked("engagelab", appKey, provider.GroupTags, now)
+	admitted := s.admitLocked("engagelab", appKey, provider.GroupTags)
 	fault := faultNone
 	authed := hasAuth && key == s.cfg.EngageLabKey && secret == s.cfg.EngageLabSecret
 	if admitted && authed {
@@ -122,7 +156,11 @@ func (s *Sim) serveEngageLab(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, 200, map[string]any{"tags": nil, "alias": nil})
 			return
 		}
-		writeJSON(w, 200, map[string]any{"tags": sortedKeys(d.tags), "alias": d.alias})
+		var alias any
+		if d.alias != "" {
+			alias = d.alias
+		}
+		writeJSON(w, 200, map[string]any{"tags": nilIfEmpty(sortedKeys(d.tags)), "alias": alias})
 	case n == 2 && p[0] == "devices" && r.Method == http.MethodPost:
 		s.elDeviceSet(w, r, a, p[1])
 	case n == 2 && p[0] == "devices" && r.Method == http.MethodDelete:
@@ -132,9 +170,9 @@ func (s *Sim) serveEngageLab(w http.ResponseWriter, r *http.Request) {
 			}
 			delete(a.devices, p[1])
 		}
-		writeJSON(w, 200, map[string]any{})
+		writeSuccess(w)
 	case n == 1 && p[0] == "tags" && r.Method == http.MethodGet:
-		writeJSON(w, 200, map[string]any{"tags": sortedKeys(boolSet(a.tags))})
+		writeJSON(w, 200, map[string]any{"tags": nilIfEmpty(sortedKeys(boolSet(a.tags)))})
 	case n == 2 && p[0] == "tags" && p[1] == "quota-info" && r.Method == http.MethodGet:
 		s.elQuota(w, r, a)
 	case n == 2 && p[0] == "tags" && r.Method == http.MethodPost:
@@ -146,7 +184,7 @@ func (s *Sim) serveEngageLab(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		delete(a.tags, p[1])
-		writeJSON(w, 200, map[string]any{})
+		writeSuccess(w)
 	case n == 4 && p[0] == "tags" && p[2] == "registration_ids" && r.Method == http.MethodGet:
 		writeJSON(w, 200, map[string]any{"result": a.tags[p[1]][p[3]]})
 	case n == 1 && p[0] == "tags_count" && r.Method == http.MethodGet:
@@ -179,7 +217,7 @@ func (s *Sim) serveEngageLab(w http.ResponseWriter, r *http.Request) {
 				d.alias = ""
 			}
 		}
-		writeJSON(w, 200, map[string]any{})
+		writeSuccess(w)
 	default:
 		engagelabError(w, http.StatusNotFound, 27002, "unknown path")
 	}
@@ -241,11 +279,7 @@ func (s *Sim) elDeviceSet(w http.ResponseWriter, r *http.Request, a *engagelabAp
 	}
 	for _, t := range append(append([]string{}, add...), remove...) {
 		if err := provider.ValidateTagName(t); err != nil {
-			code := 27002
-			if len(t) > provider.MaxTagBytes {
-				code = 27017
-			}
-			engagelabError(w, http.StatusBadRequest, code, err.Error())
+			engagelabTagError(w, t, err)
 			return
 		}
 	}
@@ -296,7 +330,7 @@ func (s *Sim) elDeviceSet(w http.ResponseWriter, r *http.Request, a *engagelabAp
 	if b.Alias != nil {
 		d.alias = *b.Alias
 	}
-	writeJSON(w, 200, map[string]any{})
+	writeSuccess(w)
 }
 
 func stringList(v any) ([]string, bool) {
@@ -320,11 +354,7 @@ func stringList(v any) ([]string, bool) {
 
 func (s *Sim) elTagUpdate(w http.ResponseWriter, r *http.Request, a *engagelabApp, tag string) {
 	if err := provider.ValidateTagName(tag); err != nil {
-		code := 27002
-		if len(tag) > provider.MaxTagBytes {
-			code = 27017
-		}
-		engagelabError(w, http.StatusBadRequest, code, err.Error())
+		engagelabTagError(w, tag, err)
 		return
 	}
 	var b struct {
@@ -349,10 +379,7 @@ func (s *Sim) elTagUpdate(w http.ResponseWriter, r *http.Request, a *engagelabAp
 		}
 	}
 	if len(invalid) > 0 {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{
-			"code": 27005, "message": "registration id is illegal",
-			"data": fmt.Sprintf(`{"invalid_regids":%q}`, invalid),
-		}})
+		writeInvalidRegIDs(w, invalid)
 		return
 	}
 	members := a.tags[tag]
@@ -387,7 +414,7 @@ func (s *Sim) elTagUpdate(w http.ResponseWriter, r *http.Request, a *engagelabAp
 	if len(members) > 0 || a.tags[tag] != nil {
 		a.tags[tag] = members
 	}
-	writeJSON(w, 200, map[string]any{})
+	writeSuccess(w)
 }
 
 func (s *Sim) elStatus(w http.ResponseWriter, r *http.Request, a *engagelabApp, now time.Time) {
@@ -400,6 +427,16 @@ func (s *Sim) elStatus(w http.ResponseWriter, r *http.Request, a *engagelabApp, 
 	}
 	if len(b.RegistrationIDs) == 0 || len(b.RegistrationIDs) > provider.MaxTagIDs {
 		engagelabError(w, http.StatusBadRequest, 27002, "registration_ids takes 1..1000 ids")
+		return
+	}
+	var invalid []string
+	for _, id := range b.RegistrationIDs {
+		if strings.HasPrefix(id, "invalid-") || provider.ValidateTargetID(id) != nil {
+			invalid = append(invalid, id)
+		}
+	}
+	if len(invalid) > 0 {
+		writeInvalidRegIDs(w, invalid)
 		return
 	}
 	out := make([]map[string]any, 0, len(b.RegistrationIDs))

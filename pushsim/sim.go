@@ -48,10 +48,10 @@ type Faults struct {
 
 // Config configures a Sim. The zero value is usable.
 type Config struct {
-	EasemobClientID, EasemobClientSecret string // default "pushsim" / "pushsim-secret"
-	EngageLabKey, EngageLabSecret        string // default "pushsim" / "pushsim-secret"
-	Limits                               map[provider.Group]float64
-	LimitsOff                            bool // count and record violations, refuse nothing
+	EasemobClientID, EasemobClientSecret string                     // default "pushsim" / "pushsim-secret"
+	EngageLabKey, EngageLabSecret        string                     // default "pushsim" / "pushsim-secret"
+	Limits                               map[provider.Group]float64 // calls/s per group; nil → provider.DefaultLimits, a missing group → its default, ≤ 0 → not limited
+	LimitsOff                            bool                       // count and record violations, refuse nothing
 	TaskWindow                           TaskWindow
 	TokenTTL                             time.Duration // default 2h
 	Faults                               Faults
@@ -198,11 +198,11 @@ func (s *Sim) ExpireTokens() {
 
 func (s *Sim) now() time.Time { return s.cfg.Clock.Now() }
 
-// admit counts an arrival on provider/app/group and reports whether it is
+// admitLocked counts an arrival on provider/app/group and reports whether it is
 // within the limit. Called with s.mu held. The arrival time is read here,
 // under the lock, so arrivals enter the window in time order even when
 // request goroutines reach the lock out of order.
-func (s *Sim) admitLocked(prov, app string, g provider.Group, _ time.Time) bool {
+func (s *Sim) admitLocked(prov, app string, g provider.Group) bool {
 	now := s.now()
 	key := prov + "/" + app + "/" + string(g)
 	s.calls[key]++
@@ -215,8 +215,9 @@ func (s *Sim) admitLocked(prov, app string, g provider.Group, _ time.Time) bool 
 		w = &window{}
 		s.windows[key] = w
 	}
-	n := w.arrive(now)
-	if float64(n) <= limit {
+	span, allowed := judgeSpan(limit)
+	n := w.arrive(now, span)
+	if float64(n) <= allowed {
 		return true
 	}
 	s.nViolations++

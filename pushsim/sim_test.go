@@ -92,21 +92,115 @@ func TestWindowCountsStrictSlidingSecond(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name    string
+		span    time.Duration
 		offsets []time.Duration
 		want    []int
 	}{
-		{"same instant", []time.Duration{0, 0, 0}, []int{1, 2, 3}},
-		{"exactly one second apart drops the first", []time.Duration{0, time.Second}, []int{1, 1}},
-		{"just inside a second", []time.Duration{0, 999 * time.Millisecond}, []int{1, 2}},
-		{"sliding", []time.Duration{0, 400 * time.Millisecond, 800 * time.Millisecond, 1200 * time.Millisecond, 1300 * time.Millisecond}, []int{1, 2, 3, 3, 4}},
+		{"same instant", time.Second, []time.Duration{0, 0, 0}, []int{1, 2, 3}},
+		{"exactly one second apart drops the first", time.Second, []time.Duration{0, time.Second}, []int{1, 1}},
+		{"just inside a second", time.Second, []time.Duration{0, 999 * time.Millisecond}, []int{1, 2}},
+		{"sliding", time.Second, []time.Duration{0, 400 * time.Millisecond, 800 * time.Millisecond, 1200 * time.Millisecond, 1300 * time.Millisecond}, []int{1, 2, 3, 3, 4}},
+		{"clock going back counts at the latest arrival", time.Second, []time.Duration{500 * time.Millisecond, 0, 1499 * time.Millisecond}, []int{1, 2, 3}},
+		{"two-second span", 2 * time.Second, []time.Duration{0, 1500 * time.Millisecond, 2 * time.Second, 3600 * time.Millisecond}, []int{1, 2, 2, 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			var w window
 			for i, off := range tt.offsets {
-				if got := w.arrive(t0.Add(off)); got != tt.want[i] {
+				if got := w.arrive(t0.Add(off), tt.span); got != tt.want[i] {
 					t.Errorf("arrival %d at +%s: count %d, want %d", i, off, got, tt.want[i])
 				}
+			}
+		})
+	}
+}
+
+// TestJudgeWithFakeClock drives the Sim's judge directly: which arrivals of
+// a schedule are violations for a limit.
+func TestJudgeWithFakeClock(t *testing.T) {
+	t.Parallel()
+	ms := time.Millisecond
+	tests := []struct {
+		name      string
+		limit     float64
+		offsets   []time.Duration
+		violating []int // indexes of arrivals that are violations
+	}{
+		{"10/s evenly spaced at 100 ms", 10, []time.Duration{0, 100 * ms, 200 * ms, 300 * ms, 400 * ms, 500 * ms, 600 * ms, 700 * ms, 800 * ms, 900 * ms, 1000 * ms}, nil},
+		{"10/s spaced at 99 ms: the 11th is in the window", 10, []time.Duration{0, 99 * ms, 198 * ms, 297 * ms, 396 * ms, 495 * ms, 594 * ms, 693 * ms, 792 * ms, 891 * ms, 990 * ms}, []int{10}},
+		{"1/s: a second call 1 s later is fine", 1, []time.Duration{0, 1000 * ms, 1999 * ms}, []int{2}},
+		{"2.5/s allows 2 in a second", 2.5, []time.Duration{0, 400 * ms, 800 * ms}, []int{2}},
+		{"0.5/s allows one call in any 2 s", 0.5, []time.Duration{0, 1999 * ms, 4000 * ms, 6000 * ms}, []int{1}},
+		{"refused arrivals still count", 1, []time.Duration{0, 500 * ms, 1200 * ms, 1600 * ms, 2600 * ms}, []int{1, 2, 3}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			clk := clock.NewFake(t0)
+			s := New(Config{Clock: clk, Limits: map[provider.Group]float64{provider.GroupPushSingle: tt.limit}})
+			var got []int
+			for i, off := range tt.offsets {
+				clk.Set(t0.Add(off))
+				s.mu.Lock()
+				ok := s.admitLocked("easemob", "o/a", provider.GroupPushSingle)
+				s.mu.Unlock()
+				if !ok {
+					got = append(got, i)
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.violating) {
+				t.Fatalf("violations at %v, want %v", got, tt.violating)
+			}
+			st := s.Stats()
+			if st.Violations != len(tt.violating) || st.RateLimited != len(tt.violating) || len(st.ViolationList) != len(tt.violating) {
+				t.Fatalf("stats: %d violations, %d rate limited, %d listed", st.Violations, st.RateLimited, len(st.ViolationList))
+			}
+			for _, v := range st.ViolationList {
+				if v.Group != "push_single" || v.App != "o/a" || v.Limit != tt.limit || v.InWindow < 2 {
+					t.Errorf("violation record %+v", v)
+				}
+			}
+		})
+	}
+}
+
+// TestTaskCapsTable checks the task-window rule on its own: label tasks hold
+// a running slot from creation until start+LabelTaskDuration, broadcasts
+// from creation until their window ends, and creations count for a window.
+func TestTaskCapsTable(t *testing.T) {
+	t.Parallel()
+	tw := TaskWindow{MaxCreated: 3, Window: 5 * time.Minute, MaxRunning: 3, LabelTaskDuration: 5 * time.Minute}
+	label := func(created, start time.Duration) *Task {
+		return &Task{Kind: "label", CreatedAt: t0.Add(created), StartAt: t0.Add(start), EndsAt: t0.Add(start + tw.LabelTaskDuration)}
+	}
+	broadcast := func(created time.Duration) *Task {
+		return &Task{Kind: "broadcast", CreatedAt: t0.Add(created), StartAt: t0.Add(created), EndsAt: t0.Add(created + tw.Window)}
+	}
+	tests := []struct {
+		name  string
+		tasks []*Task
+		at    time.Duration
+		ok    bool
+	}{
+		{"none", nil, 0, true},
+		{"two label tasks", []*Task{label(0, 0), label(0, 0)}, 0, true},
+		{"three creations in the window", []*Task{label(0, 0), label(time.Minute, time.Minute), broadcast(2 * time.Minute)}, 4 * time.Minute, false},
+		{"first creation just left the window, its label task still runs", []*Task{label(0, 0), label(time.Minute, time.Minute), label(2 * time.Minute, 2*time.Minute)}, 5 * time.Minute, true},
+		{"three label tasks scheduled far ahead hold running slots after their creations left the window", []*Task{label(0, 2 * time.Hour), label(0, 2*time.Hour), label(0, 2*time.Hour)}, 10 * time.Minute, false},
+		{"broadcasts free their slot when their window is over", []*Task{broadcast(0), broadcast(0), broadcast(0)}, 5 * time.Minute, true},
+		{"a broadcast scheduled ahead holds its slot from creation", []*Task{broadcast(0), broadcast(0), broadcast(0)}, 4*time.Minute + 59*time.Second, false},
+		{"label tasks that ended free their slots", []*Task{label(0, 0), label(0, 0), label(0, 0)}, 5 * time.Minute, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ok, why := taskCaps{cfg: tw}.check(tt.tasks, t0.Add(tt.at))
+			if ok != tt.ok {
+				t.Fatalf("ok=%v (%s), want %v", ok, why, tt.ok)
+			}
+			if !ok && why == "" {
+				t.Fatal("refused without a reason")
 			}
 		})
 	}
@@ -547,7 +641,7 @@ func TestEngageLab(t *testing.T) {
 	}{
 		{"POST", "/tags/vip", `{"registration_ids":{"add":["r1","r2"]}}`, 200, ""},
 		{"POST", "/tags/bad-tag", `{"registration_ids":{"add":["r1"]}}`, 400, "27002"},
-		{"POST", "/tags/" + strings.Repeat("t", 41), `{"registration_ids":{"add":["r1"]}}`, 400, "27017"},
+		{"POST", "/tags/" + strings.Repeat("t", 41), `{"registration_ids":{"add":["r1"]}}`, 401, "27017"},
 		{"POST", "/tags/vip", `{"registration_ids":{"add":["invalid-1"]}}`, 400, "27005"},
 		{"GET", "/tags/vip/registration_ids/r1", ``, 200, `"result":true`},
 		{"GET", "/tags/vip/registration_ids/r9", ``, 200, `"result":false`},
@@ -563,6 +657,17 @@ func TestEngageLab(t *testing.T) {
 		{"DELETE", "/tags/vip?platform=android,ios", ``, 200, ""},
 		{"DELETE", "/devices/r1", ``, 200, ""},
 		{"GET", "/tags_count?tags=vip&platform=windows", ``, 400, "27002"},
+		{"GET", "/tags_count?tags=vip", ``, 400, "27002"},
+		{"POST", "/devices/r5", `{"tags":{"add":["a","b"]}}`, 200, "success"},
+		{"POST", "/devices/r5", `{"tags":""}`, 200, "success"},
+		{"GET", "/devices/r5", ``, 200, `{"alias":null,"tags":null}`},
+		{"GET", "/devices/never-seen", ``, 200, `{"alias":null,"tags":null}`},
+		{"POST", "/devices/r5", `{"tags":"x"}`, 400, "27002"},
+		{"POST", "/devices/r5", `{"alias":"bad alias"}`, 400, "27002"},
+		{"POST", "/devices/status/", `{"registration_ids":["r1","invalid-9"]}`, 400, `invalid_regids\":[\"invalid-9\"]`},
+		{"POST", "/devices/status/", `{"registration_ids":[]}`, 400, "27002"},
+		{"GET", "/aliases/nobody", ``, 200, `"registration_ids":null`},
+		{"GET", "/nothing/here", ``, 404, "27002"},
 	}
 	for i, tt := range tests {
 		c, b := ok(tt.method, tt.path, tt.body)
@@ -577,6 +682,24 @@ func TestEngageLab(t *testing.T) {
 	mb, _ := json.Marshal(map[string]any{"registration_ids": map[string]any{"add": many}})
 	if c, _ := ok("POST", "/tags/big", string(mb)); c != 400 {
 		t.Errorf("1001 ids: %d", c)
+	}
+	// ≤ 100 tags per device: 27011, answered 401 as the original's table says.
+	tags := make([]string, 100)
+	for i := range tags {
+		tags[i] = fmt.Sprintf("t%d", i)
+	}
+	tb, _ := json.Marshal(map[string]any{"tags": map[string]any{"add": tags}})
+	if c, b := ok("POST", "/devices/full", string(tb)); c != 200 {
+		t.Fatalf("100 tags: %d %s", c, b)
+	}
+	if c, b := ok("POST", "/tags/one_more", `{"registration_ids":{"add":["full"]}}`); c != 401 || !strings.Contains(string(b), "27011") {
+		t.Errorf("101st tag via tags: %d %s", c, b)
+	}
+	if c, b := ok("POST", "/devices/full", `{"tags":{"add":["one_more"]}}`); c != 401 || !strings.Contains(string(b), "27011") {
+		t.Errorf("101st tag via devices: %d %s", c, b)
+	}
+	if c, b := ok("GET", "/tags/one_more/registration_ids/full", ""); c != 200 || !strings.Contains(string(b), "false") {
+		t.Errorf("refused tag was bound: %d %s", c, b)
 	}
 }
 
@@ -620,5 +743,99 @@ func TestConcurrentCallsAreAllCounted(t *testing.T) {
 	st := e.srv.Sim().Stats()
 	if st.TargetsPushed != 20 || st.CallsFor("easemob", "org/app", provider.GroupPushSingle) != 20 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestEasemobErrorsAndEdges(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{LimitsOff: true})
+	code, b := do(t, http.MethodGet, e.base+"/push/label", "", "")
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil || code != 401 || m["error"] != "unauthorized" || m["error_description"] == nil || m["timestamp"] == nil {
+		t.Fatalf("no token: %d %s", code, b)
+	}
+	if c, m := e.call(t, http.MethodGet, "/no/such/path", ""); c != 404 || m["error_description"] == nil {
+		t.Fatalf("unknown path: %d %v", c, m)
+	}
+	e.call(t, http.MethodPost, "/push/label", `{"name":"l"}`)
+	if c, m := e.call(t, http.MethodGet, "/push/label/l/user/stranger", ""); c != 200 || len(m["data"].(map[string]any)) != 0 {
+		t.Fatalf("non-member: %d %v", c, m)
+	}
+	if c, m := e.call(t, http.MethodPost, "/push/label", `{"name":"d","description":"`+strings.Repeat("é", 256)+`"}`); c != 400 || m["error"] != "IllegalArgumentException" {
+		t.Fatalf("256-character description: %d %v", c, m)
+	}
+	if c, m := e.call(t, http.MethodPost, "/push/label", `{"name":"`+strings.Repeat("n", 65)+`"}`); c != 400 {
+		t.Fatalf("65-character name: %d %v", c, m)
+	}
+	if c, m := e.call(t, http.MethodPost, "/push/list/label", `{"targets":["l","m"],"pushMessage":{"t":1}}`); c != 400 || m["error"] != "IllegalArgumentException" {
+		t.Fatalf("two labels: %d %v", c, m)
+	}
+	if c, m := e.call(t, http.MethodPost, "/push/list/label", `{"targets":["nope"],"pushMessage":{"t":1}}`); c != 400 || m["error_description"] != "push label not exists of nope" {
+		t.Fatalf("missing label push: %d %v", c, m)
+	}
+	for _, d := range []string{"2026-11-22 12:00", "2026/11/22 14:00:00", t0.Add(31 * 24 * time.Hour).Format(provider.StartDateLayout)} {
+		if c, m := e.call(t, http.MethodPost, "/push/task", `{"startDate":"`+d+`","pushMessage":{"t":1}}`); c != 400 {
+			t.Errorf("startDate %q: %d %v", d, c, m)
+		}
+	}
+	if c, m := e.call(t, http.MethodGet, "/push/label?limit=0", ""); c != 400 {
+		t.Errorf("limit 0: %d %v", c, m)
+	}
+	if c, m := e.call(t, http.MethodGet, "/push/label?cursor=garbage!", ""); c != 400 {
+		t.Errorf("bad cursor: %d %v", c, m)
+	}
+	// The API's own examples send integers as strings.
+	if c, m := e.call(t, http.MethodPut, "/users/s1", `{"notification_display_style":"1","notification_no_disturbing":true,"notification_no_disturbing_start":"8","notification_no_disturbing_end":"18"}`); c != 200 {
+		t.Fatalf("string integers: %d %v", c, m)
+	} else if ent := m["entities"].([]any)[0].(map[string]any); ent["notification_display_style"].(float64) != 1 || ent["notification_no_disturbing_end"].(float64) != 18 {
+		t.Fatalf("entity: %v", ent)
+	}
+	if c, m := e.call(t, http.MethodPut, "/users/s1", `{"notification_no_disturbing_start":"24"}`); c != 400 {
+		t.Errorf("hour 24: %d %v", c, m)
+	}
+}
+
+func TestLimitExceptionShape(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{LimitsOff: true, TaskWindow: TaskWindow{MaxCreated: 1}})
+	if c, m := e.call(t, http.MethodPost, "/push/task", `{"pushMessage":{"t":1}}`); c != 200 {
+		t.Fatalf("first broadcast: %d %v", c, m)
+	} else if _, isNum := m["data"].(float64); !isNum {
+		t.Fatalf("broadcast data is not a task id number: %v", m)
+	}
+	c, m := e.call(t, http.MethodPost, "/push/task", `{"pushMessage":{"t":1}}`)
+	if c != 403 || m["error"] != "LimitException" || m["error_description"] != "limit request" || m["exception"] == nil {
+		t.Fatalf("second broadcast: %d %v", c, m)
+	}
+}
+
+// TestBroadcastReachesKnownUsers: a broadcast pushes everyone the app has
+// seen pushed, labelled or given settings — not users only looked up.
+func TestBroadcastReachesKnownUsers(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{LimitsOff: true})
+	e.call(t, http.MethodPost, "/push/single", `{"targets":["pushed"],"pushMessage":{"t":1}}`)
+	e.call(t, http.MethodPost, "/push/label", `{"name":"l"}`)
+	e.call(t, http.MethodPost, "/push/label/l/user", `{"usernames":["labelled"]}`)
+	e.call(t, http.MethodPut, "/users/configured", `{"nickname":"n"}`)
+	e.call(t, http.MethodGet, "/users/looked-up/notification/language", "")
+	e.call(t, http.MethodGet, "/users/looked-up/notification/user/x", "")
+	c, m := e.call(t, http.MethodPost, "/push/task", `{"pushMessage":{"title":"all"}}`)
+	if c != 200 {
+		t.Fatalf("broadcast: %d %v", c, m)
+	}
+	sim := e.srv.Sim()
+	for _, u := range []string{"pushed", "labelled", "configured"} {
+		ps := sim.Pushes(u)
+		if len(ps) == 0 || ps[len(ps)-1].Via != "broadcast" || ps[len(ps)-1].TaskID == "" {
+			t.Errorf("%s: pushes %+v", u, ps)
+		}
+	}
+	if n := sim.PushCount("looked-up"); n != 0 {
+		t.Errorf("a user only looked up was pushed %d times", n)
+	}
+	st := sim.Stats()
+	if len(st.Tasks) != 1 || st.Tasks[0].Reached != 3 || !st.Tasks[0].Executed {
+		t.Errorf("tasks: %+v", st.Tasks)
 	}
 }
