@@ -9,6 +9,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strconv"
@@ -48,63 +49,83 @@ func (l limitFlags) Set(v string) error {
 }
 
 func main() {
-	os.Exit(run())
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
-func run() int {
+// run parses args, serves until ctx ends and returns the exit code: 0 after a
+// clean stop, 1 when it cannot serve, 2 on bad flags.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("pushsim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	var cfg pushsim.Config
 	limits := limitFlags{}
-	addr := flag.String("addr", "127.0.0.1:9900", "listen address")
-	flag.StringVar(&cfg.EasemobClientID, "easemob-client-id", "pushsim", "Easemob client id accepted by /{org}/{app}/token")
-	flag.StringVar(&cfg.EasemobClientSecret, "easemob-client-secret", "pushsim-secret", "Easemob client secret")
-	flag.StringVar(&cfg.EngageLabKey, "engagelab-key", "pushsim", "EngageLab app key (HTTP Basic user)")
-	flag.StringVar(&cfg.EngageLabSecret, "engagelab-secret", "pushsim-secret", "EngageLab app secret (HTTP Basic password)")
-	flag.BoolVar(&cfg.LimitsOff, "limits-off", false, "count limit violations but refuse nothing")
-	flag.Var(limits, "limit", "calls per second for an endpoint group, group=R (repeatable), e.g. push_single=10")
-	flag.DurationVar(&cfg.TaskWindow.Window, "window", 5*time.Minute, "push task window")
-	flag.IntVar(&cfg.TaskWindow.MaxCreated, "max-created", 3, "task creations allowed per window")
-	flag.IntVar(&cfg.TaskWindow.MaxRunning, "max-running", 3, "tasks allowed to run at once")
-	flag.DurationVar(&cfg.TaskWindow.LabelTaskDuration, "label-task-duration", 5*time.Minute, "how long a label push task runs")
-	flag.DurationVar(&cfg.TokenTTL, "token-ttl", 2*time.Hour, "Easemob app token lifetime")
-	flag.Float64Var(&cfg.Faults.ErrorRate, "error-rate", 0, "share of calls answered with a 5xx (0..1)")
-	flag.DurationVar(&cfg.Faults.Latency, "latency", 0, "latency added to every answer")
-	flag.Float64Var(&cfg.Faults.DropRate, "drop-rate", 0, "share of connections dropped without an answer (0..1)")
-	flag.Int64Var(&cfg.Faults.Seed, "seed", 1, "seed of the fault injection")
-	zone := flag.String("zone", "UTC", "the emulated server's time zone (startDate is read in it)")
-	logJSON := flag.Bool("log-json", false, "log JSON lines")
-	flag.Parse()
-
-	log := zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly})
-	if *logJSON {
-		log = zerolog.New(os.Stderr)
+	addr := fs.String("addr", "127.0.0.1:9900", "listen address")
+	fs.StringVar(&cfg.EasemobClientID, "easemob-client-id", "pushsim", "Easemob client id accepted by /{org}/{app}/token")
+	fs.StringVar(&cfg.EasemobClientSecret, "easemob-client-secret", "pushsim-secret", "Easemob client secret")
+	fs.StringVar(&cfg.EngageLabKey, "engagelab-key", "pushsim", "EngageLab app key (HTTP Basic user)")
+	fs.StringVar(&cfg.EngageLabSecret, "engagelab-secret", "pushsim-secret", "EngageLab app secret (HTTP Basic password)")
+	fs.BoolVar(&cfg.LimitsOff, "limits-off", false, "count limit violations but refuse nothing")
+	fs.Var(limits, "limit", "calls per second for an endpoint group, group=R (repeatable), e.g. push_single=10")
+	fs.DurationVar(&cfg.TaskWindow.Window, "window", 5*time.Minute, "push task window")
+	fs.IntVar(&cfg.TaskWindow.MaxCreated, "max-created", 3, "task creations allowed per window")
+	fs.IntVar(&cfg.TaskWindow.MaxRunning, "max-running", 3, "tasks allowed to run at once")
+	fs.DurationVar(&cfg.TaskWindow.LabelTaskDuration, "label-task-duration", 5*time.Minute, "how long a label push task runs")
+	fs.DurationVar(&cfg.TokenTTL, "token-ttl", 2*time.Hour, "Easemob app token lifetime")
+	fs.Float64Var(&cfg.Faults.ErrorRate, "error-rate", 0, "share of calls answered with a 5xx (0..1)")
+	fs.DurationVar(&cfg.Faults.Latency, "latency", 0, "latency added to every answer")
+	fs.Float64Var(&cfg.Faults.DropRate, "drop-rate", 0, "share of connections dropped without an answer (0..1)")
+	fs.Int64Var(&cfg.Faults.Seed, "seed", 1, "seed of the fault injection")
+	zone := fs.String("zone", "UTC", "the emulated server's time zone (startDate is read in it)")
+	logJSON := fs.Bool("log-json", false, "log JSON lines")
+	if err := fs.Parse(args); err != nil {
+		return 2
 	}
-	log = log.With().Timestamp().Logger()
-	cfg.Logger = log
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pushsim: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
 	loc, err := time.LoadLocation(*zone)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "pushsim: -zone: %v\n", err)
+		fmt.Fprintf(stderr, "pushsim: -zone: %v\n", err)
 		return 2
 	}
 	cfg.Zone = loc
-	for _, r := range []float64{cfg.Faults.ErrorRate, cfg.Faults.DropRate} {
+	for name, r := range map[string]float64{"-error-rate": cfg.Faults.ErrorRate, "-drop-rate": cfg.Faults.DropRate} {
 		if r < 0 || r > 1 {
-			fmt.Fprintln(os.Stderr, "pushsim: -error-rate and -drop-rate must be within 0..1")
+			fmt.Fprintf(stderr, "pushsim: %s must be within 0..1, got %v\n", name, r)
 			return 2
 		}
 	}
+	for name, d := range map[string]time.Duration{"-window": cfg.TaskWindow.Window, "-label-task-duration": cfg.TaskWindow.LabelTaskDuration, "-token-ttl": cfg.TokenTTL, "-latency": cfg.Faults.Latency} {
+		if d < 0 {
+			fmt.Fprintf(stderr, "pushsim: %s must not be negative, got %v\n", name, d)
+			return 2
+		}
+	}
+	if cfg.TaskWindow.MaxCreated < 0 || cfg.TaskWindow.MaxRunning < 0 {
+		fmt.Fprintln(stderr, "pushsim: -max-created and -max-running must not be negative")
+		return 2
+	}
 	cfg.Limits = limits
+
+	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.TimeOnly})
+	if *logJSON {
+		log = zerolog.New(stderr)
+	}
+	cfg.Logger = log.With().Timestamp().Logger()
 
 	srv, err := pushsim.Listen(cfg, *addr)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "pushsim: %v\n", err)
+		fmt.Fprintf(stderr, "pushsim: %v\n", err)
 		return 1
 	}
-	fmt.Printf("pushsim listening on %s\n", srv.URL())
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	fmt.Fprintf(stdout, "pushsim listening on %s\n", srv.URL())
 	<-ctx.Done()
 	if err := srv.Close(); err != nil {
-		fmt.Fprintf(os.Stderr, "pushsim: close: %v\n", err)
+		fmt.Fprintf(stderr, "pushsim: close: %v\n", err)
 		return 1
 	}
 	return 0
