@@ -1,7 +1,6 @@
 package pushsim
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -360,31 +359,44 @@ func (s *Sim) emPushSingle(w http.ResponseWriter, r *http.Request, a *easemobApp
 	if !checkPush(w, &b, now) {
 		return
 	}
-	// The answer is written by hand: this is the emulator's hottest path.
-	var out bytes.Buffer
-	out.Grow(64 + 64*len(b.Targets))
-	fmt.Fprintf(&out, `{"timestamp":%d,"duration":0,"data":[`, now.UnixMilli())
+	// This is the emulator's hottest path: ids are checked and the answer is
+	// written by hand outside the lock; the lock covers only the records.
+	known := make([]bool, len(b.Targets))
+	for i, t := range b.Targets {
+		known[i] = !strings.HasPrefix(t, "invalid-") && provider.ValidateTargetID(t) == nil
+	}
 	appKey := a.org + "/" + a.app
 	s.mu.Lock()
 	s.maxTargets = max(s.maxTargets, len(b.Targets))
+	m := s.targetsOfLocked("easemob", appKey)
 	for i, t := range b.Targets {
-		if i > 0 {
-			out.WriteByte(',')
+		if known[i] {
+			a.user(t, now)
+			s.recordPushToLocked(m, Push{Target: t, Provider: "easemob", App: appKey, Via: "push/single", At: now, Message: b.PushMessage})
 		}
-		id, _ := json.Marshal(t)
-		if strings.HasPrefix(t, "invalid-") || provider.ValidateTargetID(t) != nil {
-			fmt.Fprintf(&out, `{"id":%s,"pushStatus":"FAIL","desc":"appUser not exists"}`, id)
-			continue
-		}
-		a.user(t, now)
-		s.recordPushLocked(Push{Target: t, Provider: "easemob", App: appKey, Via: "push/single", At: now, Message: b.PushMessage})
-		fmt.Fprintf(&out, `{"id":%s,"pushStatus":"ASYNC_SUCCESS","desc":"async success."}`, id)
 	}
 	s.mu.Unlock()
-	out.WriteString("]}\n")
+	out := make([]byte, 0, 64+80*len(b.Targets))
+	out = append(out, `{"timestamp":`...)
+	out = strconv.AppendInt(out, now.UnixMilli(), 10)
+	out = append(out, `,"duration":0,"data":[`...)
+	for i, t := range b.Targets {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		id, _ := json.Marshal(t)
+		out = append(out, `{"id":`...)
+		out = append(out, id...)
+		if known[i] {
+			out = append(out, `,"pushStatus":"ASYNC_SUCCESS","desc":"async success."}`...)
+		} else {
+			out = append(out, `,"pushStatus":"FAIL","desc":"appUser not exists"}`...)
+		}
+	}
+	out = append(out, "]}\n"...)
 	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(out.Bytes())
+	_, _ = w.Write(out)
 }
 
 func (s *Sim) emPushSync(w http.ResponseWriter, r *http.Request, a *easemobApp, args []string, now time.Time) {

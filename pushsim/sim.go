@@ -253,12 +253,22 @@ func (s *Sim) faultLocked() faultKind {
 }
 
 func (s *Sim) recordPushLocked(p Push) {
-	app := p.Provider + "/" + p.App
-	m := s.targets[app]
+	s.recordPushToLocked(s.targetsOfLocked(p.Provider, p.App), p)
+}
+
+// targetsOfLocked returns the per-target records of one provider app.
+func (s *Sim) targetsOfLocked(prov, app string) map[string]*targetRecord {
+	k := prov + "/" + app
+	m := s.targets[k]
 	if m == nil {
 		m = map[string]*targetRecord{}
-		s.targets[app] = m
+		s.targets[k] = m
 	}
+	return m
+}
+
+// recordPushToLocked records p in m, the records of p's provider app.
+func (s *Sim) recordPushToLocked(m map[string]*targetRecord, p Push) {
 	r := m[p.Target]
 	if r == nil {
 		r = &targetRecord{}
