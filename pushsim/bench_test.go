@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -14,7 +16,13 @@ import (
 // each) pushsim serves per second over loopback HTTP with limits off: the
 // ceiling of the emulator, so throughput figures of campaignd can tell it is
 // not the bottleneck.
-func BenchmarkPushSingle(b *testing.B) {
+func BenchmarkPushSingle(b *testing.B) { benchPushSingle(b, false) }
+
+// BenchmarkPushSingleDistinct is BenchmarkPushSingle with 100 new targets in
+// every call, as a campaign sends: the Sim's records grow with the run.
+func BenchmarkPushSingleDistinct(b *testing.B) { benchPushSingle(b, true) }
+
+func benchPushSingle(b *testing.B, distinct bool) {
 	srv, err := Start(Config{LimitsOff: true})
 	if err != nil {
 		b.Fatal(err)
@@ -41,9 +49,16 @@ func BenchmarkPushSingle(b *testing.B) {
 	b.SetParallelism(16)
 	b.ResetTimer()
 	start := time.Now()
+	var seq atomic.Int64
 	b.RunParallel(func(pb *testing.PB) {
+		var buf []byte
 		for pb.Next() {
-			req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+			callBody := body
+			if distinct {
+				buf = distinctBody(buf[:0], seq.Add(1), len(targets))
+				callBody = buf
+			}
+			req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(callBody))
 			req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
 			req.Header.Set("Content-Type", "application/json")
 			resp, err := client.Do(req)
@@ -67,4 +82,20 @@ func BenchmarkPushSingle(b *testing.B) {
 	if st := srv.Sim().Stats(); st.TotalPushes != b.N*100 && !b.Failed() {
 		b.Fatalf("recorded %d pushes for %d calls of 100 targets", st.TotalPushes, b.N)
 	}
+}
+
+// distinctBody appends a push/single body for targets u<call>-0 … u<call>-(n-1).
+func distinctBody(buf []byte, call int64, n int) []byte {
+	buf = append(buf, `{"targets":[`...)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, `"u`...)
+		buf = strconv.AppendInt(buf, call, 10)
+		buf = append(buf, '-')
+		buf = strconv.AppendInt(buf, int64(i), 10)
+		buf = append(buf, '"')
+	}
+	return append(buf, `],"pushMessage":{"title":"t","content":"c"}}`...)
 }

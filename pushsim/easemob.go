@@ -24,17 +24,34 @@ type label struct {
 	members     map[string]int64 // username → added at (ms)
 }
 
+// userState is one user an app knows: pushed, put in a label or given
+// settings. It also holds the user's push record, kept compact because a
+// campaign run makes millions of them: an exact count, the last push inline,
+// a few older ones, settings only once set.
 type userState struct {
-	created     int64
-	modified    int64
-	nickname    string
-	style       int
-	dnd         bool
-	dndStart    int
-	dndEnd      int
-	modes       map[string]notifyMode // chattype/key
-	language    string
-	hasLanguage bool
+	created  int64
+	modified int64
+	pushes   int
+	last     pushRef
+	older    []pushRef // up to maxPushesKept-1, oldest first
+	set      *userSettings
+}
+
+type userSettings struct {
+	nickname string
+	style    int
+	dnd      bool
+	dndStart int
+	dndEnd   int
+	modes    map[string]notifyMode // chattype/key
+	language string
+}
+
+func (u *userState) settings() *userSettings {
+	if u.set == nil {
+		u.set = &userSettings{}
+	}
+	return u.set
 }
 
 type notifyMode struct {
@@ -365,14 +382,12 @@ func (s *Sim) emPushSingle(w http.ResponseWriter, r *http.Request, a *easemobApp
 	for i, t := range b.Targets {
 		known[i] = !strings.HasPrefix(t, "invalid-") && provider.ValidateTargetID(t) == nil
 	}
-	appKey := a.org + "/" + a.app
+	call := &pushCall{app: a.org + "/" + a.app, via: "push/single", message: b.PushMessage}
 	s.mu.Lock()
 	s.maxTargets = max(s.maxTargets, len(b.Targets))
-	m := s.targetsOfLocked("easemob", appKey)
 	for i, t := range b.Targets {
 		if known[i] {
-			a.user(t, now)
-			s.recordPushToLocked(m, Push{Target: t, Provider: "easemob", App: appKey, Via: "push/single", At: now, Message: b.PushMessage})
+			s.recordPushLocked(a.user(t, now), call, now)
 		}
 	}
 	s.mu.Unlock()
@@ -429,8 +444,7 @@ func (s *Sim) emPushOne(w http.ResponseWriter, r *http.Request, a *easemobApp, t
 		via = "push/sync"
 	}
 	s.mu.Lock()
-	a.user(target, now)
-	s.recordPushLocked(Push{Target: target, Provider: "easemob", App: a.org + "/" + a.app, Via: via, At: now, Message: b.PushMessage})
+	s.recordPushLocked(a.user(target, now), &pushCall{app: a.org + "/" + a.app, via: via, message: b.PushMessage}, now)
 	s.mu.Unlock()
 	if sync {
 		easemobOK(w, now, map[string]any{"data": []map[string]any{{
@@ -517,8 +531,9 @@ func (s *Sim) runDueTasksLocked(now time.Time) {
 			if t.Kind == "label" {
 				via = "label:" + t.Label
 			}
+			call := &pushCall{app: t.app, via: via, taskID: t.ID, message: t.message}
 			for _, u := range targets {
-				s.recordPushLocked(Push{Target: u, Provider: "easemob", App: t.app, Via: via, At: t.StartAt, TaskID: t.ID, Message: t.message})
+				s.recordPushLocked(a.user(u, now), call, t.StartAt)
 			}
 			t.Reached = len(targets)
 		}
@@ -852,26 +867,27 @@ func (s *Sim) emUserPut(w http.ResponseWriter, r *http.Request, a *easemobApp, a
 	defer s.mu.Unlock()
 	u := a.user(args[0], now)
 	u.modified = now.UnixMilli()
+	set := u.settings()
 	if b.Nickname != nil {
-		u.nickname = *b.Nickname
+		set.nickname = *b.Nickname
 	}
 	if b.Style != nil {
-		u.style = int(*b.Style)
+		set.style = int(*b.Style)
 	}
 	if b.DND != nil {
-		u.dnd = *b.DND
+		set.dnd = *b.DND
 	}
 	if b.DNDStart != nil {
-		u.dndStart = int(*b.DNDStart)
+		set.dndStart = int(*b.DNDStart)
 	}
 	if b.DNDEnd != nil {
-		u.dndEnd = int(*b.DNDEnd)
+		set.dndEnd = int(*b.DNDEnd)
 	}
 	ent := map[string]any{
 		"uuid": "pushsim-" + args[0], "type": "user", "created": u.created, "modified": u.modified,
-		"username": args[0], "activated": true, "nickname": u.nickname,
-		"notification_display_style": u.style, "notification_no_disturbing": u.dnd,
-		"notification_no_disturbing_start": u.dndStart, "notification_no_disturbing_end": u.dndEnd,
+		"username": args[0], "activated": true, "nickname": set.nickname,
+		"notification_display_style": set.style, "notification_no_disturbing": set.dnd,
+		"notification_no_disturbing_start": set.dndStart, "notification_no_disturbing_end": set.dndEnd,
 	}
 	easemobOK(w, now, map[string]any{"action": "put", "path": "/users", "entities": []any{ent},
 		"organization": a.org, "applicationName": a.app})
@@ -911,7 +927,8 @@ func (s *Sim) emModePut(w http.ResponseWriter, r *http.Request, a *easemobApp, a
 	defer s.mu.Unlock()
 	u := a.user(args[0], now)
 	key := args[1] + "/" + args[2]
-	m, ok := u.modes[key]
+	set := u.settings()
+	m, ok := set.modes[key]
 	if !ok {
 		m = notifyMode{Type: provider.NotifyTypeDefault}
 	}
@@ -927,10 +944,10 @@ func (s *Sim) emModePut(w http.ResponseWriter, r *http.Request, a *easemobApp, a
 			m.IgnoreDuration = now.UnixMilli() + *b.IgnoreDuration // the API answers the end time
 		}
 	}
-	if u.modes == nil {
-		u.modes = map[string]notifyMode{}
+	if set.modes == nil {
+		set.modes = map[string]notifyMode{}
 	}
-	u.modes[key] = m
+	set.modes[key] = m
 	easemobOK(w, now, map[string]any{"action": "put", "path": "/users", "data": m, "organization": a.org, "applicationName": a.app})
 }
 
@@ -942,8 +959,8 @@ func (s *Sim) emModeGet(w http.ResponseWriter, _ *http.Request, a *easemobApp, a
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := notifyMode{Type: provider.NotifyTypeDefault}
-	if u := a.users[args[0]]; u != nil {
-		if set, ok := u.modes[args[1]+"/"+args[2]]; ok {
+	if u := a.users[args[0]]; u != nil && u.set != nil {
+		if set, ok := u.set.modes[args[1]+"/"+args[2]]; ok {
 			m = set
 		}
 	}
@@ -964,17 +981,17 @@ func (s *Sim) emLanguagePut(w http.ResponseWriter, r *http.Request, a *easemobAp
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	u := a.user(args[0], now)
-	u.language, u.hasLanguage = *b.TranslationLanguage, true
-	easemobOK(w, now, map[string]any{"action": "put", "path": "/users", "data": map[string]string{"language": u.language}})
+	set := a.user(args[0], now).settings()
+	set.language = *b.TranslationLanguage
+	easemobOK(w, now, map[string]any{"action": "put", "path": "/users", "data": map[string]string{"language": set.language}})
 }
 
 func (s *Sim) emLanguageGet(w http.ResponseWriter, _ *http.Request, a *easemobApp, args []string, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	lang := ""
-	if u := a.users[args[0]]; u != nil {
-		lang = u.language
+	if u := a.users[args[0]]; u != nil && u.set != nil {
+		lang = u.set.language
 	}
 	easemobOK(w, now, map[string]any{"action": "get", "path": "/users", "data": map[string]string{"language": lang}})
 }

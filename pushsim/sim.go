@@ -122,9 +122,21 @@ type Push struct {
 // maxPushesKept bounds the pushes kept per target (counts are exact).
 const maxPushesKept = 8
 
-type targetRecord struct {
-	count  int
-	recent []Push
+// pushCall is what the pushes of one call (or one task run) share.
+type pushCall struct {
+	app, via, taskID string
+	message          json.RawMessage
+}
+
+// pushRef is one kept push: its call and time (Unix ns).
+type pushRef struct {
+	call *pushCall
+	at   int64
+}
+
+func (r pushRef) push(target string) Push {
+	return Push{Target: target, Provider: "easemob", App: r.call.app, Via: r.call.via,
+		At: time.Unix(0, r.at).UTC(), TaskID: r.call.taskID, Message: r.call.message}
 }
 
 // Sim is the emulator; it is an http.Handler.
@@ -149,8 +161,8 @@ type Sim struct {
 	taskSeq     int64
 	easemob     map[string]*easemobApp // org/app
 	engagelab   map[string]*engagelabApp
-	targets     map[string]map[string]*targetRecord // provider/app → target → record
-	nTargets    int
+	nTargets    int // distinct (app, target) pushed
+	maxPushes   int // most pushes to one (app, target)
 	totalPushes int
 }
 
@@ -177,8 +189,7 @@ func (s *Sim) resetLocked() {
 	s.tokens = map[string]tokenInfo{}
 	s.easemob = map[string]*easemobApp{}
 	s.engagelab = map[string]*engagelabApp{}
-	s.targets = map[string]map[string]*targetRecord{}
-	s.nTargets = 0
+	s.nTargets, s.maxPushes = 0, 0
 	s.totalPushes = 0
 }
 
@@ -252,63 +263,53 @@ func (s *Sim) faultLocked() faultKind {
 	return faultNone
 }
 
-func (s *Sim) recordPushLocked(p Push) {
-	s.recordPushToLocked(s.targetsOfLocked(p.Provider, p.App), p)
-}
-
-// targetsOfLocked returns the per-target records of one provider app.
-func (s *Sim) targetsOfLocked(prov, app string) map[string]*targetRecord {
-	k := prov + "/" + app
-	m := s.targets[k]
-	if m == nil {
-		m = map[string]*targetRecord{}
-		s.targets[k] = m
-	}
-	return m
-}
-
-// recordPushToLocked records p in m, the records of p's provider app.
-func (s *Sim) recordPushToLocked(m map[string]*targetRecord, p Push) {
-	r := m[p.Target]
-	if r == nil {
-		r = &targetRecord{}
-		m[p.Target] = r
+// recordPushLocked records a push of call to user u at at.
+func (s *Sim) recordPushLocked(u *userState, call *pushCall, at time.Time) {
+	if u.pushes == 0 {
 		s.nTargets++
+	} else {
+		if len(u.older) >= maxPushesKept-1 {
+			copy(u.older, u.older[1:])
+			u.older = u.older[:maxPushesKept-2]
+		}
+		u.older = append(u.older, u.last)
 	}
-	r.count++
-	if len(r.recent) >= maxPushesKept {
-		copy(r.recent, r.recent[1:])
-		r.recent = r.recent[:maxPushesKept-1]
-	}
-	r.recent = append(r.recent, p)
+	u.last = pushRef{call: call, at: at.UnixNano()}
+	u.pushes++
 	s.totalPushes++
+	s.maxPushes = max(s.maxPushes, u.pushes)
 }
 
 // Pushes returns the pushes kept for a target (the last few; counts in
-// Stats are exact), across providers and apps.
+// Stats and PushCount are exact), across apps, oldest first.
 func (s *Sim) Pushes(target string) []Push {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.runDueTasksLocked(s.now())
 	var out []Push
-	for _, m := range s.targets {
-		if r := m[target]; r != nil {
-			out = append(out, r.recent...)
+	for _, a := range s.easemob {
+		u := a.users[target]
+		if u == nil || u.pushes == 0 {
+			continue
 		}
+		for _, r := range u.older {
+			out = append(out, r.push(target))
+		}
+		out = append(out, u.last.push(target))
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
 	return out
 }
 
-// PushCount returns how many pushes reached target, across providers/apps.
+// PushCount returns how many pushes reached target, across apps.
 func (s *Sim) PushCount(target string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.runDueTasksLocked(s.now())
 	n := 0
-	for _, m := range s.targets {
-		if r := m[target]; r != nil {
-			n += r.count
+	for _, a := range s.easemob {
+		if u := a.users[target]; u != nil {
+			n += u.pushes
 		}
 	}
 	return n
@@ -349,6 +350,7 @@ func (s *Sim) Stats() Stats {
 		MaxTargetsPerCall: s.maxTargets,
 		TargetsPushed:     s.nTargets,
 		TotalPushes:       s.totalPushes,
+		MaxPushesOneID:    s.maxPushes,
 		Tasks:             []Task{},
 	}
 	for k, v := range s.calls {
@@ -357,11 +359,6 @@ func (s *Sim) Stats() Stats {
 	}
 	for k, v := range s.statuses {
 		st.Statuses[k] = v
-	}
-	for _, m := range s.targets {
-		for _, r := range m {
-			st.MaxPushesOneID = max(st.MaxPushesOneID, r.count)
-		}
 	}
 	for _, a := range s.easemob {
 		for _, t := range a.tasks {
