@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -81,6 +82,13 @@ func benchPushSingle(b *testing.B, distinct bool) {
 	b.ReportMetric(float64(b.N*100)/elapsed.Seconds(), "targets/s")
 	if st := srv.Sim().Stats(); st.TotalPushes != b.N*100 && !b.Failed() {
 		b.Fatalf("recorded %d pushes for %d calls of 100 targets", st.TotalPushes, b.N)
+	}
+	if distinct {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		b.ReportMetric(float64(ms.HeapAlloc)/float64(b.N*100), "heap-B/target")
+		runtime.KeepAlive(srv)
 	}
 }
 
