@@ -327,13 +327,27 @@ func (s *Service) record(ctx context.Context, c *campaigns.Campaign, n int, sent
 	}
 	switch {
 	case finished:
-		s.throttle.forget(c.ID)
+		s.throttle.finish(c.ID)
 		s.publish(rctx, st)
 		s.log.Info().Str("campaign", c.ID).Str("status", string(st.Status)).Int64("sent", st.Sent).Int64("failed", st.Failed).Msg("campaign finished")
 	case first && s.throttle.allow(c.ID, s.o.Clock.Now()):
-		s.publish(rctx, st)
+		s.publishProgress(rctx, st)
 	}
 	return st, nil
+}
+
+// publishProgress publishes a progress event so that it can never be the
+// last word after the final one: batches record concurrently (in this
+// process and others), and a progress event could otherwise be published
+// just after the event of the batch that finished the campaign. So after
+// publishing, the stored state is read again, and if the campaign has ended
+// meanwhile its final status is published once more.
+func (s *Service) publishProgress(ctx context.Context, st campaigns.Status) {
+	s.publish(ctx, st)
+	now, found, err := s.o.Store.Lookup(ctx, st.ID)
+	if err == nil && found && now.Status.Final() {
+		s.publish(ctx, now)
+	}
 }
 
 // next enqueues the batch task (group) BatchWindow places after k.
@@ -356,25 +370,31 @@ type throttle struct {
 	gap  time.Duration
 	mu   sync.Mutex
 	last map[string]time.Time
+	done map[string]bool
 }
 
 func newThrottle(gap time.Duration) *throttle {
-	return &throttle{gap: gap, last: map[string]time.Time{}}
+	return &throttle{gap: gap, last: map[string]time.Time{}, done: map[string]bool{}}
 }
 
 func (t *throttle) allow(id string, now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if now.Sub(t.last[id]) < t.gap {
+	if t.done[id] || now.Sub(t.last[id]) < t.gap {
 		return false
 	}
 	t.last[id] = now
 	return true
 }
 
-func (t *throttle) forget(id string) {
+// finish stops progress events of a finished campaign in this process.
+func (t *throttle) finish(id string) {
 	t.mu.Lock()
 	delete(t.last, id)
+	if len(t.done) > 10_000 {
+		clear(t.done)
+	}
+	t.done[id] = true
 	t.mu.Unlock()
 }
 

@@ -444,3 +444,25 @@ func TestClassification(t *testing.T) {
 		t.Errorf("capped delay %s", d)
 	}
 }
+
+func TestTheFinalEventIsTheLastWord(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Options{Pusher: &fakeProvider{delay: time.Millisecond}, ProgressGap: time.Nanosecond})
+	for i := 0; i < 3; i++ {
+		id := fmt.Sprintf("last-%d", i)
+		e.submit(t, &campaigns.Campaign{ID: id, Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets(id, 3000)}, time.Now())
+		e.waitFinal(t, id, 60*time.Second)
+		time.Sleep(200 * time.Millisecond) // let every in-flight event land
+		e.sink.mu.Lock()
+		var last campaigns.Status
+		for _, ev := range e.sink.events {
+			if ev.ID == id {
+				last = ev
+			}
+		}
+		e.sink.mu.Unlock()
+		if last.Status != campaigns.StateCompleted || last.Sent != 3000 {
+			t.Fatalf("%s: last event %s (sent %d), want completed", id, last.Status, last.Sent)
+		}
+	}
+}
