@@ -109,6 +109,20 @@ func ValidateTargetID(id string) error {
 	if len(id) > MaxTargetIDLen {
 		return fieldErr("target", "id is %d bytes, at most %d allowed", len(id), MaxTargetIDLen)
 	}
+	ascii := true
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if c >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+		if c <= ' ' || c == 0x7f || c == '/' {
+			return fieldErr("target", "id %q has a forbidden character %q", id, rune(c))
+		}
+	}
+	if ascii {
+		return nil
+	}
 	if !utf8.ValidString(id) {
 		return fieldErr("target", "id is not valid UTF-8")
 	}

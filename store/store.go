@@ -179,33 +179,52 @@ func parseStatus(id string, vals []any) (campaigns.Status, bool) {
 	return st, true
 }
 
-// BatchState is what a batch handler needs, read in one round trip.
-type BatchState struct {
+// BatchRange is what a batch task needs about consecutive batches
+// first..first+len(Batches)-1 of a campaign, read in one round trip.
+type BatchRange struct {
 	Status  campaigns.Status
+	Batches []BatchSlot
+}
+
+// BatchSlot is one batch of a BatchRange. Missing means the batch is not
+// stored (past the last batch, or cleaned up after the campaign ended).
+type BatchSlot struct {
 	Done    bool
+	Missing bool
 	Targets []string
 }
 
-// BatchInfo reads a campaign's status, whether batch n is recorded, and its
-// targets, in one round trip.
-func (s *Store) BatchInfo(ctx context.Context, id string, n int) (BatchState, error) {
+// BatchInfos reads a campaign's status and, for batches first..first+count-1,
+// whether each is recorded and its targets, in one round trip.
+func (s *Store) BatchInfos(ctx context.Context, id string, first, count int) (BatchRange, error) {
 	pipe := s.rdb.Pipeline()
 	hm := pipe.HMGet(ctx, s.key(id), statusFields...)
-	bit := pipe.GetBit(ctx, s.done(id), int64(n))
-	batch := pipe.HGet(ctx, s.batches(id), strconv.Itoa(n))
-	_, err := pipe.Exec(ctx)
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return BatchState{}, fmt.Errorf("store: batch %d of %s: %w", n, id, err)
+	fields := make([]string, count)
+	bits := make([]*redis.IntCmd, count)
+	for i := range count {
+		fields[i] = strconv.Itoa(first + i)
+		bits[i] = pipe.GetBit(ctx, s.done(id), int64(first+i))
+	}
+	batches := pipe.HMGet(ctx, s.batches(id), fields...)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return BatchRange{}, fmt.Errorf("store: batches %d..%d of %s: %w", first, first+count-1, id, err)
 	}
 	st, found := parseStatus(id, hm.Val())
 	if !found {
-		return BatchState{}, fmt.Errorf("store: %s: %w", id, ErrNotFound)
+		return BatchRange{}, fmt.Errorf("store: %s: %w", id, ErrNotFound)
 	}
-	out := BatchState{Status: st, Done: bit.Val() == 1}
-	if v, err := batch.Result(); err == nil && v != "" {
-		out.Targets = strings.Split(v, "\n")
-	} else if errors.Is(err, redis.Nil) && !out.Done && !st.Status.Final() {
-		return out, fmt.Errorf("store: batch %d of %s: %w", n, id, ErrNotFound)
+	out := BatchRange{Status: st, Batches: make([]BatchSlot, count)}
+	vals := batches.Val()
+	for i := range count {
+		b := &out.Batches[i]
+		b.Done = bits[i].Val() == 1
+		if i < len(vals) {
+			if v, ok := vals[i].(string); ok && v != "" {
+				b.Targets = strings.Split(v, "\n")
+				continue
+			}
+		}
+		b.Missing = true
 	}
 	return out, nil
 }

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -133,5 +135,42 @@ func TestTransitions(t *testing.T) {
 	}
 	if _, found, err := s.Lookup(ctx, "missing"); found || err != nil {
 		t.Fatalf("lookup of a missing id: %v %v", found, err)
+	}
+}
+
+func TestBatchInfosReadsARange(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := context.Background()
+	if _, err := s.BatchInfos(ctx, "nope", 0, 4); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown campaign: %v", err)
+	}
+	if _, _, err := s.Create(ctx, camp("r"), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutBatches(ctx, "r", 0, [][]string{{"a", "b"}, {"c"}, {"d"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetPlanned(ctx, "r", 4, 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := s.RecordBatch(ctx, "r", 1, 1, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.BatchInfos(ctx, "r", 0, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []BatchSlot{
+		{Targets: []string{"a", "b"}},
+		{Done: true, Targets: []string{"c"}},
+		{Targets: []string{"d"}},
+		{Missing: true},
+	}
+	if !reflect.DeepEqual(r.Batches, want) {
+		t.Fatalf("batches %+v, want %+v", r.Batches, want)
+	}
+	if r.Status.BatchesTotal != 3 || r.Status.BatchesDone != 1 || r.Status.TargetsTotal != 4 {
+		t.Fatalf("status %+v", r.Status)
 	}
 }

@@ -199,22 +199,50 @@ func (s *Service) plan(ctx context.Context, c *campaigns.Campaign) error {
 }
 
 // handleBatch runs one batch task: a group of GroupSize consecutive batches
-// of a campaign, sent concurrently (each through the limiter), each recorded
-// once. A retry of the task skips the batches already recorded.
+// of a campaign, read in one round trip, sent concurrently (each through the
+// limiter), each recorded once. A retry of the task skips the batches
+// already recorded.
 func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 	var p batchPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
 		return fmt.Errorf("batch payload: %v: %w", err, asynq.SkipRetry)
 	}
 	g := s.o.GroupSize
+	first := p.N * g
+	r, err := s.o.Store.BatchInfos(ctx, p.ID, first, g)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("batch task %d of %s: %w", p.N, p.ID, asynq.SkipRetry)
+	}
+	if err != nil {
+		return err
+	}
+	st := r.Status
+	switch {
+	case st.Status.Final():
+		return nil // cancelled, or already finished
+	case st.Status == campaigns.StatePaused:
+		return &retryLater{in: 2 * time.Second, reason: "campaign paused"}
+	}
+	c, err := s.campaign(ctx, p.ID)
+	if err != nil {
+		return err
+	}
 	errs := make([]error, g)
 	sts := make([]campaigns.Status, g)
 	var wg sync.WaitGroup
-	for i := 0; i < g; i++ {
+	for i, b := range r.Batches {
+		n := first + i
+		switch {
+		case b.Done || int64(n) >= st.BatchesTotal:
+			continue
+		case b.Missing:
+			errs[i] = fmt.Errorf("batch %d of %s: not stored: %w", n, p.ID, asynq.SkipRetry)
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sts[i], errs[i] = s.processBatch(ctx, p.ID, p.N*g+i)
+			sts[i], errs[i] = s.sendBatch(ctx, c, n, b.Targets)
 		}()
 	}
 	wg.Wait()
@@ -232,44 +260,20 @@ func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 	if later != nil {
 		return later
 	}
-	st := sts[0]
-	if st.Status.Final() || st.BatchesTotal == 0 {
-		return nil
+	for _, done := range sts {
+		if done.Status.Final() {
+			return nil
+		}
 	}
-	c, err := s.campaign(ctx, p.ID)
-	if err != nil {
-		return err
+	if st.BatchesTotal == 0 {
+		return nil
 	}
 	return s.next(ctx, c, p.N, st)
 }
 
-// processBatch sends and records batch n of campaign id, unless it is
-// recorded already, beyond the last batch, or the campaign is over.
-func (s *Service) processBatch(ctx context.Context, id string, n int) (campaigns.Status, error) {
-	info, err := s.o.Store.BatchInfo(ctx, id, n)
-	if errors.Is(err, store.ErrNotFound) {
-		if info.Status.ID != "" && int64(n) >= info.Status.BatchesTotal {
-			return info.Status, nil // past the last batch
-		}
-		return info.Status, fmt.Errorf("batch %d of %s: %w", n, id, asynq.SkipRetry)
-	}
-	if err != nil {
-		return info.Status, err
-	}
-	st := info.Status
-	switch {
-	case st.Status.Final():
-		return st, nil // cancelled, or already finished
-	case st.Status == campaigns.StatePaused:
-		return st, &retryLater{in: 2 * time.Second, reason: "campaign paused"}
-	case info.Done || int64(n) >= st.BatchesTotal:
-		return st, nil
-	}
-	c, err := s.campaign(ctx, id)
-	if err != nil {
-		return st, err
-	}
-	targets := info.Targets
+// sendBatch sends batch n of campaign c (unless the campaign has expired)
+// and records its outcome.
+func (s *Service) sendBatch(ctx context.Context, c *campaigns.Campaign, n int, targets []string) (campaigns.Status, error) {
 	if c.ExpiresAt != nil && !s.o.Clock.Now().Before(*c.ExpiresAt) {
 		return s.record(ctx, c, n, 0, nil, int64(len(targets)))
 	}
@@ -277,13 +281,13 @@ func (s *Service) processBatch(ctx context.Context, id string, n int) (campaigns
 	results, err := s.o.Pusher.PushSingle(s.o.CallContext(ctx, c), c.App, targets, c.Strategy, c.PushMessage)
 	if err != nil {
 		if _, later := asRetryLater(err); later {
-			return st, err
+			return campaigns.Status{}, err
 		}
 		kind, isProvider := provider.KindOf(err)
 		retried, _ := asynq.GetRetryCount(ctx)
 		maxRetry, _ := asynq.GetMaxRetry(ctx)
 		if (!isProvider || kind == provider.KindTransient) && retried < maxRetry {
-			return st, err // asynq retries with backoff
+			return campaigns.Status{}, err // asynq retries with backoff
 		}
 		reason := err.Error()
 		failures := make([]campaigns.Failure, len(targets))

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -33,6 +34,7 @@ func run() int {
 		devStore   = flag.String("dev-store", "", "dev mode: JetStream store directory (default: a temporary directory)")
 		logLevel   = flag.String("log-level", "info", "log level: debug, info, warn, error")
 		logJSON    = flag.Bool("log-json", false, "log JSON lines instead of console text")
+		cpuProfile = flag.String("cpuprofile", "", "write a CPU profile to this file until campaignd stops (for benchmarks)")
 	)
 	flag.Parse()
 
@@ -55,6 +57,19 @@ func run() int {
 		return 2
 	}
 	log.Info().Interface("config", cfg.Sanitized()).Msg("config loaded")
+
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "campaignd: -cpuprofile: %v\n", err)
+			return 2
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(os.Stderr, "campaignd: -cpuprofile: %v\n", err)
+			return 2
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

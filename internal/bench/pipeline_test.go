@@ -98,6 +98,50 @@ func peakRSS(pid int) int64 {
 	return -1
 }
 
+// cpuSeconds is the user+system CPU time a process has used so far.
+func cpuSeconds(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces): utime is the
+	// 12th and stime the 13th of them, in clock ticks (100 per second).
+	rest := string(data[bytes.LastIndexByte(data, ')')+2:])
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (u + st) / 100
+}
+
+// cpuMeter measures the CPU time named processes use during a phase.
+type cpuMeter struct {
+	names []string
+	pids  []int
+	start []float64
+}
+
+func newCPUMeter(names []string, pids []int) *cpuMeter {
+	m := &cpuMeter{names: names, pids: pids}
+	for _, p := range pids {
+		m.start = append(m.start, cpuSeconds(p))
+	}
+	return m
+}
+
+func (m *cpuMeter) String() string {
+	var parts []string
+	total := 0.0
+	for i, p := range m.pids {
+		d := cpuSeconds(p) - m.start[i]
+		total += d
+		parts = append(parts, fmt.Sprintf("%s %.2fs", m.names[i], d))
+	}
+	return fmt.Sprintf("CPU %s (total %.2fs)", strings.Join(parts, ", "), total)
+}
+
 // BenchmarkPipeline sends one campaign of BENCH_TARGETS (default 100,000)
 // targets through a campaignd process to pushsim with limits off, then
 // drains the same number of 100-target tasks through a plain asynq server
@@ -108,7 +152,7 @@ func BenchmarkPipeline(b *testing.B) {
 	build(b, bin)
 	simPort := testenv.FreePort(b)
 	simURL := fmt.Sprintf("http://127.0.0.1:%d", simPort)
-	startProc(b, bin+"/pushsim", []string{"-addr", fmt.Sprintf("127.0.0.1:%d", simPort), "-limits-off"}, nil)
+	simPid := startProc(b, bin+"/pushsim", []string{"-addr", fmt.Sprintf("127.0.0.1:%d", simPort), "-limits-off"}, nil).Process.Pid
 	waitURL(b, simURL+"/_sim/stats")
 
 	// --- campaignd ---
@@ -133,7 +177,11 @@ apps:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	cd := startProc(b, bin+"/campaignd", []string{"-config", cfgPath, "-log-level", "warn"}, []string{os.Getenv("BENCH_CAMPAIGND_ENV")})
+	args := []string{"-config", cfgPath, "-log-level", "warn"}
+	if p := os.Getenv("BENCH_CPUPROFILE"); p != "" {
+		args = append(args, "-cpuprofile", p) // written when campaignd stops
+	}
+	cd := startProc(b, bin+"/campaignd", args, nil)
 	api := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	waitURL(b, api+"/readyz")
 
@@ -158,6 +206,7 @@ apps:
 	it, _ := cons.Messages()
 	defer it.Stop()
 	b.ResetTimer()
+	cpu := newCPUMeter([]string{"campaignd", "pushsim", "redis", "bench+nats"}, []int{cd.Process.Pid, simPid, rd.Pid(), os.Getpid()})
 	t0 := time.Now()
 	body := `{"id":"bench","kind":"batch_push","push_message":{"title":"t","content":"c"},"audience":{"bucket":"audiences","object":"bench"}}`
 	if _, err := js.Publish(ctx, intake.SubjectSubmit, []byte(body)); err != nil {
@@ -179,6 +228,7 @@ apps:
 	}
 	finished = time.Since(t0)
 	b.StopTimer()
+	campaignCPU := cpu.String()
 	rss := peakRSS(cd.Process.Pid)
 	if final.Status != campaigns.StateCompleted || final.Sent != int64(n) {
 		b.Fatalf("campaign ended %+v", final)
@@ -191,7 +241,7 @@ apps:
 	}
 	rd2 := testenv.StartRedis(b)
 	tok := token(b, simURL)
-	baseRate := baseline(b, rd2.Addr, simURL, tok, n)
+	baseRate := baseline(b, rd2.Addr, simURL, tok, n, []int{simPid, rd2.Pid(), os.Getpid()})
 
 	b.ReportMetric(planned.Seconds(), "plan_s")
 	b.ReportMetric(campaignRate, "targets/s")
@@ -201,6 +251,8 @@ apps:
 	b.ReportMetric(campaignRate/baseRate.total, "ratio_to_enqueue+drain")
 	fmt.Printf("campaignd: %d targets, planned+running after %s, completed in %s: %.0f targets/s (%.0f batches/s), peak RSS %.1f MiB\n",
 		n, planned.Round(time.Millisecond), finished.Round(time.Millisecond), campaignRate, campaignRate/100, float64(rss)/(1<<20))
+	fmt.Printf("campaignd phase %s\n", campaignCPU)
+	fmt.Printf("plain asynq drain %s\n", baseRate.cpu)
 	fmt.Printf("plain asynq: enqueue %d tasks in %s, drain in %s: drain %.0f targets/s (%.0f tasks/s), enqueue+drain %.0f targets/s\n",
 		(n+99)/100, baseRate.enqueue.Round(time.Millisecond), baseRate.drained.Round(time.Millisecond), baseRate.drain, baseRate.drain/100, baseRate.total)
 	fmt.Printf("campaignd end to end / plain asynq drain = %.2f; / plain asynq enqueue+drain = %.2f\n", campaignRate/baseRate.drain, campaignRate/baseRate.total)
@@ -221,7 +273,7 @@ func token(b *testing.B, simURL string) string {
 	return t.AccessToken
 }
 
-func baseline(b *testing.B, redisAddr, simURL, tok string, n int) baseResult {
+func baseline(b *testing.B, redisAddr, simURL, tok string, n int, pids []int) baseResult {
 	b.Helper()
 	opt := asynq.RedisClientOpt{Addr: redisAddr}
 	client := asynq.NewClient(opt)
@@ -277,6 +329,7 @@ func baseline(b *testing.B, redisAddr, simURL, tok string, n int) baseResult {
 	}
 	enqueued := time.Since(t0)
 	t1 := time.Now()
+	cpu := newCPUMeter([]string{"pushsim", "redis", "asynq"}, pids)
 	if err := srv.Start(mux); err != nil {
 		b.Fatal(err)
 	}
@@ -286,11 +339,13 @@ func baseline(b *testing.B, redisAddr, simURL, tok string, n int) baseResult {
 		b.Fatal("baseline did not drain")
 	}
 	drained := time.Since(t1)
+	cpuUse := cpu.String()
 	srv.Shutdown()
-	return baseResult{drain: float64(n) / drained.Seconds(), total: float64(n) / (enqueued + drained).Seconds(), enqueue: enqueued, drained: drained}
+	return baseResult{cpu: cpuUse, drain: float64(n) / drained.Seconds(), total: float64(n) / (enqueued + drained).Seconds(), enqueue: enqueued, drained: drained}
 }
 
 type baseResult struct {
 	drain, total     float64 // targets/s: drain alone; enqueue + drain
 	enqueue, drained time.Duration
+	cpu              string
 }

@@ -103,6 +103,14 @@ func startRedis(bin, dir string, port int) (*Redis, error) {
 	}
 }
 
+// Pid is the redis-server process id (0 if it is not running).
+func (r *Redis) Pid() int {
+	if r.cmd == nil || r.cmd.Process == nil {
+		return 0
+	}
+	return r.cmd.Process.Pid
+}
+
 // Client returns a go-redis client for this server, closed at test end.
 func (r *Redis) Client(tb testing.TB) *redis.Client {
 	tb.Helper()

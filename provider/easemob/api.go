@@ -89,7 +89,9 @@ func checkTargets(errs *provider.FieldErrors, field string, ids []string, max in
 		return
 	}
 	for i, id := range ids {
-		errs.AddErr(fmt.Sprintf("%s[%d]", field, i), provider.ValidateTargetID(id))
+		if err := provider.ValidateTargetID(id); err != nil {
+			errs.AddErr(fmt.Sprintf("%s[%d]", field, i), err)
+		}
 	}
 }
 
