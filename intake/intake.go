@@ -374,7 +374,20 @@ func (a *AudienceStore) Open(ctx context.Context, bucket, object string) (io.Rea
 	if err != nil {
 		return nil, fmt.Errorf("intake: audience %s/%s: %w", bucket, object, err)
 	}
-	return r, nil
+	return audienceReader{r}, nil
+}
+
+// audienceReader tells the planner the object's size (to size its
+// de-duplication set up front).
+type audienceReader struct{ jetstream.ObjectResult }
+
+// Size is the audience object's size in bytes (0 if unknown).
+func (a audienceReader) Size() int64 {
+	info, err := a.Info()
+	if err != nil || info == nil {
+		return 0
+	}
+	return int64(info.Size)
 }
 
 // UploadAudience stores an audience file (ids one per line) as bucket/object.

@@ -66,6 +66,7 @@ func (s *Store) key(id string) string      { return s.opts.Prefix + "c:" + id }
 func (s *Store) batches(id string) string  { return s.key(id) + ":batches" }
 func (s *Store) done(id string) string     { return s.key(id) + ":done" }
 func (s *Store) failures(id string) string { return s.key(id) + ":failures" }
+func (s *Store) groups(id string) string   { return s.key(id) + ":groups" }
 func (s *Store) states() string            { return s.opts.Prefix + "states" }
 
 func (s *Store) now() string { return s.opts.Clock.Now().UTC().Format(time.RFC3339Nano) }
@@ -182,7 +183,10 @@ func parseStatus(id string, vals []any) (campaigns.Status, bool) {
 // BatchRange is what a batch task needs about consecutive batches
 // first..first+len(Batches)-1 of a campaign, read in one round trip.
 type BatchRange struct {
-	Status  campaigns.Status
+	Status campaigns.Status
+	// Planned: every batch is stored and Status has the final totals. Until
+	// then a missing batch may still come.
+	Planned bool
 	Batches []BatchSlot
 }
 
@@ -199,6 +203,7 @@ type BatchSlot struct {
 func (s *Store) BatchInfos(ctx context.Context, id string, first, count int) (BatchRange, error) {
 	pipe := s.rdb.Pipeline()
 	hm := pipe.HMGet(ctx, s.key(id), statusFields...)
+	planned := pipe.HGet(ctx, s.key(id), "planned")
 	fields := make([]string, count)
 	bits := make([]*redis.IntCmd, count)
 	for i := range count {
@@ -213,7 +218,7 @@ func (s *Store) BatchInfos(ctx context.Context, id string, first, count int) (Ba
 	if !found {
 		return BatchRange{}, fmt.Errorf("store: %s: %w", id, ErrNotFound)
 	}
-	out := BatchRange{Status: st, Batches: make([]BatchSlot, count)}
+	out := BatchRange{Status: st, Planned: planned.Val() == "1", Batches: make([]BatchSlot, count)}
 	vals := batches.Val()
 	for i := range count {
 		b := &out.Batches[i]
@@ -285,8 +290,11 @@ func (s *Store) Transition(ctx context.Context, id string, to campaigns.State, a
 	return st, code == 1, nil
 }
 
-// PutBatches writes batches first, first+1, … of a campaign (pipelined).
-func (s *Store) PutBatches(ctx context.Context, id string, first int, batches [][]string) error {
+// PutBatches writes batches first..first+len(batches)-1 and, in the same
+// transaction, the totals planned so far (targets and batches: the status
+// shows them growing while a big campaign is planned). Batch tasks may
+// send the stored batches before planning ends.
+func (s *Store) PutBatches(ctx context.Context, id string, first int, batches [][]string, targetsSoFar int64) error {
 	if len(batches) == 0 {
 		return nil
 	}
@@ -294,42 +302,116 @@ func (s *Store) PutBatches(ctx context.Context, id string, first int, batches []
 	for i, b := range batches {
 		fields = append(fields, strconv.Itoa(first+i), strings.Join(b, "\n"))
 	}
-	if err := s.rdb.HSet(ctx, s.batches(id), fields...).Err(); err != nil {
+	pipe := s.rdb.TxPipeline()
+	pipe.HSet(ctx, s.batches(id), fields...)
+	pipe.HSet(ctx, s.key(id), "targets_total", targetsSoFar, "batches_total", first+len(batches))
+	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("store: put batches %s from %d: %w", id, first, err)
 	}
 	return nil
 }
 
-// SetPlanned records that every batch is written.
-func (s *Store) SetPlanned(ctx context.Context, id string, targetsTotal, batchesTotal int64) error {
-	if err := s.rdb.HSet(ctx, s.key(id), "targets_total", targetsTotal, "batches_total", batchesTotal, "planned", 1).Err(); err != nil {
-		return fmt.Errorf("store: set planned %s: %w", id, err)
+// GroupDone marks batch task k of a campaign as finished and then reads how
+// many batches are stored so far and whether the plan is complete, in one
+// round trip. With GroupsDone this is the hand-over between a batch task
+// and the planner while a campaign is still being planned: the task
+// enqueues its successor if its batches are stored already, and the
+// planner, after storing batches, enqueues every new task whose
+// predecessor is marked — so each is enqueued at least once.
+func (s *Store) GroupDone(ctx context.Context, id string, k int) (storedBatches int64, planned bool, err error) {
+	pipe := s.rdb.Pipeline()
+	pipe.SetBit(ctx, s.groups(id), int64(k), 1)
+	hm := pipe.HMGet(ctx, s.key(id), "batches_total", "planned")
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, false, fmt.Errorf("store: task %d of %s done: %w", k, id, err)
 	}
-	return nil
+	vals := hm.Val()
+	if len(vals) == 2 {
+		if v, ok := vals[0].(string); ok {
+			storedBatches, _ = strconv.ParseInt(v, 10, 64)
+		}
+		planned = vals[1] == "1"
+	}
+	return storedBatches, planned, nil
 }
 
-// Batch returns the targets of batch n.
-func (s *Store) Batch(ctx context.Context, id string, n int) ([]string, error) {
-	v, err := s.rdb.HGet(ctx, s.batches(id), strconv.Itoa(n)).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("store: batch %d of %s: %w", n, id, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: batch %d of %s: %w", n, id, err)
-	}
-	if v == "" {
+// GroupsDone reports, for each batch task in ks, whether GroupDone marked
+// it, in one round trip.
+func (s *Store) GroupsDone(ctx context.Context, id string, ks []int) ([]bool, error) {
+	if len(ks) == 0 {
 		return nil, nil
 	}
-	return strings.Split(v, "\n"), nil
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.IntCmd, len(ks))
+	for i, k := range ks {
+		cmds[i] = pipe.GetBit(ctx, s.groups(id), int64(k))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("store: tasks done of %s: %w", id, err)
+	}
+	out := make([]bool, len(ks))
+	for i, c := range cmds {
+		out[i] = c.Val() == 1
+	}
+	return out, nil
 }
 
-// BatchDone reports whether batch n is recorded.
-func (s *Store) BatchDone(ctx context.Context, id string, n int) (bool, error) {
-	b, err := s.rdb.GetBit(ctx, s.done(id), int64(n)).Result()
+// setPlannedScript: KEYS as recordScript; ARGV[1] targets, ARGV[2]
+// batches, ARGV[3] now. It marks the plan complete and, if every batch is
+// already recorded (they are sent while planning goes on), finishes the
+// campaign: exactly one of it and the last record does.
+var setPlannedScript = redis.NewScript(`
+if not redis.call('HGET', KEYS[1], 'state') then return {-1, 0, {}} end
+redis.call('HSET', KEYS[1], 'targets_total', ARGV[1], 'batches_total', ARGV[2], 'planned', 1)
+local done = tonumber(redis.call('HGET', KEYS[1], 'batches_done') or '0')
+local fields = {'kind', 'state', 'at', 'start_at', 'targets_total', 'batches_total', 'batches_done', 'sent', 'failed', 'dropped', 'task_ids', 'errors'}
+local f = redis.call('HMGET', KEYS[1], 'planned', 'batches_total', 'state', 'sent', 'failed', 'dropped')
+local now = ARGV[3]
+` + finishLua + `
+`)
+
+// finishLua ends the record and set-planned scripts. Given the locals f
+// (the campaign's planned, batches_total, state, sent, failed, dropped),
+// done (batches recorded), fields and now, it moves a planned, fully
+// recorded, unfinished campaign to its final state and returns
+// {1, 1, status}; otherwise {1, 0, status}.
+const finishLua = `
+local cur = f[3]
+local final = (cur == 'completed' or cur == 'partially_failed' or cur == 'failed' or cur == 'rejected' or cur == 'cancelled' or cur == 'expired')
+if f[1] ~= '1' or done < tonumber(f[2]) or final then return {1, 0, redis.call('HMGET', KEYS[1], unpack(fields))} end
+local sent, failed, dropped = tonumber(f[4]), tonumber(f[5]), tonumber(f[6])
+local to
+if failed == 0 and dropped == 0 then to = 'completed'
+elseif sent == 0 and failed == 0 then to = 'expired'
+elseif sent == 0 then to = 'failed'
+else to = 'partially_failed' end
+redis.call('HSET', KEYS[1], 'state', to, 'at', now)
+redis.call('HINCRBY', KEYS[4], cur, -1)
+redis.call('HINCRBY', KEYS[4], to, 1)
+return {1, 1, redis.call('HMGET', KEYS[1], unpack(fields))}
+`
+
+// SetPlanned records that every batch is written, with the final totals.
+// If the batches were all recorded already, it finishes the campaign and
+// returns finished=true with the final status (publish it).
+func (s *Store) SetPlanned(ctx context.Context, id string, targetsTotal, batchesTotal int64) (st campaigns.Status, finished bool, err error) {
+	res, err := setPlannedScript.Run(ctx, s.rdb, []string{s.key(id), s.done(id), s.failures(id), s.states()}, targetsTotal, batchesTotal, s.now()).Slice()
 	if err != nil {
-		return false, fmt.Errorf("store: batch %d of %s done: %w", n, id, err)
+		return st, false, fmt.Errorf("store: set planned %s: %w", id, err)
 	}
-	return b == 1, nil
+	if len(res) != 3 {
+		return st, false, fmt.Errorf("store: set planned %s: unexpected answer", id)
+	}
+	if ok, _ := res[0].(int64); ok != 1 {
+		return st, false, fmt.Errorf("store: set planned %s: %w", id, ErrNotFound)
+	}
+	finN, _ := res[1].(int64)
+	vals, _ := res[2].([]any)
+	st, _ = parseStatus(id, vals)
+	if finN == 1 {
+		s.expireFinished(ctx, id)
+	}
+	return st, finN == 1, nil
 }
 
 // record: KEYS hash, done, failures, states; ARGV n, sent, failed, dropped,
@@ -344,20 +426,9 @@ redis.call('HINCRBY', KEYS[1], 'dropped', ARGV[4])
 local done = redis.call('HINCRBY', KEYS[1], 'batches_done', 1)
 if #ARGV > 5 then redis.call('RPUSH', KEYS[3], unpack(ARGV, 6)) end
 local f = redis.call('HMGET', KEYS[1], 'planned', 'batches_total', 'state', 'sent', 'failed', 'dropped')
-local cur = f[3]
-local final = (cur == 'completed' or cur == 'partially_failed' or cur == 'failed' or cur == 'rejected' or cur == 'cancelled' or cur == 'expired')
 local fields = {'kind', 'state', 'at', 'start_at', 'targets_total', 'batches_total', 'batches_done', 'sent', 'failed', 'dropped', 'task_ids', 'errors'}
-if f[1] ~= '1' or done < tonumber(f[2]) or final then return {1, 0, redis.call('HMGET', KEYS[1], unpack(fields))} end
-local sent, failed, dropped = tonumber(f[4]), tonumber(f[5]), tonumber(f[6])
-local to
-if failed == 0 and dropped == 0 then to = 'completed'
-elseif sent == 0 and failed == 0 then to = 'expired'
-elseif sent == 0 then to = 'failed'
-else to = 'partially_failed' end
-redis.call('HSET', KEYS[1], 'state', to, 'at', ARGV[5])
-redis.call('HINCRBY', KEYS[4], cur, -1)
-redis.call('HINCRBY', KEYS[4], to, 1)
-return {1, 1, redis.call('HMGET', KEYS[1], unpack(fields))}
+local now = ARGV[5]
+` + finishLua + `
 `)
 
 // RecordBatch records batch n's outcome once: sent targets, refused ones
@@ -394,6 +465,7 @@ func (s *Store) expireFinished(ctx context.Context, id string) {
 	pipe.Expire(ctx, s.batches(id), s.opts.BatchTTL)
 	pipe.Expire(ctx, s.done(id), s.opts.FinishedTTL)
 	pipe.Expire(ctx, s.failures(id), s.opts.FinishedTTL)
+	pipe.Expire(ctx, s.groups(id), s.opts.BatchTTL)
 	pipe.Expire(ctx, s.key(id), s.opts.FinishedTTL)
 	_, _ = pipe.Exec(ctx)
 }

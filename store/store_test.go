@@ -60,11 +60,11 @@ func TestRecordBatchOnceAndOneFinisher(t *testing.T) {
 	}
 	const batches = 50
 	for n := 0; n < batches; n++ {
-		if err := s.PutBatches(ctx, "c", n, [][]string{{fmt.Sprintf("t%d", n)}}); err != nil {
+		if err := s.PutBatches(ctx, "c", n, [][]string{{fmt.Sprintf("t%d", n)}}, int64(n+1)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.SetPlanned(ctx, "c", batches, batches); err != nil {
+	if _, _, err := s.SetPlanned(ctx, "c", batches, batches); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.Transition(ctx, "c", campaigns.StateRunning); err != nil {
@@ -148,10 +148,13 @@ func TestBatchInfosReadsARange(t *testing.T) {
 	if _, _, err := s.Create(ctx, camp("r"), time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutBatches(ctx, "r", 0, [][]string{{"a", "b"}, {"c"}, {"d"}}); err != nil {
+	if err := s.PutBatches(ctx, "r", 0, [][]string{{"a", "b"}, {"c"}, {"d"}}, 4); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetPlanned(ctx, "r", 4, 3); err != nil {
+	if r, err := s.BatchInfos(ctx, "r", 0, 1); err != nil || r.Planned || r.Status.BatchesTotal != 3 {
+		t.Fatalf("before SetPlanned: %+v %v", r, err)
+	}
+	if _, _, err := s.SetPlanned(ctx, "r", 4, 3); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, _, err := s.RecordBatch(ctx, "r", 1, 1, nil, 0); err != nil {
@@ -170,7 +173,62 @@ func TestBatchInfosReadsARange(t *testing.T) {
 	if !reflect.DeepEqual(r.Batches, want) {
 		t.Fatalf("batches %+v, want %+v", r.Batches, want)
 	}
-	if r.Status.BatchesTotal != 3 || r.Status.BatchesDone != 1 || r.Status.TargetsTotal != 4 {
+	if !r.Planned || r.Status.BatchesTotal != 3 || r.Status.BatchesDone != 1 || r.Status.TargetsTotal != 4 {
 		t.Fatalf("status %+v", r.Status)
+	}
+}
+
+// Batches are sent while planning goes on: recording them all before the
+// plan is complete must not finish the campaign; SetPlanned then does, once.
+func TestSetPlannedFinishesWhatWasSentDuringPlanning(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := context.Background()
+	if _, _, err := s.SetPlanned(ctx, "nope", 1, 1); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown campaign: %v", err)
+	}
+	for _, tc := range []struct {
+		id         string
+		recordAll  bool
+		wantFinish bool
+	}{{"all-sent", true, true}, {"one-left", false, false}} {
+		if _, _, err := s.Create(ctx, camp(tc.id), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.Transition(ctx, tc.id, campaigns.StateRunning); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutBatches(ctx, tc.id, 0, [][]string{{"a"}, {"b"}}, 2); err != nil {
+			t.Fatal(err)
+		}
+		for n := 0; n < 2; n++ {
+			if n == 1 && !tc.recordAll {
+				break
+			}
+			_, _, finished, err := s.RecordBatch(ctx, tc.id, n, 1, nil, 0)
+			if err != nil || finished {
+				t.Fatalf("%s: record %d during planning: finished=%v err=%v", tc.id, n, finished, err)
+			}
+		}
+		st, finished, err := s.SetPlanned(ctx, tc.id, 2, 2)
+		if err != nil || finished != tc.wantFinish {
+			t.Fatalf("%s: SetPlanned finished=%v err=%v, want finished=%v", tc.id, finished, err, tc.wantFinish)
+		}
+		if tc.wantFinish && (st.Status != campaigns.StateCompleted || st.Sent != 2) {
+			t.Fatalf("%s: %+v", tc.id, st)
+		}
+		if !tc.wantFinish {
+			if _, _, finished, err := s.RecordBatch(ctx, tc.id, 1, 1, nil, 0); err != nil || !finished {
+				t.Fatalf("%s: last record after planning: finished=%v err=%v", tc.id, finished, err)
+			}
+		}
+		// a second SetPlanned (a re-run plan) finishes nothing again
+		if _, finished, err := s.SetPlanned(ctx, tc.id, 2, 2); err != nil || finished {
+			t.Fatalf("%s: second SetPlanned finished=%v err=%v", tc.id, finished, err)
+		}
+	}
+	counts, _ := s.CountByState(ctx)
+	if counts[campaigns.StateCompleted] != 2 || counts[campaigns.StateRunning] != 0 {
+		t.Fatalf("counts %v", counts)
 	}
 }

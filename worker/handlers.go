@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/provider"
@@ -19,6 +20,10 @@ import (
 
 // planChunk is how many batches the planner writes per Redis round trip.
 const planChunk = 100
+
+// maxSizeHint bounds the de-duplication set sized up front from an
+// audience object's size.
+const maxSizeHint = 4 << 20
 
 // Mux routes the task types to their handlers.
 func (s *Service) Mux() *asynq.ServeMux {
@@ -75,41 +80,116 @@ func (s *Service) handlePlan(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 	}
+	planStart := time.Now()
 	planned, err := s.o.Store.Planned(ctx, p.ID)
 	if err != nil {
 		return err
 	}
-	if !planned {
-		if err := s.plan(ctx, c); err != nil {
-			return err
+	st0 := &starter{s: s, c: c, log: log}
+	if planned { // a re-run after a crash: only the start is left
+		err := st0.stored(ctx, st.BatchesTotal, true)
+		if errors.Is(err, errCampaignOver) {
+			return nil
 		}
+		return err
 	}
-	st, changed, err := s.o.Store.Transition(ctx, c.ID, campaigns.StateRunning, campaigns.StateAccepted, campaigns.StateScheduled)
+	st, finished, err := s.plan(ctx, c, st0)
+	if errors.Is(err, errCampaignOver) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
-	if changed {
+	log.Info().Int64("targets", st.TargetsTotal).Int64("batches", st.BatchesTotal).Dur("planned_in", time.Since(planStart)).Msg("campaign planned")
+	if finished { // every batch was sent while planning went on
+		s.throttle.finish(c.ID)
 		s.publish(ctx, st)
-		log.Info().Int64("targets", st.TargetsTotal).Int64("batches", st.BatchesTotal).Msg("campaign running")
-	}
-	if st.BatchesTotal == 0 {
-		if st, changed, err := s.o.Store.Transition(ctx, c.ID, campaigns.StateCompleted, campaigns.StateRunning); err == nil && changed {
-			s.publish(ctx, st)
-		}
+		log.Info().Str("status", string(st.Status)).Int64("sent", st.Sent).Int64("failed", st.Failed).Msg("campaign finished")
 		return nil
 	}
-	return s.enqueueFirst(ctx, c, int(min(int64(s.o.BatchWindow), s.groups(st.BatchesTotal))))
+	if !st.Status.Final() {
+		s.publishProgress(ctx, st) // the running status with the final totals
+	}
+	return nil
 }
 
-// enqueueFirst enqueues batches 0..n-1 from a few goroutines (asynq has no
-// batch enqueue).
-func (s *Service) enqueueFirst(ctx context.Context, c *campaigns.Campaign, n int) error {
-	const parallel = 8
+// errCampaignOver stops planning a campaign that ended meanwhile
+// (cancelled, expired).
+var errCampaignOver = errors.New("campaign is over")
+
+// starter starts a campaign's sending while it is planned: at the first
+// stored batches it moves the campaign to running, and as batches are
+// stored it enqueues the first BatchWindow batch tasks, then each later
+// task whose predecessor (BatchWindow places before) has finished already;
+// a predecessor that finishes later enqueues it itself (see next). So
+// pushes go out while the rest of a big audience is still being read.
+type starter struct {
+	s        *Service
+	c        *campaigns.Campaign
+	log      zerolog.Logger
+	running  bool
+	enqueued int64 // batch tasks 0..enqueued-1 of the first window are enqueued
+	checked  int64 // later tasks below checked were enqueued or left to their predecessor
+}
+
+// stored is told that batches 0..batches-1 are stored (final: all of them).
+func (r *starter) stored(ctx context.Context, batches int64, final bool) error {
+	if !r.running {
+		st, changed, err := r.s.o.Store.Transition(ctx, r.c.ID, campaigns.StateRunning, campaigns.StateAccepted, campaigns.StateScheduled)
+		if err != nil {
+			return err
+		}
+		if st.Status.Final() {
+			return errCampaignOver
+		}
+		if changed {
+			r.s.publish(ctx, st)
+			r.log.Info().Int64("targets_so_far", st.TargetsTotal).Msg("campaign running")
+		}
+		r.running = true
+	}
+	w := int64(r.s.o.BatchWindow)
+	groups := batches / int64(r.s.o.GroupSize) // only whole tasks until the plan is complete
+	if final {
+		groups = r.s.groups(batches)
+	}
+	if upto := min(groups, w); upto > r.enqueued {
+		if err := r.s.enqueueRange(ctx, r.c, int(r.enqueued), int(upto)); err != nil {
+			return err
+		}
+		r.enqueued = upto
+	}
+	var ks []int
+	for g := max(r.checked, w); g < groups; g++ {
+		ks = append(ks, int(g-w))
+	}
+	if len(ks) == 0 {
+		return nil
+	}
+	done, err := r.s.o.Store.GroupsDone(ctx, r.c.ID, ks)
+	if err != nil {
+		return err
+	}
+	for i, k := range ks {
+		if done[i] {
+			if err := r.s.enqueueBatch(ctx, r.c, k+int(w)); err != nil {
+				return err
+			}
+		}
+	}
+	r.checked = groups
+	return nil
+}
+
+// enqueueRange enqueues batch tasks from..to-1 from a few goroutines (asynq
+// has no batch enqueue).
+func (s *Service) enqueueRange(ctx context.Context, c *campaigns.Campaign, from, to int) error {
+	parallel := min(8, to-from)
 	errs := make(chan error, parallel)
 	for w := 0; w < parallel; w++ {
 		go func() {
 			var err error
-			for i := w; i < n && err == nil; i += parallel {
+			for i := from + w; i < to && err == nil; i += parallel {
 				err = s.enqueueBatch(ctx, c, i)
 			}
 			errs <- err
@@ -125,9 +205,12 @@ func (s *Service) enqueueFirst(ctx context.Context, c *campaigns.Campaign, n int
 }
 
 // plan reads the targets (inline or from the audience object), drops
-// repeats, and writes batches of at most 100 in chunks.
-func (s *Service) plan(ctx context.Context, c *campaigns.Campaign) error {
-	seen := make(map[string]struct{})
+// repeats, and writes batches of at most 100 in chunks; start is told of
+// every chunk, so sending begins with the first. It returns the status
+// after the plan is complete, and finished=true if the campaign ended then
+// (every batch sent already).
+func (s *Service) plan(ctx context.Context, c *campaigns.Campaign, start *starter) (campaigns.Status, bool, error) {
+	var seen map[string]struct{}
 	var (
 		batch   []string
 		chunk   [][]string
@@ -135,17 +218,17 @@ func (s *Service) plan(ctx context.Context, c *campaigns.Campaign) error {
 		targets int64
 	)
 	flush := func() error {
-		if err := s.o.Store.PutBatches(ctx, c.ID, nBatch-len(chunk), chunk); err != nil {
+		if err := s.o.Store.PutBatches(ctx, c.ID, nBatch-len(chunk), chunk, targets); err != nil {
 			return err
 		}
 		chunk = chunk[:0]
-		return nil
+		return start.stored(ctx, int64(nBatch), false)
 	}
 	add := func(id string) error {
-		if _, dup := seen[id]; dup {
-			return nil
+		before := len(seen)
+		if seen[id] = struct{}{}; len(seen) == before {
+			return nil // a repeat (one map operation: the set is large and cold)
 		}
-		seen[id] = struct{}{}
 		targets++
 		batch = append(batch, id)
 		if len(batch) == provider.MaxPushTargets {
@@ -160,13 +243,20 @@ func (s *Service) plan(ctx context.Context, c *campaigns.Campaign) error {
 	}
 	if c.Audience != nil {
 		if s.o.Audience == nil {
-			return fmt.Errorf("plan %s: no audience store configured: %w", c.ID, asynq.SkipRetry)
+			return campaigns.Status{}, false, fmt.Errorf("plan %s: no audience store configured: %w", c.ID, asynq.SkipRetry)
 		}
 		rc, err := s.o.Audience.Open(ctx, c.Audience.Bucket, c.Audience.Object)
 		if err != nil {
-			return fmt.Errorf("plan %s: open audience %s/%s: %w", c.ID, c.Audience.Bucket, c.Audience.Object, err)
+			return campaigns.Status{}, false, fmt.Errorf("plan %s: open audience %s/%s: %w", c.ID, c.Audience.Bucket, c.Audience.Object, err)
 		}
 		defer rc.Close()
+		hint := 0
+		if sz, ok := rc.(interface{ Size() int64 }); ok {
+			// ids average a dozen bytes or more; bounded so a huge object
+			// cannot reserve memory before it is read
+			hint = int(min(sz.Size()/12, maxSizeHint))
+		}
+		seen = make(map[string]struct{}, hint)
 		sc := bufio.NewScanner(rc)
 		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 		for sc.Scan() {
@@ -175,16 +265,17 @@ func (s *Service) plan(ctx context.Context, c *campaigns.Campaign) error {
 				continue
 			}
 			if err := add(id); err != nil {
-				return err
+				return campaigns.Status{}, false, err
 			}
 		}
 		if err := sc.Err(); err != nil {
-			return fmt.Errorf("plan %s: read audience: %w", c.ID, err)
+			return campaigns.Status{}, false, fmt.Errorf("plan %s: read audience: %w", c.ID, err)
 		}
 	} else {
+		seen = make(map[string]struct{}, len(c.Targets))
 		for _, id := range c.Targets {
 			if err := add(id); err != nil {
-				return err
+				return campaigns.Status{}, false, err
 			}
 		}
 	}
@@ -192,10 +283,19 @@ func (s *Service) plan(ctx context.Context, c *campaigns.Campaign) error {
 		chunk = append(chunk, batch)
 		nBatch++
 	}
-	if err := flush(); err != nil {
-		return err
+	if len(chunk) > 0 {
+		if err := flush(); err != nil {
+			return campaigns.Status{}, false, err
+		}
 	}
-	return s.o.Store.SetPlanned(ctx, c.ID, targets, int64(nBatch))
+	if err := start.stored(ctx, int64(nBatch), false); err != nil { // running, even with no batch
+		return campaigns.Status{}, false, err
+	}
+	st, finished, err := s.o.Store.SetPlanned(ctx, c.ID, targets, int64(nBatch))
+	if err != nil || finished || st.Status.Final() {
+		return st, finished, err
+	}
+	return st, false, start.stored(ctx, int64(nBatch), true)
 }
 
 // handleBatch runs one batch task: a group of GroupSize consecutive batches
@@ -230,10 +330,14 @@ func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 	errs := make([]error, g)
 	sts := make([]campaigns.Status, g)
 	var wg sync.WaitGroup
+	var unplanned bool
 	for i, b := range r.Batches {
 		n := first + i
 		switch {
-		case b.Done || int64(n) >= st.BatchesTotal:
+		case b.Done || (r.Planned && int64(n) >= st.BatchesTotal):
+			continue // recorded already, or past the last batch
+		case b.Missing && !r.Planned:
+			unplanned = true // sending overtook planning: come back for it
 			continue
 		case b.Missing:
 			errs[i] = fmt.Errorf("batch %d of %s: not stored: %w", n, p.ID, asynq.SkipRetry)
@@ -260,15 +364,15 @@ func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 	if later != nil {
 		return later
 	}
+	if unplanned {
+		return &retryLater{in: 200 * time.Millisecond, reason: "batches not planned yet"}
+	}
 	for _, done := range sts {
 		if done.Status.Final() {
 			return nil
 		}
 	}
-	if st.BatchesTotal == 0 {
-		return nil
-	}
-	return s.next(ctx, c, p.N, st)
+	return s.next(ctx, c, p.N, r)
 }
 
 // sendBatch sends batch n of campaign c (unless the campaign has expired)
@@ -354,13 +458,26 @@ func (s *Service) publishProgress(ctx context.Context, st campaigns.Status) {
 	}
 }
 
-// next enqueues the batch task (group) BatchWindow places after k.
-func (s *Service) next(ctx context.Context, c *campaigns.Campaign, k int, st campaigns.Status) error {
+// next enqueues the batch task BatchWindow places after task k, if it
+// exists. While the campaign is still being planned, task k is marked as
+// finished first, and its successor is enqueued only if its batches are
+// stored already; otherwise the planner enqueues it when it stores them.
+func (s *Service) next(ctx context.Context, c *campaigns.Campaign, k int, r store.BatchRange) error {
 	m := k + s.o.BatchWindow
-	if int64(m) >= s.groups(st.BatchesTotal) {
+	if r.Planned {
+		if int64(m) < s.groups(r.Status.BatchesTotal) {
+			return s.enqueueBatch(ctx, c, m)
+		}
 		return nil
 	}
-	return s.enqueueBatch(ctx, c, m)
+	stored, planned, err := s.o.Store.GroupDone(ctx, c.ID, k)
+	if err != nil {
+		return err
+	}
+	if (planned && int64(m) < s.groups(stored)) || (!planned && int64(m+1)*int64(s.o.GroupSize) <= stored) {
+		return s.enqueueBatch(ctx, c, m)
+	}
+	return nil
 }
 
 // groups is how many batch tasks cover batches batches.

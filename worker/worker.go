@@ -81,7 +81,7 @@ type CallContext func(ctx context.Context, c *campaigns.Campaign) context.Contex
 // DefaultGroupSize is how many provider batches one batch task carries.
 // Fewer, larger tasks cut asynq's per-task cost (dequeue, completion,
 // continuation); each batch is still limited, sent and recorded on its own.
-const DefaultGroupSize = 8
+const DefaultGroupSize = 16
 
 // Options configure a Service.
 type Options struct {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -464,5 +466,96 @@ func TestTheFinalEventIsTheLastWord(t *testing.T) {
 		if last.Status != campaigns.StateCompleted || last.Sent != 3000 {
 			t.Fatalf("%s: last event %s (sent %d), want completed", id, last.Status, last.Sent)
 		}
+	}
+}
+
+// gatedAudience yields its first ids, then waits until release is closed
+// (or a time limit) before yielding the rest.
+type gatedAudience struct {
+	first, rest string
+	release     <-chan struct{}
+	timedOut    chan struct{}
+}
+
+func (g *gatedAudience) Open(context.Context, string, string) (io.ReadCloser, error) {
+	return io.NopCloser(io.MultiReader(strings.NewReader(g.first), readerFunc(func(p []byte) (int, error) {
+		select {
+		case <-g.release:
+		case <-time.After(20 * time.Second):
+			close(g.timedOut)
+		}
+		return 0, io.EOF
+	}), strings.NewReader(g.rest))), nil
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// A big audience is sent while it is still read: the first pushes go out
+// before planning ends, tasks that overtake the plan come back for their
+// batches, and every target is still pushed exactly once.
+func TestSendingStartsWhilePlanning(t *testing.T) {
+	t.Parallel()
+	firstCall := make(chan struct{})
+	var once sync.Once
+	prov := &fakeProvider{answer: func(int, []string) ([]TargetResult, error) {
+		once.Do(func() { close(firstCall) })
+		return nil, nil
+	}}
+	ids := targets("p", 20_550)
+	aud := &gatedAudience{
+		first:    strings.Join(ids[:12_000], "\n") + "\n",
+		rest:     strings.Join(ids[12_000:], "\n") + "\n",
+		release:  firstCall,
+		timedOut: make(chan struct{}),
+	}
+	e := setup(t, Options{Pusher: prov, Audience: aud, BatchWindow: 8})
+	e.submit(t, &campaigns.Campaign{ID: "stream", Kind: campaigns.KindBatchPush, PushMessage: msg(),
+		Audience: &campaigns.Audience{Bucket: "b", Object: "o"}}, time.Now())
+	st := e.waitFinal(t, "stream", 60*time.Second)
+	select {
+	case <-aud.timedOut:
+		t.Fatal("no push went out while the audience was still being read")
+	default:
+	}
+	if st.Status != campaigns.StateCompleted || st.Sent != 20_550 || st.TargetsTotal != 20_550 || st.BatchesTotal != 206 || st.BatchesDone != 206 {
+		t.Fatalf("status %+v", st)
+	}
+	_, counts := e.prov.snapshot()
+	for _, id := range ids {
+		if counts[id] != 1 {
+			t.Fatalf("%s pushed %d times", id, counts[id])
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for got := e.sink.states("stream"); got[len(got)-1] != campaigns.StateCompleted; got = e.sink.states("stream") {
+		if time.Now().After(deadline) {
+			t.Fatalf("events %v", got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// An audience with no valid id: the plan itself finishes the campaign.
+func TestEmptyAudienceCompletes(t *testing.T) {
+	t.Parallel()
+	open := make(chan struct{})
+	close(open)
+	aud := &gatedAudience{first: "  \n\n", release: open, timedOut: make(chan struct{})}
+	e := setup(t, Options{Pusher: &fakeProvider{}, Audience: aud})
+	e.submit(t, &campaigns.Campaign{ID: "empty", Kind: campaigns.KindBatchPush, PushMessage: msg(),
+		Audience: &campaigns.Audience{Bucket: "b", Object: "o"}}, time.Now())
+	st := e.waitFinal(t, "empty", 30*time.Second)
+	if st.Status != campaigns.StateCompleted || st.TargetsTotal != 0 || st.BatchesTotal != 0 || st.Sent != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	want := []campaigns.State{campaigns.StateAccepted, campaigns.StateRunning, campaigns.StateCompleted}
+	deadline := time.Now().Add(5 * time.Second)
+	for got := e.sink.states("empty"); !reflect.DeepEqual(got, want); got = e.sink.states("empty") {
+		if time.Now().After(deadline) {
+			t.Fatalf("events %v, want %v", got, want)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

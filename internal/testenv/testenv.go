@@ -36,8 +36,9 @@ func FreePort(tb testing.TB) int {
 type Redis struct {
 	Addr string // host:port
 	URL  string // redis://host:port/0
-	cmd  *exec.Cmd
-	dir  string
+	cmd    *exec.Cmd
+	dir    string
+	exited chan struct{} // closed when the process has been waited for
 }
 
 // StartRedis starts redis-server (no persistence) on a free loopback port and
@@ -82,9 +83,9 @@ func startRedis(bin, dir string, port int) (*Redis, error) {
 		logf.Close()
 		return nil, fmt.Errorf("exec redis-server: %w", err)
 	}
-	go func() { _ = cmd.Wait(); logf.Close() }()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	r := &Redis{Addr: addr, URL: "redis://" + addr + "/0", cmd: cmd, dir: dir}
+	r := &Redis{Addr: addr, URL: "redis://" + addr + "/0", cmd: cmd, dir: dir, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); logf.Close(); close(r.exited) }()
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
@@ -95,7 +96,7 @@ func startRedis(bin, dir string, port int) (*Redis, error) {
 		if err == nil {
 			return r, nil
 		}
-		if time.Now().After(deadline) || cmd.ProcessState != nil {
+		if time.Now().After(deadline) || r.hasExited() {
 			r.Stop()
 			return nil, fmt.Errorf("redis-server on %s not ready: %w", addr, err)
 		}
@@ -119,13 +120,24 @@ func (r *Redis) Client(tb testing.TB) *redis.Client {
 	return c
 }
 
-// Stop kills the server. It is safe to call more than once.
+// Stop kills the server and waits (up to a second) until it is gone. It is
+// safe to call more than once.
 func (r *Redis) Stop() {
 	if r.cmd != nil && r.cmd.Process != nil {
 		_ = r.cmd.Process.Kill()
-		for i := 0; i < 100 && r.cmd.ProcessState == nil; i++ {
-			time.Sleep(10 * time.Millisecond)
+		select {
+		case <-r.exited:
+		case <-time.After(time.Second):
 		}
+	}
+}
+
+func (r *Redis) hasExited() bool {
+	select {
+	case <-r.exited:
+		return true
+	default:
+		return false
 	}
 }
 
