@@ -34,8 +34,8 @@ func FreePort(tb testing.TB) int {
 
 // Redis is a redis-server process started for one test.
 type Redis struct {
-	Addr string // host:port
-	URL  string // redis://host:port/0
+	Addr   string // host:port
+	URL    string // redis://host:port/0
 	cmd    *exec.Cmd
 	dir    string
 	exited chan struct{} // closed when the process has been waited for
