@@ -77,8 +77,7 @@ func checkPushRequest(errs *provider.FieldErrors, req PushRequest) {
 	if req.Strategy != nil {
 		errs.AddErr("strategy", provider.ValidateStrategy(*req.Strategy))
 	}
-	var obj map[string]json.RawMessage
-	if len(req.PushMessage) == 0 || json.Unmarshal(req.PushMessage, &obj) != nil || len(obj) == 0 {
+	if !isNonEmptyObject(req.PushMessage) {
 		errs.Add("pushMessage", "must be a non-empty JSON object")
 	}
 }
@@ -111,9 +110,12 @@ func (c *Client) PushSingle(ctx context.Context, targets []string, req PushReque
 	if err := invalid("push/single", errs); err != nil {
 		return nil, err
 	}
+	body, err := pushBody{Targets: targets, Strategy: req.Strategy, PushMessage: req.PushMessage}.encode()
+	if err != nil {
+		return nil, fmt.Errorf("easemob push/single: encode request: %w", err)
+	}
 	res := make([]TargetResult, 0, len(targets))
-	if _, err := c.callInto(ctx, provider.GroupPushSingle, http.MethodPost, "/push/single",
-		pushBody{Targets: targets, Strategy: req.Strategy, PushMessage: req.PushMessage}, &res); err != nil {
+	if _, err := c.callInto(ctx, provider.GroupPushSingle, http.MethodPost, "/push/single", body, &res); err != nil {
 		return nil, err
 	}
 	return res, nil

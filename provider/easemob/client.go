@@ -141,7 +141,9 @@ func (c *Client) call(ctx context.Context, group provider.Group, method, path st
 func (c *Client) callInto(ctx context.Context, group provider.Group, method, path string, body, into any) (*envelope, error) {
 	op := method + " " + opName(path)
 	var payload []byte
-	if body != nil {
+	if raw, ok := body.(rawBody); ok {
+		payload = raw
+	} else if body != nil {
 		var err error
 		payload, err = fastjson.Marshal(body)
 		if err != nil {
