@@ -295,8 +295,9 @@ func TestCancelStopsUnsentBatches(t *testing.T) {
 
 func TestPauseAndResume(t *testing.T) {
 	t.Parallel()
-	prov := &fakeProvider{delay: 10 * time.Millisecond}
-	e := setup(t, Options{Pusher: prov, Concurrency: 2, BatchWindow: 2})
+	prov := &fakeProvider{delay: 50 * time.Millisecond}
+	// one batch per task, two at a time: the 20 batches take ~0.5 s
+	e := setup(t, Options{Pusher: prov, Concurrency: 2, BatchWindow: 2, GroupSize: 1})
 	e.submit(t, &campaigns.Campaign{ID: "hold", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("h", 2000)}, time.Now())
 	for {
 		if calls, _ := prov.snapshot(); len(calls) >= 2 {
