@@ -90,7 +90,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (d *Daemon, err e
 	if err != nil {
 		return nil, fmt.Errorf("redis.url: %w", err)
 	}
-	ropt.PoolSize = max(cfg.Worker.Concurrency*worker.DefaultGroupSize, 20) // a batch task sends its batches at once
+	// batches in flight each hold a limiter call, plus reads and records
+	ropt.PoolSize = worker.InFlight(cfg.Worker.Concurrency) + 2*cfg.Worker.Concurrency + 16
 	d.rdb = redis.NewClient(ropt)
 	d.stop = append(d.stop, func() { _ = d.rdb.Close() })
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -36,7 +36,7 @@ func newProviders(cfg config.Config, lim *ratelimit.Limiter, m *metrics.Metrics,
 		lim:       lim,
 		log:       log,
 	}
-	httpc := provider.NewHTTPClient(provider.HTTPOptions{MaxConnsPerHost: max(cfg.Worker.Concurrency*worker.DefaultGroupSize, 16)})
+	httpc := provider.NewHTTPClient(provider.HTTPOptions{MaxConnsPerHost: worker.InFlight(cfg.Worker.Concurrency) + 16})
 	gate := lim.Gate(func(app string, g provider.Group) (float64, bool) {
 		a, ok := cfg.Apps[app]
 		if !ok || g == provider.GroupToken {

@@ -382,7 +382,13 @@ func (s *Service) sendBatch(ctx context.Context, c *campaigns.Campaign, n int, t
 		return s.record(ctx, c, n, 0, nil, int64(len(targets)))
 	}
 
+	select {
+	case s.sends <- struct{}{}:
+	case <-ctx.Done():
+		return campaigns.Status{}, fmt.Errorf("batch %d of %s: %w", n, c.ID, ctx.Err())
+	}
 	results, err := s.o.Pusher.PushSingle(s.o.CallContext(ctx, c), c.App, targets, c.Strategy, c.PushMessage)
+	<-s.sends
 	if err != nil {
 		if _, later := asRetryLater(err); later {
 			return campaigns.Status{}, err

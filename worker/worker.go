@@ -100,7 +100,15 @@ type Options struct {
 	Retention   time.Duration // completed plan tasks kept visible in the UI (and their ids reserved); default 24h
 	EarlyStart  time.Duration // plan tasks are enqueued this much early, then wait; default 3s
 	ProgressGap time.Duration // least time between two progress events of a campaign; default 250ms
+	MaxInFlight int           // provider batches in flight at once in this process; default InFlight(Concurrency)
 }
+
+// InFlight is the default number of provider batches a process sends at
+// once for a worker concurrency: enough to keep the cores busy, few enough
+// that connections are reused. The slot is taken before the limiter is
+// asked, so a granted send never waits for a connection (a late send could
+// crowd the provider's next second).
+func InFlight(concurrency int) int { return max(4*concurrency, 8) }
 
 // Service is the asynq side of campaignd.
 type Service struct {
@@ -108,6 +116,7 @@ type Service struct {
 	log      zerolog.Logger
 	throttle *throttle
 	cache    campaignCache
+	sends    chan struct{} // MaxInFlight slots
 }
 
 // NewService returns a Service.
@@ -136,10 +145,14 @@ func NewService(o Options) *Service {
 	if o.ProgressGap <= 0 {
 		o.ProgressGap = 250 * time.Millisecond
 	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = InFlight(o.Concurrency)
+	}
 	if o.CallContext == nil {
 		o.CallContext = func(ctx context.Context, _ *campaigns.Campaign) context.Context { return ctx }
 	}
-	return &Service{o: o, log: o.Logger, throttle: newThrottle(o.ProgressGap), cache: campaignCache{m: map[string]*campaigns.Campaign{}}}
+	return &Service{o: o, log: o.Logger, throttle: newThrottle(o.ProgressGap), cache: campaignCache{m: map[string]*campaigns.Campaign{}},
+		sends: make(chan struct{}, o.MaxInFlight)}
 }
 
 type planPayload struct {
