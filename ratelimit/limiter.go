@@ -8,10 +8,16 @@
 // margin absorbs the jitter between the moment a process is told to send and
 // the moment its call reaches the provider (timer overshoot, scheduling,
 // loopback latency): R+1 sends are at least R·(1/R)(1+Margin) = 1 s +
-// Margin·1 s apart, so as long as no call arrives more than Margin·1 s (10
+// Margin·1 s apart, so as long as no call arrives more than Margin·1 s (7.5
 // ms by default) later than the one R slots after it, no sliding 1-second
 // window ever holds more than R arrivals, whatever R is. The price is Margin
-// of the budget: 99% of R by default.
+// of the budget: 99.25% of R by default.
+//
+// Callers queue in their own process before they book (a few per key), so
+// the shared schedule is booked less than a second ahead. A caller that
+// wakes late for its slot (a stalled process) can then move the schedule on
+// by its lateness instead of wasting the slot: the call R places later is
+// not booked yet, so it is booked that much later and keeps its distance.
 //
 // A caller whose slot lies further than MaxWait ahead books nothing and gets
 // a *RateLimited with the exact wait, so an asynq task can go back to its
@@ -25,6 +31,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -55,13 +63,21 @@ type Rate struct {
 // Options tune a Limiter.
 type Options struct {
 	Prefix  string        // key prefix, default "campaignd:rl:"
-	Margin  float64       // relative extra spacing, default 0.01
+	Margin  float64       // relative extra spacing, default 0.0075
 	MaxWait time.Duration // longest wait granted, default 10s
-	// MaxLate is how late (after its slot) a call may still be sent; a
+	// MaxLate is how late (after its slot) a call may be sent as booked; a
 	// caller woken later than that (a slow Redis answer, a scheduling
-	// hiccup) gives the slot up and reserves another, since a late call
-	// could crowd the window of the calls after it. Default Margin × 1 s / 4.
+	// hiccup) first moves the schedule on by its lateness beyond MaxLate,
+	// or, if that is not possible, gives the slot up and reserves another.
+	// Default 2 ms (timers on Linux wake up to ~1 ms late).
 	MaxLate time.Duration
+	// Guard is added to a late caller's lateness when the schedule is
+	// moved on (the answer's transit and the send). Default 500 µs.
+	Guard time.Duration
+	// LocalAhead bounds how far ahead one process books a key: at most
+	// ceil(R × LocalAhead) of its callers hold a reservation at once, the
+	// others queue in the process. Default 200 ms; negative: no local queue.
+	LocalAhead time.Duration
 	// Now, when set, replaces Redis TIME inside the scripts (tests move time
 	// with it). Production leaves it nil.
 	Now    func() time.Time
@@ -73,6 +89,9 @@ type Options struct {
 type Limiter struct {
 	rdb  redis.UniversalClient
 	opts Options
+
+	mu     sync.Mutex
+	places map[string]chan struct{} // local queues by key set
 }
 
 // New returns a limiter on rdb.
@@ -81,15 +100,21 @@ func New(rdb redis.UniversalClient, opts Options) *Limiter {
 		opts.Prefix = "campaignd:rl:"
 	}
 	if opts.Margin <= 0 {
-		opts.Margin = 0.01
+		opts.Margin = 0.0075
 	}
 	if opts.MaxWait <= 0 {
 		opts.MaxWait = 10 * time.Second
 	}
 	if opts.MaxLate <= 0 {
-		opts.MaxLate = time.Duration(opts.Margin * float64(time.Second) / 4)
+		opts.MaxLate = 2 * time.Millisecond
 	}
-	return &Limiter{rdb: rdb, opts: opts}
+	if opts.Guard <= 0 {
+		opts.Guard = 500 * time.Microsecond
+	}
+	if opts.LocalAhead == 0 {
+		opts.LocalAhead = 200 * time.Millisecond
+	}
+	return &Limiter{rdb: rdb, opts: opts, places: map[string]chan struct{}{}}
 }
 
 // reserve books the next common free slot of every key, if it is within
@@ -148,6 +173,9 @@ func (l *Limiter) Spacing(perSecond float64) time.Duration {
 type Reservation struct {
 	Wait   time.Duration // how long to wait before sending, from the script's run
 	SendAt time.Time     // the slot in local time: when the answer arrived + Wait
+	slot   int64         // the slot in Redis time, µs
+	keys   []string
+	spaces []any // spacing of each key, µs
 }
 
 // Reserve books one call on every rate in one round trip: the send time is
@@ -182,19 +210,77 @@ func (l *Limiter) Reserve(ctx context.Context, maxWait time.Duration, rates ...R
 	}
 	// The slot is placed from the answer's arrival: never early, and late
 	// by the answer's transit at most.
-	return Reservation{Wait: wait, SendAt: got.Add(wait)}, nil
+	return Reservation{Wait: wait, SendAt: got.Add(wait), slot: res[2], keys: keys, spaces: args[2:]}, nil
+}
+
+// shiftScript lets a caller that woke late for its slot still send: if the
+// call R places after its slot is not booked yet on any key (every key's
+// next free time is within max(1 s, spacing) of the slot), it moves every
+// key's schedule on by the lateness beyond MaxLate (which the margin
+// covers, like any on-time call's jitter) plus a guard for this answer's
+// transit, so the calls after it keep their distance from its real send
+// time, and grants. Otherwise it grants nothing (the caller gives the slot
+// up). KEYS: rate keys; ARGV[1] now µs or -1; ARGV[2] slot µs; ARGV[3]
+// guard − MaxLate, µs; ARGV[3+i] spacing of key i µs.
+// Returns {granted (0|1), shift µs}.
+var shiftScript = redis.NewScript(`
+local now = tonumber(ARGV[1])
+if now < 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local slot = tonumber(ARGV[2])
+local tats = {}
+for i, k in ipairs(KEYS) do
+  local sp = tonumber(ARGV[3 + i])
+  local reach = 1000000
+  if sp > reach then reach = sp end
+  local tat = tonumber(redis.call('GET', k) or '0')
+  if tat > slot + reach then return {0, now - slot} end
+  if tat < slot + sp then tat = slot + sp end
+  tats[i] = tat
+end
+local shift = now + tonumber(ARGV[3]) - slot
+if shift < 0 then shift = 0 end
+for i, k in ipairs(KEYS) do
+  local nt = tats[i] + shift
+  redis.call('SET', k, nt, 'PX', math.floor((nt - now) / 1000) + 2000)
+end
+return {1, shift}
+`)
+
+// shift asks to send reservation r late (see shiftScript): granted is
+// false when a call R places later is booked already.
+func (l *Limiter) shift(ctx context.Context, r Reservation) (granted bool, err error) {
+	args := append([]any{l.nowArg(), r.slot, (l.opts.Guard - l.opts.MaxLate).Microseconds()}, r.spaces...)
+	res, err := shiftScript.Run(ctx, l.rdb, r.keys, args...).Int64Slice()
+	if err != nil {
+		return false, fmt.Errorf("ratelimit: late send on %v: %w", r.keys, err)
+	}
+	if len(res) != 2 {
+		return false, fmt.Errorf("ratelimit: late send on %v: unexpected answer %v", r.keys, res)
+	}
+	return res[0] == 1, nil
 }
 
 // Wait reserves a slot on every rate and sleeps until it (ctx-aware). A slot
 // further than MaxWait ahead is not booked: the error is a *RateLimited. The
 // time waited is returned.
 //
-// The caller wakes at the answer's arrival + the wait (never early). If its
-// timer woke it later than MaxLate (a scheduling hiccup), the slot is given
-// up and another reserved: a late call could crowd the window of the calls
-// after it.
+// Callers queue in their process first (see Options.LocalAhead), so few
+// reservations are booked ahead of time. The caller wakes at the answer's
+// arrival + the wait (never early). If its timer woke it later than
+// MaxLate (a scheduling hiccup), it sends only if the schedule can be moved
+// on by its lateness (one more script call: the call R places later is not
+// booked yet); otherwise it gives the slot up and reserves another, since a
+// late call could crowd the window of the calls after it.
 func (l *Limiter) Wait(ctx context.Context, rates ...Rate) (time.Duration, error) {
 	start := time.Now()
+	release, err := l.queue(ctx, rates)
+	if err != nil {
+		return time.Since(start), err
+	}
+	defer release()
 	for attempt := 0; ; attempt++ {
 		r, err := l.Reserve(ctx, l.opts.MaxWait, rates...)
 		if err != nil {
@@ -218,9 +304,70 @@ func (l *Limiter) Wait(ctx context.Context, rates ...Rate) (time.Duration, error
 		if r.Wait < time.Millisecond || late <= l.opts.MaxLate || attempt >= 5 {
 			return time.Since(start), nil
 		}
+		ok, err := l.shift(ctx, r)
+		if err != nil {
+			return time.Since(start), err
+		}
+		if ok {
+			l.opts.Logger.Debug().Dur("late", late).Msg("ratelimit: late for the slot; schedule moved on")
+			return time.Since(start), nil
+		}
 		l.opts.Logger.Debug().Dur("late", late).Msg("ratelimit: too late for the slot; reserving another")
 	}
 }
+
+// queue takes one of this process's places for rates' keys: at most
+// ceil(R × LocalAhead) callers per process hold a reservation on a key at
+// once, the others wait here in order, without asking Redis. So the
+// schedule is booked only a little ahead, and a caller that wakes late can
+// usually still send (see shiftScript). A place not had within MaxWait is a
+// *RateLimited.
+func (l *Limiter) queue(ctx context.Context, rates []Rate) (release func(), err error) {
+	var id strings.Builder
+	minRate := math.Inf(1)
+	for _, r := range rates {
+		if r.PerSecond <= 0 || math.IsInf(r.PerSecond, 1) || math.IsNaN(r.PerSecond) {
+			continue
+		}
+		id.WriteString(r.Key)
+		id.WriteByte(0)
+		minRate = min(minRate, r.PerSecond)
+	}
+	if id.Len() == 0 || l.opts.LocalAhead < 0 {
+		return func() {}, nil
+	}
+	places := int(min(max(math.Ceil(minRate*l.opts.LocalAhead.Seconds()), 1), maxPlaces))
+	l.mu.Lock()
+	q, ok := l.places[id.String()]
+	if !ok || cap(q) != places {
+		if len(l.places) >= maxQueues {
+			clear(l.places) // holders still release into their own queue
+		}
+		q = make(chan struct{}, places)
+		l.places[id.String()] = q
+	}
+	l.mu.Unlock()
+	select {
+	case q <- struct{}{}:
+		return func() { <-q }, nil
+	default:
+	}
+	t := time.NewTimer(l.opts.MaxWait)
+	defer t.Stop()
+	select {
+	case q <- struct{}{}:
+		return func() { <-q }, nil
+	case <-t.C:
+		return nil, &RateLimited{Key: rates[0].Key, RetryIn: l.opts.MaxWait}
+	case <-ctx.Done():
+		return nil, fmt.Errorf("ratelimit: wait: %w", ctx.Err())
+	}
+}
+
+const (
+	maxPlaces = 256    // per key and process
+	maxQueues = 10_000 // keys with a local queue, per process
+)
 
 // Backoff pushes key's next free slot at least d into the future, for every
 // process (after the provider still answered 429 / LimitException).

@@ -224,3 +224,102 @@ func maxInWindow(times []time.Time, w time.Duration) int {
 	}
 	return best
 }
+
+// A caller late for its slot may still send if the call R places later is
+// not booked yet: the schedule moves on by its lateness (+ guard), so the
+// calls after it keep their distance from its real send time. If that call
+// is booked, nothing is granted (the caller gives the slot up).
+func TestLateCallerMovesTheScheduleOn(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	l := New(r.Client(t), Options{Now: clk.Now, Margin: 0.01, Guard: time.Millisecond, MaxLate: 2 * time.Millisecond})
+	ctx := context.Background()
+	rate := Rate{Key: "k", PerSecond: 10} // spacing 101 ms
+	first, err := l.Reserve(ctx, time.Minute, rate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ { // three more booked: slots at 101, 202, 303 ms
+		if _, err := l.Reserve(ctx, time.Minute, rate); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Advance(15 * time.Millisecond) // the first caller wakes 15 ms late
+	ok, err := l.shift(ctx, first)
+	if err != nil || !ok {
+		t.Fatalf("late send with the 10th call unbooked: granted=%v err=%v", ok, err)
+	}
+	// The next free slot was 404 ms; it moves on by 15 − 2 (MaxLate, covered
+	// by the margin) + 1 (guard) ms.
+	next, err := l.Reserve(ctx, time.Minute, rate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 404*time.Millisecond + 14*time.Millisecond - 15*time.Millisecond; next.Wait != want {
+		t.Fatalf("next slot in %s, want %s", next.Wait, want)
+	}
+
+	// Book a whole second ahead: the call R places after a late one is
+	// booked, so the late one may not send.
+	late, err := l.Reserve(ctx, time.Minute, rate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 11; i++ {
+		if _, err := l.Reserve(ctx, time.Minute, rate); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Advance(late.Wait + 5*time.Millisecond)
+	if ok, err := l.shift(ctx, late); err != nil || ok {
+		t.Fatalf("late send with its R-th successor booked: granted=%v err=%v", ok, err)
+	}
+}
+
+// At most ceil(R × LocalAhead) callers of one process hold a reservation on
+// a key; the others wait in the process and get a place in turn, or a
+// RateLimited after MaxWait.
+func TestLocalQueueBoundsBookingsAhead(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	l := New(r.Client(t), Options{LocalAhead: 300 * time.Millisecond, MaxWait: 150 * time.Millisecond})
+	ctx := context.Background()
+	rates := []Rate{{Key: "k", PerSecond: 10}} // 3 places
+	var releases []func()
+	for i := 0; i < 3; i++ {
+		rel, err := l.queue(ctx, rates)
+		if err != nil {
+			t.Fatal(err)
+		}
+		releases = append(releases, rel)
+	}
+	_, err := l.queue(ctx, rates)
+	var rl *RateLimited
+	if !errors.As(err, &rl) {
+		t.Fatalf("a 4th place: %v, want RateLimited after MaxWait", err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		rel, err := l.queue(ctx, rates)
+		if err == nil {
+			rel()
+		}
+		got <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	releases[0]()
+	if err := <-got; err != nil {
+		t.Fatalf("a place freed, the waiter got %v", err)
+	}
+	// Unlimited rates and a negative LocalAhead do not queue.
+	if _, err := l.queue(ctx, []Rate{{Key: "free", PerSecond: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	off := New(r.Client(t), Options{LocalAhead: -1})
+	for i := 0; i < 10; i++ {
+		if _, err := off.queue(ctx, rates); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 
 	"github.com/campaignd/campaignd/internal/testenv"
 	"github.com/campaignd/campaignd/provider"
@@ -45,7 +46,28 @@ func TestMain(m *testing.M) {
 func envInt(k string) int { n, _ := strconv.Atoi(os.Getenv(k)); return n }
 
 func childLimiter() *Limiter {
-	return New(redis.NewClient(&redis.Options{Addr: os.Getenv("RL_REDIS"), PoolSize: 64}), Options{MaxWait: 2 * time.Second})
+	return New(redis.NewClient(&redis.Options{Addr: os.Getenv("RL_REDIS"), PoolSize: 64}),
+		Options{MaxWait: 2 * time.Second, Logger: zerolog.New(&lateCount).Level(zerolog.DebugLevel)})
+}
+
+// lateCounter counts the limiter's debug lines about late callers.
+type lateCounter struct {
+	mu             sync.Mutex
+	moved, dropped int
+}
+
+var lateCount lateCounter // the child process's own (set up once in main)
+
+func (c *lateCounter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case bytes.Contains(p, []byte("moved on")):
+		c.moved++
+	case bytes.Contains(p, []byte("reserving another")):
+		c.dropped++
+	}
+	return len(p), nil
 }
 
 func post(client *http.Client, url, token, body string) int {
@@ -108,7 +130,9 @@ func childSoak() int {
 		}()
 	}
 	wg.Wait()
-	fmt.Printf("first=%d last=%d n=%d bad=%d\n", first.UnixNano(), last.UnixNano(), n, bad)
+	lateCount.mu.Lock()
+	fmt.Printf("first=%d last=%d n=%d bad=%d moved=%d dropped=%d\n", first.UnixNano(), last.UnixNano(), n, bad, lateCount.moved, lateCount.dropped)
+	lateCount.mu.Unlock()
 	return 0
 }
 
@@ -213,14 +237,14 @@ func TestSoakSlidingWindow(t *testing.T) {
 				outs, cmds = append(outs, out), append(cmds, cmd)
 			}
 			var first, last int64
-			total, bad := 0, 0
+			total, bad, moved, dropped := 0, 0, 0, 0
 			for i, cmd := range cmds {
 				if err := cmd.Wait(); err != nil {
 					t.Fatalf("child %d: %v", i, err)
 				}
 				var f, l int64
-				var n, b int
-				if _, err := fmt.Sscanf(strings.TrimSpace(outs[i].String()), "first=%d last=%d n=%d bad=%d", &f, &l, &n, &b); err != nil {
+				var n, b, mv, dr int
+				if _, err := fmt.Sscanf(strings.TrimSpace(outs[i].String()), "first=%d last=%d n=%d bad=%d moved=%d dropped=%d", &f, &l, &n, &b, &mv, &dr); err != nil {
 					t.Fatalf("child %d said %q", i, outs[i].String())
 				}
 				if n > 0 {
@@ -231,11 +255,14 @@ func TestSoakSlidingWindow(t *testing.T) {
 				}
 				total += n
 				bad += b
+				moved += mv
+				dropped += dr
 			}
 			st := sim.Sim().Stats()
 			span := time.Duration(last - first).Seconds()
 			rate := float64(total-1) / span
-			t.Logf("R=%d: %d calls in %.2f s = %.3f/s (%.2f%% of R), violations %d, non-200 %d", r, total, span, rate, 100*rate/float64(r), st.Violations, bad)
+			t.Logf("R=%d: %d calls in %.2f s = %.3f/s (%.2f%% of R), violations %d, non-200 %d; late callers: %d moved the schedule on, %d gave their slot up",
+				r, total, span, rate, 100*rate/float64(r), st.Violations, bad, moved, dropped)
 			if st.Violations != 0 || bad != 0 {
 				t.Fatalf("violations %d (first: %+v), refused calls %d", st.Violations, st.ViolationList, bad)
 			}
