@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: all build test vet fmt demo bench soak deps clean
+.PHONY: all build test vet fmt demo bench soak crash deps clean
 
 all: build
 
@@ -38,6 +38,11 @@ bench: deps
 # judge, R = 1, 10, 100, 30 s each (SOAK_SECONDS to change).
 soak: deps
 	SOAK=1 $(GO) test -count=1 -timeout 30m -run 'TestSoakSlidingWindow' -v ./ratelimit
+
+# crash: two campaignd processes SIGKILLed mid-send and mid-plan, restarted;
+# every target must still be pushed (~3 min: asynq's leases must expire).
+crash: deps
+	CRASH=1 $(GO) test -count=1 -timeout 15m -v ./internal/crashtest
 
 clean:
 	rm -rf $(BIN)

@@ -139,7 +139,7 @@ func BenchmarkLimiters(b *testing.B) {
 				if ctx.Err() != nil {
 					return dec, ctx.Err()
 				}
-				if time.Since(res.SendAt) > l.opts.MaxLate && res.Wait >= time.Millisecond {
+				if time.Since(res.SendAt) > l.opts.MaxLate {
 					if ok, err := l.shift(ctx, res); err != nil || !ok {
 						return dec, errLate
 					}

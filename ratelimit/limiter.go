@@ -298,10 +298,10 @@ func (l *Limiter) Wait(ctx context.Context, rates ...Rate) (time.Duration, error
 				return time.Since(start), fmt.Errorf("ratelimit: wait: %w", ctx.Err())
 			}
 		}
-		// Only a caller that had to queue for its slot (the key is busy)
-		// can crowd the next second with a late call.
+		// Any call late for its slot could crowd the window of the call R
+		// places after it, even one granted at once.
 		late := time.Since(r.SendAt)
-		if r.Wait < time.Millisecond || late <= l.opts.MaxLate || attempt >= 5 {
+		if late <= l.opts.MaxLate || attempt >= 5 {
 			return time.Since(start), nil
 		}
 		ok, err := l.shift(ctx, r)

@@ -12,7 +12,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -37,51 +36,8 @@ func targetsFromEnv() int {
 	return 100_000
 }
 
-func build(b *testing.B, dir string) {
-	b.Helper()
-	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/campaignd", "./cmd/pushsim")
-	cmd.Dir = filepath.Join("..", "..")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("build: %v\n%s", err, out)
-	}
-}
 
-func startProc(b *testing.B, name string, args []string, env []string) *exec.Cmd {
-	b.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), env...)
-	logf, _ := os.Create(filepath.Join(b.TempDir(), filepath.Base(name)+".log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-		logf.Close()
-	})
-	return cmd
-}
 
-func waitURL(b *testing.B, url string) {
-	b.Helper()
-	for i := 0; i < 200; i++ {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	b.Fatalf("%s never came up", url)
-}
 
 func peakRSS(pid int) int64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
@@ -149,12 +105,11 @@ func (m *cpuMeter) String() string {
 // whose handler only POSTs the batch to pushsim, and reports both rates.
 func BenchmarkPipeline(b *testing.B) {
 	n := targetsFromEnv()
-	bin := b.TempDir()
-	build(b, bin)
+	bin := testenv.Build(b, "./cmd/campaignd", "./cmd/pushsim")
 	simPort := testenv.FreePort(b)
 	simURL := fmt.Sprintf("http://127.0.0.1:%d", simPort)
-	simPid := startProc(b, bin+"/pushsim", []string{"-addr", fmt.Sprintf("127.0.0.1:%d", simPort), "-limits-off"}, nil).Process.Pid
-	waitURL(b, simURL+"/_sim/stats")
+	simPid := testenv.StartProc(b, bin+"/pushsim", []string{"-addr", fmt.Sprintf("127.0.0.1:%d", simPort), "-limits-off"}, nil).Cmd.Process.Pid
+	testenv.WaitHTTP(b, simURL+"/_sim/stats")
 
 	// --- campaignd ---
 	rd := testenv.StartRedis(b)
@@ -182,9 +137,9 @@ apps:
 	if p := os.Getenv("BENCH_CPUPROFILE"); p != "" {
 		args = append(args, "-cpuprofile", p) // written when campaignd stops
 	}
-	cd := startProc(b, bin+"/campaignd", args, nil)
+	cd := testenv.StartProc(b, bin+"/campaignd", args, nil).Cmd
 	api := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
-	waitURL(b, api+"/readyz")
+	testenv.WaitHTTP(b, api+"/readyz")
 
 	nc, err := nats.Connect(ns.URL)
 	if err != nil {

@@ -1,0 +1,112 @@
+package testenv
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// ModuleRoot is the directory holding go.mod, found from the working
+// directory upwards.
+func ModuleRoot(tb testing.TB) string {
+	tb.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			tb.Fatal("testenv: go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Build compiles main packages (import paths relative to the module root,
+// like "./cmd/campaignd") into a temporary directory and returns it.
+func Build(tb testing.TB, pkgs ...string) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	cmd := exec.Command("go", append([]string{"build", "-o", dir + "/"}, pkgs...)...)
+	cmd.Dir = ModuleRoot(tb)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("testenv: build %v: %v\n%s", pkgs, err, out)
+	}
+	return dir
+}
+
+// Proc is a child process started for a test; its output goes to LogPath.
+type Proc struct {
+	Cmd     *exec.Cmd
+	LogPath string
+	done    chan struct{}
+}
+
+// StartProc starts a program with extra environment; at the test's end it
+// is interrupted, and killed if it has not stopped 10 s later.
+func StartProc(tb testing.TB, name string, args, env []string) *Proc {
+	tb.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	logPath := filepath.Join(tb.TempDir(), filepath.Base(name)+".log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		tb.Fatalf("testenv: start %s: %v", name, err)
+	}
+	p := &Proc{Cmd: cmd, LogPath: logPath, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); logf.Close(); close(p.done) }()
+	tb.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+// Kill sends SIGKILL and waits until the process is gone.
+func (p *Proc) Kill() {
+	_ = p.Cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// WaitHTTP waits (up to 10 s) until url answers 200.
+func WaitHTTP(tb testing.TB, url string) {
+	tb.Helper()
+	for i := 0; i < 200; i++ {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tb.Fatalf("testenv: %s never answered 200", url)
+}
+
+// Log returns what the process has written so far.
+func (p *Proc) Log() string {
+	b, err := os.ReadFile(p.LogPath)
+	if err != nil {
+		return fmt.Sprintf("(log unreadable: %v)", err)
+	}
+	return string(b)
+}
