@@ -195,16 +195,9 @@ func opName(path string) string {
 
 // send performs one HTTP request (through the gate) and maps the answer.
 func (c *Client) send(ctx context.Context, group provider.Group, op, method, url, token string, payload []byte, into any) (*envelope, int, error) {
-	if err := c.cfg.Hooks.Before(ctx, group); err != nil {
-		return nil, 0, err
-	}
-	start := time.Now()
-	env, status, err := c.roundTrip(ctx, op, method, url, token, payload, into)
-	c.cfg.Hooks.After(group, op, time.Since(start), err)
-	return env, status, err
-}
-
-func (c *Client) roundTrip(ctx context.Context, op, method, url, token string, payload []byte, into any) (*envelope, int, error) {
+	// The request is built before the gate is asked: once the slot is
+	// granted, only the send is left (a late send could crowd the provider's
+	// window of the calls after it).
 	var rd io.Reader
 	if payload != nil {
 		rd = bytes.NewReader(payload)
@@ -220,6 +213,16 @@ func (c *Client) roundTrip(ctx context.Context, op, method, url, token string, p
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	if err := c.cfg.Hooks.Before(ctx, group); err != nil {
+		return nil, 0, err
+	}
+	start := time.Now()
+	env, status, err := c.roundTrip(ctx, op, req, into)
+	c.cfg.Hooks.After(group, op, time.Since(start), err)
+	return env, status, err
+}
+
+func (c *Client) roundTrip(ctx context.Context, op string, req *http.Request, into any) (*envelope, int, error) {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -95,16 +95,8 @@ func (c *Client) call(ctx context.Context, method, path, op string, body, out an
 			return fmt.Errorf("engagelab %s: encode request: %w", op, err)
 		}
 	}
-	if err := c.cfg.Hooks.Before(ctx, provider.GroupTags); err != nil {
-		return err
-	}
-	start := time.Now()
-	err := c.roundTrip(ctx, method, path, op, payload, out)
-	c.cfg.Hooks.After(provider.GroupTags, op, time.Since(start), err)
-	return err
-}
-
-func (c *Client) roundTrip(ctx context.Context, method, path, op string, payload []byte, out any) error {
+	// The request is built before the gate is asked: once the slot is
+	// granted, only the send is left.
 	var rd io.Reader
 	if payload != nil {
 		rd = bytes.NewReader(payload)
@@ -118,6 +110,16 @@ func (c *Client) roundTrip(ctx context.Context, method, path, op string, payload
 	if payload != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if err := c.cfg.Hooks.Before(ctx, provider.GroupTags); err != nil {
+		return err
+	}
+	start := time.Now()
+	err = c.roundTrip(ctx, req, op, out)
+	c.cfg.Hooks.After(provider.GroupTags, op, time.Since(start), err)
+	return err
+}
+
+func (c *Client) roundTrip(ctx context.Context, req *http.Request, op string, out any) error {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
