@@ -2,6 +2,9 @@ package provider
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptrace"
+	"sync/atomic"
 	"time"
 )
 
@@ -12,6 +15,21 @@ import (
 // how long to wait, which the client returns unchanged, without sending).
 type Gate interface {
 	Acquire(ctx context.Context, app string, group Group) error
+}
+
+// Grant is what a GrantingGate hands back for a request it let through:
+// the client tells it when the request was written to the connection, so
+// that a limiter can account for a send held up after the grant (a new
+// connection's handshake, a stalled process).
+type Grant interface {
+	Written(at time.Time)
+}
+
+// GrantingGate is a Gate that hands back a Grant per request; clients use
+// it when the gate offers it.
+type GrantingGate interface {
+	Gate
+	AcquireGrant(ctx context.Context, app string, group Group) (Grant, error)
 }
 
 // Observer is told the outcome of every HTTP request a client sent: err is
@@ -29,12 +47,45 @@ type Hooks struct {
 	Observer Observer
 }
 
-// Before runs the gate, if any.
-func (h Hooks) Before(ctx context.Context, group Group) error {
+// Before runs the gate, if any. The grant (nil if the gate gives none) is
+// to be told when the request was written (Written).
+func (h Hooks) Before(ctx context.Context, group Group) (Grant, error) {
 	if h.Gate == nil {
-		return nil
+		return nil, nil
 	}
-	return h.Gate.Acquire(ctx, h.App, group)
+	if gg, ok := h.Gate.(GrantingGate); ok {
+		return gg.AcquireGrant(ctx, h.App, group)
+	}
+	return nil, h.Gate.Acquire(ctx, h.App, group)
+}
+
+// Trace returns req set up to tell grant when it is written (req itself if
+// grant is nil). Call Done after the request's round trip.
+func Trace(req *http.Request, grant Grant) (*http.Request, *WriteTrace) {
+	wt := &WriteTrace{grant: grant}
+	if grant == nil {
+		return req, wt
+	}
+	ctx := httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) { wt.at.Store(time.Now().UnixNano()) },
+	})
+	return req.WithContext(ctx), wt
+}
+
+// WriteTrace carries a request's write time to its grant.
+type WriteTrace struct {
+	grant Grant
+	at    atomic.Int64 // unix ns; 0: not written
+}
+
+// Done tells the grant when the request was written, if it was.
+func (w *WriteTrace) Done() {
+	if w.grant == nil {
+		return
+	}
+	if at := w.at.Load(); at != 0 {
+		w.grant.Written(time.Unix(0, at))
+	}
 }
 
 // After runs the observer, if any.

@@ -139,8 +139,8 @@ func BenchmarkLimiters(b *testing.B) {
 				if ctx.Err() != nil {
 					return dec, ctx.Err()
 				}
-				if time.Since(res.SendAt) > l.opts.MaxLate {
-					if ok, err := l.shift(ctx, res); err != nil || !ok {
+				if late := time.Since(res.SendAt); late > l.opts.MaxLate {
+					if _, ok, err := l.shift(ctx, res, late, 0); err != nil || !ok {
 						return dec, errLate
 					}
 				}

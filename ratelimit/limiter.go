@@ -213,16 +213,14 @@ func (l *Limiter) Reserve(ctx context.Context, maxWait time.Duration, rates ...R
 	return Reservation{Wait: wait, SendAt: got.Add(wait), slot: res[2], keys: keys, spaces: args[2:]}, nil
 }
 
-// shiftScript lets a caller that woke late for its slot still send: if the
+// shiftScript lets a caller that is late for its slot still send: if the
 // call R places after its slot is not booked yet on any key (every key's
 // next free time is within max(1 s, spacing) of the slot), it moves every
-// key's schedule on by the lateness beyond MaxLate (which the margin
-// covers, like any on-time call's jitter) plus a guard for this answer's
-// transit, so the calls after it keep their distance from its real send
-// time, and grants. Otherwise it grants nothing (the caller gives the slot
-// up). KEYS: rate keys; ARGV[1] now µs or -1; ARGV[2] slot µs; ARGV[3]
-// guard − MaxLate, µs; ARGV[3+i] spacing of key i µs.
-// Returns {granted (0|1), shift µs}.
+// key's schedule on by the given shift, so the calls after it keep their
+// distance from its real send time, and grants. Otherwise it changes
+// nothing and grants nothing. KEYS: rate keys; ARGV[1] now µs or -1; ARGV[2]
+// slot µs; ARGV[3] shift µs; ARGV[3+i] spacing of key i µs.
+// Returns {granted (0|1)}.
 var shiftScript = redis.NewScript(`
 local now = tonumber(ARGV[1])
 if now < 0 then
@@ -230,42 +228,59 @@ if now < 0 then
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 local slot = tonumber(ARGV[2])
+local shift = tonumber(ARGV[3])
 local tats = {}
 for i, k in ipairs(KEYS) do
   local sp = tonumber(ARGV[3 + i])
   local reach = 1000000
   if sp > reach then reach = sp end
   local tat = tonumber(redis.call('GET', k) or '0')
-  if tat > slot + reach then return {0, now - slot} end
+  if tat > slot + reach then return {0} end
   if tat < slot + sp then tat = slot + sp end
   tats[i] = tat
 end
-local shift = now + tonumber(ARGV[3]) - slot
-if shift < 0 then shift = 0 end
 for i, k in ipairs(KEYS) do
   local nt = tats[i] + shift
   redis.call('SET', k, nt, 'PX', math.floor((nt - now) / 1000) + 2000)
 end
-return {1, shift}
+return {1}
 `)
 
-// shift asks to send reservation r late (see shiftScript): granted is
-// false when a call R places later is booked already.
-func (l *Limiter) shift(ctx context.Context, r Reservation) (granted bool, err error) {
-	args := append([]any{l.nowArg(), r.slot, (l.opts.Guard - l.opts.MaxLate).Microseconds()}, r.spaces...)
+// shift moves the schedule on after reservation r's call was (or will be)
+// sent late by late: by the lateness beyond MaxLate (which the margin
+// covers, like any on-time call's jitter) plus Guard, less what was moved
+// for it already. granted is false when the call R places later is booked
+// already (nothing can be moved then).
+func (l *Limiter) shift(ctx context.Context, r Reservation, late, already time.Duration) (moved time.Duration, granted bool, err error) {
+	d := late - l.opts.MaxLate + l.opts.Guard - already
+	if d <= 0 {
+		return 0, true, nil
+	}
+	args := append([]any{l.nowArg(), r.slot, d.Microseconds()}, r.spaces...)
 	res, err := shiftScript.Run(ctx, l.rdb, r.keys, args...).Int64Slice()
 	if err != nil {
-		return false, fmt.Errorf("ratelimit: late send on %v: %w", r.keys, err)
+		return 0, false, fmt.Errorf("ratelimit: late send on %v: %w", r.keys, err)
 	}
-	if len(res) != 2 {
-		return false, fmt.Errorf("ratelimit: late send on %v: unexpected answer %v", r.keys, res)
+	if len(res) != 1 {
+		return 0, false, fmt.Errorf("ratelimit: late send on %v: unexpected answer %v", r.keys, res)
 	}
-	return res[0] == 1, nil
+	if res[0] != 1 {
+		return 0, false, nil
+	}
+	return d, true, nil
 }
 
-// Wait reserves a slot on every rate and sleeps until it (ctx-aware). A slot
-// further than MaxWait ahead is not booked: the error is a *RateLimited. The
-// time waited is returned.
+// Wait reserves a slot on every rate and sleeps until it (ctx-aware); see
+// WaitGrant. The time waited is returned.
+func (l *Limiter) Wait(ctx context.Context, rates ...Rate) (time.Duration, error) {
+	_, waited, err := l.WaitGrant(ctx, rates...)
+	return waited, err
+}
+
+// WaitGrant reserves a slot on every rate and sleeps until it (ctx-aware).
+// A slot further than MaxWait ahead is not booked: the error is a
+// *RateLimited. The grant should be told when the call was really written
+// (Grant.Written); the time waited is returned.
 //
 // Callers queue in their process first (see Options.LocalAhead), so few
 // reservations are booked ahead of time. The caller wakes at the answer's
@@ -274,20 +289,21 @@ func (l *Limiter) shift(ctx context.Context, r Reservation) (granted bool, err e
 // on by its lateness (one more script call: the call R places later is not
 // booked yet); otherwise it gives the slot up and reserves another, since a
 // late call could crowd the window of the calls after it.
-func (l *Limiter) Wait(ctx context.Context, rates ...Rate) (time.Duration, error) {
+func (l *Limiter) WaitGrant(ctx context.Context, rates ...Rate) (*Grant, time.Duration, error) {
 	start := time.Now()
 	release, err := l.queue(ctx, rates)
 	if err != nil {
-		return time.Since(start), err
+		return nil, time.Since(start), err
 	}
 	defer release()
 	for attempt := 0; ; attempt++ {
 		r, err := l.Reserve(ctx, l.opts.MaxWait, rates...)
 		if err != nil {
-			return time.Since(start), err
+			return nil, time.Since(start), err
 		}
+		g := &Grant{l: l, r: r}
 		if l.opts.Now != nil { // test clock: nothing to sleep on
-			return r.Wait, nil
+			return g, r.Wait, nil
 		}
 		if d := time.Until(r.SendAt); d > 0 {
 			t := time.NewTimer(d)
@@ -295,24 +311,60 @@ func (l *Limiter) Wait(ctx context.Context, rates ...Rate) (time.Duration, error
 			case <-t.C:
 			case <-ctx.Done():
 				t.Stop()
-				return time.Since(start), fmt.Errorf("ratelimit: wait: %w", ctx.Err())
+				return nil, time.Since(start), fmt.Errorf("ratelimit: wait: %w", ctx.Err())
 			}
 		}
 		// Any call late for its slot could crowd the window of the call R
 		// places after it, even one granted at once.
 		late := time.Since(r.SendAt)
-		if late <= l.opts.MaxLate || attempt >= 5 {
-			return time.Since(start), nil
+		if late <= l.opts.MaxLate || attempt >= 5 || len(r.keys) == 0 {
+			return g, time.Since(start), nil
 		}
-		ok, err := l.shift(ctx, r)
+		moved, ok, err := l.shift(ctx, r, late, 0)
 		if err != nil {
-			return time.Since(start), err
+			return nil, time.Since(start), err
 		}
 		if ok {
+			g.moved = moved
 			l.opts.Logger.Debug().Dur("late", late).Msg("ratelimit: late for the slot; schedule moved on")
-			return time.Since(start), nil
+			return g, time.Since(start), nil
 		}
 		l.opts.Logger.Debug().Dur("late", late).Msg("ratelimit: too late for the slot; reserving another")
+	}
+}
+
+// Grant is a granted slot, to be told when its call was written.
+type Grant struct {
+	l     *Limiter
+	r     Reservation
+	moved time.Duration // the schedule moved on for it so far
+}
+
+// Written tells the limiter when the granted call was written to the
+// connection. Anything that held the call between the grant and the write
+// (a new connection's dial or TLS handshake, a stalled process) made it
+// late; if it is later than MaxLate, the schedule is moved on by that much
+// while the call R places later is not booked yet (one script call, only
+// then). Safe on a nil Grant.
+func (g *Grant) Written(at time.Time) {
+	if g == nil || len(g.r.keys) == 0 || g.l.opts.Now != nil {
+		return
+	}
+	late := at.Sub(g.r.SendAt)
+	if late-g.moved <= g.l.opts.MaxLate {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	moved, ok, err := g.l.shift(ctx, g.r, late, g.moved)
+	switch {
+	case err != nil:
+		g.l.opts.Logger.Warn().Err(err).Msg("ratelimit: late send not compensated")
+	case ok:
+		g.moved += moved
+		g.l.opts.Logger.Debug().Dur("late", late).Msg("ratelimit: written late; schedule moved on")
+	default:
+		g.l.opts.Logger.Debug().Dur("late", late).Msg("ratelimit: written late; the call R places later was booked already")
 	}
 }
 
@@ -413,6 +465,13 @@ func (l *Limiter) Gate(rates RatesFunc) *Gate { return &Gate{L: l, Rates: rates}
 
 // Acquire implements provider.Gate.
 func (g *Gate) Acquire(ctx context.Context, app string, group provider.Group) error {
+	_, err := g.AcquireGrant(ctx, app, group)
+	return err
+}
+
+// AcquireGrant implements provider.GrantingGate: the client tells the grant
+// when its request was written (see Grant.Written).
+func (g *Gate) AcquireGrant(ctx context.Context, app string, group provider.Group) (provider.Grant, error) {
 	var rates []Rate
 	if r, ok := g.Rates(app, group); ok && r > 0 {
 		rates = append(rates, Rate{Key: GroupKey(app, group), PerSecond: r})
@@ -422,9 +481,9 @@ func (g *Gate) Acquire(ctx context.Context, app string, group provider.Group) er
 		rates = append(rates, extra...)
 	}
 	if len(rates) == 0 {
-		return nil
+		return nil, nil
 	}
-	waited, err := g.L.Wait(ctx, rates...)
+	grant, waited, err := g.L.WaitGrant(ctx, rates...)
 	if g.Observer != nil {
 		var rl *RateLimited
 		switch {
@@ -434,7 +493,10 @@ func (g *Gate) Acquire(ctx context.Context, app string, group provider.Group) er
 			g.Observer.LimiterRefused(app, string(group))
 		}
 	}
-	return err
+	if err != nil || grant == nil {
+		return nil, err // a nil *Grant must not become a non-nil interface
+	}
+	return grant, nil
 }
 
 // String describes a rate for logs.

@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"sync"
 	"testing"
@@ -246,7 +247,7 @@ func TestLateCallerMovesTheScheduleOn(t *testing.T) {
 		}
 	}
 	clk.Advance(15 * time.Millisecond) // the first caller wakes 15 ms late
-	ok, err := l.shift(ctx, first)
+	_, ok, err := l.shift(ctx, first, 15*time.Millisecond, 0)
 	if err != nil || !ok {
 		t.Fatalf("late send with the 10th call unbooked: granted=%v err=%v", ok, err)
 	}
@@ -272,7 +273,7 @@ func TestLateCallerMovesTheScheduleOn(t *testing.T) {
 		}
 	}
 	clk.Advance(late.Wait + 5*time.Millisecond)
-	if ok, err := l.shift(ctx, late); err != nil || ok {
+	if _, ok, err := l.shift(ctx, late, 5*time.Millisecond, 0); err != nil || ok {
 		t.Fatalf("late send with its R-th successor booked: granted=%v err=%v", ok, err)
 	}
 }
@@ -320,6 +321,36 @@ func TestLocalQueueBoundsBookingsAhead(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		if _, err := off.queue(ctx, rates); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// A call written late after its grant (a new connection, a stalled
+// process) moves the schedule on by the lateness beyond MaxLate + Guard;
+// one written on time moves nothing.
+func TestWrittenLateMovesTheScheduleOn(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	l := New(r.Client(t), Options{Margin: 0.01, MaxLate: 2 * time.Millisecond, Guard: time.Millisecond})
+	ctx := context.Background()
+	for i, tc := range []struct {
+		late time.Duration
+		move time.Duration
+	}{{time.Millisecond, 0}, {50 * time.Millisecond, 49 * time.Millisecond}} {
+		rate := Rate{Key: fmt.Sprintf("w%d", i), PerSecond: 10} // spacing 101 ms
+		g, _, err := l.WaitGrant(ctx, rate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.Written(g.r.SendAt.Add(tc.late))
+		next, err := l.Reserve(ctx, time.Minute, rate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// the next slot is one spacing after the granted one, plus the move
+		want := time.Until(g.r.SendAt.Add(101*time.Millisecond + tc.move))
+		if d := next.Wait - want; d < -15*time.Millisecond || d > 15*time.Millisecond {
+			t.Fatalf("written %s late: next slot in %s, want about %s", tc.late, next.Wait, want)
 		}
 	}
 }

@@ -213,11 +213,14 @@ func (c *Client) send(ctx context.Context, group provider.Group, op, method, url
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	if err := c.cfg.Hooks.Before(ctx, group); err != nil {
+	grant, err := c.cfg.Hooks.Before(ctx, group)
+	if err != nil {
 		return nil, 0, err
 	}
+	req, wt := provider.Trace(req, grant)
 	start := time.Now()
 	env, status, err := c.roundTrip(ctx, op, req, into)
+	wt.Done()
 	c.cfg.Hooks.After(group, op, time.Since(start), err)
 	return env, status, err
 }
@@ -364,10 +367,10 @@ func (c *Client) fetchToken(f *tokenFetch) {
 	})
 	op := "POST /token"
 	var tok tokenResponse
-	err := c.cfg.Hooks.Before(ctx, provider.GroupToken)
+	grant, err := c.cfg.Hooks.Before(ctx, provider.GroupToken)
 	if err == nil {
 		start := time.Now()
-		err = c.postToken(ctx, op, body, &tok)
+		err = c.postToken(ctx, op, body, grant, &tok)
 		c.cfg.Hooks.After(provider.GroupToken, op, time.Since(start), err)
 	}
 	now := c.clk.Now()
@@ -395,14 +398,16 @@ type tokenResponse struct {
 	ExpiresIn   int64  `json:"expires_in"`
 }
 
-func (c *Client) postToken(ctx context.Context, op string, body []byte, out *tokenResponse) error {
+func (c *Client) postToken(ctx context.Context, op string, body []byte, grant provider.Grant, out *tokenResponse) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/token", bytes.NewReader(body))
 	if err != nil {
 		return &provider.Error{Provider: providerName, Op: op, Kind: provider.KindPermanent, Err: fmt.Errorf("build request: %w", err)}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
+	req, wt := provider.Trace(req, grant)
 	resp, err := c.http.Do(req)
+	wt.Done()
 	if err != nil {
 		return &provider.Error{Provider: providerName, Op: op, Kind: provider.KindTransient, Err: scrub(err)}
 	}

@@ -25,10 +25,12 @@ const secret = "pushsim-secret"
 
 var msg = json.RawMessage(`{"title":"Hi","content":"Hello"}`)
 
-// countingGate records every request the client asks to send, by group.
+// countingGate records every request the client asks to send, by group,
+// and how many of its grants were told their request was written.
 type countingGate struct {
-	mu     sync.Mutex
-	groups []provider.Group
+	mu      sync.Mutex
+	groups  []provider.Group
+	written []time.Time
 }
 
 func (g *countingGate) Acquire(_ context.Context, _ string, group provider.Group) error {
@@ -36,6 +38,18 @@ func (g *countingGate) Acquire(_ context.Context, _ string, group provider.Group
 	g.groups = append(g.groups, group)
 	g.mu.Unlock()
 	return nil
+}
+
+func (g *countingGate) AcquireGrant(ctx context.Context, app string, group provider.Group) (provider.Grant, error) {
+	return countingGrant{g}, g.Acquire(ctx, app, group)
+}
+
+type countingGrant struct{ g *countingGate }
+
+func (c countingGrant) Written(at time.Time) {
+	c.g.mu.Lock()
+	c.g.written = append(c.g.written, at)
+	c.g.mu.Unlock()
 }
 
 func (g *countingGate) count(group provider.Group) int {
@@ -559,6 +573,27 @@ func TestOpNamesHideIDs(t *testing.T) {
 	for in, want := range tests {
 		if got := opName(in); got != want {
 			t.Errorf("opName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// Every granted request tells its grant when it was written: the limiter
+// accounts for a send held up after the grant.
+func TestGrantsAreToldWhenWritten(t *testing.T) {
+	t.Parallel()
+	e := setup(t, pushsim.Config{LimitsOff: true})
+	before := time.Now()
+	if _, err := e.c.PushSingle(context.Background(), []string{"u1", "u2"}, PushRequest{PushMessage: msg}); err != nil {
+		t.Fatal(err)
+	}
+	e.gate.mu.Lock()
+	defer e.gate.mu.Unlock()
+	if len(e.gate.written) != len(e.gate.groups) || len(e.gate.groups) != 2 { // token + push
+		t.Fatalf("%d requests granted (%v), %d told written", len(e.gate.groups), e.gate.groups, len(e.gate.written))
+	}
+	for _, at := range e.gate.written {
+		if at.Before(before) || at.After(time.Now()) {
+			t.Fatalf("written at %s, outside the call", at)
 		}
 	}
 }

@@ -110,11 +110,14 @@ func (c *Client) call(ctx context.Context, method, path, op string, body, out an
 	if payload != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if err := c.cfg.Hooks.Before(ctx, provider.GroupTags); err != nil {
+	grant, err := c.cfg.Hooks.Before(ctx, provider.GroupTags)
+	if err != nil {
 		return err
 	}
+	req, wt := provider.Trace(req, grant)
 	start := time.Now()
 	err = c.roundTrip(ctx, req, op, out)
+	wt.Done()
 	c.cfg.Hooks.After(provider.GroupTags, op, time.Since(start), err)
 	return err
 }
