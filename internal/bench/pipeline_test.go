@@ -36,9 +36,6 @@ func targetsFromEnv() int {
 	return 100_000
 }
 
-
-
-
 func peakRSS(pid int) int64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
