@@ -53,7 +53,7 @@ func childLimiter() *Limiter {
 // lateCounter counts the limiter's debug lines about late callers.
 type lateCounter struct {
 	mu             sync.Mutex
-	moved, dropped int
+	moved, dropped, writtenLate int
 }
 
 var lateCount lateCounter // the child process's own (set up once in main)
@@ -62,6 +62,8 @@ func (c *lateCounter) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
+	case bytes.Contains(p, []byte("written late")):
+		c.writtenLate++
 	case bytes.Contains(p, []byte("moved on")):
 		c.moved++
 	case bytes.Contains(p, []byte("reserving another")):
@@ -71,15 +73,37 @@ func (c *lateCounter) Write(p []byte) (int, error) {
 }
 
 func post(client *http.Client, url, token, body string) int {
+	code, _, _ := postGranted(context.Background(), nil, 0, client, url, token, body)
+	return code
+}
+
+// postGranted sends one call as the provider clients do (when l is not
+// nil): the request is built before the grant, and the grant is told when
+// it was written. sent is when the grant came.
+func postGranted(ctx context.Context, l *Limiter, rate float64, client *http.Client, url, token, body string) (code int, sent time.Time, err error) {
 	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
+	var grant *Grant
+	if l != nil {
+		if grant, _, err = l.WaitGrant(ctx, Rate{Key: "app:soak:push_single", PerSecond: rate}); err != nil {
+			return 0, time.Time{}, err
+		}
+	}
+	sent = time.Now()
+	var wt *provider.WriteTrace
+	if grant != nil {
+		req, wt = provider.Trace(req, grant)
+	}
 	resp, err := client.Do(req)
+	if wt != nil {
+		wt.Done()
+	}
 	if err != nil {
-		return 0
+		return 0, sent, nil
 	}
 	resp.Body.Close()
-	return resp.StatusCode
+	return resp.StatusCode, sent, nil
 }
 
 // childSoak: RL_WORKERS workers send push/single calls for RL_SECONDS, each
@@ -101,7 +125,7 @@ func childSoak() int {
 			ctx, cancel := context.WithDeadline(context.Background(), deadline)
 			defer cancel()
 			for ctx.Err() == nil {
-				_, err := l.Wait(ctx, Rate{Key: "app:soak:push_single", PerSecond: rate})
+				code, sent, err := postGranted(ctx, l, rate, client, url, token, `{"targets":["soak"],"pushMessage":{"title":"t"}}`)
 				var rl *RateLimited
 				if errors.As(err, &rl) { // what asynq would do: come back later (spread out)
 					t := time.NewTimer(rl.RetryIn + time.Duration(rand.Int64N(int64(rl.RetryIn/2)+1)))
@@ -114,8 +138,6 @@ func childSoak() int {
 				if err != nil {
 					return
 				}
-				sent := time.Now()
-				code := post(client, url, token, `{"targets":["soak"],"pushMessage":{"title":"t"}}`)
 				mu.Lock()
 				if first.IsZero() {
 					first = sent
@@ -131,7 +153,7 @@ func childSoak() int {
 	}
 	wg.Wait()
 	lateCount.mu.Lock()
-	fmt.Printf("first=%d last=%d n=%d bad=%d moved=%d dropped=%d\n", first.UnixNano(), last.UnixNano(), n, bad, lateCount.moved, lateCount.dropped)
+	fmt.Printf("first=%d last=%d n=%d bad=%d moved=%d dropped=%d written_late=%d\n", first.UnixNano(), last.UnixNano(), n, bad, lateCount.moved, lateCount.dropped, lateCount.writtenLate)
 	lateCount.mu.Unlock()
 	return 0
 }
@@ -237,14 +259,14 @@ func TestSoakSlidingWindow(t *testing.T) {
 				outs, cmds = append(outs, out), append(cmds, cmd)
 			}
 			var first, last int64
-			total, bad, moved, dropped := 0, 0, 0, 0
+			total, bad, moved, dropped, writtenLate := 0, 0, 0, 0, 0
 			for i, cmd := range cmds {
 				if err := cmd.Wait(); err != nil {
 					t.Fatalf("child %d: %v", i, err)
 				}
 				var f, l int64
-				var n, b, mv, dr int
-				if _, err := fmt.Sscanf(strings.TrimSpace(outs[i].String()), "first=%d last=%d n=%d bad=%d moved=%d dropped=%d", &f, &l, &n, &b, &mv, &dr); err != nil {
+				var n, b, mv, dr, wl int
+				if _, err := fmt.Sscanf(strings.TrimSpace(outs[i].String()), "first=%d last=%d n=%d bad=%d moved=%d dropped=%d written_late=%d", &f, &l, &n, &b, &mv, &dr, &wl); err != nil {
 					t.Fatalf("child %d said %q", i, outs[i].String())
 				}
 				if n > 0 {
@@ -257,12 +279,13 @@ func TestSoakSlidingWindow(t *testing.T) {
 				bad += b
 				moved += mv
 				dropped += dr
+				writtenLate += wl
 			}
 			st := sim.Sim().Stats()
 			span := time.Duration(last - first).Seconds()
 			rate := float64(total-1) / span
-			t.Logf("R=%d: %d calls in %.2f s = %.3f/s (%.2f%% of R), violations %d, non-200 %d; late callers: %d moved the schedule on, %d gave their slot up",
-				r, total, span, rate, 100*rate/float64(r), st.Violations, bad, moved, dropped)
+			t.Logf("R=%d: %d calls in %.2f s = %.3f/s (%.2f%% of R), violations %d, non-200 %d; late callers: %d moved the schedule on, %d gave their slot up; %d written late",
+				r, total, span, rate, 100*rate/float64(r), st.Violations, bad, moved, dropped, writtenLate)
 			if st.Violations != 0 || bad != 0 {
 				t.Fatalf("violations %d (first: %+v), refused calls %d", st.Violations, st.ViolationList, bad)
 			}
