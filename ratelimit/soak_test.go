@@ -52,7 +52,7 @@ func childLimiter() *Limiter {
 
 // lateCounter counts the limiter's debug lines about late callers.
 type lateCounter struct {
-	mu             sync.Mutex
+	mu                          sync.Mutex
 	moved, dropped, writtenLate int
 }
 
