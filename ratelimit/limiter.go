@@ -118,10 +118,18 @@ func New(rdb redis.UniversalClient, opts Options) *Limiter {
 }
 
 // reserve books the next common free slot of every key, if it is within
-// maxwait. KEYS: rate keys. ARGV[1]: now in µs or -1 for Redis TIME;
-// ARGV[2]: maxwait µs; ARGV[2+i]: spacing of key i in µs.
-// Returns {granted (0|1), wait µs}.
+// maxwait. A key holds "next free time µs:bookings so far". KEYS: rate keys.
+// ARGV[1]: now in µs or -1 for Redis TIME; ARGV[2]: maxwait µs; ARGV[2+i]:
+// spacing of key i in µs. Returns {granted (0|1), wait µs, slot µs, now µs,
+// booking number on key 1, on key 2, …}.
 var reserveScript = redis.NewScript(`
+local function rd(k)
+  local v = redis.call('GET', k)
+  if not v then return 0, 0 end
+  local a, b = string.match(v, '^(%-?%d+):(%d+)$')
+  if a then return tonumber(a), tonumber(b) end
+  return tonumber(v) or 0, 0
+end
 local now = tonumber(ARGV[1])
 if now < 0 then
   local t = redis.call('TIME')
@@ -129,30 +137,41 @@ if now < 0 then
 end
 local maxwait = tonumber(ARGV[2])
 local send = now
+local counts = {}
 for i, k in ipairs(KEYS) do
-  local tat = tonumber(redis.call('GET', k) or '0')
+  local tat, n = rd(k)
+  counts[i] = n
   if tat > send then send = tat end
 end
 local wait = send - now
 if wait > maxwait then return {0, wait, send, now} end
+local out = {1, wait, send, now}
 for i, k in ipairs(KEYS) do
   local nt = send + tonumber(ARGV[2 + i])
-  redis.call('SET', k, nt, 'PX', math.floor((nt - now) / 1000) + 2000)
+  redis.call('SET', k, string.format('%.0f:%d', nt, counts[i] + 1), 'PX', math.floor((nt - now) / 1000) + 2000)
+  out[4 + i] = counts[i] + 1
 end
-return {1, wait, send, now}
+return out
 `)
 
 // backoffScript moves a key's next free slot to at least now + d.
 var backoffScript = redis.NewScript(`
+local function rd(k)
+  local v = redis.call('GET', k)
+  if not v then return 0, 0 end
+  local a, b = string.match(v, '^(%-?%d+):(%d+)$')
+  if a then return tonumber(a), tonumber(b) end
+  return tonumber(v) or 0, 0
+end
 local now = tonumber(ARGV[1])
 if now < 0 then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 local until_ = now + tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local tat, n = rd(KEYS[1])
 if until_ > tat then
-  redis.call('SET', KEYS[1], until_, 'PX', math.floor(tonumber(ARGV[2]) / 1000) + 2000)
+  redis.call('SET', KEYS[1], string.format('%.0f:%d', until_, n), 'PX', math.floor(tonumber(ARGV[2]) / 1000) + 2000)
 end
 return until_
 `)
@@ -175,7 +194,13 @@ type Reservation struct {
 	SendAt time.Time     // the slot in local time: when the answer arrived + Wait
 	slot   int64         // the slot in Redis time, µs
 	keys   []string
-	spaces []any // spacing of each key, µs
+	perKey []any // per key: spacing µs, booking number, calls per window
+}
+
+// windowCalls is how many calls the strict reading allows in one window of
+// a key: R for R ≥ 1 (whole calls), else 1 (one call per 1/R s).
+func windowCalls(perSecond float64) int64 {
+	return max(int64(perSecond), 1)
 }
 
 // Reserve books one call on every rate in one round trip: the send time is
@@ -185,6 +210,7 @@ type Reservation struct {
 func (l *Limiter) Reserve(ctx context.Context, maxWait time.Duration, rates ...Rate) (Reservation, error) {
 	keys := make([]string, 0, len(rates))
 	args := make([]any, 0, len(rates)+2)
+	perSecond := make([]float64, 0, len(rates))
 	args = append(args, l.nowArg(), maxWait.Microseconds())
 	for _, r := range rates {
 		if r.PerSecond <= 0 || math.IsInf(r.PerSecond, 1) || math.IsNaN(r.PerSecond) {
@@ -192,6 +218,7 @@ func (l *Limiter) Reserve(ctx context.Context, maxWait time.Duration, rates ...R
 		}
 		keys = append(keys, l.opts.Prefix+r.Key)
 		args = append(args, l.Spacing(r.PerSecond).Microseconds())
+		perSecond = append(perSecond, r.PerSecond)
 	}
 	if len(keys) == 0 {
 		return Reservation{}, nil
@@ -201,7 +228,7 @@ func (l *Limiter) Reserve(ctx context.Context, maxWait time.Duration, rates ...R
 		return Reservation{}, fmt.Errorf("ratelimit: reserve %v: %w", keys, err)
 	}
 	got := time.Now()
-	if len(res) != 4 {
+	if len(res) < 4 || (res[0] == 1 && len(res) != 4+len(keys)) {
 		return Reservation{}, fmt.Errorf("ratelimit: reserve %v: unexpected answer %v", keys, res)
 	}
 	wait := time.Duration(res[1]) * time.Microsecond
@@ -210,18 +237,31 @@ func (l *Limiter) Reserve(ctx context.Context, maxWait time.Duration, rates ...R
 	}
 	// The slot is placed from the answer's arrival: never early, and late
 	// by the answer's transit at most.
-	return Reservation{Wait: wait, SendAt: got.Add(wait), slot: res[2], keys: keys, spaces: args[2:]}, nil
+	per := make([]any, 0, 3*len(keys))
+	for i := range keys {
+		per = append(per, args[2+i], res[4+i], windowCalls(perSecond[i]))
+	}
+	return Reservation{Wait: wait, SendAt: got.Add(wait), slot: res[2], keys: keys, perKey: per}, nil
 }
 
 // shiftScript lets a caller that is late for its slot still send: if the
-// call R places after its slot is not booked yet on any key (every key's
-// next free time is within max(1 s, spacing) of the slot), it moves every
-// key's schedule on by the given shift, so the calls after it keep their
-// distance from its real send time, and grants. Otherwise it changes
-// nothing and grants nothing. KEYS: rate keys; ARGV[1] now µs or -1; ARGV[2]
-// slot µs; ARGV[3] shift µs; ARGV[3+i] spacing of key i µs.
-// Returns {granted (0|1)}.
+// call R places after it is not booked yet on any key (fewer than R
+// bookings since its own), it moves every key's next free time on so that
+// the calls still to be booked keep their distance from its real send time
+// (slot + shift): at least slot + shift + (bookings since it + 1) ×
+// spacing. Nothing moves when the key has room anyway (sparse calls). It
+// grants; otherwise it changes nothing and grants nothing. KEYS: rate
+// keys; ARGV[1] now µs or -1; ARGV[2] slot µs; ARGV[3] shift µs; per key i:
+// ARGV[1+3i] spacing µs, ARGV[2+3i] the caller's booking number,
+// ARGV[3+3i] R (calls per window, at least 1). Returns {granted (0|1)}.
 var shiftScript = redis.NewScript(`
+local function rd(k)
+  local v = redis.call('GET', k)
+  if not v then return 0, 0 end
+  local a, b = string.match(v, '^(%-?%d+):(%d+)$')
+  if a then return tonumber(a), tonumber(b) end
+  return tonumber(v) or 0, 0
+end
 local now = tonumber(ARGV[1])
 if now < 0 then
   local t = redis.call('TIME')
@@ -229,19 +269,19 @@ if now < 0 then
 end
 local slot = tonumber(ARGV[2])
 local shift = tonumber(ARGV[3])
-local tats = {}
+local tats, ns = {}, {}
 for i, k in ipairs(KEYS) do
-  local sp = tonumber(ARGV[3 + i])
-  local reach = 1000000
-  if sp > reach then reach = sp end
-  local tat = tonumber(redis.call('GET', k) or '0')
-  if tat > slot + reach then return {0} end
-  if tat < slot + sp then tat = slot + sp end
-  tats[i] = tat
+  local sp = tonumber(ARGV[1 + 3 * i])
+  local seq = tonumber(ARGV[2 + 3 * i])
+  local r = tonumber(ARGV[3 + 3 * i])
+  local tat, n = rd(k)
+  if n < seq or n - seq >= r then return {0} end
+  local need = slot + shift + (n + 1 - seq) * sp
+  if need > tat then tat = need end
+  tats[i], ns[i] = tat, n
 end
 for i, k in ipairs(KEYS) do
-  local nt = tats[i] + shift
-  redis.call('SET', k, nt, 'PX', math.floor((nt - now) / 1000) + 2000)
+  redis.call('SET', k, string.format('%.0f:%d', tats[i], ns[i]), 'PX', math.floor((tats[i] - now) / 1000) + 2000)
 end
 return {1}
 `)
@@ -256,7 +296,7 @@ func (l *Limiter) shift(ctx context.Context, r Reservation, late, already time.D
 	if d <= 0 {
 		return 0, true, nil
 	}
-	args := append([]any{l.nowArg(), r.slot, d.Microseconds()}, r.spaces...)
+	args := append([]any{l.nowArg(), r.slot, d.Microseconds()}, r.perKey...)
 	res, err := shiftScript.Run(ctx, l.rdb, r.keys, args...).Int64Slice()
 	if err != nil {
 		return 0, false, fmt.Errorf("ratelimit: late send on %v: %w", r.keys, err)
