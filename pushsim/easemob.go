@@ -221,7 +221,7 @@ func (s *Sim) serveEasemob(w http.ResponseWriter, r *http.Request) {
 
 	if route.group == provider.GroupToken {
 		s.mu.Lock()
-		s.admitLocked("easemob", appKey, provider.GroupToken)
+		s.admitLocked("easemob", appKey, provider.GroupToken, now)
 		fault := s.faultLocked()
 		s.mu.Unlock()
 		s.sleepLatency(r.Context())
@@ -233,7 +233,7 @@ func (s *Sim) serveEasemob(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.mu.Lock()
-	admitted := s.admitLocked("easemob", appKey, route.group)
+	admitted := s.admitLocked("easemob", appKey, route.group, now)
 	var authed bool
 	if admitted {
 		authed = s.authEasemobLocked(r, appKey, now)

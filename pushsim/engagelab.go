@@ -106,7 +106,7 @@ func (s *Sim) serveEngageLab(w http.ResponseWriter, r *http.Request) {
 		appKey = "-"
 	}
 	s.mu.Lock()
-	admitted := s.admitLocked("engagelab", appKey, provider.GroupTags)
+	admitted := s.admitLocked("engagelab", appKey, provider.GroupTags, now)
 	fault := faultNone
 	authed := hasAuth && key == s.cfg.EngageLabKey && secret == s.cfg.EngageLabSecret
 	if admitted && authed {

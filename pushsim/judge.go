@@ -1,6 +1,9 @@
 package pushsim
 
-import "time"
+import (
+	"sort"
+	"time"
+)
 
 // window counts arrivals on one key in a strict sliding window: an arrival at
 // t is counted with every arrival in (t-span, t]. The span is 1 s (see
@@ -10,13 +13,22 @@ type window struct {
 	head  int
 }
 
-// arrive records an arrival at now and returns how many arrivals the window
-// (now-span, now] holds, this one included.
-func (w *window) arrive(now time.Time, span time.Duration) int {
-	if n := len(w.times); n > w.head && now.Before(w.times[n-1]) {
-		now = w.times[n-1] // keep the window sorted whatever the caller's clock does
-	}
-	cut := now.Add(-span)
+// outOfOrder is how much older than the newest arrival an arrival may be
+// stamped and still be judged where it belongs.
+const outOfOrder = time.Second
+
+// arrive records an arrival at t (stamped when its request reached the
+// handler, so a little out of order under concurrency) at its place in
+// time, and returns the largest count of arrivals in a window (u-span, u]
+// that holds it: its own window, and those of later arrivals it now falls
+// into.
+func (w *window) arrive(t time.Time, span time.Duration) int {
+	live := w.times[w.head:]
+	i := sort.Search(len(live), func(k int) bool { return live[k].After(t) })
+	w.times = append(w.times, time.Time{})
+	copy(w.times[w.head+i+1:], w.times[w.head+i:])
+	w.times[w.head+i] = t
+	cut := w.times[len(w.times)-1].Add(-span - outOfOrder)
 	for w.head < len(w.times) && !w.times[w.head].After(cut) {
 		w.head++
 	}
@@ -24,8 +36,16 @@ func (w *window) arrive(now time.Time, span time.Duration) int {
 		w.times = append(w.times[:0], w.times[w.head:]...)
 		w.head = 0
 	}
-	w.times = append(w.times, now)
-	return len(w.times) - w.head
+	live = w.times[w.head:]
+	first := sort.Search(len(live), func(k int) bool { return !live[k].Before(t) })
+	most := 0
+	for k := first; k < len(live) && live[k].Sub(t) < span; k++ {
+		end := live[k]
+		lo := sort.Search(len(live), func(j int) bool { return live[j].After(end.Add(-span)) })
+		hi := sort.Search(len(live), func(j int) bool { return live[j].After(end) })
+		most = max(most, hi-lo)
+	}
+	return most
 }
 
 // judgeSpan returns the window and the arrivals it may hold for a limit of

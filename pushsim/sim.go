@@ -213,8 +213,10 @@ func (s *Sim) now() time.Time { return s.cfg.Clock.Now() }
 // within the limit. Called with s.mu held. The arrival time is read here,
 // under the lock, so arrivals enter the window in time order even when
 // request goroutines reach the lock out of order.
-func (s *Sim) admitLocked(prov, app string, g provider.Group) bool {
-	now := s.now()
+// admitLocked counts an arrival stamped at now (when its request reached
+// the handler, before any lock: waiting for the emulator's own lock must
+// not bunch arrivals up) and judges it.
+func (s *Sim) admitLocked(prov, app string, g provider.Group, now time.Time) bool {
 	key := prov + "/" + app + "/" + string(g)
 	s.calls[key]++
 	limit, limited := s.cfg.Limits[g]

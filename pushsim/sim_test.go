@@ -100,7 +100,8 @@ func TestWindowCountsStrictSlidingSecond(t *testing.T) {
 		{"exactly one second apart drops the first", time.Second, []time.Duration{0, time.Second}, []int{1, 1}},
 		{"just inside a second", time.Second, []time.Duration{0, 999 * time.Millisecond}, []int{1, 2}},
 		{"sliding", time.Second, []time.Duration{0, 400 * time.Millisecond, 800 * time.Millisecond, 1200 * time.Millisecond, 1300 * time.Millisecond}, []int{1, 2, 3, 3, 4}},
-		{"clock going back counts at the latest arrival", time.Second, []time.Duration{500 * time.Millisecond, 0, 1499 * time.Millisecond}, []int{1, 2, 3}},
+		{"an arrival stamped out of order is judged where it belongs", time.Second, []time.Duration{500 * time.Millisecond, 0, 1499 * time.Millisecond}, []int{1, 2, 2}},
+		{"an out-of-order arrival counts in the windows of later ones", time.Second, []time.Duration{0, 900 * time.Millisecond, 1100 * time.Millisecond, 950 * time.Millisecond}, []int{1, 2, 2, 3}},
 		{"two-second span", 2 * time.Second, []time.Duration{0, 1500 * time.Millisecond, 2 * time.Second, 3600 * time.Millisecond}, []int{1, 2, 2, 2}},
 	}
 	for _, tt := range tests {
@@ -143,7 +144,7 @@ func TestJudgeWithFakeClock(t *testing.T) {
 			for i, off := range tt.offsets {
 				clk.Set(t0.Add(off))
 				s.mu.Lock()
-				ok := s.admitLocked("easemob", "o/a", provider.GroupPushSingle)
+				ok := s.admitLocked("easemob", "o/a", provider.GroupPushSingle, s.now())
 				s.mu.Unlock()
 				if !ok {
 					got = append(got, i)
