@@ -183,8 +183,14 @@ func (l *Limiter) nowArg() int64 {
 	return l.opts.Now().UnixMicro()
 }
 
-// Spacing is the time between two reservations on a key at rate r.
+// Spacing is the time between two reservations on a key at rate r. A
+// window holds whole calls, so a rate of 1/s or more counts as its whole
+// part: 2.5/s spaced at 1/2.5 s would put 3 calls in 0.81 s, more than the
+// 2.5 any second may hold; it is spaced as 2/s. Under 1/s, one call per 1/r s.
 func (l *Limiter) Spacing(perSecond float64) time.Duration {
+	if perSecond >= 1 {
+		perSecond = math.Floor(perSecond)
+	}
 	return time.Duration(math.Ceil(1e6/perSecond*(1+l.opts.Margin))) * time.Microsecond
 }
 

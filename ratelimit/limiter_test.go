@@ -354,3 +354,25 @@ func TestWrittenLateMovesTheScheduleOn(t *testing.T) {
 		}
 	}
 }
+
+// A window holds whole calls: a fractional rate over 1/s is spaced as its
+// whole part (3 calls at 2.5/s would fit in 0.81 s); under 1/s it is one call
+// per 1/r s.
+func TestFractionalRatesAreSpacedByWholeCalls(t *testing.T) {
+	t.Parallel()
+	l := New(nil, Options{Margin: 0.01})
+	for _, tc := range []struct {
+		rate float64
+		want time.Duration
+	}{
+		{2.5, 505 * time.Millisecond},
+		{2, 505 * time.Millisecond},
+		{1.9, 1010 * time.Millisecond},
+		{0.5, 2020 * time.Millisecond},
+		{100, 10100 * time.Microsecond},
+	} {
+		if got := l.Spacing(tc.rate); got != tc.want {
+			t.Errorf("Spacing(%v) = %s, want %s", tc.rate, got, tc.want)
+		}
+	}
+}
