@@ -117,12 +117,10 @@ func New(rdb redis.UniversalClient, opts Options) *Limiter {
 	return &Limiter{rdb: rdb, opts: opts, places: map[string]chan struct{}{}}
 }
 
-// reserve books the next common free slot of every key, if it is within
-// maxwait. A key holds "next free time µs:bookings so far". KEYS: rate keys.
-// ARGV[1]: now in µs or -1 for Redis TIME; ARGV[2]: maxwait µs; ARGV[2+i]:
-// spacing of key i in µs. Returns {granted (0|1), wait µs, slot µs, now µs,
-// booking number on key 1, on key 2, …}.
-var reserveScript = redis.NewScript(`
+// luaPrelude starts every rate script: rd(k) reads a key's "next free time
+// µs:bookings so far" (a bare number, from an older version, counts as no
+// bookings), and now is ARGV[1] in µs, or Redis TIME when ARGV[1] < 0.
+const luaPrelude = luaNow + `
 local function rd(k)
   local v = redis.call('GET', k)
   if not v then return 0, 0 end
@@ -130,11 +128,24 @@ local function rd(k)
   if a then return tonumber(a), tonumber(b) end
   return tonumber(v) or 0, 0
 end
+`
+
+// luaNow sets now to ARGV[1] (µs), or to Redis TIME when ARGV[1] < 0 (the
+// test clock passes its time, production -1).
+const luaNow = `
 local now = tonumber(ARGV[1])
 if now < 0 then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
+`
+
+// reserve books the next common free slot of every key, if it is within
+// maxwait. A key holds "next free time µs:bookings so far". KEYS: rate keys.
+// ARGV[1]: now in µs or -1 for Redis TIME; ARGV[2]: maxwait µs; ARGV[2+i]:
+// spacing of key i in µs. Returns {granted (0|1), wait µs, slot µs, now µs,
+// booking number on key 1, on key 2, …}.
+var reserveScript = redis.NewScript(luaPrelude + `
 local maxwait = tonumber(ARGV[2])
 local send = now
 local counts = {}
@@ -155,19 +166,7 @@ return out
 `)
 
 // backoffScript moves a key's next free slot to at least now + d.
-var backoffScript = redis.NewScript(`
-local function rd(k)
-  local v = redis.call('GET', k)
-  if not v then return 0, 0 end
-  local a, b = string.match(v, '^(%-?%d+):(%d+)$')
-  if a then return tonumber(a), tonumber(b) end
-  return tonumber(v) or 0, 0
-end
-local now = tonumber(ARGV[1])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+var backoffScript = redis.NewScript(luaPrelude + `
 local until_ = now + tonumber(ARGV[2])
 local tat, n = rd(KEYS[1])
 if until_ > tat then
@@ -260,19 +259,7 @@ func (l *Limiter) Reserve(ctx context.Context, maxWait time.Duration, rates ...R
 // keys; ARGV[1] now µs or -1; ARGV[2] slot µs; ARGV[3] shift µs; per key i:
 // ARGV[1+3i] spacing µs, ARGV[2+3i] the caller's booking number,
 // ARGV[3+3i] R (calls per window, at least 1). Returns {granted (0|1)}.
-var shiftScript = redis.NewScript(`
-local function rd(k)
-  local v = redis.call('GET', k)
-  if not v then return 0, 0 end
-  local a, b = string.match(v, '^(%-?%d+):(%d+)$')
-  if a then return tonumber(a), tonumber(b) end
-  return tonumber(v) or 0, 0
-end
-local now = tonumber(ARGV[1])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+var shiftScript = redis.NewScript(luaPrelude + `
 local slot = tonumber(ARGV[2])
 local shift = tonumber(ARGV[3])
 local tats, ns = {}, {}

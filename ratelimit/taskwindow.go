@@ -57,12 +57,7 @@ type Lease struct {
 // acquire: KEYS created, running; ARGV now|-1, window µs, maxCreated,
 // maxRunning, member, hold µs (from now), ttl ms.
 // Returns {1, expiry µs} or {0, wait µs}.
-var acquireScript = redis.NewScript(`
-local now = tonumber(ARGV[1])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+var acquireScript = redis.NewScript(luaNow + `
 local window = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)

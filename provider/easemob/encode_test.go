@@ -6,6 +6,28 @@ import (
 	"testing"
 )
 
+// sameAsEncodingJSON fails t unless b.encode() reads back as the same JSON
+// value as encoding/json's encoding of b.
+func sameAsEncodingJSON(t *testing.T, b pushBody) {
+	t.Helper()
+	got, err := b.encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g, w any
+	if err := json.Unmarshal(got, &g); err != nil {
+		t.Fatalf("encode %q: %v", got, err)
+	}
+	_ = json.Unmarshal(want, &w)
+	if !reflect.DeepEqual(g, w) {
+		t.Fatalf("encode:\n %q\nencoding/json:\n %q", got, want)
+	}
+}
+
 func TestPushBodyEncodeMatchesEncodingJSON(t *testing.T) {
 	t.Parallel()
 	two := 2
@@ -16,22 +38,7 @@ func TestPushBodyEncodeMatchesEncodingJSON(t *testing.T) {
 		{StartDate: "2026-12-01 09:00:00", PushMessage: json.RawMessage(`{"a":[1,2,{"b":null}]}`)},
 		{PushMessage: nil},
 	} {
-		got, err := b.encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := json.Marshal(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var g, w any
-		if err := json.Unmarshal(got, &g); err != nil {
-			t.Fatalf("encode %q: %v", got, err)
-		}
-		_ = json.Unmarshal(want, &w)
-		if !reflect.DeepEqual(g, w) {
-			t.Fatalf("encode:\n %s\nencoding/json:\n %s", got, want)
-		}
+		sameAsEncodingJSON(t, b)
 	}
 }
 
@@ -42,23 +49,7 @@ func FuzzPushBodyEncode(f *testing.F) {
 		if !json.Valid([]byte(msg)) {
 			return
 		}
-		body := pushBody{Targets: []string{a, b}, Strategy: &strategy, PushMessage: json.RawMessage(msg)}
-		raw, err := body.encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var g, w any
-		if err := json.Unmarshal(raw, &g); err != nil {
-			t.Fatalf("encode %q: %v", raw, err)
-		}
-		_ = json.Unmarshal(want, &w)
-		if !reflect.DeepEqual(g, w) {
-			t.Fatalf("encode:\n %q\nencoding/json:\n %q", raw, want)
-		}
+		sameAsEncodingJSON(t, pushBody{Targets: []string{a, b}, Strategy: &strategy, PushMessage: json.RawMessage(msg)})
 	})
 }
 
