@@ -43,7 +43,7 @@ type userSettings struct {
 	dnd      bool
 	dndStart int
 	dndEnd   int
-	modes    map[string]notifyMode // chattype/key
+	modes    map[string]NotifyMode // chattype/key
 	language string
 }
 
@@ -54,7 +54,10 @@ func (u *userState) settings() *userSettings {
 	return u.set
 }
 
-type notifyMode struct {
+// NotifyMode is a user's notification mode for one chat, as stored and
+// answered: IgnoreDuration is the end of the quiet period (Unix ms, 0 for
+// none), as the API answers it.
+type NotifyMode struct {
 	Type           string `json:"type"`
 	IgnoreInterval string `json:"ignoreInterval"`
 	IgnoreDuration int64  `json:"ignoreDuration"`
@@ -76,8 +79,12 @@ type easemobApp struct {
 	tasks     []*Task
 }
 
+// easemobKey is how an Easemob app is keyed in Sim.easemob (and named in
+// Stats and Push.App): "org/app".
+func easemobKey(org, app string) string { return org + "/" + app }
+
 func (s *Sim) easemobAppLocked(org, app string) *easemobApp {
-	k := org + "/" + app
+	k := easemobKey(org, app)
 	a := s.easemob[k]
 	if a == nil {
 		a = &easemobApp{org: org, app: app, labels: map[string]*label{}, users: map[string]*userState{}, templates: map[string]*template{}}
@@ -217,7 +224,7 @@ func (s *Sim) serveEasemob(w http.ResponseWriter, r *http.Request) {
 		easemobError(w, http.StatusNotFound, "url is invalid", "request path does not exist", now)
 		return
 	}
-	appKey := org + "/" + app
+	appKey := easemobKey(org, app)
 
 	if route.group == provider.GroupToken {
 		s.mu.Lock()
@@ -627,7 +634,7 @@ func (s *Sim) emLabelCreate(w http.ResponseWriter, r *http.Request, a *easemobAp
 		easemobError(w, http.StatusBadRequest, "IllegalArgumentException", "push label already exists: "+b.Name, now)
 		return
 	}
-	if len(a.labels) >= provider.MaxLabels {
+	if len(a.labels) >= s.cfg.MaxLabels {
 		s.limitExc++
 		s.cfg.Logger.Debug().Str("app", a.org+"/"+a.app).Int("labels", len(a.labels)).Msg("pushsim: label cap reached")
 		easemobError(w, http.StatusForbidden, "LimitException", "limit request", now)
@@ -731,6 +738,9 @@ func (s *Sim) membersBody(w http.ResponseWriter, r *http.Request, now time.Time)
 		easemobError(w, http.StatusBadRequest, "IllegalArgumentException", err.Error(), now)
 		return nil, false
 	}
+	s.mu.Lock()
+	s.maxLabelUsers = max(s.maxLabelUsers, len(b.Usernames))
+	s.mu.Unlock()
 	if len(b.Usernames) == 0 || len(b.Usernames) > provider.MaxLabelUsers {
 		easemobError(w, http.StatusBadRequest, "IllegalArgumentException",
 			fmt.Sprintf("usernames must hold 1 to %d user ids, got %d", provider.MaxLabelUsers, len(b.Usernames)), now)
@@ -930,7 +940,7 @@ func (s *Sim) emModePut(w http.ResponseWriter, r *http.Request, a *easemobApp, a
 	set := u.settings()
 	m, ok := set.modes[key]
 	if !ok {
-		m = notifyMode{Type: provider.NotifyTypeDefault}
+		m = NotifyMode{Type: provider.NotifyTypeDefault}
 	}
 	if b.Type != nil {
 		m.Type = *b.Type
@@ -945,7 +955,7 @@ func (s *Sim) emModePut(w http.ResponseWriter, r *http.Request, a *easemobApp, a
 		}
 	}
 	if set.modes == nil {
-		set.modes = map[string]notifyMode{}
+		set.modes = map[string]NotifyMode{}
 	}
 	set.modes[key] = m
 	easemobOK(w, now, map[string]any{"action": "put", "path": "/users", "data": m, "organization": a.org, "applicationName": a.app})
@@ -958,7 +968,7 @@ func (s *Sim) emModeGet(w http.ResponseWriter, _ *http.Request, a *easemobApp, a
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := notifyMode{Type: provider.NotifyTypeDefault}
+	m := NotifyMode{Type: provider.NotifyTypeDefault}
 	if u := a.users[args[0]]; u != nil && u.set != nil {
 		if set, ok := u.set.modes[args[1]+"/"+args[2]]; ok {
 			m = set

@@ -23,8 +23,6 @@ type engagelabApp struct {
 
 const (
 	elMaxTagsPerDevice = 100
-	elMaxTagsPerApp    = 100_000
-	elMaxIDsPerTag     = 100_000
 	elMaxAliasesPerApp = 100_000
 )
 
@@ -295,6 +293,36 @@ func (s *Sim) elDeviceSet(w http.ResponseWriter, r *http.Request, a *engagelabAp
 			}
 		}
 	}
+	// The caps are checked before anything changes, so a refused call
+	// leaves no trace.
+	var cur map[string]bool
+	if d := a.devices[id]; d != nil && !clearTags {
+		cur = d.tags
+	}
+	newTags, newAppTags := map[string]bool{}, map[string]bool{}
+	for _, t := range add {
+		if cur[t] {
+			continue
+		}
+		newTags[t] = true
+		if a.tags[t] == nil {
+			newAppTags[t] = true
+		}
+	}
+	if len(cur)+len(newTags) > elMaxTagsPerDevice {
+		engagelabError(w, http.StatusUnauthorized, 27011, fmt.Sprintf("a device can bind at most %d tags", elMaxTagsPerDevice))
+		return
+	}
+	if len(newAppTags) > 0 && len(a.tags)+len(newAppTags) > s.cfg.MaxTagsPerApp {
+		s.elTooManyTags(w)
+		return
+	}
+	for t := range newTags {
+		if !a.tags[t][id] && len(a.tags[t]) >= s.cfg.MaxDevicesPerTag {
+			s.elTooManyDevices(w)
+			return
+		}
+	}
 	d := a.device(id)
 	if clearTags {
 		for t := range d.tags {
@@ -302,22 +330,8 @@ func (s *Sim) elDeviceSet(w http.ResponseWriter, r *http.Request, a *engagelabAp
 		}
 		d.tags = map[string]bool{}
 	}
-	newTags := 0
-	for _, t := range add {
-		if !d.tags[t] {
-			newTags++
-		}
-	}
-	if len(d.tags)+newTags > elMaxTagsPerDevice {
-		engagelabError(w, http.StatusUnauthorized, 27011, fmt.Sprintf("a device can bind at most %d tags", elMaxTagsPerDevice))
-		return
-	}
 	for _, t := range add {
 		if a.tags[t] == nil {
-			if len(a.tags) >= elMaxTagsPerApp {
-				engagelabError(w, http.StatusUnauthorized, 27013, "too many tags in the app")
-				return
-			}
 			a.tags[t] = map[string]bool{}
 		}
 		a.tags[t][id] = true
@@ -331,6 +345,16 @@ func (s *Sim) elDeviceSet(w http.ResponseWriter, r *http.Request, a *engagelabAp
 		d.alias = *b.Alias
 	}
 	writeSuccess(w)
+}
+
+// elTooManyTags answers 27013: the app holds Config.MaxTagsPerApp tags.
+func (s *Sim) elTooManyTags(w http.ResponseWriter) {
+	engagelabError(w, http.StatusUnauthorized, 27013, fmt.Sprintf("an app can create at most %d tags", s.cfg.MaxTagsPerApp))
+}
+
+// elTooManyDevices answers 27014: the tag binds Config.MaxDevicesPerTag devices.
+func (s *Sim) elTooManyDevices(w http.ResponseWriter) {
+	engagelabError(w, http.StatusUnauthorized, 27014, fmt.Sprintf("a tag can bind at most %d devices", s.cfg.MaxDevicesPerTag))
 }
 
 func stringList(v any) ([]string, bool) {
@@ -368,6 +392,7 @@ func (s *Sim) elTagUpdate(w http.ResponseWriter, r *http.Request, a *engagelabAp
 		return
 	}
 	add, remove := b.RegistrationIDs.Add, b.RegistrationIDs.Remove
+	s.maxTagIDs = max(s.maxTagIDs, len(add), len(remove))
 	if len(add) > provider.MaxTagIDs || len(remove) > provider.MaxTagIDs || len(add)+len(remove) == 0 {
 		engagelabError(w, http.StatusBadRequest, 27002, "registration_ids.add and .remove take at most 1000 ids each, and at least one id in all")
 		return
@@ -384,19 +409,24 @@ func (s *Sim) elTagUpdate(w http.ResponseWriter, r *http.Request, a *engagelabAp
 	}
 	members := a.tags[tag]
 	if members == nil {
-		if len(add) > 0 && len(a.tags) >= elMaxTagsPerApp {
-			engagelabError(w, http.StatusUnauthorized, 27013, "too many tags in the app")
+		if len(add) > 0 && len(a.tags) >= s.cfg.MaxTagsPerApp {
+			s.elTooManyTags(w)
 			return
 		}
 		members = map[string]bool{}
 	}
-	if len(members)+len(add) > elMaxIDsPerTag {
-		engagelabError(w, http.StatusUnauthorized, 27014, "a tag can bind at most 100000 devices")
+	newIDs := map[string]bool{} // ids the call binds anew
+	for _, id := range add {
+		if !members[id] {
+			newIDs[id] = true
+		}
+	}
+	if len(members)+len(newIDs) > s.cfg.MaxDevicesPerTag {
+		s.elTooManyDevices(w)
 		return
 	}
 	for _, id := range add {
-		d := a.device(id)
-		if !d.tags[tag] && len(d.tags) >= elMaxTagsPerDevice {
+		if d := a.devices[id]; d != nil && !d.tags[tag] && len(d.tags) >= elMaxTagsPerDevice {
 			engagelabError(w, http.StatusUnauthorized, 27011, "a device can bind at most 100 tags")
 			return
 		}
@@ -465,10 +495,10 @@ func (s *Sim) elQuota(w http.ResponseWriter, r *http.Request, a *engagelabApp) {
 	}
 	detail := make([]map[string]any, 0, len(tags))
 	for _, t := range tags {
-		detail = append(detail, map[string]any{"tagName": t, "totalUidQuota": elMaxIDsPerTag, "useUidQuota": len(a.tags[t])})
+		detail = append(detail, map[string]any{"tagName": t, "totalUidQuota": s.cfg.MaxDevicesPerTag, "useUidQuota": len(a.tags[t])})
 	}
 	writeJSON(w, 200, map[string]any{"data": map[string]any{
-		"totalTagQuota": elMaxTagsPerApp, "useTagQuota": len(a.tags),
+		"totalTagQuota": s.cfg.MaxTagsPerApp, "useTagQuota": len(a.tags),
 		"totalAliasQuota": elMaxAliasesPerApp, "useAliasQuota": aliases,
 		"tagUidQuotaDetail": detail,
 	}})

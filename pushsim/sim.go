@@ -57,6 +57,9 @@ type Config struct {
 	Faults                               Faults
 	Zone                                 *time.Location // the server's zone for startDate; default UTC
 	MaxViolationsKept                    int            // default 1000
+	MaxLabels                            int            // Easemob labels per app (provider.MaxLabels); over it a create answers 403 LimitException
+	MaxTagsPerApp                        int            // EngageLab tags per app (100,000); over it 27013
+	MaxDevicesPerTag                     int            // EngageLab devices bound to one tag (100,000); over it 27014
 	Clock                                clock.Clock
 	Logger                               zerolog.Logger
 }
@@ -103,10 +106,26 @@ func (c *Config) defaults() {
 	if c.MaxViolationsKept <= 0 {
 		c.MaxViolationsKept = 1000
 	}
+	if c.MaxLabels <= 0 {
+		c.MaxLabels = provider.MaxLabels
+	}
+	if c.MaxTagsPerApp <= 0 {
+		c.MaxTagsPerApp = DefaultMaxTagsPerApp
+	}
+	if c.MaxDevicesPerTag <= 0 {
+		c.MaxDevicesPerTag = DefaultMaxDevicesPerTag
+	}
 	if c.Clock == nil {
 		c.Clock = clock.Real{}
 	}
 }
+
+// EngageLab's documented tag caps (provider-docs 004: 27013, 27014), the
+// defaults of Config.MaxTagsPerApp and Config.MaxDevicesPerTag.
+const (
+	DefaultMaxTagsPerApp    = 100_000
+	DefaultMaxDevicesPerTag = 100_000
+)
 
 // Push is one push that reached a target.
 type Push struct {
@@ -144,26 +163,28 @@ type Sim struct {
 	cfg  Config
 	caps taskCaps
 
-	mu          sync.Mutex
-	rng         *rand.Rand
-	windows     map[string]*window // provider/app/group → arrivals
-	calls       map[string]int     // provider/app/group → arrivals
-	statuses    map[int]int
-	violations  []Violation
-	nViolations int
-	rateLimited int
-	limitExc    int
-	faulted     int
-	dropped     int
-	maxTargets  int
-	tokens      map[string]tokenInfo
-	tokenSeq    int
-	taskSeq     int64
-	easemob     map[string]*easemobApp // org/app
-	engagelab   map[string]*engagelabApp
-	nTargets    int // distinct (app, target) pushed
-	maxPushes   int // most pushes to one (app, target)
-	totalPushes int
+	mu            sync.Mutex
+	rng           *rand.Rand
+	windows       map[string]*window // provider/app/group → arrivals
+	calls         map[string]int     // provider/app/group → arrivals
+	statuses      map[int]int
+	violations    []Violation
+	nViolations   int
+	rateLimited   int
+	limitExc      int
+	faulted       int
+	dropped       int
+	maxTargets    int
+	maxLabelUsers int // most usernames in one label member call
+	maxTagIDs     int // most ids in one list of a POST /tags/{tag}
+	tokens        map[string]tokenInfo
+	tokenSeq      int
+	taskSeq       int64
+	easemob       map[string]*easemobApp // org/app
+	engagelab     map[string]*engagelabApp
+	nTargets      int // distinct (app, target) pushed
+	maxPushes     int // most pushes to one (app, target)
+	totalPushes   int
 }
 
 type tokenInfo struct {
@@ -186,6 +207,7 @@ func (s *Sim) resetLocked() {
 	s.statuses = map[int]int{}
 	s.violations = nil
 	s.nViolations, s.rateLimited, s.limitExc, s.faulted, s.dropped, s.maxTargets = 0, 0, 0, 0, 0, 0
+	s.maxLabelUsers, s.maxTagIDs = 0, 0
 	s.tokens = map[string]tokenInfo{}
 	s.easemob = map[string]*easemobApp{}
 	s.engagelab = map[string]*engagelabApp{}
@@ -319,20 +341,22 @@ func (s *Sim) PushCount(target string) int {
 
 // Stats is a snapshot of what the Sim received and answered.
 type Stats struct {
-	Calls             map[string]int `json:"calls"` // "provider/app/group" → arrivals
-	TotalCalls        int            `json:"total_calls"`
-	Statuses          map[int]int    `json:"statuses"` // HTTP status → answers
-	Violations        int            `json:"violations"`
-	ViolationList     []Violation    `json:"violation_list,omitempty"`
-	RateLimited       int            `json:"rate_limited"`     // 429s answered
-	LimitExceptions   int            `json:"limit_exceptions"` // 403 LimitException answered
-	Faulted           int            `json:"faulted"`          // injected 5xx
-	Dropped           int            `json:"dropped"`          // injected dropped connections
-	MaxTargetsPerCall int            `json:"max_targets_per_call"`
-	TargetsPushed     int            `json:"targets_pushed"` // distinct targets
-	TotalPushes       int            `json:"total_pushes"`
-	MaxPushesOneID    int            `json:"max_pushes_one_target"`
-	Tasks             []Task         `json:"tasks"`
+	Calls                map[string]int `json:"calls"` // "provider/app/group" → arrivals
+	TotalCalls           int            `json:"total_calls"`
+	Statuses             map[int]int    `json:"statuses"` // HTTP status → answers
+	Violations           int            `json:"violations"`
+	ViolationList        []Violation    `json:"violation_list,omitempty"`
+	RateLimited          int            `json:"rate_limited"`             // 429s answered
+	LimitExceptions      int            `json:"limit_exceptions"`         // 403 LimitException answered
+	Faulted              int            `json:"faulted"`                  // injected 5xx
+	Dropped              int            `json:"dropped"`                  // injected dropped connections
+	MaxTargetsPerCall    int            `json:"max_targets_per_call"`     // push/single, accepted calls
+	MaxLabelUsersPerCall int            `json:"max_label_users_per_call"` // usernames in one label member add/remove call whose body parsed (refused ones included)
+	MaxTagIDsPerCall     int            `json:"max_tag_ids_per_call"`     // registration ids in one list (add or remove) of a POST /v4/tags/{tag} whose body parsed (refused ones included)
+	TargetsPushed        int            `json:"targets_pushed"`           // distinct targets
+	TotalPushes          int            `json:"total_pushes"`
+	MaxPushesOneID       int            `json:"max_pushes_one_target"`
+	Tasks                []Task         `json:"tasks"`
 }
 
 // Stats returns a snapshot.
@@ -341,19 +365,21 @@ func (s *Sim) Stats() Stats {
 	defer s.mu.Unlock()
 	s.runDueTasksLocked(s.now())
 	st := Stats{
-		Calls:             map[string]int{},
-		Statuses:          map[int]int{},
-		Violations:        s.nViolations,
-		ViolationList:     append([]Violation(nil), s.violations...),
-		RateLimited:       s.rateLimited,
-		LimitExceptions:   s.limitExc,
-		Faulted:           s.faulted,
-		Dropped:           s.dropped,
-		MaxTargetsPerCall: s.maxTargets,
-		TargetsPushed:     s.nTargets,
-		TotalPushes:       s.totalPushes,
-		MaxPushesOneID:    s.maxPushes,
-		Tasks:             []Task{},
+		Calls:                map[string]int{},
+		Statuses:             map[int]int{},
+		Violations:           s.nViolations,
+		ViolationList:        append([]Violation(nil), s.violations...),
+		RateLimited:          s.rateLimited,
+		LimitExceptions:      s.limitExc,
+		Faulted:              s.faulted,
+		Dropped:              s.dropped,
+		MaxTargetsPerCall:    s.maxTargets,
+		MaxLabelUsersPerCall: s.maxLabelUsers,
+		MaxTagIDsPerCall:     s.maxTagIDs,
+		TargetsPushed:        s.nTargets,
+		TotalPushes:          s.totalPushes,
+		MaxPushesOneID:       s.maxPushes,
+		Tasks:                []Task{},
 	}
 	for k, v := range s.calls {
 		st.Calls[k] = v
@@ -468,6 +494,9 @@ func (s *Sim) serveSim(w http.ResponseWriter, r *http.Request) {
 		s.ExpireTokens()
 		writeJSON(w, 200, map[string]string{"status": "tokens expired"})
 	default:
+		if r.Method == http.MethodGet && s.serveInspect(w, r) { // labels, label, user, templates, template, tag
+			return
+		}
 		writeJSON(w, 404, map[string]string{"error": "unknown /_sim/ path"})
 	}
 }

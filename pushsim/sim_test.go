@@ -840,3 +840,370 @@ func TestBroadcastReachesKnownUsers(t *testing.T) {
 		t.Errorf("tasks: %+v", st.Tasks)
 	}
 }
+
+// engagelab calls the EngageLab API with the default credentials.
+func (e *env) engagelab(t *testing.T, method, path, body string) (int, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.srv.URL()+"/v4"+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth("pushsim", "pushsim-secret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// simGet is a GET on the inspection API.
+func (e *env) simGet(t *testing.T, path string) (int, string) {
+	t.Helper()
+	code, b := do(t, http.MethodGet, e.srv.URL()+path, "", "")
+	return code, string(b)
+}
+
+func TestInspectEasemobState(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{LimitsOff: true})
+	for i, st := range []struct{ method, path, body string }{
+		{"POST", "/push/label", `{"name":"vip","description":"top buyers"}`},
+		{"POST", "/push/label", `{"name":"new"}`},
+		{"POST", "/push/label/vip/user", `{"usernames":["b","a","invalid-x"]}`},
+		{"POST", "/push/label/vip/user", `{"usernames":["c"]}`},
+		{"DELETE", "/push/label/vip/user", `{"usernames":["b"]}`},
+		{"PUT", "/users/u1", `{"nickname":"Shop","notification_display_style":1}`},
+		{"PUT", "/users/u1", `{"notification_no_disturbing":true,"notification_no_disturbing_start":1,"notification_no_disturbing_end":3}`},
+		{"PUT", "/users/u1/notification/user/u2", `{"type":"AT","ignoreInterval":"21:30-08:00","ignoreDuration":60000}`},
+		{"PUT", "/users/u1/notification/chatgroup/g1", `{"type":"NONE"}`},
+		{"PUT", "/users/u1/notification/language", `{"translationLanguage":"EU"}`},
+		{"GET", "/users/lookedup/notification/language", ``},
+		{"POST", "/notification/template", `{"name":"sale","title_pattern":"Hi {0}","content_pattern":"{1} off"}`},
+		{"POST", "/notification/template", `{"name":"again","title_pattern":"t","content_pattern":"c"}`},
+	} {
+		if c, m := e.call(t, st.method, st.path, st.body); c != 200 {
+			t.Fatalf("setup step %d %s %s: %d %v", i, st.method, st.path, c, m)
+		}
+	}
+	sim := e.srv.Sim()
+	t.Run("go", func(t *testing.T) {
+		if got := sim.Labels("org", "app"); fmt.Sprint(got) != "[new vip]" {
+			t.Errorf("Labels %v", got)
+		}
+		if got := sim.Labels("org", "other"); got == nil || len(got) != 0 {
+			t.Errorf("Labels of an unknown app %#v, want empty", got)
+		}
+		l, ok := sim.Label("org", "app", "vip")
+		want := LabelInfo{Name: "vip", Description: "top buyers", CreatedAt: t0, Members: []string{"a", "c"}, Count: 2}
+		if !ok || fmt.Sprint(l) != fmt.Sprint(want) {
+			t.Errorf("Label vip %+v %v, want %+v", l, ok, want)
+		}
+		if l, ok := sim.Label("org", "app", "new"); !ok || l.Count != 0 || l.Members == nil {
+			t.Errorf("empty label %#v %v", l, ok)
+		}
+		for _, k := range [][3]string{{"org", "app", "nope"}, {"org", "other", "vip"}, {"org/app", "", "vip"}} {
+			if _, ok := sim.Label(k[0], k[1], k[2]); ok {
+				t.Errorf("Label %v found", k)
+			}
+		}
+		u, ok := sim.UserSettings("org", "app", "u1")
+		wantU := UserSettingsInfo{User: "u1", Nickname: "Shop", DisplayStyle: 1, DND: DNDInfo{Enabled: true, Start: 1, End: 3},
+			Modes: map[string]NotifyMode{
+				"user/u2":      {Type: "AT", IgnoreInterval: "21:30-08:00", IgnoreDuration: t0.UnixMilli() + 60000},
+				"chatgroup/g1": {Type: "NONE"},
+			}, Language: "EU"}
+		if !ok || fmt.Sprint(u) != fmt.Sprint(wantU) {
+			t.Errorf("UserSettings u1 %+v %v,\nwant %+v", u, ok, wantU)
+		}
+		for _, user := range []string{"a", "lookedup", "nobody"} { // labelled, only looked up, unknown
+			if u, ok := sim.UserSettings("org", "app", user); ok {
+				t.Errorf("UserSettings %s: %+v, want none", user, u)
+			}
+		}
+		if got := sim.Templates("org", "app"); fmt.Sprint(got) != "[again sale]" {
+			t.Errorf("Templates %v", got)
+		}
+		tp, ok := sim.Template("org", "app", "sale")
+		if !ok || tp != (TemplateInfo{Name: "sale", TitlePattern: "Hi {0}", ContentPattern: "{1} off", CreatedAt: t0, UpdatedAt: t0}) {
+			t.Errorf("Template sale %+v %v", tp, ok)
+		}
+		if _, ok := sim.Template("org", "app", "nope"); ok {
+			t.Error("Template nope found")
+		}
+		// Answers are copies.
+		l.Members[0] = "changed"
+		u.Modes["user/u2"] = NotifyMode{}
+		if l, _ := sim.Label("org", "app", "vip"); l.Members[0] != "a" {
+			t.Error("Label shares its member slice")
+		}
+		if u, _ := sim.UserSettings("org", "app", "u1"); u.Modes["user/u2"].Type != "AT" {
+			t.Error("UserSettings shares its modes")
+		}
+		// Looking does not create apps.
+		sim.mu.Lock()
+		n := len(sim.easemob)
+		sim.mu.Unlock()
+		if n != 1 {
+			t.Errorf("%d Easemob apps after inspection, want 1", n)
+		}
+		if st := sim.Stats(); st.MaxLabelUsersPerCall != 3 {
+			t.Errorf("max_label_users_per_call %d, want 3", st.MaxLabelUsersPerCall)
+		}
+	})
+	t.Run("http", func(t *testing.T) {
+		tests := []struct {
+			path     string
+			want     int
+			contains []string
+		}{
+			{"/_sim/labels?org=org&app=app", 200, []string{`"labels":["new","vip"]`, `"org":"org"`}},
+			{"/_sim/labels?org=org&app=other", 200, []string{`"labels":[]`}},
+			{"/_sim/labels?org=org", 400, []string{`"error":"app query parameter required"`}},
+			{"/_sim/label?org=org&app=app&name=vip", 200, []string{`"name":"vip"`, `"description":"top buyers"`, `"members":["a","c"]`, `"count":2`, `"created_at":"2026-11-22T12:00:00Z"`}},
+			{"/_sim/label?org=org&app=app&name=new", 200, []string{`"members":[]`, `"count":0`}},
+			{"/_sim/label?org=org&app=app&name=nope", 404, []string{`"error":"label not found"`}},
+			{"/_sim/label?org=org&app=app", 400, []string{"name query parameter required"}},
+			{"/_sim/user?org=org&app=app&user=u1", 200, []string{`"nickname":"Shop"`, `"notification_display_style":1`, `"dnd":{"enabled":true,"start":1,"end":3}`, `"user/u2":{"type":"AT","ignoreInterval":"21:30-08:00","ignoreDuration":`, `"language":"EU"`}},
+			{"/_sim/user?org=org&app=app&user=a", 404, []string{"user settings not found"}},
+			{"/_sim/user?app=app&user=u1", 400, []string{"org query parameter required"}},
+			{"/_sim/templates?org=org&app=app", 200, []string{`"templates":["again","sale"]`}},
+			{"/_sim/templates?app=app", 400, []string{"org query parameter required"}},
+			{"/_sim/template?org=org&app=app&name=sale", 200, []string{`"title_pattern":"Hi {0}"`, `"content_pattern":"{1} off"`, `"updated_at":"2026-11-22T12:00:00Z"`}},
+			{"/_sim/template?org=org&app=app&name=nope", 404, []string{"template not found"}},
+			{"/_sim/stats", 200, []string{`"max_label_users_per_call":3`, `"max_tag_ids_per_call":0`}},
+			{"/_sim/nothing", 404, []string{"unknown /_sim/ path"}},
+		}
+		for _, tt := range tests {
+			code, b := e.simGet(t, tt.path)
+			if code != tt.want {
+				t.Errorf("GET %s: %d %s, want %d", tt.path, code, b, tt.want)
+				continue
+			}
+			for _, c := range tt.contains {
+				if !strings.Contains(b, c) {
+					t.Errorf("GET %s: %s, want it to contain %s", tt.path, b, c)
+				}
+			}
+		}
+		// The HTTP answer is the Go one.
+		_, b := e.simGet(t, "/_sim/label?org=org&app=app&name=vip")
+		var l LabelInfo
+		if err := json.Unmarshal([]byte(b), &l); err != nil {
+			t.Fatal(err)
+		}
+		if want, _ := sim.Label("org", "app", "vip"); fmt.Sprint(l) != fmt.Sprint(want) {
+			t.Errorf("HTTP label %+v, Go %+v", l, want)
+		}
+		if code, _ := do(t, http.MethodPost, e.srv.URL()+"/_sim/labels?org=org&app=app", "", ""); code != 404 {
+			t.Errorf("POST /_sim/labels: %d, want 404", code)
+		}
+	})
+	sim.Reset()
+	if st := sim.Stats(); st.MaxLabelUsersPerCall != 0 || len(sim.Labels("org", "app")) != 0 {
+		t.Errorf("after Reset: max_label_users_per_call %d, labels %v", st.MaxLabelUsersPerCall, sim.Labels("org", "app"))
+	}
+}
+
+func TestInspectEngageLabTags(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{LimitsOff: true})
+	sim := e.srv.Sim()
+	ids := func(prefix string, n int) string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("%s%d", prefix, i)
+		}
+		b, _ := json.Marshal(out)
+		return string(b)
+	}
+	steps := []struct {
+		method, path, body string
+		want               int
+		tag                string
+		members            string // fmt of TagMembers, "" for none
+	}{
+		{"POST", "/tags/vip", `{"registration_ids":{"add":["r2","r1"]}}`, 200, "vip", "[r1 r2]"},
+		{"POST", "/devices/r3", `{"tags":{"add":["vip","gold"]}}`, 200, "vip", "[r1 r2 r3]"},
+		{"POST", "/tags/vip", `{"registration_ids":{"remove":["r2"]}}`, 200, "vip", "[r1 r3]"},
+		{"POST", "/devices/r3", `{"tags":{"remove":["vip"]}}`, 200, "vip", "[r1]"},
+		{"POST", "/tags/vip", `{"registration_ids":{"add":["invalid-1"]}}`, 400, "vip", "[r1]"},
+		// Removing from a tag that does not exist is a success and creates nothing.
+		{"POST", "/tags/ghost", `{"registration_ids":{"remove":["r1"]}}`, 200, "ghost", ""},
+		{"POST", "/devices/r3", `{"tags":""}`, 200, "gold", "[]"},
+		{"DELETE", "/devices/r1", ``, 200, "vip", "[]"},
+		{"POST", "/tags/vip", `{"registration_ids":{"add":["r5"]}}`, 200, "vip", "[r5]"},
+		{"DELETE", "/tags/vip", ``, 200, "vip", ""},
+		{"POST", "/tags/big", `{"registration_ids":{"add":` + ids("x", 7) + `,"remove":` + ids("y", 3) + `}}`, 200, "big", "[x0 x1 x2 x3 x4 x5 x6]"},
+	}
+	for i, st := range steps {
+		if c, b := e.engagelab(t, st.method, st.path, st.body); c != st.want {
+			t.Fatalf("step %d %s %s: %d %s, want %d", i, st.method, st.path, c, b, st.want)
+		}
+		got, ok := sim.TagMembers("pushsim", st.tag)
+		if st.members == "" && ok || st.members != "" && (!ok || fmt.Sprint(got) != st.members) {
+			t.Errorf("step %d %s %s: TagMembers(%s) %v %v, want %q", i, st.method, st.path, st.tag, got, ok, st.members)
+		}
+	}
+	if _, ok := sim.TagMembers("other-key", "big"); ok {
+		t.Error("tag found under another app key")
+	}
+	if st := sim.Stats(); st.MaxTagIDsPerCall != 7 {
+		t.Errorf("max_tag_ids_per_call %d, want 7 (add and remove counted apart)", st.MaxTagIDsPerCall)
+	}
+	if c, _ := e.engagelab(t, "POST", "/tags/big", `{"registration_ids":{"remove":`+ids("x", 1001)+`}}`); c != 400 {
+		t.Errorf("1001 ids: %d", c)
+	}
+	if st := sim.Stats(); st.MaxTagIDsPerCall != 1001 {
+		t.Errorf("max_tag_ids_per_call %d after a refused 1001-id call, want 1001", st.MaxTagIDsPerCall)
+	}
+	tests := []struct {
+		path     string
+		want     int
+		contains string
+	}{
+		{"/_sim/tag?app_key=pushsim&tag=big", 200, `{"app_key":"pushsim","count":7,"registration_ids":["x0","x1","x2","x3","x4","x5","x6"],"tag":"big"}`},
+		{"/_sim/tag?app_key=pushsim&tag=gold", 200, `"registration_ids":[]`},
+		{"/_sim/tag?app_key=pushsim&tag=vip", 404, `"error":"tag not found"`},
+		{"/_sim/tag?app_key=nobody&tag=big", 404, `"error":"tag not found"`},
+		{"/_sim/tag?tag=big", 400, "app_key query parameter required"},
+		{"/_sim/tag?app_key=pushsim", 400, "tag query parameter required"},
+		{"/_sim/stats", 200, `"max_tag_ids_per_call":1001`},
+	}
+	for _, tt := range tests {
+		if code, b := e.simGet(t, tt.path); code != tt.want || !strings.Contains(b, tt.contains) {
+			t.Errorf("GET %s: %d %s, want %d containing %s", tt.path, code, b, tt.want, tt.contains)
+		}
+	}
+	sim.Reset()
+	if st := sim.Stats(); st.MaxTagIDsPerCall != 0 {
+		t.Errorf("after Reset: max_tag_ids_per_call %d", st.MaxTagIDsPerCall)
+	}
+}
+
+// TestConfiguredCaps hits the label and tag caps set small.
+func TestConfiguredCaps(t *testing.T) {
+	t.Parallel()
+	t.Run("labels", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t, Config{LimitsOff: true, MaxLabels: 2})
+		tests := []struct {
+			body, errType, desc string
+			want                int
+		}{
+			{`{"name":"l0"}`, "", "", 200},
+			{`{"name":"l1"}`, "", "", 200},
+			{`{"name":"l2"}`, "LimitException", "limit request", 403},
+			{`{"name":"l0"}`, "IllegalArgumentException", "push label already exists: l0", 400}, // a duplicate at the cap is still a duplicate
+		}
+		for i, tt := range tests {
+			c, m := e.call(t, http.MethodPost, "/push/label", tt.body)
+			if c != tt.want || tt.errType != "" && (m["error"] != tt.errType || m["error_description"] != tt.desc) {
+				t.Errorf("%d %s: %d %v, want %d %s %q", i, tt.body, c, m, tt.want, tt.errType, tt.desc)
+			}
+		}
+		if c, _ := e.call(t, http.MethodDelete, "/push/label/l1", ""); c != 200 {
+			t.Fatal("delete")
+		}
+		if c, m := e.call(t, http.MethodPost, "/push/label", `{"name":"l2"}`); c != 200 {
+			t.Errorf("create after a delete freed a slot: %d %v", c, m)
+		}
+		if st := e.srv.Sim().Stats(); st.LimitExceptions != 1 {
+			t.Errorf("limit_exceptions %d, want 1", st.LimitExceptions)
+		}
+	})
+	t.Run("default label cap", func(t *testing.T) {
+		t.Parallel()
+		if s := New(Config{}); s.cfg.MaxLabels != provider.MaxLabels || s.cfg.MaxTagsPerApp != 100_000 || s.cfg.MaxDevicesPerTag != 100_000 {
+			t.Errorf("defaults %d %d %d", s.cfg.MaxLabels, s.cfg.MaxTagsPerApp, s.cfg.MaxDevicesPerTag)
+		}
+	})
+	t.Run("tags", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t, Config{LimitsOff: true, MaxTagsPerApp: 2, MaxDevicesPerTag: 2})
+		tests := []struct {
+			method, path, body string
+			want               int
+			contains           string
+		}{
+			{"POST", "/tags/a", `{"registration_ids":{"add":["r1","r2"]}}`, 200, "success"},
+			{"POST", "/tags/a", `{"registration_ids":{"add":["r1","r2","r2"]}}`, 200, "success"}, // already bound: not new
+			{"POST", "/tags/a", `{"registration_ids":{"add":["r3"]}}`, 401, `"code":27014`},
+			{"POST", "/devices/r3", `{"tags":{"add":["a"]}}`, 401, `"code":27014`},
+			{"GET", "/devices/r3", ``, 200, `"tags":null`}, // a refused call leaves no trace
+			{"POST", "/tags/a", `{"registration_ids":{"add":["r3"],"remove":["r1"]}}`, 401, `"code":27014`},
+			{"POST", "/tags/a", `{"registration_ids":{"remove":["r1"]}}`, 200, "success"},
+			{"POST", "/tags/a", `{"registration_ids":{"add":["r3"]}}`, 200, "success"},
+			{"POST", "/tags/b", `{"registration_ids":{"add":["r1"]}}`, 200, "success"},
+			{"POST", "/tags/c", `{"registration_ids":{"add":["r1"]}}`, 401, `"code":27013`},
+			{"POST", "/devices/r1", `{"tags":{"add":["c"]}}`, 401, `"code":27013`},
+			{"POST", "/devices/r4", `{"tags":{"add":["b","d"]}}`, 401, `"code":27013`},
+			{"GET", "/tags/b/registration_ids/r4", ``, 200, `"result":false`},
+			{"POST", "/devices/r4", `{"tags":{"add":["b"]}}`, 200, "success"},
+			{"POST", "/tags/c", `{"registration_ids":{"remove":["r1"]}}`, 200, "success"}, // removing needs no new tag
+			{"GET", "/tags/", ``, 200, `{"tags":["a","b"]}`},
+			{"GET", "/tags/quota-info?tags=a", ``, 200, `"totalTagQuota":2`},
+			{"GET", "/tags/quota-info?tags=a", ``, 200, `"totalUidQuota":2`},
+			{"DELETE", "/tags/b", ``, 200, "success"},
+			{"POST", "/tags/c", `{"registration_ids":{"add":["r1"]}}`, 200, "success"},
+		}
+		for i, tt := range tests {
+			if c, b := e.engagelab(t, tt.method, tt.path, tt.body); c != tt.want || !strings.Contains(b, tt.contains) {
+				t.Errorf("%d %s %s %s: %d %s, want %d containing %s", i, tt.method, tt.path, tt.body, c, b, tt.want, tt.contains)
+			}
+		}
+		if got, _ := e.srv.Sim().TagMembers("pushsim", "a"); fmt.Sprint(got) != "[r2 r3]" {
+			t.Errorf("tag a %v", got)
+		}
+	})
+}
+
+// TestDocumentedErrors checks the error answers docs/pushsim.md promises
+// for the non-push calls.
+func TestDocumentedErrors(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{LimitsOff: true})
+	e.call(t, http.MethodPost, "/push/label", `{"name":"l"}`)
+	tests := []struct {
+		method, path, body string
+		want               int
+		errType, desc      string
+	}{
+		{"POST", "/push/label/nope/user", `{"usernames":["u1"]}`, 400, "ResourceNotFoundException", "push label not exists of nope"},
+		{"DELETE", "/push/label/nope/user", `{"usernames":["u1"]}`, 400, "ResourceNotFoundException", "push label not exists of nope"},
+		{"GET", "/push/label/nope/user", ``, 400, "ResourceNotFoundException", "push label not exists of nope"},
+		{"GET", "/push/label/nope/user/u1", ``, 400, "ResourceNotFoundException", "push label not exists of nope"},
+		{"GET", "/push/label/nope", ``, 400, "ResourceNotFoundException", "push label not exists of nope"},
+		{"DELETE", "/push/label/nope", ``, 400, "ResourceNotFoundException", "push label not exists of nope"},
+		{"POST", "/push/label", `{"name":"l"}`, 400, "IllegalArgumentException", "push label already exists: l"},
+		{"DELETE", "/notification/template/nope", ``, 400, "ResourceNotFoundException", "template not exists of nope"},
+		{"GET", "/notification/template/nope", ``, 400, "ResourceNotFoundException", "template not exists of nope"},
+	}
+	for _, tt := range tests {
+		c, m := e.call(t, tt.method, tt.path, tt.body)
+		if c != tt.want || m["error"] != tt.errType || m["error_description"] != tt.desc || m["exception"] == nil {
+			t.Errorf("%s %s: %d %v, want %d %s %q", tt.method, tt.path, c, m, tt.want, tt.errType, tt.desc)
+		}
+	}
+	// A failed member add of a missing label still counts its usernames.
+	if st := e.srv.Sim().Stats(); st.MaxLabelUsersPerCall != 1 {
+		t.Errorf("max_label_users_per_call %d", st.MaxLabelUsersPerCall)
+	}
+	for _, target := range []string{"invalid-x", "has space"} {
+		c, m := e.call(t, http.MethodPost, "/push/sync/"+strings.ReplaceAll(target, " ", "%20"), `{"pushMessage":{"title":"t"}}`)
+		if c != 200 {
+			t.Fatalf("sync %q: %d %v", target, c, m)
+		}
+		if d := m["data"].([]any)[0].(map[string]any); d["pushStatus"] != "FAIL" || d["desc"] != "appUser not exists" {
+			t.Errorf("sync %q: %v", target, m)
+		}
+		if n := e.srv.Sim().PushCount(target); n != 0 {
+			t.Errorf("sync %q recorded %d pushes", target, n)
+		}
+	}
+}

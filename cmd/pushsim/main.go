@@ -73,6 +73,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.TaskWindow.MaxCreated, "max-created", 3, "task creations allowed per window")
 	fs.IntVar(&cfg.TaskWindow.MaxRunning, "max-running", 3, "tasks allowed to run at once")
 	fs.DurationVar(&cfg.TaskWindow.LabelTaskDuration, "label-task-duration", 5*time.Minute, "how long a label push task runs")
+	fs.IntVar(&cfg.MaxLabels, "max-labels", provider.MaxLabels, "Easemob labels allowed per app (0 → default)")
+	fs.IntVar(&cfg.MaxTagsPerApp, "max-tags", pushsim.DefaultMaxTagsPerApp, "EngageLab tags allowed per app, over it 27013 (0 → default)")
+	fs.IntVar(&cfg.MaxDevicesPerTag, "max-devices-per-tag", pushsim.DefaultMaxDevicesPerTag, "EngageLab devices allowed per tag, over it 27014 (0 → default)")
 	fs.DurationVar(&cfg.TokenTTL, "token-ttl", 2*time.Hour, "Easemob app token lifetime")
 	fs.Float64Var(&cfg.Faults.ErrorRate, "error-rate", 0, "share of calls answered with a 5xx (0..1)")
 	fs.DurationVar(&cfg.Faults.Latency, "latency", 0, "latency added to every answer")
@@ -108,6 +111,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cfg.TaskWindow.MaxCreated < 0 || cfg.TaskWindow.MaxRunning < 0 {
 		fmt.Fprintln(stderr, "pushsim: -max-created and -max-running must not be negative")
 		return 2
+	}
+	for name, n := range map[string]int{"-max-labels": cfg.MaxLabels, "-max-tags": cfg.MaxTagsPerApp, "-max-devices-per-tag": cfg.MaxDevicesPerTag} {
+		if n < 0 {
+			fmt.Fprintf(stderr, "pushsim: %s must not be negative, got %d\n", name, n)
+			return 2
+		}
 	}
 	cfg.Limits = limits
 
