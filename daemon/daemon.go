@@ -76,6 +76,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (d *Daemon, err e
 		}
 	}()
 
+	if err := checkSchedules(cfg, d.clk.Now()); err != nil {
+		return nil, err
+	}
 	if opts.DevNATS {
 		stopNATS, err := startDevNATS(cfg.NATS.URL, opts.DevStoreDir)
 		if err != nil {
@@ -150,7 +153,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (d *Daemon, err e
 		Store:       d.store,
 		Sink:        pub,
 		Audience:    aud,
-		Pusher:      provs,
+		Provider:    provs,
 		CallContext: provs.callContext,
 		Clock:       d.clk,
 		Logger:      d.log,
@@ -168,10 +171,6 @@ func New(ctx context.Context, cfg config.Config, opts Options) (d *Daemon, err e
 	// Recurring campaigns.
 	var entries []scheduler.Entry
 	for _, sc := range cfg.Schedules {
-		if !supportedKinds[sc.Campaign.Kind] {
-			d.log.Warn().Str("schedule", sc.Name).Str("kind", string(sc.Campaign.Kind)).
-				Msg("this campaignd does not send this kind yet: its ticks will be rejected")
-		}
 		loc := time.UTC
 		if sc.Timezone != "" {
 			loc, _ = time.LoadLocation(sc.Timezone)
@@ -292,12 +291,30 @@ func (d *Daemon) Close() {
 	d.stop = nil
 }
 
-// supportedKinds are the kinds this version sends; other valid kinds are
-// rejected at intake instead of being accepted and never sent.
-var supportedKinds = map[campaigns.Kind]bool{campaigns.KindBatchPush: true}
-
+// envFor is the validation context of a campaign: the configured apps and
+// the kinds the worker sends (worker.Kinds: a valid campaign of another kind
+// is rejected rather than accepted and never sent).
 func envFor(cfg config.Config, now time.Time) campaigns.Env {
-	return campaigns.Env{Apps: cfg.AppInfos(), Now: now, Kinds: supportedKinds}
+	return campaigns.Env{Apps: cfg.AppInfos(), Now: now, Kinds: worker.Kinds()}
+}
+
+// checkSchedules validates every schedule's campaign against its app and
+// the kinds this campaignd sends, so that a schedule whose ticks would all
+// be rejected stops campaignd at start, naming schedules[i].campaign.
+func checkSchedules(cfg config.Config, now time.Time) error {
+	for i, sc := range cfg.Schedules {
+		c := sc.Campaign
+		c.ID = "cron-" + sc.Name + "-20000101000000"
+		c.Normalize()
+		if errs := c.Validate(envFor(cfg, now)); len(errs) > 0 {
+			key := fmt.Sprintf("schedules[%d].campaign", i)
+			if errs[0].Field != "" {
+				key += "." + errs[0].Field
+			}
+			return fmt.Errorf("%s: %s", key, errs[0].Message)
+		}
+	}
+	return nil
 }
 
 func appLocation(cfg config.Config, app string) *time.Location {

@@ -3,7 +3,9 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -75,12 +77,46 @@ func newProviders(cfg config.Config, lim *ratelimit.Limiter, m *metrics.Metrics,
 	return p, nil
 }
 
-// PushSingle implements worker.Pusher with POST /push/single.
-func (p *providers) PushSingle(ctx context.Context, app string, targets []string, strategy *int, msg json.RawMessage) ([]worker.TargetResult, error) {
+var _ worker.Providers = (*providers)(nil)
+
+// ProviderOf implements worker.Providers.
+func (p *providers) ProviderOf(app string) string {
+	if _, ok := p.easemob[app]; ok {
+		return config.ProviderEasemob
+	}
+	if _, ok := p.engagelab[app]; ok {
+		return config.ProviderEngageLab
+	}
+	return ""
+}
+
+// em returns the Easemob client of app, or a permanent error naming the
+// operation an app of another provider cannot do.
+func (p *providers) em(app, op string) (*easemob.Client, error) {
 	c, ok := p.easemob[app]
 	if !ok {
-		return nil, &provider.Error{Provider: "campaignd", Op: "push/single", Kind: provider.KindPermanent,
-			Description: fmt.Sprintf("app %q has no push API (only easemob apps can push)", app)}
+		return nil, &provider.Error{Provider: "campaignd", Op: op, Kind: provider.KindPermanent,
+			Description: fmt.Sprintf("app %q is not an easemob app (%s is an easemob call)", app, op)}
+	}
+	return c, nil
+}
+
+func pushResult(r easemob.TargetResult) worker.TargetResult {
+	out := worker.TargetResult{ID: r.ID, OK: r.OK()}
+	if !r.OK() {
+		out.Reason = r.PushStatus
+		if r.Desc != "" {
+			out.Reason += ": " + r.Desc
+		}
+	}
+	return out
+}
+
+// PushSingle implements worker.Pusher with POST /push/single.
+func (p *providers) PushSingle(ctx context.Context, app string, targets []string, strategy *int, msg json.RawMessage) ([]worker.TargetResult, error) {
+	c, err := p.em(app, "push/single")
+	if err != nil {
+		return nil, err
 	}
 	res, err := c.PushSingle(ctx, targets, easemob.PushRequest{Strategy: strategy, PushMessage: msg})
 	if err != nil {
@@ -88,15 +124,182 @@ func (p *providers) PushSingle(ctx context.Context, app string, targets []string
 	}
 	out := make([]worker.TargetResult, len(res))
 	for i, r := range res {
-		out[i] = worker.TargetResult{ID: r.ID, OK: r.OK()}
-		if !r.OK() {
-			out[i].Reason = r.PushStatus
-			if r.Desc != "" {
-				out[i].Reason += ": " + r.Desc
-			}
+		out[i] = pushResult(r)
+	}
+	return out, nil
+}
+
+// PushSync implements worker.SyncPusher with POST /push/sync/{target}.
+func (p *providers) PushSync(ctx context.Context, app, target string, strategy *int, msg json.RawMessage) (worker.TargetResult, error) {
+	c, err := p.em(app, "push/sync")
+	if err != nil {
+		return worker.TargetResult{}, err
+	}
+	r, err := c.PushSync(ctx, target, easemob.PushRequest{Strategy: strategy, PushMessage: msg})
+	if err != nil {
+		return worker.TargetResult{}, err
+	}
+	return pushResult(r), nil
+}
+
+// LabelExists implements worker.LabelEditor with GET /push/label/{l}.
+func (p *providers) LabelExists(ctx context.Context, app, label string) (bool, error) {
+	c, err := p.em(app, "push/label")
+	if err != nil {
+		return false, err
+	}
+	_, err = c.GetLabel(ctx, label)
+	var pe *provider.Error
+	if errors.As(err, &pe) && pe.Type == "ResourceNotFoundException" {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// CreateLabel implements worker.LabelEditor with POST /push/label; a label
+// created meanwhile by someone else is not an error.
+func (p *providers) CreateLabel(ctx context.Context, app, label, description string) error {
+	c, err := p.em(app, "push/label")
+	if err != nil {
+		return err
+	}
+	_, err = c.CreateLabel(ctx, label, description)
+	var pe *provider.Error
+	if errors.As(err, &pe) && pe.Status == 400 && strings.Contains(pe.Description, "already exists") {
+		return nil
+	}
+	return err
+}
+
+// LabelMembers implements worker.LabelEditor with POST or DELETE
+// /push/label/{l}/user.
+func (p *providers) LabelMembers(ctx context.Context, app, label string, add bool, usernames []string) ([]worker.TargetResult, error) {
+	c, err := p.em(app, "push/label/{label}/user")
+	if err != nil {
+		return nil, err
+	}
+	var r easemob.MemberResult
+	if add {
+		r, err = c.AddLabelUsers(ctx, label, usernames)
+	} else {
+		r, err = c.RemoveLabelUsers(ctx, label, usernames)
+	}
+	if err != nil {
+		return nil, err
+	}
+	ok := make(map[string]bool, len(r.Success))
+	for _, u := range r.Success {
+		ok[u] = true
+	}
+	out := make([]worker.TargetResult, 0, len(usernames))
+	for _, u := range usernames {
+		switch reason, failed := r.Fail[u]; {
+		case failed:
+			out = append(out, worker.TargetResult{ID: u, Reason: reason})
+		case ok[u]:
+			out = append(out, worker.TargetResult{ID: u, OK: true})
 		}
 	}
 	return out, nil
+}
+
+// TagMembers implements worker.TagEditor with POST /v4/tags/{t}. When the
+// provider names invalid registration ids (27005, which refuses the whole
+// call), those are failed results and the rest is sent once more.
+func (p *providers) TagMembers(ctx context.Context, app, tag string, add bool, ids []string) ([]worker.TargetResult, error) {
+	c, ok := p.engagelab[app]
+	if !ok {
+		return nil, &provider.Error{Provider: "campaignd", Op: "tags", Kind: provider.KindPermanent,
+			Description: fmt.Sprintf("app %q is not an engagelab app (tags are engagelab's labels)", app)}
+	}
+	var out []worker.TargetResult
+	for attempt := 0; ; attempt++ {
+		var err error
+		if add {
+			err = c.UpdateTag(ctx, tag, ids, nil)
+		} else {
+			err = c.UpdateTag(ctx, tag, nil, ids)
+		}
+		var pe *provider.Error
+		if err != nil && errors.As(err, &pe) && len(pe.InvalidIDs) > 0 && attempt == 0 {
+			bad := make(map[string]bool, len(pe.InvalidIDs))
+			for _, id := range pe.InvalidIDs {
+				bad[id] = true
+			}
+			rest := ids[:0:0]
+			for _, id := range ids {
+				if bad[id] {
+					out = append(out, worker.TargetResult{ID: id, Reason: "invalid registration id (27005)"})
+				} else {
+					rest = append(rest, id)
+				}
+			}
+			if len(rest) == 0 || len(rest) == len(ids) {
+				return out, nil
+			}
+			ids = rest
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			out = append(out, worker.TargetResult{ID: id, OK: true})
+		}
+		return out, nil
+	}
+}
+
+// UpdateUser implements worker.SettingsEditor with one PUT /users/{u}.
+func (p *providers) UpdateUser(ctx context.Context, app, user string, nickname *string, displayStyle *int) error {
+	c, err := p.em(app, "users/{username}")
+	if err != nil {
+		return err
+	}
+	return c.UpdateUser(ctx, user, nickname, displayStyle)
+}
+
+// SetPushMode implements worker.SettingsEditor: the app-wide mode is chat
+// type "user" with the user's own id as key (file 001).
+func (p *providers) SetPushMode(ctx context.Context, app, user string, typ, ignoreInterval *string, ignoreDuration *int64) error {
+	c, err := p.em(app, "users/{username}/notification")
+	if err != nil {
+		return err
+	}
+	m := easemob.NotificationMode{IgnoreInterval: ignoreInterval, IgnoreDuration: ignoreDuration}
+	if typ != nil {
+		m.Type = *typ
+	}
+	_, err = c.SetNotificationMode(ctx, user, "user", user, m)
+	return err
+}
+
+// SetLanguage implements worker.SettingsEditor.
+func (p *providers) SetLanguage(ctx context.Context, app, user, language string) error {
+	c, err := p.em(app, "users/{username}/notification/language")
+	if err != nil {
+		return err
+	}
+	return c.SetLanguage(ctx, user, language)
+}
+
+// CreateTemplate implements worker.TemplateEditor.
+func (p *providers) CreateTemplate(ctx context.Context, app, name, titlePattern, contentPattern string) error {
+	c, err := p.em(app, "notification/template")
+	if err != nil {
+		return err
+	}
+	_, err = c.CreateTemplate(ctx, easemob.Template{Name: name, TitlePattern: titlePattern, ContentPattern: contentPattern})
+	return err
+}
+
+// DeleteTemplate implements worker.TemplateEditor.
+func (p *providers) DeleteTemplate(ctx context.Context, app, name string) error {
+	c, err := p.em(app, "notification/template")
+	if err != nil {
+		return err
+	}
+	return c.DeleteTemplate(ctx, name)
 }
 
 // callContext attaches a campaign's own rate_limit to its provider calls.

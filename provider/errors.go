@@ -47,6 +47,7 @@ type Error struct {
 	Type        string        // provider error type (e.g. "LimitException") or code ("27002")
 	Description string        // provider's description
 	RetryAfter  time.Duration // for KindRateLimited, when known (Retry-After); else 0
+	InvalidIDs  []string      // ids the provider named invalid (EngageLab 27005), if any
 	Err         error         // underlying cause (network error, decode error), if any
 }
 

@@ -290,6 +290,44 @@ func (s *Store) Transition(ctx context.Context, id string, to campaigns.State, a
 	return st, code == 1, nil
 }
 
+// fail: KEYS[1] hash, KEYS[2] states; ARGV[1] now, ARGV[2] errors JSON.
+// Moves a campaign that is not final to failed with the errors on its
+// status. Returns -1 for an unknown id, 0 if it was final, 1 if changed.
+var failScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], 'state')
+if not cur then return -1 end
+if cur == 'completed' or cur == 'partially_failed' or cur == 'failed' or cur == 'rejected' or cur == 'cancelled' or cur == 'expired' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'failed', 'at', ARGV[1], 'errors', ARGV[2])
+redis.call('HINCRBY', KEYS[2], cur, -1)
+redis.call('HINCRBY', KEYS[2], 'failed', 1)
+return 1
+`)
+
+// Fail ends a campaign that is not final as failed, with errs on its
+// status (a missing label, a missing audience: nothing can be sent).
+// changed is false when it had ended already.
+func (s *Store) Fail(ctx context.Context, id string, errs campaigns.FieldErrors) (campaigns.Status, bool, error) {
+	raw, err := json.Marshal(errs)
+	if err != nil {
+		return campaigns.Status{}, false, fmt.Errorf("store: fail %s: encode errors: %w", id, err)
+	}
+	code, err := failScript.Run(ctx, s.rdb, []string{s.key(id), s.states()}, s.now(), string(raw)).Int()
+	if err != nil {
+		return campaigns.Status{}, false, fmt.Errorf("store: fail %s: %w", id, err)
+	}
+	if code == -1 {
+		return campaigns.Status{}, false, fmt.Errorf("store: fail %s: %w", id, ErrNotFound)
+	}
+	st, err := s.Status(ctx, id)
+	if err != nil {
+		return st, false, err
+	}
+	if code == 1 {
+		s.expireFinished(ctx, id)
+	}
+	return st, code == 1, nil
+}
+
 // PutBatches writes batches first..first+len(batches)-1 and, in the same
 // transaction, the totals planned so far (targets and batches: the status
 // shows them growing while a big campaign is planned). Batch tasks may

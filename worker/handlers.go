@@ -85,6 +85,10 @@ func (s *Service) handlePlan(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
+	k, unit, err := s.kindOf(c)
+	if err != nil {
+		return s.fail(ctx, c.ID, &campaignFailure{field: "kind", message: err.Error()})
+	}
 	st0 := &starter{s: s, c: c, log: log}
 	if planned { // a re-run after a crash: only the start is left
 		err := st0.stored(ctx, st.BatchesTotal, true)
@@ -93,7 +97,16 @@ func (s *Service) handlePlan(ctx context.Context, t *asynq.Task) error {
 		}
 		return err
 	}
-	st, finished, err := s.plan(ctx, c, st0)
+	if k.prepare != nil {
+		if err := k.prepare(s.o.CallContext(ctx, c), s.o.Provider, c); err != nil {
+			var cf *campaignFailure
+			if errors.As(err, &cf) {
+				return s.fail(ctx, c.ID, cf)
+			}
+			return err
+		}
+	}
+	st, finished, err := s.plan(ctx, c, k, unit, st0)
 	if errors.Is(err, errCampaignOver) {
 		return nil
 	}
@@ -209,7 +222,7 @@ func (s *Service) enqueueRange(ctx context.Context, c *campaigns.Campaign, from,
 // every chunk, so sending begins with the first. It returns the status
 // after the plan is complete, and finished=true if the campaign ended then
 // (every batch sent already).
-func (s *Service) plan(ctx context.Context, c *campaigns.Campaign, start *starter) (campaigns.Status, bool, error) {
+func (s *Service) plan(ctx context.Context, c *campaigns.Campaign, k *kind, unit int, start *starter) (campaigns.Status, bool, error) {
 	var seen map[string]struct{}
 	var (
 		batch   []string
@@ -231,7 +244,7 @@ func (s *Service) plan(ctx context.Context, c *campaigns.Campaign, start *starte
 		}
 		targets++
 		batch = append(batch, id)
-		if len(batch) == provider.MaxPushTargets {
+		if len(batch) == unit {
 			chunk = append(chunk, batch)
 			batch = nil
 			nBatch++
@@ -241,7 +254,13 @@ func (s *Service) plan(ctx context.Context, c *campaigns.Campaign, start *starte
 		}
 		return nil
 	}
-	if c.Audience != nil {
+	switch {
+	case k.unitTarget != nil:
+		seen = map[string]struct{}{}
+		if err := add(k.unitTarget(c)); err != nil {
+			return campaigns.Status{}, false, err
+		}
+	case c.Audience != nil:
 		if s.o.Audience == nil {
 			return campaigns.Status{}, false, fmt.Errorf("plan %s: no audience store configured: %w", c.ID, asynq.SkipRetry)
 		}
@@ -271,7 +290,7 @@ func (s *Service) plan(ctx context.Context, c *campaigns.Campaign, start *starte
 		if err := sc.Err(); err != nil {
 			return campaigns.Status{}, false, fmt.Errorf("plan %s: read audience: %w", c.ID, err)
 		}
-	} else {
+	default:
 		seen = make(map[string]struct{}, len(c.Targets))
 		for _, id := range c.Targets {
 			if err := add(id); err != nil {
@@ -387,16 +406,15 @@ func (s *Service) sendBatch(ctx context.Context, c *campaigns.Campaign, n int, t
 	case <-ctx.Done():
 		return campaigns.Status{}, fmt.Errorf("batch %d of %s: %w", n, c.ID, ctx.Err())
 	}
-	results, err := s.o.Pusher.PushSingle(s.o.CallContext(ctx, c), c.App, targets, c.Strategy, c.PushMessage)
+	results, err := s.send(s.o.CallContext(ctx, c), c, targets)
 	<-s.sends
 	if err != nil {
 		if _, later := asRetryLater(err); later {
 			return campaigns.Status{}, err
 		}
-		kind, isProvider := provider.KindOf(err)
 		retried, _ := asynq.GetRetryCount(ctx)
 		maxRetry, _ := asynq.GetMaxRetry(ctx)
-		if (!isProvider || kind == provider.KindTransient) && retried < maxRetry {
+		if !isPermanent(err) && retried < maxRetry {
 			return campaigns.Status{}, err // asynq retries with backoff
 		}
 		reason := err.Error()
@@ -428,6 +446,30 @@ func (s *Service) sendBatch(ctx context.Context, c *campaigns.Campaign, n int, t
 		}
 	}
 	return s.record(ctx, c, n, sent, failures, 0)
+}
+
+// send sends one unit of campaign c the way its kind does.
+func (s *Service) send(ctx context.Context, c *campaigns.Campaign, targets []string) ([]TargetResult, error) {
+	k, _, err := s.kindOf(c)
+	if err != nil {
+		return nil, &provider.Error{Provider: "campaignd", Op: string(c.Kind), Kind: provider.KindPermanent, Description: err.Error()}
+	}
+	return k.send(ctx, s.o.Provider, c, targets)
+}
+
+// fail ends a campaign as failed before anything was sent, with the reason
+// on its status.
+func (s *Service) fail(ctx context.Context, id string, cf *campaignFailure) error {
+	st, changed, err := s.o.Store.Fail(ctx, id, campaigns.FieldErrors{{Field: cf.field, Message: cf.message}})
+	if err != nil {
+		return err
+	}
+	if changed {
+		s.throttle.finish(id)
+		s.publish(ctx, st)
+		s.log.Warn().Str("campaign", id).Str("field", cf.field).Str("reason", cf.message).Msg("campaign failed")
+	}
+	return nil
 }
 
 // record stores a batch's outcome (once) and publishes progress.

@@ -57,13 +57,6 @@ type TargetResult struct {
 	Reason string
 }
 
-// Pusher sends one batch push (≤ 100 targets) for an app. Errors are
-// *provider.Error, or errors with a RetryAfter() method (the limiter's
-// refusal), or anything else (treated as transient).
-type Pusher interface {
-	PushSingle(ctx context.Context, app string, targets []string, strategy *int, msg json.RawMessage) ([]TargetResult, error)
-}
-
 // StatusSink publishes status events (campaigns.status.<id>).
 type StatusSink interface {
 	Publish(ctx context.Context, st campaigns.Status) error
@@ -89,7 +82,7 @@ type Options struct {
 	Store       *store.Store
 	Sink        StatusSink
 	Audience    AudienceSource // nil: campaigns with an audience fail
-	Pusher      Pusher
+	Provider    Providers      // the provider clients every kind sends through
 	CallContext CallContext
 	Clock       clock.Clock
 	Logger      zerolog.Logger
@@ -116,6 +109,7 @@ type Service struct {
 	log      zerolog.Logger
 	throttle *throttle
 	cache    campaignCache
+	kinds    map[campaigns.Kind]*kind
 	sends    chan struct{} // MaxInFlight slots
 }
 
@@ -151,7 +145,7 @@ func NewService(o Options) *Service {
 	if o.CallContext == nil {
 		o.CallContext = func(ctx context.Context, _ *campaigns.Campaign) context.Context { return ctx }
 	}
-	return &Service{o: o, log: o.Logger, throttle: newThrottle(o.ProgressGap), cache: campaignCache{m: map[string]*campaigns.Campaign{}},
+	return &Service{o: o, log: o.Logger, throttle: newThrottle(o.ProgressGap), cache: campaignCache{m: map[string]*campaigns.Campaign{}}, kinds: indexKinds(),
 		sends: make(chan struct{}, o.MaxInFlight)}
 }
 

@@ -65,6 +65,37 @@ func (f *fakeProvider) PushSingle(ctx context.Context, app string, targets []str
 	return res, nil
 }
 
+// The fake is an Easemob app that only pushes in batches; the other kinds
+// are tested end to end against pushsim (daemon).
+func (f *fakeProvider) ProviderOf(string) string { return "easemob" }
+
+var errNotFaked = errors.New("fakeProvider: not faked")
+
+func (f *fakeProvider) PushSync(context.Context, string, string, *int, json.RawMessage) (TargetResult, error) {
+	return TargetResult{}, errNotFaked
+}
+func (f *fakeProvider) LabelExists(context.Context, string, string) (bool, error) {
+	return false, errNotFaked
+}
+func (f *fakeProvider) CreateLabel(context.Context, string, string, string) error { return errNotFaked }
+func (f *fakeProvider) LabelMembers(context.Context, string, string, bool, []string) ([]TargetResult, error) {
+	return nil, errNotFaked
+}
+func (f *fakeProvider) TagMembers(context.Context, string, string, bool, []string) ([]TargetResult, error) {
+	return nil, errNotFaked
+}
+func (f *fakeProvider) UpdateUser(context.Context, string, string, *string, *int) error {
+	return errNotFaked
+}
+func (f *fakeProvider) SetPushMode(context.Context, string, string, *string, *string, *int64) error {
+	return errNotFaked
+}
+func (f *fakeProvider) SetLanguage(context.Context, string, string, string) error { return errNotFaked }
+func (f *fakeProvider) CreateTemplate(context.Context, string, string, string, string) error {
+	return errNotFaked
+}
+func (f *fakeProvider) DeleteTemplate(context.Context, string, string) error { return errNotFaked }
+
 func (f *fakeProvider) snapshot() (calls [][]string, counts map[string]int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -113,7 +144,7 @@ func setup(t *testing.T, opts Options) *env {
 	client := asynq.NewClient(redisOpt)
 	t.Cleanup(func() { _ = client.Close() })
 	st := store.New(r.Client(t), store.Options{})
-	prov := opts.Pusher.(*fakeProvider)
+	prov := opts.Provider.(*fakeProvider)
 	if prov.counts == nil {
 		prov.counts = map[string]int{}
 	}
@@ -172,7 +203,7 @@ func targets(prefix string, n int) []string {
 
 func TestBatchPushSendsEachUniqueTargetOnce(t *testing.T) {
 	t.Parallel()
-	e := setup(t, Options{Pusher: &fakeProvider{}})
+	e := setup(t, Options{Provider: &fakeProvider{}})
 	uniq := targets("u", 4546)
 	all := append(append([]string(nil), uniq...), uniq[:454]...) // 5,000 ids, ~10% repeats
 	e.submit(t, &campaigns.Campaign{ID: "big", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: all}, time.Now())
@@ -208,7 +239,7 @@ func TestTransientErrorsAreRetried(t *testing.T) {
 		}
 		return nil, nil
 	}}
-	e := setup(t, Options{Pusher: prov})
+	e := setup(t, Options{Provider: prov})
 	e.submit(t, &campaigns.Campaign{ID: "flaky", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("f", 300)}, time.Now())
 	st := e.waitFinal(t, "flaky", 60*time.Second)
 	if st.Status != campaigns.StateCompleted || st.Sent != 300 {
@@ -224,7 +255,7 @@ func TestRateLimitedAnswersDoNotSpendRetries(t *testing.T) {
 		}
 		return nil, nil
 	}}
-	e := setup(t, Options{Pusher: prov, MaxRetry: 1})
+	e := setup(t, Options{Provider: prov, MaxRetry: 1})
 	e.submit(t, &campaigns.Campaign{ID: "limited", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("l", 50)}, time.Now())
 	st := e.waitFinal(t, "limited", 30*time.Second)
 	if st.Status != campaigns.StateCompleted || st.Sent != 50 {
@@ -244,7 +275,7 @@ func TestPermanentErrorsAndRefusedTargetsAreRecorded(t *testing.T) {
 		}
 		return res, nil
 	}}
-	e := setup(t, Options{Pusher: prov})
+	e := setup(t, Options{Provider: prov})
 	e.submit(t, &campaigns.Campaign{ID: "mixed", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("p", 200)}, time.Now())
 	st := e.waitFinal(t, "mixed", 30*time.Second)
 	if st.Status != campaigns.StatePartiallyFailed || st.Sent != 90 || st.Failed != 110 {
@@ -271,7 +302,7 @@ func contains(s, sub string) bool { return strings.Contains(s, sub) }
 func TestCancelStopsUnsentBatches(t *testing.T) {
 	t.Parallel()
 	prov := &fakeProvider{delay: 20 * time.Millisecond}
-	e := setup(t, Options{Pusher: prov, Concurrency: 2, BatchWindow: 2, GroupSize: 2})
+	e := setup(t, Options{Provider: prov, Concurrency: 2, BatchWindow: 2, GroupSize: 2})
 	e.submit(t, &campaigns.Campaign{ID: "stop", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("s", 5000)}, time.Now())
 	for {
 		if calls, _ := prov.snapshot(); len(calls) >= 3 {
@@ -297,7 +328,7 @@ func TestPauseAndResume(t *testing.T) {
 	t.Parallel()
 	prov := &fakeProvider{delay: 50 * time.Millisecond}
 	// one batch per task, two at a time: the 20 batches take ~0.5 s
-	e := setup(t, Options{Pusher: prov, Concurrency: 2, BatchWindow: 2, GroupSize: 1})
+	e := setup(t, Options{Provider: prov, Concurrency: 2, BatchWindow: 2, GroupSize: 1})
 	e.submit(t, &campaigns.Campaign{ID: "hold", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("h", 2000)}, time.Now())
 	for {
 		if calls, _ := prov.snapshot(); len(calls) >= 2 {
@@ -326,7 +357,7 @@ func TestPauseAndResume(t *testing.T) {
 
 func TestDuplicateSubmitSendsNothingTwice(t *testing.T) {
 	t.Parallel()
-	e := setup(t, Options{Pusher: &fakeProvider{}})
+	e := setup(t, Options{Provider: &fakeProvider{}})
 	c := &campaigns.Campaign{ID: "once", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("o", 150)}
 	e.submit(t, c, time.Now())
 	e.waitFinal(t, "once", 30*time.Second)
@@ -345,7 +376,7 @@ func TestDuplicateSubmitSendsNothingTwice(t *testing.T) {
 
 func TestRedeliveryAfterCrashBeforeEnqueue(t *testing.T) {
 	t.Parallel()
-	e := setup(t, Options{Pusher: &fakeProvider{}})
+	e := setup(t, Options{Provider: &fakeProvider{}})
 	c := &campaigns.Campaign{ID: "crash", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("c", 120)}
 	c.Normalize()
 	// The first attempt stored the campaign and died before enqueuing.
@@ -365,7 +396,7 @@ func TestRedeliveryAfterCrashBeforeEnqueue(t *testing.T) {
 func TestSmallCampaignOvertakesABigOne(t *testing.T) {
 	t.Parallel()
 	prov := &fakeProvider{delay: 5 * time.Millisecond}
-	e := setup(t, Options{Pusher: prov, Concurrency: 4, GroupSize: 1})
+	e := setup(t, Options{Provider: prov, Concurrency: 4, GroupSize: 1})
 	e.submit(t, &campaigns.Campaign{ID: "huge", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("g", 20000)}, time.Now())
 	time.Sleep(100 * time.Millisecond)
 	e.submit(t, &campaigns.Campaign{ID: "tiny", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("t", 50)}, time.Now())
@@ -379,7 +410,7 @@ func TestSmallCampaignOvertakesABigOne(t *testing.T) {
 
 func TestDelayedStartIsNotEarly(t *testing.T) {
 	t.Parallel()
-	e := setup(t, Options{Pusher: &fakeProvider{}})
+	e := setup(t, Options{Provider: &fakeProvider{}})
 	start := time.Now().Add(2 * time.Second)
 	st := e.submit(t, &campaigns.Campaign{ID: "later", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("d", 10)}, start)
 	if st.Status != campaigns.StateAccepted {
@@ -410,7 +441,7 @@ func TestDelayedStartIsNotEarly(t *testing.T) {
 
 func TestExpiredTargetsAreDropped(t *testing.T) {
 	t.Parallel()
-	e := setup(t, Options{Pusher: &fakeProvider{}})
+	e := setup(t, Options{Provider: &fakeProvider{}})
 	past := time.Now().Add(-time.Second)
 	c := &campaigns.Campaign{ID: "stale", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("x", 150), ExpiresAt: &past}
 	e.submit(t, c, time.Now())
@@ -450,7 +481,7 @@ func TestClassification(t *testing.T) {
 
 func TestTheFinalEventIsTheLastWord(t *testing.T) {
 	t.Parallel()
-	e := setup(t, Options{Pusher: &fakeProvider{delay: time.Millisecond}, ProgressGap: time.Nanosecond})
+	e := setup(t, Options{Provider: &fakeProvider{delay: time.Millisecond}, ProgressGap: time.Nanosecond})
 	for i := 0; i < 3; i++ {
 		id := fmt.Sprintf("last-%d", i)
 		e.submit(t, &campaigns.Campaign{ID: id, Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets(id, 3000)}, time.Now())
@@ -511,7 +542,7 @@ func TestSendingStartsWhilePlanning(t *testing.T) {
 		release:  firstCall,
 		timedOut: make(chan struct{}),
 	}
-	e := setup(t, Options{Pusher: prov, Audience: aud, BatchWindow: 8})
+	e := setup(t, Options{Provider: prov, Audience: aud, BatchWindow: 8})
 	e.submit(t, &campaigns.Campaign{ID: "stream", Kind: campaigns.KindBatchPush, PushMessage: msg(),
 		Audience: &campaigns.Audience{Bucket: "b", Object: "o"}}, time.Now())
 	st := e.waitFinal(t, "stream", 60*time.Second)
@@ -544,7 +575,7 @@ func TestEmptyAudienceCompletes(t *testing.T) {
 	open := make(chan struct{})
 	close(open)
 	aud := &gatedAudience{first: "  \n\n", release: open, timedOut: make(chan struct{})}
-	e := setup(t, Options{Pusher: &fakeProvider{}, Audience: aud})
+	e := setup(t, Options{Provider: &fakeProvider{}, Audience: aud})
 	e.submit(t, &campaigns.Campaign{ID: "empty", Kind: campaigns.KindBatchPush, PushMessage: msg(),
 		Audience: &campaigns.Audience{Bucket: "b", Object: "o"}}, time.Now())
 	st := e.waitFinal(t, "empty", 30*time.Second)

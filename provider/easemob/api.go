@@ -3,6 +3,7 @@ package easemob
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -233,6 +234,13 @@ func (c *Client) CreateLabel(ctx context.Context, name, description string) (Lab
 	}
 	env, err := c.call(ctx, provider.GroupLabel, http.MethodPost, "/push/label",
 		map[string]string{"name": name, "description": description})
+	var pe *provider.Error
+	if errors.As(err, &pe) && pe.Status == http.StatusForbidden && pe.Type == "LimitException" {
+		// On label creation 403 LimitException is the app's label cap, not a
+		// call rate: waiting does not help (file 000).
+		pe.Kind = provider.KindPermanent
+		pe.Description = fmt.Sprintf("the app already has %d labels (provider limit)", provider.MaxLabels)
+	}
 	if err != nil {
 		return Label{}, err
 	}
@@ -368,6 +376,26 @@ func (c *Client) putUser(ctx context.Context, username string, body map[string]a
 	}
 	_, err := c.call(ctx, provider.GroupUser, http.MethodPut, userPath(username), body)
 	return err
+}
+
+// UpdateUser sets, in one PUT /users/{username}, every field given: the
+// push nickname (≤ 100 characters) and notification_display_style (0
+// summary, 1 details). It spends one call of the shared user budget.
+func (c *Client) UpdateUser(ctx context.Context, username string, nickname *string, displayStyle *int) error {
+	var errs provider.FieldErrors
+	body := map[string]any{}
+	if nickname != nil {
+		errs.AddErr("nickname", provider.ValidateNickname(*nickname))
+		body["nickname"] = *nickname
+	}
+	if displayStyle != nil {
+		errs.AddErr("notification_display_style", provider.ValidateDisplayStyle(*displayStyle))
+		body["notification_display_style"] = *displayStyle
+	}
+	if len(body) == 0 {
+		errs.Add("nickname", "nothing to set: give nickname or notification_display_style")
+	}
+	return c.putUser(ctx, username, body, errs)
 }
 
 // SetNickname sets the push nickname (≤ 100 characters) of a user.

@@ -151,6 +151,17 @@ func (c *Client) roundTrip(ctx context.Context, req *http.Request, op string, ou
 	return nil
 }
 
+// limitMeaning spells out EngageLab's quota codes (file 004).
+var limitMeaning = map[int]string{
+	27011: "a device can carry at most 100 tags (provider limit)",
+	27012: "the tag the device should be bound to does not exist",
+	27013: "the app already has 100,000 tags (provider limit)",
+	27014: "the tag already has 100,000 devices (provider limit)",
+	27015: "the alias bound to the device does not exist",
+	27016: "the app already has 100,000 aliases (provider limit)",
+	27017: "tag over 40 characters (provider limit)",
+}
+
 // mapError classifies a non-200 answer by HTTP status and EngageLab code.
 func mapError(op string, resp *http.Response, body []byte) *provider.Error {
 	var eb errorBody
@@ -166,6 +177,14 @@ func mapError(op string, resp *http.Response, body []byte) *provider.Error {
 		}
 	}
 	code := eb.Error.Code
+	if code == 27005 && eb.Error.Data != "" {
+		var d struct {
+			InvalidRegIDs []string `json:"invalid_regids"`
+		}
+		if json.Unmarshal([]byte(eb.Error.Data), &d) == nil {
+			e.InvalidIDs = d.InvalidRegIDs
+		}
+	}
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:
 		e.Kind = provider.KindRateLimited
@@ -173,6 +192,9 @@ func mapError(op string, resp *http.Response, body []byte) *provider.Error {
 			e.RetryAfter = time.Duration(n) * time.Second
 		}
 	case code >= 27011 && code <= 27017:
+		if m, ok := limitMeaning[code]; ok {
+			e.Description = m + " (" + e.Description + ")"
+		}
 		// Quota and size limits (tags per device, tags per app, devices per
 		// tag, alias count, tag length, missing tag/alias): not a matter of
 		// waiting. EngageLab answers them with 401, but they are not auth.

@@ -1,0 +1,29 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/provider"
+)
+
+// Pusher sends one batch push (≤ 100 targets) for an app. Errors are
+// *provider.Error, or errors with a RetryAfter() method (the limiter's
+// refusal), or anything else (treated as transient).
+type Pusher interface {
+	PushSingle(ctx context.Context, app string, targets []string, strategy *int, msg json.RawMessage) ([]TargetResult, error)
+}
+
+// batch_push: every target once, in calls of at most 100 (POST /push/single).
+func batchPushKind() kind {
+	return kind{
+		name:      campaigns.KindBatchPush,
+		providers: []string{easemob},
+		groups:    []provider.Group{provider.GroupPushSingle},
+		unit:      fixed(provider.MaxPushTargets),
+		send: func(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string) ([]TargetResult, error) {
+			return p.PushSingle(ctx, c.App, targets, c.Strategy, c.PushMessage)
+		},
+	}
+}

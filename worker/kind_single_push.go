@@ -1,0 +1,40 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/provider"
+)
+
+// SyncPusher pushes to one user and waits for the vendor's answer
+// (POST /push/sync/{target}). The result's Reason carries the provider's
+// pushStatus and desc when the push was not a SUCCESS.
+type SyncPusher interface {
+	PushSync(ctx context.Context, app, target string, strategy *int, msg json.RawMessage) (TargetResult, error)
+}
+
+// single_push: each target alone, synchronously, with its own result, at
+// the push_sync limit (1/s by default) — the "send a test to these five
+// people and tell me exactly what happened" kind.
+func singlePushKind() kind {
+	return kind{
+		name:      campaigns.KindSinglePush,
+		providers: []string{easemob},
+		groups:    []provider.Group{provider.GroupPushSync},
+		unit:      fixed(1),
+		send: func(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string) ([]TargetResult, error) {
+			out := make([]TargetResult, 0, len(targets))
+			for _, t := range targets {
+				r, err := p.PushSync(ctx, c.App, t, c.Strategy, c.PushMessage)
+				if err != nil {
+					return nil, err
+				}
+				r.ID = t
+				out = append(out, r)
+			}
+			return out, nil
+		},
+	}
+}

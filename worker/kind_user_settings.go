@@ -1,0 +1,117 @@
+package worker
+
+import (
+	"context"
+	"strings"
+	"sync"
+
+	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/provider"
+)
+
+// SettingsEditor applies per-user push settings (Easemob).
+type SettingsEditor interface {
+	// UpdateUser sets the fields of PUT /users/{u} that are not nil
+	// (nickname, notification_display_style) in one call, under the shared
+	// user budget.
+	UpdateUser(ctx context.Context, app, user string, nickname *string, displayStyle *int) error
+	// SetPushMode sets the user's app-wide push mode
+	// (PUT /users/{u}/notification/user/{u}), notification limit.
+	SetPushMode(ctx context.Context, app, user string, typ, ignoreInterval *string, ignoreDuration *int64) error
+	// SetLanguage sets the preferred push language
+	// (PUT /users/{u}/notification/language), notification limit.
+	SetLanguage(ctx context.Context, app, user, language string) error
+}
+
+// user_settings: apply `settings` to every target with as few calls as the
+// provider allows — one PUT /users/{u} for nickname and display style, one
+// for the app-wide push mode (type, ignoreInterval, ignoreDuration), one
+// for the language, each only when the campaign sets it. A unit is one
+// user; its calls go out concurrently, each in its own limit group. A user
+// whose calls partly failed is a failed target whose reason names each
+// setting that failed.
+func userSettingsKind() kind {
+	return kind{
+		name:      campaigns.KindUserSettings,
+		providers: []string{easemob},
+		groups:    []provider.Group{provider.GroupUser, provider.GroupNotification},
+		unit:      fixed(1),
+		send:      sendUserSettings,
+	}
+}
+
+type settingsCall struct {
+	name string // the settings named in a failure
+	do   func(ctx context.Context) error
+}
+
+func settingsCalls(p Providers, c *campaigns.Campaign, user string) []settingsCall {
+	s := c.Settings
+	var calls []settingsCall
+	if s.Nickname != nil || s.NotificationDisplayStyle != nil {
+		var names []string
+		if s.Nickname != nil {
+			names = append(names, "nickname")
+		}
+		if s.NotificationDisplayStyle != nil {
+			names = append(names, "notification_display_style")
+		}
+		calls = append(calls, settingsCall{strings.Join(names, "+"), func(ctx context.Context) error {
+			return p.UpdateUser(ctx, c.App, user, s.Nickname, s.NotificationDisplayStyle)
+		}})
+	}
+	if s.Type != nil || s.IgnoreInterval != nil || s.IgnoreDuration != nil {
+		var names []string
+		for _, f := range []struct {
+			set  bool
+			name string
+		}{{s.Type != nil, "type"}, {s.IgnoreInterval != nil, "ignoreInterval"}, {s.IgnoreDuration != nil, "ignoreDuration"}} {
+			if f.set {
+				names = append(names, f.name)
+			}
+		}
+		calls = append(calls, settingsCall{strings.Join(names, "+"), func(ctx context.Context) error {
+			return p.SetPushMode(ctx, c.App, user, s.Type, s.IgnoreInterval, s.IgnoreDuration)
+		}})
+	}
+	if s.Language != nil {
+		calls = append(calls, settingsCall{"language", func(ctx context.Context) error {
+			return p.SetLanguage(ctx, c.App, user, *s.Language)
+		}})
+	}
+	return calls
+}
+
+func sendUserSettings(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string) ([]TargetResult, error) {
+	out := make([]TargetResult, 0, len(targets))
+	for _, user := range targets {
+		calls := settingsCalls(p, c, user)
+		errs := make([]error, len(calls))
+		var wg sync.WaitGroup
+		for i, call := range calls {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = call.do(ctx)
+			}()
+		}
+		wg.Wait()
+		var failed []string
+		for i, err := range errs {
+			if err == nil {
+				continue
+			}
+			if !isPermanent(err) {
+				// Retry the whole user (the calls are idempotent PUTs).
+				return nil, err
+			}
+			failed = append(failed, calls[i].name+": "+err.Error())
+		}
+		r := TargetResult{ID: user, OK: len(failed) == 0}
+		if !r.OK {
+			r.Reason = strings.Join(failed, "; ")
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}

@@ -1,0 +1,163 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/provider"
+)
+
+// A kind is everything campaignd knows about one campaign kind, in one
+// place: what a unit of work is (how many targets one stored batch — one
+// call, or one target's calls — carries), which limit groups its calls
+// spend, how a unit is sent and how the answer becomes per-target results.
+// The rest of the pipeline (dedupe, deterministic TaskIDs, record-once,
+// progress and status, pause/resume/cancel, expiry, start dates, priority,
+// a campaign's own rate_limit, audiences, failures) is shared by every kind.
+//
+// Each kind lives in its own file (kind_*.go) and is listed once in
+// kindList; intake accepts exactly the kinds listed there (Kinds).
+type kind struct {
+	name campaigns.Kind
+	// providers are the app providers that can run the kind ("easemob",
+	// "engagelab").
+	providers []string
+	// groups are the limit groups (CONTRACT §2 `limits`) its calls spend.
+	groups []provider.Group
+	// unit is how many targets one unit of work carries, for an app of the
+	// given provider.
+	unit func(providerName string) int
+	// unitTarget, for kinds without targets (a template), names the single
+	// unit the campaign is made of; nil for kinds that read targets or an
+	// audience.
+	unitTarget func(c *campaigns.Campaign) string
+	// prepare, if set, runs once before planning (e.g. create a missing
+	// label). A *campaignFailure fails the campaign with nothing sent.
+	prepare func(ctx context.Context, p Providers, c *campaigns.Campaign) error
+	// send sends one unit and returns a result per target. An error means
+	// the whole unit failed (and is classified as every batch error is).
+	send func(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string) ([]TargetResult, error)
+}
+
+// kindList is the one list of the kinds this campaignd sends.
+func kindList() []kind {
+	return []kind{batchPushKind(), singlePushKind(), labelMembersKind(), userSettingsKind(), templateKind()}
+}
+
+// Providers is what the kinds need of the provider clients; each kind's
+// file declares the part it uses.
+type Providers interface {
+	// ProviderOf names the provider of a configured app ("easemob",
+	// "engagelab"), or "" for an unknown app.
+	ProviderOf(app string) string
+	Pusher
+	SyncPusher
+	LabelEditor
+	TagEditor
+	SettingsEditor
+	TemplateEditor
+}
+
+// Kinds returns the kinds this campaignd sends, for intake and config
+// validation: a kind is accepted exactly when it is handled.
+func Kinds() map[campaigns.Kind]bool {
+	out := map[campaigns.Kind]bool{}
+	for _, k := range kindList() {
+		out[k.name] = true
+	}
+	return out
+}
+
+// KindInfo describes a handled kind (for documentation and metrics).
+type KindInfo struct {
+	Kind      campaigns.Kind
+	Providers []string
+	Groups    []provider.Group
+	Unit      map[string]int // provider → targets per unit of work
+}
+
+// KindInfos lists the handled kinds in contract order.
+func KindInfos() []KindInfo {
+	var out []KindInfo
+	for _, k := range kindList() {
+		ki := KindInfo{Kind: k.name, Providers: k.providers, Groups: k.groups, Unit: map[string]int{}}
+		for _, p := range k.providers {
+			ki.Unit[p] = k.unit(p)
+		}
+		out = append(out, ki)
+	}
+	order := map[campaigns.Kind]int{}
+	for i, k := range campaigns.Kinds {
+		order[k] = i
+	}
+	sort.Slice(out, func(i, j int) bool { return order[out[i].Kind] < order[out[j].Kind] })
+	return out
+}
+
+func indexKinds() map[campaigns.Kind]*kind {
+	m := map[campaigns.Kind]*kind{}
+	for _, k := range kindList() {
+		m[k.name] = &k
+	}
+	return m
+}
+
+// kindOf returns the kind of a campaign, and the unit size for its app.
+func (s *Service) kindOf(c *campaigns.Campaign) (*kind, int, error) {
+	k, ok := s.kinds[c.Kind]
+	if !ok {
+		return nil, 0, fmt.Errorf("campaign %s: kind %q is not handled by this campaignd", c.ID, c.Kind)
+	}
+	prov := s.o.Provider.ProviderOf(c.App)
+	for _, p := range k.providers {
+		if p == prov {
+			return k, max(k.unit(prov), 1), nil
+		}
+	}
+	return nil, 0, fmt.Errorf("campaign %s: kind %s is not available on app %q (provider %q)", c.ID, c.Kind, c.App, prov)
+}
+
+// campaignFailure fails a whole campaign before anything is sent (a label
+// that does not exist, the app's label cap): the campaign ends failed with
+// the error on its status.
+type campaignFailure struct {
+	field, message string
+}
+
+func (e *campaignFailure) Error() string { return e.field + ": " + e.message }
+
+// Provider names, as config and ProviderOf spell them.
+const (
+	easemob   = "easemob"
+	engagelab = "engagelab"
+)
+
+// fixed returns a unit size function that ignores the provider.
+func fixed(n int) func(string) int { return func(string) int { return n } }
+
+// allOK is the result of a unit the provider accepted as a whole.
+func allOK(targets []string) []TargetResult {
+	out := make([]TargetResult, len(targets))
+	for i, t := range targets {
+		out[i] = TargetResult{ID: t, OK: true}
+	}
+	return out
+}
+
+// isPermanent reports whether repeating a failed call cannot help: the
+// provider refused it as wrong, refused the credentials, or the client
+// refused the input before sending.
+func isPermanent(err error) bool {
+	if _, later := asRetryLater(err); later {
+		return false
+	}
+	var fe provider.FieldErrors
+	if errors.As(err, &fe) {
+		return true
+	}
+	k, ok := provider.KindOf(err)
+	return ok && (k == provider.KindPermanent || k == provider.KindAuth)
+}
