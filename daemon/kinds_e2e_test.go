@@ -1,10 +1,12 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -267,4 +269,136 @@ func TestTemplateEndToEnd(t *testing.T) {
 	if fs := failures(t, r, "tpl-again"); len(fs) != 1 || fs[0].Target != "sale" || !strings.Contains(fs[0].Reason, "not exist") {
 		t.Fatalf("failures %+v", fs)
 	}
+}
+
+// Bad input of every kind is rejected with every problem named, and
+// nothing reaches the provider.
+func TestKindBadInputIsRejected(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, pushsim.Config{})
+	r := start(t, w.withEngageLab(t, w.config(t, config.Limits{}), config.Limits{}))
+	long := strings.Repeat("t", 41)
+	cases := []struct {
+		id, body string
+		fields   []string
+	}{
+		{"bad-label-name", `{"kind":"label_members","action":"add","label":"no spaces!","targets":["u1"]}`, []string{"label"}},
+		{"bad-action", `{"kind":"label_members","action":"move","label":"ok","targets":["u1"]}`, []string{"action"}},
+		{"bad-tag", `{"app":"tags","kind":"label_members","action":"add","label":"` + long + `","targets":["r1"]}`, []string{"label"}},
+		{"bad-settings", `{"kind":"user_settings","targets":["u1"],"settings":{"notification_display_style":5,"type":"LOUD","ignoreInterval":"25:00-08:00","ignoreDuration":-1}}`,
+			[]string{"settings.notification_display_style", "settings.type", "settings.ignoreInterval", "settings.ignoreDuration"}},
+		{"empty-settings", `{"kind":"user_settings","targets":["u1"],"settings":{}}`, []string{"settings"}},
+		{"bad-template", `{"kind":"template","template":{"name":"x"}}`, []string{"template.title_pattern", "template.content_pattern"}},
+		{"template-targets", `{"kind":"template","targets":["u1"],"template":{"name":"x","delete":true}}`, []string{"targets"}},
+		{"push-on-engagelab", `{"app":"tags","kind":"batch_push","push_message":{"t":1},"targets":["r1"]}`, []string{"kind"}},
+		{"sync-on-engagelab", `{"app":"tags","kind":"single_push","push_message":{"t":1},"targets":["r1"]}`, []string{"kind"}},
+		{"settings-on-engagelab", `{"app":"tags","kind":"user_settings","targets":["r1"],"settings":{"nickname":"n"}}`, []string{"kind"}},
+		{"single-no-message", `{"kind":"single_push","targets":["u1"]}`, []string{"push_message"}},
+		{"label-push-not-yet", `{"kind":"label_push","label":"l","push_message":{"t":1}}`, []string{"kind"}},
+	}
+	for _, c := range cases {
+		body := `{"id":"` + c.id + `",` + strings.TrimPrefix(c.body, "{")
+		w.publish(t, "campaigns.submit", []byte(body), c.id)
+	}
+	for _, c := range cases {
+		deadline := time.Now().Add(15 * time.Second)
+		var st campaigns.Status
+		for {
+			st = w.lastStatusOK(c.id)
+			if st.Status != "" || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if st.Status != campaigns.StateRejected {
+			t.Errorf("%s: status %q, want rejected (%+v)", c.id, st.Status, st)
+			continue
+		}
+		named := map[string]bool{}
+		for _, e := range st.Errors {
+			named[e.Field] = true
+		}
+		for _, f := range c.fields {
+			if !named[f] {
+				t.Errorf("%s: errors %+v do not name %s", c.id, st.Errors, f)
+			}
+		}
+	}
+	sim := w.sim.Sim().Stats()
+	for k, n := range sim.Calls {
+		if !strings.HasSuffix(k, "/token") && n > 0 {
+			t.Errorf("bad input reached the provider: %s %d calls", k, n)
+		}
+	}
+	_ = r
+}
+
+// lastStatusOK is lastStatus that answers the zero status while there is
+// none yet.
+func (w *world) lastStatusOK(id string) campaigns.Status {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := w.js.Stream(ctx, "CAMPAIGN_STATUS")
+	if err != nil {
+		return campaigns.Status{}
+	}
+	m, err := s.GetLastMsgForSubject(ctx, "campaigns.status."+id)
+	if err != nil {
+		return campaigns.Status{}
+	}
+	var st campaigns.Status
+	_ = json.Unmarshal(m.Data, &st)
+	return st
+}
+
+// A schedule whose campaign this campaignd cannot send stops it at start,
+// naming schedules[i].campaign; the sample configs hold only what works.
+func TestSchedulesAreCheckedAgainstTheKinds(t *testing.T) {
+	t.Parallel()
+	cfg := config.Default()
+	cfg.Apps = map[string]config.App{
+		"default": {Provider: "easemob", BaseURL: "http://127.0.0.1:1", Org: "o", App: "a", AppToken: "t"},
+		"tags":    {Provider: "engagelab", BaseURL: "http://127.0.0.1:1", AppKey: "k", AppSecret: "s"},
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	msg := map[string]any{"title": "t"}
+	cases := []struct {
+		name string
+		c    campaigns.Campaign
+		want string
+	}{
+		{"ok", campaigns.Campaign{Kind: campaigns.KindBatchPush, Targets: []string{"u"}, PushMessage: mustJSON(msg)}, ""},
+		{"ok tags", campaigns.Campaign{App: "tags", Kind: campaigns.KindLabelMembers, Action: "add", Label: "t", Targets: []string{"r"}}, ""},
+		{"not handled", campaigns.Campaign{Kind: campaigns.KindLabelPush, Label: "weekly", PushMessage: mustJSON(msg)}, "schedules[0].campaign.kind"},
+		{"push on engagelab", campaigns.Campaign{App: "tags", Kind: campaigns.KindBatchPush, Targets: []string{"r"}, PushMessage: mustJSON(msg)}, "schedules[0].campaign.kind"},
+	}
+	for _, c := range cases {
+		cfg.Schedules = []config.Schedule{{Name: "s", Cron: "@daily", Campaign: c.c}}
+		err := checkSchedules(cfg, time.Now())
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case c.want != "" && (err == nil || !strings.HasPrefix(err.Error(), c.want)):
+			t.Errorf("%s: %v, want an error naming %s", c.name, err, c.want)
+		}
+	}
+	for _, f := range []string{"campaignd.yaml", "demo.yaml", "docker.yaml"} {
+		vars := map[string]string{"CAMPAIGND_UI_PASSWORD": "pw", "EASEMOB_CLIENT_SECRET": "s", "ENGAGELAB_APP_SECRET": "s2",
+			"PUSHSIM_URL": "http://127.0.0.1:9900", "CAMPAIGND_REDIS_URL": "redis://127.0.0.1:1/0",
+			"CAMPAIGND_NATS_URL": "nats://127.0.0.1:2", "CAMPAIGND_HTTP_ADDR": "127.0.0.1:3"}
+		loaded, err := config.Load(filepath.Join("..", "configs", f), func(k string) string { return vars[k] })
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if err := checkSchedules(*loaded, time.Now()); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, _ := json.Marshal(v)
+	return b
 }

@@ -279,11 +279,64 @@ func (c *cli) status(ctx context.Context, args []string) (int, error) {
 		var out bytes.Buffer
 		_ = json.Indent(&out, body, "", "  ")
 		fmt.Fprintln(c.out, out.String())
+		var st campaigns.Status
+		if json.Unmarshal(body, &st) == nil {
+			c.outcome(ctx, st)
+		}
 		return exitOK, nil
 	case http.StatusNotFound:
 		return exitRejected, fmt.Errorf("unknown campaign %s", id)
 	default:
 		return exitOther, fmt.Errorf("status API answered %d: %s", resp.StatusCode, bytes.TrimSpace(body))
+	}
+}
+
+// maxListedFailures bounds the refused targets status prints for people.
+const maxListedFailures = 50
+
+// outcome tells people, on stderr (stdout stays the status JSON), what
+// happened to the targets: the counts, each refused target with the
+// provider's reason, and the campaign's own errors.
+func (c *cli) outcome(ctx context.Context, st campaigns.Status) {
+	fmt.Fprintf(c.errw, "%s (%s): %s — %d of %d targets sent, %d failed", st.ID, st.Kind, st.Status, st.Sent, st.TargetsTotal, st.Failed)
+	if st.Dropped > 0 {
+		fmt.Fprintf(c.errw, ", %d dropped (expired)", st.Dropped)
+	}
+	fmt.Fprintln(c.errw)
+	for _, e := range st.Errors {
+		fmt.Fprintf(c.errw, "  error: %s: %s\n", e.Field, e.Message)
+	}
+	if st.Failed == 0 {
+		return
+	}
+	resp, err := c.get(ctx, "/api/campaigns/"+st.ID+"/failures")
+	if err != nil {
+		fmt.Fprintf(c.errw, "  (failures not read: %v)\n", err)
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(c.errw, "  (failures API answered %d)\n", resp.StatusCode)
+		return
+	}
+	fmt.Fprintln(c.errw, "  refused targets:")
+	dec := json.NewDecoder(io.LimitReader(resp.Body, 8<<20))
+	n := 0
+	for {
+		var f campaigns.Failure
+		if err := dec.Decode(&f); err != nil {
+			break
+		}
+		if n < maxListedFailures {
+			fmt.Fprintf(c.errw, "    %-24s %s\n", f.Target, f.Reason)
+		}
+		n++
+	}
+	if n > maxListedFailures {
+		fmt.Fprintf(c.errw, "    … and %d more (GET /api/campaigns/%s/failures)\n", n-maxListedFailures, st.ID)
+	}
+	if st.Sent > 0 {
+		fmt.Fprintln(c.errw, "  every other target was sent")
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -162,8 +163,15 @@ func TestStatusOverHTTP(t *testing.T) {
 			w.WriteHeader(401)
 			return
 		}
-		if r.URL.Path == "/api/campaigns/known" {
+		switch r.URL.Path {
+		case "/api/campaigns/known":
 			fmt.Fprint(w, `{"id":"known","status":"running"}`)
+			return
+		case "/api/campaigns/test-5":
+			fmt.Fprint(w, `{"id":"test-5","kind":"single_push","status":"partially_failed","targets_total":5,"sent":4,"failed":1}`)
+			return
+		case "/api/campaigns/test-5/failures":
+			fmt.Fprintln(w, `{"target":"invalid-s3","reason":"FAIL: appUser not exists"}`)
 			return
 		}
 		w.WriteHeader(404)
@@ -171,6 +179,12 @@ func TestStatusOverHTTP(t *testing.T) {
 	defer srv.Close()
 	if code, out, _ := runCLI(t, "-api", srv.URL, "-password", "pw", "status", "known"); code != 0 || !strings.Contains(out, "running") {
 		t.Fatalf("status: %d %s", code, out)
+	}
+	code, out, errs := runCLI(t, "-api", srv.URL, "-password", "pw", "status", "test-5")
+	if code != 0 || !strings.Contains(out, `"partially_failed"`) ||
+		!strings.Contains(errs, "4 of 5 targets sent, 1 failed") ||
+		!regexp.MustCompile(`invalid-s3 +FAIL: appUser not exists`).MatchString(errs) || !strings.Contains(errs, "every other target was sent") {
+		t.Fatalf("per-target outcome: %d\n%s\n%s", code, out, errs)
 	}
 	if code, _, errs := runCLI(t, "-api", srv.URL, "-password", "pw", "status", "unknown"); code != 1 || !strings.Contains(errs, "unknown campaign") {
 		t.Fatalf("unknown: %d %s", code, errs)
