@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: all build test vet fmt demo bench soak crash deps clean
+.PHONY: all build test vet fmt demo bench bench-kinds soak crash deps clean
 
 all: build
 
@@ -33,6 +33,12 @@ demo: deps build
 
 bench: deps
 	./scripts/bench.sh
+
+# bench-kinds: the share of their limits user_settings (5,000 users at
+# user=100, notification=100) and label_members (20,000 users at
+# label_user=30) reach (~2 min; docs/BENCHMARKS.md).
+bench-kinds: deps
+	$(GO) test ./daemon -run '^$$' -bench Kinds -benchtime 1x -timeout 20m -v
 
 # soak: 4 processes x 50 workers against pushsim's strict sliding-window
 # judge, R = 1, 10, 100, 30 s each (SOAK_SECONDS to change).

@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/campaignd/campaignd/provider"
 )
@@ -377,6 +379,8 @@ func (c *Campaign) validateTemplate() FieldErrors {
 	var errs FieldErrors
 	if t.Name == "" || len(t.Name) > MaxTemplateNameLen {
 		errs = append(errs, fe("template.name", "must be 1..%d bytes", MaxTemplateNameLen))
+	} else if strings.IndexFunc(t.Name, unicode.IsControl) >= 0 || !utf8.ValidString(t.Name) {
+		errs = append(errs, fe("template.name", "must be valid UTF-8 without control characters"))
 	}
 	if !t.Delete {
 		if t.TitlePattern == "" {

@@ -123,6 +123,7 @@ func TestEveryBadInputNamesItsField(t *testing.T) {
 		{"settings long nickname", `{"id":"a","kind":"user_settings","targets":["u"],"settings":{"nickname":"` + strings.Repeat("n", 101) + `"}}`, "settings.nickname"},
 		{"template missing", `{"id":"a","kind":"template"}`, "template"},
 		{"template no patterns", `{"id":"a","kind":"template","template":{"name":"t"}}`, "template.title_pattern"},
+		{"template name with a newline", `{"id":"a","kind":"template","template":{"name":"a\nb","delete":true}}`, "template.name"},
 		{"template no name", `{"id":"a","kind":"template","template":{"delete":true}}`, "template.name"},
 	}
 	for _, tt := range tests {

@@ -29,7 +29,7 @@ type world struct {
 	js    jetstream.JetStream
 }
 
-func newWorld(t *testing.T, sc pushsim.Config) *world {
+func newWorld(t testing.TB, sc pushsim.Config) *world {
 	t.Helper()
 	w := &world{redis: testenv.StartRedis(t), nats: testenv.StartNATS(t)}
 	var err error
@@ -47,7 +47,7 @@ func newWorld(t *testing.T, sc pushsim.Config) *world {
 	return w
 }
 
-func (w *world) config(t *testing.T, limits config.Limits) config.Config {
+func (w *world) config(t testing.TB, limits config.Limits) config.Config {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Redis.URL = w.redis.URL
@@ -70,7 +70,7 @@ type running struct {
 	base string
 }
 
-func start(t *testing.T, cfg config.Config) *running {
+func start(t testing.TB, cfg config.Config) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d, err := New(ctx, cfg, Options{Logger: zerolog.Nop()})
@@ -102,7 +102,7 @@ func start(t *testing.T, cfg config.Config) *running {
 	return r
 }
 
-func waitHTTP(t *testing.T, url string, want int) {
+func waitHTTP(t testing.TB, url string, want int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -120,7 +120,7 @@ func waitHTTP(t *testing.T, url string, want int) {
 	}
 }
 
-func getJSON(t *testing.T, url string, v any) int {
+func getJSON(t testing.TB, url string, v any) int {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -136,7 +136,7 @@ func getJSON(t *testing.T, url string, v any) int {
 	return resp.StatusCode
 }
 
-func (w *world) publish(t *testing.T, subject string, body []byte, msgID string) {
+func (w *world) publish(t testing.TB, subject string, body []byte, msgID string) {
 	t.Helper()
 	var opts []jetstream.PublishOpt
 	if msgID != "" {
@@ -147,7 +147,7 @@ func (w *world) publish(t *testing.T, subject string, body []byte, msgID string)
 	}
 }
 
-func (r *running) waitFinal(t *testing.T, id string, within time.Duration) campaigns.Status {
+func (r *running) waitFinal(t testing.TB, id string, within time.Duration) campaigns.Status {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {

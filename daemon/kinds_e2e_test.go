@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -16,10 +17,11 @@ import (
 	"github.com/campaignd/campaignd/config"
 	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/pushsim"
+	"github.com/campaignd/campaignd/worker"
 )
 
 // withEngageLab adds an EngageLab app "tags" on the same emulator.
-func (w *world) withEngageLab(t *testing.T, cfg config.Config, limits config.Limits) config.Config {
+func (w *world) withEngageLab(t testing.TB, cfg config.Config, limits config.Limits) config.Config {
 	t.Helper()
 	cfg.Apps["tags"] = config.App{Provider: "engagelab", BaseURL: w.sim.URL(), AppKey: "pushsim", AppSecret: "pushsim-secret", Limits: limits}
 	if err := cfg.Validate(); err != nil {
@@ -28,7 +30,7 @@ func (w *world) withEngageLab(t *testing.T, cfg config.Config, limits config.Lim
 	return cfg
 }
 
-func submitJSON(t *testing.T, w *world, v map[string]any) {
+func submitJSON(t testing.TB, w *world, v map[string]any) {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -401,4 +403,40 @@ func TestSchedulesAreCheckedAgainstTheKinds(t *testing.T) {
 func mustJSON(v any) json.RawMessage {
 	b, _ := json.Marshal(v)
 	return b
+}
+
+// The example campaigns in configs/examples are valid for the demo config
+// and cover every kind this campaignd sends.
+func TestExampleCampaignsAreValid(t *testing.T) {
+	t.Parallel()
+	vars := map[string]string{"PUSHSIM_URL": "http://127.0.0.1:9900", "CAMPAIGND_REDIS_URL": "redis://127.0.0.1:1/0",
+		"CAMPAIGND_NATS_URL": "nats://127.0.0.1:2", "CAMPAIGND_HTTP_ADDR": "127.0.0.1:3"}
+	cfg, err := config.Load(filepath.Join("..", "configs", "demo.yaml"), func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join("..", "configs", "examples", "*.json"))
+	files = append(files, filepath.Join("..", "configs", "campaign-sample.json"))
+	seen := map[campaigns.Kind]bool{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, errs := campaigns.Decode(b)
+		if len(errs) == 0 {
+			c.Normalize()
+			errs = c.Validate(envFor(*cfg, time.Now()))
+		}
+		if len(errs) > 0 {
+			t.Errorf("%s: %v", f, errs)
+			continue
+		}
+		seen[c.Kind] = true
+	}
+	for k := range worker.Kinds() {
+		if !seen[k] {
+			t.Errorf("no example campaign of kind %s in configs/examples", k)
+		}
+	}
 }

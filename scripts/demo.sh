@@ -67,7 +67,37 @@ echo "demo: starting campaignd (embedded NATS on 127.0.0.1:$NATS_PORT, HTTP on 1
 PIDS+=($!)
 wait_http "http://127.0.0.1:$HTTP_PORT/readyz"
 
-ID="demo-$(date +%Y%m%d-%H%M%S)"
+STAMP="$(date +%Y%m%d-%H%M%S)"
+# send one example campaign of a kind (configs/examples), with a fresh id,
+# and show how it ended
+example() { # file [targets-json]
+  local f="$ROOT/configs/examples/$1" id
+  id="$(basename "$1" .json | tr _ -)-$STAMP"
+  sed -e "s/\"id\": \"[^\"]*\"/\"id\": \"$id\"/" "$f" >"$WORK/$1"
+  if [ -n "${2:-}" ]; then
+    sed -i -e "s/\"targets\": \[[^]]*\]/\"targets\": $2/" "$WORK/$1"
+  fi
+  echo "demo: $1 → $id"
+  "$BIN/campaignctl" submit -f "$WORK/$1" >/dev/null || true
+  "$BIN/campaignctl" watch "$id" >/dev/null || true
+  "$BIN/campaignctl" status "$id" >/dev/null
+}
+users_json() { # n: ["user00001", …]
+  printf '['
+  for i in $(seq 1 "$1"); do [ "$i" -gt 1 ] && printf ','; printf '"user%05d"' "$i"; done
+  printf ']'
+}
+
+echo "demo: every kind campaignd sends, through the same queue and limits"
+example label_members_add.json "$(users_json 2000)"
+echo "demo: pushsim's label \"fans\": $(curl -fsS "http://127.0.0.1:$SIM_PORT/_sim/label?org=demo&app=demo&name=fans" | head -c 160)…"
+example tag_members_add.json
+example user_settings.json "$(users_json 200)"
+echo "demo: pushsim's settings of user00001: $(curl -fsS "http://127.0.0.1:$SIM_PORT/_sim/user?org=demo&app=demo&user=user00001")"
+example template_create.json
+example single_push.json
+
+ID="demo-$STAMP"
 {
   printf '{"id":"%s","kind":"batch_push","push_message":{"title":"Hello","content":"campaignd demo"},"targets":[' "$ID"
   for i in $(seq 1 "$TARGETS"); do

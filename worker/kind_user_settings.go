@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/provider"
@@ -82,6 +83,26 @@ func settingsCalls(p Providers, c *campaigns.Campaign, user string) []settingsCa
 	return calls
 }
 
+// maxInUnitWait is the longest "not now" a settings call waits for within
+// its unit; a longer one sends the whole unit back to the queue.
+const maxInUnitWait = 2 * time.Second
+
+// callOnce runs one settings call, waiting out short "not now" answers
+// (a provider 429, a limiter slot a little ahead) so that the user's calls
+// that succeeded already are not sent again with a retry of the unit.
+func callOnce(ctx context.Context, do func(context.Context) error) error {
+	for attempt := 0; ; attempt++ {
+		err := do(ctx)
+		rl, later := asRetryLater(err)
+		if !later || attempt >= 3 || rl.in > maxInUnitWait {
+			return err
+		}
+		if err := sleepCtx(ctx, rl.in); err != nil {
+			return err
+		}
+	}
+}
+
 func sendUserSettings(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string) ([]TargetResult, error) {
 	out := make([]TargetResult, 0, len(targets))
 	for _, user := range targets {
@@ -92,7 +113,7 @@ func sendUserSettings(ctx context.Context, p Providers, c *campaigns.Campaign, t
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				errs[i] = call.do(ctx)
+				errs[i] = callOnce(ctx, call.do)
 			}()
 		}
 		wg.Wait()
