@@ -302,8 +302,22 @@ func (p *providers) DeleteTemplate(ctx context.Context, app, name string) error 
 	return c.DeleteTemplate(ctx, name)
 }
 
-// callContext attaches a campaign's own rate_limit to its provider calls.
-func (p *providers) callContext(ctx context.Context, c *campaigns.Campaign) context.Context {
+// priorityOrder is a campaign priority's rank in the limiter's queues.
+var priorityOrder = map[campaigns.Priority]int{campaigns.PriorityHigh: 0, campaigns.PriorityNormal: 1, campaigns.PriorityLow: 2}
+
+// callContext attaches to a campaign's provider calls its own rate_limit,
+// its priority and flow in the limiter's local queues (high before normal
+// before low; campaigns of one priority in turn), and the worker's check
+// run at each call's slot.
+func (p *providers) callContext(ctx context.Context, c *campaigns.Campaign, check func(context.Context) error) context.Context {
+	prio, ok := priorityOrder[c.Priority]
+	if !ok {
+		prio = 1
+	}
+	ctx = ratelimit.WithOrder(ctx, prio, c.ID)
+	if check != nil {
+		ctx = ratelimit.WithCheck(ctx, check)
+	}
 	if c.RateLimit <= 0 {
 		return ctx
 	}

@@ -367,10 +367,16 @@ func NewAudienceStore(js jetstream.JetStream) *AudienceStore { return &AudienceS
 // Open implements worker.AudienceSource.
 func (a *AudienceStore) Open(ctx context.Context, bucket, object string) (io.ReadCloser, error) {
 	os, err := a.js.ObjectStore(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("intake: audience bucket %q (object %q) does not exist: %w", bucket, object, campaigns.ErrAudienceNotFound)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("intake: object store %s: %w", bucket, err)
 	}
 	r, err := os.Get(ctx, object)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, fmt.Errorf("intake: audience object %q does not exist in bucket %q: %w", object, bucket, campaigns.ErrAudienceNotFound)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("intake: audience %s/%s: %w", bucket, object, err)
 	}

@@ -31,7 +31,6 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +44,7 @@ import (
 type RateLimited struct {
 	Key     string
 	RetryIn time.Duration
+	Backlog bool // refused because the process holds enough waiting calls (Options.Backlog)
 }
 
 func (e *RateLimited) Error() string {
@@ -78,6 +78,15 @@ type Options struct {
 	// ceil(R × LocalAhead) of its callers hold a reservation at once, the
 	// others queue in the process. Default 200 ms; negative: no local queue.
 	LocalAhead time.Duration
+	// Backlog bounds, by time, how many calls of one priority or better a
+	// process keeps waiting on a key: about R × Backlog (at least the
+	// places plus MinBacklog). A caller beyond it gets a *RateLimited with
+	// RetryIn BacklogRetry at once, so that a batch goes back to its queue
+	// instead of deciding now to send seconds later. Default 2s; negative:
+	// no bound.
+	Backlog      time.Duration
+	MinBacklog   int           // default 8
+	BacklogRetry time.Duration // default 1s
 	// Now, when set, replaces Redis TIME inside the scripts (tests move time
 	// with it). Production leaves it nil.
 	Now    func() time.Time
@@ -91,7 +100,7 @@ type Limiter struct {
 	opts Options
 
 	mu     sync.Mutex
-	places map[string]chan struct{} // local queues by key set
+	queues map[string]*localQueue // local queues by key set
 }
 
 // New returns a limiter on rdb.
@@ -114,7 +123,16 @@ func New(rdb redis.UniversalClient, opts Options) *Limiter {
 	if opts.LocalAhead == 0 {
 		opts.LocalAhead = 200 * time.Millisecond
 	}
-	return &Limiter{rdb: rdb, opts: opts, places: map[string]chan struct{}{}}
+	if opts.Backlog == 0 {
+		opts.Backlog = 2 * time.Second
+	}
+	if opts.MinBacklog <= 0 {
+		opts.MinBacklog = 8
+	}
+	if opts.BacklogRetry <= 0 {
+		opts.BacklogRetry = time.Second
+	}
+	return &Limiter{rdb: rdb, opts: opts, queues: map[string]*localQueue{}}
 }
 
 // luaPrelude starts every rate script: rd(k) reads a key's "next free time
@@ -324,43 +342,133 @@ func (l *Limiter) Wait(ctx context.Context, rates ...Rate) (time.Duration, error
 // late call could crowd the window of the calls after it.
 func (l *Limiter) WaitGrant(ctx context.Context, rates ...Rate) (*Grant, time.Duration, error) {
 	start := time.Now()
-	release, err := l.queue(ctx, rates)
-	if err != nil {
-		return nil, time.Since(start), err
-	}
-	defer release()
-	for attempt := 0; ; attempt++ {
-		r, err := l.Reserve(ctx, l.opts.MaxWait, rates...)
+	check := checkOf(ctx)
+	for requeue := 0; ; requeue++ {
+		t, err := l.enter(ctx, rates)
 		if err != nil {
 			return nil, time.Since(start), err
 		}
-		g := &Grant{l: l, r: r}
-		if l.opts.Now != nil { // test clock: nothing to sleep on
-			return g, r.Wait, nil
+		g, again, err := l.serve(ctx, t, check, rates, requeue < maxRequeues)
+		if again {
+			continue
 		}
-		if d := time.Until(r.SendAt); d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return nil, time.Since(start), fmt.Errorf("ratelimit: wait: %w", ctx.Err())
+		return g, time.Since(start), err
+	}
+}
+
+// waitSlot sleeps until slot r; a holder of a worse priority whose earlier
+// slot comes meanwhile may swap it in (see swapDown), and the earlier slot
+// is returned then. On ctx's end the slot goes to the next waiter.
+func (t *ticket) waitSlot(ctx context.Context, r Reservation) (Reservation, error) {
+	d := time.Until(r.SendAt)
+	if d <= 0 {
+		return r, nil
+	}
+	sl := t.sleep(r)
+	var swap <-chan Reservation
+	if sl != nil {
+		swap = sl.swap
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		if !t.wake(sl) {
+			return r, nil
+		}
+		earlier := <-sl.swap
+		sl.back <- r
+		return earlier, nil
+	case earlier := <-swap:
+		sl.back <- r
+		return earlier, nil
+	case <-ctx.Done():
+		if t.wake(sl) {
+			earlier := <-sl.swap
+			sl.back <- r
+			r = earlier
+		}
+		if !t.handOver(r) {
+			t.release()
+		}
+		return r, fmt.Errorf("ratelimit: wait: %w", ctx.Err())
+	}
+}
+
+// maxRequeues bounds how often one caller steps aside for better-priority
+// waiters before it sends in any case.
+const maxRequeues = 64
+
+// serve books (or takes the handed-over) slot of a caller holding place t
+// and waits for it. At the slot it decides: a failed check sends nothing
+// and hands the slot to the next waiter; a waiter of a better priority
+// (when mayYield) gets the slot, and the caller queues again (again true).
+func (l *Limiter) serve(ctx context.Context, t *ticket, check CheckFunc, rates []Rate, mayYield bool) (g *Grant, again bool, err error) {
+	if t.handed == nil && t.waited && check != nil {
+		if err := check(ctx); err != nil {
+			t.release()
+			return nil, false, err
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		var r Reservation
+		if t.handed != nil {
+			r, t.handed = *t.handed, nil
+		} else if r, err = l.Reserve(ctx, l.opts.MaxWait, rates...); err != nil {
+			t.release()
+			return nil, false, err
+		}
+		if l.opts.Now != nil { // test clock: nothing to sleep on
+			t.release()
+			return &Grant{l: l, r: r}, false, nil
+		}
+		r, err = t.waitSlot(ctx, r)
+		if err != nil {
+			return nil, false, err
+		}
+		if mayYield {
+			// A holder of a better priority waiting for a later slot takes
+			// this one; this caller waits for that later slot instead.
+			for i := 0; i < maxRequeues; i++ {
+				later, ok := t.swapDown(r)
+				if !ok {
+					break
+				}
+				if r, err = t.waitSlot(ctx, later); err != nil {
+					return nil, false, err
+				}
 			}
+		}
+		g = &Grant{l: l, r: r}
+		// The decision to send is taken now, at the slot.
+		if check != nil {
+			if err := check(ctx); err != nil {
+				if !t.handOver(r) {
+					t.release()
+				}
+				return nil, false, err
+			}
+		}
+		if mayYield && t.outranked() && t.handOver(r) {
+			return nil, true, nil
 		}
 		// Any call late for its slot could crowd the window of the call R
 		// places after it, even one granted at once.
 		late := time.Since(r.SendAt)
 		if late <= l.opts.MaxLate || attempt >= 5 || len(r.keys) == 0 {
-			return g, time.Since(start), nil
+			t.release()
+			return g, false, nil
 		}
 		moved, ok, err := l.shift(ctx, r, late, 0)
 		if err != nil {
-			return nil, time.Since(start), err
+			t.release()
+			return nil, false, err
 		}
 		if ok {
 			g.moved = moved
 			l.opts.Logger.Debug().Dur("late", late).Msg("ratelimit: late for the slot; schedule moved on")
-			return g, time.Since(start), nil
+			t.release()
+			return g, false, nil
 		}
 		l.opts.Logger.Debug().Dur("late", late).Msg("ratelimit: too late for the slot; reserving another")
 	}
@@ -401,52 +509,14 @@ func (g *Grant) Written(at time.Time) {
 	}
 }
 
-// queue takes one of this process's places for rates' keys: at most
-// ceil(R × LocalAhead) callers per process hold a reservation on a key at
-// once, the others wait here in order, without asking Redis. So the
-// schedule is booked only a little ahead, and a caller that wakes late can
-// usually still send (see shiftScript). A place not had within MaxWait is a
-// *RateLimited.
+// queue takes a place in the process's queue for rates' keys with the
+// order of ctx (see enter); release gives it back.
 func (l *Limiter) queue(ctx context.Context, rates []Rate) (release func(), err error) {
-	var id strings.Builder
-	minRate := math.Inf(1)
-	for _, r := range rates {
-		if r.PerSecond <= 0 || math.IsInf(r.PerSecond, 1) || math.IsNaN(r.PerSecond) {
-			continue
-		}
-		id.WriteString(r.Key)
-		id.WriteByte(0)
-		minRate = min(minRate, r.PerSecond)
+	t, err := l.enter(ctx, rates)
+	if err != nil {
+		return nil, err
 	}
-	if id.Len() == 0 || l.opts.LocalAhead < 0 {
-		return func() {}, nil
-	}
-	places := int(min(max(math.Ceil(minRate*l.opts.LocalAhead.Seconds()), 1), maxPlaces))
-	l.mu.Lock()
-	q, ok := l.places[id.String()]
-	if !ok || cap(q) != places {
-		if len(l.places) >= maxQueues {
-			clear(l.places) // holders still release into their own queue
-		}
-		q = make(chan struct{}, places)
-		l.places[id.String()] = q
-	}
-	l.mu.Unlock()
-	select {
-	case q <- struct{}{}:
-		return func() { <-q }, nil
-	default:
-	}
-	t := time.NewTimer(l.opts.MaxWait)
-	defer t.Stop()
-	select {
-	case q <- struct{}{}:
-		return func() { <-q }, nil
-	case <-t.C:
-		return nil, &RateLimited{Key: rates[0].Key, RetryIn: l.opts.MaxWait}
-	case <-ctx.Done():
-		return nil, fmt.Errorf("ratelimit: wait: %w", ctx.Err())
-	}
+	return t.release, nil
 }
 
 const (

@@ -119,6 +119,19 @@ func (s *Store) Campaign(ctx context.Context, id string) (*campaigns.Campaign, e
 	return &c, nil
 }
 
+// State returns a campaign's state alone (one HGET: the limiter's check at
+// each call's slot).
+func (s *Store) State(ctx context.Context, id string) (campaigns.State, error) {
+	v, err := s.rdb.HGet(ctx, s.key(id), "state").Result()
+	if errors.Is(err, redis.Nil) {
+		return "", fmt.Errorf("store: %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("store: state %s: %w", id, err)
+	}
+	return campaigns.State(v), nil
+}
+
 // Planned reports whether the campaign's batches are written.
 func (s *Store) Planned(ctx context.Context, id string) (bool, error) {
 	v, err := s.rdb.HGet(ctx, s.key(id), "planned").Result()
@@ -411,23 +424,94 @@ local now = ARGV[3]
 // finishLua ends the record and set-planned scripts. Given the locals f
 // (the campaign's planned, batches_total, state, sent, failed, dropped),
 // done (batches recorded), fields and now, it moves a planned, fully
-// recorded, unfinished campaign to its final state and returns
-// {1, 1, status}; otherwise {1, 0, status}.
+// recorded, unfinished campaign that is not paused to its final state and
+// returns {1, 1, status}; otherwise {1, 0, status}. The final state:
+// completed when nothing failed or was dropped; expired when something
+// was dropped (past expires_at) and nothing failed; failed when everything
+// failed; partially_failed otherwise (some failed, and some were sent or
+// dropped). A paused campaign is finished by Resume (FinishIfDone).
 const finishLua = `
 local cur = f[3]
 local final = (cur == 'completed' or cur == 'partially_failed' or cur == 'failed' or cur == 'rejected' or cur == 'cancelled' or cur == 'expired')
-if f[1] ~= '1' or done < tonumber(f[2]) or final then return {1, 0, redis.call('HMGET', KEYS[1], unpack(fields))} end
+if f[1] ~= '1' or done < tonumber(f[2]) or final or cur == 'paused' then return {1, 0, redis.call('HMGET', KEYS[1], unpack(fields))} end
 local sent, failed, dropped = tonumber(f[4]), tonumber(f[5]), tonumber(f[6])
 local to
 if failed == 0 and dropped == 0 then to = 'completed'
-elseif sent == 0 and failed == 0 then to = 'expired'
-elseif sent == 0 then to = 'failed'
+elseif failed == 0 then to = 'expired'
+elseif sent == 0 and dropped == 0 then to = 'failed'
 else to = 'partially_failed' end
 redis.call('HSET', KEYS[1], 'state', to, 'at', now)
 redis.call('HINCRBY', KEYS[4], cur, -1)
 redis.call('HINCRBY', KEYS[4], to, 1)
 return {1, 1, redis.call('HMGET', KEYS[1], unpack(fields))}
 `
+
+// finishIfDoneScript: KEYS as recordScript; ARGV[1] now. It finishes a
+// planned, fully recorded campaign that is not paused (after a resume).
+var finishIfDoneScript = redis.NewScript(`
+if not redis.call('HGET', KEYS[1], 'state') then return {-1, 0, {}} end
+local done = tonumber(redis.call('HGET', KEYS[1], 'batches_done') or '0')
+local fields = {'kind', 'state', 'at', 'start_at', 'targets_total', 'batches_total', 'batches_done', 'sent', 'failed', 'dropped', 'task_ids', 'errors'}
+local f = redis.call('HMGET', KEYS[1], 'planned', 'batches_total', 'state', 'sent', 'failed', 'dropped')
+local now = ARGV[1]
+` + finishLua + `
+`)
+
+// FinishIfDone finishes a campaign whose batches were all recorded while
+// it was paused (Resume calls it): finished is true, with the final status,
+// when it did.
+func (s *Store) FinishIfDone(ctx context.Context, id string) (st campaigns.Status, finished bool, err error) {
+	return s.finishWith(ctx, id, "finish", finishIfDoneScript, s.now())
+}
+
+// expireScript: KEYS as recordScript; ARGV[1] now. It ends a campaign that
+// is not final as expired (whatever it still had to send is past
+// expires_at): dropped becomes what was neither sent nor failed of the
+// targets planned so far. Batches recorded afterwards (calls that were on
+// the wire) move their counts out of dropped (see recordScript).
+var expireScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], 'state')
+if not cur then return {-1, 0, {}} end
+local fields = {'kind', 'state', 'at', 'start_at', 'targets_total', 'batches_total', 'batches_done', 'sent', 'failed', 'dropped', 'task_ids', 'errors'}
+if cur == 'completed' or cur == 'partially_failed' or cur == 'failed' or cur == 'rejected' or cur == 'cancelled' or cur == 'expired' then
+  return {1, 0, redis.call('HMGET', KEYS[1], unpack(fields))}
+end
+local f = redis.call('HMGET', KEYS[1], 'targets_total', 'sent', 'failed')
+local dropped = math.max(tonumber(f[1] or '0') - tonumber(f[2] or '0') - tonumber(f[3] or '0'), 0)
+local to = 'expired'
+if tonumber(f[3] or '0') > 0 then to = 'partially_failed' end
+redis.call('HSET', KEYS[1], 'state', to, 'at', ARGV[1], 'dropped', dropped)
+redis.call('HINCRBY', KEYS[4], cur, -1)
+redis.call('HINCRBY', KEYS[4], to, 1)
+return {1, 1, redis.call('HMGET', KEYS[1], unpack(fields))}
+`)
+
+// Expire ends a campaign at its expires_at: whatever was not sent is
+// dropped. finished is true, with the final status, when it did (it had
+// not ended already).
+func (s *Store) Expire(ctx context.Context, id string) (st campaigns.Status, finished bool, err error) {
+	return s.finishWith(ctx, id, "expire", expireScript, s.now())
+}
+
+func (s *Store) finishWith(ctx context.Context, id, what string, script *redis.Script, args ...any) (st campaigns.Status, finished bool, err error) {
+	res, err := script.Run(ctx, s.rdb, []string{s.key(id), s.done(id), s.failures(id), s.states()}, args...).Slice()
+	if err != nil {
+		return st, false, fmt.Errorf("store: %s %s: %w", what, id, err)
+	}
+	if len(res) != 3 {
+		return st, false, fmt.Errorf("store: %s %s: unexpected answer", what, id)
+	}
+	if ok, _ := res[0].(int64); ok != 1 {
+		return st, false, fmt.Errorf("store: %s %s: %w", what, id, ErrNotFound)
+	}
+	finN, _ := res[1].(int64)
+	vals, _ := res[2].([]any)
+	st, _ = parseStatus(id, vals)
+	if finN == 1 {
+		s.expireFinished(ctx, id)
+	}
+	return st, finN == 1, nil
+}
 
 // SetPlanned records that every batch is written, with the final totals.
 // If the batches were all recorded already, it finishes the campaign and
@@ -460,7 +544,14 @@ if redis.call('SETBIT', KEYS[2], tonumber(ARGV[1]), 1) == 1 then
 end
 redis.call('HINCRBY', KEYS[1], 'sent', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'failed', ARGV[3])
-redis.call('HINCRBY', KEYS[1], 'dropped', ARGV[4])
+if redis.call('HGET', KEYS[1], 'state') == 'expired' then
+  -- a call that was on the wire at expiry: its targets were counted dropped
+  local d = tonumber(redis.call('HGET', KEYS[1], 'dropped') or '0')
+  local back = math.min(d, tonumber(ARGV[2]) + tonumber(ARGV[3]))
+  redis.call('HINCRBY', KEYS[1], 'dropped', -back)
+else
+  redis.call('HINCRBY', KEYS[1], 'dropped', ARGV[4])
+end
 local done = redis.call('HINCRBY', KEYS[1], 'batches_done', 1)
 if #ARGV > 5 then redis.call('RPUSH', KEYS[3], unpack(ARGV, 6)) end
 local f = redis.call('HMGET', KEYS[1], 'planned', 'batches_total', 'state', 'sent', 'failed', 'dropped')

@@ -30,6 +30,7 @@ func (s *Service) Mux() *asynq.ServeMux {
 	mux := asynq.NewServeMux()
 	mux.HandleFunc(TypePlan, s.handlePlan)
 	mux.HandleFunc(TypeBatch, s.handleBatch)
+	mux.HandleFunc(TypeExpire, s.handleExpire)
 	return mux
 }
 
@@ -98,7 +99,7 @@ func (s *Service) handlePlan(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	if k.prepare != nil {
-		if err := k.prepare(s.o.CallContext(ctx, c), s.o.Provider, c); err != nil {
+		if err := k.prepare(s.o.CallContext(ctx, c, s.slotCheck(c)), s.o.Provider, c); err != nil {
 			var cf *campaignFailure
 			if errors.As(err, &cf) {
 				return s.fail(ctx, c.ID, cf)
@@ -109,6 +110,10 @@ func (s *Service) handlePlan(ctx context.Context, t *asynq.Task) error {
 	st, finished, err := s.plan(ctx, c, k, unit, st0)
 	if errors.Is(err, errCampaignOver) {
 		return nil
+	}
+	var cf *campaignFailure
+	if errors.As(err, &cf) {
+		return s.fail(ctx, c.ID, cf)
 	}
 	if err != nil {
 		return err
@@ -122,6 +127,41 @@ func (s *Service) handlePlan(ctx context.Context, t *asynq.Task) error {
 	}
 	if !st.Status.Final() {
 		s.publishProgress(ctx, st) // the running status with the final totals
+	}
+	return nil
+}
+
+// handleExpire ends a campaign at its expires_at exactly (the task comes a
+// little early and waits): what was not sent is dropped, and the final
+// state is published.
+func (s *Service) handleExpire(ctx context.Context, t *asynq.Task) error {
+	var p planPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		return fmt.Errorf("expire payload: %v: %w", err, asynq.SkipRetry)
+	}
+	c, err := s.campaign(ctx, p.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil || c.ExpiresAt == nil {
+		return err
+	}
+	wait := c.ExpiresAt.Sub(s.o.Clock.Now())
+	if wait > time.Minute {
+		return &retryLater{in: wait - s.o.EarlyStart, reason: "not expired yet"}
+	}
+	if err := sleepCtx(ctx, wait); err != nil {
+		return err
+	}
+	st, finished, err := s.o.Store.Expire(ctx, p.ID)
+	if err != nil {
+		return err
+	}
+	s.states.forget(p.ID)
+	if finished {
+		s.throttle.finish(p.ID)
+		s.publish(ctx, st)
+		s.log.Info().Str("campaign", p.ID).Str("status", string(st.Status)).Int64("sent", st.Sent).Int64("dropped", st.Dropped).Msg("campaign expired")
 	}
 	return nil
 }
@@ -265,6 +305,9 @@ func (s *Service) plan(ctx context.Context, c *campaigns.Campaign, k *kind, unit
 			return campaigns.Status{}, false, fmt.Errorf("plan %s: no audience store configured: %w", c.ID, asynq.SkipRetry)
 		}
 		rc, err := s.o.Audience.Open(ctx, c.Audience.Bucket, c.Audience.Object)
+		if errors.Is(err, campaigns.ErrAudienceNotFound) {
+			return campaigns.Status{}, false, &campaignFailure{field: "audience", message: strings.TrimPrefix(err.Error(), "intake: ")}
+		}
 		if err != nil {
 			return campaigns.Status{}, false, fmt.Errorf("plan %s: open audience %s/%s: %w", c.ID, c.Audience.Bucket, c.Audience.Object, err)
 		}
@@ -370,8 +413,13 @@ func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 	}
 	wg.Wait()
 	var later error
+	over := false
 	for _, err := range errs {
 		if err == nil {
+			continue
+		}
+		if errors.Is(err, errCampaignOver) {
+			over = true
 			continue
 		}
 		if _, ok := asRetryLater(err); ok {
@@ -379,6 +427,9 @@ func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 			continue
 		}
 		return err // a real failure: spend a retry
+	}
+	if over {
+		return nil // the campaign ended while its batches waited
 	}
 	if later != nil {
 		return later
@@ -406,8 +457,14 @@ func (s *Service) sendBatch(ctx context.Context, c *campaigns.Campaign, n int, t
 	case <-ctx.Done():
 		return campaigns.Status{}, fmt.Errorf("batch %d of %s: %w", n, c.ID, ctx.Err())
 	}
-	results, err := s.send(s.o.CallContext(ctx, c), c, targets)
+	results, err := s.send(s.o.CallContext(ctx, c, s.slotCheck(c)), c, targets)
 	<-s.sends
+	switch {
+	case errors.Is(err, errExpired): // its slot came after expires_at: nothing was sent
+		return s.record(ctx, c, n, 0, nil, int64(len(targets)))
+	case errors.Is(err, errCampaignOver): // cancelled while it waited
+		return campaigns.Status{}, err
+	}
 	if err != nil {
 		if _, later := asRetryLater(err); later {
 			return campaigns.Status{}, err

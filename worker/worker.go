@@ -31,8 +31,9 @@ import (
 
 // Task types.
 const (
-	TypePlan  = "campaign:plan"
-	TypeBatch = "campaign:batch"
+	TypePlan   = "campaign:plan"
+	TypeBatch  = "campaign:batch"
+	TypeExpire = "campaign:expire"
 )
 
 // Queue names by campaign priority.
@@ -67,9 +68,12 @@ type AudienceSource interface {
 	Open(ctx context.Context, bucket, object string) (io.ReadCloser, error)
 }
 
-// CallContext decorates the context of a campaign's provider calls (for
-// example with the campaign's own rate limit).
-type CallContext func(ctx context.Context, c *campaigns.Campaign) context.Context
+// CallContext decorates the context of a campaign's provider calls: with
+// the campaign's own rate limit, its priority and its flow in the
+// limiter's queue, and check, which the limiter runs at each call's slot,
+// right before it is sent (a paused, cancelled or expired campaign sends
+// nothing then, and its slot goes to the next waiter).
+type CallContext func(ctx context.Context, c *campaigns.Campaign, check func(context.Context) error) context.Context
 
 // DefaultGroupSize is how many provider batches one batch task carries.
 // Fewer, larger tasks cut asynq's per-task cost (dequeue, completion,
@@ -110,6 +114,7 @@ type Service struct {
 	throttle *throttle
 	cache    campaignCache
 	kinds    map[campaigns.Kind]*kind
+	states   *stateCache
 	sends    chan struct{} // MaxInFlight slots
 }
 
@@ -143,9 +148,9 @@ func NewService(o Options) *Service {
 		o.MaxInFlight = InFlight(o.Concurrency)
 	}
 	if o.CallContext == nil {
-		o.CallContext = func(ctx context.Context, _ *campaigns.Campaign) context.Context { return ctx }
+		o.CallContext = func(ctx context.Context, _ *campaigns.Campaign, _ func(context.Context) error) context.Context { return ctx }
 	}
-	return &Service{o: o, log: o.Logger, throttle: newThrottle(o.ProgressGap), cache: campaignCache{m: map[string]*campaigns.Campaign{}}, kinds: indexKinds(),
+	return &Service{o: o, log: o.Logger, throttle: newThrottle(o.ProgressGap), cache: campaignCache{m: map[string]*campaigns.Campaign{}}, kinds: indexKinds(), states: newStateCache(o.Store, o.Clock),
 		sends: make(chan struct{}, o.MaxInFlight)}
 }
 
@@ -181,6 +186,9 @@ func (s *Service) Submit(ctx context.Context, c *campaigns.Campaign, startAt tim
 	if err := s.enqueuePlan(ctx, c, startAt, delayed); err != nil {
 		return campaigns.Status{}, err
 	}
+	if err := s.enqueueExpire(ctx, c); err != nil {
+		return campaigns.Status{}, err
+	}
 	if !created {
 		dup := st
 		dup.Status = campaigns.StateDuplicate
@@ -213,6 +221,23 @@ func (s *Service) enqueuePlan(ctx context.Context, c *campaigns.Campaign, startA
 	return nil
 }
 
+// enqueueExpire enqueues the task that ends a campaign at its expires_at
+// (a little early: it waits out the rest), so that it is final within
+// moments of it even when its batches wait in asynq's retry set.
+func (s *Service) enqueueExpire(ctx context.Context, c *campaigns.Campaign) error {
+	if c.ExpiresAt == nil {
+		return nil
+	}
+	payload, _ := json.Marshal(planPayload{ID: c.ID})
+	_, err := s.o.Client.EnqueueContext(ctx, asynq.NewTask(TypeExpire, payload),
+		asynq.TaskID(c.ID+":expire"), asynq.Queue("high"), asynq.MaxRetry(s.o.MaxRetry),
+		asynq.ProcessAt(c.ExpiresAt.Add(-s.o.EarlyStart)), asynq.Timeout(time.Minute))
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) && !errors.Is(err, asynq.ErrDuplicateTask) {
+		return fmt.Errorf("worker: enqueue expiry of %s: %w", c.ID, err)
+	}
+	return nil
+}
+
 func (s *Service) enqueueBatch(ctx context.Context, c *campaigns.Campaign, n int) error {
 	payload, _ := json.Marshal(batchPayload{ID: c.ID, N: n})
 	_, err := s.o.Client.EnqueueContext(ctx, asynq.NewTask(TypeBatch, payload),
@@ -234,9 +259,23 @@ func (s *Service) Pause(ctx context.Context, id string) (campaigns.Status, error
 	return s.change(ctx, id, campaigns.StatePaused, campaigns.StateAccepted, campaigns.StateScheduled, campaigns.StateRunning)
 }
 
-// Resume releases a paused campaign.
+// Resume releases a paused campaign. One whose batches were all recorded
+// while it was paused (calls that were on the wire) is finished now.
 func (s *Service) Resume(ctx context.Context, id string) (campaigns.Status, error) {
-	return s.change(ctx, id, campaigns.StateRunning, campaigns.StatePaused)
+	st, err := s.change(ctx, id, campaigns.StateRunning, campaigns.StatePaused)
+	if err != nil || st.Status != campaigns.StateRunning {
+		return st, err
+	}
+	fin, finished, err := s.o.Store.FinishIfDone(ctx, id)
+	if err != nil {
+		return st, err
+	}
+	if finished {
+		s.throttle.finish(id)
+		s.publish(ctx, fin)
+		return fin, nil
+	}
+	return st, nil
 }
 
 func (s *Service) change(ctx context.Context, id string, to campaigns.State, from ...campaigns.State) (campaigns.Status, error) {
@@ -244,6 +283,7 @@ func (s *Service) change(ctx context.Context, id string, to campaigns.State, fro
 	if err != nil {
 		return st, err
 	}
+	s.states.forget(id)
 	if changed {
 		s.publish(ctx, st)
 	}
