@@ -82,12 +82,12 @@ type sleeper struct {
 type localQueue struct {
 	sleepers map[*sleeper]struct{}
 	places   int
-	backlog int // most callers (holders and waiters of a priority or better) before a new one is refused
-	held    int
-	waiters waiterHeap
-	seq     uint64
-	vclock  map[int]uint64 // per priority: tag of the last one served
-	flows   map[string]*flowState
+	backlog  int // most callers (holders and waiters of a priority or better) before a new one is refused
+	held     int
+	waiters  waiterHeap
+	seq      uint64
+	vclock   map[int]uint64 // per priority: tag of the last one served
+	flows    map[string]*flowState
 }
 
 func newLocalQueue(places, backlog int) *localQueue {

@@ -231,7 +231,7 @@ func TestHoldersSwapSlotsByPriority(t *testing.T) {
 		}
 		lowAt <- time.Since(t0)
 	}()
-	time.Sleep(10 * time.Millisecond) // low books ~100 ms
+	time.Sleep(10 * time.Millisecond)                                              // low books ~100 ms
 	if _, _, err := l.WaitGrant(WithOrder(ctx, 0, "high"), rates...); err != nil { // books ~200 ms
 		t.Fatal(err)
 	}

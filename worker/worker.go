@@ -148,7 +148,9 @@ func NewService(o Options) *Service {
 		o.MaxInFlight = InFlight(o.Concurrency)
 	}
 	if o.CallContext == nil {
-		o.CallContext = func(ctx context.Context, _ *campaigns.Campaign, _ func(context.Context) error) context.Context { return ctx }
+		o.CallContext = func(ctx context.Context, _ *campaigns.Campaign, _ func(context.Context) error) context.Context {
+			return ctx
+		}
 	}
 	return &Service{o: o, log: o.Logger, throttle: newThrottle(o.ProgressGap), cache: campaignCache{m: map[string]*campaigns.Campaign{}}, kinds: indexKinds(), states: newStateCache(o.Store, o.Clock),
 		sends: make(chan struct{}, o.MaxInFlight)}
