@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: all build test vet fmt demo bench bench-kinds soak crash deps clean
+.PHONY: all build test vet fmt demo bench bench-kinds bench-controls soak crash deps clean
 
 all: build
 
@@ -33,6 +33,11 @@ demo: deps build
 
 bench: deps
 	./scripts/bench.sh
+
+# bench-controls: how fast priority and pause act at the provider's rate
+# (R = 10 and 100, 1 and 3 processes; ~1 min; docs/BENCHMARKS.md).
+bench-controls: deps
+	$(GO) test ./daemon -run '^$$' -bench Controls -benchtime 1x -timeout 20m -v
 
 # bench-kinds: the share of their limits user_settings (5,000 users at
 # user=100, notification=100) and label_members (20,000 users at

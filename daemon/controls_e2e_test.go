@@ -46,7 +46,7 @@ func span(a map[string][]time.Time) (first, last time.Time, n int) {
 	return first, last, n
 }
 
-func (r *running) waitState(t *testing.T, id string, want campaigns.State, within time.Duration) campaigns.Status {
+func (r *running) waitState(t testing.TB, id string, want campaigns.State, within time.Duration) campaigns.Status {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -137,7 +137,7 @@ func TestHighPriorityOvertakesAtTheProviderRate(t *testing.T) {
 }
 
 // firstStatus returns the first status event of id in state want.
-func (w *world) firstStatus(t *testing.T, id string, want campaigns.State) campaigns.Status {
+func (w *world) firstStatus(t testing.TB, id string, want campaigns.State) campaigns.Status {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -14,16 +14,22 @@ import (
 // stateFresh is how long a campaign state read from Redis is trusted by
 // the slot checks of this process. A pause or cancel stored before a read
 // is seen by every call whose slot comes after it; one stored during the
-// last stateFresh may let a call start up to that much after it.
-const stateFresh = 2 * time.Millisecond
+// last stateFresh (plus one Redis round trip) may let a call start up to
+// that much after it.
+const stateFresh = 3 * time.Millisecond
+
+// stateStale is how old a state may be for callers that find another
+// caller already reading it: they do not queue behind that read (at high
+// rates a convoy of due calls would all be late for their slots).
+const stateStale = 50 * time.Millisecond
 
 // errExpired says a call's slot came after its campaign's expires_at: its
 // targets are dropped, nothing is sent.
 var errExpired = errors.New("campaign expired")
 
-// stateCache keeps each campaign's state, read at most once per stateFresh
-// by this process however many of its calls are due, so that the decision
-// at the slot costs nothing that shows at high rates.
+// stateCache keeps each campaign's state, read at most about once per
+// stateFresh by this process however many of its calls are due, so that
+// the decision at the slot costs nothing that shows at high rates.
 type stateCache struct {
 	st  *store.Store
 	clk clock.Clock
@@ -33,9 +39,9 @@ type stateCache struct {
 }
 
 type stateEntry struct {
-	mu    sync.Mutex // one read at a time per campaign
-	state campaigns.State
-	at    time.Time
+	state   campaigns.State
+	at      time.Time
+	reading bool // a read from Redis is on its way
 }
 
 func newStateCache(st *store.Store, clk clock.Clock) *stateCache {
@@ -48,6 +54,7 @@ func newStateCache(st *store.Store, clk clock.Clock) *stateCache {
 const stateCacheSize = 4096
 
 func (c *stateCache) get(ctx context.Context, id string) (campaigns.State, error) {
+	now := time.Now()
 	c.mu.Lock()
 	e := c.m[id]
 	if e == nil {
@@ -57,19 +64,27 @@ func (c *stateCache) get(ctx context.Context, id string) (campaigns.State, error
 		e = &stateEntry{}
 		c.m[id] = e
 	}
+	age := now.Sub(e.at)
+	switch {
+	case e.state != "" && age < stateFresh:
+		st := e.state
+		c.mu.Unlock()
+		return st, nil
+	case e.state != "" && e.reading && age < stateStale:
+		st := e.state
+		c.mu.Unlock()
+		return st, nil
+	}
+	e.reading = true
 	c.mu.Unlock()
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	now := time.Now()
-	if e.state != "" && now.Sub(e.at) < stateFresh {
-		return e.state, nil
-	}
 	st, err := c.st.State(ctx, id)
-	if err != nil {
-		return "", err
+	c.mu.Lock()
+	e.reading = false
+	if err == nil {
+		e.state, e.at = st, time.Now()
 	}
-	e.state, e.at = st, time.Now()
-	return st, nil
+	c.mu.Unlock()
+	return st, err
 }
 
 // forget drops what this process knows of a campaign's state (it changed
