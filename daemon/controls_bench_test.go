@@ -1,12 +1,15 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/config"
+	"github.com/campaignd/campaignd/intake"
 	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/pushsim"
 )
@@ -40,7 +43,10 @@ func benchControls(b *testing.B, rate float64, procs int) {
 	}
 	r := rs[0]
 	big := ids("big", int(rate*100*10))
-	w.publish(b, "campaigns.submit", campaignJSON("big", big, ""), "big")
+	if err := intake.UploadAudience(context.Background(), w.js, "bench", "big.txt", strings.NewReader(strings.Join(big, "\n"))); err != nil {
+		b.Fatal(err)
+	}
+	w.publish(b, "campaigns.submit", []byte(`{"id":"big","kind":"batch_push","push_message":{"t":1},"audience":{"bucket":"bench","object":"big.txt"}}`), "big")
 	r.waitState(b, "big", campaigns.StateRunning, 30*time.Second)
 	time.Sleep(1500 * time.Millisecond)
 	high := ids("vip", 200)
@@ -76,6 +82,6 @@ func benchControls(b *testing.B, rate float64, procs int) {
 	b.ReportMetric(float64(first.Milliseconds()), "ms_high_first_push")
 	b.ReportMetric(float64(hLast.Sub(planned.At).Milliseconds()), "ms_high_done")
 	b.ReportMetric(float64(after), "calls_after_pause")
-	b.Logf("R=%g procs=%d: high first push %s after planned, last %s; %d big batches between them; pause: %d calls arrived after paused was stored (last +%s); violations %d",
-		rate, procs, first.Round(time.Millisecond), hLast.Sub(planned.At).Round(time.Millisecond), between, after, lastAfter.Round(100*time.Microsecond), sim.Violations)
+	b.Logf("R=%g procs=%d: high first push %s after planned, last %s; %d big batches between them; pause: %d calls arrived after paused was stored (last +%s); violations %d %+v",
+		rate, procs, first.Round(time.Millisecond), hLast.Sub(planned.At).Round(time.Millisecond), between, after, lastAfter.Round(100*time.Microsecond), sim.Violations, sim.ViolationList)
 }

@@ -212,15 +212,15 @@ func TestTagInvalidIDsAndCap(t *testing.T) {
 // user_settings: six settings on 300 users from two processes sharing a
 // small user budget; every user holds every setting.
 func TestUserSettingsEndToEnd(t *testing.T) {
-	w := newWorld(t, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupUser: 50, provider.GroupNotification: 100}})
-	cfg := w.config(t, config.Limits{User: 50, Notification: 100})
+	w := newWorld(t, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupUser: 50, provider.GroupNotification: 50}})
+	cfg := w.config(t, config.Limits{User: 50, Notification: 50})
 	cfg.Worker.Concurrency = 5
 	a, b := start(t, cfg), start(t, cfg)
 	users := ids("us", 300)
 	submitJSON(t, w, map[string]any{"id": "settings-300", "kind": "user_settings", "targets": users,
 		"settings": map[string]any{"nickname": "Shop", "notification_display_style": 1, "type": "AT",
 			"ignoreInterval": "21:30-08:00", "ignoreDuration": 3600000, "language": "EU"}})
-	st := a.waitFinal(t, "settings-300", 60*time.Second)
+	st := a.waitFinal(t, "settings-300", 90*time.Second)
 	if st.Status != campaigns.StateCompleted || st.Sent != 300 || st.Failed != 0 {
 		t.Fatalf("%+v", st)
 	}

@@ -308,15 +308,18 @@ var priorityOrder = map[campaigns.Priority]int{campaigns.PriorityHigh: 0, campai
 // callContext attaches to a campaign's provider calls its own rate_limit,
 // its priority and flow in the limiter's local queues (high before normal
 // before low; campaigns of one priority in turn), and the worker's check
-// run at each call's slot.
-func (p *providers) callContext(ctx context.Context, c *campaigns.Campaign, check func(context.Context) error) context.Context {
+// run at each call's slot, and the batch's give-up signal.
+func (p *providers) callContext(ctx context.Context, c *campaigns.Campaign, h worker.CallHints) context.Context {
 	prio, ok := priorityOrder[c.Priority]
 	if !ok {
 		prio = 1
 	}
 	ctx = ratelimit.WithOrder(ctx, prio, c.ID)
-	if check != nil {
-		ctx = ratelimit.WithCheck(ctx, check)
+	if h.Check != nil {
+		ctx = ratelimit.WithCheck(ctx, h.Check)
+	}
+	if h.GiveUp != nil {
+		ctx = ratelimit.WithGiveUp(ctx, h.GiveUp)
 	}
 	if c.RateLimit <= 0 {
 		return ctx

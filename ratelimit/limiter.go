@@ -383,15 +383,24 @@ func (t *ticket) waitSlot(ctx context.Context, r Reservation) (Reservation, erro
 		sl.back <- r
 		return earlier, nil
 	case <-ctx.Done():
-		if t.wake(sl) {
-			earlier := <-sl.swap
-			sl.back <- r
-			r = earlier
-		}
-		if !t.handOver(r) {
-			t.release()
-		}
+		t.abandon(sl, r)
 		return r, fmt.Errorf("ratelimit: wait: %w", ctx.Err())
+	case <-giveUpOf(ctx):
+		t.abandon(sl, r)
+		return r, &RateLimited{Key: "given up", RetryIn: t.l.opts.BacklogRetry, Backlog: true}
+	}
+}
+
+// abandon gives up slot r (or the earlier one a swap brings) to the next
+// waiter, or frees the place.
+func (t *ticket) abandon(sl *sleeper, r Reservation) {
+	if t.wake(sl) {
+		earlier := <-sl.swap
+		sl.back <- r
+		r = earlier
+	}
+	if !t.handOver(r) {
+		t.release()
 	}
 }
 

@@ -208,6 +208,22 @@ func checkOf(ctx context.Context) CheckFunc {
 	return c
 }
 
+type giveUpKey struct{}
+
+// WithGiveUp makes the gated calls made with ctx stop waiting — for a place
+// or for their slot, never once granted — when giveUp is closed: they
+// return a *RateLimited (RetryIn Options.BacklogRetry) and their slot goes
+// to the next waiter. A batch task closes it when one of its calls must
+// come back later anyway, so that its other calls do not hold the worker.
+func WithGiveUp(ctx context.Context, giveUp <-chan struct{}) context.Context {
+	return context.WithValue(ctx, giveUpKey{}, giveUp)
+}
+
+func giveUpOf(ctx context.Context) <-chan struct{} {
+	c, _ := ctx.Value(giveUpKey{}).(<-chan struct{})
+	return c
+}
+
 // ticket is a caller's place in a local queue.
 type ticket struct {
 	l      *Limiter
@@ -362,6 +378,12 @@ func (l *Limiter) enter(ctx context.Context, rates []Rate) (*ticket, error) {
 	select {
 	case h := <-w.ch:
 		return &ticket{l: l, q: q, o: o, handed: h.r, waited: true}, nil
+	case <-giveUpOf(ctx):
+		if err := l.leave(q, w); err != nil {
+			tk, _ := l.taken(q, o, w)
+			tk.giveBack()
+		}
+		return nil, &RateLimited{Key: rates[0].Key, RetryIn: l.opts.BacklogRetry, Backlog: true}
 	case <-t.C:
 		if err := l.leave(q, w); err != nil {
 			return l.taken(q, o, w)

@@ -99,7 +99,7 @@ func (s *Service) handlePlan(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	if k.prepare != nil {
-		if err := k.prepare(s.o.CallContext(ctx, c, s.slotCheck(c)), s.o.Provider, c); err != nil {
+		if err := k.prepare(s.o.CallContext(ctx, c, CallHints{Check: s.slotCheck(c)}), s.o.Provider, c); err != nil {
 			var cf *campaignFailure
 			if errors.As(err, &cf) {
 				return s.fail(ctx, c.ID, cf)
@@ -393,6 +393,11 @@ func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 	sts := make([]campaigns.Status, g)
 	var wg sync.WaitGroup
 	var unplanned bool
+	// When one batch must come back later, the task does: the others stop
+	// waiting for the limiter and free the worker.
+	giveUp := make(chan struct{})
+	var giveUpOnce sync.Once
+	hints := CallHints{Check: s.slotCheck(c), GiveUp: giveUp}
 	for i, b := range r.Batches {
 		n := first + i
 		switch {
@@ -408,7 +413,10 @@ func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sts[i], errs[i] = s.sendBatch(ctx, c, n, b.Targets)
+			sts[i], errs[i] = s.sendBatch(ctx, c, n, b.Targets, hints)
+			if _, later := asRetryLater(errs[i]); later {
+				giveUpOnce.Do(func() { close(giveUp) })
+			}
 		}()
 	}
 	wg.Wait()
@@ -447,18 +455,16 @@ func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 
 // sendBatch sends batch n of campaign c (unless the campaign has expired)
 // and records its outcome.
-func (s *Service) sendBatch(ctx context.Context, c *campaigns.Campaign, n int, targets []string) (campaigns.Status, error) {
+func (s *Service) sendBatch(ctx context.Context, c *campaigns.Campaign, n int, targets []string, hints CallHints) (campaigns.Status, error) {
 	if c.ExpiresAt != nil && !s.o.Clock.Now().Before(*c.ExpiresAt) {
 		return s.record(ctx, c, n, 0, nil, int64(len(targets)))
 	}
 
-	select {
-	case s.sends <- struct{}{}:
-	case <-ctx.Done():
-		return campaigns.Status{}, fmt.Errorf("batch %d of %s: %w", n, c.ID, ctx.Err())
+	if err := s.sends.acquire(ctx, c.Priority, hints.GiveUp); err != nil {
+		return campaigns.Status{}, fmt.Errorf("batch %d of %s: %w", n, c.ID, err)
 	}
-	results, err := s.send(s.o.CallContext(ctx, c, s.slotCheck(c)), c, targets)
-	<-s.sends
+	results, err := s.send(s.o.CallContext(ctx, c, hints), c, targets)
+	s.sends.release()
 	switch {
 	case errors.Is(err, errExpired): // its slot came after expires_at: nothing was sent
 		return s.record(ctx, c, n, 0, nil, int64(len(targets)))

@@ -70,10 +70,18 @@ type AudienceSource interface {
 
 // CallContext decorates the context of a campaign's provider calls: with
 // the campaign's own rate limit, its priority and its flow in the
-// limiter's queue, and check, which the limiter runs at each call's slot,
-// right before it is sent (a paused, cancelled or expired campaign sends
-// nothing then, and its slot goes to the next waiter).
-type CallContext func(ctx context.Context, c *campaigns.Campaign, check func(context.Context) error) context.Context
+// limiter's queue, and the hints below.
+type CallContext func(ctx context.Context, c *campaigns.Campaign, h CallHints) context.Context
+
+// CallHints tell the limiter about a batch's calls. Check runs at each
+// call's slot, right before it is sent: a paused, cancelled or expired
+// campaign sends nothing then, and its slot goes to the next waiter.
+// GiveUp, when closed, makes calls still waiting for their slot give it up
+// (the batch task comes back later anyway), so they do not hold a worker.
+type CallHints struct {
+	Check  func(context.Context) error
+	GiveUp <-chan struct{}
+}
 
 // DefaultGroupSize is how many provider batches one batch task carries.
 // Fewer, larger tasks cut asynq's per-task cost (dequeue, completion,
@@ -115,7 +123,7 @@ type Service struct {
 	cache    campaignCache
 	kinds    map[campaigns.Kind]*kind
 	states   *stateCache
-	sends    chan struct{} // MaxInFlight slots
+	sends    *inFlight // MaxInFlight slots
 }
 
 // NewService returns a Service.
@@ -148,12 +156,12 @@ func NewService(o Options) *Service {
 		o.MaxInFlight = InFlight(o.Concurrency)
 	}
 	if o.CallContext == nil {
-		o.CallContext = func(ctx context.Context, _ *campaigns.Campaign, _ func(context.Context) error) context.Context {
+		o.CallContext = func(ctx context.Context, _ *campaigns.Campaign, _ CallHints) context.Context {
 			return ctx
 		}
 	}
 	return &Service{o: o, log: o.Logger, throttle: newThrottle(o.ProgressGap), cache: campaignCache{m: map[string]*campaigns.Campaign{}}, kinds: indexKinds(), states: newStateCache(o.Store, o.Clock),
-		sends: make(chan struct{}, o.MaxInFlight)}
+		sends: newInFlight(o.MaxInFlight)}
 }
 
 type planPayload struct {
