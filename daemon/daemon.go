@@ -137,6 +137,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (d *Daemon, err e
 
 	// Limiter and provider clients.
 	lim := ratelimit.New(d.rdb, ratelimit.Options{Logger: d.log})
+	tasks := newTaskQueues(cfg, lim)
 	provs, err := newProviders(cfg, lim, m, d.clk, d.log)
 	if err != nil {
 		return nil, err
@@ -154,6 +155,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (d *Daemon, err e
 		Sink:        pub,
 		Audience:    aud,
 		Provider:    provs,
+		Tasks:       tasks,
+		TaskApps:    tasks.names(),
 		CallContext: provs.callContext,
 		Clock:       d.clk,
 		Logger:      d.log,
@@ -164,6 +167,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (d *Daemon, err e
 		Logger:      d.log,
 	}, 0)
 	reg.MustRegister(metrics.NewCampaignCollector(d.store, 2*time.Second, d.log))
+	reg.MustRegister(newTaskCollector(tasks))
 	insp := asynq.NewInspector(d.redisOpt)
 	d.stop = append(d.stop, func() { _ = insp.Close() })
 	reg.MustRegister(metrics.NewQueueCollector(insp))
@@ -256,7 +260,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}()
 	ictx, stopIntake := context.WithCancel(ctx)
-	wg.Add(1)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		d.svc.RunTasks(ictx)
+	}()
 	go func() {
 		defer wg.Done()
 		d.sched.Run(ictx, time.Second)

@@ -296,7 +296,9 @@ func TestKindBadInputIsRejected(t *testing.T) {
 		{"sync-on-engagelab", `{"app":"tags","kind":"single_push","push_message":{"t":1},"targets":["r1"]}`, []string{"kind"}},
 		{"settings-on-engagelab", `{"app":"tags","kind":"user_settings","targets":["r1"],"settings":{"nickname":"n"}}`, []string{"kind"}},
 		{"single-no-message", `{"kind":"single_push","targets":["u1"]}`, []string{"push_message"}},
-		{"label-push-not-yet", `{"kind":"label_push","label":"l","push_message":{"t":1}}`, []string{"kind"}},
+		{"label-push-bad-label", `{"kind":"label_push","label":"no spaces","push_message":{"t":1}}`, []string{"label"}},
+		{"broadcast-targets", `{"kind":"broadcast","targets":["u1"],"push_message":{"t":1}}`, []string{"targets"}},
+		{"broadcast-on-engagelab", `{"app":"tags","kind":"broadcast","push_message":{"t":1}}`, []string{"kind"}},
 	}
 	for _, c := range cases {
 		body := `{"id":"` + c.id + `",` + strings.TrimPrefix(c.body, "{")
@@ -373,7 +375,8 @@ func TestSchedulesAreCheckedAgainstTheKinds(t *testing.T) {
 	}{
 		{"ok", campaigns.Campaign{Kind: campaigns.KindBatchPush, Targets: []string{"u"}, PushMessage: mustJSON(msg)}, ""},
 		{"ok tags", campaigns.Campaign{App: "tags", Kind: campaigns.KindLabelMembers, Action: "add", Label: "t", Targets: []string{"r"}}, ""},
-		{"not handled", campaigns.Campaign{Kind: campaigns.KindLabelPush, Label: "weekly", PushMessage: mustJSON(msg)}, "schedules[0].campaign.kind"},
+		{"weekly label push", campaigns.Campaign{Kind: campaigns.KindLabelPush, Label: "weekly", PushMessage: mustJSON(msg)}, ""},
+		{"label push without a message", campaigns.Campaign{Kind: campaigns.KindLabelPush, Label: "weekly"}, "schedules[0].campaign.push_message"},
 		{"push on engagelab", campaigns.Campaign{App: "tags", Kind: campaigns.KindBatchPush, Targets: []string{"r"}, PushMessage: mustJSON(msg)}, "schedules[0].campaign.kind"},
 	}
 	for _, c := range cases {

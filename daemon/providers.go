@@ -359,3 +359,23 @@ func (b backoffObserver) Observe(app string, g provider.Group, op string, _ time
 	}
 	b.log.Warn().Str("app", app).Str("group", string(g)).Str("op", op).Dur("backoff", d).Msg("provider refused a call over its limit; group backed off")
 }
+
+// PushLabel implements worker.TaskCreator with POST /push/list/label
+// (created now: campaignd holds a task until its start itself, so that it
+// never holds a running slot before it runs).
+func (p *providers) PushLabel(ctx context.Context, app, label string, strategy *int, msg json.RawMessage) (string, error) {
+	c, err := p.em(app, "push/list/label")
+	if err != nil {
+		return "", err
+	}
+	return c.PushLabel(ctx, label, nil, easemob.PushRequest{Strategy: strategy, PushMessage: msg})
+}
+
+// PushTask implements worker.TaskCreator with POST /push/task.
+func (p *providers) PushTask(ctx context.Context, app string, strategy *int, msg json.RawMessage) (string, error) {
+	c, err := p.em(app, "push/task")
+	if err != nil {
+		return "", err
+	}
+	return c.PushTask(ctx, nil, easemob.PushRequest{Strategy: strategy, PushMessage: msg})
+}

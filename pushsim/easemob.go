@@ -476,6 +476,9 @@ func (s *Sim) taskStart(w http.ResponseWriter, b *pushBody, now time.Time) (time
 	return t, true
 }
 
+// maxTaskLog bounds the task history Stats.TaskLog keeps.
+const maxTaskLog = 10_000
+
 // createTaskLocked applies the task-window caps; it writes a LimitException
 // and returns nil when a cap is reached.
 func (s *Sim) createTaskLocked(w http.ResponseWriter, a *easemobApp, kind, labelName string, start time.Time, msg []byte, now time.Time) *Task {
@@ -501,6 +504,10 @@ func (s *Sim) createTaskLocked(w http.ResponseWriter, a *easemobApp, kind, label
 		t.EndsAt = now.Add(s.cfg.TaskWindow.Window)
 	}
 	a.tasks = append(a.tasks, t)
+	if len(s.taskLog) >= maxTaskLog {
+		s.taskLog = s.taskLog[1:]
+	}
+	s.taskLog = append(s.taskLog, t)
 	// Forget tasks that no longer count for anything.
 	keep := a.tasks[:0]
 	for _, old := range a.tasks {

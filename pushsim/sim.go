@@ -180,6 +180,7 @@ type Sim struct {
 	tokens        map[string]tokenInfo
 	tokenSeq      int
 	taskSeq       int64
+	taskLog       []*Task                // every task created, oldest first (the last maxTaskLog)
 	easemob       map[string]*easemobApp // org/app
 	engagelab     map[string]*engagelabApp
 	nTargets      int // distinct (app, target) pushed
@@ -210,6 +211,7 @@ func (s *Sim) resetLocked() {
 	s.maxLabelUsers, s.maxTagIDs = 0, 0
 	s.tokens = map[string]tokenInfo{}
 	s.easemob = map[string]*easemobApp{}
+	s.taskLog = nil
 	s.engagelab = map[string]*engagelabApp{}
 	s.nTargets, s.maxPushes = 0, 0
 	s.totalPushes = 0
@@ -357,6 +359,7 @@ type Stats struct {
 	TotalPushes          int            `json:"total_pushes"`
 	MaxPushesOneID       int            `json:"max_pushes_one_target"`
 	Tasks                []Task         `json:"tasks"`
+	TaskLog              []Task         `json:"task_log"` // every task created since the last reset (up to 10,000), oldest first
 }
 
 // Stats returns a snapshot.
@@ -394,6 +397,10 @@ func (s *Sim) Stats() Stats {
 		}
 	}
 	sort.Slice(st.Tasks, func(i, j int) bool { return st.Tasks[i].CreatedAt.Before(st.Tasks[j].CreatedAt) })
+	st.TaskLog = make([]Task, 0, len(s.taskLog))
+	for _, t := range s.taskLog {
+		st.TaskLog = append(st.TaskLog, *t)
+	}
 	return st
 }
 

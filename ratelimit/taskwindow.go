@@ -26,7 +26,7 @@ type TaskWindowConfig struct {
 	Window       time.Duration // 5m at the provider
 	MaxRunning   int           // tasks counted at once
 	TaskDuration time.Duration // how long a label task runs
-	Guard        time.Duration // extra hold against clock differences; default 500ms
+	Guard        time.Duration // extra hold against clock differences and transit; default 50ms
 }
 
 // TaskWindow enforces the task caps for every process sharing the Redis,
@@ -42,7 +42,7 @@ type TaskWindow struct {
 // and the test clock.
 func (l *Limiter) NewTaskWindow(cfg TaskWindowConfig) *TaskWindow {
 	if cfg.Guard <= 0 {
-		cfg.Guard = 500 * time.Millisecond
+		cfg.Guard = 50 * time.Millisecond
 	}
 	return &TaskWindow{rdb: l.rdb, cfg: cfg, prefix: l.opts.Prefix + "tasks:", now: l.opts.Now}
 }

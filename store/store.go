@@ -132,6 +132,22 @@ func (s *Store) State(ctx context.Context, id string) (campaigns.State, error) {
 	return campaigns.State(v), nil
 }
 
+// CreatedAt returns when a campaign was stored (its submission).
+func (s *Store) CreatedAt(ctx context.Context, id string) (time.Time, error) {
+	v, err := s.rdb.HGet(ctx, s.key(id), "created_at").Result()
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}, fmt.Errorf("store: %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("store: created_at %s: %w", id, err)
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("store: created_at %s: %w", id, err)
+	}
+	return t, nil
+}
+
 // Planned reports whether the campaign's batches are written.
 func (s *Store) Planned(ctx context.Context, id string) (bool, error) {
 	v, err := s.rdb.HGet(ctx, s.key(id), "planned").Result()
@@ -611,6 +627,32 @@ func (s *Store) AddTaskID(ctx context.Context, id, taskID string) error {
 		return fmt.Errorf("store: task id of %s: %w", id, err)
 	}
 	return nil
+}
+
+// setStartScript: KEYS[1] hash; ARGV[1] start_at (RFC 3339), ARGV[2] its
+// unix µs, ARGV[3] least change µs. Sets start_at of a scheduled campaign
+// when it moves by at least the least change; returns 1 if it did.
+var setStartScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'state') ~= 'scheduled' then return 0 end
+local cur = tonumber(redis.call('HGET', KEYS[1], 'start_us') or '-1')
+if cur >= 0 and math.abs(cur - tonumber(ARGV[2])) < tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], 'start_at', ARGV[1], 'start_us', ARGV[2])
+return 1
+`)
+
+// SetStartAt sets when a scheduled campaign is now expected to start (a
+// task waiting for the provider's task-window caps) if that moved by at
+// least least; changed tells whether it did (publish the status then).
+func (s *Store) SetStartAt(ctx context.Context, id string, at time.Time, least time.Duration) (campaigns.Status, bool, error) {
+	n, err := setStartScript.Run(ctx, s.rdb, []string{s.key(id)}, at.UTC().Format(time.RFC3339Nano), at.UnixMicro(), least.Microseconds()).Int()
+	if err != nil {
+		return campaigns.Status{}, false, fmt.Errorf("store: start of %s: %w", id, err)
+	}
+	if n != 1 {
+		return campaigns.Status{}, false, nil
+	}
+	st, err := s.Status(ctx, id)
+	return st, err == nil, err
 }
 
 // EachFailure streams the refused targets of a campaign, in pages.

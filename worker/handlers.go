@@ -90,6 +90,9 @@ func (s *Service) handlePlan(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return s.fail(ctx, c.ID, &campaignFailure{field: "kind", message: err.Error()})
 	}
+	if k.task != nil { // one provider task, under the task-window caps
+		return s.queueTask(ctx, c, k)
+	}
 	st0 := &starter{s: s, c: c, log: log}
 	if planned { // a re-run after a crash: only the start is left
 		err := st0.stored(ctx, st.BatchesTotal, true)

@@ -40,11 +40,21 @@ type kind struct {
 	// send sends one unit and returns a result per target. An error means
 	// the whole unit failed (and is classified as every batch error is).
 	send func(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string) ([]TargetResult, error)
+	// task, for the kinds that create one provider push task (label_push,
+	// broadcast), replaces planning and sending: the campaign waits in the
+	// app's task queue for the task-window caps (tasks.go).
+	task *taskSpec
+}
+
+// taskSpec is how a task kind creates its provider task.
+type taskSpec struct {
+	broadcast bool // holds its running slot for the whole window
+	create    func(ctx context.Context, p Providers, c *campaigns.Campaign) (taskID string, err error)
 }
 
 // kindList is the one list of the kinds this campaignd sends.
 func kindList() []kind {
-	return []kind{batchPushKind(), singlePushKind(), labelMembersKind(), userSettingsKind(), templateKind()}
+	return []kind{batchPushKind(), singlePushKind(), labelPushKind(), broadcastKind(), labelMembersKind(), userSettingsKind(), templateKind()}
 }
 
 // Providers is what the kinds need of the provider clients; each kind's
@@ -59,6 +69,7 @@ type Providers interface {
 	TagEditor
 	SettingsEditor
 	TemplateEditor
+	TaskCreator
 }
 
 // Kinds returns the kinds this campaignd sends, for intake and config

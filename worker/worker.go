@@ -106,6 +106,8 @@ type Options struct {
 	EarlyStart  time.Duration // plan tasks are enqueued this much early, then wait; default 3s
 	ProgressGap time.Duration // least time between two progress events of a campaign; default 250ms
 	MaxInFlight int           // provider batches in flight at once in this process; default InFlight(Concurrency)
+	Tasks       TaskQueue     // the task-window queues of label pushes and broadcasts (nil: those kinds fail)
+	TaskApps    []string      // the apps whose task queue this process dispatches (RunTasks)
 }
 
 // InFlight is the default number of provider batches a process sends at
@@ -117,13 +119,14 @@ func InFlight(concurrency int) int { return max(4*concurrency, 8) }
 
 // Service is the asynq side of campaignd.
 type Service struct {
-	o        Options
-	log      zerolog.Logger
-	throttle *throttle
-	cache    campaignCache
-	kinds    map[campaigns.Kind]*kind
-	states   *stateCache
-	sends    *inFlight // MaxInFlight slots
+	o         Options
+	log       zerolog.Logger
+	throttle  *throttle
+	cache     campaignCache
+	kinds     map[campaigns.Kind]*kind
+	states    *stateCache
+	taskKicks map[string]chan struct{} // per app: wake this process's dispatcher
+	sends     *inFlight                // MaxInFlight slots
 }
 
 // NewService returns a Service.
@@ -160,8 +163,12 @@ func NewService(o Options) *Service {
 			return ctx
 		}
 	}
-	return &Service{o: o, log: o.Logger, throttle: newThrottle(o.ProgressGap), cache: campaignCache{m: map[string]*campaigns.Campaign{}}, kinds: indexKinds(), states: newStateCache(o.Store, o.Clock),
-		sends: newInFlight(o.MaxInFlight)}
+	s := &Service{o: o, log: o.Logger, throttle: newThrottle(o.ProgressGap), cache: campaignCache{m: map[string]*campaigns.Campaign{}}, kinds: indexKinds(), states: newStateCache(o.Store, o.Clock),
+		sends: newInFlight(o.MaxInFlight), taskKicks: map[string]chan struct{}{}}
+	for _, app := range o.TaskApps {
+		s.taskKicks[app] = make(chan struct{}, 1)
+	}
+	return s
 }
 
 type planPayload struct {
@@ -259,19 +266,37 @@ func (s *Service) enqueueBatch(ctx context.Context, c *campaigns.Campaign, n int
 	return nil
 }
 
-// Cancel stops every batch of a campaign not yet sent.
+// Cancel stops every batch of a campaign not yet sent (a task campaign
+// still waiting leaves its queue; one created already cannot be recalled).
 func (s *Service) Cancel(ctx context.Context, id string) (campaigns.Status, error) {
-	return s.change(ctx, id, campaigns.StateCancelled)
+	st, err := s.change(ctx, id, campaigns.StateCancelled)
+	if err == nil && st.Status == campaigns.StateCancelled {
+		s.taskControl(ctx, id, campaigns.StateCancelled)
+	}
+	return st, err
 }
 
-// Pause holds a campaign's batches until Resume.
+// Pause holds a campaign's batches (or its waiting task) until Resume.
 func (s *Service) Pause(ctx context.Context, id string) (campaigns.Status, error) {
-	return s.change(ctx, id, campaigns.StatePaused, campaigns.StateAccepted, campaigns.StateScheduled, campaigns.StateRunning)
+	st, err := s.change(ctx, id, campaigns.StatePaused, campaigns.StateAccepted, campaigns.StateScheduled, campaigns.StateRunning)
+	if err == nil && st.Status == campaigns.StatePaused {
+		s.taskControl(ctx, id, campaigns.StatePaused)
+	}
+	return st, err
 }
 
 // Resume releases a paused campaign. One whose batches were all recorded
 // while it was paused (calls that were on the wire) is finished now.
 func (s *Service) Resume(ctx context.Context, id string) (campaigns.Status, error) {
+	if c, err := s.campaign(ctx, id); err == nil {
+		if k, ok := s.kinds[c.Kind]; ok && k.task != nil { // back to its place in the task queue
+			st, err := s.change(ctx, id, campaigns.StateScheduled, campaigns.StatePaused)
+			if err == nil && st.Status == campaigns.StateScheduled {
+				s.taskControl(ctx, id, campaigns.StateScheduled)
+			}
+			return st, err
+		}
+	}
 	st, err := s.change(ctx, id, campaigns.StateRunning, campaigns.StatePaused)
 	if err != nil || st.Status != campaigns.StateRunning {
 		return st, err

@@ -95,6 +95,12 @@ func (f *fakeProvider) CreateTemplate(context.Context, string, string, string, s
 	return errNotFaked
 }
 func (f *fakeProvider) DeleteTemplate(context.Context, string, string) error { return errNotFaked }
+func (f *fakeProvider) PushLabel(context.Context, string, string, *int, json.RawMessage) (string, error) {
+	return "", errNotFaked
+}
+func (f *fakeProvider) PushTask(context.Context, string, *int, json.RawMessage) (string, error) {
+	return "", errNotFaked
+}
 
 func (f *fakeProvider) snapshot() (calls [][]string, counts map[string]int) {
 	f.mu.Lock()

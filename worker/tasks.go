@@ -1,0 +1,334 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/provider"
+	"github.com/campaignd/campaignd/store"
+)
+
+// Task campaigns (label_push, broadcast) each create one provider push
+// task, and the provider caps tasks: at most max_created creations in any
+// sliding window and max_running counted at once (CONTRACT §2
+// task_window). Such a campaign does not plan batches: its plan task puts
+// it in its app's task queue (shared by every process, in priority then
+// submission order) and ends, so nothing holds an asynq worker while it
+// waits. Every process runs a dispatcher per app that sleeps until the
+// caps free next (read from Redis, so whichever process freed or took a
+// slot) and then pops the first waiting task with its slots taken in one
+// atomic step: one process creates it, at most the caps allow, none
+// refused. While it waits the campaign is `scheduled` with `start_at` the
+// time the caps let it go, updated as the queue moves.
+
+// TaskCreator creates provider push tasks and returns their ids.
+type TaskCreator interface {
+	PushLabel(ctx context.Context, app, label string, strategy *int, msg json.RawMessage) (string, error)
+	PushTask(ctx context.Context, app string, strategy *int, msg json.RawMessage) (string, error)
+}
+
+// TaskRef names a task campaign in its app's queue.
+type TaskRef struct {
+	ID        string
+	Broadcast bool
+}
+
+// TaskQueue is the task-window queue of each app, shared by every process
+// (ratelimit.TaskWindow).
+type TaskQueue interface {
+	// Enqueue adds a task (again: it keeps its place); prio 0 high, 1
+	// normal, 2 low, then by submission.
+	Enqueue(ctx context.Context, app string, t TaskRef, prio int, submitted time.Time) error
+	Remove(ctx context.Context, app string, t TaskRef) error
+	// Hold keeps a waiting task in its place but lets the ones behind it
+	// go (paused).
+	Hold(ctx context.Context, app string, t TaskRef, hold bool) error
+	// Dispatch pops the next task the caps allow now, its slots taken
+	// (ok); otherwise wait tells when the caps free next (< 0: none waits).
+	Dispatch(ctx context.Context, app string) (t TaskRef, ok bool, wait time.Duration, err error)
+	// Confirm: the provider created the popped task.
+	Confirm(ctx context.Context, app string, t TaskRef) error
+	// Undo: the provider did not create it; its slots are given back and,
+	// with requeue, it goes back to its place.
+	Undo(ctx context.Context, app string, t TaskRef, requeue bool) error
+	// Block holds the app's creations in every process (the provider
+	// refused a task the caps allowed); d <= 0: the app's default, the
+	// soonest a task the provider counts could end.
+	Block(ctx context.Context, app string, d time.Duration) error
+	// Stale returns popped tasks never confirmed nor undone for older
+	// (their process died creating them), once.
+	Stale(ctx context.Context, app string, older time.Duration) ([]TaskRef, error)
+	// Estimates tells when each waiting task will be created if nothing
+	// changes.
+	Estimates(ctx context.Context, app string) (map[TaskRef]time.Time, error)
+}
+
+// taskPoll is the longest a dispatcher sleeps before it looks at its app's
+// queue again (other processes add tasks and take slots).
+const taskPoll = 100 * time.Millisecond
+
+// staleCreating is how long a popped task may stay unconfirmed before its
+// process is taken for dead.
+const staleCreating = 2 * time.Minute
+
+func (s *Service) taskRef(c *campaigns.Campaign, k *kind) TaskRef {
+	return TaskRef{ID: c.ID, Broadcast: k.task.broadcast}
+}
+
+// queueTask puts a task campaign that has reached its start in its app's
+// queue, scheduled, and tells the dispatchers.
+func (s *Service) queueTask(ctx context.Context, c *campaigns.Campaign, k *kind) error {
+	if s.o.Tasks == nil {
+		return s.fail(ctx, c.ID, &campaignFailure{field: "kind", message: "this campaignd has no task queue for " + string(c.Kind)})
+	}
+	st, err := s.o.Store.Status(ctx, c.ID)
+	if err != nil {
+		return err
+	}
+	switch st.Status {
+	case campaigns.StateAccepted:
+		st2, changed, err := s.o.Store.Transition(ctx, c.ID, campaigns.StateScheduled, campaigns.StateAccepted)
+		if err != nil {
+			return err
+		}
+		if changed {
+			s.publish(ctx, st2)
+		}
+	case campaigns.StateScheduled:
+	default:
+		return nil // being created, or over
+	}
+	submitted, err := s.o.Store.CreatedAt(ctx, c.ID)
+	if err != nil {
+		return err
+	}
+	if err := s.o.Tasks.Enqueue(ctx, c.App, s.taskRef(c, k), rank(c.Priority), submitted); err != nil {
+		return err
+	}
+	s.log.Info().Str("campaign", c.ID).Str("app", c.App).Str("kind", string(c.Kind)).Msg("task waiting for the task-window caps")
+	s.kickTasks(c.App)
+	s.updateEstimates(ctx, c.App)
+	return nil
+}
+
+func (s *Service) kickTasks(app string) {
+	if ch, ok := s.taskKicks[app]; ok {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// RunTasks runs this process's task dispatchers, one per app in
+// Options.TaskApps, until ctx ends.
+func (s *Service) RunTasks(ctx context.Context) {
+	if s.o.Tasks == nil {
+		return
+	}
+	done := make(chan struct{})
+	for _, app := range s.o.TaskApps {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			s.dispatchLoop(ctx, app)
+		}()
+	}
+	for range s.o.TaskApps {
+		<-done
+	}
+}
+
+func (s *Service) dispatchLoop(ctx context.Context, app string) {
+	log := s.log.With().Str("app", app).Logger()
+	kick := s.taskKicks[app]
+	lastStale := time.Now()
+	for ctx.Err() == nil {
+		if time.Since(lastStale) > 10*time.Second {
+			lastStale = time.Now()
+			s.reapStale(ctx, app)
+		}
+		ref, ok, wait, err := s.o.Tasks.Dispatch(ctx, app)
+		if err != nil {
+			log.Warn().Err(err).Msg("task dispatch")
+			_ = sleepCtx(ctx, 500*time.Millisecond)
+			continue
+		}
+		if ok {
+			s.createTask(ctx, app, ref)
+			continue
+		}
+		d := taskPoll
+		if wait >= 0 && wait < d {
+			d = wait
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-kick:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+}
+
+// createTask creates the provider task of a popped campaign.
+func (s *Service) createTask(ctx context.Context, app string, ref TaskRef) {
+	log := s.log.With().Str("campaign", ref.ID).Str("app", app).Logger()
+	defer s.updateEstimates(ctx, app)
+	c, err := s.campaign(ctx, ref.ID)
+	if err != nil {
+		log.Warn().Err(err).Msg("task campaign unreadable; its slot is given back")
+		_ = s.o.Tasks.Undo(ctx, app, ref, !errors.Is(err, store.ErrNotFound))
+		return
+	}
+	k, _, err := s.kindOf(c)
+	if err != nil || k.task == nil {
+		_ = s.o.Tasks.Undo(ctx, app, ref, false)
+		return
+	}
+	st, changed, err := s.o.Store.Transition(ctx, c.ID, campaigns.StateRunning, campaigns.StateScheduled, campaigns.StateAccepted)
+	if err != nil {
+		_ = s.o.Tasks.Undo(ctx, app, ref, true)
+		return
+	}
+	if !changed { // cancelled or paused just now
+		_ = s.o.Tasks.Undo(ctx, app, ref, st.Status == campaigns.StatePaused)
+		if st.Status == campaigns.StatePaused {
+			_ = s.o.Tasks.Hold(ctx, app, ref, true)
+		}
+		return
+	}
+	s.states.forget(c.ID)
+	s.publish(ctx, st)
+	// The call is not cut short by a shutdown: an aborted request could
+	// leave a task created that nobody knows of.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	ctx = cctx
+	taskID, err := k.task.create(s.o.CallContext(ctx, c, CallHints{}), s.o.Provider, c)
+	if err == nil {
+		s.taskCreated(ctx, app, ref, c, taskID)
+		return
+	}
+	requeue := func(block time.Duration, why string) {
+		_ = s.o.Tasks.Undo(ctx, app, ref, true)
+		_ = s.o.Tasks.Block(ctx, app, block)
+		if st, changed, err := s.o.Store.Transition(ctx, c.ID, campaigns.StateScheduled, campaigns.StateRunning); err == nil && changed {
+			s.publish(ctx, st)
+		}
+		log.Warn().Err(err).Msg(why)
+	}
+	switch {
+	case isRefusedTask(err):
+		requeue(0, "the provider refused the task over its caps (another client on the app key?): every process waits, the campaign stays queued")
+	case isPermanent(err):
+		_ = s.o.Tasks.Undo(ctx, app, ref, false)
+		field := "push_message"
+		var pe *provider.Error
+		if errors.As(err, &pe) {
+			switch pe.Type {
+			case "ResourceNotFoundException":
+				field = "label"
+			case "ServiceNotOpenException":
+				field = "app"
+			}
+		}
+		msg := err.Error()
+		if pe != nil && pe.Description != "" {
+			msg = pe.Type + ": " + pe.Description
+		}
+		_ = s.fail(ctx, c.ID, &campaignFailure{field: field, message: msg})
+	default:
+		requeue(time.Second, "task not created (transient); it keeps its place")
+	}
+}
+
+// isRefusedTask reports a provider refusal over its limits (403
+// LimitException, 429, or the limiter's own "not now").
+func isRefusedTask(err error) bool {
+	if _, ok := provider.IsRateLimited(err); ok {
+		return true
+	}
+	_, later := asRetryLater(err)
+	return later
+}
+
+// taskCreated records a created task: its id on the status, and the
+// campaign completed ("created at the provider": the API gives no
+// delivery report).
+func (s *Service) taskCreated(ctx context.Context, app string, ref TaskRef, c *campaigns.Campaign, taskID string) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_ = s.o.Tasks.Confirm(rctx, app, ref)
+	if err := s.o.Store.AddTaskID(rctx, c.ID, taskID); err != nil {
+		s.log.Warn().Err(err).Str("campaign", c.ID).Msg("task id not recorded")
+	}
+	if _, _, err := s.o.Store.SetPlanned(rctx, c.ID, 1, 1); err != nil {
+		s.log.Warn().Err(err).Str("campaign", c.ID).Msg("task campaign not finished")
+		return
+	}
+	if _, err := s.record(rctx, c, 0, 1, nil, 0); err != nil {
+		s.log.Warn().Err(err).Str("campaign", c.ID).Msg("task campaign not finished")
+	}
+	s.log.Info().Str("campaign", c.ID).Str("task_id", taskID).Msg("provider task created")
+}
+
+// reapStale fails the task campaigns whose process died between taking
+// their slot and recording the provider's answer: the task may or may not
+// exist at the provider, and creating it again could push twice.
+func (s *Service) reapStale(ctx context.Context, app string) {
+	refs, err := s.o.Tasks.Stale(ctx, app, staleCreating)
+	if err != nil {
+		return
+	}
+	for _, ref := range refs {
+		st, err := s.o.Store.Status(ctx, ref.ID)
+		if err != nil || st.Status.Final() {
+			continue
+		}
+		_ = s.fail(ctx, ref.ID, &campaignFailure{field: "", message: "campaignd stopped while creating the provider task: it may or may not exist at the provider, and is not created again (that could push twice)"})
+	}
+}
+
+// updateEstimates sets start_at of the app's waiting task campaigns to
+// when the caps let each go, and publishes the ones that moved.
+func (s *Service) updateEstimates(ctx context.Context, app string) {
+	est, err := s.o.Tasks.Estimates(ctx, app)
+	if err != nil {
+		return
+	}
+	for ref, at := range est {
+		st, changed, err := s.o.Store.SetStartAt(ctx, ref.ID, at, 200*time.Millisecond)
+		if err == nil && changed {
+			s.publish(ctx, st)
+		}
+	}
+}
+
+// taskControl applies pause, resume and cancel to a task campaign's place
+// in its queue; false for other kinds.
+func (s *Service) taskControl(ctx context.Context, id string, to campaigns.State) bool {
+	c, err := s.campaign(ctx, id)
+	if err != nil || s.o.Tasks == nil {
+		return false
+	}
+	k, ok := s.kinds[c.Kind]
+	if !ok || k.task == nil {
+		return false
+	}
+	ref := s.taskRef(c, k)
+	switch to {
+	case campaigns.StateCancelled:
+		_ = s.o.Tasks.Remove(ctx, c.App, ref)
+	case campaigns.StatePaused:
+		_ = s.o.Tasks.Hold(ctx, c.App, ref, true)
+	case campaigns.StateScheduled:
+		_ = s.o.Tasks.Hold(ctx, c.App, ref, false)
+		s.kickTasks(c.App)
+	}
+	s.updateEstimates(ctx, c.App)
+	return true
+}
