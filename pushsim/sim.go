@@ -494,6 +494,18 @@ func (s *Sim) serveSim(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, 200, map[string]any{"target": t, "count": s.PushCount(t), "pushes": s.Pushes(t)})
+	case r.URL.Path == "/_sim/tasks" && r.Method == http.MethodGet:
+		log := s.Stats().TaskLog
+		if r.URL.Query().Get("format") != "text" {
+			writeJSON(w, 200, log)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "%-4s %-9s %-12s %-12s %-12s %s\n", "#", "kind", "label", "created", "ends", "reached")
+		for i, t := range log {
+			fmt.Fprintf(w, "%-4d %-9s %-12s %-12s %-12s %d\n", i+1, t.Kind, t.Label,
+				t.CreatedAt.Format("15:04:05.000"), t.EndsAt.Format("15:04:05.000"), t.Reached)
+		}
 	case r.URL.Path == "/_sim/reset" && r.Method == http.MethodPost:
 		s.Reset()
 		writeJSON(w, 200, map[string]string{"status": "reset"})

@@ -53,7 +53,8 @@ echo "demo: starting redis-server on 127.0.0.1:$REDIS_PORT"
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
 PIDS+=($!)
 echo "demo: starting pushsim on 127.0.0.1:$SIM_PORT"
-"$BIN/pushsim" -addr "127.0.0.1:$SIM_PORT" >"$WORK/pushsim.log" 2>&1 &
+# a 10 s task window (the provider's is 5 min): 3 creations per window, 3 running
+"$BIN/pushsim" -addr "127.0.0.1:$SIM_PORT" -window 10s -max-created 3 -max-running 3 -label-task-duration 5s >"$WORK/pushsim.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$SIM_PORT/_sim/stats"
 
@@ -96,6 +97,26 @@ example user_settings.json "$(users_json 200)"
 echo "demo: pushsim's settings of user00001: $(curl -fsS "http://127.0.0.1:$SIM_PORT/_sim/user?org=demo&app=demo&user=user00001")"
 example template_create.json
 example single_push.json
+
+echo "demo: a label push to \"fans\" and 4 broadcasts: one provider task each, under the task-window caps"
+echo "demo: (pushsim and campaignd: 3 creations per 10 s window, 3 running; a broadcast holds its slot for the whole window)"
+TASK_IDS=()
+for f in label_push broadcast broadcast broadcast broadcast; do
+  n=${#TASK_IDS[@]}
+  id="$f-$n-$STAMP"
+  sed -e "s/\"id\": \"[^\"]*\"/\"id\": \"$id\"/" "$ROOT/configs/examples/$f.json" >"$WORK/task-$n.json"
+  "$BIN/campaignctl" submit -f "$WORK/task-$n.json" >/dev/null
+  TASK_IDS+=("$id")
+done
+sleep 0.5
+for id in "${TASK_IDS[@]}"; do
+  curl -fsS "$CAMPAIGND_API/api/campaigns/$id" | sed -e 's/.*"status":"\([a-z_]*\)".*"start_at":"\([^"]*\)".*/'"$id"': \1, start_at \2/'; echo
+done
+for id in "${TASK_IDS[@]}"; do
+  "$BIN/campaignctl" watch "$id" >/dev/null || true
+done
+echo "demo: the tasks pushsim created (GET /_sim/tasks?format=text): never more than 3 in any 10 s, the window used at once"
+curl -fsS "http://127.0.0.1:$SIM_PORT/_sim/tasks?format=text"
 
 ID="demo-$STAMP"
 {
