@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: all build test vet fmt demo bench bench-kinds bench-controls soak crash deps clean
+.PHONY: all build test vet fmt demo bench bench-kinds bench-controls bench-tasks soak crash deps clean
 
 all: build
 
@@ -38,6 +38,11 @@ bench: deps
 # (R = 10 and 100, 1 and 3 processes; ~1 min; docs/BENCHMARKS.md).
 bench-controls: deps
 	$(GO) test ./daemon -run '^$$' -bench Controls -benchtime 1x -timeout 20m -v
+
+# bench-tasks: 4 processes, a 10 s task window (3 creations, 3 running),
+# 24 label pushes and 6 broadcasts (~2 min; docs/BENCHMARKS.md).
+bench-tasks: deps
+	$(GO) test ./daemon -run '^$$' -bench Tasks -benchtime 1x -timeout 20m -v
 
 # bench-kinds: the share of their limits user_settings (5,000 users at
 # user=100, notification=100) and label_members (20,000 users at

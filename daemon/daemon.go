@@ -149,7 +149,10 @@ func New(ctx context.Context, cfg config.Config, opts Options) (d *Daemon, err e
 	aud := intake.NewAudienceStore(d.js)
 	asynqClient := asynq.NewClient(d.redisOpt)
 	d.stop = append(d.stop, func() { _ = asynqClient.Close() })
+	insp := asynq.NewInspector(d.redisOpt)
+	d.stop = append(d.stop, func() { _ = insp.Close() })
 	d.svc = worker.NewService(worker.Options{
+		Inspector:   insp,
 		Client:      asynqClient,
 		Store:       d.store,
 		Sink:        pub,
@@ -168,8 +171,6 @@ func New(ctx context.Context, cfg config.Config, opts Options) (d *Daemon, err e
 	}, 0)
 	reg.MustRegister(metrics.NewCampaignCollector(d.store, 2*time.Second, d.log))
 	reg.MustRegister(newTaskCollector(tasks))
-	insp := asynq.NewInspector(d.redisOpt)
-	d.stop = append(d.stop, func() { _ = insp.Close() })
 	reg.MustRegister(metrics.NewQueueCollector(insp))
 
 	// Recurring campaigns.

@@ -2,15 +2,19 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/config"
 	"github.com/campaignd/campaignd/provider/easemob"
 	"github.com/campaignd/campaignd/pushsim"
+	"github.com/campaignd/campaignd/worker"
 )
 
 // The task-window caps of these tests: 3 creations per 10 s, 2 running, a
@@ -35,13 +39,26 @@ func (w *world) taskConfig(t testing.TB) config.Config {
 // created; spacing is the calls-per-second limit of the creating call
 // (push_task is 1/s). Tasks are all submitted before the first creation.
 func idleGaps(tasks []pushsim.Task, tw pushsim.TaskWindow, spacing time.Duration) []time.Duration {
+	return idleGapsBy(tasks, tw, func(string) time.Duration { return spacing })
+}
+
+// idleGapsBy is idleGaps with the spacing of each kind's creating call
+// ("label": push_label, "broadcast": push_task), counted from the last
+// creation of the same kind.
+func idleGapsBy(tasks []pushsim.Task, tw pushsim.TaskWindow, spacing func(kind string) time.Duration) []time.Duration {
 	sort.Slice(tasks, func(i, j int) bool { return tasks[i].CreatedAt.Before(tasks[j].CreatedAt) })
 	var gaps []time.Duration
 	for i, tk := range tasks {
 		if i == 0 {
 			continue
 		}
-		free := tasks[i-1].CreatedAt.Add(spacing)
+		free := tasks[0].CreatedAt
+		for j := i - 1; j >= 0; j-- {
+			if tasks[j].Kind == tk.Kind {
+				free = maxT(free, tasks[j].CreatedAt.Add(spacing(tk.Kind)))
+				break
+			}
+		}
 		for {
 			var inWin, running []time.Time
 			for _, p := range tasks[:i] {
@@ -107,11 +124,20 @@ func TestLabelPushesUnderTheTaskCaps(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// It shows in the asynq UI, in its own queue.
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: w.redis.Addr})
+	defer insp.Close()
+	if info, err := insp.GetTaskInfo(worker.QueueTasks, "lp-6:task"); err != nil || info.Type != worker.TypeTask {
+		t.Errorf("the waiting label push in the asynq UI: %+v %v", info, err)
+	}
 	for i := range 7 {
 		st := a.waitFinal(t, fmt.Sprintf("lp-%d", i), 60*time.Second)
 		if st.Status != campaigns.StateCompleted || len(st.ProviderTaskIDs) != 1 {
 			t.Fatalf("lp-%d: %+v", i, st)
 		}
+	}
+	if _, err := insp.GetTaskInfo(worker.QueueTasks, "lp-6:task"); !errors.Is(err, asynq.ErrTaskNotFound) {
+		t.Errorf("the created label push's UI marker: %v, want it gone", err)
 	}
 	sim := w.sim.Sim().Stats()
 	if len(sim.TaskLog) != 7 || sim.LimitExceptions != 0 || sim.Violations != 0 {
@@ -200,5 +226,54 @@ func TestForeignTasksAndCancel(t *testing.T) {
 	st = r.waitFinal(t, "no-label", 30*time.Second)
 	if st.Status != campaigns.StateFailed || len(st.Errors) == 0 || st.Errors[0].Field != "label" {
 		t.Fatalf("no-label: %+v", st)
+	}
+}
+
+// A label push schedule fired by 3 processes creates exactly one task per
+// tick, within the caps.
+func TestCronLabelPushFromThreeProcesses(t *testing.T) {
+	w := newWorld(t, pushsim.Config{TaskWindow: shortWindow})
+	cfg := w.taskConfig(t)
+	cfg.Schedules = []config.Schedule{{Name: "every4s", Cron: "*/4 * * * * *",
+		CampaignRaw: map[string]any{"kind": "label_push", "app": "default", "label": "fans", "push_message": map[string]any{"title": "tick"}}}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	// The label must exist before the first tick: made straight at pushsim.
+	other, err := easemob.New(easemob.Config{BaseURL: w.sim.URL(), Org: "org", App: "app", ClientID: "pushsim", ClientSecret: "pushsim-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.CreateLabel(context.Background(), "fans", ""); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		start(t, cfg)
+	}
+	time.Sleep(9 * time.Second) // two or three ticks
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		sim := w.sim.Sim().Stats()
+		if len(sim.TaskLog) >= 2 {
+			time.Sleep(2 * time.Second) // a doubled tick would show by now
+			sim = w.sim.Sim().Stats()
+			byMinuteSecond := map[string]int{}
+			for _, tk := range sim.TaskLog {
+				byMinuteSecond[tk.CreatedAt.Truncate(4*time.Second).Format("15:04:05")]++
+			}
+			for tick, n := range byMinuteSecond {
+				if n != 1 {
+					t.Fatalf("tick %s created %d tasks (%+v)", tick, n, sim.TaskLog)
+				}
+			}
+			if sim.LimitExceptions != 0 {
+				t.Fatalf("%d LimitExceptions", sim.LimitExceptions)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d tasks from the schedule", len(sim.TaskLog))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -1204,6 +1205,26 @@ func TestDocumentedErrors(t *testing.T) {
 		}
 		if n := e.srv.Sim().PushCount(target); n != 0 {
 			t.Errorf("sync %q recorded %d pushes", target, n)
+		}
+	}
+}
+
+func TestTaskLogIsServed(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(New(Config{}))
+	defer srv.Close()
+	for _, c := range []struct{ path, want string }{
+		{"/_sim/tasks", "[]"},
+		{"/_sim/tasks?format=text", "kind"},
+	} {
+		resp, err := http.Get(srv.URL + c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), c.want) {
+			t.Errorf("%s: %d %s", c.path, resp.StatusCode, b)
 		}
 	}
 }

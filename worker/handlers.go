@@ -31,6 +31,7 @@ func (s *Service) Mux() *asynq.ServeMux {
 	mux.HandleFunc(TypePlan, s.handlePlan)
 	mux.HandleFunc(TypeBatch, s.handleBatch)
 	mux.HandleFunc(TypeExpire, s.handleExpire)
+	mux.HandleFunc(TypeTask, s.handleTaskMarker)
 	return mux
 }
 

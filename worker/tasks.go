@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
+
+	"github.com/hibiken/asynq"
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/provider"
@@ -109,6 +112,7 @@ func (s *Service) queueTask(ctx context.Context, c *campaigns.Campaign, k *kind)
 		return err
 	}
 	s.log.Info().Str("campaign", c.ID).Str("app", c.App).Str("kind", string(c.Kind)).Msg("task waiting for the task-window caps")
+	s.enqueueMarker(ctx, c)
 	s.kickTasks(c.App)
 	s.updateEstimates(ctx, c.App)
 	return nil
@@ -241,6 +245,7 @@ func (s *Service) createTask(ctx context.Context, app string, ref TaskRef) {
 			msg = pe.Type + ": " + pe.Description
 		}
 		_ = s.fail(ctx, c.ID, &campaignFailure{field: field, message: msg})
+		s.dropMarker(c.ID)
 	default:
 		requeue(time.Second, "task not created (transient); it keeps its place")
 	}
@@ -273,6 +278,7 @@ func (s *Service) taskCreated(ctx context.Context, app string, ref TaskRef, c *c
 	if _, err := s.record(rctx, c, 0, 1, nil, 0); err != nil {
 		s.log.Warn().Err(err).Str("campaign", c.ID).Msg("task campaign not finished")
 	}
+	s.dropMarker(c.ID)
 	s.log.Info().Str("campaign", c.ID).Str("task_id", taskID).Msg("provider task created")
 }
 
@@ -323,6 +329,7 @@ func (s *Service) taskControl(ctx context.Context, id string, to campaigns.State
 	switch to {
 	case campaigns.StateCancelled:
 		_ = s.o.Tasks.Remove(ctx, c.App, ref)
+		s.dropMarker(c.ID)
 	case campaigns.StatePaused:
 		_ = s.o.Tasks.Hold(ctx, c.App, ref, true)
 	case campaigns.StateScheduled:
@@ -331,4 +338,61 @@ func (s *Service) taskControl(ctx context.Context, id string, to campaigns.State
 	}
 	s.updateEstimates(ctx, c.App)
 	return true
+}
+
+// QueueTasks is the asynq queue where each waiting label push or broadcast
+// shows in the UI, as a `campaign:task` task (TaskID `<id>:task`) whose
+// last error says it waits for the task-window caps. It is deleted once
+// the provider task is created (or the campaign ends); if it runs first,
+// it only wakes this process's dispatcher.
+const QueueTasks = "provider_tasks"
+
+type taskPayload struct {
+	ID    string `json:"id"`
+	App   string `json:"app"`
+	Kind  string `json:"kind"`
+	Label string `json:"label,omitempty"`
+}
+
+func (s *Service) enqueueMarker(ctx context.Context, c *campaigns.Campaign) {
+	payload, _ := json.Marshal(taskPayload{ID: c.ID, App: c.App, Kind: string(c.Kind), Label: c.Label})
+	_, err := s.o.Client.EnqueueContext(ctx, asynq.NewTask(TypeTask, payload), asynq.TaskID(c.ID+":task"),
+		asynq.Queue(QueueTasks), asynq.MaxRetry(1), asynq.ProcessIn(markerRecheck))
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		s.log.Debug().Err(err).Str("campaign", c.ID).Msg("task marker not enqueued")
+	}
+}
+
+// markerRecheck is how often a waiting task's marker wakes the dispatcher.
+const markerRecheck = 30 * time.Second
+
+func (s *Service) dropMarker(id string) {
+	if s.o.Inspector == nil {
+		return
+	}
+	_ = s.o.Inspector.DeleteTask(QueueTasks, id+":task")
+}
+
+// handleTaskMarker keeps a waiting task visible; the dispatchers create it.
+func (s *Service) handleTaskMarker(ctx context.Context, t *asynq.Task) error {
+	var p taskPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		return fmt.Errorf("task marker payload: %v: %w", err, asynq.SkipRetry)
+	}
+	st, err := s.o.Store.Status(ctx, p.ID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (st.Status.Final() || st.Status == campaigns.StateRunning)) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	s.kickTasks(p.App)
+	msg := "waiting for the task-window caps"
+	if st.StartAt != nil {
+		msg += " (expected " + st.StartAt.UTC().Format(time.RFC3339) + ")"
+	}
+	if st.Status == campaigns.StatePaused {
+		msg = "paused, keeping its place in the task queue"
+	}
+	return &retryLater{in: markerRecheck, reason: msg}
 }

@@ -34,6 +34,7 @@ const (
 	TypePlan   = "campaign:plan"
 	TypeBatch  = "campaign:batch"
 	TypeExpire = "campaign:expire"
+	TypeTask   = "campaign:task"
 )
 
 // Queue names by campaign priority.
@@ -98,16 +99,17 @@ type Options struct {
 	CallContext CallContext
 	Clock       clock.Clock
 	Logger      zerolog.Logger
-	Concurrency int           // workers of this process (sizes BatchWindow)
-	BatchWindow int           // batch tasks queued per campaign; default 2×Concurrency, at least 8
-	GroupSize   int           // provider batches (≤ 100 targets each) per batch task, sent concurrently; default DefaultGroupSize
-	MaxRetry    int           // transient failures tolerated per batch; default 10
-	Retention   time.Duration // completed plan tasks kept visible in the UI (and their ids reserved); default 24h
-	EarlyStart  time.Duration // plan tasks are enqueued this much early, then wait; default 3s
-	ProgressGap time.Duration // least time between two progress events of a campaign; default 250ms
-	MaxInFlight int           // provider batches in flight at once in this process; default InFlight(Concurrency)
-	Tasks       TaskQueue     // the task-window queues of label pushes and broadcasts (nil: those kinds fail)
-	TaskApps    []string      // the apps whose task queue this process dispatches (RunTasks)
+	Concurrency int              // workers of this process (sizes BatchWindow)
+	BatchWindow int              // batch tasks queued per campaign; default 2×Concurrency, at least 8
+	GroupSize   int              // provider batches (≤ 100 targets each) per batch task, sent concurrently; default DefaultGroupSize
+	MaxRetry    int              // transient failures tolerated per batch; default 10
+	Retention   time.Duration    // completed plan tasks kept visible in the UI (and their ids reserved); default 24h
+	EarlyStart  time.Duration    // plan tasks are enqueued this much early, then wait; default 3s
+	ProgressGap time.Duration    // least time between two progress events of a campaign; default 250ms
+	MaxInFlight int              // provider batches in flight at once in this process; default InFlight(Concurrency)
+	Tasks       TaskQueue        // the task-window queues of label pushes and broadcasts (nil: those kinds fail)
+	TaskApps    []string         // the apps whose task queue this process dispatches (RunTasks)
+	Inspector   *asynq.Inspector // optional: deletes a waiting task's UI marker once it is created
 }
 
 // InFlight is the default number of provider batches a process sends at
