@@ -277,3 +277,26 @@ func TestCronLabelPushFromThreeProcesses(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// A label push with a start_date is held by campaignd and created at its
+// start, never before (no startDate goes to the provider).
+func TestLabelPushStartsOnTime(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, pushsim.Config{TaskWindow: shortWindow})
+	r := start(t, w.taskConfig(t))
+	submitJSON(t, w, map[string]any{"id": "fans", "kind": "label_members", "action": "add", "label": "fans", "targets": ids("fan", 3)})
+	r.waitFinal(t, "fans", 20*time.Second)
+	at := time.Now().Add(3 * time.Second).UTC()
+	w.publish(t, "campaigns.submit", labelPush("later", "fans", `,"start_date":"`+at.Format(time.RFC3339Nano)+`"`), "")
+	if st := r.waitState(t, "later", campaigns.StateScheduled, 5*time.Second); st.StartAt == nil || st.StartAt.Before(at) {
+		t.Fatalf("scheduled %+v", st)
+	}
+	if st := r.waitFinal(t, "later", 20*time.Second); st.Status != campaigns.StateCompleted {
+		t.Fatalf("%+v", st)
+	}
+	tasks := w.sim.Sim().Stats().TaskLog
+	if len(tasks) != 1 || tasks[0].CreatedAt.Before(at) || !tasks[0].StartAt.Equal(tasks[0].CreatedAt) {
+		t.Fatalf("task %+v, start %s: created early, or with a provider startDate", tasks, at)
+	}
+	t.Logf("created %s after its start_date", tasks[0].CreatedAt.Sub(at))
+}
