@@ -103,15 +103,7 @@ for i = 1, #cands, 2 do
   if redis.call('SISMEMBER', KEYS[4], cands[i]) == 0 then pick, score = cands[i], cands[i + 1]; break end
 end
 if not pick then return {0, -1} end
-local wait = 0
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  wait = math.max(wait, tonumber(oldest[2]) + window - now)
-end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
-  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  wait = math.max(wait, tonumber(first[2]) - now)
-end
+` + luaCapsWait + `
 if wait > 0 then return {0, wait} end
 local hold = tonumber(ARGV[5])
 if string.sub(pick, 1, 2) == 'B:' then hold = tonumber(ARGV[6]) end

@@ -54,6 +54,22 @@ type Lease struct {
 	Expires time.Time // when the slot frees by itself (Redis clock)
 }
 
+// luaCapsWait sets wait (µs) to how long until the caps allow one more
+// task: KEYS[1] creations (score: time), KEYS[2] running (score: when the
+// slot frees), ARGV[3] max created, ARGV[4] max running; locals now and
+// window. Shared by the acquire and dispatch scripts.
+const luaCapsWait = `
+local wait = 0
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  wait = math.max(wait, tonumber(oldest[2]) + window - now)
+end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  wait = math.max(wait, tonumber(first[2]) - now)
+end
+`
+
 // acquire: KEYS created, running; ARGV now|-1, window µs, maxCreated,
 // maxRunning, member, hold µs (from now), ttl ms.
 // Returns {1, expiry µs} or {0, wait µs}.
@@ -64,15 +80,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 local held = redis.call('ZSCORE', KEYS[2], ARGV[5])
 if held then return {1, tonumber(held)} end
 if redis.call('ZSCORE', KEYS[1], ARGV[5]) then return {1, now} end
-local wait = 0
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  wait = math.max(wait, tonumber(oldest[2]) + window - now)
-end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
-  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  wait = math.max(wait, tonumber(first[2]) - now)
-end
+` + luaCapsWait + `
 if wait > 0 then return {0, wait} end
 local expiry = now + tonumber(ARGV[6])
 redis.call('ZADD', KEYS[1], now, ARGV[5])
