@@ -403,7 +403,7 @@ func TestHTTPSide(t *testing.T) {
 		t.Errorf("failures: %d %s", code, body)
 	}
 	code, body = get("/metrics", true)
-	for _, m := range []string{`campaignd_provider_calls_total{app="default",group="push_single",result="ok"}`, "campaignd_campaigns{status=", "asynq_queue_size"} {
+	for _, m := range []string{`campaignd_provider_calls_total{app="default",group="push_single",result="ok"}`, "campaignd_campaigns{status=", "asynq_queue_size", `campaignd_tasks_waiting{app="default"} 0`, `campaignd_task_slots_running{app="default"}`} {
 		if code != 200 || !strings.Contains(body, m) {
 			t.Errorf("metrics lack %s", m)
 		}

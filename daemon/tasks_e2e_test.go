@@ -221,6 +221,25 @@ func TestForeignTasksAndCancel(t *testing.T) {
 	if len(sim.TaskLog) != 3 {
 		t.Fatalf("%d tasks at pushsim, want 2 foreign + 1 (the cancelled one creates nothing)", len(sim.TaskLog))
 	}
+	// A paused waiting task keeps its place and lets the ones behind it go;
+	// resumed, it is created.
+	w.publish(t, "campaigns.submit", labelPush("paused-one", "fans", ""), "")
+	r.waitState(t, "paused-one", campaigns.StateScheduled, 10*time.Second)
+	w.publish(t, "campaigns.pause", []byte(`{"id":"paused-one"}`), "")
+	r.waitState(t, "paused-one", campaigns.StatePaused, 10*time.Second)
+	w.publish(t, "campaigns.submit", labelPush("behind", "fans", `,"priority":"low"`), "")
+	if st := r.waitFinal(t, "behind", 30*time.Second); st.Status != campaigns.StateCompleted {
+		t.Fatalf("behind a paused task: %+v", st)
+	}
+	var ps campaigns.Status
+	getJSON(t, r.base+"/api/campaigns/paused-one", &ps)
+	if ps.Status != campaigns.StatePaused {
+		t.Fatalf("the paused task: %+v", ps)
+	}
+	w.publish(t, "campaigns.resume", []byte(`{"id":"paused-one"}`), "")
+	if st := r.waitFinal(t, "paused-one", 30*time.Second); st.Status != campaigns.StateCompleted {
+		t.Fatalf("resumed: %+v", st)
+	}
 	// A label push to a missing label fails with the provider's reason.
 	w.publish(t, "campaigns.submit", labelPush("no-label", "nope", ""), "")
 	st = r.waitFinal(t, "no-label", 30*time.Second)
