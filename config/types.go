@@ -34,6 +34,10 @@ type NATS struct {
 type HTTP struct {
 	Addr      string    `yaml:"addr"`
 	BasicAuth BasicAuth `yaml:"basic_auth"`
+	// UIAllowChanges lets the asynq UI change queues and tasks (delete,
+	// archive, run, pause). Off by default: the UI is read-only, so that
+	// nobody loses queued campaigns by accident.
+	UIAllowChanges bool `yaml:"ui_allow_changes"`
 }
 
 // BasicAuth guards everything but /healthz and /readyz when User is set.

@@ -212,7 +212,10 @@ func New(ctx context.Context, cfg config.Config, opts Options) (d *Daemon, err e
 		Ready:             d.readyChecks(),
 		BasicAuthUser:     cfg.HTTP.BasicAuth.User,
 		BasicAuthPassword: cfg.HTTP.BasicAuth.Password,
-		Logger:            d.log,
+		// read-only unless http.ui_allow_changes: a queue deleted from the
+		// UI loses every campaign queued in it
+		MonitoringReadOnly: !cfg.HTTP.UIAllowChanges,
+		Logger:             d.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("http api: %w", err)

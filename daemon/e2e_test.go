@@ -380,6 +380,14 @@ func TestHTTPSide(t *testing.T) {
 	if code, body := get("/monitoring/api/queues", true); code != 200 || !strings.Contains(body, "queues") {
 		t.Errorf("asynqmon API: %d %.200s", code, body)
 	}
+	// The asynq UI is read-only by default: a queue cannot be deleted.
+	del, _ := http.NewRequest(http.MethodDelete, r.base+"/monitoring/api/queues/default", nil)
+	del.SetBasicAuth("admin", "s3cret-ui-pass")
+	if resp, err := http.DefaultClient.Do(del); err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("DELETE a queue through the UI: %v %v, want 405", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	if code, _ := get("/api/campaigns/unknown", true); code != 404 {
 		t.Errorf("unknown campaign: %d", code)
 	}
