@@ -96,6 +96,9 @@ func Decode(data []byte) (*Campaign, FieldErrors) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, FieldErrors{fe("", "trailing data after the JSON object")}
 	}
+	if errs := checkRaw(data, &c); len(errs) > 0 {
+		return nil, errs
+	}
 	return &c, nil
 }
 
