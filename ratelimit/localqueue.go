@@ -379,41 +379,35 @@ func (l *Limiter) enter(ctx context.Context, rates []Rate) (*ticket, error) {
 	case h := <-w.ch:
 		return &ticket{l: l, q: q, o: o, handed: h.r, waited: true}, nil
 	case <-giveUpOf(ctx):
-		if err := l.leave(q, w); err != nil {
-			tk, _ := l.taken(q, o, w)
-			tk.giveBack()
+		if !l.leave(q, w) {
+			l.taken(q, o, w).giveBack()
 		}
 		return nil, &RateLimited{Key: rates[0].Key, RetryIn: l.opts.BacklogRetry, Backlog: true}
 	case <-t.C:
-		if err := l.leave(q, w); err != nil {
-			return l.taken(q, o, w)
+		if !l.leave(q, w) {
+			return l.taken(q, o, w), nil
 		}
 		return nil, &RateLimited{Key: rates[0].Key, RetryIn: l.opts.MaxWait}
 	case <-ctx.Done():
-		if err := l.leave(q, w); err != nil {
-			tk, _ := l.taken(q, o, w)
-			tk.giveBack()
+		if !l.leave(q, w) {
+			l.taken(q, o, w).giveBack()
 		}
 		return nil, fmt.Errorf("ratelimit: wait: %w", ctx.Err())
 	}
 }
 
-// errServed says a waiter that gave up had been served meanwhile.
-var errServed = fmt.Errorf("ratelimit: served while leaving")
-
-func (l *Limiter) leave(q *localQueue, w *waiter) error {
+// leave takes a waiter that gave up out of its queue; false means it was
+// served meanwhile (its place, or a handed slot, is on its channel).
+func (l *Limiter) leave(q *localQueue, w *waiter) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if q.remove(w) {
-		return nil
-	}
-	return errServed
+	return q.remove(w)
 }
 
 // taken is the ticket of a waiter served just as it gave up.
-func (l *Limiter) taken(q *localQueue, o order, w *waiter) (*ticket, error) {
+func (l *Limiter) taken(q *localQueue, o order, w *waiter) *ticket {
 	h := <-w.ch
-	return &ticket{l: l, q: q, o: o, handed: h.r, waited: true}, nil
+	return &ticket{l: l, q: q, o: o, handed: h.r, waited: true}
 }
 
 // giveBack passes a place (and a handed reservation, if any) on.

@@ -57,20 +57,18 @@ func (f *inFlight) acquire(ctx context.Context, p campaigns.Priority, giveUp <-c
 	case <-ctx.Done():
 		stop = ctx.Err()
 	}
-	{
-		f.mu.Lock()
-		for i, w := range f.waiters[r] {
-			if w == ch {
-				f.waiters[r] = append(f.waiters[r][:i], f.waiters[r][i+1:]...)
-				f.mu.Unlock()
-				return stop
-			}
+	f.mu.Lock()
+	for i, w := range f.waiters[r] {
+		if w == ch {
+			f.waiters[r] = append(f.waiters[r][:i], f.waiters[r][i+1:]...)
+			f.mu.Unlock()
+			return stop
 		}
-		f.mu.Unlock()
-		<-ch // handed a slot just now: pass it on
-		f.release()
-		return stop
 	}
+	f.mu.Unlock()
+	<-ch // handed a slot just now: pass it on
+	f.release()
+	return stop
 }
 
 // release frees a slot, to the best waiter if any.

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/campaignd/campaignd/campaigns"
-	"github.com/campaignd/campaignd/internal/clock"
 	"github.com/campaignd/campaignd/store"
 )
 
@@ -31,8 +30,7 @@ var errExpired = errors.New("campaign expired")
 // stateFresh by this process however many of its calls are due, so that
 // the decision at the slot costs nothing that shows at high rates.
 type stateCache struct {
-	st  *store.Store
-	clk clock.Clock
+	st *store.Store
 
 	mu sync.Mutex
 	m  map[string]*stateEntry
@@ -44,11 +42,8 @@ type stateEntry struct {
 	reading bool // a read from Redis is on its way
 }
 
-func newStateCache(st *store.Store, clk clock.Clock) *stateCache {
-	if clk == nil {
-		clk = clock.Real{}
-	}
-	return &stateCache{st: st, clk: clk, m: map[string]*stateEntry{}}
+func newStateCache(st *store.Store) *stateCache {
+	return &stateCache{st: st, m: map[string]*stateEntry{}}
 }
 
 const stateCacheSize = 4096

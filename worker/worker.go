@@ -165,7 +165,7 @@ func NewService(o Options) *Service {
 			return ctx
 		}
 	}
-	s := &Service{o: o, log: o.Logger, throttle: newThrottle(o.ProgressGap), cache: campaignCache{m: map[string]*campaigns.Campaign{}}, kinds: indexKinds(), states: newStateCache(o.Store, o.Clock),
+	s := &Service{o: o, log: o.Logger, throttle: newThrottle(o.ProgressGap), cache: campaignCache{m: map[string]*campaigns.Campaign{}}, kinds: indexKinds(), states: newStateCache(o.Store),
 		sends: newInFlight(o.MaxInFlight), taskKicks: map[string]chan struct{}{}}
 	for _, app := range o.TaskApps {
 		s.taskKicks[app] = make(chan struct{}, 1)
