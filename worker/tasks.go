@@ -366,12 +366,36 @@ func (s *Service) enqueueMarker(ctx context.Context, c *campaigns.Campaign) {
 // markerRecheck is how often a waiting task's marker wakes the dispatcher.
 const markerRecheck = 30 * time.Second
 
+// dropMarker deletes a task campaign's UI marker. asynq refuses to delete
+// a task while its handler runs; the marker's handler returns within
+// milliseconds, so a refused delete is tried again in the background for a
+// few seconds (bounded) rather than leaving the marker to its next run.
 func (s *Service) dropMarker(id string) {
 	if s.o.Inspector == nil {
 		return
 	}
-	_ = s.o.Inspector.DeleteTask(QueueTasks, id+":task")
+	gone := func() bool {
+		err := s.o.Inspector.DeleteTask(QueueTasks, id+":task")
+		return err == nil || errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound)
+	}
+	if gone() {
+		return
+	}
+	go func() {
+		for range markerDropTries {
+			time.Sleep(markerDropEvery)
+			if gone() {
+				return
+			}
+		}
+		s.log.Debug().Str("campaign", id).Msg("task marker not deleted; its next run finds the campaign done and ends it")
+	}()
 }
+
+const (
+	markerDropTries = 50
+	markerDropEvery = 100 * time.Millisecond
+)
 
 // handleTaskMarker keeps a waiting task visible; the dispatchers create it.
 func (s *Service) handleTaskMarker(ctx context.Context, t *asynq.Task) error {
@@ -393,6 +417,11 @@ func (s *Service) handleTaskMarker(ctx context.Context, t *asynq.Task) error {
 	}
 	if st.Status == campaigns.StatePaused {
 		msg = "paused, keeping its place in the task queue"
+	}
+	// The task may have been created while this ran (its delete of this
+	// marker is then retried until this run ends): end now if so.
+	if st, err := s.o.Store.Status(ctx, p.ID); err == nil && (st.Status.Final() || st.Status == campaigns.StateRunning) {
+		return nil
 	}
 	return &retryLater{in: markerRecheck, reason: msg}
 }
