@@ -65,7 +65,7 @@ func TestDefaultsExpansionAndOverrides(t *testing.T) {
 	if a.ClientSecret != "shh" || cfg.HTTP.Addr != "127.0.0.1:9999" || cfg.Worker.Concurrency != 50 || cfg.Redis.URL == "" {
 		t.Fatalf("%+v", cfg)
 	}
-	if a.Limit(provider.GroupPushSingle) != 10 || a.Limit(provider.GroupPushSync) != 1 || a.Limit(provider.GroupToken) != 0 {
+	if a.Limit(provider.GroupPushSingle) != 10 || a.Limit(provider.GroupPushSync) != 1 || a.Limit(provider.GroupToken) != 2 {
 		t.Errorf("default limits: %+v", a.Limits)
 	}
 	if a.TaskWindow.MaxCreated != 3 || a.TaskWindow.Window.D() != 5*time.Minute {

@@ -300,17 +300,15 @@ func (l *Limits) ptr(g provider.Group) *float64 {
 		return &l.Template
 	case provider.GroupTags:
 		return &l.Tags
+	case provider.GroupToken:
+		return &l.Token
 	}
 	var none float64
 	return &none
 }
 
-// Limit returns the calls per second allowed for group g (0 when the group
-// has no configured limit, e.g. token requests).
+// Limit returns the calls per second allowed for group g.
 func (a App) Limit(g provider.Group) float64 {
-	if g == provider.GroupToken {
-		return 0
-	}
 	v := *a.Limits.ptr(g)
 	if v == 0 {
 		return provider.DefaultLimits[g]

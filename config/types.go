@@ -90,6 +90,7 @@ type Limits struct {
 	Notification float64 `yaml:"notification"`
 	Template     float64 `yaml:"template"`
 	Tags         float64 `yaml:"tags"`
+	Token        float64 `yaml:"token"` // easemob app token fetches (POST /token)
 }
 
 // TaskWindow are the provider's task caps for label pushes and broadcasts.

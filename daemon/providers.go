@@ -41,7 +41,7 @@ func newProviders(cfg config.Config, lim *ratelimit.Limiter, m *metrics.Metrics,
 	httpc := provider.NewHTTPClient(provider.HTTPOptions{MaxConnsPerHost: worker.InFlight(cfg.Worker.Concurrency) + 16})
 	gate := lim.Gate(func(app string, g provider.Group) (float64, bool) {
 		a, ok := cfg.Apps[app]
-		if !ok || g == provider.GroupToken {
+		if !ok {
 			return 0, false
 		}
 		return a.Limit(g), true

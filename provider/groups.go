@@ -17,15 +17,19 @@ const (
 	GroupNotification Group = "notification" // notification mode + language
 	GroupTemplate     Group = "template"     // push templates
 	GroupTags         Group = "tags"         // every EngageLab device/tag/alias call
-	GroupToken        Group = "token"        // POST /token (not limited by config)
+	GroupToken        Group = "token"        // POST /token (app token fetches)
 )
 
 // Groups lists the configurable groups in config order.
 var Groups = []Group{GroupPushSingle, GroupPushSync, GroupPushAsync, GroupPushLabel, GroupPushTask,
-	GroupLabel, GroupLabelUser, GroupUser, GroupNotification, GroupTemplate, GroupTags}
+	GroupLabel, GroupLabelUser, GroupUser, GroupNotification, GroupTemplate, GroupTags, GroupToken}
 
 // DefaultLimits are the provider's published per-App-Key limits, calls/s.
+// The token endpoint has no published limit: 2/s is campaignd's own
+// bound, so that a burst of refusals (a revoked token, many processes
+// starting at once) cannot turn into a burst of token requests.
 var DefaultLimits = map[Group]float64{
 	GroupPushSingle: 10, GroupPushSync: 1, GroupPushAsync: 200, GroupPushLabel: 10, GroupPushTask: 1,
 	GroupLabel: 10, GroupLabelUser: 30, GroupUser: 100, GroupNotification: 100, GroupTemplate: 100, GroupTags: 50,
+	GroupToken: 2,
 }

@@ -63,7 +63,8 @@ type Client struct {
 
 	mu       sync.Mutex
 	token    string
-	refresh  time.Time // refresh after this
+	refresh  time.Time // refresh (in the background) after this
+	usable   time.Time // send it until this
 	expires  time.Time
 	inflight *tokenFetch
 }
@@ -150,18 +151,21 @@ func (c *Client) callInto(ctx context.Context, group provider.Group, method, pat
 			return nil, fmt.Errorf("easemob %s: encode request: %w", op, err)
 		}
 	}
+	failed := "" // the token a 401 refused
 	for attempt := 0; ; attempt++ {
-		tok, err := c.appToken(ctx, attempt > 0)
-		if err != nil {
+		// Have a token before waiting for a slot (the first fetch may
+		// take a while); the one sent is read again once the slot is
+		// granted (see send), so a long wait never sends a stale one.
+		if _, err := c.appToken(ctx, failed); err != nil {
 			return nil, err
 		}
-		env, status, err := c.send(ctx, group, op, method, c.base+path, tok, payload, into)
+		env, status, tok, err := c.send(ctx, group, op, method, c.base+path, payload, into)
 		if err == nil {
 			return env, nil
 		}
 		if status == http.StatusUnauthorized && attempt == 0 && c.cfg.AppToken == "" {
-			c.dropToken(tok)
-			c.log.Info().Str("op", op).Msg("easemob answered 401; refreshing the app token once")
+			failed = tok
+			c.log.Info().Str("op", op).Msg("easemob answered 401; the refused app token is replaced once")
 			continue
 		}
 		return nil, err
@@ -194,35 +198,44 @@ func opName(path string) string {
 }
 
 // send performs one HTTP request (through the gate) and maps the answer.
-func (c *Client) send(ctx context.Context, group provider.Group, op, method, url, token string, payload []byte, into any) (*envelope, int, error) {
+// It returns the token it sent (for a 401's retry).
+func (c *Client) send(ctx context.Context, group provider.Group, op, method, url string, payload []byte, into any) (*envelope, int, string, error) {
 	// The request is built before the gate is asked: once the slot is
-	// granted, only the send is left (a late send could crowd the provider's
-	// window of the calls after it).
+	// granted, only the token and the send are left (a late send could
+	// crowd the provider's window of the calls after it).
 	var rd io.Reader
 	if payload != nil {
 		rd = bytes.NewReader(payload)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
-		return nil, 0, &provider.Error{Provider: providerName, Op: op, Kind: provider.KindPermanent, Err: fmt.Errorf("build request: %w", err)}
+		return nil, 0, "", &provider.Error{Provider: providerName, Op: op, Kind: provider.KindPermanent, Err: fmt.Errorf("build request: %w", err)}
 	}
 	req.Header.Set("Accept", "application/json")
 	if payload != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
 	grant, err := c.cfg.Hooks.Before(ctx, group)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, "", err
+	}
+	// The token is taken at the slot, not before the wait: a wait of
+	// seconds must not send a token that expired meanwhile. It is cached
+	// and refreshed in the background ahead of its expiry, so this does
+	// not wait (unless no token is valid any more).
+	tok, err := c.appToken(ctx, "")
+	if err != nil {
+		return nil, 0, "", err // nothing was sent on this slot
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	req, wt := provider.Trace(req, grant)
 	start := time.Now()
 	env, status, err := c.roundTrip(ctx, op, req, into)
 	wt.Done()
 	c.cfg.Hooks.After(group, op, time.Since(start), err)
-	return env, status, err
+	return env, status, tok, err
 }
 
 func (c *Client) roundTrip(ctx context.Context, op string, req *http.Request, into any) (*envelope, int, error) {
@@ -322,23 +335,32 @@ func truncate(s string, n int) string {
 }
 
 // appToken returns a valid app token: the fixed one, the cached one, or a
-// fresh one (one fetch shared by concurrent callers). force skips the cache.
-func (c *Client) appToken(ctx context.Context, force bool) (string, error) {
+// fresh one (one fetch shared by concurrent callers). A cached token past
+// its refresh point is still returned while it is valid, and one fetch of
+// its successor starts in the background, so requests do not wait for a
+// refresh. failed is a token the provider refused (401): it is replaced,
+// unless another caller has already replaced it (then the new one is
+// returned, with no fetch).
+func (c *Client) appToken(ctx context.Context, failed string) (string, error) {
 	if c.cfg.AppToken != "" {
 		return c.cfg.AppToken, nil
 	}
 	c.mu.Lock()
+	if failed != "" && c.token == failed {
+		c.token = ""
+	}
 	now := c.clk.Now()
-	if !force && c.token != "" && now.Before(c.refresh) {
+	if c.token != "" && now.Before(c.usable) {
 		tok := c.token
+		if !now.Before(c.refresh) && c.inflight == nil {
+			c.startFetchLocked()
+		}
 		c.mu.Unlock()
 		return tok, nil
 	}
 	f := c.inflight
 	if f == nil {
-		f = &tokenFetch{done: make(chan struct{})}
-		c.inflight = f
-		go c.fetchToken(f)
+		f = c.startFetchLocked()
 	}
 	c.mu.Unlock()
 	select {
@@ -349,12 +371,11 @@ func (c *Client) appToken(ctx context.Context, force bool) (string, error) {
 	}
 }
 
-func (c *Client) dropToken(tok string) {
-	c.mu.Lock()
-	if c.token == tok {
-		c.token = ""
-	}
-	c.mu.Unlock()
+func (c *Client) startFetchLocked() *tokenFetch {
+	f := &tokenFetch{done: make(chan struct{})}
+	c.inflight = f
+	go c.fetchToken(f)
+	return f
 }
 
 func (c *Client) fetchToken(f *tokenFetch) {
@@ -383,6 +404,9 @@ func (c *Client) fetchToken(f *tokenFetch) {
 		c.token = tok.AccessToken
 		c.expires = now.Add(life)
 		c.refresh = now.Add(time.Duration(float64(life) * c.cfg.RefreshAt))
+		// Not sent in its last 5% of life (at most 1 minute): the
+		// provider's clock started it before this answer arrived.
+		c.usable = c.expires.Add(-min(life/20, time.Minute))
 		f.token = tok.AccessToken
 		c.log.Debug().Dur("lifetime", life).Msg("easemob app token fetched")
 	} else {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -413,12 +414,122 @@ func TestTokenRefreshedBeforeExpiry(t *testing.T) {
 		t.Fatalf("token fetched %d times before 80%% of its life", got)
 	}
 	e.clk.Advance(2 * time.Second)
+	call() // sent with the still-valid token; its successor is fetched in the background
+	waitFor(t, func() bool { return e.gate.count(provider.GroupToken) == 2 }, "the background refresh after 80% of the token's life")
 	call()
 	if got := e.gate.count(provider.GroupToken); got != 2 {
 		t.Fatalf("token fetched %d times after 80%% of its life, want 2", got)
 	}
 	if st := e.sim.Sim().Stats(); st.Statuses[401] != 0 {
 		t.Errorf("a refreshed token should avoid every 401, got %d", st.Statuses[401])
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// slowGate holds every push/single request for a while, as the shared
+// limiter does when the budget is spent; the fake clock moves meanwhile.
+type slowGate struct {
+	countingGate
+	clk  *clock.Fake
+	hold time.Duration
+}
+
+func (g *slowGate) AcquireGrant(ctx context.Context, app string, group provider.Group) (provider.Grant, error) {
+	if group == provider.GroupPushSingle {
+		g.clk.Advance(g.hold)
+	}
+	return g.countingGate.AcquireGrant(ctx, app, group)
+}
+
+// A request that waits for its slot longer than its token lives sends the
+// token current at the slot, not the one current when it started waiting.
+func TestTokenIsTakenAtTheSlot(t *testing.T) {
+	t.Parallel()
+	e := setup(t, pushsim.Config{LimitsOff: true, TokenTTL: 100 * time.Second})
+	gate := &slowGate{clk: e.clk, hold: 150 * time.Second}
+	c, err := New(Config{BaseURL: e.sim.URL(), Org: "org", App: "app", ClientID: "pushsim", ClientSecret: secret,
+		Hooks: provider.Hooks{App: "default", Gate: gate}, Clock: e.clk, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := c.PushSingle(context.Background(), []string{fmt.Sprint("u", i)}, PushRequest{PushMessage: msg}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := e.sim.Sim().Stats()
+	if st.Statuses[401] != 0 || st.TotalPushes != 3 {
+		t.Errorf("401s %d (want 0: every token sent was valid at its slot), pushes %d", st.Statuses[401], st.TotalPushes)
+	}
+	if got := gate.count(provider.GroupPushSingle); got != 3 {
+		t.Errorf("push requests %d, want 3 (no retry)", got)
+	}
+}
+
+// A 401 for a token that another request has already replaced uses the
+// replacement: one fetch per refused token, not one per refused request.
+func TestLate401UsesTheTokenAlreadyReplaced(t *testing.T) {
+	t.Parallel()
+	e := setup(t, pushsim.Config{LimitsOff: true})
+	// A proxy that answers requests for user "slow" 300 ms late.
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		out, err := http.NewRequest(r.Method, e.sim.URL()+r.URL.RequestURI(), bytes.NewReader(body))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		out.Header = r.Header.Clone()
+		resp, err := http.DefaultClient.Do(out)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer resp.Body.Close()
+		if bytes.Contains(body, []byte(`"slow"`)) {
+			time.Sleep(300 * time.Millisecond)
+		}
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+	}))
+	t.Cleanup(proxy.Close)
+	gate := &countingGate{}
+	c, err := New(Config{BaseURL: proxy.URL, Org: "org", App: "app", ClientID: "pushsim", ClientSecret: secret,
+		Hooks: provider.Hooks{App: "default", Gate: gate}, Clock: e.clk, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := c.PushSingle(ctx, []string{"first"}, PushRequest{PushMessage: msg}); err != nil {
+		t.Fatal(err)
+	}
+	e.sim.Sim().ExpireTokens() // revoked
+	var wg sync.WaitGroup
+	for _, u := range []string{"fast", "slow"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.PushSingle(ctx, []string{u}, PushRequest{PushMessage: msg}); err != nil {
+				t.Errorf("%s: %v", u, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := gate.count(provider.GroupToken); got != 2 {
+		t.Errorf("token fetches %d, want 2 (the first, and one replacement of the revoked token)", got)
+	}
+	if st := e.sim.Sim().Stats(); st.Statuses[401] != 2 || st.TotalPushes != 3 {
+		t.Errorf("401s %d (want 2: one per request in flight at the revocation), pushes %d", st.Statuses[401], st.TotalPushes)
 	}
 }
 
