@@ -138,3 +138,10 @@ type Failure struct {
 	Target string `json:"target"`
 	Reason string `json:"reason"`
 }
+
+// StoredStates are the states a stored campaign can be in (rejected and
+// duplicate are answers, never stored), in the order they are shown.
+func StoredStates() []State {
+	return []State{StateAccepted, StateScheduled, StateRunning, StatePaused,
+		StateCompleted, StatePartiallyFailed, StateFailed, StateExpired, StateCancelled}
+}

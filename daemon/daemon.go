@@ -145,6 +145,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (d *Daemon, err e
 
 	// Store, service, workers.
 	d.store = store.New(d.rdb, store.Options{Clock: d.clk})
+	if err := d.store.Migrate(ctx); err != nil {
+		return nil, err
+	}
 	pub := intake.NewPublisher(d.js, d.log)
 	aud := intake.NewAudienceStore(d.js)
 	asynqClient := asynq.NewClient(d.redisOpt)

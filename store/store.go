@@ -10,7 +10,8 @@
 //	c:{ID}:batches   hash: batch number → targets, newline-joined
 //	c:{ID}:done      bitmap: bit n set once batch n is recorded
 //	c:{ID}:failures  list: JSON {target, reason}
-//	states           hash: state → number of campaigns in it (for metrics)
+//	idx, idx:{state}, idx:expiry
+//	                 sorted sets: the campaign index (see index.go)
 package store
 
 import (
@@ -67,15 +68,17 @@ func (s *Store) batches(id string) string  { return s.key(id) + ":batches" }
 func (s *Store) done(id string) string     { return s.key(id) + ":done" }
 func (s *Store) failures(id string) string { return s.key(id) + ":failures" }
 func (s *Store) groups(id string) string   { return s.key(id) + ":groups" }
-func (s *Store) states() string            { return s.opts.Prefix + "states" }
 
 func (s *Store) now() string { return s.opts.Clock.Now().UTC().Format(time.RFC3339Nano) }
 
-// create: KEYS[1] hash, KEYS[2] states; ARGV: state, then field/value pairs.
-var createScript = redis.NewScript(`
+// create: KEYS[1] hash, KEYS[2] idx; ARGV[1] state, ARGV[2] submission
+// (unix ms, the index score), then field/value pairs. Returns 1 when
+// created, 0 when the id exists.
+var createScript = redis.NewScript(luaIndex + `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('ZADD', KEYS[2], ARGV[2], string.sub(KEYS[1], #KEYS[2]))
+indexMove(KEYS[2], KEYS[1], false, ARGV[1])
 return 1
 `)
 
@@ -86,13 +89,14 @@ func (s *Store) Create(ctx context.Context, c *campaigns.Campaign, startAt time.
 	if err != nil {
 		return false, campaigns.Status{}, fmt.Errorf("store: encode campaign %s: %w", c.ID, err)
 	}
-	now := s.now()
-	args := []any{string(campaigns.StateAccepted),
+	at := s.opts.Clock.Now()
+	now := at.UTC().Format(time.RFC3339Nano)
+	args := []any{string(campaigns.StateAccepted), at.UnixMilli(),
 		"campaign", raw, "kind", string(c.Kind), "app", c.App, "state", string(campaigns.StateAccepted),
 		"at", now, "created_at", now, "start_at", startAt.UTC().Format(time.RFC3339Nano),
 		"targets_total", len(c.Targets), "batches_total", 0, "batches_done", 0,
 		"sent", 0, "failed", 0, "dropped", 0, "planned", 0}
-	n, err := createScript.Run(ctx, s.rdb, []string{s.key(c.ID), s.states()}, args...).Int()
+	n, err := createScript.Run(ctx, s.rdb, []string{s.key(c.ID), s.idx()}, args...).Int()
 	if err != nil {
 		return false, campaigns.Status{}, fmt.Errorf("store: create %s: %w", c.ID, err)
 	}
@@ -275,21 +279,22 @@ func (s *Store) Status(ctx context.Context, id string) (campaigns.Status, error)
 	return st, nil
 }
 
-// transition: KEYS[1] hash, KEYS[2] states; ARGV[1] to, ARGV[2] now,
-// ARGV[3..] allowed from states (none = any non-final).
-var transitionScript = redis.NewScript(`
+// transition: KEYS[1] hash, KEYS[2] idx; ARGV[1] to, ARGV[2] now,
+// ARGV[3..] allowed from states (none = any non-final). Returns {-1, ''}
+// for an unknown id, {0, current} when not allowed, {1, previous} when
+// moved.
+var transitionScript = redis.NewScript(luaFinal + luaIndex + `
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return {-1, ''} end
 local ok = false
 if #ARGV > 2 then
   for i = 3, #ARGV do if ARGV[i] == cur then ok = true end end
 else
-  ok = not (cur == 'completed' or cur == 'partially_failed' or cur == 'failed' or cur == 'rejected' or cur == 'cancelled' or cur == 'expired')
+  ok = not isFinal(cur)
 end
 if not ok or cur == ARGV[1] then return {0, cur} end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'at', ARGV[2])
-redis.call('HINCRBY', KEYS[2], cur, -1)
-redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+indexMove(KEYS[2], KEYS[1], cur, ARGV[1])
 return {1, cur}
 `)
 
@@ -301,7 +306,7 @@ func (s *Store) Transition(ctx context.Context, id string, to campaigns.State, a
 	for _, f := range allowedFrom {
 		args = append(args, string(f))
 	}
-	res, err := transitionScript.Run(ctx, s.rdb, []string{s.key(id), s.states()}, args...).Slice()
+	res, err := transitionScript.Run(ctx, s.rdb, []string{s.key(id), s.idx()}, args...).Slice()
 	if err != nil {
 		return campaigns.Status{}, false, fmt.Errorf("store: transition %s to %s: %w", id, to, err)
 	}
@@ -319,16 +324,15 @@ func (s *Store) Transition(ctx context.Context, id string, to campaigns.State, a
 	return st, code == 1, nil
 }
 
-// fail: KEYS[1] hash, KEYS[2] states; ARGV[1] now, ARGV[2] errors JSON.
+// fail: KEYS[1] hash, KEYS[2] idx; ARGV[1] now, ARGV[2] errors JSON.
 // Moves a campaign that is not final to failed with the errors on its
 // status. Returns -1 for an unknown id, 0 if it was final, 1 if changed.
-var failScript = redis.NewScript(`
+var failScript = redis.NewScript(luaFinal + luaIndex + `
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return -1 end
-if cur == 'completed' or cur == 'partially_failed' or cur == 'failed' or cur == 'rejected' or cur == 'cancelled' or cur == 'expired' then return 0 end
+if isFinal(cur) then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'failed', 'at', ARGV[1], 'errors', ARGV[2])
-redis.call('HINCRBY', KEYS[2], cur, -1)
-redis.call('HINCRBY', KEYS[2], 'failed', 1)
+indexMove(KEYS[2], KEYS[1], cur, 'failed')
 return 1
 `)
 
@@ -340,7 +344,7 @@ func (s *Store) Fail(ctx context.Context, id string, errs campaigns.FieldErrors)
 	if err != nil {
 		return campaigns.Status{}, false, fmt.Errorf("store: fail %s: encode errors: %w", id, err)
 	}
-	code, err := failScript.Run(ctx, s.rdb, []string{s.key(id), s.states()}, s.now(), string(raw)).Int()
+	code, err := failScript.Run(ctx, s.rdb, []string{s.key(id), s.idx()}, s.now(), string(raw)).Int()
 	if err != nil {
 		return campaigns.Status{}, false, fmt.Errorf("store: fail %s: %w", id, err)
 	}
@@ -427,7 +431,7 @@ func (s *Store) GroupsDone(ctx context.Context, id string, ks []int) ([]bool, er
 // batches, ARGV[3] now. It marks the plan complete and, if every batch is
 // already recorded (they are sent while planning goes on), finishes the
 // campaign: exactly one of it and the last record does.
-var setPlannedScript = redis.NewScript(`
+var setPlannedScript = redis.NewScript(luaFinal + luaIndex + `
 if not redis.call('HGET', KEYS[1], 'state') then return {-1, 0, {}} end
 redis.call('HSET', KEYS[1], 'targets_total', ARGV[1], 'batches_total', ARGV[2], 'planned', 1)
 local done = tonumber(redis.call('HGET', KEYS[1], 'batches_done') or '0')
@@ -448,7 +452,7 @@ local now = ARGV[3]
 // dropped). A paused campaign is finished by Resume (FinishIfDone).
 const finishLua = `
 local cur = f[3]
-local final = (cur == 'completed' or cur == 'partially_failed' or cur == 'failed' or cur == 'rejected' or cur == 'cancelled' or cur == 'expired')
+local final = isFinal(cur)
 if f[1] ~= '1' or done < tonumber(f[2]) or final or cur == 'paused' then return {1, 0, redis.call('HMGET', KEYS[1], unpack(fields))} end
 local sent, failed, dropped = tonumber(f[4]), tonumber(f[5]), tonumber(f[6])
 local to
@@ -457,14 +461,13 @@ elseif failed == 0 then to = 'expired'
 elseif sent == 0 and dropped == 0 then to = 'failed'
 else to = 'partially_failed' end
 redis.call('HSET', KEYS[1], 'state', to, 'at', now)
-redis.call('HINCRBY', KEYS[4], cur, -1)
-redis.call('HINCRBY', KEYS[4], to, 1)
+indexMove(KEYS[4], KEYS[1], cur, to)
 return {1, 1, redis.call('HMGET', KEYS[1], unpack(fields))}
 `
 
 // finishIfDoneScript: KEYS as recordScript; ARGV[1] now. It finishes a
 // planned, fully recorded campaign that is not paused (after a resume).
-var finishIfDoneScript = redis.NewScript(`
+var finishIfDoneScript = redis.NewScript(luaFinal + luaIndex + `
 if not redis.call('HGET', KEYS[1], 'state') then return {-1, 0, {}} end
 local done = tonumber(redis.call('HGET', KEYS[1], 'batches_done') or '0')
 local fields = {'kind', 'state', 'at', 'start_at', 'targets_total', 'batches_total', 'batches_done', 'sent', 'failed', 'dropped', 'task_ids', 'errors'}
@@ -485,11 +488,11 @@ func (s *Store) FinishIfDone(ctx context.Context, id string) (st campaigns.Statu
 // expires_at): dropped becomes what was neither sent nor failed of the
 // targets planned so far. Batches recorded afterwards (calls that were on
 // the wire) move their counts out of dropped (see recordScript).
-var expireScript = redis.NewScript(`
+var expireScript = redis.NewScript(luaFinal + luaIndex + `
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return {-1, 0, {}} end
 local fields = {'kind', 'state', 'at', 'start_at', 'targets_total', 'batches_total', 'batches_done', 'sent', 'failed', 'dropped', 'task_ids', 'errors'}
-if cur == 'completed' or cur == 'partially_failed' or cur == 'failed' or cur == 'rejected' or cur == 'cancelled' or cur == 'expired' then
+if isFinal(cur) then
   return {1, 0, redis.call('HMGET', KEYS[1], unpack(fields))}
 end
 local f = redis.call('HMGET', KEYS[1], 'targets_total', 'sent', 'failed')
@@ -497,8 +500,7 @@ local dropped = math.max(tonumber(f[1] or '0') - tonumber(f[2] or '0') - tonumbe
 local to = 'expired'
 if tonumber(f[3] or '0') > 0 then to = 'partially_failed' end
 redis.call('HSET', KEYS[1], 'state', to, 'at', ARGV[1], 'dropped', dropped)
-redis.call('HINCRBY', KEYS[4], cur, -1)
-redis.call('HINCRBY', KEYS[4], to, 1)
+indexMove(KEYS[4], KEYS[1], cur, to)
 return {1, 1, redis.call('HMGET', KEYS[1], unpack(fields))}
 `)
 
@@ -510,7 +512,7 @@ func (s *Store) Expire(ctx context.Context, id string) (st campaigns.Status, fin
 }
 
 func (s *Store) finishWith(ctx context.Context, id, what string, script *redis.Script, args ...any) (st campaigns.Status, finished bool, err error) {
-	res, err := script.Run(ctx, s.rdb, []string{s.key(id), s.done(id), s.failures(id), s.states()}, args...).Slice()
+	res, err := script.Run(ctx, s.rdb, []string{s.key(id), s.done(id), s.failures(id), s.idx()}, args...).Slice()
 	if err != nil {
 		return st, false, fmt.Errorf("store: %s %s: %w", what, id, err)
 	}
@@ -533,7 +535,7 @@ func (s *Store) finishWith(ctx context.Context, id, what string, script *redis.S
 // If the batches were all recorded already, it finishes the campaign and
 // returns finished=true with the final status (publish it).
 func (s *Store) SetPlanned(ctx context.Context, id string, targetsTotal, batchesTotal int64) (st campaigns.Status, finished bool, err error) {
-	res, err := setPlannedScript.Run(ctx, s.rdb, []string{s.key(id), s.done(id), s.failures(id), s.states()}, targetsTotal, batchesTotal, s.now()).Slice()
+	res, err := setPlannedScript.Run(ctx, s.rdb, []string{s.key(id), s.done(id), s.failures(id), s.idx()}, targetsTotal, batchesTotal, s.now()).Slice()
 	if err != nil {
 		return st, false, fmt.Errorf("store: set planned %s: %w", id, err)
 	}
@@ -552,9 +554,9 @@ func (s *Store) SetPlanned(ctx context.Context, id string, targetsTotal, batches
 	return st, finN == 1, nil
 }
 
-// record: KEYS hash, done, failures, states; ARGV n, sent, failed, dropped,
+// record: KEYS hash, done, failures, idx; ARGV n, sent, failed, dropped,
 // now, failure JSON…
-var recordScript = redis.NewScript(`
+var recordScript = redis.NewScript(luaFinal + luaIndex + `
 if redis.call('SETBIT', KEYS[2], tonumber(ARGV[1]), 1) == 1 then
   return {0, 0, redis.call('HMGET', KEYS[1], 'kind', 'state', 'at', 'start_at', 'targets_total', 'batches_total', 'batches_done', 'sent', 'failed', 'dropped', 'task_ids', 'errors')}
 end
@@ -587,7 +589,7 @@ func (s *Store) RecordBatch(ctx context.Context, id string, n int, sent int64, f
 		b, _ := json.Marshal(f)
 		args = append(args, string(b))
 	}
-	res, err := recordScript.Run(ctx, s.rdb, []string{s.key(id), s.done(id), s.failures(id), s.states()}, args...).Slice()
+	res, err := recordScript.Run(ctx, s.rdb, []string{s.key(id), s.done(id), s.failures(id), s.idx()}, args...).Slice()
 	if err != nil {
 		return st, false, false, fmt.Errorf("store: record batch %d of %s: %w", n, id, err)
 	}
@@ -606,7 +608,8 @@ func (s *Store) RecordBatch(ctx context.Context, id string, n int, sent int64, f
 
 // expireFinished lets a finished campaign's data go after a while.
 func (s *Store) expireFinished(ctx context.Context, id string) {
-	pipe := s.rdb.Pipeline()
+	pipe := s.rdb.TxPipeline()
+	pipe.ZAdd(ctx, s.idxExpiry(), redis.Z{Score: float64(s.opts.Clock.Now().Add(s.opts.FinishedTTL).UnixMilli()), Member: id})
 	pipe.Expire(ctx, s.batches(id), s.opts.BatchTTL)
 	pipe.Expire(ctx, s.done(id), s.opts.FinishedTTL)
 	pipe.Expire(ctx, s.failures(id), s.opts.FinishedTTL)
@@ -683,16 +686,3 @@ func (s *Store) EachFailure(ctx context.Context, id string, fn func(campaigns.Fa
 	}
 }
 
-// CountByState returns how many campaigns are in each state.
-func (s *Store) CountByState(ctx context.Context) (map[campaigns.State]int64, error) {
-	m, err := s.rdb.HGetAll(ctx, s.states()).Result()
-	if err != nil {
-		return nil, fmt.Errorf("store: count by state: %w", err)
-	}
-	out := make(map[campaigns.State]int64, len(m))
-	for k, v := range m {
-		n, _ := strconv.ParseInt(v, 10, 64)
-		out[campaigns.State(k)] = n
-	}
-	return out, nil
-}
