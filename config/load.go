@@ -35,7 +35,7 @@ func Default() Config {
 		Redis:  Redis{URL: "redis://127.0.0.1:6379/0"},
 		NATS:   NATS{URL: "nats://127.0.0.1:4222"},
 		HTTP:   HTTP{Addr: "127.0.0.1:8080"},
-		Worker: Worker{Concurrency: 50},
+		Worker: Worker{Concurrency: 50, StallAfter: Duration(time.Minute)},
 	}
 }
 
@@ -139,6 +139,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Worker.Concurrency < 1 || c.Worker.Concurrency > 10000 {
 		bad("worker.concurrency", "must be 1..10000, got %d", c.Worker.Concurrency)
+	}
+	if c.Worker.StallAfter < 0 {
+		bad("worker.stall_after", "must be a positive duration, got %s", c.Worker.StallAfter.D())
 	}
 	if len(c.Apps) == 0 {
 		bad("apps", "at least one app is required")

@@ -48,7 +48,8 @@ type BasicAuth struct {
 
 // Worker settings.
 type Worker struct {
-	Concurrency int `yaml:"concurrency"`
+	Concurrency int      `yaml:"concurrency"`
+	StallAfter  Duration `yaml:"stall_after"` // a campaign with no progress this long has its missing tasks queued again (default 1m)
 }
 
 // Provider names.

@@ -167,6 +167,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (d *Daemon, err e
 		Clock:       d.clk,
 		Logger:      d.log,
 		Concurrency: cfg.Worker.Concurrency,
+		StallAfter:  cfg.Worker.StallAfter.D(),
+		Counters:    m,
 	})
 	d.servers = worker.NewServers(d.redisOpt, worker.ServerOptions{
 		Concurrency: cfg.Worker.Concurrency,
@@ -275,6 +277,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		d.sched.Run(ictx, time.Second)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.svc.RunReconciler(ictx)
 	}()
 	go func() {
 		defer wg.Done()

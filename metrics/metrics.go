@@ -6,6 +6,7 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -23,7 +24,9 @@ type Metrics struct {
 	waits    *prometheus.HistogramVec
 	refused  *prometheus.CounterVec
 	targets  *prometheus.CounterVec
-	backoffs *prometheus.CounterVec
+	backoffs  *prometheus.CounterVec
+	ambiguous *prometheus.CounterVec
+	repaired  prometheus.Counter
 }
 
 // New registers the metrics on reg.
@@ -49,8 +52,14 @@ func New(reg prometheus.Registerer) *Metrics {
 		backoffs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "campaignd_provider_rate_limited_total", Help: "Provider answers 429 / LimitException despite the limiter; each backs the group off for every process.",
 		}, []string{"app", "group"}),
+		ambiguous: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "campaignd_provider_ambiguous_sends_total", Help: "Provider calls written in full whose answer never came (or not in full): the provider may have acted on them, and a retry may send twice.",
+		}, []string{"app", "group"}),
+		repaired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "campaignd_tasks_repaired_total", Help: "Missing or archived tasks of stalled campaigns that the reconciler queued again.",
+		}),
 	}
-	reg.MustRegister(m.calls, m.latency, m.waits, m.refused, m.targets, m.backoffs)
+	reg.MustRegister(m.calls, m.latency, m.waits, m.refused, m.targets, m.backoffs, m.ambiguous, m.repaired)
 	return m
 }
 
@@ -92,7 +101,14 @@ func (o observer) Observe(app string, g provider.Group, _ string, took time.Dura
 		}
 	}
 	o.m.ProviderCall(app, string(g), result, took)
+	var pe *provider.Error
+	if errors.As(err, &pe) && pe.Written {
+		o.m.ambiguous.WithLabelValues(app, string(g)).Inc()
+	}
 }
+
+// TaskRepaired counts a task the reconciler queued again.
+func (m *Metrics) TaskRepaired() { m.repaired.Inc() }
 
 // StateCounter tells how many campaigns are in each state.
 type StateCounter interface {

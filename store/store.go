@@ -280,7 +280,7 @@ func (s *Store) Status(ctx context.Context, id string) (campaigns.Status, error)
 }
 
 // transition: KEYS[1] hash, KEYS[2] idx; ARGV[1] to, ARGV[2] now,
-// ARGV[3..] allowed from states (none = any non-final). Returns {-1, ''}
+// ARGV[3..] allowed from states (none = any non-final). Returns {-1, ""}
 // for an unknown id, {0, current} when not allowed, {1, previous} when
 // moved.
 var transitionScript = redis.NewScript(luaFinal + luaIndex + `
@@ -685,4 +685,3 @@ func (s *Store) EachFailure(ctx context.Context, id string, fn func(campaigns.Fa
 		}
 	}
 }
-

@@ -109,8 +109,19 @@ type Options struct {
 	MaxInFlight int              // provider batches in flight at once in this process; default InFlight(Concurrency)
 	Tasks       TaskQueue        // the task-window queues of label pushes and broadcasts (nil: those kinds fail)
 	TaskApps    []string         // the apps whose task queue this process dispatches (RunTasks)
-	Inspector   *asynq.Inspector // optional: deletes a waiting task's UI marker once it is created
+	Inspector   *asynq.Inspector // optional: deletes a waiting task's UI marker once it is created; needed by the reconciler
+	StallAfter  time.Duration    // a campaign with no progress for this long has its missing tasks queued again (RunReconciler); default 1m
+	Counters    Counters         // optional: the worker's events for /metrics
 }
+
+// Counters receives the worker's events for /metrics.
+type Counters interface {
+	TaskRepaired() // the reconciler queued a missing or archived task again
+}
+
+type noCounters struct{}
+
+func (noCounters) TaskRepaired() {}
 
 // InFlight is the default number of provider batches a process sends at
 // once for a worker concurrency: enough to keep the cores busy, few enough
@@ -144,6 +155,12 @@ func NewService(o Options) *Service {
 	}
 	if o.GroupSize <= 0 {
 		o.GroupSize = DefaultGroupSize
+	}
+	if o.StallAfter <= 0 {
+		o.StallAfter = time.Minute
+	}
+	if o.Counters == nil {
+		o.Counters = noCounters{}
 	}
 	if o.MaxRetry <= 0 {
 		o.MaxRetry = 10
