@@ -48,6 +48,7 @@ type Error struct {
 	Description string        // provider's description
 	RetryAfter  time.Duration // for KindRateLimited, when known (Retry-After); else 0
 	InvalidIDs  []string      // ids the provider named invalid (EngageLab 27005), if any
+	Written     bool          // no answer, but the request had been written: the provider may have acted on it (an ambiguous send)
 	Err         error         // underlying cause (network error, decode error), if any
 }
 

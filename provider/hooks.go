@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptrace"
 	"sync/atomic"
@@ -59,13 +60,10 @@ func (h Hooks) Before(ctx context.Context, group Group) (Grant, error) {
 	return nil, h.Gate.Acquire(ctx, h.App, group)
 }
 
-// Trace returns req set up to tell grant when it is written (req itself if
-// grant is nil). Call Done after the request's round trip.
+// Trace returns req set up to note when it is written, and to tell grant
+// (if any). Call Done after the request's round trip.
 func Trace(req *http.Request, grant Grant) (*http.Request, *WriteTrace) {
 	wt := &WriteTrace{grant: grant}
-	if grant == nil {
-		return req, wt
-	}
 	ctx := httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
 		WroteRequest: func(httptrace.WroteRequestInfo) { wt.at.Store(time.Now().UnixNano()) },
 	})
@@ -86,6 +84,19 @@ func (w *WriteTrace) Done() {
 	if at := w.at.Load(); at != 0 {
 		w.grant.Written(time.Unix(0, at))
 	}
+}
+
+// Ambiguous marks err (a failed round trip) as ambiguous when the request
+// had been written in full: the provider may have acted on it although no
+// answer came, or not in full (a response timeout, a connection lost
+// mid-answer). It
+// returns err.
+func (w *WriteTrace) Ambiguous(err error) error {
+	var pe *Error
+	if w.at.Load() != 0 && errors.As(err, &pe) && (pe.Status == 0 || pe.Status == http.StatusOK) {
+		pe.Written = true
+	}
+	return err
 }
 
 // After runs the observer, if any.

@@ -234,6 +234,7 @@ func (c *Client) send(ctx context.Context, group provider.Group, op, method, url
 	start := time.Now()
 	env, status, err := c.roundTrip(ctx, op, req, into)
 	wt.Done()
+	err = wt.Ambiguous(err)
 	c.cfg.Hooks.After(group, op, time.Since(start), err)
 	return env, status, tok, err
 }

@@ -118,6 +118,7 @@ func (c *Client) call(ctx context.Context, method, path, op string, body, out an
 	start := time.Now()
 	err = c.roundTrip(ctx, req, op, out)
 	wt.Done()
+	err = wt.Ambiguous(err)
 	c.cfg.Hooks.After(provider.GroupTags, op, time.Since(start), err)
 	return err
 }
