@@ -19,11 +19,11 @@ import (
 
 // Metrics are campaignd's own counters.
 type Metrics struct {
-	calls    *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
-	waits    *prometheus.HistogramVec
-	refused  *prometheus.CounterVec
-	targets  *prometheus.CounterVec
+	calls     *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	waits     *prometheus.HistogramVec
+	refused   *prometheus.CounterVec
+	targets   *prometheus.CounterVec
 	backoffs  *prometheus.CounterVec
 	ambiguous *prometheus.CounterVec
 	repaired  prometheus.Counter
