@@ -1,16 +1,30 @@
 // Package scheduler fires recurring campaigns from the `schedules` config.
 //
 // Every campaignd process runs a Scheduler; each cron tick is fired once
-// across all of them: the tick's campaign gets a deterministic id
-// (`cron-<name>-<tick as yyyymmddHHMMSS UTC>`) and a Redis SET NX claim
-// decides which process submits it (the campaign store's own duplicate check
-// backs that up). Missed ticks (all processes down) are not backfilled beyond
-// a short grace period, as with cron.
+// across all of them. The tick's campaign gets a deterministic id
+// (`cron-<name>-<tick as yyyymmddHHMMSS UTC>`), and the submit is idempotent
+// by that id (the campaign store refuses an id it holds, and the submit
+// answers a duplicate without error), so that submit is what decides: every
+// process that sees a tick due submits it, and exactly one campaign results.
+// Nothing is claimed before the submit, so a process that crashes or loses
+// Redis in the middle leaves the tick to the others, or to its own next Tick.
+// A process about to submit takes a short firing lease (it expires by
+// itself), so processes that see the tick at the same moment do not all
+// submit it; after a successful submit it marks the tick submitted in
+// Redis. Lease and mark only spare the others a duplicate submit (and its
+// "duplicate" status event); when they cannot be read or written the
+// submit still decides.
+//
+// A tick whose submit failed is retried on the process's next Ticks while it
+// is within the grace period (Options.Grace); ticks missed by more than that
+// (all processes down) are not backfilled, as with cron.
 package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -52,17 +66,27 @@ type SubmitFunc func(ctx context.Context, c *campaigns.Campaign, startAt time.Ti
 
 // Options tune a Scheduler.
 type Options struct {
-	Redis  redis.UniversalClient // claims of ticks, shared by all processes
-	Prefix string                // key prefix, default "campaignd:cron:"
-	Grace  time.Duration         // how late a tick may still fire, default 1m
-	Clock  clock.Clock
-	Logger zerolog.Logger
+	Redis  redis.UniversalClient // marks of submitted ticks, shared by all processes (optional)
+	Prefix string                // key prefix of the marks, default "campaignd:cron:"
+	Grace  time.Duration         // how late a tick may still fire, and be retried, default 1m
+	// FiringLease is how long a process submitting a tick keeps the others
+	// from submitting it too (default 10 s; it ends early when the submit
+	// fails, and by itself when the process dies).
+	FiringLease time.Duration
+	Clock       clock.Clock
+	Logger      zerolog.Logger
 }
 
 type entry struct {
 	Entry
-	sched cron.Schedule
-	next  time.Time
+	sched  cron.Schedule
+	next   time.Time
+	unsent []time.Time // ticks due, within the grace, not yet submitted; oldest first
+}
+
+type dueTick struct {
+	e *entry
+	t time.Time
 }
 
 // Scheduler fires entries at their ticks.
@@ -83,6 +107,9 @@ func New(entries []Entry, submit SubmitFunc, opts Options) (*Scheduler, error) {
 	}
 	if opts.Grace <= 0 {
 		opts.Grace = time.Minute
+	}
+	if opts.FiringLease <= 0 {
+		opts.FiringLease = 10 * time.Second
 	}
 	s := &Scheduler{opts: opts, submit: submit}
 	now := opts.Clock.Now()
@@ -105,36 +132,47 @@ func TickID(name string, t time.Time) string {
 	return "cron-" + name + "-" + t.UTC().Format("20060102150405")
 }
 
-// Tick fires every entry whose next tick is due at now, at most once per
-// tick across all processes, and advances the entries. Run calls it every
-// second; tests call it with a fake clock.
+// Tick fires every entry's ticks that are due at now and within the grace
+// (including ticks whose submit failed on an earlier Tick), and advances the
+// entries. A tick fires once across all processes: the submit is idempotent.
+// Run calls it every second; tests call it with a fake clock.
 func (s *Scheduler) Tick(ctx context.Context) error {
 	now := s.opts.Clock.Now()
 	s.mu.Lock()
-	var due []struct {
-		e *entry
-		t time.Time
-	}
+	var due []dueTick
 	for _, e := range s.entries {
-		var last time.Time
-		for !e.next.After(now) {
-			last = e.next
+		// A spec that never matches again (30 February) has a zero next.
+		for !e.next.IsZero() && !e.next.After(now) {
+			if now.Sub(e.next) <= s.opts.Grace {
+				e.unsent = append(e.unsent, e.next)
+			}
 			e.next = e.sched.Next(e.next)
 		}
-		if !last.IsZero() && now.Sub(last) <= s.opts.Grace {
-			due = append(due, struct {
-				e *entry
-				t time.Time
-			}{e, last})
+		kept := e.unsent[:0]
+		for _, t := range e.unsent {
+			if now.Sub(t) > s.opts.Grace {
+				s.opts.Logger.Error().Str("schedule", e.Name).Str("campaign", TickID(e.Name, t)).
+					Dur("grace", s.opts.Grace).Msg("recurring campaign not submitted within the grace: this process gives the tick up")
+				continue
+			}
+			kept = append(kept, t)
+			due = append(due, dueTick{e, t})
 		}
+		e.unsent = kept
 	}
 	s.mu.Unlock()
 
 	var errs []string
 	for _, d := range due {
 		if err := s.fire(ctx, d.e, d.t); err != nil {
-			errs = append(errs, err.Error())
+			if !errors.Is(err, errFiring) {
+				errs = append(errs, err.Error())
+			}
+			continue // still unsent: the next Tick retries it (or sees it marked)
 		}
+		s.mu.Lock()
+		d.e.unsent = slices.DeleteFunc(d.e.unsent, d.t.Equal)
+		s.mu.Unlock()
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("scheduler: %s", strings.Join(errs, "; "))
@@ -142,17 +180,40 @@ func (s *Scheduler) Tick(ctx context.Context) error {
 	return nil
 }
 
+// errFiring says another process is submitting the tick right now.
+var errFiring = errors.New("another process is submitting the tick")
+
+// fire submits entry e's tick, unless the tick is marked submitted already.
+// A nil answer means the tick's campaign exists: submitted now, by another
+// process, or by an earlier Tick.
 func (s *Scheduler) fire(ctx context.Context, e *entry, tick time.Time) error {
 	id := TickID(e.Name, tick)
 	log := s.opts.Logger.With().Str("schedule", e.Name).Str("campaign", id).Logger()
+	// Not the key of the claims older versions took before submitting: one
+	// of those left by a crash must not pass for a submitted tick.
+	key := s.opts.Prefix + "submitted:" + id
+	lease := s.opts.Prefix + "firing:" + id
 	if s.opts.Redis != nil {
-		ok, err := s.opts.Redis.SetNX(ctx, s.opts.Prefix+id, "1", 7*24*time.Hour).Result()
-		if err != nil {
-			return fmt.Errorf("claim tick %s: %w", id, err)
-		}
-		if !ok {
-			log.Debug().Msg("tick fired by another process")
+		n, err := s.opts.Redis.Exists(ctx, key).Result()
+		switch {
+		case err != nil:
+			// The mark only spares a duplicate submit; the submit decides.
+			log.Debug().Err(err).Msg("read the mark of the tick; submitting")
+		case n > 0:
+			log.Debug().Msg("tick submitted already")
 			return nil
+		}
+		// A short lease (not a claim: it expires) keeps processes that
+		// see the tick at the same moment from all submitting it, which
+		// would publish a "duplicate" status for the campaign. If its
+		// holder dies before submitting, the lease ends and the tick is
+		// submitted by whoever sees it next, within the grace.
+		ok, err := s.opts.Redis.SetNX(ctx, lease, "1", s.opts.FiringLease).Result()
+		switch {
+		case err != nil:
+			log.Debug().Err(err).Msg("take the firing lease of the tick; submitting")
+		case !ok:
+			return errFiring
 		}
 	}
 	c := e.Campaign
@@ -160,10 +221,15 @@ func (s *Scheduler) fire(ctx context.Context, e *entry, tick time.Time) error {
 	c.StartDate = ""
 	if err := s.submit(ctx, &c, tick); err != nil {
 		if s.opts.Redis != nil {
-			// Release the claim so another process may still fire this tick.
-			_ = s.opts.Redis.Del(context.WithoutCancel(ctx), s.opts.Prefix+id).Err()
+			_ = s.opts.Redis.Del(ctx, lease).Err() // anyone may try again at once
 		}
 		return fmt.Errorf("submit %s: %w", id, err)
+	}
+	if s.opts.Redis != nil {
+		// Outlives the grace, with room for clocks that disagree.
+		if err := s.opts.Redis.Set(ctx, key, "submitted", s.opts.Grace+time.Hour).Err(); err != nil {
+			log.Warn().Err(err).Msg("mark the tick submitted (other processes submit it again, and are refused as a duplicate)")
+		}
 	}
 	log.Info().Time("tick", tick).Msg("recurring campaign submitted")
 	return nil

@@ -3,10 +3,13 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/campaignd/campaignd/campaigns"
@@ -14,18 +17,26 @@ import (
 	"github.com/campaignd/campaignd/internal/testenv"
 )
 
+// recorder is the pipeline as the scheduler sees it: like worker.Service's
+// Submit, a campaign id already taken is refused as a duplicate and answers
+// nil.
 type recorder struct {
-	mu   sync.Mutex
-	ids  []string
-	at   []time.Time
-	fail error
+	mu    sync.Mutex
+	ids   []string // created, in order
+	at    []time.Time
+	calls int // submits, duplicates included
+	fail  error
 }
 
 func (r *recorder) submit(_ context.Context, c *campaigns.Campaign, startAt time.Time) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.calls++
 	if r.fail != nil {
 		return r.fail
+	}
+	if slices.Contains(r.ids, c.ID) {
+		return nil
 	}
 	r.ids = append(r.ids, c.ID)
 	r.at = append(r.at, startAt)
@@ -36,6 +47,21 @@ func (r *recorder) got() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]string(nil), r.ids...)
+}
+
+func (r *recorder) setFail(fail bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fail = nil
+	if fail {
+		r.fail = errors.New("redis: connection refused")
+	}
+}
+
+func (r *recorder) submits() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.calls
 }
 
 func setup(t *testing.T, start time.Time, entries []Entry, processes int) (*clock.Fake, []*Scheduler, *recorder) {
@@ -87,6 +113,11 @@ func TestEachTickFiresOnceAcrossProcesses(t *testing.T) {
 	if len(got) != 1 || got[0] != "cron-digest-20261207090000" {
 		t.Fatalf("fired %v, want exactly [cron-digest-20261207090000]", got)
 	}
+	// Only one process submitted: the others saw its firing lease or its
+	// mark (a second submit would publish a "duplicate" status).
+	if n := rec.submits(); n != 1 {
+		t.Fatalf("%d submits of one tick by 3 processes, want 1", n)
+	}
 	clk.Advance(7 * 24 * time.Hour)
 	tickAll(t, ss)
 	if got := rec.got(); len(got) != 2 || got[1] != "cron-digest-20261214090000" {
@@ -107,6 +138,28 @@ func TestMissedTicksAreNotBackfilled(t *testing.T) {
 	tickAll(t, ss)
 	if got := rec.got(); len(got) != 1 || got[0] != "cron-hourly-20260101060000" {
 		t.Fatalf("got %v", got)
+	}
+}
+
+// A Tick that comes late (Redis slow to answer, the process paused) fires
+// every tick still within the grace, not only the last one.
+func TestLateTickFiresEveryTickWithinGrace(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 1, 1, 0, 0, 0, 500_000_000, time.UTC)
+	clk := clock.NewFake(start)
+	rec := &recorder{}
+	s, err := New([]Entry{{Name: "s", Spec: "*/10 * * * * *"}}, rec.submit,
+		Options{Redis: testenv.StartRedis(t).Client(t), Grace: 25 * time.Second, Clock: clk, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(45 * time.Second) // 00:00:45.5: ticks :10 :20 :30 :40 passed
+	if err := s.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"cron-s-20260101000030", "cron-s-20260101000040"}
+	if got := rec.got(); !slices.Equal(got, want) {
+		t.Fatalf("fired %v, want %v (the ticks within 25s)", got, want)
 	}
 }
 
@@ -141,7 +194,7 @@ func TestZoneAndSeconds(t *testing.T) {
 	}
 }
 
-func TestFailedSubmitReleasesClaim(t *testing.T) {
+func TestFailedSubmitLeavesTheTickToOthers(t *testing.T) {
 	t.Parallel()
 	start := time.Date(2026, 1, 1, 0, 0, 59, 0, time.UTC)
 	clk, ss, rec := setup(t, start, []Entry{{Name: "m", Spec: "* * * * *"}}, 2)
@@ -155,6 +208,143 @@ func TestFailedSubmitReleasesClaim(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := rec.got(); len(got) != 1 || got[0] != "cron-m-20260101000100" {
-		t.Fatalf("the other process should fire the released tick: %v", got)
+		t.Fatalf("the other process should fire the tick: %v", got)
+	}
+}
+
+// A fault after the old claim (SET NX) and before the submit — the process
+// crashing, or losing Redis so that it could not release the claim — must
+// not lose the tick: another process sees it due and not yet submitted, and
+// fires it; the idempotent submit keeps it from being doubled.
+func TestFaultBeforeSubmitLosesNoTick(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		fault func(rdb *redis.Client) error // run in place of process A's submit
+	}{
+		{"process crashes", func(*redis.Client) error {
+			runtime.Goexit() // the goroutine of Tick stops here, as in a crash
+			return nil
+		}},
+		{"redis connection lost", func(rdb *redis.Client) error {
+			_ = rdb.Close()
+			return errors.New("dial tcp: connection refused")
+		}},
+		{"submit fails", func(*redis.Client) error {
+			return errors.New("store: create: i/o timeout")
+		}},
+	}
+	const lease = 200 * time.Millisecond
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := testenv.StartRedis(t)
+			start := time.Date(2026, 3, 2, 8, 59, 59, 0, time.UTC)
+			clk := clock.NewFake(start)
+			entries := []Entry{{Name: "daily", Spec: "0 9 * * *"}}
+			rec := &recorder{}
+			rdbA := srv.Client(t)
+			a, err := New(entries, func(context.Context, *campaigns.Campaign, time.Time) error {
+				return tt.fault(rdbA)
+			}, Options{Redis: rdbA, Clock: clk, Logger: zerolog.Nop(), FiringLease: lease})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var others []*Scheduler
+			for range 2 {
+				s, err := New(entries, rec.submit, Options{Redis: srv.Client(t), Clock: clk, Logger: zerolog.Nop(), FiringLease: lease})
+				if err != nil {
+					t.Fatal(err)
+				}
+				others = append(others, s)
+			}
+			b, c := others[0], others[1]
+
+			clk.Advance(2 * time.Second) // 09:00:01: due
+			done := make(chan error, 1)
+			go func() {
+				defer close(done)
+				done <- a.Tick(context.Background())
+			}()
+			<-done // a's Tick returned an error, or its goroutine "crashed"
+			// A's firing lease ends (at once when its submit failed, when it
+			// expires when A died or lost Redis).
+			time.Sleep(lease + 50*time.Millisecond)
+
+			clk.Advance(time.Second)
+			if err := b.Tick(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := rec.got(); len(got) != 1 || got[0] != "cron-daily-20260302090000" {
+				t.Fatalf("after the fault in process A, process B fired %v, want [cron-daily-20260302090000]", got)
+			}
+			// C saw the tick due too: B's mark spares it a submit.
+			if err := c.Tick(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if n := rec.submits(); n != 1 {
+				t.Fatalf("%d submits, want 1: the mark of a submitted tick was not read", n)
+			}
+			clk.Advance(time.Second)
+			tickAll(t, others)
+			if got := rec.got(); len(got) != 1 {
+				t.Fatalf("fired %v, want the tick once", got)
+			}
+		})
+	}
+}
+
+// A process whose submit fails (Redis down) retries the tick on its next
+// Ticks while it is within the grace, and gives it up after that.
+func TestFailedSubmitIsRetriedWithinGrace(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		downFor  time.Duration // the submit fails on every Tick until then
+		wantSent bool
+	}{
+		{"down 1s", time.Second, true},
+		{"down 25s", 25 * time.Second, true},
+		{"down past the grace", 40 * time.Second, false},
+	}
+	const grace = 30 * time.Second
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			start := time.Date(2026, 1, 1, 0, 0, 59, 0, time.UTC)
+			clk := clock.NewFake(start)
+			rec := &recorder{}
+			s, err := New([]Entry{{Name: "m", Spec: "*/5 * * * *"}}, rec.submit,
+				Options{Redis: testenv.StartRedis(t).Client(t), Grace: grace, Clock: clk, Logger: zerolog.Nop()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tick := time.Date(2026, 1, 1, 0, 5, 0, 0, time.UTC)
+			clk.Set(tick)
+			for clk.Now().Sub(tick) <= time.Minute { // Run's loop: a Tick a second
+				down := clk.Now().Before(tick.Add(tt.downFor))
+				rec.setFail(down)
+				err := s.Tick(context.Background())
+				if wantErr := down && clk.Now().Sub(tick) <= grace; (err != nil) != wantErr {
+					t.Fatalf("%s after the tick: Tick error %v, want one: %t", clk.Now().Sub(tick), err, wantErr)
+				}
+				clk.Advance(time.Second)
+			}
+			want := []string(nil)
+			if tt.wantSent {
+				want = []string{"cron-m-20260101000500"}
+			}
+			if got := rec.got(); !slices.Equal(got, want) {
+				t.Fatalf("fired %v, want %v", got, want)
+			}
+			// The next tick fires as usual.
+			clk.Set(time.Date(2026, 1, 1, 0, 10, 1, 0, time.UTC))
+			if err := s.Tick(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := rec.got(); len(got) == 0 || got[len(got)-1] != "cron-m-20260101001000" {
+				t.Fatalf("next tick: fired %v", got)
+			}
+		})
 	}
 }
