@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -30,11 +31,15 @@ type StatusReader interface {
 	EachFailure(ctx context.Context, id string, fn func(campaigns.Failure) error) (bool, error)
 }
 
-// Check is one readiness check.
+// Check is one readiness check. Fn should return once ctx is done; one that
+// does not is still never waited for (see ReadyBudget).
 type Check struct {
 	Name string
 	Fn   func(ctx context.Context) error
 }
+
+// DefaultReadyBudget is how long /readyz waits for its checks, together.
+const DefaultReadyBudget = 400 * time.Millisecond
 
 // Options configure the server.
 type Options struct {
@@ -42,6 +47,7 @@ type Options struct {
 	RedisOpt           asynq.RedisConnOpt
 	Gatherer           prometheus.Gatherer
 	Ready              []Check
+	ReadyBudget        time.Duration // default DefaultReadyBudget
 	BasicAuthUser      string
 	BasicAuthPassword  string
 	MonitoringReadOnly bool
@@ -54,6 +60,8 @@ type Server struct {
 	mux  *http.ServeMux
 	mon  *asynqmon.HTTPHandler
 	root http.Handler
+
+	checks []*readyCheck
 }
 
 // New builds the handler.
@@ -61,7 +69,13 @@ func New(o Options) (*Server, error) {
 	if o.Status == nil || o.RedisOpt == nil || o.Gatherer == nil {
 		return nil, errors.New("httpapi: Status, RedisOpt and Gatherer are required")
 	}
+	if o.ReadyBudget <= 0 {
+		o.ReadyBudget = DefaultReadyBudget
+	}
 	s := &Server{o: o, mux: http.NewServeMux()}
+	for _, c := range o.Ready {
+		s.checks = append(s.checks, &readyCheck{Check: c})
+	}
 	s.mon = asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: o.RedisOpt, ReadOnly: o.MonitoringReadOnly})
 	s.mux.Handle(s.mon.RootPath()+"/", s.mon)
 	s.mux.Handle("GET /monitoring", http.RedirectHandler("/monitoring/", http.StatusMovedPermanently))
@@ -185,13 +199,38 @@ func (s *Server) failures(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// ready answers within the budget: the checks run concurrently, each with a
+// deadline within the budget, and one that has not answered by then counts
+// as failed. A check still running from an earlier request is joined, not
+// started again, so a check that ignores its context holds one goroutine at
+// most, never the handler.
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
+	budget := s.o.ReadyBudget
+	timer := time.NewTimer(budget)
+	defer timer.Stop()
+	runs := make([]*checkRun, len(s.checks))
+	for i, c := range s.checks {
+		runs[i] = c.start(r.Context(), budget)
+	}
 	failed := map[string]string{}
-	for _, c := range s.o.Ready {
-		if err := c.Fn(ctx); err != nil {
-			failed[c.Name] = scrub(err.Error())
+	expired := false
+	for i, run := range runs {
+		if !expired {
+			select {
+			case <-run.done:
+			case <-timer.C:
+				expired = true
+			case <-r.Context().Done():
+				return // the client is gone
+			}
+		}
+		select {
+		case <-run.done:
+			if run.err != nil {
+				failed[s.checks[i].Name] = scrub(run.err.Error())
+			}
+		default:
+			failed[s.checks[i].Name] = fmt.Sprintf("no answer within %s", budget)
 		}
 	}
 	if len(failed) > 0 {
@@ -199,6 +238,50 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// readyCheck is a Check and its run in progress, if any.
+type readyCheck struct {
+	Check
+	mu  sync.Mutex
+	cur *checkRun
+}
+
+// checkRun is one run of a check; err is set before done is closed.
+type checkRun struct {
+	done chan struct{}
+	err  error
+}
+
+// start runs the check in a goroutine, or returns the run still in
+// progress. Its deadline is 3/4 of budget from now, so that a check that
+// honours its ctx gives its own reason (an i/o timeout) before the handler
+// stops waiting.
+func (c *readyCheck) start(ctx context.Context, budget time.Duration) *checkRun {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur != nil {
+		select {
+		case <-c.cur.done:
+		default:
+			return c.cur
+		}
+	}
+	run := &checkRun{done: make(chan struct{})}
+	c.cur = run
+	// The run may outlive this request (and serve the next): not cancelled with it.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), budget*3/4)
+	go func() {
+		defer close(run.done)
+		defer cancel()
+		defer func() {
+			if p := recover(); p != nil {
+				run.err = fmt.Errorf("check panicked: %v", p)
+			}
+		}()
+		run.err = c.Fn(cctx)
+	}()
+	return run
 }
 
 // scrub removes user info (passwords) from any URL in a message.
