@@ -95,6 +95,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (d *Daemon, err e
 	}
 	// batches in flight each hold a limiter call, plus reads and records
 	ropt.PoolSize = worker.InFlight(cfg.Worker.Concurrency) + 2*cfg.Worker.Concurrency + 16
+	// Context deadlines bound Redis calls (the decision at a call's slot
+	// waits a few ms for Redis, never a 3 s read timeout).
+	ropt.ContextTimeoutEnabled = true
 	d.rdb = redis.NewClient(ropt)
 	d.stop = append(d.stop, func() { _ = d.rdb.Close() })
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -238,8 +241,23 @@ func New(ctx context.Context, cfg config.Config, opts Options) (d *Daemon, err e
 func (d *Daemon) Addr() string { return d.ln.Addr().String() }
 
 func (d *Daemon) readyChecks() []httpapi.Check {
+	// The Redis check has a client of its own: the shared one's reads ignore
+	// the context (ReadTimeout 5 s), it retries, and while Redis hangs its
+	// connections are all taken by stuck calls. This one gives up with the
+	// check's deadline, and its socket timeouts bound it too.
+	ping := func(ctx context.Context) error { return d.rdb.Ping(ctx).Err() }
+	if hopt, err := redis.ParseURL(d.cfg.Redis.URL); err == nil {
+		hopt.PoolSize, hopt.MinIdleConns, hopt.MaxRetries, hopt.DialerRetries = 1, 0, -1, 1
+		hopt.DialTimeout = httpapi.DefaultReadyBudget
+		hopt.ReadTimeout, hopt.WriteTimeout = httpapi.DefaultReadyBudget, httpapi.DefaultReadyBudget
+		hopt.PoolTimeout = httpapi.DefaultReadyBudget
+		hopt.ContextTimeoutEnabled = true
+		health := redis.NewClient(hopt)
+		d.stop = append(d.stop, func() { _ = health.Close() })
+		ping = func(ctx context.Context) error { return health.Ping(ctx).Err() }
+	}
 	return []httpapi.Check{
-		{Name: "redis", Fn: func(ctx context.Context) error { return d.rdb.Ping(ctx).Err() }},
+		{Name: "redis", Fn: ping},
 		{Name: "nats", Fn: func(ctx context.Context) error {
 			if s := d.nc.Status(); s != nats.CONNECTED {
 				return fmt.Errorf("nats connection %s", s)

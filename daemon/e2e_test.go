@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -31,7 +32,13 @@ type world struct {
 
 func newWorld(t testing.TB, sc pushsim.Config) *world {
 	t.Helper()
-	w := &world{redis: testenv.StartRedis(t), nats: testenv.StartNATS(t)}
+	return newWorldWith(t, testenv.StartRedis(t), sc)
+}
+
+// newWorldWith is newWorld on a Redis the test started.
+func newWorldWith(t testing.TB, rd *testenv.Redis, sc pushsim.Config) *world {
+	t.Helper()
+	w := &world{redis: rd, nats: testenv.StartNATS(t)}
 	var err error
 	w.sim, err = pushsim.Start(sc)
 	if err != nil {
@@ -73,7 +80,15 @@ type running struct {
 func start(t testing.TB, cfg config.Config) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	d, err := New(ctx, cfg, Options{Logger: zerolog.Nop()})
+	lg := zerolog.Nop()
+	if os.Getenv("E2E_LOG") != "" {
+		lvl := zerolog.InfoLevel
+		if os.Getenv("E2E_LOG") == "debug" {
+			lvl = zerolog.DebugLevel
+		}
+		lg = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05.000000"}).Level(lvl).With().Timestamp().Logger()
+	}
+	d, err := New(ctx, cfg, Options{Logger: lg})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

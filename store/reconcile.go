@@ -128,3 +128,11 @@ func (s *Store) Lock(ctx context.Context, name string, d time.Duration) (bool, e
 	}
 	return ok, nil
 }
+
+// Ping reports whether Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
+}

@@ -32,7 +32,41 @@ func (s *Service) Mux() *asynq.ServeMux {
 	mux.HandleFunc(TypeBatch, s.handleBatch)
 	mux.HandleFunc(TypeExpire, s.handleExpire)
 	mux.HandleFunc(TypeTask, s.handleTaskMarker)
+	mux.Use(s.outlastOutage)
 	return mux
+}
+
+// outlastOutage holds a failed task's answer to asynq while Redis does not
+// answer (for up to RecordPatience, inside the task's lease). asynq
+// v0.26 writes a failed task's retry with a context that has ended by the
+// time its syncer tries again, so a task that fails while Redis is down
+// stays active until its lease is recovered, a minute or two later; held
+// here, the retry is written as soon as Redis is back.
+func (s *Service) outlastOutage(next asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		err := next.ProcessTask(ctx, t)
+		if err != nil {
+			s.awaitStore(ctx)
+		}
+		return err
+	})
+}
+
+// awaitStore returns once Redis answers, ctx ends or RecordPatience has
+// passed.
+func (s *Service) awaitStore(ctx context.Context) {
+	giveUp := time.Now().Add(s.o.RecordPatience)
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := s.o.Store.Ping(pctx)
+		cancel()
+		if err == nil || ctx.Err() != nil || time.Now().After(giveUp) {
+			return
+		}
+		if sleepCtx(ctx, wait) != nil {
+			return
+		}
+	}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -541,10 +575,13 @@ func (s *Service) fail(ctx context.Context, id string, cf *campaignFailure) erro
 
 // record stores a batch's outcome (once) and publishes progress.
 func (s *Service) record(ctx context.Context, c *campaigns.Campaign, n int, sent int64, failures []campaigns.Failure, dropped int64) (campaigns.Status, error) {
-	// Record even if the task's context ends now: the provider has answered.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	// Record even if the task's context ends now: the provider has
+	// answered. A Redis that does not answer (a restart, a failover) is
+	// waited for, within the task's lease, rather than failing the task:
+	// its retry would send the batch again.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.RecordPatience+10*time.Second)
 	defer cancel()
-	st, first, finished, err := s.o.Store.RecordBatch(rctx, c.ID, n, sent, failures, dropped)
+	st, first, finished, err := s.recordPatiently(rctx, c.ID, n, sent, failures, dropped)
 	if err != nil {
 		return st, err
 	}
@@ -557,6 +594,37 @@ func (s *Service) record(ctx context.Context, c *campaigns.Campaign, n int, sent
 		s.publishProgress(rctx, st)
 	}
 	return st, nil
+}
+
+// recordPatiently records a batch, trying again while the store fails for
+// up to RecordPatience (an unknown campaign is not retried).
+func (s *Service) recordPatiently(ctx context.Context, id string, n int, sent int64, failures []campaigns.Failure, dropped int64) (campaigns.Status, bool, bool, error) {
+	var giveUp time.Time
+	wait := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, first, finished, err := s.o.Store.RecordBatch(actx, id, n, sent, failures, dropped)
+		cancel()
+		if err == nil || errors.Is(err, store.ErrNotFound) {
+			if attempt > 0 {
+				s.log.Info().Str("campaign", id).Int("batch", n).Int("attempts", attempt+1).Msg("batch recorded once the store answered again")
+			}
+			return st, first, finished, err
+		}
+		now := time.Now()
+		if giveUp.IsZero() {
+			giveUp = now.Add(s.o.RecordPatience)
+			s.log.Warn().Err(err).Str("campaign", id).Int("batch", n).Dur("patience", s.o.RecordPatience).Msg("batch sent but not recorded yet: the store does not answer; trying again")
+		}
+		if now.After(giveUp) || ctx.Err() != nil {
+			return st, false, false, fmt.Errorf("record batch %d of %s (sent, not recorded: it may be sent again): %w", n, id, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
 }
 
 // publishProgress publishes a progress event so that it can never be the

@@ -22,6 +22,9 @@ const stateFresh = 3 * time.Millisecond
 // rates a convoy of due calls would all be late for their slots).
 const stateStale = 50 * time.Millisecond
 
+// slotReadBudget bounds the read of a campaign's state at a call's slot.
+const slotReadBudget = 25 * time.Millisecond
+
 // errExpired says a call's slot came after its campaign's expires_at: its
 // targets are dropped, nothing is sent.
 var errExpired = errors.New("campaign expired")
@@ -98,9 +101,14 @@ func (s *Service) slotCheck(c *campaigns.Campaign) func(context.Context) error {
 		if c.ExpiresAt != nil && !s.o.Clock.Now().Before(*c.ExpiresAt) {
 			return errExpired
 		}
-		st, err := s.states.get(ctx, c.ID)
+		rctx, cancel := context.WithTimeout(ctx, slotReadBudget)
+		st, err := s.states.get(rctx, c.ID)
+		cancel()
 		if err != nil {
-			return err
+			// Redis does not answer in time: the slot is given up,
+			// nothing is sent, and the batch comes back (a call sent
+			// late could crowd the provider's window).
+			return &retryLater{in: 500 * time.Millisecond, reason: "campaign state unreadable at the slot: " + err.Error()}
 		}
 		switch {
 		case st == campaigns.StatePaused:

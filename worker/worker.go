@@ -112,6 +112,11 @@ type Options struct {
 	Inspector   *asynq.Inspector // optional: deletes a waiting task's UI marker once it is created; needed by the reconciler
 	StallAfter  time.Duration    // a campaign with no progress for this long has its missing tasks queued again (RunReconciler); default 1m
 	Counters    Counters         // optional: the worker's events for /metrics
+	// RecordPatience is how long a batch the provider has answered keeps
+	// trying to be recorded while Redis does not answer, instead of
+	// failing its task (whose retry would send it again); default 20s,
+	// inside asynq's 30 s task lease.
+	RecordPatience time.Duration
 }
 
 // Counters receives the worker's events for /metrics.
@@ -155,6 +160,9 @@ func NewService(o Options) *Service {
 	}
 	if o.GroupSize <= 0 {
 		o.GroupSize = DefaultGroupSize
+	}
+	if o.RecordPatience <= 0 {
+		o.RecordPatience = 20 * time.Second
 	}
 	if o.StallAfter <= 0 {
 		o.StallAfter = time.Minute

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,12 +39,26 @@ type Redis struct {
 	URL    string // redis://host:port/0
 	cmd    *exec.Cmd
 	dir    string
+	bin    string
+	port   int
+	opts   RedisOptions
 	exited chan struct{} // closed when the process has been waited for
+}
+
+// RedisOptions tune StartRedisWith.
+type RedisOptions struct {
+	// AppendFsync turns the append-only file on with this fsync policy
+	// ("always", "everysec"); empty: no persistence.
+	AppendFsync string
 }
 
 // StartRedis starts redis-server (no persistence) on a free loopback port and
 // registers its shutdown with tb.Cleanup.
-func StartRedis(tb testing.TB) *Redis {
+func StartRedis(tb testing.TB) *Redis { return StartRedisWith(tb, RedisOptions{}) }
+
+// StartRedisWith starts redis-server with opts on a free loopback port and
+// registers its shutdown with tb.Cleanup.
+func StartRedisWith(tb testing.TB, opts RedisOptions) *Redis {
 	tb.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -53,9 +68,9 @@ func StartRedis(tb testing.TB) *Redis {
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		port := FreePort(tb)
-		r, err := startRedis(bin, dir, port)
+		r, err := startRedis(bin, dir, port, opts)
 		if err == nil {
-			tb.Cleanup(r.Stop)
+			tb.Cleanup(func() { r.Stop() })
 			return r
 		}
 		lastErr = err
@@ -64,15 +79,19 @@ func StartRedis(tb testing.TB) *Redis {
 	return nil
 }
 
-func startRedis(bin, dir string, port int) (*Redis, error) {
-	cmd := exec.Command(bin,
+func startRedis(bin, dir string, port int, opts RedisOptions) (*Redis, error) {
+	args := []string{
 		"--port", strconv.Itoa(port),
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--appendonly", "no",
 		"--dir", dir,
 		"--protected-mode", "yes",
-	)
+	}
+	if opts.AppendFsync != "" {
+		args = append(args, "--appendonly", "yes", "--appendfsync", opts.AppendFsync)
+	}
+	cmd := exec.Command(bin, args...)
 	logf, err := os.Create(filepath.Join(dir, fmt.Sprintf("redis-%d.log", port)))
 	if err != nil {
 		return nil, fmt.Errorf("create redis log: %w", err)
@@ -84,7 +103,7 @@ func startRedis(bin, dir string, port int) (*Redis, error) {
 		return nil, fmt.Errorf("exec redis-server: %w", err)
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	r := &Redis{Addr: addr, URL: "redis://" + addr + "/0", cmd: cmd, dir: dir, exited: make(chan struct{})}
+	r := &Redis{Addr: addr, URL: "redis://" + addr + "/0", cmd: cmd, dir: dir, bin: bin, port: port, opts: opts, exited: make(chan struct{})}
 	go func() { _ = cmd.Wait(); logf.Close(); close(r.exited) }()
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	defer c.Close()
@@ -130,6 +149,34 @@ func (r *Redis) Stop() {
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// Shutdown stops the server gracefully (SIGTERM: it writes its append-only
+// file and exits) and waits up to 10 s until it is gone.
+func (r *Redis) Shutdown() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-r.exited:
+		case <-time.After(10 * time.Second):
+		}
+	}
+}
+
+// Restart starts the server again, on the same port and directory (its
+// data is back if it had persistence), after Stop or Shutdown.
+func (r *Redis) Restart(tb testing.TB) {
+	tb.Helper()
+	var err error
+	for attempt := 0; attempt < 50; attempt++ { // the port may linger a moment
+		var nr *Redis
+		if nr, err = startRedis(r.bin, r.dir, r.port, r.opts); err == nil {
+			r.cmd, r.exited = nr.cmd, nr.exited
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	tb.Fatalf("testenv: restart redis-server on %s: %v", r.Addr, err)
 }
 
 func (r *Redis) hasExited() bool {
