@@ -101,3 +101,58 @@ func TestShortRedisOutageResendsNothing(t *testing.T) {
 		})
 	}
 }
+
+// The provider answers 500 to everything for 8 s mid-campaign: no target
+// fails (an outage is not a refusal), none is pushed twice, and sending
+// resumes within about a second of the recovery.
+func TestProviderOutageFailsNoTarget(t *testing.T) {
+	w := newWorld(t, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: 50}})
+	r := start(t, w.config(t, config.Limits{PushSingle: 50}))
+	targets := ids("po", 20000)
+	w.publish(t, "campaigns.submit", campaignJSON("outage", targets, ""), "outage")
+	sim := w.sim.Sim()
+	for sim.Stats().TotalPushes < 5000 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	sim.SetFaults(pushsim.Faults{ErrorRate: 1})
+	time.Sleep(8 * time.Second)
+	before := sim.Stats().TotalPushes
+	sim.SetFaults(pushsim.Faults{})
+	resumed := fullRateAfter(sim, before, 40*100) // 80% of the limit, 100 targets a call
+	st := r.waitFinal(t, "outage", 2*time.Minute)
+	stats := sim.Stats()
+	t.Logf("80%% of the limit reached %s after the provider recovered; %s, %d failed, %d pushes of %d targets, %d answered 500, violations %d",
+		resumed.Round(time.Millisecond), st.Status, st.Failed, stats.TotalPushes, stats.TargetsPushed, stats.Faulted, stats.Violations)
+	if st.Status != campaigns.StateCompleted || st.Failed != 0 || st.Sent != 20000 {
+		t.Fatalf("status %+v", st)
+	}
+	if stats.TargetsPushed != 20000 || stats.TotalPushes != 20000 || stats.Violations != 0 {
+		t.Fatalf("pushed %d targets in %d pushes, violations %d", stats.TargetsPushed, stats.TotalPushes, stats.Violations)
+	}
+}
+
+// fullRateAfter returns how long after now sending took to reach perSecond
+// pushes in a second (the end of the first such second, less 1 s), from
+// pushsim's count sampled every 10 ms; at most 30 s.
+func fullRateAfter(sim *pushsim.Sim, base, perSecond int) time.Duration {
+	type sample struct {
+		at time.Time
+		n  int
+	}
+	start := time.Now()
+	samples := []sample{{start, base}}
+	for time.Since(start) < 30*time.Second {
+		time.Sleep(10 * time.Millisecond)
+		now := sample{time.Now(), sim.Stats().TotalPushes}
+		samples = append(samples, now)
+		for _, old := range samples {
+			if now.at.Sub(old.at) <= time.Second {
+				if now.n-old.n >= perSecond {
+					return max(now.at.Sub(start)-time.Second, 0)
+				}
+				break
+			}
+		}
+	}
+	return 30 * time.Second
+}

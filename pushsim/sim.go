@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -163,6 +164,8 @@ type Sim struct {
 	cfg  Config
 	caps taskCaps
 
+	latency atomic.Int64 // Faults.Latency, changed by SetFaults
+
 	mu            sync.Mutex
 	rng           *rand.Rand
 	windows       map[string]*window // provider/app/group → arrivals
@@ -203,6 +206,7 @@ func New(cfg Config) *Sim {
 
 func (s *Sim) resetLocked() {
 	s.rng = rand.New(rand.NewSource(s.cfg.Faults.Seed))
+	s.latency.Store(int64(s.cfg.Faults.Latency))
 	s.windows = map[string]*window{}
 	s.calls = map[string]int{}
 	s.statuses = map[int]int{}
@@ -466,8 +470,17 @@ func drop(w http.ResponseWriter) {
 	_ = conn.Close()
 }
 
+// SetFaults replaces the faults injected from now on (an outage:
+// ErrorRate 1; a slow provider: Latency).
+func (s *Sim) SetFaults(f Faults) {
+	s.mu.Lock()
+	s.cfg.Faults.ErrorRate, s.cfg.Faults.DropRate = f.ErrorRate, f.DropRate
+	s.latency.Store(int64(f.Latency))
+	s.mu.Unlock()
+}
+
 func (s *Sim) sleepLatency(ctx context.Context) {
-	if d := s.cfg.Faults.Latency; d > 0 {
+	if d := time.Duration(s.latency.Load()); d > 0 {
 		t := time.NewTimer(d)
 		defer t.Stop()
 		select {
@@ -509,6 +522,18 @@ func (s *Sim) serveSim(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/_sim/reset" && r.Method == http.MethodPost:
 		s.Reset()
 		writeJSON(w, 200, map[string]string{"status": "reset"})
+	case r.URL.Path == "/_sim/faults" && r.Method == http.MethodPost:
+		var f struct {
+			ErrorRate float64 `json:"error_rate"`
+			DropRate  float64 `json:"drop_rate"`
+			LatencyMS int64   `json:"latency_ms"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&f); err != nil || f.ErrorRate < 0 || f.ErrorRate > 1 || f.DropRate < 0 || f.DropRate > 1 || f.LatencyMS < 0 {
+			writeJSON(w, 400, map[string]string{"error": `want {"error_rate": 0..1, "drop_rate": 0..1, "latency_ms": ≥ 0}`})
+			return
+		}
+		s.SetFaults(Faults{ErrorRate: f.ErrorRate, DropRate: f.DropRate, Latency: time.Duration(f.LatencyMS) * time.Millisecond})
+		writeJSON(w, 200, map[string]string{"status": "faults set"})
 	case r.URL.Path == "/_sim/expire-tokens" && r.Method == http.MethodPost:
 		s.ExpireTokens()
 		writeJSON(w, 200, map[string]string{"status": "tokens expired"})

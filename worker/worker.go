@@ -102,7 +102,7 @@ type Options struct {
 	Concurrency int              // workers of this process (sizes BatchWindow)
 	BatchWindow int              // batch tasks queued per campaign; default 2×Concurrency, at least 8
 	GroupSize   int              // provider batches (≤ 100 targets each) per batch task, sent concurrently; default DefaultGroupSize
-	MaxRetry    int              // transient failures tolerated per batch; default 10
+	MaxRetry    int              // transient failures tolerated per batch; default DefaultMaxRetry
 	Retention   time.Duration    // completed plan tasks kept visible in the UI (and their ids reserved); default 24h
 	EarlyStart  time.Duration    // plan tasks are enqueued this much early, then wait; default 3s
 	ProgressGap time.Duration    // least time between two progress events of a campaign; default 250ms
@@ -171,7 +171,7 @@ func NewService(o Options) *Service {
 		o.Counters = noCounters{}
 	}
 	if o.MaxRetry <= 0 {
-		o.MaxRetry = 10
+		o.MaxRetry = DefaultMaxRetry
 	}
 	if o.Retention <= 0 {
 		o.Retention = 24 * time.Hour
@@ -387,12 +387,32 @@ func IsFailure(err error) bool {
 	return !later
 }
 
-// RetryDelay waits as long as a "not now" answer asks, and backs off
-// exponentially (capped at 1 minute) after real failures.
+// RetryDelay waits as long as a "not now" answer asks, retries a failing
+// provider every second for a while, and backs off exponentially (capped
+// at 1 minute) after other failures.
 func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
 	if rl, ok := asRetryLater(err); ok {
 		return rl.in
 	}
+	if k, ok := provider.KindOf(err); ok && k == provider.KindTransient {
+		// The provider is failing (5xx, timeouts, dropped connections):
+		// its first FlatRetries retries come a second apart (each call
+		// still through the limiter), so that sending resumes within
+		// about a second of its recovery; then they back off.
+		if n < FlatRetries {
+			return time.Second
+		}
+		n -= FlatRetries
+	}
 	d := time.Duration(1<<min(n, 6)) * time.Second
 	return min(d, time.Minute)
 }
+
+// FlatRetries is how many retries of a batch the provider is failing for
+// come a second apart (about half a minute of outage) before they back
+// off; DefaultMaxRetry leaves 10 backed-off retries (about 5 more minutes)
+// after them before the batch's targets are recorded as failed.
+const FlatRetries = 30
+
+// DefaultMaxRetry is Options.MaxRetry's default.
+const DefaultMaxRetry = FlatRetries + 10
