@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: all build test vet fmt demo bench bench-kinds bench-controls bench-tasks soak crash deps clean
+.PHONY: all build test vet fmt demo bench bench-kinds bench-controls bench-tasks soak crash chaos deps clean
 
 all: build
 
@@ -59,6 +59,13 @@ soak: deps
 # every target must still be pushed (~3 min: asynq's leases must expire).
 crash: deps
 	CRASH=1 $(GO) test -count=1 -timeout 15m -v ./internal/crashtest
+
+# chaos: real campaignd processes through Redis stops and SIGKILLs, a NATS
+# restart, a provider outage, a slow provider, a SIGTERM hand-over, an
+# archived task, a lost cron tick and 4 s tokens; each scenario's figures
+# and a table at the end (~5 min; docs/RELIABILITY.md).
+chaos: deps
+	CHAOS=1 $(GO) test -count=1 -timeout 20m -v -run TestChaos ./internal/chaos
 
 clean:
 	rm -rf $(BIN)

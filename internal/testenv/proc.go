@@ -70,6 +70,9 @@ func StartProc(tb testing.TB, name string, args, env []string) *Proc {
 	p := &Proc{Cmd: cmd, LogPath: logPath, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); logf.Close(); close(p.done) }()
 	tb.Cleanup(func() {
+		if p.Exited() {
+			return
+		}
 		_ = cmd.Process.Signal(os.Interrupt)
 		select {
 		case <-p.done:
@@ -85,6 +88,29 @@ func StartProc(tb testing.TB, name string, args, env []string) *Proc {
 func (p *Proc) Kill() {
 	_ = p.Cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
+}
+
+// Terminate sends SIGTERM and waits up to within for the process to end:
+// its exit code, and how long it took (ok false if it had not ended).
+func (p *Proc) Terminate(within time.Duration) (code int, took time.Duration, ok bool) {
+	start := time.Now()
+	_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return p.Cmd.ProcessState.ExitCode(), time.Since(start), true
+	case <-time.After(within):
+		return -1, time.Since(start), false
+	}
+}
+
+// Exited reports whether the process has ended.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // WaitHTTP waits (up to 10 s) until url answers 200.

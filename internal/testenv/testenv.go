@@ -192,20 +192,30 @@ func (r *Redis) hasExited() bool {
 type NATS struct {
 	URL    string
 	Server *natsserver.Server
+	opts   natsserver.Options
 }
 
 // StartNATS starts an embedded NATS server with JetStream on a free loopback
 // port, storing into a temp dir, and shuts it down at test end.
 func StartNATS(tb testing.TB) *NATS {
 	tb.Helper()
-	s, err := natsserver.NewServer(&natsserver.Options{
+	n := &NATS{opts: natsserver.Options{
 		Host:      "127.0.0.1",
-		Port:      natsserver.RANDOM_PORT,
+		Port:      FreePort(tb),
 		JetStream: true,
 		StoreDir:  tb.TempDir(),
 		NoSigs:    true,
 		NoLog:     true,
-	})
+	}}
+	n.start(tb)
+	tb.Cleanup(func() { n.Stop() })
+	return n
+}
+
+func (n *NATS) start(tb testing.TB) {
+	tb.Helper()
+	opts := n.opts
+	s, err := natsserver.NewServer(&opts)
 	if err != nil {
 		tb.Fatalf("testenv: new nats server: %v", err)
 	}
@@ -214,11 +224,19 @@ func StartNATS(tb testing.TB) *NATS {
 		s.Shutdown()
 		tb.Fatalf("testenv: nats server not ready")
 	}
-	tb.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	return &NATS{URL: s.ClientURL(), Server: s}
+	n.Server, n.URL = s, s.ClientURL()
+}
+
+// Stop shuts the server down (its JetStream store stays on disk).
+func (n *NATS) Stop() {
+	n.Server.Shutdown()
+	n.Server.WaitForShutdown()
+}
+
+// Restart starts the server again on the same port and store, after Stop.
+func (n *NATS) Restart(tb testing.TB) {
+	tb.Helper()
+	n.start(tb)
 }
 
 // RedisInfo returns one field of INFO (e.g. "total_commands_processed").
