@@ -8,10 +8,10 @@
 // margin absorbs the jitter between the moment a process is told to send and
 // the moment its call reaches the provider (timer overshoot, scheduling,
 // loopback latency): R+1 sends are at least R·(1/R)(1+Margin) = 1 s +
-// Margin·1 s apart, so as long as no call arrives more than Margin·1 s (7.5
+// Margin·1 s apart, so as long as no call arrives more than Margin·1 s (15
 // ms by default) later than the one R slots after it, no sliding 1-second
 // window ever holds more than R arrivals, whatever R is. The price is Margin
-// of the budget: 99.25% of R by default.
+// of the budget: 98.5% of R by default.
 //
 // Callers queue in their own process before they book (a few per key), so
 // the shared schedule is booked less than a second ahead. A caller that
@@ -63,7 +63,7 @@ type Rate struct {
 // Options tune a Limiter.
 type Options struct {
 	Prefix  string        // key prefix, default "campaignd:rl:"
-	Margin  float64       // relative extra spacing, default 0.0075
+	Margin  float64       // relative extra spacing, default 0.015
 	MaxWait time.Duration // longest wait granted, default 10s
 	// MaxLate is how late (after its slot) a call may be sent as booked; a
 	// caller woken later than that (a slow Redis answer, a scheduling
@@ -109,7 +109,7 @@ func New(rdb redis.UniversalClient, opts Options) *Limiter {
 		opts.Prefix = "campaignd:rl:"
 	}
 	if opts.Margin <= 0 {
-		opts.Margin = 0.0075
+		opts.Margin = 0.015
 	}
 	if opts.MaxWait <= 0 {
 		opts.MaxWait = 10 * time.Second
