@@ -215,6 +215,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (d *Daemon, err e
 	// HTTP.
 	d.api, err = httpapi.New(httpapi.Options{
 		Status:            d.store,
+		Campaigns:         d.store,
+		QueueFor:          worker.QueueFor,
 		RedisOpt:          d.redisOpt,
 		Gatherer:          reg,
 		Ready:             d.readyChecks(),

@@ -1,6 +1,6 @@
 // Package httpapi is campaignd's HTTP side (CONTRACT §6): the asynq web UI
-// (asynqmon) under /monitoring/, the status API, Prometheus metrics and
-// health checks, with optional basic auth on everything but /healthz and
+// (asynqmon) under /monitoring/, the status API and the campaign list,
+// pages for people under /campaigns/, Prometheus metrics and health checks, with optional basic auth on everything but /healthz and
 // /readyz.
 package httpapi
 
@@ -43,7 +43,14 @@ const DefaultReadyBudget = 400 * time.Millisecond
 
 // Options configure the server.
 type Options struct {
-	Status             StatusReader
+	Status StatusReader
+	// Campaigns serves GET /api/campaigns and the pages under /campaigns/
+	// (store.Store); without it they are not served.
+	Campaigns Lister
+	// QueueFor names the asynq queue of a campaign's priority
+	// (worker.QueueFor), for the detail page's link to its tasks; without
+	// it the link goes to every queue.
+	QueueFor           func(campaigns.Priority) string
 	RedisOpt           asynq.RedisConnOpt
 	Gatherer           prometheus.Gatherer
 	Ready              []Check
@@ -81,6 +88,12 @@ func New(o Options) (*Server, error) {
 	s.mux.Handle("GET /monitoring", http.RedirectHandler("/monitoring/", http.StatusMovedPermanently))
 	s.mux.HandleFunc("GET /api/campaigns/{id}", s.status)
 	s.mux.HandleFunc("GET /api/campaigns/{id}/failures", s.failures)
+	if o.Campaigns != nil {
+		s.mux.HandleFunc("GET /api/campaigns", s.list)
+		s.mux.HandleFunc("GET /campaigns/{$}", s.listPage)
+		s.mux.HandleFunc("GET /campaigns/{id}", s.detailPage)
+		s.mux.Handle("GET /campaigns", http.RedirectHandler("/campaigns/", http.StatusMovedPermanently))
+	}
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")

@@ -50,7 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.password, "password", os.Getenv("CAMPAIGND_UI_PASSWORD"), "basic auth password")
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "how long to wait for campaignd's answer")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: campaignctl [flags] submit -f campaign.json [--audience users.txt] | status ID | watch ID | cancel ID | pause ID | resume ID")
+		fmt.Fprintln(stderr, "usage: campaignctl [flags] submit -f campaign.json [--audience users.txt] | status ID | watch ID | cancel ID | pause ID | resume ID | list [--status S] [--limit N] [--json]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -72,6 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		code, err = c.watch(ctx, rest[1:])
 	case "cancel", "pause", "resume":
 		code, err = c.command(ctx, rest[0], rest[1:])
+	case "list":
+		code, err = c.list(ctx, rest[1:])
 	default:
 		fs.Usage()
 		return exitOther

@@ -7,9 +7,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -188,5 +192,157 @@ func TestStatusOverHTTP(t *testing.T) {
 	}
 	if code, _, errs := runCLI(t, "-api", srv.URL, "-password", "pw", "status", "unknown"); code != 1 || !strings.Contains(errs, "unknown campaign") {
 		t.Fatalf("unknown: %d %s", code, errs)
+	}
+}
+
+// listServer serves GET /api/campaigns from five canned campaigns, at
+// most two a page (whatever limit asks: a server may answer fewer), the
+// cursor being the index of the next one; status filters. It records each
+// request's query.
+func listServer(t *testing.T) (*httptest.Server, *[]url.Values) {
+	t.Helper()
+	start := time.Date(2026, 12, 1, 1, 0, 3, 0, time.UTC)
+	all := []string{
+		`{"id":"spring-sale-2026","kind":"batch_push","status":"running","at":"2026-12-01T01:00:03Z","start_at":"` + start.Format(time.RFC3339) + `","targets_total":250000,"batches_total":2500,"batches_done":1200,"sent":119950,"failed":50,"provider_task_ids":[]}`,
+		`{"id":"weekly-digest","kind":"broadcast","status":"completed","at":"2026-11-30T09:00:00Z","start_at":"2026-11-30T09:00:00Z","targets_total":0,"batches_total":0,"batches_done":0,"sent":0,"failed":0,"provider_task_ids":["task-1"]}`,
+		`{"id":"vip","kind":"single_push","status":"partially_failed","at":"2026-11-29T08:00:00Z","start_at":"2026-11-29T08:00:00Z","targets_total":3,"batches_total":3,"batches_done":3,"sent":2,"failed":1,"provider_task_ids":[]}`,
+		`{"id":"labels-x","kind":"label_members","status":"running","at":"2026-11-28T08:00:00Z","targets_total":2000,"batches_total":20,"batches_done":5,"sent":500,"failed":0,"provider_task_ids":[]}`,
+		`{"id":"old","kind":"template","status":"completed","at":"2026-11-27T08:00:00Z","start_at":"2026-11-27T08:00:00Z","targets_total":0,"batches_total":1,"batches_done":1,"sent":0,"failed":0,"provider_task_ids":[]}`,
+	}
+	var queries []url.Values
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "admin" || p != "pw" {
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"error":"authentication required"}`)
+			return
+		}
+		if r.URL.Path != "/api/campaigns" {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		q := r.URL.Query()
+		queries = append(queries, q)
+		limit, err := strconv.Atoi(q.Get("limit"))
+		if err != nil || limit < 1 || limit > 500 {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `{"error":"limit: must be 1..500"}`)
+			return
+		}
+		if s := q.Get("status"); s != "" && s != "running" && s != "completed" {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `{"error":"status: must be one of accepted, scheduled, running, paused, completed, partially_failed, failed, expired, cancelled"}`)
+			return
+		}
+		var sel []string
+		for _, c := range all {
+			if s := q.Get("status"); s == "" || strings.Contains(c, `"status":"`+s+`"`) {
+				sel = append(sel, c)
+			}
+		}
+		from, _ := strconv.Atoi(q.Get("cursor"))
+		to := min(from+min(limit, 2), len(sel))
+		fmt.Fprintf(w, `{"campaigns":[%s]`, strings.Join(sel[from:to], ","))
+		if to < len(sel) {
+			fmt.Fprintf(w, `,"next":"%d"`, to)
+		}
+		fmt.Fprint(w, "}")
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &queries
+}
+
+func TestListOverHTTP(t *testing.T) {
+	t.Parallel()
+	tableRE := regexp.MustCompile(`^ID +KIND +STATE +PROGRESS +SENT +FAILED +STARTED \(UTC\)\n`)
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantIDs  []string     // the table's rows (or the JSON's campaigns)
+		wantReqs []url.Values // limit, status and cursor of each request
+		wantOut  []string     // substrings of stdout
+		wantErr  string       // substring of stderr
+	}{
+		{name: "default: pages until done", args: []string{"list"}, wantIDs: []string{"spring-sale-2026", "weekly-digest", "vip", "labels-x", "old"},
+			wantReqs: []url.Values{{"limit": {"50"}}, {"limit": {"48"}, "cursor": {"2"}}, {"limit": {"46"}, "cursor": {"4"}}},
+			wantOut: []string{
+				"spring-sale-2026  batch_push     running           48%       119950  50      2026-12-01 01:00:03\n",
+				"weekly-digest     broadcast      completed         100%      0       0       2026-11-30 09:00:00\n",
+				"vip               single_push    partially_failed  100%      2       1       2026-11-29 08:00:00\n",
+				"labels-x          label_members  running           25%       500     0       -\n",
+			}},
+		{name: "limit stops early", args: []string{"list", "--limit", "3"}, wantIDs: []string{"spring-sale-2026", "weekly-digest", "vip"},
+			wantReqs: []url.Values{{"limit": {"3"}}, {"limit": {"1"}, "cursor": {"2"}}},
+			wantErr:  "(the newest 3 shown; more with --limit 53, or --json and --cursor)"},
+		{name: "status", args: []string{"list", "--status", "running"}, wantIDs: []string{"spring-sale-2026", "labels-x"},
+			wantReqs: []url.Values{{"limit": {"50"}, "status": {"running"}}}},
+		{name: "json with next", args: []string{"list", "--json", "--limit", "1", "--cursor", "1"}, wantIDs: []string{"weekly-digest"},
+			wantReqs: []url.Values{{"limit": {"1"}, "cursor": {"1"}}}, wantOut: []string{`"next": "2"`, `"provider_task_ids": [`}},
+		{name: "big limit asks 500 at most", args: []string{"list", "--limit", "900", "--status", "completed"}, wantIDs: []string{"weekly-digest", "old"},
+			wantReqs: []url.Values{{"limit": {"500"}, "status": {"completed"}}}},
+		{name: "bad status: the API's reason", args: []string{"list", "--status", "sleeping"}, wantCode: 2,
+			wantErr: "campaignctl: list: status: must be one of accepted, scheduled"},
+		{name: "bad limit", args: []string{"list", "--limit", "0"}, wantCode: 2, wantErr: "--limit must be at least 1"},
+		{name: "stray argument", args: []string{"list", "running"}, wantCode: 2, wantErr: `unexpected "running"`},
+		{name: "help", args: []string{"list", "-h"}, wantErr: "campaignctl list --status running"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv, reqs := listServer(t)
+			code, out, errs := runCLI(t, append([]string{"-api", srv.URL, "-password", "pw"}, tt.args...)...)
+			if code != tt.wantCode {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.wantCode, out, errs)
+			}
+			if tt.wantErr != "" && !strings.Contains(errs, tt.wantErr) {
+				t.Errorf("stderr %q, want it to contain %q", errs, tt.wantErr)
+			}
+			for _, want := range tt.wantOut {
+				if !strings.Contains(out, want) {
+					t.Errorf("stdout lacks %q:\n%s", want, out)
+				}
+			}
+			if tt.wantReqs != nil && !reflect.DeepEqual(*reqs, tt.wantReqs) {
+				t.Errorf("requests %v, want %v", *reqs, tt.wantReqs)
+			}
+			if tt.wantIDs == nil {
+				return
+			}
+			var got []string
+			if slices.Contains(tt.args, "--json") {
+				var l listing
+				if err := json.Unmarshal([]byte(out), &l); err != nil {
+					t.Fatalf("--json output: %v\n%s", err, out)
+				}
+				for _, st := range l.Campaigns {
+					got = append(got, st.ID)
+				}
+			} else {
+				if !tableRE.MatchString(out) {
+					t.Fatalf("no table header:\n%s", out)
+				}
+				lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+				// Aligned: every column starts where its header does.
+				for _, col := range []string{"KIND", "STATE", "PROGRESS", "SENT", "FAILED", "STARTED"} {
+					at := strings.Index(lines[0], col)
+					for _, l := range lines[1:] {
+						if len(l) <= at || l[at-1] != ' ' || l[at] == ' ' {
+							t.Errorf("column %s (at %d) not aligned in %q", col, at, l)
+						}
+					}
+				}
+				for _, l := range lines[1:] {
+					got = append(got, strings.Fields(l)[0])
+				}
+			}
+			if !slices.Equal(got, tt.wantIDs) {
+				t.Errorf("listed %v, want %v", got, tt.wantIDs)
+			}
+		})
+	}
+	// Without the password: a clear line, exit 2.
+	srv, _ := listServer(t)
+	if code, _, errs := runCLI(t, "-api", srv.URL, "list"); code != 2 || !strings.Contains(errs, "campaignd wants basic auth") {
+		t.Fatalf("no password: %d %s", code, errs)
 	}
 }

@@ -4,6 +4,7 @@
 //	campaignctl status ID
 //	campaignctl watch ID
 //	campaignctl cancel ID | pause ID | resume ID
+//	campaignctl list [--status S] [--limit N] [--json]   (list -h: examples)
 //
 // Flags (before the subcommand) or environment: -nats (CAMPAIGND_NATS_URL),
 // -api (CAMPAIGND_API), -user / -password (CAMPAIGND_UI_USER /
