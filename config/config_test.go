@@ -130,7 +130,17 @@ apps:
 	s := cfg.Sanitized()
 	js, _ := json.Marshal(s)
 	ym, _ := yaml.Marshal(s)
-	for _, out := range []string{fmt.Sprintf("%+v", s), string(js), string(ym)} {
+	fields, err := s.Fields()
+	if err != nil {
+		t.Fatal(err)
+	}
+	flat := fmt.Sprint(fields)
+	for _, want := range []string{"[apps.default.limits.push_single 10]", "[redis.url redis://:***@127.0.0.1:6379/0]", "[apps.el.app_secret ***]"} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("Fields lacks %s: %s", want, flat)
+		}
+	}
+	for _, out := range []string{fmt.Sprintf("%+v", s), string(js), string(ym), flat} {
 		for _, secret := range []string{"redispw", "natspw", "uipw", "clientpw", "tokenpw", "elpw"} {
 			if strings.Contains(out, secret) {
 				t.Errorf("%s leaked in %s", secret, out)

@@ -352,7 +352,8 @@ func RedactURL(raw string) string {
 			u.User = url.UserPassword(u.User.Username(), masked)
 		}
 	}
-	return u.String()
+	// url escapes the mask's asterisks; a person reads "***".
+	return strings.Replace(u.String(), ":%2A%2A%2A@", ":"+masked+"@", 1)
 }
 
 // Sanitized returns a copy safe to log: every secret is replaced by "***".
@@ -371,4 +372,48 @@ func (c Config) Sanitized() Config {
 	}
 	out.Schedules = append([]Schedule(nil), c.Schedules...)
 	return out
+}
+
+// Fields returns the config as YAML key paths and values
+// (apps.default.limits.push_single → 10), sorted, for one log line; call
+// it on a Sanitized copy. Unset (empty) values are left out.
+func (c Config) Fields() ([][2]string, error) {
+	raw, err := yaml.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("config: fields: %w", err)
+	}
+	var tree map[string]any
+	if err := yaml.Unmarshal(raw, &tree); err != nil {
+		return nil, fmt.Errorf("config: fields: %w", err)
+	}
+	var out [][2]string
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			keys := make([]string, 0, len(x))
+			for k := range x {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				p := k
+				if prefix != "" {
+					p = prefix + "." + k
+				}
+				walk(p, x[k])
+			}
+		case []any:
+			for i, e := range x {
+				walk(fmt.Sprintf("%s[%d]", prefix, i), e)
+			}
+		case nil:
+		default:
+			if v := fmt.Sprint(x); v != "" {
+				out = append(out, [2]string{prefix, v})
+			}
+		}
+	}
+	walk("", tree)
+	return out, nil
 }

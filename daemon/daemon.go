@@ -65,8 +65,8 @@ type Daemon struct {
 
 // New connects to Redis and NATS, prepares the streams and builds every part.
 // Nothing runs until Run.
-func New(ctx context.Context, cfg config.Config, opts Options) (d *Daemon, err error) {
-	d = &Daemon{cfg: cfg, log: opts.Logger, clk: opts.Clock}
+func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err error) {
+	d := &Daemon{cfg: cfg, log: opts.Logger, clk: opts.Clock}
 	if d.clk == nil {
 		d.clk = clock.Real{}
 	}
@@ -100,11 +100,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (d *Daemon, err e
 	ropt.ContextTimeoutEnabled = true
 	d.rdb = redis.NewClient(ropt)
 	d.stop = append(d.stop, func() { _ = d.rdb.Close() })
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	err = d.rdb.Ping(pctx).Err()
-	cancel()
-	if err != nil {
-		return nil, fmt.Errorf("redis at %s: %w", config.RedactURL(cfg.Redis.URL), err)
+	if err := waitFor(ctx, d.log, "redis at "+redisAddr(ropt), func(ctx context.Context) error { return d.rdb.Ping(ctx).Err() }); err != nil {
+		return nil, err
 	}
 	d.redisOpt, err = asynq.ParseRedisURI(cfg.Redis.URL)
 	if err != nil {
@@ -112,14 +109,18 @@ func New(ctx context.Context, cfg config.Config, opts Options) (d *Daemon, err e
 	}
 
 	// NATS.
-	d.nc, err = nats.Connect(cfg.NATS.URL,
-		nats.Name("campaignd"),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(500*time.Millisecond),
-		nats.Timeout(5*time.Second),
-	)
+	err = waitFor(ctx, d.log, "nats at "+config.RedactURL(cfg.NATS.URL), func(ctx context.Context) error {
+		nc, err := nats.Connect(cfg.NATS.URL,
+			nats.Name("campaignd"),
+			nats.MaxReconnects(-1),
+			nats.ReconnectWait(500*time.Millisecond),
+			nats.Timeout(2*time.Second),
+		)
+		d.nc = nc
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("nats at %s: %w", config.RedactURL(cfg.NATS.URL), err)
+		return nil, err
 	}
 	d.stop = append(d.stop, func() { _ = d.nc.Drain() })
 	d.js, err = jetstream.New(d.nc)
@@ -241,6 +242,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (d *Daemon, err e
 
 // Addr is the HTTP listen address (useful with port 0).
 func (d *Daemon) Addr() string { return d.ln.Addr().String() }
+
+// redisAddr names the Redis a client dials, without credentials.
+func redisAddr(o *redis.Options) string { return o.Addr }
 
 func (d *Daemon) readyChecks() []httpapi.Check {
 	// The Redis check has a client of its own: the shared one's reads ignore

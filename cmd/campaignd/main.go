@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/campaignd/campaignd/config"
@@ -56,7 +57,16 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "campaignd: %v\n", err)
 		return 2
 	}
-	log.Info().Interface("config", cfg.Sanitized()).Msg("config loaded")
+	if fields, err := cfg.Sanitized().Fields(); err == nil {
+		d := zerolog.Dict()
+		for _, f := range fields {
+			d.Str(f[0], f[1])
+		}
+		log.Info().Dict("config", d).Msg("config loaded")
+	}
+	// go-redis logs its own retries (one line per failed dial); they go
+	// through zerolog, at most one line per 10 s.
+	redis.SetLogger(daemon.RedisLogger(log, 10*time.Second))
 
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

@@ -1,0 +1,90 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// RedisLogger adapts zerolog to go-redis's logger (redis.SetLogger): its
+// lines (a failed dial, once per retry) become warnings, at most one per
+// every, with how many were left out.
+func RedisLogger(log zerolog.Logger, every time.Duration) interface {
+	Printf(ctx context.Context, format string, v ...any)
+} {
+	return &redisLogger{log: log.With().Str("component", "go-redis").Logger(), every: every}
+}
+
+type redisLogger struct {
+	log   zerolog.Logger
+	every time.Duration
+
+	mu      sync.Mutex
+	last    time.Time
+	dropped int
+}
+
+func (l *redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.mu.Lock()
+	now := time.Now()
+	if now.Sub(l.last) < l.every {
+		l.dropped++
+		l.mu.Unlock()
+		return
+	}
+	dropped := l.dropped
+	l.last, l.dropped = now, 0
+	l.mu.Unlock()
+	ev := l.log.Warn()
+	if dropped > 0 {
+		ev = ev.Int("similar_lines_left_out", dropped)
+	}
+	ev.Msg(strings.TrimSpace(fmt.Sprintf(format, v...)))
+}
+
+// waitFor calls try until it succeeds or ctx ends. While it fails, one
+// line says what campaignd waits for and why, at the first failure and
+// then every logEvery.
+func waitFor(ctx context.Context, log zerolog.Logger, what string, try func(ctx context.Context) error) error {
+	const retry, logEvery = 500 * time.Millisecond, 10 * time.Second
+	var lastLog time.Time
+	for {
+		tctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err := try(tctx)
+		cancel()
+		if err == nil {
+			if !lastLog.IsZero() {
+				log.Info().Msg(what + ": connected")
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if time.Since(lastLog) >= logEvery {
+			log.Warn().Msg("waiting for " + what + ": " + oneLine(err))
+			lastLog = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", what, err)
+		case <-time.After(retry):
+		}
+	}
+}
+
+// oneLine keeps the tail of a network error, the part a person acts on
+// ("connection refused", "no such host"), without the address repeated.
+func oneLine(err error) string {
+	msg := err.Error()
+	if strings.Contains(msg, "dial tcp ") {
+		if j := strings.LastIndex(msg, ": "); j >= 0 {
+			return msg[j+2:]
+		}
+	}
+	return msg
+}
