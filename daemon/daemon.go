@@ -218,6 +218,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 		Status:            d.store,
 		Campaigns:         d.store,
 		QueueFor:          worker.QueueFor,
+		Schedules:         d.sched.Schedules,
 		RedisOpt:          d.redisOpt,
 		Gatherer:          reg,
 		Ready:             d.readyChecks(),

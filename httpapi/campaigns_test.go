@@ -35,12 +35,14 @@ type campaignServer struct {
 	clock *clock.Fake
 }
 
-func newCampaignServer(t *testing.T) *campaignServer {
+// newCampaignServer starts it; each change, if any, edits the Options
+// first.
+func newCampaignServer(t *testing.T, changes ...func(*Options)) *campaignServer {
 	t.Helper()
 	rd := testenv.StartRedis(t)
 	fake := clock.NewFake(time.Date(2026, 12, 1, 1, 0, 0, 0, time.UTC))
 	st := store.New(rd.Client(t), store.Options{Clock: fake})
-	s, err := New(Options{
+	o := Options{
 		Status:    st,
 		Campaigns: st,
 		QueueFor: func(p campaigns.Priority) string {
@@ -54,7 +56,11 @@ func newCampaignServer(t *testing.T) *campaignServer {
 		BasicAuthUser:     testUser,
 		BasicAuthPassword: testPass,
 		Logger:            zerolog.Nop(),
-	})
+	}
+	for _, change := range changes {
+		change(&o)
+	}
+	s, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,8 @@
 // Package httpapi is campaignd's HTTP side (CONTRACT §6): the asynq web UI
-// (asynqmon) under /monitoring/, the status API and the campaign list,
-// pages for people under /campaigns/, Prometheus metrics and health checks, with optional basic auth on everything but /healthz and
-// /readyz.
+// (asynqmon) under /monitoring/, the status API, the campaign list and
+// the schedules, pages for people under /campaigns/, Prometheus metrics
+// and health checks, with optional basic auth on everything but /healthz
+// and /readyz.
 package httpapi
 
 import (
@@ -23,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/scheduler"
 )
 
 // StatusReader reads campaign status and failures (store.Store).
@@ -50,7 +52,12 @@ type Options struct {
 	// QueueFor names the asynq queue of a campaign's priority
 	// (worker.QueueFor), for the detail page's link to its tasks; without
 	// it the link goes to every queue.
-	QueueFor           func(campaigns.Priority) string
+	QueueFor func(campaigns.Priority) string
+	// Schedules reads the recurring campaigns with their next n fire
+	// times and last tick ((*scheduler.Scheduler).Schedules), for GET
+	// /api/schedules and the schedules on /campaigns/; without it neither
+	// is served.
+	Schedules          func(n int) []scheduler.ScheduleInfo
 	RedisOpt           asynq.RedisConnOpt
 	Gatherer           prometheus.Gatherer
 	Ready              []Check
@@ -93,6 +100,9 @@ func New(o Options) (*Server, error) {
 		s.mux.HandleFunc("GET /campaigns/{$}", s.listPage)
 		s.mux.HandleFunc("GET /campaigns/{id}", s.detailPage)
 		s.mux.Handle("GET /campaigns", http.RedirectHandler("/campaigns/", http.StatusMovedPermanently))
+	}
+	if o.Schedules != nil {
+		s.mux.HandleFunc("GET /api/schedules", s.schedules)
 	}
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

@@ -37,8 +37,14 @@ const failuresPerPage = 100
 
 // page is what the layout shows around every page.
 type page struct {
-	Title   string
-	Refresh int // seconds; 0: the page does not reload itself
+	Title     string
+	Refresh   int  // seconds; 0: the page does not reload itself
+	Schedules bool // the header links to the schedules on /campaigns/
+}
+
+// page starts the view of a page titled title.
+func (s *Server) page(title string) page {
+	return page{Title: title, Schedules: s.o.Schedules != nil}
 }
 
 type stateLink struct {
@@ -66,6 +72,10 @@ type listView struct {
 	Newest      string // href of the first page, when this is a later one
 	Next        string // href of the next page
 	CountsError bool
+	// The schedules, on the first page when Options.Schedules is set.
+	ShowSchedules  bool
+	ScheduleRows   []scheduleRow
+	SchedulesError bool // the store did not answer: states unknown
 }
 
 type detailView struct {
@@ -157,7 +167,7 @@ func (s *Server) render(w http.ResponseWriter, code int, t *template.Template, v
 }
 
 func (s *Server) errorPage(w http.ResponseWriter, code int, msg string) {
-	s.render(w, code, errorTemplate, errorView{page: page{Title: http.StatusText(code)}, Code: code, Message: msg})
+	s.render(w, code, errorTemplate, errorView{page: s.page(http.StatusText(code)), Code: code, Message: msg})
 }
 
 func (s *Server) listPage(w http.ResponseWriter, r *http.Request) {
@@ -177,7 +187,7 @@ func (s *Server) listPage(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusServiceUnavailable, "The campaign store (Redis) did not answer. Try again in a moment.")
 		return
 	}
-	v := listView{page: page{Title: "Campaigns"}, Status: string(q.Status)}
+	v := listView{page: s.page("Campaigns"), Status: string(q.Status)}
 	counts, err := s.o.Campaigns.CountByState(r.Context())
 	if err != nil {
 		s.o.Logger.Warn().Err(err).Msg("campaigns page: counts")
@@ -201,6 +211,14 @@ func (s *Server) listPage(w http.ResponseWriter, r *http.Request) {
 	}
 	if next != "" {
 		v.Next = listHref(q.Status, q.Limit, next)
+	}
+	if s.o.Schedules != nil && q.Cursor == "" {
+		var final bool
+		v.ShowSchedules = true
+		v.ScheduleRows, final, v.SchedulesError = s.scheduleRows(r.Context())
+		if !final {
+			v.Refresh = refreshSeconds
+		}
 	}
 	s.render(w, http.StatusOK, listTemplate, v)
 }
@@ -244,7 +262,7 @@ func (s *Server) detailPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := detailView{
-		page: page{Title: "Campaign " + id}, row: rowOf(st),
+		page: s.page("Campaign " + id), row: rowOf(st),
 		App: c.App, Priority: string(c.Priority),
 		TargetsTotal: st.TargetsTotal, BatchesDone: st.BatchesDone, BatchesTotal: st.BatchesTotal, Dropped: st.Dropped,
 		Errors: st.Errors, Failures: fails, FailuresTotal: total,

@@ -79,8 +79,10 @@ type Options struct {
 
 type entry struct {
 	Entry
+	loc    *time.Location // Location, or UTC when it is nil
 	sched  cron.Schedule
 	next   time.Time
+	seen   time.Time   // the latest tick this Scheduler saw come due (zero: none yet)
 	unsent []time.Time // ticks due, within the grace, not yet submitted; oldest first
 }
 
@@ -122,7 +124,7 @@ func New(entries []Entry, submit SubmitFunc, opts Options) (*Scheduler, error) {
 		if err != nil {
 			return nil, fmt.Errorf("schedules[%d] (%s): %w", i, e.Name, err)
 		}
-		s.entries = append(s.entries, &entry{Entry: e, sched: sched, next: sched.Next(now)})
+		s.entries = append(s.entries, &entry{Entry: e, loc: loc, sched: sched, next: sched.Next(now)})
 	}
 	return s, nil
 }
@@ -146,6 +148,7 @@ func (s *Scheduler) Tick(ctx context.Context) error {
 			if now.Sub(e.next) <= s.opts.Grace {
 				e.unsent = append(e.unsent, e.next)
 			}
+			e.seen = e.next
 			e.next = e.sched.Next(e.next)
 		}
 		kept := e.unsent[:0]

@@ -50,7 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.password, "password", os.Getenv("CAMPAIGND_UI_PASSWORD"), "basic auth password")
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "how long to wait for campaignd's answer")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: campaignctl [flags] submit -f campaign.json [--audience users.txt] | status ID | watch ID | cancel ID | pause ID | resume ID | list [--status S] [--limit N] [--json]")
+		fmt.Fprintln(stderr, "usage: campaignctl [flags] submit -f campaign.json [--audience users.txt] | status ID | watch ID | cancel ID | pause ID | resume ID | list [--status S] [--limit N] [--json] | schedules [--json]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -74,6 +74,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		code, err = c.command(ctx, rest[0], rest[1:])
 	case "list":
 		code, err = c.list(ctx, rest[1:])
+	case "schedules":
+		code, err = c.schedules(ctx, rest[1:])
 	default:
 		fs.Usage()
 		return exitOther

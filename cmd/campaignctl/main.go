@@ -5,6 +5,7 @@
 //	campaignctl watch ID
 //	campaignctl cancel ID | pause ID | resume ID
 //	campaignctl list [--status S] [--limit N] [--json]   (list -h: examples)
+//	campaignctl schedules [--json]                       (schedules -h: examples)
 //
 // Flags (before the subcommand) or environment: -nats (CAMPAIGND_NATS_URL),
 // -api (CAMPAIGND_API), -user / -password (CAMPAIGND_UI_USER /
