@@ -47,7 +47,7 @@ func TestMonitoringRendersInChromium(t *testing.T) {
 		t.Fatalf("chromium: %v", err)
 	}
 	dom := string(out)
-	for _, want := range []string{"Memory", "Processed", ">default<"} {
+	for _, want := range []string{"Memory", "Processed", ">default<", `href="/campaigns/"`} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("rendered page lacks %q (%d bytes of DOM)", want, len(dom))
 		}

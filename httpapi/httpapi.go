@@ -91,7 +91,7 @@ func New(o Options) (*Server, error) {
 		s.checks = append(s.checks, &readyCheck{Check: c})
 	}
 	s.mon = asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: o.RedisOpt, ReadOnly: o.MonitoringReadOnly})
-	s.mux.Handle(s.mon.RootPath()+"/", s.mon)
+	s.mux.Handle(s.mon.RootPath()+"/", linkCampaigns(s.mon))
 	s.mux.Handle("GET /monitoring", http.RedirectHandler("/monitoring/", http.StatusMovedPermanently))
 	s.mux.HandleFunc("GET /api/campaigns/{id}", s.status)
 	s.mux.HandleFunc("GET /api/campaigns/{id}/failures", s.failures)

@@ -234,6 +234,9 @@ func (s *Scheduler) fire(ctx context.Context, e *entry, tick time.Time) error {
 			log.Warn().Err(err).Msg("mark the tick submitted (other processes submit it again, and are refused as a duplicate)")
 		}
 	}
+	if err := s.recordUI(ctx, e.Name, id, tick); err != nil {
+		log.Debug().Err(err).Msg("tick not shown in the asynq UI's history")
+	}
 	log.Info().Time("tick", tick).Msg("recurring campaign submitted")
 	return nil
 }
@@ -259,10 +262,20 @@ func (s *Scheduler) Run(ctx context.Context, interval time.Duration) {
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	ui := time.NewTicker(uiRefresh)
+	defer ui.Stop()
+	publish := func() {
+		if err := s.publishUI(ctx); err != nil && ctx.Err() == nil {
+			s.opts.Logger.Debug().Err(err).Msg("schedules not shown in the asynq UI")
+		}
+	}
+	publish()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-ui.C:
+			publish()
 		case <-t.C:
 			if err := s.Tick(ctx); err != nil {
 				s.opts.Logger.Warn().Err(err).Msg("scheduler tick")

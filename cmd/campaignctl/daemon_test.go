@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -63,4 +65,14 @@ func TestListAndSchedulesAgainstCampaignd(t *testing.T) {
 		t.Fatalf("campaignctl schedules: exit %d\n%s%s", code, out, errOut)
 	}
 	t.Logf("campaignctl schedules:\n%s", out)
+	// The asynq web UI's Schedulers tab (its API) lists the schedule.
+	resp, err := http.Get(api + "/monitoring/api/scheduler_entries")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"spec":"* * * * * *"`) || !strings.Contains(string(body), "campaignd-cron-every-second") {
+		t.Fatalf("asynq UI scheduler entries: %d %s", resp.StatusCode, body)
+	}
 }
