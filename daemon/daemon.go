@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -183,15 +185,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 	reg.MustRegister(metrics.NewQueueCollector(insp))
 
 	// Recurring campaigns.
-	var entries []scheduler.Entry
-	for _, sc := range cfg.Schedules {
-		loc := time.UTC
-		if sc.Timezone != "" {
-			loc, _ = time.LoadLocation(sc.Timezone)
-		}
-		entries = append(entries, scheduler.Entry{Name: sc.Name, Spec: sc.Cron, Location: loc, Campaign: sc.Campaign})
-	}
-	d.sched, err = scheduler.New(entries, func(ctx context.Context, c *campaigns.Campaign, startAt time.Time) error {
+	d.sched, err = scheduler.New(scheduleEntries(cfg), func(ctx context.Context, c *campaigns.Campaign, startAt time.Time) error {
 		c.Normalize()
 		if errs := c.Validate(envFor(cfg, d.clk.Now())); len(errs) > 0 {
 			return fmt.Errorf("schedule campaign %s: %w", c.ID, errs)
@@ -369,4 +363,83 @@ func appLocation(cfg config.Config, app string) *time.Location {
 		return a.Location
 	}
 	return time.UTC
+}
+
+// scheduleEntries are the scheduler's entries for cfg's schedules.
+func scheduleEntries(cfg config.Config) []scheduler.Entry {
+	var entries []scheduler.Entry
+	for _, sc := range cfg.Schedules {
+		loc := time.UTC
+		if sc.Timezone != "" {
+			loc, _ = time.LoadLocation(sc.Timezone)
+		}
+		entries = append(entries, scheduler.Entry{Name: sc.Name, Spec: sc.Cron, Location: loc, Campaign: sc.Campaign})
+	}
+	return entries
+}
+
+// Reload applies a reread config (SIGHUP): its schedules replace the
+// running ones. A config that does not validate changes nothing (the
+// error says why). Everything else needs a restart: the keys that differ
+// are named in the log line.
+func (d *Daemon) Reload(cfg *config.Config, loadErr error) error {
+	if loadErr != nil {
+		d.log.Error().Err(loadErr).Msg("config reload refused; the running config stays")
+		return loadErr
+	}
+	if err := checkSchedules(*cfg, d.clk.Now()); err != nil {
+		d.log.Error().Err(err).Msg("config reload refused; the running config stays")
+		return err
+	}
+	ch, err := d.sched.Replace(scheduleEntries(*cfg))
+	if err != nil {
+		d.log.Error().Err(err).Msg("config reload refused; the running config stays")
+		return err
+	}
+	ev := d.log.Info().Strs("schedules_added", ch.Added).Strs("schedules_removed", ch.Removed).Strs("schedules_changed", ch.Changed)
+	if keys := restartKeys(d.cfg, *cfg); len(keys) > 0 {
+		ev = ev.Strs("need_a_restart", keys)
+	}
+	if ch.Empty() {
+		ev.Msg("config reloaded: schedules unchanged")
+	} else {
+		ev.Msg("config reloaded: schedules applied")
+	}
+	return nil
+}
+
+// restartKeys names the config keys (YAML paths) outside schedules that
+// differ between the running config and a reread one.
+func restartKeys(running, reread config.Config) []string {
+	a, errA := running.Sanitized().Fields()
+	b, errB := reread.Sanitized().Fields()
+	if errA != nil || errB != nil {
+		return nil
+	}
+	// Both are sanitized: a changed secret alone is not named (it needs a
+	// restart too).
+	av, bv := map[string]string{}, map[string]string{}
+	for _, f := range a {
+		av[f[0]] = f[1]
+	}
+	for _, f := range b {
+		bv[f[0]] = f[1]
+	}
+	var keys []string
+	seen := map[string]bool{}
+	for k, v := range av {
+		if strings.HasPrefix(k, "schedules") {
+			continue
+		}
+		if bv[k] != v {
+			keys, seen[k] = append(keys, k), true
+		}
+	}
+	for k := range bv {
+		if !strings.HasPrefix(k, "schedules") && !seen[k] && av[k] != bv[k] {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return keys
 }

@@ -27,7 +27,7 @@ const (
 	uiHistoryMax  = 1000 // asynq keeps as many enqueue events per entry
 )
 
-func uiEntriesKey() string         { return "asynq:schedulers:{" + uiSchedulerID + "}" }
+func uiEntriesKey() string          { return "asynq:schedulers:{" + uiSchedulerID + "}" }
 func uiHistoryKey(id string) string { return "asynq:scheduler_history:" + id }
 func uiEntryID(name string) string  { return "campaignd-cron-" + name }
 
@@ -57,6 +57,9 @@ func (s *Scheduler) publishUI(ctx context.Context) error {
 		return nil
 	}
 	infos := s.Schedules(1)
+	if len(infos) == 0 {
+		return nil
+	}
 	args := []any{int(uiTTL.Seconds())}
 	s.mu.Lock()
 	templates := make(map[string][]byte, len(s.entries))

@@ -21,7 +21,9 @@
 package scheduler
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -114,7 +116,17 @@ func New(entries []Entry, submit SubmitFunc, opts Options) (*Scheduler, error) {
 		opts.FiringLease = 10 * time.Second
 	}
 	s := &Scheduler{opts: opts, submit: submit}
-	now := opts.Clock.Now()
+	built, err := s.build(entries)
+	if err != nil {
+		return nil, err
+	}
+	s.entries = built
+	return s, nil
+}
+
+func (s *Scheduler) build(entries []Entry) ([]*entry, error) {
+	now := s.opts.Clock.Now()
+	out := make([]*entry, 0, len(entries))
 	for i, e := range entries {
 		loc := e.Location
 		if loc == nil {
@@ -124,9 +136,63 @@ func New(entries []Entry, submit SubmitFunc, opts Options) (*Scheduler, error) {
 		if err != nil {
 			return nil, fmt.Errorf("schedules[%d] (%s): %w", i, e.Name, err)
 		}
-		s.entries = append(s.entries, &entry{Entry: e, loc: loc, sched: sched, next: sched.Next(now)})
+		out = append(out, &entry{Entry: e, loc: loc, sched: sched, next: sched.Next(now)})
 	}
-	return s, nil
+	return out, nil
+}
+
+// Changes names the entries a Replace added, removed and changed.
+type Changes struct {
+	Added, Removed, Changed []string
+}
+
+// Empty reports whether nothing changed.
+func (c Changes) Empty() bool { return len(c.Added)+len(c.Removed)+len(c.Changed) == 0 }
+
+// Replace swaps the entries for a new list (a config reload). An entry
+// whose name, spec, zone and campaign are unchanged keeps its state (its
+// next tick, ticks still to submit); a changed one starts from its next
+// tick after now; a removed one fires no more. Every spec must parse, or
+// nothing changes. A tick is still fired once across processes that
+// replace at different moments: its campaign id is the entry's name and
+// the tick's time, and the submit is idempotent by it.
+func (s *Scheduler) Replace(entries []Entry) (Changes, error) {
+	built, err := s.build(entries)
+	if err != nil {
+		return Changes{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := make(map[string]*entry, len(s.entries))
+	for _, e := range s.entries {
+		old[e.Name] = e
+	}
+	var ch Changes
+	for i, e := range built {
+		o, ok := old[e.Name]
+		switch {
+		case !ok:
+			ch.Added = append(ch.Added, e.Name)
+		case sameEntry(o, e):
+			built[i] = o
+		default:
+			ch.Changed = append(ch.Changed, e.Name)
+		}
+		delete(old, e.Name)
+	}
+	for _, o := range s.entries {
+		if _, gone := old[o.Name]; gone {
+			ch.Removed = append(ch.Removed, o.Name)
+		}
+	}
+	s.entries = built
+	return ch, nil
+}
+
+func sameEntry(a, b *entry) bool {
+	ca, _ := json.Marshal(a.Campaign)
+	cb, _ := json.Marshal(b.Campaign)
+	return a.Spec == b.Spec && a.loc.String() == b.loc.String() && bytes.Equal(ca, cb)
 }
 
 // TickID is the campaign id of entry name's tick at t.
@@ -254,9 +320,6 @@ func (s *Scheduler) Next() map[string]time.Time {
 
 // Run calls Tick every interval (default 1 s) until ctx is done.
 func (s *Scheduler) Run(ctx context.Context, interval time.Duration) {
-	if len(s.entries) == 0 {
-		return
-	}
 	if interval <= 0 {
 		interval = time.Second
 	}

@@ -84,11 +84,27 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	// SIGHUP rereads the config file: its schedules apply at once (one
+	// that comes during start-up is applied once it is done).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	d, err := daemon.New(ctx, *cfg, daemon.Options{Logger: log, DevNATS: *dev, DevStoreDir: *devStore})
 	if err != nil {
 		log.Error().Err(err).Msg("start failed")
 		return 1
 	}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				_ = d.Reload(config.Load(*configPath, os.Getenv))
+			}
+		}
+	}()
 	if err := d.Run(ctx); err != nil {
 		log.Error().Err(err).Msg("stopped with error")
 		return 1

@@ -1,14 +1,22 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/internal/testenv"
+	"github.com/campaignd/campaignd/pushsim"
 )
 
 // Started before Redis is there, campaignd says once, in one clear line,
@@ -46,4 +54,144 @@ apps:
 	if !strings.Contains(log, "apps.default.limits.push_single") {
 		t.Errorf("the config line lacks the YAML key apps.default.limits.push_single:\n%s", log)
 	}
+}
+
+// Two processes reload their config on SIGHUP a second apart: one
+// schedule added, one removed, one changed (its cron), one kept. Each tick
+// of each schedule fires once; a config that does not validate is refused
+// and the running one stays.
+func TestSIGHUPAppliesSchedulesOnce(t *testing.T) {
+	bin := testenv.Build(t, "./cmd/campaignd")
+	rd := testenv.StartRedis(t)
+	ns := testenv.StartNATS(t)
+	sim, err := pushsim.Start(pushsim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sim.Close() })
+	cfgPath := filepath.Join(t.TempDir(), "c.yaml")
+	write := func(schedules string, extra ...string) {
+		t.Helper()
+		body := strings.Join(extra, "") + fmt.Sprintf(`redis: {url: %q}
+nats: {url: %q}
+apps:
+  default: {provider: easemob, base_url: %q, org: o, app: a, client_id: pushsim, client_secret: pushsim-secret}
+schedules:
+%s`, rd.URL, ns.URL, sim.URL(), schedules)
+		if err := os.WriteFile(cfgPath, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entry := func(name, cron string) string {
+		return fmt.Sprintf("  - {name: %s, cron: %q, campaign: {kind: batch_push, app: default, targets: [%s-user], push_message: {title: t, content: c}}}\n", name, cron, name)
+	}
+	write(entry("keep", "*/2 * * * * *") + entry("gone", "*/2 * * * * *") + entry("change", "*/2 * * * * *"))
+	nc, err := nats.Connect(ns.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var mu sync.Mutex
+	dups := 0
+	if _, err := nc.Subscribe("campaigns.status.>", func(m *nats.Msg) {
+		if strings.Contains(string(m.Data), `"status":"duplicate"`) {
+			mu.Lock()
+			dups++
+			mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var procs []*testenv.Proc
+	var api string
+	for range 2 {
+		port := testenv.FreePort(t)
+		p := testenv.StartProc(t, bin+"/campaignd", []string{"-config", cfgPath, "-log-level", "info"},
+			[]string{fmt.Sprintf("CAMPAIGND_HTTP_ADDR=127.0.0.1:%d", port)})
+		api = fmt.Sprintf("http://127.0.0.1:%d", port)
+		testenv.WaitHTTP(t, api+"/readyz")
+		procs = append(procs, p)
+	}
+	time.Sleep(3 * time.Second)
+
+	// A config that does not validate is refused.
+	write(entry("keep", "not a cron"))
+	_ = procs[0].Cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(500 * time.Millisecond)
+	if !strings.Contains(procs[0].Log(), "config reload refused") {
+		t.Fatalf("a bad config was not refused:\n%s", procs[0].Log())
+	}
+
+	write(entry("keep", "*/2 * * * * *")+entry("change", "1/2 * * * * *")+entry("new", "*/2 * * * * *"), "worker: {concurrency: 7}\n")
+	_ = procs[0].Cmd.Process.Signal(syscall.SIGHUP)
+	reloadedA := time.Now()
+	time.Sleep(1300 * time.Millisecond)
+	_ = procs[1].Cmd.Process.Signal(syscall.SIGHUP)
+	reloadedB := time.Now()
+	time.Sleep(6 * time.Second)
+	end := time.Now()
+
+	ticks := map[string][]time.Time{} // schedule → its fired ticks
+	resp, err := http.Get(api + "/api/campaigns?limit=500")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page struct {
+		Campaigns []campaigns.Status `json:"campaigns"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&page)
+	resp.Body.Close()
+	for _, st := range page.Campaigns {
+		rest, ok := strings.CutPrefix(st.ID, "cron-")
+		if !ok {
+			continue
+		}
+		i := strings.LastIndex(rest, "-")
+		at, err := time.Parse("20060102150405", rest[i+1:])
+		if err != nil {
+			t.Fatalf("tick id %s: %v", st.ID, err)
+		}
+		ticks[rest[:i]] = append(ticks[rest[:i]], at)
+	}
+	within := func(name string, from, to time.Time, even bool) {
+		t.Helper()
+		have := map[int64]bool{}
+		for _, at := range ticks[name] {
+			have[at.Unix()] = true
+		}
+		for s := from.Unix() + 1; s < to.Unix(); s++ {
+			if (s%2 == 0) == even && !have[s] {
+				t.Errorf("schedule %s: tick %s never fired", name, time.Unix(s, 0).UTC().Format(time.TimeOnly))
+			}
+		}
+	}
+	within("keep", reloadedA.Add(-3*time.Second), end, true)
+	within("new", reloadedA, end, true)
+	within("change", reloadedB, end, false)
+	for _, at := range ticks["gone"] {
+		if at.After(reloadedB.Add(time.Second)) {
+			t.Errorf("removed schedule fired at %s, after both reloads", at.Format(time.TimeOnly))
+		}
+	}
+	for _, at := range ticks["change"] {
+		if at.Unix()%2 == 0 && at.After(reloadedB.Add(time.Second)) {
+			t.Errorf("the changed schedule fired on its old cron at %s, after both reloads", at.Format(time.TimeOnly))
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if dups != 0 {
+		t.Errorf("%d ticks submitted twice", dups)
+	}
+	for i, p := range procs {
+		if !strings.Contains(p.Log(), "schedules applied") || !strings.Contains(p.Log(), "schedules_added") || !strings.Contains(p.Log(), "worker.concurrency") {
+			t.Errorf("process %d did not say what changed:\n%s", i, p.Log())
+		}
+	}
+	for _, line := range strings.Split(procs[0].Log(), "\n") {
+		if strings.Contains(line, "reload") {
+			t.Log(line)
+		}
+	}
+	t.Logf("ticks fired: keep %d, new %d, change %d, gone %d", len(ticks["keep"]), len(ticks["new"]), len(ticks["change"]), len(ticks["gone"]))
 }
