@@ -61,6 +61,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitOther
 	}
+	if wantsHelp(rest[1:]) && printHelp(stdout, rest[0]) {
+		return exitOK
+	}
 	var err error
 	code := exitOK
 	switch rest[0] {

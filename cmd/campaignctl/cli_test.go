@@ -346,3 +346,19 @@ func TestListOverHTTP(t *testing.T) {
 		t.Fatalf("no password: %d %s", code, errs)
 	}
 }
+
+// Every subcommand answers -h with its usage and an example, exit 0,
+// without calling campaignd.
+func TestEverySubcommandHasHelp(t *testing.T) {
+	t.Parallel()
+	for _, cmd := range []string{"submit", "status", "watch", "cancel", "pause", "resume", "list", "schedules"} {
+		code, out, errOut := runCLI(t, "-api", "http://127.0.0.1:1", "-nats", "nats://127.0.0.1:1", cmd, "-h")
+		text := out + errOut
+		if code != 0 || !strings.Contains(text, cmd) || !strings.Contains(text, "campaignctl") {
+			t.Errorf("%s -h: exit %d\n%s", cmd, code, text)
+		}
+		if cmd != "submit" && !strings.Contains(text, "example") {
+			t.Errorf("%s -h has no example:\n%s", cmd, text)
+		}
+	}
+}

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"fmt"
+	"io"
+)
+
+// helps are the -h texts of the subcommands (list and schedules print
+// their own).
+var helps = map[string]string{
+	"submit": `usage: campaignctl [flags] submit -f campaign.json [--audience users.txt]
+
+Publishes the campaign JSON (CONTRACT §4; "-f -" reads stdin) on
+campaigns.submit and prints campaignd's first answer (accepted, scheduled,
+rejected with the fields at fault, or duplicate). --audience uploads a file
+of target ids, one per line, to the NATS object store and names it in the
+campaign.
+
+examples:
+  campaignctl submit -f configs/campaign-sample.json
+  campaignctl submit -f spring.json --audience users.txt`,
+	"status": `usage: campaignctl [flags] status ID
+
+Prints the campaign's status JSON on stdout and, on stderr, a summary for
+people: counts, the campaign's errors, and each refused target with the
+provider's reason. Exit 0 accepted or completed, 1 rejected or failed.
+
+examples:
+  campaignctl status spring-sale
+  campaignctl -api http://campaignd:8080 status spring-sale 2>/dev/null | jq .sent`,
+	"watch": `usage: campaignctl [flags] watch ID
+
+Follows the campaign's status events (campaigns.status.<id>) with a
+progress line until it ends, then prints the final status JSON.
+
+examples:
+  campaignctl watch spring-sale
+  campaignctl -nats nats://nats:4222 watch spring-sale`,
+	"cancel": `usage: campaignctl [flags] cancel ID
+
+Publishes the id on campaigns.cancel and prints the status campaignd
+answers with: nothing of the campaign is sent after that.
+
+example:
+  campaignctl cancel spring-sale`,
+	"pause": `usage: campaignctl [flags] pause ID
+
+Publishes the id on campaigns.pause: no call of the campaign is sent after
+"paused" is stored; resume goes on where it stopped.
+
+example:
+  campaignctl pause spring-sale`,
+	"resume": `usage: campaignctl [flags] resume ID
+
+Publishes the id on campaigns.resume: a paused campaign goes on (one whose
+batches were all recorded while paused ends at once).
+
+example:
+  campaignctl resume spring-sale`,
+}
+
+// wantsHelp reports whether args ask for help (-h, -help, --help).
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
+}
+
+func printHelp(w io.Writer, cmd string) bool {
+	h, ok := helps[cmd]
+	if ok {
+		fmt.Fprintln(w, h)
+	}
+	return ok
+}
