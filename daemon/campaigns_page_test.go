@@ -105,8 +105,13 @@ func TestCampaignsPageInChromium(t *testing.T) {
 	if before >= 100 {
 		t.Fatalf("page-slow already at %d%%: the test would prove nothing", before)
 	}
-	time.Sleep(2 * time.Second) // ~8 more calls: ~13 points
-	after := progressOf(t, chromiumDOM(t, r.base+"/campaigns/"), "page-slow")
+	// ~8 more calls in 2 s: ~13 points (looked at again for up to 10 s:
+	// other tests share the machine).
+	after := before
+	for try := 0; try < 5 && after <= before; try++ {
+		time.Sleep(2 * time.Second)
+		after = progressOf(t, chromiumDOM(t, r.base+"/campaigns/"), "page-slow")
+	}
 	if after <= before {
 		t.Errorf("page-slow's progress bar did not move: %d%% then %d%%", before, after)
 	}

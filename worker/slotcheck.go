@@ -22,8 +22,12 @@ const stateFresh = 3 * time.Millisecond
 // rates a convoy of due calls would all be late for their slots).
 const stateStale = 50 * time.Millisecond
 
-// slotReadBudget bounds the read of a campaign's state at a call's slot.
-const slotReadBudget = 25 * time.Millisecond
+// slotReadBudget bounds the read of a campaign's state at a call's slot:
+// a Redis that refuses connections (a restart) fails it at once, a hung
+// one after this long. A read that is only slow (a loaded machine) still
+// decides: the limiter handles the call's lateness (it moves the schedule
+// on, or books another slot).
+const slotReadBudget = 250 * time.Millisecond
 
 // errExpired says a call's slot came after its campaign's expires_at: its
 // targets are dropped, nothing is sent.
