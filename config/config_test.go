@@ -91,6 +91,13 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"bad schedule campaign", base + "schedules:\n  - {name: w, cron: \"@daily\", campaign: {kind: label_push, push_message: {t: 1}}}\n", "schedules[0].campaign.label"},
 		{"concurrency", base + "worker: {concurrency: 0}\n", "worker.concurrency"},
 		{"redis url", base + "redis: {url: \"localhost:6379\"}\n", "redis.url"},
+		{"url and sentinel", base + "redis: {url: \"redis://h:6379/0\", sentinel: {master: m, addrs: [\"s:26379\"]}}\n", "redis.url"},
+		{"sentinel without master", base + "redis: {sentinel: {addrs: [\"s:26379\"]}}\n", "redis.sentinel.master"},
+		{"sentinel without addrs", base + "redis: {sentinel: {master: m}}\n", "redis.sentinel.addrs"},
+		{"bad sentinel addr", base + "redis: {sentinel: {master: m, addrs: [\"nohostport\"]}}\n", "redis.sentinel.addrs[0]"},
+		{"password beside url", base + "redis: {url: \"redis://h:6379/0\", password: x}\n", "redis.password"},
+		{"bad nats in a list", base + "nats: {url: \"nats://a:4222,b:4222\"}\n", "nats.url (server 2)"},
+		{"replicas", base + "nats: {url: \"nats://a:4222\", replicas: 7}\n", "nats.replicas"},
 		{"http addr", base + "http: {addr: nonsense}\n", "http.addr"},
 		{"auth without password", base + "http: {addr: \"127.0.0.1:1\", basic_auth: {user: admin, password: \"${NOPE}\"}}\n", "http.basic_auth.password"},
 		{"engagelab without secret", "apps:\n  x: {provider: engagelab, base_url: \"http://h\", app_key: k}\n", "apps.x.app_secret"},
@@ -110,6 +117,25 @@ func TestErrorsNameTheKey(t *testing.T) {
 				t.Errorf("error spans lines: %q", err)
 			}
 		})
+	}
+}
+
+// The Sentinel form needs no url (the default is dropped), and a NATS
+// cluster is a comma-separated list.
+func TestSentinelAndNATSClusterForms(t *testing.T) {
+	t.Parallel()
+	cfg, err := load(t, base+`redis: {sentinel: {master: campaignd, addrs: ["127.0.0.1:26379", "127.0.0.1:26380"], password: sentpw}, password: redispw, db: 2}
+nats: {url: "nats://a:4222, nats://b:4222,nats://c:4222", replicas: 3}
+`, map[string]string{"SECRET": "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Redis.URL != "" || cfg.Redis.Sentinel == nil || cfg.Redis.Sentinel.Master != "campaignd" || cfg.Redis.DB != 2 || cfg.NATS.Replicas != 3 {
+		t.Fatalf("%+v %+v", cfg.Redis, cfg.NATS)
+	}
+	fields, _ := cfg.Sanitized().Fields()
+	if flat := fmt.Sprint(fields); strings.Contains(flat, "sentpw") || strings.Contains(flat, "redispw") || !strings.Contains(flat, "redis.sentinel.master campaignd") {
+		t.Fatalf("sanitized: %s", flat)
 	}
 }
 

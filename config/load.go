@@ -84,6 +84,14 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 		if err := Parse(&cfg, expand(data, getenv)); err != nil {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
+		var raw struct {
+			Redis map[string]any `yaml:"redis"`
+		}
+		_ = yaml.Unmarshal(expand(data, getenv), &raw)
+		_, fileSetsRedisURL := raw.Redis["url"]
+		if cfg.Redis.Sentinel != nil && !fileSetsRedisURL {
+			cfg.Redis.URL = "" // the default URL is not wanted beside sentinel
+		}
 	}
 	if v := getenv(EnvRedisURL); v != "" {
 		cfg.Redis.URL = v
@@ -122,11 +130,43 @@ func (c *Config) Validate() error {
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, key+": "+fmt.Sprintf(format, args...))
 	}
-	if u, err := url.Parse(c.Redis.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
-		bad("redis.url", "want redis://host:port/db or rediss://…")
+	if sn := c.Redis.Sentinel; sn != nil {
+		if c.Redis.URL != "" {
+			bad("redis.url", "is set together with redis.sentinel: use one of them")
+		}
+		if sn.Master == "" {
+			bad("redis.sentinel.master", "is required (the name the sentinels monitor)")
+		}
+		if len(sn.Addrs) == 0 {
+			bad("redis.sentinel.addrs", "is required: host:port of the sentinels")
+		}
+		for i, a := range sn.Addrs {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				bad(fmt.Sprintf("redis.sentinel.addrs[%d]", i), "want host:port, got %q", a)
+			}
+		}
+		if c.Redis.DB < 0 {
+			bad("redis.db", "must be 0 or more")
+		}
+	} else {
+		if u, err := url.Parse(c.Redis.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			bad("redis.url", "want redis://host:port/db or rediss://…")
+		}
+		if c.Redis.Username != "" || c.Redis.Password != "" || c.Redis.DB != 0 || c.Redis.TLS {
+			bad("redis.password", "username, password, db and tls go in redis.url (redis://user:password@host:port/db, rediss:// for TLS), or with redis.sentinel")
+		}
 	}
-	if u, err := url.Parse(c.NATS.URL); err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls" && u.Scheme != "ws" && u.Scheme != "wss") {
-		bad("nats.url", "want nats://host:port")
+	for i, one := range strings.Split(c.NATS.URL, ",") {
+		key := "nats.url"
+		if strings.Contains(c.NATS.URL, ",") {
+			key = fmt.Sprintf("nats.url (server %d)", i+1)
+		}
+		if u, err := url.Parse(strings.TrimSpace(one)); err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls" && u.Scheme != "ws" && u.Scheme != "wss") {
+			bad(key, "want nats://host:port, or a comma-separated list of them")
+		}
+	}
+	if c.NATS.Replicas < 0 || c.NATS.Replicas > 5 {
+		bad("nats.replicas", "must be 1..5, got %d", c.NATS.Replicas)
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
 		bad("http.addr", "want host:port, got %q", c.HTTP.Addr)
@@ -360,6 +400,12 @@ func RedactURL(raw string) string {
 func (c Config) Sanitized() Config {
 	out := c
 	out.Redis.URL = RedactURL(c.Redis.URL)
+	out.Redis.Password = mask(c.Redis.Password)
+	if c.Redis.Sentinel != nil {
+		sn := *c.Redis.Sentinel
+		sn.Password = mask(sn.Password)
+		out.Redis.Sentinel = &sn
+	}
 	out.NATS.URL = RedactURL(c.NATS.URL)
 	out.HTTP.BasicAuth.Password = mask(c.HTTP.BasicAuth.Password)
 	out.Apps = make(map[string]App, len(c.Apps))

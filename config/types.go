@@ -22,12 +22,30 @@ type Config struct {
 
 // Redis connection.
 type Redis struct {
+	// URL: redis://[user:password@]host:port/db, rediss:// for TLS. Not
+	// with Sentinel.
 	URL string `yaml:"url"`
+	// Sentinel: the master is found through these sentinels (high
+	// availability); Username, Password, DB and TLS are then the master's.
+	Sentinel *Sentinel `yaml:"sentinel,omitempty"`
+	Username string    `yaml:"username,omitempty"`
+	Password string    `yaml:"password,omitempty"`
+	DB       int       `yaml:"db,omitempty"`
+	TLS      bool      `yaml:"tls,omitempty"` // Sentinel form: TLS to the sentinels and the servers
+}
+
+// Sentinel locates the Redis master of a Sentinel deployment.
+type Sentinel struct {
+	Master   string   `yaml:"master"`
+	Addrs    []string `yaml:"addrs"`
+	Username string   `yaml:"username,omitempty"`
+	Password string   `yaml:"password,omitempty"`
 }
 
 // NATS connection.
 type NATS struct {
-	URL string `yaml:"url"`
+	URL      string `yaml:"url"`                // one server, or a comma-separated list (a cluster)
+	Replicas int    `yaml:"replicas,omitempty"` // replicas of campaignd's streams and of the audiences bucket (default 1)
 }
 
 // HTTP server.

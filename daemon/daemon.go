@@ -51,6 +51,7 @@ type Daemon struct {
 	stop []func() // run in reverse order by Close
 
 	rdb      *redis.Client
+	redis    redisSetup
 	redisOpt asynq.RedisConnOpt
 	nc       *nats.Conn
 	js       jetstream.JetStream
@@ -90,24 +91,30 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 		d.log.Info().Str("url", config.RedactURL(cfg.NATS.URL)).Msg("dev mode: embedded NATS with JetStream")
 	}
 
-	// Redis: go-redis for the store and limiter, asynq's own connection for queues.
-	ropt, err := redis.ParseURL(cfg.Redis.URL)
+	// Redis: go-redis for the store and limiter, asynq's own connection
+	// for queues; both from one setup (a URL, or Sentinel).
+	rs := redisSetup{cfg: cfg.Redis}
+	d.redis = rs
+	d.rdb, err = rs.client(func(o *redis.UniversalOptions) {
+		// batches in flight each hold a limiter call, plus reads and records
+		o.PoolSize = worker.InFlight(cfg.Worker.Concurrency) + 2*cfg.Worker.Concurrency + 16
+		// Context deadlines bound Redis calls (the decision at a call's
+		// slot waits for Redis only so long, never a 3 s read timeout).
+		o.ContextTimeoutEnabled = true
+	})
 	if err != nil {
-		return nil, fmt.Errorf("redis.url: %w", err)
-	}
-	// batches in flight each hold a limiter call, plus reads and records
-	ropt.PoolSize = worker.InFlight(cfg.Worker.Concurrency) + 2*cfg.Worker.Concurrency + 16
-	// Context deadlines bound Redis calls (the decision at a call's slot
-	// waits a few ms for Redis, never a 3 s read timeout).
-	ropt.ContextTimeoutEnabled = true
-	d.rdb = redis.NewClient(ropt)
-	d.stop = append(d.stop, func() { _ = d.rdb.Close() })
-	if err := waitFor(ctx, d.log, "redis at "+redisAddr(ropt), func(ctx context.Context) error { return d.rdb.Ping(ctx).Err() }); err != nil {
 		return nil, err
 	}
-	d.redisOpt, err = asynq.ParseRedisURI(cfg.Redis.URL)
+	d.stop = append(d.stop, func() { _ = d.rdb.Close() })
+	if err := waitFor(ctx, d.log, "redis at "+rs.where(), func(ctx context.Context) error { return d.rdb.Ping(ctx).Err() }); err != nil {
+		return nil, err
+	}
+	if err := refuseCluster(ctx, d.rdb, rs.where()); err != nil {
+		return nil, err
+	}
+	d.redisOpt, err = rs.asynq(0)
 	if err != nil {
-		return nil, fmt.Errorf("redis.url: %w", err)
+		return nil, err
 	}
 
 	// NATS.
@@ -130,7 +137,10 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = intake.EnsureStreams(sctx, d.js, intake.StreamOptions{})
+	err = intake.EnsureStreams(sctx, d.js, intake.StreamOptions{Replicas: cfg.NATS.Replicas})
+	if err == nil {
+		err = intake.EnsureAudienceBucket(sctx, d.js, cfg.NATS.Replicas)
+	}
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("nats streams: %w", err)
@@ -238,22 +248,20 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 // Addr is the HTTP listen address (useful with port 0).
 func (d *Daemon) Addr() string { return d.ln.Addr().String() }
 
-// redisAddr names the Redis a client dials, without credentials.
-func redisAddr(o *redis.Options) string { return o.Addr }
-
 func (d *Daemon) readyChecks() []httpapi.Check {
 	// The Redis check has a client of its own: the shared one's reads ignore
 	// the context (ReadTimeout 5 s), it retries, and while Redis hangs its
 	// connections are all taken by stuck calls. This one gives up with the
 	// check's deadline, and its socket timeouts bound it too.
 	ping := func(ctx context.Context) error { return d.rdb.Ping(ctx).Err() }
-	if hopt, err := redis.ParseURL(d.cfg.Redis.URL); err == nil {
-		hopt.PoolSize, hopt.MinIdleConns, hopt.MaxRetries, hopt.DialerRetries = 1, 0, -1, 1
-		hopt.DialTimeout = httpapi.DefaultReadyBudget
-		hopt.ReadTimeout, hopt.WriteTimeout = httpapi.DefaultReadyBudget, httpapi.DefaultReadyBudget
-		hopt.PoolTimeout = httpapi.DefaultReadyBudget
-		hopt.ContextTimeoutEnabled = true
-		health := redis.NewClient(hopt)
+	health, err := d.redis.client(func(o *redis.UniversalOptions) {
+		o.PoolSize, o.MinIdleConns, o.MaxRetries = 1, 0, -1
+		o.DialTimeout = httpapi.DefaultReadyBudget
+		o.ReadTimeout, o.WriteTimeout = httpapi.DefaultReadyBudget, httpapi.DefaultReadyBudget
+		o.PoolTimeout = httpapi.DefaultReadyBudget
+		o.ContextTimeoutEnabled = true
+	})
+	if err == nil {
 		d.stop = append(d.stop, func() { _ = health.Close() })
 		ping = func(ctx context.Context) error { return health.Ping(ctx).Err() }
 	}

@@ -1,17 +1,22 @@
 package daemon
 
 import (
+	"context"
 	"errors"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/config"
 	"github.com/campaignd/campaignd/internal/testenv"
 	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/pushsim"
+	"github.com/campaignd/campaignd/store"
 )
 
 // A batch task archived mid-campaign (from the asynq UI, or by asynq after
@@ -150,4 +155,47 @@ func fullRateAfter(sim *pushsim.Sim, base, perSecond int) time.Duration {
 		}
 	}
 	return 30 * time.Second
+}
+
+// A Redis Cluster is refused at start with one clear line: campaignd's
+// scripts touch keys in several hash slots (tried: CROSSSLOT), and
+// Sentinel is the supported high-availability form.
+func TestRedisClusterIsRefused(t *testing.T) {
+	t.Parallel()
+	rd := testenv.StartRedisWith(t, testenv.RedisOptions{Args: []string{"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(t.TempDir(), "nodes.conf")}})
+	w := newWorldWith(t, rd, pushsim.Config{})
+	cfg := w.config(t, config.Limits{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	d, err := New(ctx, cfg, Options{Logger: zerolog.Nop()})
+	if err == nil {
+		d.Close()
+		t.Fatal("campaignd started on a Redis Cluster")
+	}
+	if !strings.Contains(err.Error(), "Redis Cluster") || !strings.Contains(err.Error(), "Sentinel") {
+		t.Fatalf("the error does not say why and what to use: %v", err)
+	}
+	t.Log(err)
+	// Why: with every slot on this one node, the store's first script
+	// (a campaign's hash and the campaign index, in different slots) is
+	// refused by the cluster.
+	c := rd.Client(t)
+	if err := c.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", "0", "16383").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		info, _ := c.ClusterInfo(ctx).Result()
+		if strings.Contains(info, "cluster_state:ok") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster not ok: %s", info)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_, _, err = store.New(c, store.Options{}).Create(ctx, &campaigns.Campaign{ID: "x", App: "default", Kind: campaigns.KindBatchPush, Targets: []string{"a"}}, time.Now())
+	if err == nil || !strings.Contains(err.Error(), "CROSSSLOT") {
+		t.Fatalf("a store script on the cluster: %v, want CROSSSLOT", err)
+	}
+	t.Log(err)
 }

@@ -50,6 +50,8 @@ type RedisOptions struct {
 	// AppendFsync turns the append-only file on with this fsync policy
 	// ("always", "everysec"); empty: no persistence.
 	AppendFsync string
+	// Args are more redis-server arguments (e.g. --cluster-enabled yes).
+	Args []string
 }
 
 // StartRedis starts redis-server (no persistence) on a free loopback port and
@@ -91,6 +93,7 @@ func startRedis(bin, dir string, port int, opts RedisOptions) (*Redis, error) {
 	if opts.AppendFsync != "" {
 		args = append(args, "--appendonly", "yes", "--appendfsync", opts.AppendFsync)
 	}
+	args = append(args, opts.Args...)
 	cmd := exec.Command(bin, args...)
 	logf, err := os.Create(filepath.Join(dir, fmt.Sprintf("redis-%d.log", port)))
 	if err != nil {
