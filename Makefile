@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: all build test vet fmt demo bench bench-kinds bench-controls bench-tasks soak crash chaos deps clean
+.PHONY: all build test vet fmt demo bench bench-kinds bench-controls bench-tasks soak crash chaos ha deps clean
 
 all: build
 
@@ -66,6 +66,12 @@ crash: deps
 # and a table at the end (~5 min; docs/RELIABILITY.md).
 chaos: deps
 	CHAOS=1 $(GO) test -count=1 -timeout 20m -v -run TestChaos ./internal/chaos
+
+# ha: campaignd on Redis Sentinel (a master, a replica, three sentinels;
+# the master SIGKILLed mid-campaign), figures printed (~1 min). It does not
+# pass yet: sending does not resume after the failover (docs/OPERATIONS.md).
+ha: deps
+	HA=1 $(GO) test -count=1 -timeout 20m -v -run TestHA ./internal/chaos
 
 clean:
 	rm -rf $(BIN)

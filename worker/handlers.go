@@ -53,16 +53,27 @@ func (s *Service) outlastOutage(next asynq.Handler) asynq.Handler {
 }
 
 // awaitStore returns once Redis answers, ctx ends or RecordPatience has
-// passed.
+// passed. After an outage it also waits for asynq's own connection to
+// answer, and a second more: after a Sentinel failover, the sentinels
+// that asynq's pools ask may name the new master a moment later than the
+// one this process's client asked.
 func (s *Service) awaitStore(ctx context.Context) {
 	giveUp := time.Now().Add(s.o.RecordPatience)
+	down := false
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		err := s.o.Store.Ping(pctx)
 		cancel()
+		if err == nil && down && s.o.Client != nil {
+			err = s.o.Client.Ping()
+			if err == nil {
+				_ = sleepCtx(ctx, time.Second)
+			}
+		}
 		if err == nil || ctx.Err() != nil || time.Now().After(giveUp) {
 			return
 		}
+		down = true
 		if sleepCtx(ctx, wait) != nil {
 			return
 		}

@@ -51,6 +51,7 @@ type opts struct {
 	tokenTTL    time.Duration // pushsim's token lifetime; 0 → 2h
 	stallAfter  string        // worker.stall_after
 	schedules   string        // YAML list under schedules:
+	redisYAML   string        // the redis: line instead of a redis-server of the world's own (HA)
 }
 
 type world struct {
@@ -82,7 +83,10 @@ func newWorld(t *testing.T, bin string, o opts) *world {
 		o.stallAfter = "1m"
 	}
 	w := &world{t: t, bin: bin, o: o}
-	w.rd = testenv.StartRedisWith(t, testenv.RedisOptions{AppendFsync: o.appendFsync})
+	if o.redisYAML == "" {
+		w.rd = testenv.StartRedisWith(t, testenv.RedisOptions{AppendFsync: o.appendFsync})
+		o.redisYAML = fmt.Sprintf("redis: {url: %q}", w.rd.URL)
+	}
 	w.ns = testenv.StartNATS(t)
 	var err error
 	w.sim, err = pushsim.Start(pushsim.Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: o.rate}, TokenTTL: o.tokenTTL})
@@ -90,7 +94,7 @@ func newWorld(t *testing.T, bin string, o opts) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = w.sim.Close() })
-	yaml := fmt.Sprintf(`redis: {url: %q}
+	yaml := fmt.Sprintf(`%s
 nats: {url: %q}
 worker: {concurrency: %d, stall_after: %s}
 apps:
@@ -102,7 +106,7 @@ apps:
     client_id: pushsim
     client_secret: pushsim-secret
     limits: {push_single: %g}
-`, w.rd.URL, w.ns.URL, o.concurrency, o.stallAfter, w.sim.URL(), o.rate)
+`, o.redisYAML, w.ns.URL, o.concurrency, o.stallAfter, w.sim.URL(), o.rate)
 	if o.schedules != "" {
 		yaml += "schedules:\n" + o.schedules
 	}
