@@ -126,7 +126,11 @@ func (w *world) start() *proc {
 	w.t.Helper()
 	port := testenv.FreePort(w.t)
 	api := fmt.Sprintf("http://127.0.0.1:%d", port)
-	p := testenv.StartProc(w.t, w.bin+"/campaignd", []string{"-config", w.cfg, "-log-level", "warn"},
+	level := "warn"
+	if v := os.Getenv("CHAOS_LOG_LEVEL"); v != "" {
+		level = v
+	}
+	p := testenv.StartProc(w.t, w.bin+"/campaignd", []string{"-config", w.cfg, "-log-level", level},
 		[]string{fmt.Sprintf("CAMPAIGND_HTTP_ADDR=127.0.0.1:%d", port)})
 	testenv.WaitHTTP(w.t, api+"/readyz")
 	pr := &proc{p: p, api: api}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/campaignd/campaignd/campaigns"
@@ -42,7 +43,7 @@ func TestHA(t *testing.T) {
 }
 
 func sentinelFailover(t *testing.T, bin string) {
-	master := testenv.StartRedisWith(t, testenv.RedisOptions{AppendFsync: "everysec"})
+	master := testenv.StartRedisWith(t, testenv.RedisOptions{AppendFsync: "everysec", Args: []string{"--repl-diskless-sync-delay", "0"}})
 	replica := testenv.StartRedisWith(t, testenv.RedisOptions{AppendFsync: "everysec",
 		Args: []string{"--replicaof", "127.0.0.1", strings.Split(master.Addr, ":")[1]}})
 	redisBin, err := exec.LookPath("redis-server")
@@ -60,6 +61,19 @@ func sentinelFailover(t *testing.T, bin string) {
 		}
 		testenv.StartProc(t, redisBin, []string{conf, "--sentinel"}, nil)
 		sentinels = append(sentinels, fmt.Sprintf("127.0.0.1:%d", port))
+	}
+	// The replica is in sync before anything is written that matters
+	// (a full sync of a new replica comes a moment after it connects).
+	rc := replica.Client(t)
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		info, _ := rc.Info(context.Background(), "replication").Result()
+		if strings.Contains(info, "master_link_status:up") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica never synced: %s", info)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinels[0]})
 	defer sc.Close()
@@ -102,15 +116,21 @@ func sentinelFailover(t *testing.T, bin string) {
 	}
 	before := w.sim.Sim().Stats().TotalPushes
 	var resumed time.Time
-	for deadline := time.Now().Add(3 * time.Minute); resumed.IsZero(); { // asynq recovers leases within 2 min
+	for deadline := time.Now().Add(30 * time.Second); resumed.IsZero(); {
 		if w.sim.Sim().Stats().TotalPushes > before {
 			resumed = time.Now()
 		}
 		if time.Now().After(deadline) {
-			for _, p := range w.live() {
-				log := p.p.Log()
-				t.Logf("log of %s (last 3000 bytes):\n%s", p.api, log[max(0, len(log)-3000):])
+			for i, p := range w.live() {
+				_ = os.WriteFile(fmt.Sprintf("/tmp/ha-proc-%d.log", i), []byte(p.p.Log()), 0o644)
 			}
+			insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: replica.Addr})
+			for _, q := range []string{"default", "high", "low"} {
+				if qi, err := insp.GetQueueInfo(q); err == nil {
+					t.Logf("queue %s on the new master: pending %d active %d scheduled %d retry %d archived %d", q, qi.Pending, qi.Active, qi.Scheduled, qi.Retry, qi.Archived)
+				}
+			}
+			insp.Close()
 			t.Fatal("sending never resumed after the failover")
 		}
 		time.Sleep(5 * time.Millisecond)
