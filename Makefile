@@ -68,8 +68,8 @@ chaos: deps
 	CHAOS=1 $(GO) test -count=1 -timeout 20m -v -run TestChaos ./internal/chaos
 
 # ha: campaignd on Redis Sentinel (a master, a replica, three sentinels;
-# the master SIGKILLed mid-campaign), figures printed (~15 s;
-# docs/OPERATIONS.md).
+# the master SIGKILLed mid-campaign) and on a 3-node NATS cluster (a node
+# lost during submits), figures printed (~20 s; docs/OPERATIONS.md).
 ha: deps
 	HA=1 $(GO) test -count=1 -timeout 20m -v -run TestHA ./internal/chaos
 

@@ -52,6 +52,8 @@ type opts struct {
 	stallAfter  string        // worker.stall_after
 	schedules   string        // YAML list under schedules:
 	redisYAML   string        // the redis: line instead of a redis-server of the world's own (HA)
+	natsYAML    string        // the nats: line instead of a NATS server of the world's own (HA)
+	natsURL     string        // where the test's own NATS client connects, with natsYAML
 }
 
 type world struct {
@@ -87,7 +89,12 @@ func newWorld(t *testing.T, bin string, o opts) *world {
 		w.rd = testenv.StartRedisWith(t, testenv.RedisOptions{AppendFsync: o.appendFsync})
 		o.redisYAML = fmt.Sprintf("redis: {url: %q}", w.rd.URL)
 	}
-	w.ns = testenv.StartNATS(t)
+	if o.natsYAML == "" {
+		w.ns = testenv.StartNATS(t)
+		o.natsURL = w.ns.URL
+		o.natsYAML = fmt.Sprintf("nats: {url: %q}", w.ns.URL)
+	}
+	w.o = o
 	var err error
 	w.sim, err = pushsim.Start(pushsim.Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: o.rate}, TokenTTL: o.tokenTTL})
 	if err != nil {
@@ -95,7 +102,7 @@ func newWorld(t *testing.T, bin string, o opts) *world {
 	}
 	t.Cleanup(func() { _ = w.sim.Close() })
 	yaml := fmt.Sprintf(`%s
-nats: {url: %q}
+%s
 worker: {concurrency: %d, stall_after: %s}
 apps:
   default:
@@ -106,7 +113,7 @@ apps:
     client_id: pushsim
     client_secret: pushsim-secret
     limits: {push_single: %g}
-`, o.redisYAML, w.ns.URL, o.concurrency, o.stallAfter, w.sim.URL(), o.rate)
+`, o.redisYAML, o.natsYAML, o.concurrency, o.stallAfter, w.sim.URL(), o.rate)
 	if o.schedules != "" {
 		yaml += "schedules:\n" + o.schedules
 	}
@@ -188,7 +195,7 @@ func (w *world) waitFinal(id string, within time.Duration) campaigns.Status {
 
 func (w *world) js() jetstream.JetStream {
 	w.t.Helper()
-	nc, err := nats.Connect(w.ns.URL, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	nc, err := nats.Connect(w.o.natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -534,7 +541,7 @@ func lostCronTick(t *testing.T, bin string) {
     cron: "*/2 * * * * *"
     campaign: {kind: batch_push, app: default, targets: [c1, c2], push_message: {title: Tick, content: tock}}
 `})
-	nc, err := nats.Connect(w.ns.URL)
+	nc, err := nats.Connect(w.o.natsURL)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,9 +11,13 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/intake"
 	"github.com/campaignd/campaignd/internal/testenv"
 )
 
@@ -36,6 +40,8 @@ func TestHA(t *testing.T) {
 	}
 	scenario = "sentinel failover mid-campaign"
 	t.Run("sentinel failover", func(t *testing.T) { sentinelFailover(t, bin) })
+	scenario = "a NATS node lost (3-node cluster, R3)"
+	t.Run("nats node lost", func(t *testing.T) { natsNodeLost(t, bin) })
 	for _, r := range rows {
 		t.Logf("| %s | %d | %d | %d | %d | %s | %d | %s | %d (%d, %s) | %s |",
 			r.name, r.targets, r.pushes, r.dups, r.viols, r.final, r.failed, r.took, r.probes, r.unanswered, r.slowest, r.extra)
@@ -139,4 +145,107 @@ func sentinelFailover(t *testing.T, bin string) {
 	inFlight := 2 * 4 * 20 * 100 // processes × InFlight(20) batches × 100 targets
 	w.finish(scenario, start, m, inFlight, st, campaigns.StateCompleted,
 		fmt.Sprintf("master killed; replica promoted %s later; sending resumed %s after the promotion", promoted.Sub(killed).Round(10*time.Millisecond), resumed.Sub(promoted).Round(10*time.Millisecond)))
+}
+
+// natsCluster starts three embedded NATS servers with JetStream in one
+// cluster and returns them with their client URLs.
+func natsCluster(t *testing.T) ([]*natsserver.Server, []string) {
+	t.Helper()
+	cports := []int{testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)}
+	var routes []string
+	for _, p := range cports {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	var servers []*natsserver.Server
+	var urls []string
+	for i := range 3 {
+		o := &natsserver.Options{
+			ServerName: fmt.Sprintf("n%d", i), Host: "127.0.0.1", Port: testenv.FreePort(t),
+			JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+			Cluster: natsserver.ClusterOpts{Name: "campaignd", Host: "127.0.0.1", Port: cports[i]},
+			Routes:  natsserver.RoutesFromStr(strings.Join(routes, ",")),
+		}
+		s, err := natsserver.NewServer(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Start()
+		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+		servers = append(servers, s)
+		urls = append(urls, s.ClientURL())
+	}
+	for _, s := range servers {
+		if !s.ReadyForConnections(10 * time.Second) {
+			t.Fatal("nats server not ready")
+		}
+	}
+	// JetStream is usable once the cluster has elected its meta leader.
+	nc, err := nats.Connect(strings.Join(urls, ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := js.AccountInfo(ctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("jetstream cluster not ready: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return servers, urls
+}
+
+// A 3-node NATS cluster with R3 streams; the node with the most clients
+// (campaignd's) is shut down while 40 campaigns are submitted: every one
+// is accepted once and completes.
+func natsNodeLost(t *testing.T, bin string) {
+	servers, urls := natsCluster(t)
+	list := strings.Join(urls, ",")
+	w := newWorld(t, bin, opts{procs: 2, rate: 100, natsURL: list,
+		natsYAML: fmt.Sprintf("nats: {url: %q, replicas: 3}", list)})
+	js := w.js()
+	for _, name := range []string{intake.StreamCampaigns, intake.StreamStatus, "OBJ_" + intake.AudienceBucket} {
+		st, err := js.Stream(context.Background(), name)
+		if err != nil {
+			t.Fatalf("stream %s: %v", name, err)
+		}
+		if r := st.CachedInfo().Config.Replicas; r != 3 {
+			t.Errorf("stream %s has %d replicas, want 3 (nats.replicas)", name, r)
+		}
+	}
+	start := time.Now()
+	const count, each = 40, 500
+	killed := ""
+	for i := range count {
+		if i == 15 {
+			busiest := servers[0]
+			for _, s := range servers {
+				if s.NumClients() > busiest.NumClients() {
+					busiest = s
+				}
+			}
+			killed = fmt.Sprintf("%s (%d clients)", busiest.Name(), busiest.NumClients())
+			busiest.Shutdown()
+		}
+		w.submit(js, fmt.Sprintf("natsha-%02d", i), fmt.Sprintf("h%02d", i), each)
+		time.Sleep(100 * time.Millisecond)
+	}
+	var last campaigns.Status
+	completed := 0
+	for i := range count {
+		last = w.waitFinal(fmt.Sprintf("natsha-%02d", i), 3*time.Minute)
+		if last.Status == campaigns.StateCompleted && last.Sent == each {
+			completed++
+		}
+	}
+	if completed != count {
+		t.Errorf("%d of %d campaigns completed with every target sent", completed, count)
+	}
+	w.finish(scenario, start, count*each, 0, last, campaigns.StateCompleted, fmt.Sprintf("node %s shut down after 15 submits; %d/%d campaigns completed once", killed, completed, count))
 }
