@@ -86,6 +86,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"unknown key", base + "    limitz: {}\n", "limitz"},
 		{"bad duration", base + "    task_window: {window: soon}\n", "duration"},
 		{"bad cron", base + "schedules:\n  - {name: w, cron: \"61 * * * *\", campaign: {kind: broadcast, push_message: {t: 1}}}\n", "schedules[0].cron"},
+		{"@every schedule", base + "schedules:\n  - {name: w, cron: \"@every 5m\", campaign: {kind: broadcast, push_message: {t: 1}}}\n", "schedules[0].cron"},
 		{"bad schedule name", base + "schedules:\n  - {name: \"a b\", cron: \"@daily\", campaign: {kind: broadcast, push_message: {t: 1}}}\n", "schedules[0].name"},
 		{"bad schedule zone", base + "schedules:\n  - {name: w, cron: \"@daily\", timezone: X/Y, campaign: {kind: broadcast, push_message: {t: 1}}}\n", "schedules[0].timezone"},
 		{"bad schedule campaign", base + "schedules:\n  - {name: w, cron: \"@daily\", campaign: {kind: label_push, push_message: {t: 1}}}\n", "schedules[0].campaign.label"},

@@ -212,6 +212,10 @@ func (c *Config) Validate() error {
 		}
 		if _, err := scheduler.Parse(s.Cron, loc); err != nil {
 			bad(key+".cron", "%v", err)
+		} else if strings.HasPrefix(strings.TrimSpace(s.Cron), "@every") {
+			// its ticks count from each process's start: processes would
+			// disagree on them, and a tick could fire once per process
+			bad(key+".cron", "@every is not supported (its ticks count from each process's start); use a cron spec, e.g. \"*/5 * * * *\"")
 		}
 		if s.CampaignRaw == nil {
 			bad(key+".campaign", "is required")
