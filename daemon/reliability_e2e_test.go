@@ -13,6 +13,7 @@ import (
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/config"
+	"github.com/campaignd/campaignd/internal/judge"
 	"github.com/campaignd/campaignd/internal/testenv"
 	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/pushsim"
@@ -92,7 +93,7 @@ func TestShortRedisOutageResendsNothing(t *testing.T) {
 	t.Logf("final %s %s after the outage: %d targets, %d pushes, violations %d", st.Status, time.Since(down).Round(time.Millisecond), sim.TargetsPushed, sim.TotalPushes, sim.Violations)
 	for _, v := range sim.ViolationList {
 		t.Logf("violation (judged in make chaos) %+v", v)
-		dumpWindow(t, w.sim.Sim(), targets, v.At)
+		t.Logf("push calls around it:\n%s", judge.CallsAround(w.sim.Sim(), targets, v.At))
 	}
 	if st.Status != campaigns.StateCompleted || st.Sent != 20000 {
 		t.Fatalf("status %+v", st)
@@ -118,7 +119,7 @@ func TestProviderOutageFailsNoTarget(t *testing.T) {
 	time.Sleep(8 * time.Second)
 	before := sim.Stats().TotalPushes
 	sim.SetFaults(pushsim.Faults{})
-	resumed := fullRateAfter(sim, before, 40*100) // 80% of the limit, 100 targets a call
+	resumed := judge.FullRateAfter(sim, before, 40*100) // 80% of the limit, 100 targets a call
 	st := r.waitFinal(t, "outage", 2*time.Minute)
 	stats := sim.Stats()
 	t.Logf("80%% of the limit reached %s after the provider recovered; %s, %d failed, %d pushes of %d targets, %d answered 500, violations %d",
@@ -129,32 +130,6 @@ func TestProviderOutageFailsNoTarget(t *testing.T) {
 	if stats.TargetsPushed != 20000 || stats.TotalPushes != 20000 || stats.Violations != 0 {
 		t.Fatalf("pushed %d targets in %d pushes, violations %d", stats.TargetsPushed, stats.TotalPushes, stats.Violations)
 	}
-}
-
-// fullRateAfter returns how long after now sending took to reach perSecond
-// pushes in a second (the end of the first such second, less 1 s), from
-// pushsim's count sampled every 10 ms; at most 30 s.
-func fullRateAfter(sim *pushsim.Sim, base, perSecond int) time.Duration {
-	type sample struct {
-		at time.Time
-		n  int
-	}
-	start := time.Now()
-	samples := []sample{{start, base}}
-	for time.Since(start) < 30*time.Second {
-		time.Sleep(10 * time.Millisecond)
-		now := sample{time.Now(), sim.Stats().TotalPushes}
-		samples = append(samples, now)
-		for _, old := range samples {
-			if now.at.Sub(old.at) <= time.Second {
-				if now.n-old.n >= perSecond {
-					return max(now.at.Sub(start)-time.Second, 0)
-				}
-				break
-			}
-		}
-	}
-	return 30 * time.Second
 }
 
 // A Redis Cluster is refused at start with one clear line: campaignd's

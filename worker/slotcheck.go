@@ -79,7 +79,9 @@ func (c *stateCache) get(ctx context.Context, id string) (campaigns.State, error
 	}
 	e.reading = true
 	c.mu.Unlock()
-	st, err := c.st.State(ctx, id)
+	rctx, cancel := context.WithTimeout(ctx, slotReadBudget) // only when Redis is read
+	st, err := c.st.State(rctx, id)
+	cancel()
 	c.mu.Lock()
 	e.reading = false
 	if err == nil {
@@ -105,9 +107,7 @@ func (s *Service) slotCheck(c *campaigns.Campaign) func(context.Context) error {
 		if c.ExpiresAt != nil && !s.o.Clock.Now().Before(*c.ExpiresAt) {
 			return errExpired
 		}
-		rctx, cancel := context.WithTimeout(ctx, slotReadBudget)
-		st, err := s.states.get(rctx, c.ID)
-		cancel()
+		st, err := s.states.get(ctx, c.ID)
 		if err != nil {
 			// Redis does not answer in time: the slot is given up,
 			// nothing is sent, and the batch comes back (a call sent

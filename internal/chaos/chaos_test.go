@@ -23,7 +23,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,6 +36,7 @@ import (
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/intake"
+	"github.com/campaignd/campaignd/internal/judge"
 	"github.com/campaignd/campaignd/internal/testenv"
 	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/pushsim"
@@ -239,31 +239,6 @@ func (w *world) submit(js jetstream.JetStream, id, prefix string, n int) {
 	}
 }
 
-// dumpWindow logs the push calls pushsim saw in the second before at
-// (from the targets submitted), with the gaps between them.
-func (w *world) dumpWindow(at time.Time) {
-	seen := map[time.Time]bool{}
-	var ts []time.Time
-	for _, t := range w.submitted {
-		for _, p := range w.sim.Sim().Pushes(t) {
-			if !seen[p.At] && p.At.After(at.Add(-1100*time.Millisecond)) && !p.At.After(at.Add(100*time.Millisecond)) {
-				seen[p.At] = true
-				ts = append(ts, p.At)
-			}
-		}
-	}
-	sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
-	var b strings.Builder
-	for i, x := range ts {
-		gap := time.Duration(0)
-		if i > 0 {
-			gap = x.Sub(ts[i-1])
-		}
-		fmt.Fprintf(&b, "%s +%s\n", x.Format("15:04:05.000000"), gap)
-	}
-	w.t.Logf("push calls around %s:\n%s", at.Format("15:04:05.000000"), b.String())
-}
-
 func (w *world) waitPushes(n int) {
 	w.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -272,12 +247,7 @@ func (w *world) waitPushes(n int) {
 			for _, p := range w.live() {
 				w.t.Logf("log of %s:\n%s", p.api, p.p.Log())
 			}
-			for _, id := range []string{"redis", "outage", "handover", "arch", "slow", "tokens"} {
-				if st, ok := w.status(id); ok {
-					w.t.Logf("%s: %+v", id, st)
-				}
-			}
-			w.t.Fatalf("fewer than %d pushes within a minute: %+v", n, w.sim.Sim().Stats().TotalPushes)
+			w.t.Fatalf("fewer than %d pushes within 20 s: %d", n, w.sim.Sim().Stats().TotalPushes)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -371,7 +341,7 @@ func (w *world) finish(name string, start time.Time, targets, maxDups int, st ca
 		name, r.targets, targets, r.pushes, r.dups, r.viols, r.final, r.failed, r.took, r.probes, r.unanswered, r.slowest, extra)
 	for _, v := range s.ViolationList {
 		w.t.Errorf("violation %+v", v)
-		w.dumpWindow(v.At)
+		w.t.Logf("push calls around it:\n%s", judge.CallsAround(w.sim.Sim(), w.submitted, v.At))
 	}
 	switch {
 	case r.targets != targets:
@@ -480,7 +450,7 @@ func providerOutage(t *testing.T, bin string) {
 	time.Sleep(8 * time.Second)
 	before := sim.Stats().TotalPushes
 	sim.SetFaults(pushsim.Faults{})
-	back := fullRateAfter(sim, before, 80*100)
+	back := judge.FullRateAfter(sim, before, 80*100)
 	st := w.waitFinal("outage", 3*time.Minute)
 	w.finish(scenario, start, n, 0, st, campaigns.StateCompleted, fmt.Sprintf("80%% of the limit %s after recovery; %d answered 500", back.Round(10*time.Millisecond), sim.Stats().Faulted))
 }
@@ -616,32 +586,6 @@ func shortTokens(t *testing.T, bin string) {
 	}
 	w.finish(scenario, start, m, 0, st, campaigns.StateCompleted,
 		fmt.Sprintf("%d push calls, %d answered 401, %d token fetches, %.1f%% of the limit carried pushes (whole run, start-up included)", pushCalls, s.Statuses[401], fetches, 100*share))
-}
-
-// fullRateAfter returns how long after now sending took to reach perSecond
-// pushes within a second, from pushsim's count sampled every 10 ms (at
-// most 30 s).
-func fullRateAfter(sim *pushsim.Sim, base, perSecond int) time.Duration {
-	type sample struct {
-		at time.Time
-		n  int
-	}
-	start := time.Now()
-	samples := []sample{{start, base}}
-	for time.Since(start) < 30*time.Second {
-		time.Sleep(10 * time.Millisecond)
-		now := sample{time.Now(), sim.Stats().TotalPushes}
-		samples = append(samples, now)
-		for _, old := range samples {
-			if now.at.Sub(old.at) <= time.Second {
-				if now.n-old.n >= perSecond {
-					return max(now.at.Sub(start)-time.Second, 0)
-				}
-				break
-			}
-		}
-	}
-	return 30 * time.Second
 }
 
 func sigstop(pid int) error { return syscall.Kill(pid, syscall.SIGSTOP) }
