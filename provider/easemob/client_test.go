@@ -481,9 +481,33 @@ func TestTokenIsTakenAtTheSlot(t *testing.T) {
 func TestLate401UsesTheTokenAlreadyReplaced(t *testing.T) {
 	t.Parallel()
 	e := setup(t, pushsim.Config{LimitsOff: true})
-	// A proxy that answers requests for user "slow" 300 ms late.
+	// A proxy that answers requests for user "slow" 300 ms late. The first
+	// request of "fast" and of "slow" wait for each other there, and the
+	// token is revoked before they go on: both are in flight with it.
+	var (
+		firstMu  sync.Mutex
+		first    = map[string]bool{}
+		arrived  sync.WaitGroup
+		revoke   sync.Once
+		revoking = false
+	)
+	arrived.Add(2)
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		for _, u := range []string{"fast", "slow"} {
+			if !revoking || !bytes.Contains(body, []byte(`"`+u+`"`)) {
+				continue
+			}
+			firstMu.Lock()
+			seen := first[u]
+			first[u] = true
+			firstMu.Unlock()
+			if !seen {
+				arrived.Done()
+				arrived.Wait()
+				revoke.Do(e.sim.Sim().ExpireTokens)
+			}
+		}
 		out, err := http.NewRequest(r.Method, e.sim.URL()+r.URL.RequestURI(), bytes.NewReader(body))
 		if err != nil {
 			t.Error(err)
@@ -513,7 +537,7 @@ func TestLate401UsesTheTokenAlreadyReplaced(t *testing.T) {
 	if _, err := c.PushSingle(ctx, []string{"first"}, PushRequest{PushMessage: msg}); err != nil {
 		t.Fatal(err)
 	}
-	e.sim.Sim().ExpireTokens() // revoked
+	revoking = true // from now on, the proxy revokes the token (see above)
 	var wg sync.WaitGroup
 	for _, u := range []string{"fast", "slow"} {
 		wg.Add(1)
