@@ -43,6 +43,10 @@ type Options struct {
 	Clock       clock.Clock
 }
 
+// statusFlush is how long a stopping daemon keeps publishing the status
+// events still queued.
+const statusFlush = 5 * time.Second
+
 // Daemon is one running campaignd process.
 type Daemon struct {
 	cfg  config.Config
@@ -165,6 +169,13 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 		return nil, err
 	}
 	pub := intake.NewPublisher(d.js, d.log)
+	// Status events go out through an ordered queue, so that sending never
+	// waits for the status stream (a stream without a leader, NATS
+	// reconnecting); rejections are published by intake itself, before it
+	// terminates their message. Close (before NATS is drained) flushes it.
+	statusQ := worker.NewStatusQueue(pub, worker.StatusQueueOptions{Logger: d.log, Counters: m})
+	statusQ.Start()
+	d.stop = append(d.stop, func() { statusQ.Close(statusFlush) })
 	aud := intake.NewAudienceStore(d.js)
 	asynqClient := asynq.NewClient(d.redisOpt)
 	d.stop = append(d.stop, func() { _ = asynqClient.Close() })
@@ -174,7 +185,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 		Inspector:   insp,
 		Client:      asynqClient,
 		Store:       d.store,
-		Sink:        pub,
+		Sink:        statusQ,
 		Audience:    aud,
 		Provider:    provs,
 		Tasks:       tasks,
@@ -212,6 +223,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 		Env:        func() campaigns.Env { return envFor(cfg, d.clk.Now()) },
 		Location:   func(app string) *time.Location { return appLocation(cfg, app) },
 		Publisher:  pub,
+		Status:     statusQ,
 		IsNotFound: func(err error) bool { return errors.Is(err, store.ErrNotFound) },
 		Logger:     d.log,
 		Clock:      d.clk,

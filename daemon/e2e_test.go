@@ -197,6 +197,20 @@ func (w *world) lastStatus(t *testing.T, id string) campaigns.Status {
 	return st
 }
 
+// waitLastStatus polls the last status event of id on NATS until it is in
+// state want, for up to within; it returns the last event read.
+func (w *world) waitLastStatus(t *testing.T, id string, want campaigns.State, within time.Duration) campaigns.Status {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		st := w.lastStatusOK(id)
+		if st.Status == want || time.Now().After(deadline) {
+			return st
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func campaignJSON(id string, targets []string, extra string) []byte {
 	tb, _ := json.Marshal(targets)
 	return []byte(fmt.Sprintf(`{"id":%q,"kind":"batch_push","push_message":{"title":"t","content":"c"},"targets":%s%s}`, id, tb, extra))
@@ -220,7 +234,9 @@ func TestBatchPushEndToEnd(t *testing.T) {
 	if st.Status != campaigns.StateCompleted || st.Sent != 4546 || st.Failed != 0 || st.TargetsTotal != 4546 || st.BatchesTotal != 46 {
 		t.Fatalf("HTTP status %+v", st)
 	}
-	ns := w.lastStatus(t, "e2e-5000")
+	// Status events are published asynchronously: the final one may land
+	// a moment after the state is stored.
+	ns := w.waitLastStatus(t, "e2e-5000", campaigns.StateCompleted, 5*time.Second)
 	if ns.Status != campaigns.StateCompleted || ns.Sent != 4546 || ns.BatchesDone != 46 {
 		t.Fatalf("NATS status %+v", ns)
 	}

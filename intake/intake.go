@@ -153,6 +153,16 @@ type Options struct {
 	Parallel   int              // messages handled at once, default 8
 	Logger     zerolog.Logger
 	Clock      clock.Clock
+	// Status carries the answers to commands (the campaign's status), in
+	// order with the service's own events of the campaign: the daemon's
+	// asynchronous status queue. Default: Publisher, which also publishes
+	// the rejections, before their message is terminated.
+	Status StatusPublisher
+}
+
+// StatusPublisher publishes a campaign's status (worker.StatusSink).
+type StatusPublisher interface {
+	Publish(ctx context.Context, st campaigns.Status) error
 }
 
 // Intake consumes the CAMPAIGNS stream.
@@ -179,6 +189,9 @@ func New(js jetstream.JetStream, svc Service, o Options) *Intake {
 	}
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
+	}
+	if o.Status == nil && o.Publisher != nil {
+		o.Status = o.Publisher
 	}
 	if o.IsNotFound == nil {
 		o.IsNotFound = func(error) bool { return false }
@@ -352,8 +365,9 @@ func (in *Intake) command(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.NakWithDelay(2 * time.Second)
 	default:
 		// The service publishes the change; an unchanged state is published
-		// here so the sender hears back.
-		_ = in.o.Publisher.Publish(ctx, st)
+		// here so the sender hears back (through the service's queue: after
+		// the campaign's events queued before).
+		_ = in.o.Status.Publish(ctx, st)
 		_ = msg.Ack()
 	}
 }

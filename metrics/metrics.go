@@ -27,6 +27,8 @@ type Metrics struct {
 	backoffs  *prometheus.CounterVec
 	ambiguous *prometheus.CounterVec
 	repaired  prometheus.Counter
+	dropped   *prometheus.CounterVec
+	pending   prometheus.Gauge
 }
 
 // New registers the metrics on reg.
@@ -56,10 +58,19 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "campaignd_provider_ambiguous_sends_total", Help: "Provider calls written in full whose answer never came (or not in full): the provider may have acted on them, and a retry may send twice.",
 		}, []string{"app", "group"}),
 		repaired: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "campaignd_tasks_repaired_total", Help: "Missing or archived tasks of stalled campaigns that the reconciler queued again.",
+			Name: "campaignd_tasks_repaired_total", Help: "Missing or archived tasks queued again: by the reconciler for stalled campaigns, or before a duplicate submit of a campaign not final is answered.",
+		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "campaignd_status_events_dropped_total", Help: "Status events never published: reason full (the queue was full: progress first, never a final state), retries (not published within 2 minutes), shutdown.",
+		}, []string{"reason"}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "campaignd_status_events_pending", Help: "Status events of this process waiting to be published, or being published.",
 		}),
 	}
-	reg.MustRegister(m.calls, m.latency, m.waits, m.refused, m.targets, m.backoffs, m.ambiguous, m.repaired)
+	for _, r := range []string{"full", "retries", "shutdown"} {
+		m.dropped.WithLabelValues(r)
+	}
+	reg.MustRegister(m.calls, m.latency, m.waits, m.refused, m.targets, m.backoffs, m.ambiguous, m.repaired, m.dropped, m.pending)
 	return m
 }
 
@@ -109,6 +120,12 @@ func (o observer) Observe(app string, g provider.Group, _ string, took time.Dura
 
 // TaskRepaired counts a task the reconciler queued again.
 func (m *Metrics) TaskRepaired() { m.repaired.Inc() }
+
+// StatusEventDropped counts a status event that was never published.
+func (m *Metrics) StatusEventDropped(reason string) { m.dropped.WithLabelValues(reason).Inc() }
+
+// StatusEventsPending sets how many status events wait to be published.
+func (m *Metrics) StatusEventsPending(n int) { m.pending.Set(float64(n)) }
 
 // StateCounter tells how many campaigns are in each state.
 type StateCounter interface {

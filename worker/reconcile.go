@@ -34,6 +34,13 @@ import (
 // An archived task is deleted and enqueued afresh (with its retries
 // back); after maxRepairs repairs of the same task its unrecorded batches
 // are recorded as failed, so that the campaign ends.
+//
+// The same repair runs at once, without the stall wait, when an id that is
+// stored and not final is submitted again (Submit, before it answers
+// duplicate). On a campaign that is sending, it may enqueue a successor a
+// moment before its predecessor does (the predecessor's enqueue is then
+// refused by the TaskID), or a task that ended just after its batches
+// were read (it finds them recorded and sends nothing).
 
 const maxRepairs = 3
 
@@ -83,15 +90,9 @@ func (s *Service) Reconcile(ctx context.Context) error {
 }
 
 func (s *Service) reconcileOne(ctx context.Context, id string) error {
-	p, err := s.o.Store.Progress(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
+	p, ok, err := s.repairable(ctx, id)
+	if err != nil || !ok {
 		return err
-	}
-	if k, ok := s.kinds[p.Kind]; !ok || k.task != nil {
-		return nil // label pushes and broadcasts live in the task queue
 	}
 	fp := fmt.Sprintf("%s/%t/%d", p.State, p.Planned, p.BatchesDone)
 	since, err := s.o.Store.Unchanged(ctx, id, fp)
@@ -101,6 +102,46 @@ func (s *Service) reconcileOne(ctx context.Context, id string) error {
 	if s.o.Clock.Now().Sub(since) < s.o.StallAfter {
 		return nil
 	}
+	return s.repair(ctx, id, p, "stalled")
+}
+
+// repairNow runs a campaign's repair at once, whatever its progress: a
+// redelivered or re-published id of a campaign that is not final makes
+// sure its work is queued before it is answered duplicate. When the work
+// is queued or running, nothing is enqueued (a live task is left alone,
+// and TaskIDs refuse a second copy of it).
+func (s *Service) repairNow(ctx context.Context, id string) error {
+	if s.o.Inspector == nil {
+		return nil
+	}
+	p, ok, err := s.repairable(ctx, id)
+	if err != nil || !ok || p.State.Final() {
+		return err
+	}
+	return s.repair(ctx, id, p, "duplicate submit")
+}
+
+// repairable reads a campaign's progress; ok is false for an unknown
+// campaign and for the kinds whose work lives in the task queue.
+func (s *Service) repairable(ctx context.Context, id string) (store.Progress, bool, error) {
+	p, err := s.o.Store.Progress(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return p, false, nil
+	}
+	if err != nil {
+		return p, false, err
+	}
+	if k, ok := s.kinds[p.Kind]; !ok || k.task != nil {
+		return p, false, nil // label pushes and broadcasts live in the task queue
+	}
+	return p, true, nil
+}
+
+// repair makes sure a campaign's missing work is queued (see above): its
+// plan task while it is not planned; once planned, every batch task with
+// batches left whose predecessor is done; and a campaign whose batches are
+// all recorded is finished. why names the occasion in the log.
+func (s *Service) repair(ctx context.Context, id string, p store.Progress, why string) error {
 	c, err := s.campaign(ctx, id)
 	if err != nil {
 		return err
@@ -108,7 +149,7 @@ func (s *Service) reconcileOne(ctx context.Context, id string) error {
 	queue := QueueFor(c.Priority)
 	if !p.Planned {
 		now := s.o.Clock.Now()
-		return s.ensureTask(ctx, c, queue, c.ID+":plan", func() error {
+		return s.ensureTask(ctx, c, queue, c.ID+":plan", why, func() error {
 			return s.enqueuePlan(ctx, c, p.StartAt, p.StartAt.After(now))
 		}, nil)
 	}
@@ -120,7 +161,7 @@ func (s *Service) reconcileOne(ctx context.Context, id string) error {
 		if finished {
 			s.throttle.finish(id)
 			s.publish(ctx, st)
-			s.log.Warn().Str("campaign", id).Str("status", string(st.Status)).Msg("reconcile: campaign finished (all its batches were recorded)")
+			s.log.Warn().Str("campaign", id).Str("status", string(st.Status)).Str("why", why).Msg("repair: campaign finished (all its batches were recorded)")
 		}
 		return nil
 	}
@@ -142,7 +183,7 @@ func (s *Service) reconcileOne(ctx context.Context, id string) error {
 		if groupDone(k) || (k >= w && !groupDone(k-w)) {
 			continue
 		}
-		err := s.ensureTask(ctx, c, queue, fmt.Sprintf("%s:g:%d", c.ID, k), func() error {
+		err := s.ensureTask(ctx, c, queue, fmt.Sprintf("%s:g:%d", c.ID, k), why, func() error {
 			return s.enqueueBatch(ctx, c, int(k))
 		}, func(lastErr string) error { return s.failGroup(ctx, c, int(k), lastErr) })
 		if err != nil {
@@ -155,8 +196,8 @@ func (s *Service) reconcileOne(ctx context.Context, id string) error {
 // ensureTask enqueues a task that is missing (deleted, or never enqueued)
 // and re-enqueues one that is archived; a live task is left alone.
 // giveUp (nil: never) ends the work of a task repaired maxRepairs times.
-func (s *Service) ensureTask(ctx context.Context, c *campaigns.Campaign, queue, taskID string, enqueue func() error, giveUp func(lastErr string) error) error {
-	log := s.log.With().Str("campaign", c.ID).Str("task", taskID).Logger()
+func (s *Service) ensureTask(ctx context.Context, c *campaigns.Campaign, queue, taskID, why string, enqueue func() error, giveUp func(lastErr string) error) error {
+	log := s.log.With().Str("campaign", c.ID).Str("task", taskID).Str("why", why).Logger()
 	info, err := s.o.Inspector.GetTaskInfo(queue, taskID)
 	switch {
 	case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
@@ -185,7 +226,7 @@ func (s *Service) ensureTask(ctx context.Context, c *campaigns.Campaign, queue, 
 			return fmt.Errorf("reconcile: delete archived %s: %w", taskID, err)
 		}
 	}
-	log.Warn().Str("last_error", lastErr).Int64("repair", n).Msg("reconcile: a missing task of a stalled campaign is enqueued again")
+	log.Warn().Str("last_error", lastErr).Int64("repair", n).Msg("repair: a missing task of a campaign that is not final is enqueued again")
 	s.o.Counters.TaskRepaired()
 	return enqueue()
 }

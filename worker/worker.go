@@ -59,7 +59,9 @@ type TargetResult struct {
 	Reason string
 }
 
-// StatusSink publishes status events (campaigns.status.<id>).
+// StatusSink publishes status events (campaigns.status.<id>). The daemon
+// gives the Service a StatusQueue in front of the JetStream publisher, so
+// that publishing never holds up sending.
 type StatusSink interface {
 	Publish(ctx context.Context, st campaigns.Status) error
 }
@@ -219,8 +221,10 @@ func (s *Service) publish(ctx context.Context, st campaigns.Status) {
 // Submit stores a validated, normalized campaign and enqueues its plan task
 // (at its start time when startAt is in the future). It returns only once
 // both are done. An id already stored yields status "duplicate" and sends
-// nothing again — but if that campaign's plan task was never enqueued (a
-// crash between the two steps), it is enqueued now.
+// nothing again — but its work is made sure of first: a plan task never
+// enqueued (a crash between the two steps) is enqueued now, and a campaign
+// that is not final has its missing or archived tasks queued again at once
+// (the reconciler's repair, without waiting for StallAfter).
 func (s *Service) Submit(ctx context.Context, c *campaigns.Campaign, startAt time.Time) (campaigns.Status, error) {
 	created, st, err := s.o.Store.Create(ctx, c, startAt)
 	if err != nil {
@@ -234,6 +238,11 @@ func (s *Service) Submit(ctx context.Context, c *campaigns.Campaign, startAt tim
 		return campaigns.Status{}, err
 	}
 	if !created {
+		if !st.Status.Final() {
+			if err := s.repairNow(ctx, c.ID); err != nil {
+				return campaigns.Status{}, err
+			}
+		}
 		dup := st
 		dup.Status = campaigns.StateDuplicate
 		dup.At = s.o.Clock.Now().UTC()

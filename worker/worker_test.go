@@ -141,6 +141,7 @@ type env struct {
 	store *store.Store
 	prov  *fakeProvider
 	sink  *sink
+	insp  *asynq.Inspector
 }
 
 func setup(t *testing.T, opts Options) *env {
@@ -154,8 +155,10 @@ func setup(t *testing.T, opts Options) *env {
 	if prov.counts == nil {
 		prov.counts = map[string]int{}
 	}
+	insp := asynq.NewInspector(redisOpt)
+	t.Cleanup(func() { _ = insp.Close() })
 	sk := &sink{}
-	opts.Client, opts.Store, opts.Sink = client, st, sk
+	opts.Client, opts.Store, opts.Sink, opts.Inspector = client, st, sk, insp
 	opts.Logger = zerolog.Nop()
 	if opts.Concurrency == 0 {
 		opts.Concurrency = 10
@@ -166,7 +169,7 @@ func setup(t *testing.T, opts Options) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)
-	return &env{svc: svc, store: st, prov: prov, sink: sk}
+	return &env{svc: svc, store: st, prov: prov, sink: sk, insp: insp}
 }
 
 func msg() json.RawMessage { return json.RawMessage(`{"title":"t","content":"c"}`) }
@@ -596,4 +599,124 @@ func TestEmptyAudienceCompletes(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// deleteTasksUntilStuck deletes every waiting task of queue until none is
+// left and none is at work (the ones at work finish and enqueue their
+// successors, which are deleted in turn): the campaign's chain is broken.
+func deleteTasksUntilStuck(t testing.TB, insp *asynq.Inspector, queue string) (deleted int) {
+	t.Helper()
+	quiet := 0
+	for deadline := time.Now().Add(30 * time.Second); quiet < 10; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the campaign's tasks never stopped")
+		}
+		n := 0
+		for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){insp.ListPendingTasks, insp.ListScheduledTasks, insp.ListRetryTasks} {
+			tasks, _ := list(queue)
+			for _, ti := range tasks {
+				if ti.Type == TypeBatch && insp.DeleteTask(queue, ti.ID) == nil {
+					deleted++
+					n++
+				}
+			}
+		}
+		active, _ := insp.ListActiveTasks(queue)
+		if n == 0 && len(active) == 0 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+	}
+	return deleted
+}
+
+// A campaign that is not final but whose work is not queued (its plan task
+// completed, its batch tasks deleted from asynq) is resubmitted under its
+// id: the duplicate answer first queues the missing tasks again — with no
+// stall wait (StallAfter is an hour, and no reconciler runs) — and the
+// campaign completes with every target pushed once.
+func TestDuplicateOfAStuckCampaignQueuesItsWork(t *testing.T) {
+	t.Parallel()
+	prov := &fakeProvider{delay: 20 * time.Millisecond}
+	e := setup(t, Options{Provider: prov, Concurrency: 2, BatchWindow: 2, GroupSize: 1, StallAfter: time.Hour})
+	mk := func() *campaigns.Campaign {
+		return &campaigns.Campaign{ID: "stuck", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("k", 3000)}
+	}
+	e.submit(t, mk(), time.Now())
+	for {
+		if calls, _ := prov.snapshot(); len(calls) >= 3 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	deleted := deleteTasksUntilStuck(t, e.insp, "default")
+	before, _ := prov.snapshot()
+	time.Sleep(300 * time.Millisecond)
+	after, _ := prov.snapshot()
+	st, err := e.store.Status(context.Background(), "stuck")
+	if err != nil || st.Status != campaigns.StateRunning || len(after) != len(before) || len(after) >= 30 {
+		t.Fatalf("the campaign is not stuck: %+v %v, %d → %d calls", st, err, len(before), len(after))
+	}
+	if info, err := e.insp.GetTaskInfo("default", "stuck:plan"); err != nil || info.State != asynq.TaskStateCompleted {
+		t.Fatalf("plan task: %+v %v, want completed (kept)", info, err)
+	}
+	t.Logf("%d batch tasks deleted; stuck at %d of 30 batches", deleted, st.BatchesDone)
+
+	dup := e.submit(t, mk(), time.Now())
+	if dup.Status != campaigns.StateDuplicate {
+		t.Fatalf("resubmit: %+v", dup)
+	}
+	final := e.waitFinal(t, "stuck", 30*time.Second)
+	if final.Status != campaigns.StateCompleted || final.Sent != 3000 {
+		t.Fatalf("final %+v", final)
+	}
+	calls, counts := prov.snapshot()
+	for _, id := range targets("k", 3000) {
+		if counts[id] != 1 {
+			t.Fatalf("%s pushed %d times", id, counts[id])
+		}
+	}
+	if len(calls) != 30 {
+		t.Fatalf("%d calls for 30 batches", len(calls))
+	}
+}
+
+// A duplicate of a campaign that is sending changes nothing: its live
+// tasks are left alone (TaskIDs refuse a second copy), every target is
+// pushed once.
+func TestDuplicatesOfASendingCampaignEnqueueNothingTwice(t *testing.T) {
+	t.Parallel()
+	prov := &fakeProvider{delay: 5 * time.Millisecond}
+	e := setup(t, Options{Provider: prov, Concurrency: 4, BatchWindow: 4, GroupSize: 1, StallAfter: time.Hour})
+	mk := func() *campaigns.Campaign {
+		return &campaigns.Campaign{ID: "busy", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("b", 5000)}
+	}
+	e.submit(t, mk(), time.Now())
+	dups := 0
+	for {
+		st, err := e.store.Status(context.Background(), "busy")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Status.Final() {
+			break
+		}
+		if d := e.submit(t, mk(), time.Now()); d.Status != campaigns.StateDuplicate {
+			t.Fatalf("resubmit: %+v", d)
+		}
+		dups++
+		time.Sleep(10 * time.Millisecond)
+	}
+	final := e.waitFinal(t, "busy", 30*time.Second)
+	calls, counts := prov.snapshot()
+	if final.Status != campaigns.StateCompleted || final.Sent != 5000 || len(calls) != 50 {
+		t.Fatalf("final %+v, %d calls", final, len(calls))
+	}
+	for id, n := range counts {
+		if n != 1 {
+			t.Fatalf("%s pushed %d times", id, n)
+		}
+	}
+	t.Logf("%d duplicates while it was sending", dups)
 }

@@ -1,0 +1,84 @@
+package daemon
+
+import (
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/config"
+	"github.com/campaignd/campaignd/provider"
+	"github.com/campaignd/campaignd/pushsim"
+)
+
+// A campaign that is running but whose work is not queued any more (its
+// plan task completed, its batch tasks deleted from asynq) is published
+// again under its id, as a redelivery would be: before it is answered
+// duplicate its missing tasks are queued again — at once, the reconciler's
+// stall_after being an hour — and it completes with every target pushed
+// once.
+func TestRedeliveredIDQueuesTheWorkOfAStuckCampaign(t *testing.T) {
+	w := newWorld(t, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: 50}})
+	cfg := w.config(t, config.Limits{PushSingle: 50})
+	cfg.Worker.Concurrency = 2 // a window of 8 batch tasks, 2 at work
+	cfg.Worker.StallAfter = config.Duration(time.Hour)
+	r := start(t, cfg)
+	targets := ids("stk", 20000) // 200 batches, 13 batch tasks, 4 s at 50/s
+	w.publish(t, "campaigns.submit", campaignJSON("stuck", targets, ""), "stuck")
+	r.waitState(t, "stuck", campaigns.StateRunning, 10*time.Second)
+	for w.sim.Sim().Stats().TotalPushes < 1000 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: w.redis.Addr})
+	defer insp.Close()
+	deleted := 0
+	for quiet, deadline := 0, time.Now().Add(30*time.Second); quiet < 10; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the campaign's tasks never stopped")
+		}
+		n := 0
+		for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){insp.ListPendingTasks, insp.ListScheduledTasks, insp.ListRetryTasks} {
+			tasks, _ := list("default")
+			for _, ti := range tasks {
+				if ti.Type == "campaign:batch" && insp.DeleteTask("default", ti.ID) == nil {
+					deleted++
+					n++
+				}
+			}
+		}
+		active, _ := insp.ListActiveTasks("default")
+		if n == 0 && len(active) == 0 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+	}
+	stuckAt := w.sim.Sim().Stats().TotalPushes
+	time.Sleep(time.Second)
+	var st campaigns.Status
+	getJSON(t, r.base+"/api/campaigns/stuck", &st)
+	if now := w.sim.Sim().Stats().TotalPushes; now != stuckAt || st.Status != campaigns.StateRunning || st.Sent >= 20000 {
+		t.Fatalf("the campaign is not stuck: %d → %d pushes, %+v", stuckAt, now, st)
+	}
+	if info, err := insp.GetTaskInfo("default", "stuck:plan"); err != nil || info.State != asynq.TaskStateCompleted {
+		t.Fatalf("plan task: %+v %v, want completed (kept)", info, err)
+	}
+	t.Logf("%d batch tasks deleted; stuck at %d of 20000 targets", deleted, st.Sent)
+
+	w.publish(t, "campaigns.submit", campaignJSON("stuck", targets, ""), "") // a new message: the id again
+	if got := w.waitLastStatus(t, "stuck", campaigns.StateDuplicate, 10*time.Second); got.Status != campaigns.StateDuplicate {
+		t.Fatalf("no duplicate answer: last status %+v", got)
+	}
+	final := r.waitFinal(t, "stuck", 60*time.Second)
+	if final.Status != campaigns.StateCompleted || final.Sent != 20000 {
+		t.Fatalf("final %+v", final)
+	}
+	sim := w.sim.Sim().Stats()
+	if sim.TargetsPushed != 20000 || sim.MaxPushesOneID != 1 || sim.Violations != 0 {
+		t.Fatalf("pushed %d, max per target %d, violations %d", sim.TargetsPushed, sim.MaxPushesOneID, sim.Violations)
+	}
+	if ns := w.waitLastStatus(t, "stuck", campaigns.StateCompleted, 5*time.Second); ns.Status != campaigns.StateCompleted {
+		t.Fatalf("last status event %+v, want completed", ns)
+	}
+}
