@@ -120,6 +120,9 @@ type Status struct {
 	Sent            int64        `json:"sent"`
 	Failed          int64        `json:"failed"`
 	Dropped         int64        `json:"dropped,omitempty"`
+	Duplicates      int64        `json:"duplicates,omitempty"` // repeated target ids the plan left out (each id is sent once)
+	Invalid         int64        `json:"invalid,omitempty"`    // audience lines that are not valid target ids, left out
+	Planned         bool         `json:"planned,omitempty"`    // every batch is stored: the totals are final
 	ProviderTaskIDs []string     `json:"provider_task_ids"`
 	Errors          []FieldError `json:"errors,omitempty"`
 }

@@ -71,6 +71,13 @@ func TestDefaultsExpansionAndOverrides(t *testing.T) {
 	if a.TaskWindow.MaxCreated != 3 || a.TaskWindow.Window.D() != 5*time.Minute {
 		t.Errorf("task window defaults: %+v", a.TaskWindow)
 	}
+	if cfg.Worker.PlanMemory != 64<<20 {
+		t.Errorf("worker.plan_memory default %d", cfg.Worker.PlanMemory)
+	}
+	cfg, err = load(t, base+"worker: {plan_memory: 128MiB}\n", map[string]string{"SECRET": "shh"})
+	if err != nil || cfg.Worker.PlanMemory != 128<<20 {
+		t.Fatalf("plan_memory 128MiB: %v %v", cfg.Worker.PlanMemory, err)
+	}
 }
 
 func TestErrorsNameTheKey(t *testing.T) {
@@ -91,6 +98,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"bad schedule zone", base + "schedules:\n  - {name: w, cron: \"@daily\", timezone: X/Y, campaign: {kind: broadcast, push_message: {t: 1}}}\n", "schedules[0].timezone"},
 		{"bad schedule campaign", base + "schedules:\n  - {name: w, cron: \"@daily\", campaign: {kind: label_push, push_message: {t: 1}}}\n", "schedules[0].campaign.label"},
 		{"concurrency", base + "worker: {concurrency: 0}\n", "worker.concurrency"},
+		{"plan memory too small", base + "worker: {plan_memory: 100k}\n", "worker.plan_memory"},
+		{"bad size", base + "worker: {plan_memory: lots}\n", "size"},
 		{"redis url", base + "redis: {url: \"localhost:6379\"}\n", "redis.url"},
 		{"url and sentinel", base + "redis: {url: \"redis://h:6379/0\", sentinel: {master: m, addrs: [\"s:26379\"]}}\n", "redis.url"},
 		{"sentinel without master", base + "redis: {sentinel: {addrs: [\"s:26379\"]}}\n", "redis.sentinel.master"},

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/docker/go-units"
 	"gopkg.in/yaml.v3"
 
 	"github.com/campaignd/campaignd/campaigns"
@@ -35,7 +36,7 @@ func Default() Config {
 		Redis:  Redis{URL: "redis://127.0.0.1:6379/0"},
 		NATS:   NATS{URL: "nats://127.0.0.1:4222"},
 		HTTP:   HTTP{Addr: "127.0.0.1:8080"},
-		Worker: Worker{Concurrency: 50, StallAfter: Duration(time.Minute)},
+		Worker: Worker{Concurrency: 50, StallAfter: Duration(time.Minute), PlanMemory: 64 << 20},
 	}
 }
 
@@ -52,6 +53,26 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	*d = Duration(v)
 	return nil
 }
+
+// UnmarshalYAML reads "64MiB", "512k", "1g" (binary units) or bytes.
+func (z *Size) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("want a size such as 64MiB")
+	}
+	v, err := units.RAMInBytes(s)
+	if err != nil {
+		return fmt.Errorf("want a size such as 64MiB or 512k, got %q", s)
+	}
+	*z = Size(v)
+	return nil
+}
+
+// MarshalYAML writes the size as text.
+func (z Size) MarshalYAML() (any, error) { return units.BytesSize(float64(z)), nil }
+
+// MarshalJSON writes the size as text (for logs).
+func (z Size) MarshalJSON() ([]byte, error) { return json.Marshal(units.BytesSize(float64(z))) }
 
 // MarshalYAML writes the duration as text.
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
@@ -182,6 +203,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Worker.StallAfter < 0 {
 		bad("worker.stall_after", "must be a positive duration, got %s", c.Worker.StallAfter.D())
+	}
+	if c.Worker.PlanMemory < 1<<20 {
+		bad("worker.plan_memory", "must be at least 1MiB, got %d bytes", c.Worker.PlanMemory)
 	}
 	if len(c.Apps) == 0 {
 		bad("apps", "at least one app is required")

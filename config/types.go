@@ -68,7 +68,11 @@ type BasicAuth struct {
 type Worker struct {
 	Concurrency int      `yaml:"concurrency"`
 	StallAfter  Duration `yaml:"stall_after"` // a campaign with no progress this long has its missing tasks queued again (default 1m)
+	PlanMemory  Size     `yaml:"plan_memory"` // memory the plans of one process may hold at once to drop repeated ids (default 64MiB)
 }
+
+// Size is a number of bytes, written "64MiB", "512k", "1g" or plain bytes.
+type Size int64
 
 // Provider names.
 const (

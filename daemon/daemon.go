@@ -102,6 +102,13 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 	d.rdb, err = rs.client(func(o *redis.UniversalOptions) {
 		// batches in flight each hold a limiter call, plus reads and records
 		o.PoolSize = worker.InFlight(cfg.Worker.Concurrency) + 2*cfg.Worker.Concurrency + 16
+		// go-redis gives each connection 32 KiB read and write buffers
+		// (128 KiB for pipelines): with hundreds of connections that is
+		// tens of MiB, doubled by the GC's heap goal. campaignd's commands
+		// and answers are a few KiB; the biggest (a chunk of batches, a
+		// task's batches) just take a few more reads or writes.
+		o.ReadBufferSize, o.WriteBufferSize = 8<<10, 8<<10
+		o.PipelineReadBufferSize, o.PipelineWriteBufferSize = 32<<10, 32<<10
 		// Context deadlines bound Redis calls (the decision at a call's
 		// slot waits for Redis only so long, never a 3 s read timeout).
 		o.ContextTimeoutEnabled = true
@@ -195,6 +202,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 		Logger:      d.log,
 		Concurrency: cfg.Worker.Concurrency,
 		StallAfter:  cfg.Worker.StallAfter.D(),
+		PlanMemory:  int64(cfg.Worker.PlanMemory),
 		Counters:    m,
 	})
 	d.servers = worker.NewServers(d.redisOpt, worker.ServerOptions{

@@ -401,6 +401,16 @@ func (a *AudienceStore) Open(ctx context.Context, bucket, object string) (io.Rea
 // de-duplication set up front).
 type audienceReader struct{ jetstream.ObjectResult }
 
+// Digest is the audience object's digest ("" if unknown): the planner
+// checks that the object does not change between its passes.
+func (a audienceReader) Digest() string {
+	info, err := a.Info()
+	if err != nil || info == nil {
+		return ""
+	}
+	return info.Digest
+}
+
 // Size is the audience object's size in bytes (0 if unknown).
 func (a audienceReader) Size() int64 {
 	info, err := a.Info()

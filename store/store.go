@@ -164,7 +164,19 @@ func (s *Store) Planned(ctx context.Context, id string) (bool, error) {
 	return v == "1", nil
 }
 
-var statusFields = []string{"kind", "state", "at", "start_at", "targets_total", "batches_total", "batches_done", "sent", "failed", "dropped", "task_ids", "errors"}
+// statusFields are the campaign hash's fields a status is read from, in
+// parseStatus's order; the Lua scripts get the same list (luaStatusFields).
+var statusFields = []string{"kind", "state", "at", "start_at", "targets_total", "batches_total", "batches_done", "sent", "failed", "dropped", "task_ids", "errors", "duplicates", "invalid", "planned"}
+
+// luaStatusFields defines the local fields, statusFields for a script's
+// HMGET(KEYS[1], unpack(fields)).
+var luaStatusFields = func() string {
+	q := make([]string, len(statusFields))
+	for i, f := range statusFields {
+		q[i] = "'" + f + "'"
+	}
+	return "local fields = {" + strings.Join(q, ", ") + "}\n"
+}()
 
 // Lookup returns the status of a campaign; found is false for an unknown id.
 func (s *Store) Lookup(ctx context.Context, id string) (campaigns.Status, bool, error) {
@@ -197,6 +209,7 @@ func parseStatus(id string, vals []any) (campaigns.Status, bool) {
 		ID: id, Kind: campaigns.Kind(str(0)), Status: campaigns.State(str(1)),
 		TargetsTotal: num(4), BatchesTotal: num(5), BatchesDone: num(6),
 		Sent: num(7), Failed: num(8), Dropped: num(9), ProviderTaskIDs: []string{},
+		Duplicates: num(12), Invalid: num(13), Planned: str(14) == "1",
 	}
 	if t, err := time.Parse(time.RFC3339Nano, str(2)); err == nil {
 		st.At = t
@@ -366,20 +379,11 @@ func (s *Store) Fail(ctx context.Context, id string, errs campaigns.FieldErrors)
 // shows them growing while a big campaign is planned). Batch tasks may
 // send the stored batches before planning ends.
 func (s *Store) PutBatches(ctx context.Context, id string, first int, batches [][]string, targetsSoFar int64) error {
-	if len(batches) == 0 {
-		return nil
-	}
-	fields := make([]any, 0, 2*len(batches))
+	joined := make([]string, len(batches))
 	for i, b := range batches {
-		fields = append(fields, strconv.Itoa(first+i), strings.Join(b, "\n"))
+		joined[i] = strings.Join(b, "\n")
 	}
-	pipe := s.rdb.TxPipeline()
-	pipe.HSet(ctx, s.batches(id), fields...)
-	pipe.HSet(ctx, s.key(id), "targets_total", targetsSoFar, "batches_total", first+len(batches))
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("store: put batches %s from %d: %w", id, first, err)
-	}
-	return nil
+	return s.PutJoinedBatches(ctx, id, first, joined, PlanSoFar{Targets: targetsSoFar})
 }
 
 // GroupDone marks batch task k of a campaign as finished and then reads how
@@ -435,7 +439,7 @@ var setPlannedScript = redis.NewScript(luaFinal + luaIndex + `
 if not redis.call('HGET', KEYS[1], 'state') then return {-1, 0, {}} end
 redis.call('HSET', KEYS[1], 'targets_total', ARGV[1], 'batches_total', ARGV[2], 'planned', 1)
 local done = tonumber(redis.call('HGET', KEYS[1], 'batches_done') or '0')
-local fields = {'kind', 'state', 'at', 'start_at', 'targets_total', 'batches_total', 'batches_done', 'sent', 'failed', 'dropped', 'task_ids', 'errors'}
+` + luaStatusFields + `
 local f = redis.call('HMGET', KEYS[1], 'planned', 'batches_total', 'state', 'sent', 'failed', 'dropped')
 local now = ARGV[3]
 ` + finishLua + `
@@ -470,7 +474,7 @@ return {1, 1, redis.call('HMGET', KEYS[1], unpack(fields))}
 var finishIfDoneScript = redis.NewScript(luaFinal + luaIndex + `
 if not redis.call('HGET', KEYS[1], 'state') then return {-1, 0, {}} end
 local done = tonumber(redis.call('HGET', KEYS[1], 'batches_done') or '0')
-local fields = {'kind', 'state', 'at', 'start_at', 'targets_total', 'batches_total', 'batches_done', 'sent', 'failed', 'dropped', 'task_ids', 'errors'}
+` + luaStatusFields + `
 local f = redis.call('HMGET', KEYS[1], 'planned', 'batches_total', 'state', 'sent', 'failed', 'dropped')
 local now = ARGV[1]
 ` + finishLua + `
@@ -491,7 +495,7 @@ func (s *Store) FinishIfDone(ctx context.Context, id string) (st campaigns.Statu
 var expireScript = redis.NewScript(luaFinal + luaIndex + `
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return {-1, 0, {}} end
-local fields = {'kind', 'state', 'at', 'start_at', 'targets_total', 'batches_total', 'batches_done', 'sent', 'failed', 'dropped', 'task_ids', 'errors'}
+` + luaStatusFields + `
 if isFinal(cur) then
   return {1, 0, redis.call('HMGET', KEYS[1], unpack(fields))}
 end
@@ -556,9 +560,9 @@ func (s *Store) SetPlanned(ctx context.Context, id string, targetsTotal, batches
 
 // record: KEYS hash, done, failures, idx; ARGV n, sent, failed, dropped,
 // now, failure JSON…
-var recordScript = redis.NewScript(luaFinal + luaIndex + `
+var recordScript = redis.NewScript(luaFinal + luaIndex + luaStatusFields + `
 if redis.call('SETBIT', KEYS[2], tonumber(ARGV[1]), 1) == 1 then
-  return {0, 0, redis.call('HMGET', KEYS[1], 'kind', 'state', 'at', 'start_at', 'targets_total', 'batches_total', 'batches_done', 'sent', 'failed', 'dropped', 'task_ids', 'errors')}
+  return {0, 0, redis.call('HMGET', KEYS[1], unpack(fields))}
 end
 redis.call('HINCRBY', KEYS[1], 'sent', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'failed', ARGV[3])
@@ -573,7 +577,6 @@ end
 local done = redis.call('HINCRBY', KEYS[1], 'batches_done', 1)
 if #ARGV > 5 then redis.call('RPUSH', KEYS[3], unpack(ARGV, 6)) end
 local f = redis.call('HMGET', KEYS[1], 'planned', 'batches_total', 'state', 'sent', 'failed', 'dropped')
-local fields = {'kind', 'state', 'at', 'start_at', 'targets_total', 'batches_total', 'batches_done', 'sent', 'failed', 'dropped', 'task_ids', 'errors'}
 local now = ARGV[5]
 ` + finishLua + `
 `)

@@ -1,12 +1,10 @@
 package worker
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -17,13 +15,6 @@ import (
 	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/store"
 )
-
-// planChunk is how many batches the planner writes per Redis round trip.
-const planChunk = 100
-
-// maxSizeHint bounds the de-duplication set sized up front from an
-// audience object's size.
-const maxSizeHint = 4 << 20
 
 // Mux routes the task types to their handlers.
 func (s *Service) Mux() *asynq.ServeMux {
@@ -304,109 +295,6 @@ func (s *Service) enqueueRange(ctx context.Context, c *campaigns.Campaign, from,
 		}
 	}
 	return first
-}
-
-// plan reads the targets (inline or from the audience object), drops
-// repeats, and writes batches of at most 100 in chunks; start is told of
-// every chunk, so sending begins with the first. It returns the status
-// after the plan is complete, and finished=true if the campaign ended then
-// (every batch sent already).
-func (s *Service) plan(ctx context.Context, c *campaigns.Campaign, k *kind, unit int, start *starter) (campaigns.Status, bool, error) {
-	var seen map[string]struct{}
-	var (
-		batch   []string
-		chunk   [][]string
-		nBatch  int
-		targets int64
-	)
-	flush := func() error {
-		if err := s.o.Store.PutBatches(ctx, c.ID, nBatch-len(chunk), chunk, targets); err != nil {
-			return err
-		}
-		chunk = chunk[:0]
-		return start.stored(ctx, int64(nBatch), false)
-	}
-	add := func(id string) error {
-		before := len(seen)
-		if seen[id] = struct{}{}; len(seen) == before {
-			return nil // a repeat (one map operation: the set is large and cold)
-		}
-		targets++
-		batch = append(batch, id)
-		if len(batch) == unit {
-			chunk = append(chunk, batch)
-			batch = nil
-			nBatch++
-			if len(chunk) == planChunk {
-				return flush()
-			}
-		}
-		return nil
-	}
-	switch {
-	case k.unitTarget != nil:
-		seen = map[string]struct{}{}
-		if err := add(k.unitTarget(c)); err != nil {
-			return campaigns.Status{}, false, err
-		}
-	case c.Audience != nil:
-		if s.o.Audience == nil {
-			return campaigns.Status{}, false, fmt.Errorf("plan %s: no audience store configured: %w", c.ID, asynq.SkipRetry)
-		}
-		rc, err := s.o.Audience.Open(ctx, c.Audience.Bucket, c.Audience.Object)
-		if errors.Is(err, campaigns.ErrAudienceNotFound) {
-			return campaigns.Status{}, false, &campaignFailure{field: "audience", message: strings.TrimPrefix(err.Error(), "intake: ")}
-		}
-		if err != nil {
-			return campaigns.Status{}, false, fmt.Errorf("plan %s: open audience %s/%s: %w", c.ID, c.Audience.Bucket, c.Audience.Object, err)
-		}
-		defer rc.Close()
-		hint := 0
-		if sz, ok := rc.(interface{ Size() int64 }); ok {
-			// ids average a dozen bytes or more; bounded so a huge object
-			// cannot reserve memory before it is read
-			hint = int(min(sz.Size()/12, maxSizeHint))
-		}
-		seen = make(map[string]struct{}, hint)
-		sc := bufio.NewScanner(rc)
-		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-		for sc.Scan() {
-			id := strings.TrimSpace(sc.Text())
-			if id == "" || provider.ValidateTargetID(id) != nil {
-				continue
-			}
-			if err := add(id); err != nil {
-				return campaigns.Status{}, false, err
-			}
-		}
-		if err := sc.Err(); err != nil {
-			return campaigns.Status{}, false, fmt.Errorf("plan %s: read audience: %w", c.ID, err)
-		}
-	default:
-		seen = make(map[string]struct{}, len(c.Targets))
-		for _, id := range c.Targets {
-			if err := add(id); err != nil {
-				return campaigns.Status{}, false, err
-			}
-		}
-	}
-	if len(batch) > 0 {
-		chunk = append(chunk, batch)
-		nBatch++
-	}
-	if len(chunk) > 0 {
-		if err := flush(); err != nil {
-			return campaigns.Status{}, false, err
-		}
-	}
-	if err := start.stored(ctx, int64(nBatch), false); err != nil { // running, even with no batch
-		return campaigns.Status{}, false, err
-	}
-	st, finished, err := s.o.Store.SetPlanned(ctx, c.ID, targets, int64(nBatch))
-	if err != nil || finished || st.Status.Final() {
-		return st, finished, err
-	}
-	return st, false, start.stored(ctx, int64(nBatch), true)
 }
 
 // handleBatch runs one batch task: a group of GroupSize consecutive batches

@@ -22,6 +22,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/internal/clock"
@@ -119,6 +120,10 @@ type Options struct {
 	// failing its task (whose retry would send it again); default 20s,
 	// inside asynq's 30 s task lease.
 	RecordPatience time.Duration
+	// PlanMemory bounds the memory the plans of this process hold at once
+	// to drop repeated ids (a plan of a bigger audience reads it in several
+	// passes); default DefaultPlanMemory.
+	PlanMemory int64
 }
 
 // Counters receives the worker's events for /metrics.
@@ -147,6 +152,7 @@ type Service struct {
 	states    *stateCache
 	taskKicks map[string]chan struct{} // per app: wake this process's dispatcher
 	sends     *inFlight                // MaxInFlight slots
+	planMem   *semaphore.Weighted      // PlanMemory bytes, shared by the plans of this process
 }
 
 // NewService returns a Service.
@@ -184,6 +190,9 @@ func NewService(o Options) *Service {
 	if o.ProgressGap <= 0 {
 		o.ProgressGap = 250 * time.Millisecond
 	}
+	if o.PlanMemory <= 0 {
+		o.PlanMemory = DefaultPlanMemory
+	}
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = InFlight(o.Concurrency)
 	}
@@ -193,7 +202,7 @@ func NewService(o Options) *Service {
 		}
 	}
 	s := &Service{o: o, log: o.Logger, throttle: newThrottle(o.ProgressGap), cache: campaignCache{m: map[string]*campaigns.Campaign{}}, kinds: indexKinds(), states: newStateCache(o.Store),
-		sends: newInFlight(o.MaxInFlight), taskKicks: map[string]chan struct{}{}}
+		sends: newInFlight(o.MaxInFlight), taskKicks: map[string]chan struct{}{}, planMem: semaphore.NewWeighted(o.PlanMemory)}
 	for _, app := range o.TaskApps {
 		s.taskKicks[app] = make(chan struct{}, 1)
 	}

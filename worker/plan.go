@@ -1,0 +1,254 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/dedupe"
+	"github.com/campaignd/campaignd/provider"
+	"github.com/campaignd/campaignd/store"
+)
+
+// planChunk is how many batches the planner writes per Redis round trip.
+const planChunk = 100
+
+// DefaultPlanMemory is the default of Options.PlanMemory: about 2.5
+// million distinct ids of a dozen bytes in one pass.
+const DefaultPlanMemory = 64 << 20
+
+// smallAudience is the size under which an audience object is planned in
+// one pass without counting its lines first: its set is small anyway.
+const smallAudience = 256 << 10
+
+// plan reads the targets (inline or from the audience object), drops
+// repeats, and writes batches of at most unit targets in chunks; start is
+// told of every chunk, so sending begins with the first. It returns the
+// status after the plan is complete, and finished=true if the campaign
+// ended then (every batch sent already).
+//
+// The batches depend only on the targets and the campaign's stored plan
+// parameters, so a re-plan after a crash writes the same batches again and
+// no target is queued twice.
+func (s *Service) plan(ctx context.Context, c *campaigns.Campaign, k *kind, unit int, start *starter) (campaigns.Status, bool, error) {
+	b := &batcher{s: s, c: c, unit: unit, start: start}
+	switch {
+	case k.unitTarget != nil:
+		if err := b.add(ctx, []byte(k.unitTarget(c))); err != nil {
+			return campaigns.Status{}, false, err
+		}
+	case c.Audience != nil:
+		if err := s.planAudience(ctx, c, b); err != nil {
+			return campaigns.Status{}, false, err
+		}
+	default:
+		// Inline targets are bounded by the message size; one pass, in
+		// their order (the seed only spreads the table).
+		set := dedupe.NewSet(dedupe.Hasher(rand.Uint64()), len(c.Targets))
+		defer set.Close()
+		for _, id := range c.Targets {
+			if !set.Add([]byte(id)) {
+				b.dups++
+				continue
+			}
+			if err := b.add(ctx, []byte(id)); err != nil {
+				return campaigns.Status{}, false, err
+			}
+		}
+	}
+	if err := b.close(ctx); err != nil {
+		return campaigns.Status{}, false, err
+	}
+	st, finished, err := s.o.Store.SetPlanned(ctx, c.ID, b.targets, int64(b.batches))
+	if err != nil || finished || st.Status.Final() {
+		return st, finished, err
+	}
+	return st, false, start.stored(ctx, int64(b.batches), true)
+}
+
+// planAudience feeds b every distinct valid id of c's audience object,
+// within this process's plan memory: a big audience is read in several
+// passes (dedupe.Run), each keeping one part of the ids.
+func (s *Service) planAudience(ctx context.Context, c *campaigns.Campaign, b *batcher) error {
+	if s.o.Audience == nil {
+		return fmt.Errorf("plan %s: no audience store configured: %w", c.ID, asynq.SkipRetry)
+	}
+	size, digest, err := s.audienceInfo(ctx, c)
+	if err != nil {
+		return err
+	}
+	params, err := s.o.Store.PlanParams(ctx, c.ID, func() (store.PlanParams, error) {
+		p := store.PlanParams{Seed: rand.Uint64(), Parts: 1, Digest: digest}
+		if size > smallAudience {
+			lines, err := s.countAudience(ctx, c)
+			if err != nil {
+				return p, err
+			}
+			p.Lines = lines
+			p.Parts = dedupe.PartsFor(size, lines, s.o.PlanMemory)
+		}
+		return p, nil
+	})
+	if err != nil {
+		return err
+	}
+	if params.Digest != "" && digest != params.Digest {
+		return &campaignFailure{field: "audience", message: fmt.Sprintf("object %s/%s changed after planning began", c.Audience.Bucket, c.Audience.Object)}
+	}
+	// The set this plan may hold: its share of the lines (or, uncounted, a
+	// small object's), and never more than the process's whole budget.
+	need := dedupe.Need(size, max(params.Lines, size/2))
+	if params.Lines > 0 {
+		need = dedupe.Need(size/int64(params.Parts), dedupe.ExpectedPerPart(params.Lines, params.Parts))
+	}
+	weight := min(need, s.o.PlanMemory)
+	if err := s.planMem.Acquire(ctx, weight); err != nil {
+		return fmt.Errorf("plan %s: wait for plan memory: %w", c.ID, err)
+	}
+	defer s.planMem.Release(weight)
+
+	open := func(ctx context.Context) (io.ReadCloser, error) {
+		rc, err := s.openAudience(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		if d, ok := rc.(interface{ Digest() string }); ok && params.Digest != "" && d.Digest() != params.Digest {
+			rc.Close()
+			return nil, &campaignFailure{field: "audience", message: fmt.Sprintf("object %s/%s changed after planning began", c.Audience.Bucket, c.Audience.Object)}
+		}
+		return rc, nil
+	}
+	var expected int64
+	if params.Lines > 0 {
+		expected = dedupe.ExpectedPerPart(params.Lines, params.Parts)
+	}
+	stats, err := dedupe.Run(ctx, open, dedupe.Options{
+		Parts: params.Parts, Seed: params.Seed, Expected: expected,
+		Keep: func(id []byte) bool { return provider.ValidTargetID(string(id)) },
+	}, func(id []byte) error { return b.add(ctx, id) })
+	if err != nil {
+		var cf *campaignFailure
+		if errors.As(err, &cf) {
+			return err
+		}
+		return fmt.Errorf("plan %s: audience %s/%s: %w", c.ID, c.Audience.Bucket, c.Audience.Object, err)
+	}
+	b.dups, b.invalid = stats.Duplicates, stats.Skipped
+	s.log.Info().Str("campaign", c.ID).Int64("lines", stats.Lines).Int64("unique", stats.Unique).Int64("duplicates", stats.Duplicates).
+		Int64("skipped", stats.Skipped).Int("passes", stats.Passes).Int64("set_peak_bytes", stats.PeakBytes).Msg("audience read")
+	return nil
+}
+
+// openAudience opens c's audience object at its start; a missing one fails
+// the campaign.
+func (s *Service) openAudience(ctx context.Context, c *campaigns.Campaign) (io.ReadCloser, error) {
+	rc, err := s.o.Audience.Open(ctx, c.Audience.Bucket, c.Audience.Object)
+	if errors.Is(err, campaigns.ErrAudienceNotFound) {
+		return nil, &campaignFailure{field: "audience", message: strings.TrimPrefix(err.Error(), "intake: ")}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("plan %s: open audience %s/%s: %w", c.ID, c.Audience.Bucket, c.Audience.Object, err)
+	}
+	return rc, nil
+}
+
+// audienceInfo is the size and digest of c's audience object (0 and "" if
+// its store does not tell).
+func (s *Service) audienceInfo(ctx context.Context, c *campaigns.Campaign) (int64, string, error) {
+	rc, err := s.openAudience(ctx, c)
+	if err != nil {
+		return 0, "", err
+	}
+	defer rc.Close()
+	var size int64
+	var digest string
+	if sz, ok := rc.(interface{ Size() int64 }); ok {
+		size = sz.Size()
+	}
+	if d, ok := rc.(interface{ Digest() string }); ok {
+		digest = d.Digest()
+	}
+	return size, digest, nil
+}
+
+// countAudience counts the lines of c's audience object (one read, no
+// memory kept).
+func (s *Service) countAudience(ctx context.Context, c *campaigns.Campaign) (int64, error) {
+	rc, err := s.openAudience(ctx, c)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	n, err := dedupe.CountLines(rc)
+	if err != nil {
+		return 0, fmt.Errorf("plan %s: %w", c.ID, err)
+	}
+	return n, nil
+}
+
+// batcher cuts the plan's distinct targets into batches of unit, each kept
+// as its targets joined by "\n" (the stored form), and stores them
+// planChunk at a time.
+type batcher struct {
+	s     *Service
+	c     *campaigns.Campaign
+	unit  int
+	start *starter
+
+	buf     []byte // the batch being filled
+	inBuf   int
+	chunk   []string // whole batches not stored yet
+	batches int      // batches cut so far
+	targets int64
+	dups    int64
+	invalid int64
+}
+
+func (b *batcher) add(ctx context.Context, id []byte) error {
+	if b.inBuf > 0 {
+		b.buf = append(b.buf, '\n')
+	}
+	b.buf = append(b.buf, id...)
+	b.inBuf++
+	b.targets++
+	if b.inBuf < b.unit {
+		return nil
+	}
+	b.cut()
+	if len(b.chunk) == planChunk {
+		return b.flush(ctx)
+	}
+	return nil
+}
+
+func (b *batcher) cut() {
+	b.chunk = append(b.chunk, string(b.buf))
+	b.buf = b.buf[:0]
+	b.inBuf = 0
+	b.batches++
+}
+
+func (b *batcher) flush(ctx context.Context) error {
+	so := store.PlanSoFar{Targets: b.targets, Duplicates: b.dups, Invalid: b.invalid}
+	if err := b.s.o.Store.PutJoinedBatches(ctx, b.c.ID, b.batches-len(b.chunk), b.chunk, so); err != nil {
+		return err
+	}
+	b.chunk = b.chunk[:0]
+	return b.start.stored(ctx, int64(b.batches), false)
+}
+
+// close stores the last, partial batch and the final counts (even with no
+// batch left: the duplicates are known only now), and marks the campaign
+// running even with no batch at all.
+func (b *batcher) close(ctx context.Context) error {
+	if b.inBuf > 0 {
+		b.cut()
+	}
+	return b.flush(ctx)
+}

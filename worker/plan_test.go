@@ -1,0 +1,177 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/store"
+)
+
+// memAudience is an AudienceSource over audiences held in memory (the
+// daemon's end-to-end tests and the benchmark read real NATS objects). A
+// reader of object "name" fails after failAfter bytes on its open number
+// failOn (counting from 1), like a connection lost mid-plan.
+type memAudience struct {
+	mu        sync.Mutex
+	objects   map[string][]byte
+	opens     int
+	failOn    int
+	failAfter int
+}
+
+func (m *memAudience) Open(_ context.Context, _, object string) (io.ReadCloser, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	data, ok := m.objects[object]
+	if !ok {
+		return nil, fmt.Errorf("audience object %q does not exist: %w", object, campaigns.ErrAudienceNotFound)
+	}
+	m.opens++
+	var r io.Reader = bytes.NewReader(data)
+	if m.opens == m.failOn {
+		r = io.MultiReader(bytes.NewReader(data[:m.failAfter]), failingReader{})
+	}
+	sum := sha256.Sum256(data)
+	return memObject{Reader: r, size: int64(len(data)), digest: "SHA-256=" + hex.EncodeToString(sum[:])}, nil
+}
+
+func (m *memAudience) put(name string, data []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.objects == nil {
+		m.objects = map[string][]byte{}
+	}
+	m.objects[name] = data
+}
+
+type memObject struct {
+	io.Reader
+	size   int64
+	digest string
+}
+
+func (memObject) Close() error     { return nil }
+func (o memObject) Size() int64    { return o.size }
+func (o memObject) Digest() string { return o.digest }
+
+type failingReader struct{}
+
+func (failingReader) Read([]byte) (int, error) { return 0, fmt.Errorf("connection reset by peer") }
+
+// dupAudience is lines ids: unique distinct ones and repeats of random
+// ones, shuffled so repeats land in other chunks (10,000 ids) and parts.
+func dupAudience(unique, lines int) (text []byte, uniq []string) {
+	r := rand.New(rand.NewPCG(7, 8))
+	all := make([]string, 0, lines)
+	for i := 0; i < unique; i++ {
+		all = append(all, fmt.Sprintf("aud%06d", i))
+	}
+	uniq = append(uniq, all...)
+	for len(all) < lines {
+		all = append(all, all[r.IntN(unique)])
+	}
+	r.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	return []byte(strings.Join(all, "\n") + "\n"), uniq
+}
+
+func assertEachOnce(t *testing.T, e *env, uniq []string) {
+	t.Helper()
+	calls, counts := e.prov.snapshot()
+	for _, c := range calls {
+		if len(c) > 100 {
+			t.Fatalf("a call of %d targets", len(c))
+		}
+	}
+	for _, id := range uniq {
+		if counts[id] != 1 {
+			t.Fatalf("%s pushed %d times", id, counts[id])
+		}
+	}
+	if len(counts) != len(uniq) {
+		t.Fatalf("%d ids pushed, want %d", len(counts), len(uniq))
+	}
+}
+
+// TestAudienceRepeatsAcrossChunksAndPassesAreSentOnce: an audience read in
+// several passes (a small PlanMemory), whose repeats fall in other chunks
+// and other parts, sends each distinct id once and reports the repeats.
+func TestAudienceRepeatsAcrossChunksAndPassesAreSentOnce(t *testing.T) {
+	t.Parallel()
+	aud := &memAudience{}
+	text, uniq := dupAudience(27_000, 33_000)
+	aud.put("seg", text)
+	e := setup(t, Options{Provider: &fakeProvider{}, Audience: aud, PlanMemory: 256 << 10})
+	e.submit(t, &campaigns.Campaign{ID: "aud", Kind: campaigns.KindBatchPush, PushMessage: msg(), Audience: &campaigns.Audience{Bucket: "b", Object: "seg"}}, time.Now())
+	st := e.waitFinal(t, "aud", 60*time.Second)
+	if st.Status != campaigns.StateCompleted || st.Sent != 27_000 || st.TargetsTotal != 27_000 || st.Duplicates != 6_000 || st.BatchesTotal != 270 {
+		t.Fatalf("status %+v", st)
+	}
+	assertEachOnce(t, e, uniq)
+	p, err := e.store.PlanParams(context.Background(), "aud", func() (store.PlanParams, error) {
+		t.Fatal("plan parameters not stored")
+		return store.PlanParams{}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Parts < 3 || p.Lines != 33_000 || !strings.HasPrefix(p.Digest, "SHA-256=") {
+		t.Fatalf("plan parameters %+v: want several parts for 33,000 lines in 256 KiB", p)
+	}
+	// count, then one open per part
+	if aud.opens != 2+p.Parts {
+		t.Fatalf("%d opens for %d parts", aud.opens, p.Parts)
+	}
+}
+
+// TestReplanAfterAFailureMidPlanSendsEachOnce: the audience's reader
+// fails in the middle of the second pass, after batches were stored and
+// sent; the plan task's retry plans again with the stored parameters, so
+// the batches already sent are the same batches, and nothing goes twice.
+func TestReplanAfterAFailureMidPlanSendsEachOnce(t *testing.T) {
+	t.Parallel()
+	text, uniq := dupAudience(30_000, 36_000)
+	// open 1 reads size and digest, 2 counts, 3 is pass 1: fail in pass 2
+	aud := &memAudience{failOn: 4, failAfter: len(text) / 2}
+	aud.put("seg", text)
+	e := setup(t, Options{Provider: &fakeProvider{}, Audience: aud, PlanMemory: 256 << 10})
+	e.submit(t, &campaigns.Campaign{ID: "re", Kind: campaigns.KindBatchPush, PushMessage: msg(), Audience: &campaigns.Audience{Bucket: "b", Object: "seg"}}, time.Now())
+	st := e.waitFinal(t, "re", 60*time.Second)
+	if st.Status != campaigns.StateCompleted || st.Sent != 30_000 || st.TargetsTotal != 30_000 || st.Duplicates != 6_000 {
+		t.Fatalf("status %+v", st)
+	}
+	assertEachOnce(t, e, uniq)
+	if aud.opens <= 4 {
+		t.Fatalf("only %d opens: the plan did not fail and run again", aud.opens)
+	}
+}
+
+// TestChangedAudienceFailsTheCampaign: an object replaced after planning
+// began fails the campaign naming the audience, rather than sending a mix.
+func TestChangedAudienceFailsTheCampaign(t *testing.T) {
+	t.Parallel()
+	text, _ := dupAudience(30_000, 33_000)
+	aud := &memAudience{failOn: 4, failAfter: len(text) / 2}
+	aud.put("seg", text)
+	e := setup(t, Options{Provider: &fakeProvider{answer: func(int, []string) ([]TargetResult, error) {
+		aud.put("seg", append([]byte("new\n"), text...)) // replaced while the first batches go out
+		return nil, nil
+	}}, Audience: aud, PlanMemory: 256 << 10})
+	e.submit(t, &campaigns.Campaign{ID: "chg", Kind: campaigns.KindBatchPush, PushMessage: msg(), Audience: &campaigns.Audience{Bucket: "b", Object: "seg"}}, time.Now())
+	st := e.waitFinal(t, "chg", 60*time.Second)
+	if st.Status != campaigns.StateFailed && st.Status != campaigns.StatePartiallyFailed {
+		t.Fatalf("status %+v", st)
+	}
+	if len(st.Errors) == 0 || st.Errors[0].Field != "audience" || !strings.Contains(st.Errors[0].Message, "changed") {
+		t.Fatalf("errors %+v", st.Errors)
+	}
+}
