@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: all build test vet fmt demo bench bench-kinds bench-controls bench-tasks soak crash chaos ha deps clean
+.PHONY: all build test vet fmt demo bench bench-scale bench-kinds bench-controls bench-tasks soak crash chaos ha deps clean
 
 all: build
 
@@ -33,6 +33,12 @@ demo: deps build
 
 bench: deps
 	./scripts/bench.sh
+
+# bench-scale: audiences of 100k, 1M, 3M and 10M lines (10% repeats, random
+# and sorted): planning alone and end to end against plain asynq (~10 min;
+# BENCH_SIZES to change; docs/BENCHMARKS.md).
+bench-scale: deps
+	./scripts/bench-scale.sh
 
 # bench-controls: how fast priority and pause act at the provider's rate
 # (R = 10 and 100, 1 and 3 processes; ~1 min; docs/BENCHMARKS.md).

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -36,6 +37,7 @@ func run() int {
 		logLevel   = flag.String("log-level", "info", "log level: debug, info, warn, error")
 		logJSON    = flag.Bool("log-json", false, "log JSON lines instead of console text")
 		cpuProfile = flag.String("cpuprofile", "", "write a CPU profile to this file until campaignd stops (for benchmarks)")
+		memProfile = flag.String("memprofile", "", "write a heap profile to this file whenever the heap in use reaches a new peak (for benchmarks)")
 	)
 	flag.Parse()
 
@@ -83,6 +85,9 @@ func run() int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *memProfile != "" {
+		go peakHeapProfiles(ctx, *memProfile, log)
+	}
 
 	// SIGHUP rereads the config file: its schedules apply at once (one
 	// that comes during start-up is applied once it is done).
@@ -111,4 +116,34 @@ func run() int {
 	}
 	log.Info().Msg("stopped")
 	return 0
+}
+
+// peakHeapProfiles writes a heap profile to path each time the heap in use
+// passes its peak so far by 5% (checked every 100 ms), until ctx ends.
+func peakHeapProfiles(ctx context.Context, path string, log zerolog.Logger) {
+	var peak uint64
+	var ms runtime.MemStats
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		runtime.ReadMemStats(&ms)
+		if ms.HeapInuse < peak+peak/20 {
+			continue
+		}
+		peak = ms.HeapInuse
+		f, err := os.Create(path)
+		if err != nil {
+			log.Warn().Err(err).Msg("memprofile")
+			return
+		}
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			log.Warn().Err(err).Msg("memprofile")
+		}
+		f.Close()
+	}
 }

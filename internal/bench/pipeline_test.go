@@ -10,9 +10,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,6 +25,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/intake"
@@ -34,6 +37,47 @@ func targetsFromEnv() int {
 		return v
 	}
 	return 100_000
+}
+
+// dupsFromEnv is the share of the audience's lines that repeat an id
+// listed before (BENCH_DUPS, default 0.1).
+func dupsFromEnv() float64 {
+	if v, err := strconv.ParseFloat(os.Getenv("BENCH_DUPS"), 64); err == nil && v >= 0 && v < 1 {
+		return v
+	}
+	return 0.1
+}
+
+// orderFromEnv is the audience's order (BENCH_ORDER): random (default)
+// or sorted (each repeat next to its id).
+func orderFromEnv() string {
+	if os.Getenv("BENCH_ORDER") == "sorted" {
+		return "sorted"
+	}
+	return "random"
+}
+
+// audience writes lines ids: unique distinct ones, the rest repeats of
+// random ones, shuffled or sorted, one per line.
+func audience(w io.Writer, lines, unique int, order string) {
+	r := rand.New(rand.NewPCG(1, 2))
+	ids := make([]uint32, 0, lines)
+	for i := 0; i < unique; i++ {
+		ids = append(ids, uint32(i))
+	}
+	for len(ids) < lines {
+		ids = append(ids, uint32(r.IntN(unique)))
+	}
+	if order == "sorted" {
+		slices.Sort(ids)
+	} else {
+		r.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	for _, id := range ids {
+		fmt.Fprintf(bw, "user%08d\n", id)
+	}
+	_ = bw.Flush()
 }
 
 func peakRSS(pid int) int64 {
@@ -85,6 +129,16 @@ func newCPUMeter(names []string, pids []int) *cpuMeter {
 	return m
 }
 
+// of is the CPU seconds process name has used since the meter started.
+func (m *cpuMeter) of(name string) float64 {
+	for i, n := range m.names {
+		if n == name {
+			return cpuSeconds(m.pids[i]) - m.start[i]
+		}
+	}
+	return 0
+}
+
 func (m *cpuMeter) String() string {
 	var parts []string
 	total := 0.0
@@ -96,12 +150,17 @@ func (m *cpuMeter) String() string {
 	return fmt.Sprintf("CPU %s (total %.2fs)", strings.Join(parts, ", "), total)
 }
 
-// BenchmarkPipeline sends one campaign of BENCH_TARGETS (default 100,000)
-// targets through a campaignd process to pushsim with limits off, then
-// drains the same number of 100-target tasks through a plain asynq server
-// whose handler only POSTs the batch to pushsim, and reports both rates.
+// BenchmarkPipeline sends one campaign whose audience has BENCH_TARGETS
+// (default 100,000) lines, BENCH_DUPS of them repeats, in BENCH_ORDER,
+// through a campaignd process to pushsim with limits off, then drains the
+// same number of distinct targets in 100-target tasks through a plain
+// asynq server whose handler only POSTs the batch to pushsim, and reports
+// both rates, the plan's own rate, campaignd's peak RSS and Redis's memory
+// per target after planning.
 func BenchmarkPipeline(b *testing.B) {
-	n := targetsFromEnv()
+	lines := targetsFromEnv()
+	order := orderFromEnv()
+	n := lines - int(float64(lines)*dupsFromEnv()) // distinct targets: what is sent
 	bin := testenv.Build(b, "./cmd/campaignd", "./cmd/pushsim")
 	simPort := testenv.FreePort(b)
 	simURL := fmt.Sprintf("http://127.0.0.1:%d", simPort)
@@ -130,11 +189,16 @@ apps:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	args := []string{"-config", cfgPath, "-log-level", "warn"}
+	args := []string{"-config", cfgPath, "-log-level", "info", "-log-json"}
 	if p := os.Getenv("BENCH_CPUPROFILE"); p != "" {
 		args = append(args, "-cpuprofile", p) // written when campaignd stops
 	}
-	cd := testenv.StartProc(b, bin+"/campaignd", args, nil).Cmd
+	if p := os.Getenv("BENCH_MEMPROFILE"); p != "" {
+		args = append(args, "-memprofile", p) // the heap at its peak
+	}
+	// BENCH_ENV: extra environment for campaignd (e.g. GODEBUG=gctrace=1)
+	cdp := testenv.StartProc(b, bin+"/campaignd", args, strings.Fields(os.Getenv("BENCH_ENV")))
+	cd := cdp.Cmd
 	api := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	testenv.WaitHTTP(b, api+"/readyz")
 
@@ -145,19 +209,24 @@ apps:
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	ctx := context.Background()
-	var aud bytes.Buffer
-	for i := 0; i < n; i++ {
-		fmt.Fprintf(&aud, "user%07d\n", i)
-	}
-	if err := intake.UploadAudience(ctx, js, "audiences", "bench", &aud); err != nil {
+	pr, pw := io.Pipe()
+	go func() { audience(pw, lines, n, order); pw.Close() }()
+	if err := intake.UploadAudience(ctx, js, "audiences", "bench", pr); err != nil {
 		b.Fatal(err)
 	}
+	rc := redis.NewClient(&redis.Options{Addr: rd.Addr})
+	defer rc.Close()
+	fmt.Printf("audience: %d lines, %d distinct ids, %s order\n", lines, n, order)
 	rounds := roundsFromEnv()
 	var results []round
+	var redisAfterPlan int64
 	b.ResetTimer()
 	for r := 0; r < rounds; r++ {
 		reset(b, simURL)
-		res := campaignRound(b, ctx, js, fmt.Sprintf("bench-%d", r), n, []int{cd.Process.Pid, simPid, rd.Pid(), os.Getpid()})
+		before := usedMemory(b, rc)
+		res := campaignRound(b, ctx, js, fmt.Sprintf("bench-%d", r), n, []int{cd.Process.Pid, simPid, rd.Pid(), os.Getpid()},
+			func() { res0 := usedMemory(b, rc); redisAfterPlan = res0 - before }, cdp.LogPath)
+		res.redisPerTarget = float64(redisAfterPlan) / float64(n)
 		// plain asynq baseline, on a fresh Redis and an emptied pushsim
 		reset(b, simURL)
 		rd2 := testenv.StartRedis(b)
@@ -165,14 +234,20 @@ apps:
 		res.base = baseline(b, rd2.Addr, simURL, tok, n, []int{simPid, rd2.Pid(), os.Getpid()})
 		rd2.Stop()
 		results = append(results, res)
-		fmt.Printf("round %d: campaignd %d targets, running after %s, completed in %s: %.0f targets/s; %s\n",
-			r+1, n, res.running.Round(time.Millisecond), res.finished.Round(time.Millisecond), res.rate(n), res.cpu)
+		fmt.Printf("round %d: campaignd %d targets, running after %s, planned in %s (%.0f lines/s, %d passes), completed in %s: %.0f targets/s; Redis +%.1f B/target after planning; %s\n",
+			r+1, n, res.running.Round(time.Millisecond), res.planned.Round(time.Millisecond), float64(lines)/res.planned.Seconds(), res.passes,
+			res.finished.Round(time.Millisecond), res.rate(n), res.redisPerTarget, res.cpu)
 		fmt.Printf("  plain asynq: enqueue %d tasks in %s, drain in %s: %.0f targets/s (%.0f tasks/s), enqueue+drain %.0f targets/s; %s\n",
 			(n+99)/100, res.base.enqueue.Round(time.Millisecond), res.base.drained.Round(time.Millisecond), res.base.drain, res.base.drain/100, res.base.total, res.base.cpu)
 		fmt.Printf("  campaignd / plain asynq drain = %.2f; / enqueue+drain = %.2f\n", res.rate(n)/res.base.drain, res.rate(n)/res.base.total)
 	}
 	b.StopTimer()
 	rss := peakRSS(cd.Process.Pid)
+	if p := os.Getenv("BENCH_KEEPLOG"); p != "" { // campaignd's log, e.g. with BENCH_ENV=GODEBUG=gctrace=1
+		if data, err := os.ReadFile(cdp.LogPath); err == nil {
+			_ = os.WriteFile(p, data, 0o644)
+		}
+	}
 	med := func(f func(round) float64) float64 {
 		v := make([]float64, len(results))
 		for i, r := range results {
@@ -185,14 +260,32 @@ apps:
 	ratio := med(func(r round) float64 { return r.rate(n) / r.base.drain })
 	ratioTotal := med(func(r round) float64 { return r.rate(n) / r.base.total })
 	running := med(func(r round) float64 { return r.running.Seconds() })
+	planRate := med(func(r round) float64 { return float64(lines) / r.planned.Seconds() })
+	redisPer := med(func(r round) float64 { return r.redisPerTarget })
 	b.ReportMetric(running, "running_s")
+	b.ReportMetric(planRate, "plan_lines/s")
+	b.ReportMetric(redisPer, "redis_B/target")
 	b.ReportMetric(rate, "targets/s")
 	b.ReportMetric(float64(rss)/(1<<20), "peak_rss_MiB")
 	b.ReportMetric(med(func(r round) float64 { return r.base.drain }), "baseline_drain_targets/s")
 	b.ReportMetric(ratio, "ratio_to_drain")
 	b.ReportMetric(ratioTotal, "ratio_to_enqueue+drain")
-	fmt.Printf("median of %d rounds: campaignd %.0f targets/s, running after %.0f ms, peak RSS %.1f MiB; campaignd / plain asynq drain = %.2f; / enqueue+drain = %.2f\n",
-		rounds, rate, running*1000, float64(rss)/(1<<20), ratio, ratioTotal)
+	fmt.Printf("median of %d rounds: campaignd %.0f targets/s, running after %.0f ms, plan %.0f lines/s, peak RSS %.1f MiB, Redis %.1f B/target after planning; campaignd / plain asynq drain = %.2f; / enqueue+drain = %.2f\n",
+		rounds, rate, running*1000, planRate, float64(rss)/(1<<20), redisPer, ratio, ratioTotal)
+	// one row of docs/BENCHMARKS.md's scaling table (scripts/bench-scale.sh)
+	fmt.Printf("row: | %s | %s | %.2f s | %s | %s | %.2f | %.0f MiB | %.1f B | %.2f / %.2f µs |\n", thousands(lines), order,
+		medDur(results, func(r round) time.Duration { return r.planned }).Seconds(), thousands(int(rate)),
+		thousands(int(med(func(r round) float64 { return r.base.drain }))), ratio, float64(rss)/(1<<20), redisPer,
+		med(func(r round) float64 { return r.cpuCampaignd / float64(n) * 1e6 }), med(func(r round) float64 { return r.base.cpuAsynq / float64(n) * 1e6 }))
+}
+
+// thousands writes n with commas: 1,000,000.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 func roundsFromEnv() int {
@@ -204,9 +297,58 @@ func roundsFromEnv() int {
 
 // round is one campaign and one baseline run.
 type round struct {
-	running, finished time.Duration
-	cpu               string
-	base              baseResult
+	running, planned, finished time.Duration
+	passes                     int
+	redisPerTarget             float64 // Redis used_memory added by the plan, per distinct target
+	cpu                        string
+	cpuCampaignd               float64
+	base                       baseResult
+}
+
+func medDur(rs []round, f func(round) time.Duration) time.Duration {
+	v := make([]time.Duration, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+func usedMemory(b *testing.B, rc *redis.Client) int64 {
+	b.Helper()
+	v, err := testenv.RedisInfo(context.Background(), rc, "memory", "used_memory")
+	if err != nil {
+		b.Fatal(err)
+	}
+	n, _ := strconv.ParseInt(v, 10, 64)
+	return n
+}
+
+// planLog is campaignd's "campaign planned" log line of a campaign, once
+// it is written: how long the plan took, and the audience's passes.
+func planLog(logPath, id string) (planned time.Duration, passes int, ok bool) {
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		return 0, 0, false
+	}
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		var l struct {
+			Campaign  string  `json:"campaign"`
+			Message   string  `json:"message"`
+			PlannedIn float64 `json:"planned_in"` // ms
+			Passes    int     `json:"passes"`
+		}
+		if json.Unmarshal(line, &l) != nil || l.Campaign != id {
+			continue
+		}
+		switch l.Message {
+		case "audience read":
+			passes = l.Passes
+		case "campaign planned":
+			return time.Duration(l.PlannedIn * float64(time.Millisecond)), passes, true
+		}
+	}
+	return 0, 0, false
 }
 
 func (r round) rate(n int) float64 { return float64(n) / r.finished.Seconds() }
@@ -221,8 +363,8 @@ func reset(b *testing.B, simURL string) {
 }
 
 // campaignRound publishes one audience campaign and times it from publish
-// to its final status event.
-func campaignRound(b *testing.B, ctx context.Context, js jetstream.JetStream, id string, n int, pids []int) round {
+// to its final status event; afterPlan runs once the plan is logged.
+func campaignRound(b *testing.B, ctx context.Context, js jetstream.JetStream, id string, n int, pids []int, afterPlan func(), logPath string) round {
 	b.Helper()
 	cons, err := js.OrderedConsumer(ctx, intake.StreamStatus, jetstream.OrderedConsumerConfig{FilterSubjects: []string{intake.StatusSubject(id)}})
 	if err != nil {
@@ -241,6 +383,18 @@ func campaignRound(b *testing.B, ctx context.Context, js jetstream.JetStream, id
 	}
 	var res round
 	var final campaigns.Status
+	planned := make(chan struct{})
+	go func() {
+		defer close(planned)
+		for time.Since(t0) < 10*time.Minute {
+			if d, passes, ok := planLog(logPath, id); ok {
+				res.planned, res.passes = d, passes
+				afterPlan()
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
 	for final.Status == "" || !final.Status.Final() {
 		m, err := it.Next()
 		if err != nil {
@@ -255,6 +409,8 @@ func campaignRound(b *testing.B, ctx context.Context, js jetstream.JetStream, id
 	}
 	res.finished = time.Since(t0)
 	res.cpu = cpu.String()
+	res.cpuCampaignd = cpu.of("campaignd")
+	<-planned
 	if final.Status != campaigns.StateCompleted || final.Sent != int64(n) {
 		b.Fatalf("campaign %s ended %+v", id, final)
 	}
@@ -342,13 +498,14 @@ func baseline(b *testing.B, redisAddr, simURL, tok string, n int, pids []int) ba
 		b.Fatal("baseline did not drain")
 	}
 	drained := time.Since(t1)
-	cpuUse := cpu.String()
+	cpuUse, cpuAsynq := cpu.String(), cpu.of("asynq")
 	srv.Shutdown()
-	return baseResult{cpu: cpuUse, drain: float64(n) / drained.Seconds(), total: float64(n) / (enqueued + drained).Seconds(), enqueue: enqueued, drained: drained}
+	return baseResult{cpu: cpuUse, cpuAsynq: cpuAsynq, drain: float64(n) / drained.Seconds(), total: float64(n) / (enqueued + drained).Seconds(), enqueue: enqueued, drained: drained}
 }
 
 type baseResult struct {
 	drain, total     float64 // targets/s: drain alone; enqueue + drain
 	enqueue, drained time.Duration
 	cpu              string
+	cpuAsynq         float64 // the asynq process's CPU seconds during the drain
 }
