@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -48,9 +50,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.api, "api", envOr("CAMPAIGND_API", "http://127.0.0.1:8080"), "campaignd HTTP base URL")
 	fs.StringVar(&c.user, "user", envOr("CAMPAIGND_UI_USER", "admin"), "basic auth user (when campaignd has one)")
 	fs.StringVar(&c.password, "password", os.Getenv("CAMPAIGND_UI_PASSWORD"), "basic auth password")
-	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "how long to wait for campaignd's answer")
+	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "how long to wait for campaignd's answer (an audience upload is not bounded by it)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: campaignctl [flags] submit -f campaign.json [--audience users.txt] | status ID | watch ID | cancel ID | pause ID | resume ID | list [--status S] [--limit N] [--json] | schedules [--json]")
+		fmt.Fprintln(stderr, "usage: campaignctl [flags] submit -f campaign.json [--audience users.txt [--no-progress] [--no-wait] [--plan-timeout D]] | status ID | watch ID | cancel ID | pause ID | resume ID | list [--status S] [--limit N] [--json] | schedules [--json]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -129,6 +131,47 @@ func subscribe(ctx context.Context, js jetstream.JetStream, id string, last bool
 	return cons, nil
 }
 
+// lastStatus is the last status event of a campaign id (nil if none).
+func lastStatus(ctx context.Context, js jetstream.JetStream, id string) (*campaigns.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	stream, err := js.Stream(ctx, intake.StreamStatus)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("status stream: %w", err)
+	}
+	msg, err := stream.GetLastMsgForSubject(ctx, intake.StatusSubject(id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("status stream: %w", err)
+	}
+	var st campaigns.Status
+	if err := json.Unmarshal(msg.Data, &st); err != nil {
+		return nil, nil
+	}
+	return &st, nil
+}
+
+// campaignExists tells whether campaignd has taken a campaign id: its last
+// status event is anything but a rejection (a rejected submission stores
+// nothing, so its id may be submitted again).
+func campaignExists(ctx context.Context, js jetstream.JetStream, id string) (bool, error) {
+	st, err := lastStatus(ctx, js, id)
+	return st != nil && st.Status != campaigns.StateRejected, err
+}
+
+// msgID is the JetStream message id of a submission: the campaign id and
+// its content, so a retried publish is dropped by the stream while a
+// corrected campaign under the same id still reaches campaignd.
+func msgID(id string, data []byte) string {
+	sum := sha256.Sum256(data)
+	return id + ":" + hex.EncodeToString(sum[:8])
+}
+
 // follow hands status events to fn until it returns true.
 func follow(ctx context.Context, cons jetstream.Consumer, fn func(campaigns.Status) bool) error {
 	it, err := cons.Messages()
@@ -164,12 +207,18 @@ func (c *cli) submit(ctx context.Context, args []string) (int, error) {
 	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
 	fs.SetOutput(c.errw)
 	file := fs.String("f", "", "campaign JSON file (- for stdin)")
-	audience := fs.String("audience", "", "file of target ids, one per line, uploaded to the NATS object store")
+	audience := fs.String("audience", "", "file of target ids, one per line, streamed to the NATS object store")
+	noProgress := fs.Bool("no-progress", false, "with --audience: show no upload progress on stderr")
+	noWait := fs.Bool("no-wait", false, "with --audience: do not wait for campaignd's plan after the answer")
+	planTimeout := fs.Duration("plan-timeout", 0, "with --audience: how long to wait for the plan after the answer (default: the -timeout value)")
 	if err := fs.Parse(args); err != nil {
 		return exitOther, err
 	}
 	if *file == "" {
 		return exitOther, errors.New("submit needs -f campaign.json")
+	}
+	if *planTimeout <= 0 {
+		*planTimeout = c.timeout
 	}
 	var data []byte
 	var err error
@@ -192,68 +241,193 @@ func (c *cli) submit(ctx context.Context, args []string) (int, error) {
 		return exitOther, err
 	}
 	defer nc.Close()
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
 
+	var lines int64
+	live := !*noProgress && isTerminal(c.errw)
 	if *audience != "" {
-		f, err := os.Open(*audience)
-		if err != nil {
-			return exitOther, fmt.Errorf("audience: %w", err)
-		}
-		defer f.Close()
-		if err := intake.UploadAudience(ctx, js, "audiences", id, f); err != nil {
-			return exitOther, err
-		}
 		var m map[string]any
 		if err := json.Unmarshal(data, &m); err != nil {
 			return exitOther, fmt.Errorf("campaign is not a JSON object: %w", err)
+		}
+		// A campaign already taken keeps its audience: uploading again
+		// would replace the object it may be planning from (and fail it).
+		// Its resubmission is answered duplicate as usual.
+		if exists, err := campaignExists(ctx, js, id); err != nil {
+			return exitOther, err
+		} else if exists {
+			fmt.Fprintf(c.errw, "campaignctl: campaign %s exists already; its audience is not uploaded again\n", id)
+		} else if lines, err = c.upload(ctx, js, id, *audience, !*noProgress); err != nil {
+			// The upload has no deadline of its own (-timeout bounds the
+			// answer): the NATS client bounds each chunk's ack, Ctrl-C stops it.
+			return exitOther, err
 		}
 		delete(m, "targets")
 		m["audience"] = map[string]string{"bucket": "audiences", "object": id}
 		data, _ = json.Marshal(m)
 	}
 
-	// Listen before publishing so no answer is missed.
-	answer := make(chan campaigns.Status, 1)
+	actx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	// Listen before publishing so no answer is missed; the events go on
+	// past the answer, to the plan's.
 	fctx, stopFollow := context.WithCancel(ctx)
 	defer stopFollow()
-	ready := make(chan error, 1)
-	cons, err := subscribe(ctx, js, id, false)
+	events := make(chan campaigns.Status)
+	ended := make(chan error, 1)
+	cons, err := subscribe(actx, js, id, false)
 	if err != nil {
 		return exitOther, err
 	}
 	go func() {
-		err := follow(fctx, cons, func(st campaigns.Status) bool {
-			switch st.Status {
-			case campaigns.StateAccepted, campaigns.StateRejected, campaigns.StateDuplicate:
-				answer <- st
+		ended <- follow(fctx, cons, func(st campaigns.Status) bool {
+			select {
+			case events <- st:
+				return false
+			case <-fctx.Done():
 				return true
 			}
-			return false
 		})
-		ready <- err
 	}()
-	ack, err := js.Publish(ctx, intake.SubjectSubmit, data, jetstream.WithMsgID(id))
+	ack, err := js.Publish(actx, intake.SubjectSubmit, data, jetstream.WithMsgID(msgID(id, data)))
 	if err != nil {
 		return exitOther, fmt.Errorf("publish: %w", err)
 	}
 	if ack.Duplicate {
-		fmt.Fprintf(c.errw, "campaignctl: NATS already holds a submission of %s (duplicate within the stream's window)\n", id)
-	}
-	select {
-	case st := <-answer:
-		printJSON(c.out, st)
-		if st.Status == campaigns.StateRejected {
+		// The stream dropped it: the same campaign was published a moment
+		// ago, and campaignd answered that one. Its answer stands.
+		fmt.Fprintf(c.errw, "campaignctl: NATS already holds this submission of %s (same content, within the stream's duplicate window)\n", id)
+		st, err := lastStatus(actx, js, id)
+		if err != nil {
+			return exitOther, err
+		}
+		if st != nil && st.Status != campaigns.StateRejected {
+			dup := *st
+			dup.Status, dup.At = campaigns.StateDuplicate, time.Now().UTC()
+			printJSON(c.out, dup)
+			return exitOK, nil
+		}
+		if st != nil {
+			printJSON(c.out, st)
 			return exitRejected, nil
 		}
-		return exitOK, nil
-	case err := <-ready:
-		if err == nil {
-			err = errors.New("status stream closed")
+	}
+	var answer campaigns.Status
+wait:
+	for {
+		select {
+		case st := <-events:
+			switch st.Status {
+			case campaigns.StateAccepted, campaigns.StateRejected, campaigns.StateDuplicate:
+				answer = st
+				break wait
+			}
+		case err := <-ended:
+			return exitOther, streamEnded(err)
+		case <-actx.Done():
+			if ctx.Err() != nil {
+				return exitOther, ctx.Err()
+			}
+			return exitOther, fmt.Errorf("no answer from campaignd within %s (is it running?)", c.timeout)
 		}
-		return exitOther, err
-	case <-ctx.Done():
-		return exitOther, fmt.Errorf("no answer from campaignd within %s (is it running?)", c.timeout)
+	}
+	printJSON(c.out, answer)
+	switch {
+	case answer.Status == campaigns.StateRejected:
+		return exitRejected, nil
+	case *audience == "" || *noWait || answer.Status != campaigns.StateAccepted:
+		return exitOK, nil
+	}
+	return c.waitPlan(ctx, id, events, ended, lines, *planTimeout, live)
+}
+
+func streamEnded(err error) error {
+	if err == nil {
+		return errors.New("status stream closed")
+	}
+	return err
+}
+
+// upload streams the audience file at path to audiences/<id>, showing its
+// progress on stderr when show is true, and returns its count of lines.
+func (c *cli) upload(ctx context.Context, js jetstream.JetStream, id, path string, show bool) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("audience: %w", err)
+	}
+	defer f.Close()
+	var size int64
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+		size = fi.Size()
+	}
+	w := c.errw
+	if !show {
+		w = io.Discard
+	}
+	p := newProgress(w, show && isTerminal(c.errw), size, time.Now)
+	if err := intake.UploadAudience(ctx, js, "audiences", id, p.reader(f)); err != nil {
+		p.fail()
+		if ctx.Err() != nil {
+			return 0, fmt.Errorf("audience upload stopped: %w", ctx.Err())
+		}
+		return 0, err
+	}
+	p.done()
+	return p.Lines(), nil
+}
+
+// waitPlan follows an accepted audience campaign's status events until
+// its plan is complete ("planned": every batch stored, totals final), then
+// tells on stderr how many distinct ids the lines gave and what was left
+// out. It waits at most d; the campaign goes on whatever happens here.
+// Exit 1 if the campaign failed before its plan was complete.
+func (c *cli) waitPlan(ctx context.Context, id string, events <-chan campaigns.Status, ended <-chan error, lines int64, d time.Duration, live bool) (int, error) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	line := liner{w: c.errw}
+	defer line.end()
+	for {
+		select {
+		case st := <-events:
+			switch {
+			case st.Planned:
+				if live {
+					line.draw(planReport(st, lines))
+					return exitOK, nil
+				}
+				fmt.Fprintln(c.errw, planReport(st, lines))
+				return exitOK, nil
+			case st.Status == campaigns.StateScheduled:
+				line.end()
+				at := "its start"
+				if st.StartAt != nil {
+					at = st.StartAt.Format(time.RFC3339)
+				}
+				fmt.Fprintf(c.errw, "campaignctl: %s is scheduled: its audience is planned at %s (campaignctl status %s)\n", id, at, id)
+				return exitOK, nil
+			case st.Status.Final():
+				line.end()
+				fmt.Fprintf(c.errw, "campaignctl: %s ended %s before its plan was complete\n", id, st.Status)
+				for _, e := range st.Errors {
+					fmt.Fprintf(c.errw, "  error: %s: %s\n", e.Field, e.Message)
+				}
+				if st.Status == campaigns.StateFailed {
+					return exitRejected, nil
+				}
+				return exitOK, nil
+			case live && st.TargetsTotal > 0:
+				line.draw(planningLine(st))
+			}
+		case err := <-ended:
+			line.end()
+			return exitOther, streamEnded(err)
+		case <-timer.C:
+			line.end()
+			fmt.Fprintf(c.errw, "campaignctl: %s: not planned within %s; it goes on (campaignctl status %s, or --plan-timeout)\n", id, d, id)
+			return exitOK, nil
+		case <-ctx.Done():
+			line.end()
+			return exitOther, fmt.Errorf("stopped waiting for the plan of %s (the campaign goes on): %w", id, ctx.Err())
+		}
 	}
 }
 

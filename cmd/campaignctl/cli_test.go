@@ -115,10 +115,10 @@ func TestSubmitWatchAndCancel(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"cancelled"`) {
 		t.Fatalf("cancel: %d %s", code, out)
 	}
-	// The message carried Nats-Msg-Id = id.
+	// The message carried Nats-Msg-Id = id and a digest of the content.
 	s, _ := js.Stream(context.Background(), intake.StreamCampaigns)
 	m, err := s.GetLastMsgForSubject(context.Background(), intake.SubjectSubmit)
-	if err != nil || m.Header.Get("Nats-Msg-Id") != "c1" {
+	if err != nil || !regexp.MustCompile(`^c1:[0-9a-f]{16}$`).MatchString(m.Header.Get("Nats-Msg-Id")) {
 		t.Fatalf("Nats-Msg-Id: %v %v", m, err)
 	}
 }
@@ -147,8 +147,13 @@ func TestSubmitWithAudience(t *testing.T) {
 	url, js := setup(t)
 	f := writeFile(t, "c.json", `{"id":"aud1","kind":"batch_push","push_message":{"t":1},"targets":["ignored"]}`)
 	a := writeFile(t, "users.txt", "u1\nu2\nu3\n")
-	if code, out, errs := runCLI(t, "-nats", url, "-timeout", "10s", "submit", "-f", f, "--audience", a); code != 0 || !strings.Contains(out, `"targets_total": -1`) {
+	code, out, errs := runCLI(t, "-nats", url, "-timeout", "10s", "submit", "-f", f, "--audience", a, "--no-wait")
+	if code != 0 || !strings.Contains(out, `"targets_total": -1`) {
 		t.Fatalf("submit: %d %s %s", code, out, errs)
+	}
+	// stderr is no terminal: no bar, one summary line.
+	if !regexp.MustCompile(`^uploaded 9 B, 3 lines in \S+\n$`).MatchString(errs) {
+		t.Errorf("stderr %q, want the upload's summary line alone", errs)
 	}
 	obs, err := js.ObjectStore(context.Background(), "audiences")
 	if err != nil {
@@ -157,6 +162,82 @@ func TestSubmitWithAudience(t *testing.T) {
 	b, err := obs.GetBytes(context.Background(), "aud1")
 	if err != nil || string(b) != "u1\nu2\nu3\n" {
 		t.Fatalf("audience object: %q %v", b, err)
+	}
+}
+
+// -timeout bounds campaignd's answer, not the audience upload: with a
+// timeout too short for any answer the whole file is still stored.
+func TestAudienceUploadOutlivesTimeout(t *testing.T) {
+	t.Parallel()
+	url, js := setup(t)
+	var aud strings.Builder
+	for i := range 5000 {
+		fmt.Fprintf(&aud, "user%05d\n", i)
+	}
+	a := writeFile(t, "users.txt", aud.String())
+	f := writeFile(t, "c.json", `{"id":"aud-big","kind":"batch_push","push_message":{"t":1}}`)
+	code, _, errs := runCLI(t, "-nats", url, "-timeout", "1ns", "submit", "-f", f, "--audience", a)
+	if code != 2 || !strings.HasPrefix(errs, "uploaded 50.0 kB, 5,000 lines in ") {
+		t.Fatalf("exit %d, stderr %q: want the upload done, then no answer in time", code, errs)
+	}
+	obs, err := js.ObjectStore(context.Background(), "audiences")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := obs.GetBytes(context.Background(), "aud-big"); err != nil || string(b) != aud.String() {
+		t.Fatalf("audience object: %d bytes of %d, %v", len(b), aud.Len(), err)
+	}
+}
+
+// On a terminal the bar is redrawn with "\r" as the file is read, at most
+// every redrawEvery, and ends replaced by the summary line.
+func TestUploadProgressOnTerminal(t *testing.T) {
+	t.Parallel()
+	var w bytes.Buffer
+	clock := time.Unix(0, 0)
+	now := func() time.Time { return clock }
+	data := strings.Repeat("user00001\n", 200_000) // 2 MB
+	p := newProgress(&w, true, int64(len(data)), now)
+	r := p.reader(strings.NewReader(data))
+	buf := make([]byte, 128<<10)
+	for {
+		clock = clock.Add(25 * time.Millisecond) // 4 reads per redraw
+		if _, err := r.Read(buf); err != nil {
+			break
+		}
+	}
+	clock = clock.Add(time.Second)
+	p.done()
+	out := w.String()
+	draws := strings.Split(out, "\r")[1:]
+	if len(draws) < 3 {
+		t.Fatalf("%d draws: %q", len(draws), out)
+	}
+	if !strings.HasPrefix(draws[0], "uploading [..............................]   0.0% 0.0 / 2.0 MB  0.0 MB/s  0 lines") {
+		t.Errorf("first draw %q", draws[0])
+	}
+	if d := draws[2]; !regexp.MustCompile(`^uploading \[#+\.+\] +[0-9.]+% [0-9.]+ / 2\.0 MB  [0-9.]+ MB/s  [0-9,]+ lines$`).MatchString(strings.TrimRight(d, " ")) {
+		t.Errorf("a draw %q", d)
+	}
+	last := draws[len(draws)-1]
+	if !regexp.MustCompile(`^uploaded 2\.0 MB, 200,000 lines in \S+ *\n$`).MatchString(last) {
+		t.Errorf("last draw %q", last)
+	}
+	// 2 MB in 128 KiB reads at 25 ms each: ~16 reads, a redraw every 4th.
+	if len(draws) > 8 {
+		t.Errorf("%d draws for 16 reads: more than one per %s", len(draws), redrawEvery)
+	}
+}
+
+func TestPlanReport(t *testing.T) {
+	t.Parallel()
+	st := campaigns.Status{TargetsTotal: 9_000_000, Duplicates: 1_000_000}
+	if got, want := planReport(st, 10_000_000), "planned: 9,000,000 distinct ids from 10,000,000 lines; 1,000,000 duplicates and 0 invalid lines left out"; got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	st = campaigns.Status{TargetsTotal: 1, Duplicates: 1, Invalid: 1}
+	if got, want := planReport(st, 5), "planned: 1 distinct id from 5 lines; 1 duplicate and 1 invalid line left out (2 blank lines skipped)"; got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
 	}
 }
 

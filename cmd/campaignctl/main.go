@@ -1,6 +1,6 @@
 // Command campaignctl talks to campaignd over NATS and HTTP:
 //
-//	campaignctl submit -f campaign.json [--audience users.txt]
+//	campaignctl submit -f campaign.json [--audience users.txt [--no-progress] [--no-wait] [--plan-timeout D]]
 //	campaignctl status ID
 //	campaignctl watch ID
 //	campaignctl cancel ID | pause ID | resume ID
@@ -9,7 +9,9 @@
 //
 // Flags (before the subcommand) or environment: -nats (CAMPAIGND_NATS_URL),
 // -api (CAMPAIGND_API), -user / -password (CAMPAIGND_UI_USER /
-// CAMPAIGND_UI_PASSWORD), -timeout.
+// CAMPAIGND_UI_PASSWORD), -timeout (campaignd's answer; an audience upload
+// has no deadline). submit -h tells the upload's progress and the plan's
+// report.
 package main
 
 import (
