@@ -397,6 +397,25 @@ func (a *AudienceStore) Open(ctx context.Context, bucket, object string) (io.Rea
 	return audienceReader{r}, nil
 }
 
+// Stat is an audience object's size and digest, without reading it.
+func (a *AudienceStore) Stat(ctx context.Context, bucket, object string) (int64, string, error) {
+	os, err := a.js.ObjectStore(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return 0, "", fmt.Errorf("intake: audience bucket %q (object %q) does not exist: %w", bucket, object, campaigns.ErrAudienceNotFound)
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("intake: object store %s: %w", bucket, err)
+	}
+	info, err := os.GetInfo(ctx, object)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return 0, "", fmt.Errorf("intake: audience object %q does not exist in bucket %q: %w", object, bucket, campaigns.ErrAudienceNotFound)
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("intake: audience %s/%s: %w", bucket, object, err)
+	}
+	return int64(info.Size), info.Digest, nil
+}
+
 // audienceReader tells the planner the object's size (to size its
 // de-duplication set up front).
 type audienceReader struct{ jetstream.ObjectResult }

@@ -159,8 +159,20 @@ func (s *Service) openAudience(ctx context.Context, c *campaigns.Campaign) (io.R
 }
 
 // audienceInfo is the size and digest of c's audience object (0 and "" if
-// its store does not tell).
+// its store does not tell), from the store's Stat if it has one (no read).
 func (s *Service) audienceInfo(ctx context.Context, c *campaigns.Campaign) (int64, string, error) {
+	if st, ok := s.o.Audience.(interface {
+		Stat(ctx context.Context, bucket, object string) (int64, string, error)
+	}); ok {
+		size, digest, err := st.Stat(ctx, c.Audience.Bucket, c.Audience.Object)
+		if errors.Is(err, campaigns.ErrAudienceNotFound) {
+			return 0, "", &campaignFailure{field: "audience", message: strings.TrimPrefix(err.Error(), "intake: ")}
+		}
+		if err != nil {
+			return 0, "", fmt.Errorf("plan %s: %w", c.ID, err)
+		}
+		return size, digest, nil
+	}
 	rc, err := s.openAudience(ctx, c)
 	if err != nil {
 		return 0, "", err
