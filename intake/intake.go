@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"time"
 
@@ -372,97 +371,3 @@ func (in *Intake) command(ctx context.Context, msg jetstream.Msg) {
 	}
 }
 
-// AudienceStore reads audiences from the JetStream object store.
-type AudienceStore struct{ js jetstream.JetStream }
-
-// NewAudienceStore returns an AudienceStore.
-func NewAudienceStore(js jetstream.JetStream) *AudienceStore { return &AudienceStore{js: js} }
-
-// Open implements worker.AudienceSource.
-func (a *AudienceStore) Open(ctx context.Context, bucket, object string) (io.ReadCloser, error) {
-	os, err := a.js.ObjectStore(ctx, bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, fmt.Errorf("intake: audience bucket %q (object %q) does not exist: %w", bucket, object, campaigns.ErrAudienceNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("intake: object store %s: %w", bucket, err)
-	}
-	r, err := os.Get(ctx, object)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return nil, fmt.Errorf("intake: audience object %q does not exist in bucket %q: %w", object, bucket, campaigns.ErrAudienceNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("intake: audience %s/%s: %w", bucket, object, err)
-	}
-	return audienceReader{r}, nil
-}
-
-// Stat is an audience object's size and digest, without reading it.
-func (a *AudienceStore) Stat(ctx context.Context, bucket, object string) (int64, string, error) {
-	os, err := a.js.ObjectStore(ctx, bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return 0, "", fmt.Errorf("intake: audience bucket %q (object %q) does not exist: %w", bucket, object, campaigns.ErrAudienceNotFound)
-	}
-	if err != nil {
-		return 0, "", fmt.Errorf("intake: object store %s: %w", bucket, err)
-	}
-	info, err := os.GetInfo(ctx, object)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return 0, "", fmt.Errorf("intake: audience object %q does not exist in bucket %q: %w", object, bucket, campaigns.ErrAudienceNotFound)
-	}
-	if err != nil {
-		return 0, "", fmt.Errorf("intake: audience %s/%s: %w", bucket, object, err)
-	}
-	return int64(info.Size), info.Digest, nil
-}
-
-// audienceReader tells the planner the object's size (to size its
-// de-duplication set up front).
-type audienceReader struct{ jetstream.ObjectResult }
-
-// Digest is the audience object's digest ("" if unknown): the planner
-// checks that the object does not change between its passes.
-func (a audienceReader) Digest() string {
-	info, err := a.Info()
-	if err != nil || info == nil {
-		return ""
-	}
-	return info.Digest
-}
-
-// Size is the audience object's size in bytes (0 if unknown).
-func (a audienceReader) Size() int64 {
-	info, err := a.Info()
-	if err != nil || info == nil {
-		return 0
-	}
-	return int64(info.Size)
-}
-
-// AudienceBucket is where campaignctl uploads audiences.
-const AudienceBucket = "audiences"
-
-// EnsureAudienceBucket creates the audiences bucket with replicas, or
-// updates an existing one's replicas. Safe from several processes.
-func EnsureAudienceBucket(ctx context.Context, js jetstream.JetStream, replicas int) error {
-	cfg := jetstream.ObjectStoreConfig{Bucket: AudienceBucket, Storage: jetstream.FileStorage, Replicas: max(replicas, 1)}
-	if _, err := js.CreateOrUpdateObjectStore(ctx, cfg); err != nil {
-		return fmt.Errorf("intake: object store %s: %w", AudienceBucket, err)
-	}
-	return nil
-}
-
-// UploadAudience stores an audience file (ids one per line) as bucket/object.
-func UploadAudience(ctx context.Context, js jetstream.JetStream, bucket, object string, r io.Reader) error {
-	os, err := js.ObjectStore(ctx, bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		os, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bucket, Storage: jetstream.FileStorage})
-	}
-	if err != nil {
-		return fmt.Errorf("intake: object store %s: %w", bucket, err)
-	}
-	if _, err := os.Put(ctx, jetstream.ObjectMeta{Name: object}, r); err != nil {
-		return fmt.Errorf("intake: upload %s/%s: %w", bucket, object, err)
-	}
-	return nil
-}

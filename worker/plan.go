@@ -85,6 +85,14 @@ func (s *Service) planAudience(ctx context.Context, c *campaigns.Campaign, b *ba
 	}
 	params, err := s.o.Store.PlanParams(ctx, c.ID, func() (store.PlanParams, error) {
 		p := store.PlanParams{Seed: rand.Uint64(), Parts: 1, Digest: digest}
+		// A plan begun by a campaignd from before plan parameters (an
+		// upgrade in the middle of it) stored its batches in one pass, in
+		// the audience's order: keep that order, so they are the same.
+		if st, err := s.o.Store.Status(ctx, c.ID); err != nil {
+			return p, err
+		} else if st.BatchesTotal > 0 {
+			return p, nil
+		}
 		if size > smallAudience {
 			lines, err := s.countAudience(ctx, c)
 			if err != nil {

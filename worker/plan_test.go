@@ -175,3 +175,36 @@ func TestChangedAudienceFailsTheCampaign(t *testing.T) {
 		t.Fatalf("errors %+v", st.Errors)
 	}
 }
+
+// TestPlanBegunBeforePlanParametersKeepsOnePass: a campaign whose plan
+// was begun by a campaignd without plan parameters (batches stored, none
+// recorded) is planned again in one pass, the order those batches have,
+// even where plan_memory would now ask for several.
+func TestPlanBegunBeforePlanParametersKeepsOnePass(t *testing.T) {
+	t.Parallel()
+	text, _ := dupAudience(30_000, 33_000)
+	aud := &memAudience{}
+	aud.put("seg", text)
+	e := setup(t, Options{Provider: &fakeProvider{}, Audience: aud, PlanMemory: 256 << 10})
+	ctx := context.Background()
+	c := &campaigns.Campaign{ID: "old", Kind: campaigns.KindBatchPush, PushMessage: msg(), Audience: &campaigns.Audience{Bucket: "b", Object: "seg"}}
+	c.Normalize()
+	if _, _, err := e.store.Create(ctx, c, time.Now()); err != nil { // no plan task: the test plans
+		t.Fatal(err)
+	}
+	first := strings.SplitN(string(text), "\n", 101)[:100]
+	if err := e.store.PutBatches(ctx, "old", 0, [][]string{first}, 100); err != nil {
+		t.Fatal(err)
+	}
+	b := &batcher{s: e.svc, c: c, unit: 100, start: &starter{s: e.svc, c: c}}
+	if err := e.svc.planAudience(ctx, c, b); err != nil {
+		t.Fatal(err)
+	}
+	p, err := e.store.PlanParams(ctx, "old", func() (store.PlanParams, error) { return store.PlanParams{}, fmt.Errorf("not stored") })
+	if err != nil || p.Parts != 1 {
+		t.Fatalf("plan parameters %+v, %v: want one pass", p, err)
+	}
+	if b.targets != 30_000 || b.batches != 300 {
+		t.Fatalf("planned %d targets in %d batches", b.targets, b.batches)
+	}
+}

@@ -1,0 +1,192 @@
+package intake
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/campaignd/campaignd/campaigns"
+)
+
+// AudienceBucket is where campaignctl uploads audiences.
+const AudienceBucket = "audiences"
+
+// EnsureAudienceBucket creates the audiences bucket with replicas, or
+// updates an existing one's replicas. Safe from several processes.
+func EnsureAudienceBucket(ctx context.Context, js jetstream.JetStream, replicas int) error {
+	cfg := jetstream.ObjectStoreConfig{Bucket: AudienceBucket, Storage: jetstream.FileStorage, Replicas: max(replicas, 1)}
+	if _, err := js.CreateOrUpdateObjectStore(ctx, cfg); err != nil {
+		return fmt.Errorf("intake: object store %s: %w", AudienceBucket, err)
+	}
+	return nil
+}
+
+// UploadAudience stores an audience file (ids one per line) as bucket/object.
+func UploadAudience(ctx context.Context, js jetstream.JetStream, bucket, object string, r io.Reader) error {
+	os, err := js.ObjectStore(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		os, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bucket, Storage: jetstream.FileStorage})
+	}
+	if err != nil {
+		return fmt.Errorf("intake: object store %s: %w", bucket, err)
+	}
+	if _, err := os.Put(ctx, jetstream.ObjectMeta{Name: object}, r); err != nil {
+		return fmt.Errorf("intake: upload %s/%s: %w", bucket, object, err)
+	}
+	return nil
+}
+
+// AudienceStore reads audiences from the JetStream object store.
+type AudienceStore struct{ js jetstream.JetStream }
+
+// NewAudienceStore returns an AudienceStore.
+func NewAudienceStore(js jetstream.JetStream) *AudienceStore { return &AudienceStore{js: js} }
+
+// chunksAhead is how many of an object's chunks (128 KiB each as
+// jetstream puts them) a reader has on its way at once. The object store's
+// own Get reads through a push consumer that the server keeps up to 32 MiB
+// ahead of a slow reader (its flow-control window), all of it in the
+// client's heap; an audience is read while its ids are planned, so it is
+// read through a pull consumer instead, at most this much ahead.
+const chunksAhead = 8
+
+func (a *AudienceStore) info(ctx context.Context, bucket, object string) (*jetstream.ObjectInfo, jetstream.ObjectStore, error) {
+	os, err := a.js.ObjectStore(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil, fmt.Errorf("intake: audience bucket %q (object %q) does not exist: %w", bucket, object, campaigns.ErrAudienceNotFound)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("intake: object store %s: %w", bucket, err)
+	}
+	info, err := os.GetInfo(ctx, object)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, nil, fmt.Errorf("intake: audience object %q does not exist in bucket %q: %w", object, bucket, campaigns.ErrAudienceNotFound)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("intake: audience %s/%s: %w", bucket, object, err)
+	}
+	return info, os, nil
+}
+
+// Stat is an audience object's size and digest, without reading it.
+func (a *AudienceStore) Stat(ctx context.Context, bucket, object string) (int64, string, error) {
+	info, _, err := a.info(ctx, bucket, object)
+	if err != nil {
+		return 0, "", err
+	}
+	return int64(info.Size), info.Digest, nil
+}
+
+// Open implements worker.AudienceSource: the object's bytes, at most
+// chunksAhead chunks read ahead, its size and digest checked at the end.
+func (a *AudienceStore) Open(ctx context.Context, bucket, object string) (io.ReadCloser, error) {
+	info, os, err := a.info(ctx, bucket, object)
+	if err != nil {
+		return nil, err
+	}
+	if info.Opts != nil && info.Opts.Link != nil { // a link: the library follows it
+		r, err := os.Get(ctx, object)
+		if err != nil {
+			return nil, fmt.Errorf("intake: audience %s/%s: %w", bucket, object, err)
+		}
+		return linkReader{r}, nil
+	}
+	r := &chunkReader{info: info, sum: sha256.New(), name: bucket + "/" + object}
+	if info.Chunks == 0 {
+		return r, nil
+	}
+	cons, err := a.js.OrderedConsumer(ctx, "OBJ_"+bucket, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{"$O." + bucket + ".C." + info.NUID},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("intake: audience %s/%s: %w", bucket, object, err)
+	}
+	if r.it, err = cons.Messages(jetstream.PullMaxMessages(chunksAhead)); err != nil {
+		return nil, fmt.Errorf("intake: audience %s/%s: %w", bucket, object, err)
+	}
+	return r, nil
+}
+
+// chunkReader reads an object's chunks in order from an ordered pull
+// consumer.
+type chunkReader struct {
+	info   *jetstream.ObjectInfo
+	name   string
+	it     jetstream.MessagesContext
+	cur    []byte
+	chunks uint32
+	bytes  uint64
+	sum    hash.Hash
+	err    error
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	for len(r.cur) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		if r.chunks == r.info.Chunks {
+			r.err = r.verify()
+			continue
+		}
+		msg, err := r.it.Next()
+		if err != nil {
+			r.err = fmt.Errorf("intake: audience %s: chunk %d of %d: %w", r.name, r.chunks+1, r.info.Chunks, err)
+			continue
+		}
+		r.cur = msg.Data()
+		r.chunks++
+		r.bytes += uint64(len(r.cur))
+		r.sum.Write(r.cur)
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	return n, nil
+}
+
+// verify ends the object: its size and digest must be the info's.
+func (r *chunkReader) verify() error {
+	if r.bytes != r.info.Size {
+		return fmt.Errorf("intake: audience %s: %d bytes read, the object has %d", r.name, r.bytes, r.info.Size)
+	}
+	if got := jetstream.GetObjectDigestValue(r.sum); got != r.info.Digest {
+		return fmt.Errorf("intake: audience %s: digest mismatch (%s, the object says %s)", r.name, got, r.info.Digest)
+	}
+	return io.EOF
+}
+
+func (r *chunkReader) Close() error {
+	if r.it != nil {
+		r.it.Stop()
+	}
+	return nil
+}
+
+// Size is the audience object's size in bytes.
+func (r *chunkReader) Size() int64 { return int64(r.info.Size) }
+
+// Digest is the audience object's digest: the planner checks that the
+// object does not change between its passes.
+func (r *chunkReader) Digest() string { return r.info.Digest }
+
+// linkReader is an object read through the library (a link).
+type linkReader struct{ jetstream.ObjectResult }
+
+func (a linkReader) Digest() string {
+	if info, err := a.Info(); err == nil && info != nil {
+		return info.Digest
+	}
+	return ""
+}
+
+func (a linkReader) Size() int64 {
+	if info, err := a.Info(); err == nil && info != nil {
+		return int64(info.Size)
+	}
+	return 0
+}
