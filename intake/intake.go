@@ -370,4 +370,3 @@ func (in *Intake) command(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Ack()
 	}
 }
-
