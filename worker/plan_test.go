@@ -27,6 +27,10 @@ type memAudience struct {
 	opens     int
 	failOn    int
 	failAfter int
+	slow      time.Duration // a pause before each read of 64 KiB or less
+	perObject map[string]int
+	passes    int // pass readers open now: an object's third open and later (after the info and the count)
+	maxPasses int
 }
 
 func (m *memAudience) Open(_ context.Context, _, object string) (io.ReadCloser, error) {
@@ -37,12 +41,34 @@ func (m *memAudience) Open(_ context.Context, _, object string) (io.ReadCloser, 
 		return nil, fmt.Errorf("audience object %q does not exist: %w", object, campaigns.ErrAudienceNotFound)
 	}
 	m.opens++
+	if m.perObject == nil {
+		m.perObject = map[string]int{}
+	}
+	m.perObject[object]++
+	pass := m.perObject[object] >= 3
+	if pass {
+		m.passes++
+		m.maxPasses = max(m.maxPasses, m.passes)
+	}
 	var r io.Reader = bytes.NewReader(data)
 	if m.opens == m.failOn {
 		r = io.MultiReader(bytes.NewReader(data[:m.failAfter]), failingReader{})
 	}
+	if m.slow > 0 {
+		r = slowReader{r, m.slow}
+	}
 	sum := sha256.Sum256(data)
-	return memObject{Reader: r, size: int64(len(data)), digest: "SHA-256=" + hex.EncodeToString(sum[:])}, nil
+	return &memObject{Reader: r, size: int64(len(data)), digest: "SHA-256=" + hex.EncodeToString(sum[:]), from: m, pass: pass}, nil
+}
+
+type slowReader struct {
+	r     io.Reader
+	pause time.Duration
+}
+
+func (s slowReader) Read(p []byte) (int, error) {
+	time.Sleep(s.pause)
+	return s.r.Read(p[:min(len(p), 64<<10)])
 }
 
 func (m *memAudience) put(name string, data []byte) {
@@ -58,11 +84,22 @@ type memObject struct {
 	io.Reader
 	size   int64
 	digest string
+	from   *memAudience
+	pass   bool
+	closed bool
 }
 
-func (memObject) Close() error     { return nil }
-func (o memObject) Size() int64    { return o.size }
-func (o memObject) Digest() string { return o.digest }
+func (o *memObject) Close() error {
+	o.from.mu.Lock()
+	defer o.from.mu.Unlock()
+	if !o.closed && o.pass {
+		o.from.passes--
+	}
+	o.closed = true
+	return nil
+}
+func (o *memObject) Size() int64    { return o.size }
+func (o *memObject) Digest() string { return o.digest }
 
 type failingReader struct{}
 
@@ -206,5 +243,44 @@ func TestPlanBegunBeforePlanParametersKeepsOnePass(t *testing.T) {
 	}
 	if b.targets != 30_000 || b.batches != 300 {
 		t.Fatalf("planned %d targets in %d batches", b.targets, b.batches)
+	}
+}
+
+// TestConcurrentPlansShareThePlanMemory: three big audiences planned at
+// once, each needing all of plan_memory for its passes, make their passes
+// one plan at a time (counting lines needs no memory and may overlap),
+// and each sends its ids once.
+func TestConcurrentPlansShareThePlanMemory(t *testing.T) {
+	t.Parallel()
+	aud := &memAudience{slow: 2 * time.Millisecond}
+	var uniqs [][]string
+	for i := range 3 {
+		text, uniq := dupAudience(27_000, 30_000) // over 256 KiB: counted, then passes
+		prefixed := strings.ReplaceAll(string(text), "aud", fmt.Sprintf("c%d-", i))
+		for j := range uniq {
+			uniq[j] = strings.Replace(uniq[j], "aud", fmt.Sprintf("c%d-", i), 1)
+		}
+		aud.put(fmt.Sprint("seg", i), []byte(prefixed))
+		uniqs = append(uniqs, uniq)
+	}
+	e := setup(t, Options{Provider: &fakeProvider{}, Audience: aud, PlanMemory: 256 << 10, Concurrency: 10})
+	for i := range 3 {
+		e.submit(t, &campaigns.Campaign{ID: fmt.Sprint("cp", i), Kind: campaigns.KindBatchPush, PushMessage: msg(),
+			Audience: &campaigns.Audience{Bucket: "b", Object: fmt.Sprint("seg", i)}}, time.Now())
+	}
+	for i := range 3 {
+		if st := e.waitFinal(t, fmt.Sprint("cp", i), 60*time.Second); st.Status != campaigns.StateCompleted || st.Sent != 27_000 {
+			t.Fatalf("status %+v", st)
+		}
+	}
+	var all []string
+	for _, u := range uniqs {
+		all = append(all, u...)
+	}
+	assertEachOnce(t, e, all)
+	aud.mu.Lock()
+	defer aud.mu.Unlock()
+	if aud.maxPasses != 1 {
+		t.Fatalf("%d plans made passes at once: they did not wait for plan memory", aud.maxPasses)
 	}
 }
