@@ -44,6 +44,7 @@ type Options struct {
 type Store struct {
 	rdb  redis.UniversalClient
 	opts Options
+	rec  *recorder // group-commits RecordBatch
 }
 
 // New returns a store on rdb.
@@ -60,7 +61,7 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	if opts.Clock == nil {
 		opts.Clock = clock.Real{}
 	}
-	return &Store{rdb: rdb, opts: opts}
+	return &Store{rdb: rdb, opts: opts, rec: &recorder{rdb: rdb}}
 }
 
 func (s *Store) key(id string) string      { return s.opts.Prefix + "c:" + id }
@@ -584,7 +585,8 @@ local now = ARGV[5]
 // RecordBatch records batch n's outcome once: sent targets, refused ones
 // with their reason, and targets dropped (expired). The caller that records
 // the last batch gets finished=true and the final status; a second record of
-// the same batch changes nothing (first=false).
+// the same batch changes nothing (first=false). Concurrent records share
+// round trips (recorder).
 func (s *Store) RecordBatch(ctx context.Context, id string, n int, sent int64, failures []campaigns.Failure, dropped int64) (st campaigns.Status, first, finished bool, err error) {
 	args := make([]any, 0, 5+len(failures))
 	args = append(args, n, sent, len(failures), dropped, s.now())
@@ -592,7 +594,7 @@ func (s *Store) RecordBatch(ctx context.Context, id string, n int, sent int64, f
 		b, _ := json.Marshal(f)
 		args = append(args, string(b))
 	}
-	res, err := recordScript.Run(ctx, s.rdb, []string{s.key(id), s.done(id), s.failures(id), s.idx()}, args...).Slice()
+	res, err := s.rec.do(ctx, []string{s.key(id), s.done(id), s.failures(id), s.idx()}, args)
 	if err != nil {
 		return st, false, false, fmt.Errorf("store: record batch %d of %s: %w", n, id, err)
 	}

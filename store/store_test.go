@@ -232,3 +232,44 @@ func TestSetPlannedFinishesWhatWasSentDuringPlanning(t *testing.T) {
 		t.Fatalf("counts %v", counts)
 	}
 }
+
+// TestRecordsAfterScriptFlush: records group-committed in one pipeline
+// still land when Redis has lost its script cache (a restart, SCRIPT
+// FLUSH): each is run again on its own, which loads the script.
+func TestRecordsAfterScriptFlush(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := context.Background()
+	if _, _, err := s.Create(ctx, camp("f"), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	const batches = 40
+	for n := 0; n < batches; n++ {
+		if err := s.PutBatches(ctx, "f", n, [][]string{{fmt.Sprintf("t%d", n)}}, int64(n+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := s.SetPlanned(ctx, "f", batches, batches); err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 2; round++ {
+		if err := s.rdb.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for n := round * batches / 2; n < (round+1)*batches/2; n++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, first, _, err := s.RecordBatch(ctx, "f", n, 1, nil, 0); err != nil || !first {
+					t.Errorf("batch %d: first %v, %v", n, first, err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	st, err := s.Status(ctx, "f")
+	if err != nil || st.Sent != batches || st.BatchesDone != batches || st.Status != campaigns.StateCompleted {
+		t.Fatalf("status %+v, %v", st, err)
+	}
+}
