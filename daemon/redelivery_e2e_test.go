@@ -1,15 +1,21 @@
 package daemon
 
 import (
+	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/config"
+	"github.com/campaignd/campaignd/intake"
 	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/pushsim"
+	"github.com/campaignd/campaignd/store"
 )
 
 // A campaign that is running but whose work is not queued any more (its
@@ -30,6 +36,11 @@ func TestRedeliveredIDQueuesTheWorkOfAStuckCampaign(t *testing.T) {
 	for w.sim.Sim().Stats().TotalPushes < 1000 {
 		time.Sleep(5 * time.Millisecond)
 	}
+	// Paused, its batch tasks come back only seconds later (retry), so
+	// none is active and all can be deleted; then it is running again,
+	// straight in the store (not a resume), with nothing queued.
+	w.publish(t, "campaigns.pause", []byte(`{"id":"stuck"}`), "")
+	r.waitState(t, "stuck", campaigns.StatePaused, 10*time.Second)
 	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: w.redis.Addr})
 	defer insp.Close()
 	deleted := 0
@@ -54,6 +65,11 @@ func TestRedeliveredIDQueuesTheWorkOfAStuckCampaign(t *testing.T) {
 			quiet = 0
 		}
 	}
+	rc := redis.NewClient(&redis.Options{Addr: w.redis.Addr})
+	defer rc.Close()
+	if _, changed, err := store.New(rc, store.Options{}).Transition(context.Background(), "stuck", campaigns.StateRunning, campaigns.StatePaused); err != nil || !changed {
+		t.Fatalf("back to running: %v %v", changed, err)
+	}
 	stuckAt := w.sim.Sim().Stats().TotalPushes
 	time.Sleep(time.Second)
 	var st campaigns.Status
@@ -66,9 +82,29 @@ func TestRedeliveredIDQueuesTheWorkOfAStuckCampaign(t *testing.T) {
 	}
 	t.Logf("%d batch tasks deleted; stuck at %d of 20000 targets", deleted, st.Sent)
 
+	// Listen first: the duplicate answer is soon followed by the running
+	// campaign's progress, so it is looked for among the events, not as
+	// the last one.
+	cons, err := w.js.OrderedConsumer(context.Background(), intake.StreamStatus, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{intake.StatusSubject("stuck")}, DeliverPolicy: jetstream.DeliverNewPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
 	w.publish(t, "campaigns.submit", campaignJSON("stuck", targets, ""), "") // a new message: the id again
-	if got := w.waitLastStatus(t, "stuck", campaigns.StateDuplicate, 10*time.Second); got.Status != campaigns.StateDuplicate {
-		t.Fatalf("no duplicate answer: last status %+v", got)
+	var seen []campaigns.State
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no duplicate answer: events %v", seen)
+		}
+		m, err := cons.Next(jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			continue
+		}
+		var ev campaigns.Status
+		_ = json.Unmarshal(m.Data(), &ev)
+		if seen = append(seen, ev.Status); ev.Status == campaigns.StateDuplicate {
+			break
+		}
 	}
 	final := r.waitFinal(t, "stuck", 60*time.Second)
 	if final.Status != campaigns.StateCompleted || final.Sent != 20000 {

@@ -650,7 +650,16 @@ func TestDuplicateOfAStuckCampaignQueuesItsWork(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	// Paused, its batch tasks come back only seconds later (retry), so
+	// none is active and all can be deleted; then it is running again,
+	// straight in the store (not Resume), with nothing queued.
+	if _, err := e.svc.Pause(context.Background(), "stuck"); err != nil {
+		t.Fatal(err)
+	}
 	deleted := deleteTasksUntilStuck(t, e.insp, "default")
+	if _, changed, err := e.store.Transition(context.Background(), "stuck", campaigns.StateRunning, campaigns.StatePaused); err != nil || !changed {
+		t.Fatalf("back to running: %v %v", changed, err)
+	}
 	before, _ := prov.snapshot()
 	time.Sleep(300 * time.Millisecond)
 	after, _ := prov.snapshot()
