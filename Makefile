@@ -75,7 +75,8 @@ chaos: deps
 
 # ha: campaignd on Redis Sentinel (a master, a replica, three sentinels;
 # the master SIGKILLed mid-campaign) and on a 3-node NATS cluster (a node
-# lost during submits), figures printed (~20 s; docs/OPERATIONS.md).
+# lost during submits; two nodes with the status stream's leader down for
+# 6 s at a campaign's end), figures printed (~1 min; docs/OPERATIONS.md).
 ha: deps
 	HA=1 $(GO) test -count=1 -timeout 20m -v -run TestHA ./internal/chaos
 

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -42,6 +43,8 @@ func TestHA(t *testing.T) {
 	t.Run("sentinel failover", func(t *testing.T) { sentinelFailover(t, bin) })
 	scenario = "a NATS node lost (3-node cluster, R3)"
 	t.Run("nats node lost", func(t *testing.T) { natsNodeLost(t, bin) })
+	scenario = "the status stream's leader lost mid-campaign"
+	t.Run("status leader lost", func(t *testing.T) { statusLeaderLost(t, bin) })
 	for _, r := range rows {
 		t.Logf("| %s | %d | %d | %d | %d | %s | %d | %s | %d (%d, %s) | %s |",
 			r.name, r.targets, r.pushes, r.dups, r.viols, r.final, r.failed, r.took, r.probes, r.unanswered, r.slowest, r.extra)
@@ -148,8 +151,9 @@ func sentinelFailover(t *testing.T, bin string) {
 }
 
 // natsCluster starts three embedded NATS servers with JetStream in one
-// cluster and returns them with their client URLs.
-func natsCluster(t *testing.T) ([]*natsserver.Server, []string) {
+// cluster and returns them with their client URLs and their options (to
+// start one again on the same ports and store).
+func natsCluster(t *testing.T) ([]*natsserver.Server, []string, []*natsserver.Options) {
 	t.Helper()
 	cports := []int{testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)}
 	var routes []string
@@ -158,6 +162,7 @@ func natsCluster(t *testing.T) ([]*natsserver.Server, []string) {
 	}
 	var servers []*natsserver.Server
 	var urls []string
+	var all []*natsserver.Options
 	for i := range 3 {
 		o := &natsserver.Options{
 			ServerName: fmt.Sprintf("n%d", i), Host: "127.0.0.1", Port: testenv.FreePort(t),
@@ -173,6 +178,7 @@ func natsCluster(t *testing.T) ([]*natsserver.Server, []string) {
 		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 		servers = append(servers, s)
 		urls = append(urls, s.ClientURL())
+		all = append(all, o.Clone())
 	}
 	for _, s := range servers {
 		if !s.ReadyForConnections(10 * time.Second) {
@@ -198,14 +204,29 @@ func natsCluster(t *testing.T) ([]*natsserver.Server, []string) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return servers, urls
+	return servers, urls, all
+}
+
+// restartNATS starts a cluster node again with the options it had.
+func restartNATS(t *testing.T, o *natsserver.Options) *natsserver.Server {
+	t.Helper()
+	s, err := natsserver.NewServer(o.Clone())
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready after a restart")
+	}
+	return s
 }
 
 // A 3-node NATS cluster with R3 streams; the node with the most clients
 // (campaignd's) is shut down while 40 campaigns are submitted: every one
 // is accepted once and completes.
 func natsNodeLost(t *testing.T, bin string) {
-	servers, urls := natsCluster(t)
+	servers, urls, _ := natsCluster(t)
 	list := strings.Join(urls, ",")
 	w := newWorld(t, bin, opts{procs: 2, rate: 100, natsURL: list,
 		natsYAML: fmt.Sprintf("nats: {url: %q, replicas: 3}", list)})
@@ -248,4 +269,84 @@ func natsNodeLost(t *testing.T, bin string) {
 		t.Errorf("%d of %d campaigns completed with every target sent", completed, count)
 	}
 	w.finish(scenario, start, count*each, 0, last, campaigns.StateCompleted, fmt.Sprintf("node %s shut down after 15 submits; %d/%d campaigns completed once", killed, completed, count))
+}
+
+// Two of the three nodes, the one leading CAMPAIGN_STATUS among them, are
+// shut down near the end of a campaign and started again 6 s later: the
+// status stream has no leader meanwhile (issue 12 saw a campaign taken
+// then stay running with nothing sent, and status events lost). Sending
+// goes on, the campaign completes while the stream is down, and its final
+// status event, queued and retried, arrives on the stream once it is back.
+func statusLeaderLost(t *testing.T, bin string) {
+	servers, urls, options := natsCluster(t)
+	list := strings.Join(urls, ",")
+	w := newWorld(t, bin, opts{procs: 2, rate: 20, natsURL: list,
+		natsYAML: fmt.Sprintf("nats: {url: %q, replicas: 3}", list)})
+	js := w.js()
+	start := time.Now()
+	const m = 20_000 // 10 s at 20 calls/s
+	w.submit(js, "leader", "l", m)
+	w.waitPushes(14_000)
+	stream, err := js.Stream(context.Background(), intake.StreamStatus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(context.Background())
+	if err != nil || info.Cluster == nil {
+		t.Fatalf("status stream info: %+v %v", info, err)
+	}
+	leader := info.Cluster.Leader
+	var down []int
+	for i, s := range servers {
+		if s.Name() == leader {
+			down = append(down, i)
+		}
+	}
+	for i := range servers {
+		if len(down) < 2 && i != down[0] {
+			down = append(down, i)
+		}
+	}
+	var names []string
+	for _, i := range down {
+		names = append(names, servers[i].Name())
+		servers[i].Shutdown()
+	}
+	lost := time.Now()
+	before := w.sim.Sim().Stats().TotalPushes
+	var gap time.Duration
+	for last, at := before, time.Now(); time.Since(lost) < 2*time.Second; time.Sleep(5 * time.Millisecond) {
+		if n := w.sim.Sim().Stats().TotalPushes; n > last {
+			gap = max(gap, time.Since(at))
+			last, at = n, time.Now()
+		}
+	}
+	if after := w.sim.Sim().Stats().TotalPushes; after-before < 2_000 {
+		t.Errorf("%d pushes in the 2 s after the status stream lost its leader (20 calls/s: about 4,000)", after-before)
+	}
+	st := w.waitFinal("leader", time.Minute) // from the API: Redis has it
+	time.Sleep(time.Until(lost.Add(6 * time.Second)))
+	for _, i := range down {
+		restartNATS(t, options[i])
+	}
+	back := time.Now()
+	var event campaigns.Status
+	for deadline := time.Now().Add(time.Minute); !event.Status.Final(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no final status event on the stream a minute after it came back: last %+v", event)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if s, err := js.Stream(ctx, intake.StreamStatus); err == nil {
+			if msg, err := s.GetLastMsgForSubject(ctx, intake.StatusSubject("leader")); err == nil {
+				_ = json.Unmarshal(msg.Data, &event)
+			}
+		}
+		cancel()
+	}
+	if event.Status != st.Status || event.Sent != m {
+		t.Errorf("final event %+v, status %+v", event, st)
+	}
+	w.finish(scenario, start, m, 0, st, campaigns.StateCompleted,
+		fmt.Sprintf("nodes %s (the status leader first) shut down after 14,000 pushes, back 6 s later; longest pause in sending %s; completed while the stream was down; the final event on the stream %s after it came back",
+			strings.Join(names, ", "), gap.Round(time.Millisecond), time.Since(back).Round(100*time.Millisecond)))
 }
