@@ -57,6 +57,24 @@ func orderFromEnv() string {
 	return "random"
 }
 
+// uploadAudience connects to NATS at url (closed when b ends) and stores
+// audience(lines, unique, order) as audiences/object, streamed.
+func uploadAudience(b *testing.B, url, object string, lines, unique int, order string) jetstream.JetStream {
+	b.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	pr, pw := io.Pipe()
+	go func() { audience(pw, lines, unique, order); pw.Close() }()
+	if err := intake.UploadAudience(context.Background(), js, "audiences", object, pr); err != nil {
+		b.Fatal(err)
+	}
+	return js
+}
+
 // audience writes lines ids: unique distinct ones, the rest repeats of
 // random ones, shuffled or sorted, one per line.
 func audience(w io.Writer, lines, unique int, order string) {
@@ -202,18 +220,8 @@ apps:
 	api := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	testenv.WaitHTTP(b, api+"/readyz")
 
-	nc, err := nats.Connect(ns.URL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := uploadAudience(b, ns.URL, "bench", lines, n, order)
 	ctx := context.Background()
-	pr, pw := io.Pipe()
-	go func() { audience(pw, lines, n, order); pw.Close() }()
-	if err := intake.UploadAudience(ctx, js, "audiences", "bench", pr); err != nil {
-		b.Fatal(err)
-	}
 	rc := redis.NewClient(&redis.Options{Addr: rd.Addr})
 	defer rc.Close()
 	fmt.Printf("audience: %d lines, %d distinct ids, %s order\n", lines, n, order)

@@ -4,15 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/campaignd/campaignd/campaigns"
@@ -34,18 +31,8 @@ func BenchmarkPlan(b *testing.B) {
 	n := lines - int(float64(lines)*dupsFromEnv())
 	rd := testenv.StartRedis(b)
 	ns := testenv.StartNATS(b)
-	nc, err := nats.Connect(ns.URL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := uploadAudience(b, ns.URL, "plan", lines, n, order)
 	ctx := context.Background()
-	pr, pw := io.Pipe()
-	go func() { audience(pw, lines, n, order); pw.Close() }()
-	if err := intake.UploadAudience(ctx, js, "audiences", "plan", pr); err != nil {
-		b.Fatal(err)
-	}
 	client := asynq.NewClient(asynq.RedisClientOpt{Addr: rd.Addr})
 	defer client.Close()
 	rc := rd.Client(b)

@@ -163,19 +163,28 @@ var httpc = &http.Client{Timeout: 2 * time.Second}
 
 // status asks any live process for a campaign's status.
 func (w *world) status(id string) (campaigns.Status, bool) {
+	var apis []string
 	for _, p := range w.live() {
-		resp, err := httpc.Get(p.api + "/api/campaigns/" + id)
-		if err != nil {
-			continue
-		}
-		var st campaigns.Status
-		err = json.NewDecoder(resp.Body).Decode(&st)
-		resp.Body.Close()
-		if err == nil && resp.StatusCode == http.StatusOK {
-			return st, true
+		apis = append(apis, p.api)
+	}
+	return judge.CampaignStatus(httpc, apis, id)
+}
+
+// waitCompleted waits for campaigns fmt.Sprintf(idFormat, 0..count-1) to
+// end and tells how many completed with all each targets sent (an error
+// unless all did), and the last one's status.
+func (w *world) waitCompleted(idFormat string, count, each int) (last campaigns.Status, completed int) {
+	w.t.Helper()
+	for i := range count {
+		last = w.waitFinal(fmt.Sprintf(idFormat, i), 3*time.Minute)
+		if last.Status == campaigns.StateCompleted && last.Sent == int64(each) {
+			completed++
 		}
 	}
-	return campaigns.Status{}, false
+	if completed != count {
+		w.t.Errorf("%d of %d campaigns completed with every target sent", completed, count)
+	}
+	return last, completed
 }
 
 func (w *world) waitFinal(id string, within time.Duration) campaigns.Status {
@@ -426,17 +435,7 @@ func natsRestart(t *testing.T, bin string) {
 		w.submit(js, fmt.Sprintf("nats-%02d", i), fmt.Sprintf("n%02d", i), each)
 		time.Sleep(100 * time.Millisecond)
 	}
-	var last campaigns.Status
-	completed := 0
-	for i := range count {
-		last = w.waitFinal(fmt.Sprintf("nats-%02d", i), 3*time.Minute)
-		if last.Status == campaigns.StateCompleted && last.Sent == each {
-			completed++
-		}
-	}
-	if completed != count {
-		t.Errorf("%d of %d campaigns completed with every target sent", completed, count)
-	}
+	last, completed := w.waitCompleted("nats-%02d", count, each)
 	w.finish(scenario, start, count*each, 0, last, campaigns.StateCompleted, fmt.Sprintf("%d/%d campaigns completed once", completed, count))
 }
 

@@ -207,6 +207,17 @@ func natsCluster(t *testing.T) ([]*natsserver.Server, []string, []*natsserver.Op
 	return servers, urls, all
 }
 
+// clusterWorld is two campaignd processes at rate calls/s on a 3-node NATS
+// cluster (all three URLs, nats.replicas 3).
+func clusterWorld(t *testing.T, bin string, rate float64) ([]*natsserver.Server, []*natsserver.Options, *world) {
+	t.Helper()
+	servers, urls, options := natsCluster(t)
+	list := strings.Join(urls, ",")
+	w := newWorld(t, bin, opts{procs: 2, rate: rate, natsURL: list,
+		natsYAML: fmt.Sprintf("nats: {url: %q, replicas: 3}", list)})
+	return servers, options, w
+}
+
 // restartNATS starts a cluster node again with the options it had.
 func restartNATS(t *testing.T, o *natsserver.Options) *natsserver.Server {
 	t.Helper()
@@ -226,10 +237,7 @@ func restartNATS(t *testing.T, o *natsserver.Options) *natsserver.Server {
 // (campaignd's) is shut down while 40 campaigns are submitted: every one
 // is accepted once and completes.
 func natsNodeLost(t *testing.T, bin string) {
-	servers, urls, _ := natsCluster(t)
-	list := strings.Join(urls, ",")
-	w := newWorld(t, bin, opts{procs: 2, rate: 100, natsURL: list,
-		natsYAML: fmt.Sprintf("nats: {url: %q, replicas: 3}", list)})
+	servers, _, w := clusterWorld(t, bin, 100)
 	js := w.js()
 	for _, name := range []string{intake.StreamCampaigns, intake.StreamStatus, "OBJ_" + intake.AudienceBucket} {
 		st, err := js.Stream(context.Background(), name)
@@ -257,17 +265,7 @@ func natsNodeLost(t *testing.T, bin string) {
 		w.submit(js, fmt.Sprintf("natsha-%02d", i), fmt.Sprintf("h%02d", i), each)
 		time.Sleep(100 * time.Millisecond)
 	}
-	var last campaigns.Status
-	completed := 0
-	for i := range count {
-		last = w.waitFinal(fmt.Sprintf("natsha-%02d", i), 3*time.Minute)
-		if last.Status == campaigns.StateCompleted && last.Sent == each {
-			completed++
-		}
-	}
-	if completed != count {
-		t.Errorf("%d of %d campaigns completed with every target sent", completed, count)
-	}
+	last, completed := w.waitCompleted("natsha-%02d", count, each)
 	w.finish(scenario, start, count*each, 0, last, campaigns.StateCompleted, fmt.Sprintf("node %s shut down after 15 submits; %d/%d campaigns completed once", killed, completed, count))
 }
 
@@ -278,10 +276,7 @@ func natsNodeLost(t *testing.T, bin string) {
 // goes on, the campaign completes while the stream is down, and its final
 // status event, queued and retried, arrives on the stream once it is back.
 func statusLeaderLost(t *testing.T, bin string) {
-	servers, urls, options := natsCluster(t)
-	list := strings.Join(urls, ",")
-	w := newWorld(t, bin, opts{procs: 2, rate: 20, natsURL: list,
-		natsYAML: fmt.Sprintf("nats: {url: %q, replicas: 3}", list)})
+	servers, options, w := clusterWorld(t, bin, 20)
 	js := w.js()
 	start := time.Now()
 	const m = 20_000 // 10 s at 20 calls/s

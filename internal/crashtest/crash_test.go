@@ -7,7 +7,6 @@ package crashtest
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/intake"
+	"github.com/campaignd/campaignd/internal/judge"
 	"github.com/campaignd/campaignd/internal/testenv"
 	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/pushsim"
@@ -52,19 +52,7 @@ func (c *cluster) start(t *testing.T, i int) {
 
 // status asks any live process for a campaign's status.
 func (c *cluster) status(id string) (campaigns.Status, bool) {
-	for _, api := range c.apis {
-		resp, err := http.Get(api + "/api/campaigns/" + id)
-		if err != nil {
-			continue
-		}
-		var st campaigns.Status
-		err = json.NewDecoder(resp.Body).Decode(&st)
-		resp.Body.Close()
-		if err == nil && resp.StatusCode == http.StatusOK {
-			return st, true
-		}
-	}
-	return campaigns.Status{}, false
+	return judge.CampaignStatus(http.DefaultClient, c.apis, id)
 }
 
 func TestKilledProcessesLoseNothing(t *testing.T) {

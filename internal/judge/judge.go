@@ -1,13 +1,17 @@
 // Package judge reads pushsim's record for the end-to-end tests: how fast
-// sending came back after a fault, and the calls around a violation.
+// sending came back after a fault, and the calls around a violation; and
+// campaignd's status API.
 package judge
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/pushsim"
 )
 
@@ -62,4 +66,21 @@ func CallsAround(sim *pushsim.Sim, targets []string, at time.Time) string {
 		fmt.Fprintf(&b, "%s +%s\n", x.Format("15:04:05.000000"), gap)
 	}
 	return b.String()
+}
+
+// CampaignStatus asks campaignd's status API at each of apis in turn for
+// a campaign's status; found is false when none answered it.
+func CampaignStatus(c *http.Client, apis []string, id string) (st campaigns.Status, found bool) {
+	for _, api := range apis {
+		resp, err := c.Get(api + "/api/campaigns/" + id)
+		if err != nil {
+			continue
+		}
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err == nil && resp.StatusCode == http.StatusOK {
+			return st, true
+		}
+	}
+	return campaigns.Status{}, false
 }
