@@ -7,7 +7,6 @@ require (
 	github.com/compose-spec/compose-go/v2 v2.16.2
 	github.com/docker/go-units v0.5.0
 	github.com/go-redis/redis_rate/v10 v10.0.1
-	github.com/goccy/go-json v0.10.5
 	github.com/hibiken/asynq v0.26.0
 	github.com/hibiken/asynqmon v0.7.2
 	github.com/nats-io/nats-server/v2 v2.15.2

@@ -425,14 +425,18 @@ func (s *Service) sendBatch(ctx context.Context, c *campaigns.Campaign, n int, t
 		s.log.Warn().Err(err).Str("campaign", c.ID).Int("batch", n).Msg("batch failed; targets recorded as failed")
 		return s.record(ctx, c, n, 0, failures, 0)
 	}
-	var sent int64
-	var failures []campaigns.Failure
-	answered := make(map[string]bool, len(results))
-	for _, r := range results {
-		answered[r.ID] = true
+	sent, failures := tally(targets, results)
+	return s.record(ctx, c, n, sent, failures, 0)
+}
+
+// tally counts a batch's sent targets and lists its failures: those the
+// provider refused, and those it gave no result for. A result for an id
+// not in the batch, or a second one for the same id, counts for nothing.
+func tally(targets []string, results []TargetResult) (sent int64, failures []campaigns.Failure) {
+	count := func(r TargetResult) {
 		if r.OK {
 			sent++
-			continue
+			return
 		}
 		reason := r.Reason
 		if reason == "" {
@@ -440,12 +444,35 @@ func (s *Service) sendBatch(ctx context.Context, c *campaigns.Campaign, n int, t
 		}
 		failures = append(failures, campaigns.Failure{Target: r.ID, Reason: reason})
 	}
+	// Results usually come one per target, in order: then no set of the
+	// targets is needed.
+	inOrder := len(results) == len(targets)
+	for i := 0; inOrder && i < len(targets); i++ {
+		inOrder = results[i].ID == targets[i]
+	}
+	if inOrder {
+		for _, r := range results {
+			count(r)
+		}
+		return sent, failures
+	}
+	pending := make(map[string]bool, len(targets))
 	for _, id := range targets {
-		if !answered[id] {
+		pending[id] = true
+	}
+	for _, r := range results {
+		if pending[r.ID] {
+			delete(pending, r.ID)
+			count(r)
+		}
+	}
+	for _, id := range targets {
+		if pending[id] {
+			delete(pending, id)
 			failures = append(failures, campaigns.Failure{Target: id, Reason: "no result from the provider"})
 		}
 	}
-	return s.record(ctx, c, n, sent, failures, 0)
+	return sent, failures
 }
 
 // send sends one unit of campaign c the way its kind does.

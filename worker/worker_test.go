@@ -463,6 +463,36 @@ func TestExpiredTargetsAreDropped(t *testing.T) {
 	}
 }
 
+func TestTallyCountsEveryTargetOnce(t *testing.T) {
+	t.Parallel()
+	ok := func(id string) TargetResult { return TargetResult{ID: id, OK: true} }
+	refused := TargetResult{ID: "b", Reason: "FAIL: appUser not exists"}
+	noResult := func(id string) campaigns.Failure {
+		return campaigns.Failure{Target: id, Reason: "no result from the provider"}
+	}
+	for _, tc := range []struct {
+		name     string
+		results  []TargetResult
+		sent     int64
+		failures []campaigns.Failure
+	}{
+		{"in order", []TargetResult{ok("a"), refused, ok("c")}, 2, []campaigns.Failure{{Target: "b", Reason: "FAIL: appUser not exists"}}},
+		{"out of order", []TargetResult{ok("c"), ok("a"), ok("b")}, 3, nil},
+		{"one missing", []TargetResult{ok("a"), ok("c")}, 2, []campaigns.Failure{noResult("b")}},
+		{"none", nil, 0, []campaigns.Failure{noResult("a"), noResult("b"), noResult("c")}},
+		{"a stranger instead of one", []TargetResult{ok("a"), ok("zz"), ok("c")}, 2, []campaigns.Failure{noResult("b")}},
+		{"one answered twice", []TargetResult{ok("a"), refused, refused, ok("c")}, 2, []campaigns.Failure{{Target: "b", Reason: "FAIL: appUser not exists"}}},
+		{"refused without a reason", []TargetResult{ok("a"), {ID: "b"}, ok("c")}, 2, []campaigns.Failure{{Target: "b", Reason: "refused by the provider"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sent, failures := tally([]string{"a", "b", "c"}, tc.results)
+			if sent != tc.sent || !reflect.DeepEqual(failures, tc.failures) {
+				t.Fatalf("sent %d, failures %+v; want %d, %+v", sent, failures, tc.sent, tc.failures)
+			}
+		})
+	}
+}
+
 func TestClassification(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

@@ -115,11 +115,11 @@ func (c *Client) PushSingle(ctx context.Context, targets []string, req PushReque
 	if err != nil {
 		return nil, fmt.Errorf("easemob push/single: encode request: %w", err)
 	}
-	res := make([]TargetResult, 0, len(targets))
-	if _, err := c.callInto(ctx, provider.GroupPushSingle, http.MethodPost, "/push/single", body, &res); err != nil {
+	res := pushResults{targets: targets, out: make([]TargetResult, 0, len(targets))}
+	if _, err := c.callOp(ctx, provider.GroupPushSingle, "POST /push/single", http.MethodPost, "/push/single", body, &res); err != nil {
 		return nil, err
 	}
-	return res, nil
+	return res.out, nil
 }
 
 func (c *Client) pushOne(ctx context.Context, kind string, group provider.Group, target string, req PushRequest) (TargetResult, error) {

@@ -1,0 +1,324 @@
+package easemob
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"strings"
+	"sync"
+	"unicode/utf8"
+)
+
+// bodyDecoder is an into (see callInto) that decodes a 200 answer's whole
+// body itself.
+type bodyDecoder interface {
+	decodeBody(body []byte) error
+}
+
+// bodies recycles response buffers: a push/single answer is ~8 KiB, and
+// io.ReadAll would grow a fresh one from 512 bytes for every call.
+var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBody is the largest buffer put back (a rare huge answer is left
+// to the garbage collector rather than kept).
+const maxPooledBody = 256 << 10
+
+// readBody reads at most limit+1 bytes of r into a pooled buffer; done
+// gives it back (nothing may keep the bytes after that).
+func readBody(r io.Reader, size int64, limit int64) (body []byte, done func(), err error) {
+	buf := bodies.Get().(*bytes.Buffer)
+	buf.Reset()
+	if size > 0 && size <= limit {
+		buf.Grow(int(size) + bytes.MinRead)
+	}
+	_, err = buf.ReadFrom(io.LimitReader(r, limit+1))
+	return buf.Bytes(), func() {
+		if buf.Cap() <= maxPooledBody {
+			bodies.Put(buf)
+		}
+	}, err
+}
+
+// pushResults decodes a push/single answer's data, [{id, pushStatus,
+// desc}, …], into out, exactly as encoding/json decodes it into
+// struct{Data []TargetResult}.
+//
+// push/single answers 100 results per call and is campaignd's hottest
+// path, so the answer is first read in one pass without reflection
+// (scanPush). That pass takes only the plain shape providers send (no
+// escapes in strings, no member named in another case, nothing deeper than
+// maxScanDepth); on anything else it gives up, and encoding/json decodes
+// (and judges) the body instead. A fuzz test holds the two to the same
+// answers and the same refusals.
+type pushResults struct {
+	targets []string // the request's, in order
+	out     []TargetResult
+}
+
+func (r *pushResults) decodeBody(body []byte) error {
+	s := pushScanner{b: body, targets: r.targets, out: r.out[:0]}
+	if s.answer() {
+		r.out = s.out
+		return nil
+	}
+	var env struct {
+		Data []TargetResult `json:"data"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		return err
+	}
+	r.out = append(r.out[:0], env.Data...)
+	return nil
+}
+
+// maxScanDepth is how deeply nested a value scanPush skips; deeper ones go
+// to encoding/json.
+const maxScanDepth = 32
+
+// pushScanner is one pass over a push/single answer. Its methods return
+// false to give up (the body is not of the plain shape, or not JSON).
+type pushScanner struct {
+	b       []byte
+	i       int
+	targets []string
+	out     []TargetResult
+}
+
+// answer reads the whole body: an object whose member "data" (once) is
+// null or an array of result objects, followed by nothing but space.
+func (s *pushScanner) answer() bool {
+	s.space()
+	seenData := false
+	ok := s.object(func(key []byte) bool {
+		if string(key) != "data" {
+			if strings.EqualFold(string(key), "data") {
+				return false
+			}
+			return s.value(0)
+		}
+		if seenData {
+			return false
+		}
+		seenData = true
+		if s.literal("null") {
+			return true
+		}
+		return s.array(func() bool { return s.result(len(s.out)) })
+	})
+	s.space()
+	return ok && s.i == len(s.b)
+}
+
+// result reads one result object, the n-th.
+func (s *pushScanner) result(n int) bool {
+	var id, st, desc []byte
+	ok := s.object(func(key []byte) bool {
+		var dst *[]byte
+		switch string(key) {
+		case "id":
+			dst = &id
+		case "pushStatus":
+			dst = &st
+		case "desc":
+			dst = &desc
+		default:
+			if strings.EqualFold(string(key), "id") || strings.EqualFold(string(key), "pushStatus") || strings.EqualFold(string(key), "desc") {
+				return false
+			}
+			return s.value(0)
+		}
+		v, ok := s.str()
+		*dst = v // a repeated member's last value wins, as in encoding/json
+		return ok
+	})
+	if !ok {
+		return false
+	}
+	var prev TargetResult
+	if n > 0 {
+		prev = s.out[n-1]
+	}
+	res := TargetResult{PushStatus: reuse(st, prev.PushStatus), Desc: reuse(desc, prev.Desc)}
+	if n < len(s.targets) && string(id) == s.targets[n] {
+		res.ID = s.targets[n]
+	} else {
+		res.ID = string(id)
+	}
+	s.out = append(s.out, res)
+	return true
+}
+
+// reuse is b as a string, prev itself when they are equal (an answer of
+// 100 results repeats its statuses).
+func reuse(b []byte, prev string) string {
+	if string(b) == prev {
+		return prev
+	}
+	return string(b)
+}
+
+func (s *pushScanner) space() {
+	b, i := s.b, s.i
+	for i < len(b) && b[i] <= ' ' && (b[i] == ' ' || b[i] == '\n' || b[i] == '\t' || b[i] == '\r') {
+		i++
+	}
+	s.i = i
+}
+
+func (s *pushScanner) next(c byte) bool {
+	s.space()
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+func (s *pushScanner) literal(lit string) bool {
+	s.space()
+	if len(s.b)-s.i >= len(lit) && string(s.b[s.i:s.i+len(lit)]) == lit {
+		s.i += len(lit)
+		return true
+	}
+	return false
+}
+
+// object reads {"key": value, …}, calling member after each key and its
+// colon to read the value.
+func (s *pushScanner) object(member func(key []byte) bool) bool {
+	if !s.next('{') {
+		return false
+	}
+	if s.next('}') {
+		return true
+	}
+	for {
+		s.space()
+		key, ok := s.str()
+		if !ok || !s.next(':') {
+			return false
+		}
+		s.space()
+		if !member(key) {
+			return false
+		}
+		if s.next('}') {
+			return true
+		}
+		if !s.next(',') {
+			return false
+		}
+	}
+}
+
+// array reads [elem, …].
+func (s *pushScanner) array(elem func() bool) bool {
+	if !s.next('[') {
+		return false
+	}
+	if s.next(']') {
+		return true
+	}
+	for {
+		if !elem() {
+			return false
+		}
+		if s.next(']') {
+			return true
+		}
+		if !s.next(',') {
+			return false
+		}
+	}
+}
+
+// str reads a string without escapes or control characters, and returns
+// its bytes (valid UTF-8).
+func (s *pushScanner) str() ([]byte, bool) {
+	s.space()
+	b := s.b
+	if s.i >= len(b) || b[s.i] != '"' {
+		return nil, false
+	}
+	start := s.i + 1
+	ascii := true
+	for j := start; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			v := b[start:j]
+			if !ascii && !utf8.Valid(v) {
+				return nil, false
+			}
+			s.i = j + 1
+			return v, true
+		case c == '\\' || c < 0x20:
+			return nil, false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	return nil, false
+}
+
+// value skips any value.
+func (s *pushScanner) value(depth int) bool {
+	s.space()
+	if s.i >= len(s.b) || depth > maxScanDepth {
+		return false
+	}
+	switch c := s.b[s.i]; {
+	case c == '"':
+		_, ok := s.str()
+		return ok
+	case c == '{':
+		return s.object(func([]byte) bool { return s.value(depth + 1) })
+	case c == '[':
+		return s.array(func() bool { return s.value(depth + 1) })
+	case c == 't':
+		return s.literal("true")
+	case c == 'f':
+		return s.literal("false")
+	case c == 'n':
+		return s.literal("null")
+	default:
+		return s.number()
+	}
+}
+
+// number reads -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?.
+func (s *pushScanner) number() bool {
+	if s.i < len(s.b) && s.b[s.i] == '-' {
+		s.i++
+	}
+	switch {
+	case s.i < len(s.b) && s.b[s.i] == '0':
+		s.i++
+	case s.digits() == 0:
+		return false
+	}
+	if s.i < len(s.b) && s.b[s.i] == '.' {
+		s.i++
+		if s.digits() == 0 {
+			return false
+		}
+	}
+	if s.i < len(s.b) && (s.b[s.i] == 'e' || s.b[s.i] == 'E') {
+		s.i++
+		if s.i < len(s.b) && (s.b[s.i] == '+' || s.b[s.i] == '-') {
+			s.i++
+		}
+		if s.digits() == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *pushScanner) digits() int {
+	n := 0
+	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+		s.i++
+		n++
+	}
+	return n
+}
