@@ -4,6 +4,8 @@
 //
 // Each caller gets its own send time in one round trip (a Lua script reading
 // Redis TIME) and waits exactly until then: no polling, no thundering herd.
+// The callers of one process that reserve at once share the trip (one
+// pipeline, each reservation still its own script run: internal/groupcommit).
 // Consecutive reservations on a key are spaced by (1/R)·(1+Margin). The
 // margin absorbs the jitter between the moment a process is told to send and
 // the moment its call reaches the provider (timer overshoot, scheduling,
@@ -37,6 +39,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/campaignd/campaignd/internal/groupcommit"
 	"github.com/campaignd/campaignd/provider"
 )
 
@@ -96,8 +99,9 @@ type Options struct {
 // Limiter is safe for concurrent use by any number of goroutines and
 // processes sharing the Redis.
 type Limiter struct {
-	rdb  redis.UniversalClient
-	opts Options
+	rdb     redis.UniversalClient
+	opts    Options
+	reserve *groupcommit.Committer // reserveScript: concurrent reservations share round trips
 
 	mu     sync.Mutex
 	queues map[string]*localQueue // local queues by key set
@@ -132,7 +136,8 @@ func New(rdb redis.UniversalClient, opts Options) *Limiter {
 	if opts.BacklogRetry <= 0 {
 		opts.BacklogRetry = time.Second
 	}
-	return &Limiter{rdb: rdb, opts: opts, queues: map[string]*localQueue{}}
+	return &Limiter{rdb: rdb, opts: opts, queues: map[string]*localQueue{},
+		reserve: groupcommit.New(rdb, reserveScript, groupcommit.Options{})}
 }
 
 // luaPrelude starts every rate script: rd(k) reads a key's "next free time
@@ -246,7 +251,9 @@ func (l *Limiter) Reserve(ctx context.Context, maxWait time.Duration, rates ...R
 	if len(keys) == 0 {
 		return Reservation{}, nil
 	}
-	res, err := reserveScript.Run(ctx, l.rdb, keys, args...).Int64Slice()
+	// Reservations made at once go to Redis together, each still its own
+	// script run.
+	res, err := l.reserve.Run(ctx, keys, args...).Int64Slice()
 	if err != nil {
 		return Reservation{}, fmt.Errorf("ratelimit: reserve %v: %w", keys, err)
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/internal/clock"
+	"github.com/campaignd/campaignd/internal/groupcommit"
 )
 
 // ErrNotFound is returned for an unknown campaign id.
@@ -44,7 +45,7 @@ type Options struct {
 type Store struct {
 	rdb  redis.UniversalClient
 	opts Options
-	rec  *recorder // group-commits RecordBatch
+	rec  *groupcommit.Committer // RecordBatch's script, group-committed
 }
 
 // New returns a store on rdb.
@@ -61,7 +62,7 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	if opts.Clock == nil {
 		opts.Clock = clock.Real{}
 	}
-	return &Store{rdb: rdb, opts: opts, rec: &recorder{rdb: rdb}}
+	return &Store{rdb: rdb, opts: opts, rec: groupcommit.New(rdb, recordScript, groupcommit.Options{})}
 }
 
 func (s *Store) key(id string) string      { return s.opts.Prefix + "c:" + id }
@@ -586,7 +587,7 @@ local now = ARGV[5]
 // with their reason, and targets dropped (expired). The caller that records
 // the last batch gets finished=true and the final status; a second record of
 // the same batch changes nothing (first=false). Concurrent records share
-// round trips (recorder).
+// round trips (groupcommit).
 func (s *Store) RecordBatch(ctx context.Context, id string, n int, sent int64, failures []campaigns.Failure, dropped int64) (st campaigns.Status, first, finished bool, err error) {
 	args := make([]any, 0, 5+len(failures))
 	args = append(args, n, sent, len(failures), dropped, s.now())
@@ -594,7 +595,7 @@ func (s *Store) RecordBatch(ctx context.Context, id string, n int, sent int64, f
 		b, _ := json.Marshal(f)
 		args = append(args, string(b))
 	}
-	res, err := s.rec.do(ctx, []string{s.key(id), s.done(id), s.failures(id), s.idx()}, args)
+	res, err := s.rec.Run(ctx, []string{s.key(id), s.done(id), s.failures(id), s.idx()}, args...).Slice()
 	if err != nil {
 		return st, false, false, fmt.Errorf("store: record batch %d of %s: %w", n, id, err)
 	}
