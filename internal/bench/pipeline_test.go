@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -497,6 +498,17 @@ func baseline(b *testing.B, redisAddr, simURL, tok string, n int, pids []int) ba
 	enqueued := time.Since(t0)
 	t1 := time.Now()
 	cpu := newCPUMeter([]string{"pushsim", "redis", "asynq"}, pids)
+	if p := os.Getenv("BENCH_BASE_CPUPROFILE"); p != "" { // the drain, in this process
+		f, err := os.Create(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := srv.Start(mux); err != nil {
 		b.Fatal(err)
 	}

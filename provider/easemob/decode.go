@@ -111,29 +111,43 @@ func (s *pushScanner) answer() bool {
 
 // result reads one result object, the n-th.
 func (s *pushScanner) result(n int) bool {
-	var id, st, desc []byte
-	ok := s.object(func(key []byte) bool {
-		var dst *[]byte
-		switch string(key) {
-		case "id":
-			dst = &id
-		case "pushStatus":
-			dst = &st
-		case "desc":
-			dst = &desc
-		default:
-			if strings.EqualFold(string(key), "id") || strings.EqualFold(string(key), "pushStatus") || strings.EqualFold(string(key), "desc") {
-				return false
-			}
-			return s.value(0)
-		}
-		v, ok := s.str()
-		*dst = v // a repeated member's last value wins, as in encoding/json
-		return ok
-	})
-	if !ok {
+	if !s.next('{') {
 		return false
 	}
+	var id, st, desc []byte
+	if s.next('}') {
+		return s.add(n, id, st, desc)
+	}
+	for {
+		key, ok := s.str()
+		if !ok || !s.next(':') {
+			return false
+		}
+		switch string(key) {
+		case "id":
+			id, ok = s.str() // a repeated member's last value wins, as in encoding/json
+		case "pushStatus":
+			st, ok = s.str()
+		case "desc":
+			desc, ok = s.str()
+		default:
+			ok = !strings.EqualFold(string(key), "id") && !strings.EqualFold(string(key), "pushStatus") &&
+				!strings.EqualFold(string(key), "desc") && s.value(0)
+		}
+		if !ok {
+			return false
+		}
+		if s.next('}') {
+			return s.add(n, id, st, desc)
+		}
+		if !s.next(',') {
+			return false
+		}
+	}
+}
+
+// add appends the n-th result.
+func (s *pushScanner) add(n int, id, st, desc []byte) bool {
 	var prev TargetResult
 	if n > 0 {
 		prev = s.out[n-1]
@@ -166,6 +180,10 @@ func (s *pushScanner) space() {
 }
 
 func (s *pushScanner) next(c byte) bool {
+	if s.i < len(s.b) && s.b[s.i] == c { // no space between: the usual case
+		s.i++
+		return true
+	}
 	s.space()
 	if s.i < len(s.b) && s.b[s.i] == c {
 		s.i++
@@ -235,25 +253,29 @@ func (s *pushScanner) array(elem func() bool) bool {
 // str reads a string without escapes or control characters, and returns
 // its bytes (valid UTF-8).
 func (s *pushScanner) str() ([]byte, bool) {
-	s.space()
-	b := s.b
-	if s.i >= len(b) || b[s.i] != '"' {
-		return nil, false
+	b, i := s.b, s.i
+	if i >= len(b) || b[i] != '"' {
+		s.space()
+		if i = s.i; i >= len(b) || b[i] != '"' {
+			return nil, false
+		}
 	}
-	start := s.i + 1
+	start := i + 1
 	ascii := true
 	for j := start; j < len(b); j++ {
-		switch c := b[j]; {
-		case c == '"':
+		c := b[j]
+		if c == '"' {
 			v := b[start:j]
 			if !ascii && !utf8.Valid(v) {
 				return nil, false
 			}
 			s.i = j + 1
 			return v, true
-		case c == '\\' || c < 0x20:
+		}
+		if c == '\\' || c < 0x20 {
 			return nil, false
-		case c >= utf8.RuneSelf:
+		}
+		if c >= utf8.RuneSelf {
 			ascii = false
 		}
 	}
