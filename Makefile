@@ -35,7 +35,7 @@ bench: deps
 	./scripts/bench.sh
 
 # bench-scale: audiences of 100k, 1M, 3M and 10M lines (10% repeats, random
-# and sorted): planning alone and end to end against plain asynq (~10 min;
+# and sorted): planning alone and end to end against plain asynq (~17 min;
 # BENCH_SIZES to change; docs/BENCHMARKS.md).
 bench-scale: deps
 	./scripts/bench-scale.sh

@@ -248,7 +248,9 @@ apps:
 			res.finished.Round(time.Millisecond), res.rate(n), res.redisPerTarget, res.cpu)
 		fmt.Printf("  plain asynq: enqueue %d tasks in %s, drain in %s: %.0f targets/s (%.0f tasks/s), enqueue+drain %.0f targets/s; %s\n",
 			(n+99)/100, res.base.enqueue.Round(time.Millisecond), res.base.drained.Round(time.Millisecond), res.base.drain, res.base.drain/100, res.base.total, res.base.cpu)
-		fmt.Printf("  campaignd / plain asynq drain = %.2f; / enqueue+drain = %.2f\n", res.rate(n)/res.base.drain, res.rate(n)/res.base.total)
+		fmt.Printf("  campaignd / plain asynq drain = %.2f; / enqueue+drain = %.2f; CPU per target %.2f µs / the handler's %.2f µs = %.2f; / enqueue+handler %.2f µs = %.2f\n",
+			res.rate(n)/res.base.drain, res.rate(n)/res.base.total, res.cpuCampaignd/float64(n)*1e6, res.base.cpuAsynq/float64(n)*1e6, res.cpuCampaignd/res.base.cpuAsynq,
+			(res.base.cpuAsynq+res.base.cpuEnqueue)/float64(n)*1e6, res.cpuCampaignd/(res.base.cpuAsynq+res.base.cpuEnqueue))
 	}
 	b.StopTimer()
 	rss := peakRSS(cd.Process.Pid)
@@ -279,13 +281,17 @@ apps:
 	b.ReportMetric(med(func(r round) float64 { return r.base.drain }), "baseline_drain_targets/s")
 	b.ReportMetric(ratio, "ratio_to_drain")
 	b.ReportMetric(ratioTotal, "ratio_to_enqueue+drain")
-	fmt.Printf("median of %d rounds: campaignd %.0f targets/s, running after %.0f ms, plan %.0f lines/s, peak RSS %.1f MiB, Redis %.1f B/target after planning; campaignd / plain asynq drain = %.2f; / enqueue+drain = %.2f\n",
-		rounds, rate, running*1000, planRate, float64(rss)/(1<<20), redisPer, ratio, ratioTotal)
+	cpuRatio := med(func(r round) float64 { return r.cpuCampaignd / r.base.cpuAsynq })
+	cpuRatioJob := med(func(r round) float64 { return r.cpuCampaignd / (r.base.cpuAsynq + r.base.cpuEnqueue) })
+	b.ReportMetric(cpuRatio, "cpu_ratio_to_handler")
+	b.ReportMetric(cpuRatioJob, "cpu_ratio_to_enqueue+handler")
+	fmt.Printf("median of %d rounds: campaignd %.0f targets/s, running after %.0f ms, plan %.0f lines/s, peak RSS %.1f MiB, Redis %.1f B/target after planning; campaignd / plain asynq drain = %.2f; / enqueue+drain = %.2f; CPU per target / the handler's = %.2f, / enqueue+handler = %.2f\n",
+		rounds, rate, running*1000, planRate, float64(rss)/(1<<20), redisPer, ratio, ratioTotal, cpuRatio, cpuRatioJob)
 	// one row of docs/BENCHMARKS.md's scaling table (scripts/bench-scale.sh)
-	fmt.Printf("row: | %s | %s | %.2f s | %s | %s | %.2f | %.0f MiB | %.1f B | %.2f / %.2f µs |\n", thousands(lines), order,
+	fmt.Printf("row: | %s | %s | %.2f s | %s | %s | %.2f | %.0f MiB | %.1f B | %.2f / %.2f µs (%.2f) | %.2f |\n", thousands(lines), order,
 		medDur(results, func(r round) time.Duration { return r.planned }).Seconds(), thousands(int(rate)),
 		thousands(int(med(func(r round) float64 { return r.base.drain }))), ratio, float64(rss)/(1<<20), redisPer,
-		med(func(r round) float64 { return r.cpuCampaignd / float64(n) * 1e6 }), med(func(r round) float64 { return r.base.cpuAsynq / float64(n) * 1e6 }))
+		med(func(r round) float64 { return r.cpuCampaignd / float64(n) * 1e6 }), med(func(r round) float64 { return r.base.cpuAsynq / float64(n) * 1e6 }), cpuRatio, cpuRatioJob)
 }
 
 // thousands writes n with commas: 1,000,000.
@@ -472,6 +478,7 @@ func baseline(b *testing.B, redisAddr, simURL, tok string, n int, pids []int) ba
 	})
 	// Enqueue every task (8 goroutines, as campaignd's planner enqueues its
 	// first window), then time the drain alone.
+	enqCPU := newCPUMeter([]string{"asynq"}, pids[len(pids)-1:])
 	t0 := time.Now()
 	errs := make(chan error, 8)
 	for w := 0; w < 8; w++ {
@@ -496,6 +503,7 @@ func baseline(b *testing.B, redisAddr, simURL, tok string, n int, pids []int) ba
 		}
 	}
 	enqueued := time.Since(t0)
+	cpuEnqueue := enqCPU.of("asynq")
 	t1 := time.Now()
 	cpu := newCPUMeter([]string{"pushsim", "redis", "asynq"}, pids)
 	if p := os.Getenv("BENCH_BASE_CPUPROFILE"); p != "" { // the drain, in this process
@@ -520,7 +528,7 @@ func baseline(b *testing.B, redisAddr, simURL, tok string, n int, pids []int) ba
 	drained := time.Since(t1)
 	cpuUse, cpuAsynq := cpu.String(), cpu.of("asynq")
 	srv.Shutdown()
-	return baseResult{cpu: cpuUse, cpuAsynq: cpuAsynq, drain: float64(n) / drained.Seconds(), total: float64(n) / (enqueued + drained).Seconds(), enqueue: enqueued, drained: drained}
+	return baseResult{cpu: cpuUse, cpuAsynq: cpuAsynq, cpuEnqueue: cpuEnqueue, drain: float64(n) / drained.Seconds(), total: float64(n) / (enqueued + drained).Seconds(), enqueue: enqueued, drained: drained}
 }
 
 type baseResult struct {
@@ -528,4 +536,5 @@ type baseResult struct {
 	enqueue, drained time.Duration
 	cpu              string
 	cpuAsynq         float64 // the asynq process's CPU seconds during the drain
+	cpuEnqueue       float64 // and during the enqueueing
 }
