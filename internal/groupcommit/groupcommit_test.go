@@ -80,7 +80,7 @@ func setup(t *testing.T, h *trips) (c *Committer, other *redis.Client) {
 	return New(rdb, counting, Options{}), other
 }
 
-// pending is how many calls wait for the next flush.
+// pendingCalls is how many calls wait for the next flush.
 func (c *Committer) pendingCalls() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -45,7 +45,7 @@ func readBody(r io.Reader, size int64, limit int64) (body []byte, done func(), e
 //
 // push/single answers 100 results per call and is campaignd's hottest
 // path, so the answer is first read in one pass without reflection
-// (scanPush). That pass takes only the plain shape providers send (no
+// (pushScanner). That pass takes only the plain shape providers send (no
 // escapes in strings, no member named in another case, nothing deeper than
 // maxScanDepth); on anything else it gives up, and encoding/json decodes
 // (and judges) the body instead. A fuzz test holds the two to the same
@@ -71,7 +71,7 @@ func (r *pushResults) decodeBody(body []byte) error {
 	return nil
 }
 
-// maxScanDepth is how deeply nested a value scanPush skips; deeper ones go
+// maxScanDepth is how deeply nested a value pushScanner skips; deeper ones go
 // to encoding/json.
 const maxScanDepth = 32
 
