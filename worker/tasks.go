@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/provider"
@@ -201,7 +202,7 @@ func (s *Service) createTask(ctx context.Context, app string, ref TaskRef) {
 	if !changed { // cancelled or paused just now
 		_ = s.o.Tasks.Undo(ctx, app, ref, st.Status == campaigns.StatePaused)
 		if st.Status == campaigns.StatePaused {
-			_ = s.o.Tasks.Hold(ctx, app, ref, true)
+			s.holdPaused(ctx, app, ref, log)
 		}
 		return
 	}
@@ -248,6 +249,28 @@ func (s *Service) createTask(ctx context.Context, app string, ref TaskRef) {
 		s.dropMarker(c.ID)
 	default:
 		requeue(time.Second, "task not created (transient); it keeps its place")
+	}
+}
+
+// holdPaused holds a popped task whose campaign was found paused, then
+// reads the status again: a resume (or cancel) between the first read and
+// the hold has already applied its own Hold(false) (or Remove), which this
+// hold would otherwise undo, leaving the task skipped for good. The hold
+// comes before the second read, so either that read sees the resume, or
+// the resume's Hold(false) comes after the hold.
+func (s *Service) holdPaused(ctx context.Context, app string, ref TaskRef, log zerolog.Logger) {
+	if err := s.o.Tasks.Hold(ctx, app, ref, true); err != nil {
+		log.Warn().Err(err).Msg("paused task campaign not held")
+	}
+	st, err := s.o.Store.Status(ctx, ref.ID)
+	switch {
+	case err != nil:
+		log.Warn().Err(err).Msg("paused task campaign's status unreadable after holding it")
+	case st.Status.Final():
+		_ = s.o.Tasks.Remove(ctx, app, ref)
+	case st.Status != campaigns.StatePaused:
+		_ = s.o.Tasks.Hold(ctx, app, ref, false)
+		s.kickTasks(app)
 	}
 }
 

@@ -1,0 +1,160 @@
+package worker
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/campaignd/campaignd/campaigns"
+)
+
+// memTasks is a TaskQueue that only keeps which tasks wait and which are
+// held (the caps are ratelimit's, tested there); onUndo runs inside Undo,
+// to put another process's pause or resume between a dispatcher's steps.
+type memTasks struct {
+	mu      sync.Mutex
+	waiting map[TaskRef]bool
+	held    map[TaskRef]bool
+	onUndo  func()
+}
+
+func newMemTasks() *memTasks {
+	return &memTasks{waiting: map[TaskRef]bool{}, held: map[TaskRef]bool{}}
+}
+
+func (m *memTasks) Enqueue(_ context.Context, _ string, t TaskRef, _ int, _ time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.waiting[t] = true
+	return nil
+}
+
+func (m *memTasks) Remove(_ context.Context, _ string, t TaskRef) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.waiting, t)
+	delete(m.held, t)
+	return nil
+}
+
+func (m *memTasks) Hold(_ context.Context, _ string, t TaskRef, hold bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if hold {
+		m.held[t] = true
+	} else {
+		delete(m.held, t)
+	}
+	return nil
+}
+
+func (m *memTasks) Dispatch(context.Context, string) (TaskRef, bool, time.Duration, error) {
+	return TaskRef{}, false, -1, nil
+}
+
+func (m *memTasks) Confirm(context.Context, string, TaskRef) error { return nil }
+
+func (m *memTasks) Undo(_ context.Context, _ string, t TaskRef, requeue bool) error {
+	m.mu.Lock()
+	if requeue {
+		m.waiting[t] = true
+	}
+	hook := m.onUndo
+	m.onUndo = nil
+	m.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return nil
+}
+
+func (m *memTasks) Block(context.Context, string, time.Duration) error { return nil }
+
+func (m *memTasks) Stale(context.Context, string, time.Duration) ([]TaskRef, error) {
+	return nil, nil
+}
+
+func (m *memTasks) Estimates(context.Context, string) (map[TaskRef]time.Time, error) {
+	return nil, nil
+}
+
+func (m *memTasks) state(t TaskRef) (waiting, held bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.waiting[t], m.held[t]
+}
+
+// A dispatcher pops a task whose campaign is paused just then; before it
+// holds the task, the campaign is resumed (or cancelled) by another
+// process. The task must end up free to go (or gone), not held for good
+// while its campaign waits as scheduled.
+func TestPoppedPausedTaskFollowsALaterResumeOrCancel(t *testing.T) {
+	tests := []struct {
+		name      string
+		then      func(e *env, id string) error
+		wantState campaigns.State
+		waiting   bool
+		held      bool
+	}{
+		{"resumed", func(e *env, id string) error { _, err := e.svc.Resume(context.Background(), id); return err },
+			campaigns.StateScheduled, true, false},
+		{"cancelled", func(e *env, id string) error { _, err := e.svc.Cancel(context.Background(), id); return err },
+			campaigns.StateCancelled, false, false},
+		{"still paused", func(*env, string) error { return nil },
+			campaigns.StatePaused, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tasks := newMemTasks()
+			e := setup(t, Options{Provider: &fakeProvider{}, Tasks: tasks})
+			ctx := context.Background()
+			c := &campaigns.Campaign{ID: "label-" + tt.name, App: "app", Kind: campaigns.KindLabelPush, Label: "vip", PushMessage: msg()}
+			e.submit(t, c, time.Now())
+			ref := TaskRef{ID: c.ID}
+			waitUntilState(t, e, c.ID, campaigns.StateScheduled)
+			if w, _ := tasks.state(ref); !w {
+				t.Fatal("the scheduled label push is not waiting in the task queue")
+			}
+			if _, err := e.svc.Pause(ctx, c.ID); err != nil {
+				t.Fatal(err)
+			}
+			tasks.mu.Lock()
+			tasks.onUndo = func() {
+				if err := tt.then(e, c.ID); err != nil {
+					t.Error(err)
+				}
+			}
+			tasks.mu.Unlock()
+			e.svc.createTask(ctx, "app", ref) // as if Dispatch had popped it
+
+			st, err := e.store.Status(ctx, c.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			waiting, held := tasks.state(ref)
+			if st.Status != tt.wantState || waiting != tt.waiting || held != tt.held {
+				t.Fatalf("status %s, waiting %v, held %v; want %s, %v, %v", st.Status, waiting, held, tt.wantState, tt.waiting, tt.held)
+			}
+		})
+	}
+}
+
+func waitUntilState(t *testing.T, e *env, id string, want campaigns.State) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := e.store.Status(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Status == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("campaign %s is %s after 10s, want %s", id, st.Status, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
