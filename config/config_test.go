@@ -78,6 +78,12 @@ func TestDefaultsExpansionAndOverrides(t *testing.T) {
 	if err != nil || cfg.Worker.PlanMemory != 128<<20 {
 		t.Fatalf("plan_memory 128MiB: %v %v", cfg.Worker.PlanMemory, err)
 	}
+	for _, dir := range []string{t.TempDir(), PlanSpillOff} {
+		cfg, err = load(t, base+"worker: {plan_spill_dir: \""+dir+"\"}\n", map[string]string{"SECRET": "shh"})
+		if err != nil || cfg.Worker.PlanSpillDir != dir {
+			t.Fatalf("plan_spill_dir %q: %q %v", dir, cfg.Worker.PlanSpillDir, err)
+		}
+	}
 }
 
 func TestErrorsNameTheKey(t *testing.T) {
@@ -100,6 +106,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"concurrency", base + "worker: {concurrency: 0}\n", "worker.concurrency"},
 		{"plan memory too small", base + "worker: {plan_memory: 100k}\n", "worker.plan_memory"},
 		{"bad size", base + "worker: {plan_memory: lots}\n", "size"},
+		{"missing spill dir", base + "worker: {plan_spill_dir: /nonexistent/spill}\n", "worker.plan_spill_dir"},
 		{"redis url", base + "redis: {url: \"localhost:6379\"}\n", "redis.url"},
 		{"url and sentinel", base + "redis: {url: \"redis://h:6379/0\", sentinel: {master: m, addrs: [\"s:26379\"]}}\n", "redis.url"},
 		{"sentinel without master", base + "redis: {sentinel: {addrs: [\"s:26379\"]}}\n", "redis.sentinel.master"},

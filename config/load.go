@@ -207,6 +207,11 @@ func (c *Config) Validate() error {
 	if c.Worker.PlanMemory < 1<<20 {
 		bad("worker.plan_memory", "must be at least 1MiB, got %d bytes", c.Worker.PlanMemory)
 	}
+	if d := c.Worker.PlanSpillDir; d != "" && d != PlanSpillOff {
+		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
+			bad("worker.plan_spill_dir", "must be an existing directory or %q, got %q", PlanSpillOff, d)
+		}
+	}
 	if len(c.Apps) == 0 {
 		bad("apps", "at least one app is required")
 	}

@@ -69,7 +69,14 @@ type Worker struct {
 	Concurrency int      `yaml:"concurrency"`
 	StallAfter  Duration `yaml:"stall_after"` // a campaign with no progress this long has its missing tasks queued again (default 1m)
 	PlanMemory  Size     `yaml:"plan_memory"` // memory the plans of one process may hold at once to drop repeated ids (default 64MiB)
+	// PlanSpillDir is where a plan of several passes keeps the later
+	// parts' ids so the audience is read once ("" : the system's temp
+	// directory; "off": read it again each pass).
+	PlanSpillDir string `yaml:"plan_spill_dir"`
 }
+
+// PlanSpillOff is the worker.plan_spill_dir that turns spilling off.
+const PlanSpillOff = "off"
 
 // Size is a number of bytes, written "64MiB", "512k", "1g" or plain bytes.
 type Size int64

@@ -1,11 +1,14 @@
 package dedupe
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -278,4 +281,101 @@ func BenchmarkRun(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(lines))*float64(b.N)/b.Elapsed().Seconds(), "ids/s")
 	b.ReportMetric(float64(st.PeakBytes)/float64(st.Unique), "set_B/id")
+}
+
+// runAll runs o over text and returns what it emitted, in order.
+func runAll(t *testing.T, text string, o Options, mk func(string, int) *spill) ([]string, Stats) {
+	t.Helper()
+	var out []string
+	st, err := run(context.Background(), opener(text), o, func(id []byte) error { out = append(out, string(id)); return nil }, mk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out, st
+}
+
+// With SpillDir, the audience is read once and every later part comes
+// from its file; the output and the counts are exactly those of passes
+// that re-read the audience, whether every part file works, none can be
+// made, or one fails while being written.
+func TestRunWithSpillEmitsWhatReReadingDoes(t *testing.T) {
+	t.Parallel()
+	lines := audience(20_000, 6_000, true, 21)
+	for i := 0; i < len(lines); i += 97 {
+		lines[i] = "bad/" + lines[i] // refused by Keep, in every part
+	}
+	lines = append(lines, strings.Repeat("L", 300), "  padded  ", "")
+	text := strings.Join(lines, "\n") + "\n"
+	keep := func(id []byte) bool { return !bytes.ContainsRune(id, '/') }
+	failLast := func(dir string, parts int) *spill {
+		sp := newSpill(dir, parts)
+		full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp.files[parts-1].Close()
+		sp.files[parts-1], sp.w[parts-1] = full, bufio.NewWriterSize(full, 16) // ENOSPC at once
+		return sp
+	}
+	for _, parts := range []int{2, 5, 16} {
+		base := Options{Parts: parts, Seed: 3, Keep: keep, MaxLine: 200}
+		want, wantSt := runAll(t, text, base, newSpill)
+		if wantSt.Reads != parts {
+			t.Fatalf("without SpillDir %d of %d passes read the audience", wantSt.Reads, parts)
+		}
+		for _, tc := range []struct {
+			name      string
+			dir       string
+			mk        func(string, int) *spill
+			reads     int
+			spillFail bool
+		}{
+			{"every part spilled", t.TempDir(), newSpill, 1, false},
+			{"no spill file can be made", filepath.Join(t.TempDir(), "missing"), newSpill, parts, true},
+			{"the last part's file fails", t.TempDir(), failLast, 2, true},
+		} {
+			o := base
+			o.SpillDir = tc.dir
+			got, st := runAll(t, text, o, tc.mk)
+			if strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Fatalf("%d parts, %s: the output differs from re-reading passes' (%d ids, want %d)", parts, tc.name, len(got), len(want))
+			}
+			if st.Lines != wantSt.Lines || st.Unique != wantSt.Unique || st.Duplicates != wantSt.Duplicates || st.Skipped != wantSt.Skipped || st.Passes != parts {
+				t.Fatalf("%d parts, %s: stats %+v, want %+v", parts, tc.name, st, wantSt)
+			}
+			if st.Reads != tc.reads || (st.SpillErr != nil) != tc.spillFail {
+				t.Fatalf("%d parts, %s: %d reads (want %d), spill error %v", parts, tc.name, st.Reads, tc.reads, st.SpillErr)
+			}
+			if tc.name == "every part spilled" {
+				if entries, _ := os.ReadDir(tc.dir); len(entries) != 0 {
+					t.Fatalf("spill files left in %s: %d", tc.dir, len(entries))
+				}
+			}
+		}
+	}
+}
+
+// A failing emit while a spilled part is read back ends Run with its
+// error, and a second Run emits the same output from the start.
+func TestRunWithSpillStopsOnEmitError(t *testing.T) {
+	t.Parallel()
+	lines := audience(5_000, 1_000, true, 8)
+	text := strings.Join(lines, "\n") + "\n"
+	o := Options{Parts: 4, Seed: 9, SpillDir: t.TempDir()}
+	want, _ := runAll(t, text, o, newSpill)
+	stop := fmt.Errorf("stop")
+	n := 0
+	_, err := Run(context.Background(), opener(text), o, func([]byte) error {
+		if n++; n == len(want)-10 { // in the last part, read from its file
+			return stop
+		}
+		return nil
+	})
+	if err != stop {
+		t.Fatalf("err = %v, want the emit error", err)
+	}
+	again, _ := runAll(t, text, o, newSpill)
+	if strings.Join(again, ",") != strings.Join(want, ",") {
+		t.Fatal("a second run emitted another output")
+	}
 }

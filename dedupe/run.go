@@ -32,6 +32,14 @@ type Options struct {
 	Expected int64
 	// MaxLine bounds a line; longer lines are skipped. Default 64 KiB.
 	MaxLine int
+	// SpillDir, when set and Parts > 1, is where the first pass keeps the
+	// ids of the later parts (a file per part, unlinked at once; about the
+	// audience's size, less the first part's share, plus 9 bytes a line):
+	// each later pass reads its part's file instead of the whole audience,
+	// so the audience is read and hashed once. The output is the same
+	// either way. A part whose file cannot be created or written is
+	// re-read from the audience in its pass. "": re-read every pass.
+	SpillDir string
 }
 
 // Stats tell what a Run found.
@@ -42,6 +50,11 @@ type Stats struct {
 	Skipped    int64 // lines Keep refused or too long
 	Passes     int
 	PeakBytes  int64 // the most memory the dedupe set held at once
+	Reads      int   // passes that read the audience (the others read their spilled part)
+	Spilled    int64 // bytes written to spill files
+	// SpillErr is why some part was re-read rather than read from its
+	// spill file (the first such error; nil if none).
+	SpillErr error
 }
 
 // Hasher returns the keyed hash Run uses for Seed: xxhash of the seed's
@@ -66,6 +79,11 @@ func part(h uint64, n int) int {
 // audience. The slice given to emit is only valid during the call. A
 // failing emit or reader ends Run with its error.
 func Run(ctx context.Context, open Opener, o Options, emit func(id []byte) error) (Stats, error) {
+	return run(ctx, open, o, emit, newSpill)
+}
+
+// run is Run with the spill files' maker given (tests make failing ones).
+func run(ctx context.Context, open Opener, o Options, emit func(id []byte) error, newSpill func(dir string, parts int) *spill) (Stats, error) {
 	if o.Parts < 1 {
 		o.Parts = 1
 	}
@@ -84,13 +102,51 @@ func Run(ctx context.Context, open Opener, o Options, emit func(id []byte) error
 		blk.reset()
 		return nil
 	}
+	var sp *spill
+	if o.Parts > 1 && o.SpillDir != "" {
+		sp = newSpill(o.SpillDir, o.Parts)
+		defer sp.close()
+	}
+	var replayBuf []byte
 	for p := 0; p < o.Parts; p++ {
 		set.Reset()
+		if p > 0 && sp.ok(p) {
+			if replayBuf == nil {
+				replayBuf = make([]byte, max(spillBuf, 8+binary.MaxVarintLen64+o.MaxLine))
+			}
+			err := sp.replay(p, replayBuf, func(h uint64, id []byte) error {
+				if blk.put(h, id) {
+					return flush()
+				}
+				return nil
+			})
+			if err == nil {
+				err = ctx.Err()
+			}
+			if err == nil {
+				err = flush()
+			}
+			if err != nil {
+				return st, err
+			}
+			st.Passes++
+			st.Skipped += sp.skipped[p]
+			continue
+		}
 		skipped := int64(0)
 		lines, long, err := pass(ctx, open, o, func(id []byte) error {
 			h := hash(id)
-			if o.Parts > 1 && part(h, o.Parts) != p {
-				return nil
+			if o.Parts > 1 {
+				if q := part(h, o.Parts); q != p {
+					if p == 0 && sp.ok(q) { // read once: spill the others
+						if o.Keep != nil && !o.Keep(id) {
+							sp.skip(q)
+						} else {
+							sp.put(q, h, id)
+						}
+					}
+					return nil
+				}
 			}
 			// each line is checked in its own part's pass only
 			if o.Keep != nil && !o.Keep(id) {
@@ -105,14 +161,31 @@ func Run(ctx context.Context, open Opener, o Options, emit func(id []byte) error
 		if err == nil {
 			err = flush()
 		}
+		if p == 0 && sp != nil {
+			if err != nil {
+				sp.abandon()
+			} else {
+				sp.finish()
+			}
+		}
 		if err != nil {
 			return st, err
 		}
 		st.Passes++
+		st.Reads++
 		st.Lines = lines
 		st.Skipped += skipped
 		if p == 0 {
 			st.Skipped += long // too long for any part
+		}
+	}
+	if sp != nil {
+		st.Spilled = sp.bytes
+		for _, err := range sp.err {
+			if err != nil {
+				st.SpillErr = err
+				break
+			}
 		}
 	}
 	st.PeakBytes = set.PeakBytes()

@@ -136,8 +136,12 @@ func (s *Service) planAudience(ctx context.Context, c *campaigns.Campaign, b *ba
 	if params.Lines > 0 {
 		expected = dedupe.ExpectedPerPart(params.Lines, params.Parts)
 	}
+	spillDir := s.o.PlanSpillDir
+	if s.o.PlanSpillOff {
+		spillDir = ""
+	}
 	stats, err := dedupe.Run(ctx, open, dedupe.Options{
-		Parts: params.Parts, Seed: params.Seed, Expected: expected,
+		Parts: params.Parts, Seed: params.Seed, Expected: expected, SpillDir: spillDir,
 		Keep: func(id []byte) bool { return provider.ValidTargetID(string(id)) },
 	}, func(id []byte) error { return b.add(ctx, id) })
 	if err != nil {
@@ -148,8 +152,13 @@ func (s *Service) planAudience(ctx context.Context, c *campaigns.Campaign, b *ba
 		return fmt.Errorf("plan %s: audience %s/%s: %w", c.ID, c.Audience.Bucket, c.Audience.Object, err)
 	}
 	b.dups, b.invalid = stats.Duplicates, stats.Skipped
+	if stats.SpillErr != nil {
+		s.log.Warn().Err(stats.SpillErr).Str("campaign", c.ID).Str("dir", spillDir).
+			Msg("some parts of the audience were read again instead of from a spill file (worker.plan_spill_dir)")
+	}
 	s.log.Info().Str("campaign", c.ID).Int64("lines", stats.Lines).Int64("unique", stats.Unique).Int64("duplicates", stats.Duplicates).
-		Int64("skipped", stats.Skipped).Int("passes", stats.Passes).Int64("set_peak_bytes", stats.PeakBytes).Msg("audience read")
+		Int64("skipped", stats.Skipped).Int("passes", stats.Passes).Int("audience_reads", stats.Reads).Int64("spilled_bytes", stats.Spilled).
+		Int64("set_peak_bytes", stats.PeakBytes).Msg("audience read")
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -141,13 +142,25 @@ func assertEachOnce(t *testing.T, e *env, uniq []string) {
 
 // TestAudienceRepeatsAcrossChunksAndPassesAreSentOnce: an audience read in
 // several passes (a small PlanMemory), whose repeats fall in other chunks
-// and other parts, sends each distinct id once and reports the repeats.
+// and other parts, sends each distinct id once and reports the repeats,
+// whether the later parts are spilled to files (the audience read once)
+// or read again.
 func TestAudienceRepeatsAcrossChunksAndPassesAreSentOnce(t *testing.T) {
 	t.Parallel()
+	for _, spillOff := range []bool{false, true} {
+		t.Run(fmt.Sprintf("spill off %v", spillOff), func(t *testing.T) {
+			t.Parallel()
+			repeatsSentOnce(t, spillOff)
+		})
+	}
+}
+
+func repeatsSentOnce(t *testing.T, spillOff bool) {
 	aud := &memAudience{}
 	text, uniq := dupAudience(27_000, 33_000)
 	aud.put("seg", text)
-	e := setup(t, Options{Provider: &fakeProvider{}, Audience: aud, PlanMemory: 256 << 10})
+	spillDir := t.TempDir()
+	e := setup(t, Options{Provider: &fakeProvider{}, Audience: aud, PlanMemory: 256 << 10, PlanSpillDir: spillDir, PlanSpillOff: spillOff})
 	e.submit(t, &campaigns.Campaign{ID: "aud", Kind: campaigns.KindBatchPush, PushMessage: msg(), Audience: &campaigns.Audience{Bucket: "b", Object: "seg"}}, time.Now())
 	st := e.waitFinal(t, "aud", 60*time.Second)
 	if st.Status != campaigns.StateCompleted || st.Sent != 27_000 || st.TargetsTotal != 27_000 || st.Duplicates != 6_000 || st.BatchesTotal != 270 {
@@ -164,31 +177,51 @@ func TestAudienceRepeatsAcrossChunksAndPassesAreSentOnce(t *testing.T) {
 	if p.Parts < 3 || p.Lines != 33_000 || !strings.HasPrefix(p.Digest, "SHA-256=") {
 		t.Fatalf("plan parameters %+v: want several parts for 33,000 lines in 256 KiB", p)
 	}
-	// count, then one open per part
-	if aud.opens != 2+p.Parts {
-		t.Fatalf("%d opens for %d parts", aud.opens, p.Parts)
+	// size and digest, count, then one open per part (or one in all)
+	reads := p.Parts
+	if !spillOff {
+		reads = 1
+	}
+	if aud.opens != 2+reads {
+		t.Fatalf("%d opens for %d parts (spill off %v)", aud.opens, p.Parts, spillOff)
+	}
+	if left, _ := os.ReadDir(spillDir); len(left) != 0 {
+		t.Fatalf("%d spill files left behind", len(left))
 	}
 }
 
 // TestReplanAfterAFailureMidPlanSendsEachOnce: the audience's reader
-// fails in the middle of the second pass, after batches were stored and
-// sent; the plan task's retry plans again with the stored parameters, so
-// the batches already sent are the same batches, and nothing goes twice.
+// fails in the middle of a pass, after batches were stored and sent; the
+// plan task's retry plans again with the stored parameters, so the
+// batches already sent are the same batches, and nothing goes twice.
+// With spilling, the one read of the audience fails (its part files are
+// dropped); without, the second pass's.
 func TestReplanAfterAFailureMidPlanSendsEachOnce(t *testing.T) {
 	t.Parallel()
-	text, uniq := dupAudience(30_000, 36_000)
-	// open 1 reads size and digest, 2 counts, 3 is pass 1: fail in pass 2
-	aud := &memAudience{failOn: 4, failAfter: len(text) / 2}
-	aud.put("seg", text)
-	e := setup(t, Options{Provider: &fakeProvider{}, Audience: aud, PlanMemory: 256 << 10})
-	e.submit(t, &campaigns.Campaign{ID: "re", Kind: campaigns.KindBatchPush, PushMessage: msg(), Audience: &campaigns.Audience{Bucket: "b", Object: "seg"}}, time.Now())
-	st := e.waitFinal(t, "re", 60*time.Second)
-	if st.Status != campaigns.StateCompleted || st.Sent != 30_000 || st.TargetsTotal != 30_000 || st.Duplicates != 6_000 {
-		t.Fatalf("status %+v", st)
-	}
-	assertEachOnce(t, e, uniq)
-	if aud.opens <= 4 {
-		t.Fatalf("only %d opens: the plan did not fail and run again", aud.opens)
+	for _, tc := range []struct {
+		name     string
+		spillOff bool
+		failOn   int // open 1 reads size and digest, 2 counts, 3 is pass 1
+	}{
+		{"spilled, the first pass fails", false, 3},
+		{"read again, the second pass fails", true, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			text, uniq := dupAudience(30_000, 36_000)
+			aud := &memAudience{failOn: tc.failOn, failAfter: len(text) / 2}
+			aud.put("seg", text)
+			e := setup(t, Options{Provider: &fakeProvider{}, Audience: aud, PlanMemory: 256 << 10, PlanSpillDir: t.TempDir(), PlanSpillOff: tc.spillOff})
+			e.submit(t, &campaigns.Campaign{ID: "re", Kind: campaigns.KindBatchPush, PushMessage: msg(), Audience: &campaigns.Audience{Bucket: "b", Object: "seg"}}, time.Now())
+			st := e.waitFinal(t, "re", 60*time.Second)
+			if st.Status != campaigns.StateCompleted || st.Sent != 30_000 || st.TargetsTotal != 30_000 || st.Duplicates != 6_000 {
+				t.Fatalf("status %+v", st)
+			}
+			assertEachOnce(t, e, uniq)
+			if aud.opens <= tc.failOn {
+				t.Fatalf("only %d opens: the plan did not fail and run again", aud.opens)
+			}
+		})
 	}
 }
 
@@ -202,7 +235,7 @@ func TestChangedAudienceFailsTheCampaign(t *testing.T) {
 	e := setup(t, Options{Provider: &fakeProvider{answer: func(int, []string) ([]TargetResult, error) {
 		aud.put("seg", append([]byte("new\n"), text...)) // replaced while the first batches go out
 		return nil, nil
-	}}, Audience: aud, PlanMemory: 256 << 10})
+	}}, Audience: aud, PlanMemory: 256 << 10, PlanSpillOff: true}) // later passes read the object again
 	e.submit(t, &campaigns.Campaign{ID: "chg", Kind: campaigns.KindBatchPush, PushMessage: msg(), Audience: &campaigns.Audience{Bucket: "b", Object: "seg"}}, time.Now())
 	st := e.waitFinal(t, "chg", 60*time.Second)
 	if st.Status != campaigns.StateFailed && st.Status != campaigns.StatePartiallyFailed {

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -124,6 +125,11 @@ type Options struct {
 	// to drop repeated ids (a plan of a bigger audience reads it in several
 	// passes); default DefaultPlanMemory.
 	PlanMemory int64
+	// PlanSpillDir is where a plan read in several passes keeps the later
+	// parts' ids while it reads the audience once (dedupe.Options.SpillDir);
+	// default os.TempDir(). PlanSpillOff re-reads the audience each pass.
+	PlanSpillDir string
+	PlanSpillOff bool
 }
 
 // Counters receives the worker's events for /metrics.
@@ -192,6 +198,9 @@ func NewService(o Options) *Service {
 	}
 	if o.PlanMemory <= 0 {
 		o.PlanMemory = DefaultPlanMemory
+	}
+	if o.PlanSpillDir == "" {
+		o.PlanSpillDir = os.TempDir()
 	}
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = InFlight(o.Concurrency)
