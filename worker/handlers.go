@@ -348,13 +348,13 @@ func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 			continue
 		}
 		wg.Add(1)
-		go func() {
+		s.senders.run(func() {
 			defer wg.Done()
 			sts[i], errs[i] = s.sendBatch(ctx, c, n, b.Targets, hints)
 			if _, later := asRetryLater(errs[i]); later {
 				giveUpOnce.Do(func() { close(giveUp) })
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	var later error

@@ -158,6 +158,7 @@ type Service struct {
 	states    *stateCache
 	taskKicks map[string]chan struct{} // per app: wake this process's dispatcher
 	sends     *inFlight                // MaxInFlight slots
+	senders   *goPool                  // the goroutines batches are sent on
 	planMem   *semaphore.Weighted      // PlanMemory bytes, shared by the plans of this process
 }
 
@@ -211,7 +212,7 @@ func NewService(o Options) *Service {
 		}
 	}
 	s := &Service{o: o, log: o.Logger, throttle: newThrottle(o.ProgressGap), cache: campaignCache{m: map[string]*campaigns.Campaign{}}, kinds: indexKinds(), states: newStateCache(o.Store),
-		sends: newInFlight(o.MaxInFlight), taskKicks: map[string]chan struct{}{}, planMem: semaphore.NewWeighted(o.PlanMemory)}
+		sends: newInFlight(o.MaxInFlight), senders: newGoPool(2 * time.Second), taskKicks: map[string]chan struct{}{}, planMem: semaphore.NewWeighted(o.PlanMemory)}
 	for _, app := range o.TaskApps {
 		s.taskKicks[app] = make(chan struct{}, 1)
 	}

@@ -1,0 +1,54 @@
+package worker
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// The pool runs every function once, as many at once as are given it,
+// reuses its goroutines for functions given one after another, and ends
+// the goroutines left idle.
+func TestGoPoolRunsEachOnceAndReusesGoroutines(t *testing.T) {
+	t.Parallel()
+	p := newGoPool(100 * time.Millisecond)
+	var ran atomic.Int64
+	var wg sync.WaitGroup
+	release := make(chan struct{})
+	for range 50 { // all blocked at once: 50 goroutines
+		wg.Add(1)
+		p.run(func() { defer wg.Done(); <-release; ran.Add(1) })
+	}
+	close(release)
+	wg.Wait()
+	if ran.Load() != 50 || p.started.Load() != 50 {
+		t.Fatalf("ran %d functions on %d goroutines, want 50 on 50", ran.Load(), p.started.Load())
+	}
+	waitFor(t, func() bool { return p.live.Load() == 0 }, "idle goroutines to end")
+
+	p = newGoPool(time.Minute) // no goroutine ends for being idle while this runs
+	for range 100 { // one after another: one goroutine, taken up again each time
+		wg.Add(1)
+		p.run(func() { defer wg.Done(); ran.Add(1) })
+		wg.Wait()
+		waitFor(t, func() bool { return p.waiting.Load() == 1 }, "the goroutine to be idle")
+	}
+	if ran.Load() != 150 {
+		t.Fatalf("ran %d functions, want 150", ran.Load())
+	}
+	if started := p.started.Load(); started != 1 {
+		t.Fatalf("100 functions one after another started %d goroutines, want 1", started)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
