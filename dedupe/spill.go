@@ -168,4 +168,3 @@ func (sp *spill) close() {
 		}
 	}
 }
-

@@ -28,7 +28,7 @@ func TestGoPoolRunsEachOnceAndReusesGoroutines(t *testing.T) {
 	waitFor(t, func() bool { return p.live.Load() == 0 }, "idle goroutines to end")
 
 	p = newGoPool(time.Minute) // no goroutine ends for being idle while this runs
-	for range 100 { // one after another: one goroutine, taken up again each time
+	for range 100 {            // one after another: one goroutine, taken up again each time
 		wg.Add(1)
 		p.run(func() { defer wg.Done(); ran.Add(1) })
 		wg.Wait()
