@@ -27,8 +27,10 @@ func TestGoPoolRunsEachOnceAndReusesGoroutines(t *testing.T) {
 	}
 	waitFor(t, func() bool { return p.live.Load() == 0 }, "idle goroutines to end")
 
-	p = newGoPool(time.Minute) // no goroutine ends for being idle while this runs
-	for range 100 {            // one after another: one goroutine, taken up again each time
+	// One after another: one goroutine, taken up again each time (none
+	// ends for being idle while this runs).
+	p = newGoPool(time.Minute)
+	for range 100 {
 		wg.Add(1)
 		p.run(func() { defer wg.Done(); ran.Add(1) })
 		wg.Wait()
