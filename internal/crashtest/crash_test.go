@@ -23,6 +23,7 @@ import (
 	"github.com/campaignd/campaignd/internal/testenv"
 	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/pushsim"
+	"github.com/campaignd/campaignd/store"
 )
 
 const (
@@ -68,9 +69,12 @@ func TestKilledProcessesLoseNothing(t *testing.T) {
 	rd := testenv.StartRedis(t)
 	ns := testenv.StartNATS(t)
 	cfg := filepath.Join(t.TempDir(), "crash.yaml")
+	// A small plan_memory plans each audience in several passes, the later
+	// ones from spill files: the kill mid-plan hits a plan reading them.
+	spill := t.TempDir()
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`redis: {url: %q}
 nats: {url: %q}
-worker: {concurrency: %d}
+worker: {concurrency: %d, plan_memory: 1MiB, plan_spill_dir: %q}
 apps:
   default:
     provider: easemob
@@ -80,7 +84,7 @@ apps:
     client_id: pushsim
     client_secret: pushsim-secret
     limits: {push_single: %d}
-`, rd.URL, ns.URL, concurrency, sim.URL(), rate)), 0o600); err != nil {
+`, rd.URL, ns.URL, concurrency, spill, sim.URL(), rate)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c := &cluster{bin: bin, cfg: cfg}
@@ -170,5 +174,16 @@ apps:
 	// 4 × concurrency batches of 100 per killed process).
 	if limit := 2 * 4 * concurrency * 100; resent > limit {
 		t.Fatalf("%d targets sent twice, more than the %d that can be in flight at two kills", resent, limit)
+	}
+	// The spill files were unlinked when made: none is left by the kills.
+	if left, err := os.ReadDir(spill); err != nil || len(left) != 0 {
+		t.Fatalf("spill directory after the kills: %d files, %v", len(left), err)
+	}
+	plans := store.New(rd.Client(t), store.Options{})
+	for id := range sizes {
+		p, err := plans.PlanParams(ctx, id, func() (store.PlanParams, error) { return store.PlanParams{}, fmt.Errorf("no plan parameters stored") })
+		if err != nil || p.Parts < 2 {
+			t.Fatalf("%s planned in %d part(s), %v: plan_memory does not make the test use spill files", id, p.Parts, err)
+		}
 	}
 }
