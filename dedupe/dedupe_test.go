@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -377,5 +378,60 @@ func TestRunWithSpillStopsOnEmitError(t *testing.T) {
 	again, _ := runAll(t, text, o, newSpill)
 	if strings.Join(again, ",") != strings.Join(want, ",") {
 		t.Fatal("a second run emitted another output")
+	}
+}
+
+// Survey counts lines as CountLines does and finds an audience sorted
+// when its kept ids never decrease (skipped lines do not count); Run with
+// Sorted then emits what a set in one pass does.
+func TestSurveyAndSortedRun(t *testing.T) {
+	t.Parallel()
+	keep := func(id []byte) bool { return !bytes.ContainsRune(id, '/') }
+	sortedLines := audience(5_000, 1_500, false, 4) // each repeat right after its id
+	slices.Sort(sortedLines)
+	long := strings.Repeat("z", 300)
+	for _, tc := range []struct {
+		name   string
+		text   string
+		sorted bool
+	}{
+		{"empty", "", true},
+		{"one id, no newline", "a", true},
+		{"sorted with repeats", strings.Join(sortedLines, "\n") + "\n", true},
+		{"sorted; blank, long and padded lines anywhere, an invalid one in order", "a\n\n  b \n" + long + "\nb\r\nb/invalid\nc\n\t\nc", true},
+		{"an invalid line below the one before", "a\nb\na/invalid\nc\n", true},
+		// cautious: an invalid line raises the bar for the valid ones after it
+		{"an invalid line above the ones after it", "a\nzz/invalid\nb\n", false},
+		{"descends at the end", strings.Join(sortedLines, "\n") + "\naaa\n", false},
+		{"descends at once", "b\na\n" + strings.Join(sortedLines, "\n"), false},
+		{"random", strings.Join(audience(5_000, 1_500, true, 4), "\n") + "\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			want, _ := CountLines(strings.NewReader(tc.text))
+			lines, sorted, err := Survey(strings.NewReader(tc.text), keep, 200)
+			if err != nil || lines != want || sorted != tc.sorted {
+				t.Fatalf("Survey = %d lines, sorted %v, %v; want %d, %v", lines, sorted, err, want, tc.sorted)
+			}
+			if !sorted {
+				return
+			}
+			base := Options{Keep: keep, MaxLine: 200, Seed: 1}
+			setOut, setSt := runAll(t, tc.text, base, newSpill)
+			o := base
+			o.Sorted = true
+			out, st := runAll(t, tc.text, o, newSpill)
+			if strings.Join(out, ",") != strings.Join(setOut, ",") {
+				t.Fatalf("sorted run emitted %d ids, the set %d, or in another order", len(out), len(setOut))
+			}
+			if st.Lines != setSt.Lines || st.Unique != setSt.Unique || st.Duplicates != setSt.Duplicates || st.Skipped != setSt.Skipped || st.PeakBytes != 0 {
+				t.Fatalf("sorted run stats %+v, the set's %+v", st, setSt)
+			}
+		})
+	}
+	// A sorted run over ids that descend stops with an error.
+	_, err := Run(context.Background(), opener("a\nc\nb\n"), Options{Sorted: true}, func([]byte) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "sorted") {
+		t.Fatalf("err = %v, want the audience not sorted", err)
 	}
 }

@@ -16,23 +16,31 @@ type PlanParams struct {
 	Parts  int    // passes over the audience
 	Lines  int64  // the audience's lines, if counted (0: not counted); sizes each pass
 	Digest string // the audience object's digest when planning began ("" if unknown)
+	// Sorted: the audience's ids never decrease (a repeat can only follow
+	// its id), so it is de-duplicated in one pass by comparing each id with
+	// the one before, without a set (dedupe.Options.Sorted).
+	Sorted bool
 }
 
 // planFields are PlanParams' fields in the campaign hash, in
 // parsePlanParams' order and planParamsScript's ARGV order.
-var planFields = []any{"plan_seed", "plan_parts", "plan_lines", "plan_digest"}
+var planFields = []any{"plan_seed", "plan_parts", "plan_lines", "plan_digest", "plan_sorted"}
 
-// planParamsScript: KEYS[1] the campaign hash; ARGV[1..4] the names of
-// planFields, ARGV[5..8] their proposed values. The parameters are stored
-// only if plan_seed is not there yet (all four are written together). It
-// returns {1, value…} as stored, or {0} when the campaign does not exist.
+// planParamsScript: KEYS[1] the campaign hash; ARGV[1..n] the names of
+// planFields, ARGV[n+1..2n] their proposed values. The parameters are
+// stored only if plan_seed (the first) is not there yet; all are written
+// together. It returns {1, value…} as stored ("" for a field missing: one
+// added after the plan began), or {0} when the campaign does not exist.
 var planParamsScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
+local n = #ARGV / 2
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[5], ARGV[2], ARGV[6], ARGV[3], ARGV[7], ARGV[4], ARGV[8])
+  for i = 1, n do redis.call('HSET', KEYS[1], ARGV[i], ARGV[n + i]) end
 end
-local v = redis.call('HMGET', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
-return {1, v[1], v[2], v[3], v[4]}
+local v = redis.call('HMGET', KEYS[1], unpack(ARGV, 1, n))
+local out = {1}
+for i = 1, n do out[i + 1] = v[i] or '' end
+return out
 `)
 
 // PlanParams returns the campaign's plan parameters. The first call for a
@@ -55,7 +63,11 @@ func (s *Store) PlanParams(ctx context.Context, id string, propose func() (PlanP
 	if err != nil {
 		return PlanParams{}, err
 	}
-	args := append(append([]any{}, planFields...), strconv.FormatUint(p.Seed, 10), p.Parts, p.Lines, p.Digest)
+	sorted := "0"
+	if p.Sorted {
+		sorted = "1"
+	}
+	args := append(append([]any{}, planFields...), strconv.FormatUint(p.Seed, 10), p.Parts, p.Lines, p.Digest, sorted)
 	res, err := planParamsScript.Run(ctx, s.rdb, []string{s.key(id)}, args...).Slice()
 	if err != nil {
 		return PlanParams{}, fmt.Errorf("store: plan parameters of %s: %w", id, err)
@@ -91,6 +103,7 @@ func parsePlanParams(vals []any) (PlanParams, bool) {
 		p.Lines, _ = strconv.ParseInt(l, 10, 64)
 	}
 	p.Digest, _ = vals[3].(string)
+	p.Sorted = vals[4] == "1" // missing (a plan begun before the field): not sorted
 	return p, true
 }
 

@@ -94,12 +94,14 @@ func (s *Service) planAudience(ctx context.Context, c *campaigns.Campaign, b *ba
 			return p, nil
 		}
 		if size > smallAudience {
-			lines, err := s.countAudience(ctx, c)
+			lines, sorted, err := s.surveyAudience(ctx, c)
 			if err != nil {
 				return p, err
 			}
-			p.Lines = lines
-			p.Parts = dedupe.PartsFor(size, lines, s.o.PlanMemory)
+			p.Lines, p.Sorted = lines, sorted
+			if !sorted { // a sorted audience needs no set: one pass
+				p.Parts = dedupe.PartsFor(size, lines, s.o.PlanMemory)
+			}
 		}
 		return p, nil
 	})
@@ -116,6 +118,9 @@ func (s *Service) planAudience(ctx context.Context, c *campaigns.Campaign, b *ba
 		need = dedupe.Need(size/int64(params.Parts), dedupe.ExpectedPerPart(params.Lines, params.Parts))
 	}
 	weight := min(need, s.o.PlanMemory)
+	if params.Sorted {
+		weight = 0 // no set
+	}
 	if err := s.planMem.Acquire(ctx, weight); err != nil {
 		return fmt.Errorf("plan %s: wait for plan memory: %w", c.ID, err)
 	}
@@ -141,8 +146,8 @@ func (s *Service) planAudience(ctx context.Context, c *campaigns.Campaign, b *ba
 		spillDir = ""
 	}
 	stats, err := dedupe.Run(ctx, open, dedupe.Options{
-		Parts: params.Parts, Seed: params.Seed, Expected: expected, SpillDir: spillDir,
-		Keep: func(id []byte) bool { return provider.ValidTargetID(string(id)) },
+		Parts: params.Parts, Seed: params.Seed, Expected: expected, SpillDir: spillDir, Sorted: params.Sorted,
+		Keep: validTarget,
 	}, func(id []byte) error { return b.add(ctx, id) })
 	if err != nil {
 		var cf *campaignFailure
@@ -157,7 +162,7 @@ func (s *Service) planAudience(ctx context.Context, c *campaigns.Campaign, b *ba
 			Msg("some parts of the audience were read again instead of from a spill file (worker.plan_spill_dir)")
 	}
 	s.log.Info().Str("campaign", c.ID).Int64("lines", stats.Lines).Int64("unique", stats.Unique).Int64("duplicates", stats.Duplicates).
-		Int64("skipped", stats.Skipped).Int("passes", stats.Passes).Int("audience_reads", stats.Reads).Int64("spilled_bytes", stats.Spilled).
+		Int64("skipped", stats.Skipped).Bool("sorted", params.Sorted).Int("passes", stats.Passes).Int("audience_reads", stats.Reads).Int64("spilled_bytes", stats.Spilled).
 		Int64("set_peak_bytes", stats.PeakBytes).Msg("audience read")
 	return nil
 }
@@ -206,20 +211,25 @@ func (s *Service) audienceInfo(ctx context.Context, c *campaigns.Campaign) (int6
 	return size, digest, nil
 }
 
-// countAudience counts the lines of c's audience object (one read, no
+// surveyAudience counts the lines of c's audience object and tells
+// whether its valid ids never decrease (dedupe.Survey: one read, no
 // memory kept).
-func (s *Service) countAudience(ctx context.Context, c *campaigns.Campaign) (int64, error) {
+func (s *Service) surveyAudience(ctx context.Context, c *campaigns.Campaign) (int64, bool, error) {
 	rc, err := s.openAudience(ctx, c)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	defer rc.Close()
-	n, err := dedupe.CountLines(rc)
+	n, sorted, err := dedupe.Survey(rc, validTarget, 0)
 	if err != nil {
-		return 0, fmt.Errorf("plan %s: %w", c.ID, err)
+		return 0, false, fmt.Errorf("plan %s: %w", c.ID, err)
 	}
-	return n, nil
+	return n, sorted, nil
 }
+
+// validTarget is the plan's filter: lines that are not valid target ids
+// are left out (counted invalid).
+func validTarget(id []byte) bool { return provider.ValidTargetID(string(id)) }
 
 // batcher cuts the plan's distinct targets into batches of unit, each kept
 // as its targets joined by "\n" (the stored form), and stores them

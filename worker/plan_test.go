@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -222,6 +223,47 @@ func TestReplanAfterAFailureMidPlanSendsEachOnce(t *testing.T) {
 				t.Fatalf("only %d opens: the plan did not fail and run again", aud.opens)
 			}
 		})
+	}
+}
+
+// TestSortedAudienceIsPlannedWithoutASet: an audience whose ids never
+// decrease (an export ordered by id, repeats next to their id, invalid
+// lines among them) is found sorted when its lines are counted and planned
+// in one pass without a set, even where plan_memory would ask for several;
+// its reader failing mid-pass, the re-plan writes the same batches and
+// each id goes once.
+func TestSortedAudienceIsPlannedWithoutASet(t *testing.T) {
+	t.Parallel()
+	text, _ := dupAudience(30_000, 36_000)
+	lines := strings.Split(strings.TrimSuffix(string(text), "\n"), "\n")
+	slices.Sort(lines)
+	for i := 0; i < len(lines); i += 1000 {
+		lines[i] = "bad id " + lines[i] // not a valid target id: left out, wherever it sorts
+	}
+	sorted := []byte(strings.Join(lines, "\n") + "\n")
+	aud := &memAudience{failOn: 3, failAfter: len(sorted) / 2} // open 3 is the pass
+	aud.put("seg", sorted)
+	e := setup(t, Options{Provider: &fakeProvider{}, Audience: aud, PlanMemory: 256 << 10, PlanSpillDir: t.TempDir()})
+	e.submit(t, &campaigns.Campaign{ID: "sorted", Kind: campaigns.KindBatchPush, PushMessage: msg(), Audience: &campaigns.Audience{Bucket: "b", Object: "seg"}}, time.Now())
+	st := e.waitFinal(t, "sorted", 60*time.Second)
+	var want []string
+	seen := map[string]bool{}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "bad id ") && !seen[l] {
+			seen[l] = true
+			want = append(want, l)
+		}
+	}
+	if st.Status != campaigns.StateCompleted || st.Sent != int64(len(want)) || st.Invalid != 36 || st.Duplicates != int64(36_000-36-len(want)) {
+		t.Fatalf("status %+v; want %d sent, 36 invalid", st, len(want))
+	}
+	assertEachOnce(t, e, want)
+	p, err := e.store.PlanParams(context.Background(), "sorted", func() (store.PlanParams, error) { return store.PlanParams{}, fmt.Errorf("not stored") })
+	if err != nil || !p.Sorted || p.Parts != 1 || p.Lines != 36_000 {
+		t.Fatalf("plan parameters %+v, %v: want sorted, one pass", p, err)
+	}
+	if aud.opens <= 3 {
+		t.Fatalf("only %d opens: the plan did not fail and run again", aud.opens)
 	}
 }
 
