@@ -79,7 +79,8 @@ func part(h uint64, n int) int {
 	return int((h & 0xFFFFFFFF) * uint64(n) >> 32)
 }
 
-// Run reads the audience Options.Parts times and calls emit once for every
+// Run makes Options.Parts passes over the audience (reading it each time,
+// or once with SpillDir; once with Sorted) and calls emit once for every
 // distinct id, in the order of the parts and, within a part, of the
 // audience. The slice given to emit is only valid during the call. A
 // failing emit or reader ends Run with its error.

@@ -7,9 +7,12 @@
 // the bytes, so no id is ever dropped because of a hash collision. Run
 // reads an audience in one or more passes: pass p keeps only the ids whose
 // keyed hash falls in part p of Parts, so each pass's Set holds about
-// 1/Parts of the unique ids. The output (which ids, in which order) depends
-// only on the audience, Parts and Seed: a re-plan with the same three
-// writes the same batches again.
+// 1/Parts of the unique ids; with a spill directory the audience is read
+// once and each later part comes from a file of its own. The output (which
+// ids, in which order) depends only on the audience, Parts and Seed: a
+// re-plan with the same three writes the same batches again. An audience
+// whose ids never decrease (Survey) needs no Set: each id is compared with
+// the one before (Options.Sorted).
 package dedupe
 
 import (
