@@ -114,9 +114,8 @@ func TestPoppedPausedTaskFollowsALaterResumeOrCancel(t *testing.T) {
 			e.submit(t, c, time.Now())
 			ref := TaskRef{ID: c.ID}
 			waitUntilState(t, e, c.ID, campaigns.StateScheduled)
-			if w, _ := tasks.state(ref); !w {
-				t.Fatal("the scheduled label push is not waiting in the task queue")
-			}
+			// scheduled comes just before the task is queued
+			waitFor(t, func() bool { w, _ := tasks.state(ref); return w }, "the label push to wait in the task queue")
 			if _, err := e.svc.Pause(ctx, c.ID); err != nil {
 				t.Fatal(err)
 			}
