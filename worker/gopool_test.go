@@ -25,7 +25,7 @@ func TestGoPoolRunsEachOnceAndReusesGoroutines(t *testing.T) {
 	if ran.Load() != 50 || p.started.Load() != 50 {
 		t.Fatalf("ran %d functions on %d goroutines, want 50 on 50", ran.Load(), p.started.Load())
 	}
-	waitFor(t, func() bool { return p.live.Load() == 0 }, "idle goroutines to end")
+	waitUntil(t, 5*time.Second, "idle goroutines to end", func() bool { return p.live.Load() == 0 })
 
 	// One after another: one goroutine, taken up again each time (none
 	// ends for being idle while this runs).
@@ -34,23 +34,12 @@ func TestGoPoolRunsEachOnceAndReusesGoroutines(t *testing.T) {
 		wg.Add(1)
 		p.run(func() { defer wg.Done(); ran.Add(1) })
 		wg.Wait()
-		waitFor(t, func() bool { return p.waiting.Load() == 1 }, "the goroutine to be idle")
+		waitUntil(t, 5*time.Second, "the goroutine to be idle", func() bool { return p.waiting.Load() == 1 })
 	}
 	if ran.Load() != 150 {
 		t.Fatalf("ran %d functions, want 150", ran.Load())
 	}
 	if started := p.started.Load(); started != 1 {
 		t.Fatalf("100 functions one after another started %d goroutines, want 1", started)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -115,7 +116,7 @@ func TestPoppedPausedTaskFollowsALaterResumeOrCancel(t *testing.T) {
 			ref := TaskRef{ID: c.ID}
 			waitUntilState(t, e, c.ID, campaigns.StateScheduled)
 			// scheduled comes just before the task is queued
-			waitFor(t, func() bool { w, _ := tasks.state(ref); return w }, "the label push to wait in the task queue")
+			waitUntil(t, 5*time.Second, "the label push to wait in the task queue", func() bool { w, _ := tasks.state(ref); return w })
 			if _, err := e.svc.Pause(ctx, c.ID); err != nil {
 				t.Fatal(err)
 			}
@@ -142,18 +143,8 @@ func TestPoppedPausedTaskFollowsALaterResumeOrCancel(t *testing.T) {
 
 func waitUntilState(t *testing.T, e *env, id string, want campaigns.State) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	waitUntil(t, 10*time.Second, fmt.Sprintf("campaign %s to be %s", id, want), func() bool {
 		st, err := e.store.Status(context.Background(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.Status == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("campaign %s is %s after 10s, want %s", id, st.Status, want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err == nil && st.Status == want
+	})
 }
