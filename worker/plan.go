@@ -117,14 +117,15 @@ func (s *Service) planAudience(ctx context.Context, c *campaigns.Campaign, b *ba
 	if params.Lines > 0 {
 		need = dedupe.Need(size/int64(params.Parts), dedupe.ExpectedPerPart(params.Lines, params.Parts))
 	}
-	weight := min(need, s.o.PlanMemory)
-	if params.Sorted {
-		weight = 0 // no set
+	// A sorted audience needs no set, and does not queue for plan memory
+	// (a semaphore queues even a weight of 0 behind waiting plans).
+	if !params.Sorted {
+		weight := min(need, s.o.PlanMemory)
+		if err := s.planMem.Acquire(ctx, weight); err != nil {
+			return fmt.Errorf("plan %s: wait for plan memory: %w", c.ID, err)
+		}
+		defer s.planMem.Release(weight)
 	}
-	if err := s.planMem.Acquire(ctx, weight); err != nil {
-		return fmt.Errorf("plan %s: wait for plan memory: %w", c.ID, err)
-	}
-	defer s.planMem.Release(weight)
 
 	open := func(ctx context.Context) (io.ReadCloser, error) {
 		rc, err := s.openAudience(ctx, c)

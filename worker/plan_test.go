@@ -267,6 +267,44 @@ func TestSortedAudienceIsPlannedWithoutASet(t *testing.T) {
 	}
 }
 
+// TestSortedAudienceTakesNoPlanMemory: with all of plan_memory held by
+// another plan, a sorted audience (which needs no set) is still planned
+// and sent; one in random order waits.
+func TestSortedAudienceTakesNoPlanMemory(t *testing.T) {
+	t.Parallel()
+	text, _ := dupAudience(27_000, 30_000) // over 256 KiB: surveyed
+	lines := strings.Split(strings.TrimSuffix(string(text), "\n"), "\n")
+	slices.Sort(lines)
+	aud := &memAudience{}
+	aud.put("sorted", []byte(strings.Join(lines, "\n")+"\n"))
+	aud.put("random", text)
+	e := setup(t, Options{Provider: &fakeProvider{}, Audience: aud, PlanMemory: 256 << 10, PlanSpillDir: t.TempDir()})
+	ctx := context.Background()
+	if err := e.svc.planMem.Acquire(ctx, 256<<10); err != nil { // another plan holds it all
+		t.Fatal(err)
+	}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			e.svc.planMem.Release(256 << 10)
+		}
+	}
+	t.Cleanup(release)
+	e.submit(t, &campaigns.Campaign{ID: "random", Kind: campaigns.KindBatchPush, PushMessage: msg(), Audience: &campaigns.Audience{Bucket: "b", Object: "random"}}, time.Now())
+	e.submit(t, &campaigns.Campaign{ID: "sorted", Kind: campaigns.KindBatchPush, PushMessage: msg(), Audience: &campaigns.Audience{Bucket: "b", Object: "sorted"}}, time.Now())
+	if st := e.waitFinal(t, "sorted", 30*time.Second); st.Status != campaigns.StateCompleted || st.Sent != 27_000 {
+		t.Fatalf("sorted: status %+v", st)
+	}
+	if st, err := e.store.Status(ctx, "random"); err != nil || st.TargetsTotal != 0 {
+		t.Fatalf("the random-order plan went on without plan memory: %+v, %v", st, err)
+	}
+	release()
+	if st := e.waitFinal(t, "random", 30*time.Second); st.Status != campaigns.StateCompleted || st.Sent != 27_000 {
+		t.Fatalf("random: status %+v", st)
+	}
+}
+
 // TestChangedAudienceFailsTheCampaign: an object replaced after planning
 // began fails the campaign naming the audience, rather than sending a mix.
 func TestChangedAudienceFailsTheCampaign(t *testing.T) {
