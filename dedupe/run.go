@@ -170,12 +170,8 @@ func run(ctx context.Context, open Opener, o Options, emit func(id []byte) error
 		if err == nil {
 			err = flush()
 		}
-		if p == 0 && sp != nil {
-			if err != nil {
-				sp.abandon()
-			} else {
-				sp.finish()
-			}
+		if p == 0 && sp != nil && err == nil {
+			sp.finish() // on an error, Run ends and close gives the files back
 		}
 		if err != nil {
 			return st, err

@@ -86,16 +86,6 @@ func (sp *spill) finish() {
 	}
 }
 
-// abandon gives up every file (the first pass did not finish: what they
-// hold is not a whole part).
-func (sp *spill) abandon() {
-	for p := range sp.files {
-		if sp.files[p] != nil {
-			sp.drop(p, errors.New("the first pass did not finish"))
-		}
-	}
-}
-
 func (sp *spill) drop(p int, err error) {
 	if sp.err[p] == nil {
 		sp.err[p] = fmt.Errorf("dedupe: spill part %d: %w", p, err)
@@ -130,10 +120,7 @@ func (sp *spill) replay(p int, buf []byte, f func(h uint64, id []byte) error) er
 			}
 		}
 		b := buf[:have]
-		for len(b) > 0 {
-			if len(b) < 9 {
-				break
-			}
+		for len(b) >= 9 { // a hash and at least a length
 			n, k := binary.Uvarint(b[8:])
 			if k <= 0 || uint64(len(b)-8-k) < n {
 				break // a record cut by the buffer's end (or a bad one: below)
