@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sort"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/campaignd/campaignd/internal/clock"
 	"github.com/campaignd/campaignd/internal/testenv"
@@ -138,8 +141,26 @@ func TestKeysExpire(t *testing.T) {
 
 func TestFailsClosed(t *testing.T) {
 	t.Parallel()
-	l, _, r := setup(t)
-	r.Stop()
+	// Redis down: a port that drops every connection, held by this test.
+	// (A stopped Redis's port can be taken by another test's Redis at
+	// once, which then answers.)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+	rdb := redis.NewClient(&redis.Options{Addr: ln.Addr().String()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	l := New(rdb, Options{Margin: 0.01})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if _, err := l.Wait(ctx, Rate{Key: "k", PerSecond: 10}); err == nil {
