@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -29,6 +30,8 @@ type providers struct {
 	engagelab map[string]*engagelab.Client
 	lim       *ratelimit.Limiter
 	log       zerolog.Logger
+	// pushResults recycles push/single's results (*[]easemob.TargetResult).
+	pushResults sync.Pool
 }
 
 func newProviders(cfg config.Config, lim *ratelimit.Limiter, m *metrics.Metrics, clk clock.Clock, log zerolog.Logger) (*providers, error) {
@@ -112,19 +115,33 @@ func pushResult(r easemob.TargetResult) worker.TargetResult {
 	return out
 }
 
-// PushSingle implements worker.Pusher with POST /push/single.
-func (p *providers) PushSingle(ctx context.Context, app string, targets []string, strategy *int, msg json.RawMessage) ([]worker.TargetResult, error) {
+// PushSingle implements worker.Pusher with POST /push/single. The
+// provider's own results are read into a recycled buffer and converted
+// into buf's storage.
+func (p *providers) PushSingle(ctx context.Context, app string, targets []string, strategy *int, msg json.RawMessage, buf []worker.TargetResult) ([]worker.TargetResult, error) {
 	c, err := p.em(app, "push/single")
 	if err != nil {
 		return nil, err
 	}
-	res, err := c.PushSingle(ctx, targets, easemob.PushRequest{Strategy: strategy, PushMessage: msg})
+	raw, _ := p.pushResults.Get().(*[]easemob.TargetResult)
+	if raw == nil {
+		raw = new([]easemob.TargetResult)
+	}
+	defer p.pushResults.Put(raw)
+	res, err := c.PushSingleInto(ctx, targets, easemob.PushRequest{Strategy: strategy, PushMessage: msg}, (*raw)[:0])
 	if err != nil {
 		return nil, err
 	}
-	out := make([]worker.TargetResult, len(res))
-	for i, r := range res {
-		out[i] = pushResult(r)
+	out := buf[:0]
+	if cap(out) < len(res) {
+		out = make([]worker.TargetResult, 0, len(res))
+	}
+	for _, r := range res {
+		out = append(out, pushResult(r))
+	}
+	if cap(res) <= provider.MaxPushTargets {
+		clear(res) // drop the strings while the buffer waits in the pool
+		*raw = res[:0]
 	}
 	return out, nil
 }

@@ -116,8 +116,9 @@ type PlanSoFar struct {
 
 // PutJoinedBatches stores batches first..first+len(batches)-1, each its
 // targets joined by "\n", and the plan's counts so far, in one round trip
-// (with no batches, only the counts).
-func (s *Store) PutJoinedBatches(ctx context.Context, id string, first int, batches []string, so PlanSoFar) error {
+// (with no batches, only the counts). The bytes are written before it
+// returns: the caller may reuse them.
+func (s *Store) PutJoinedBatches(ctx context.Context, id string, first int, batches [][]byte, so PlanSoFar) error {
 	pipe := s.rdb.TxPipeline()
 	if len(batches) > 0 {
 		fields := make([]any, 0, 2*len(batches))

@@ -236,6 +236,9 @@ type BatchRange struct {
 	// then a missing batch may still come.
 	Planned bool
 	Batches []BatchSlot
+	// Storage holds every batch's Targets (BatchInfosInto's buffer, or a
+	// new one), for the caller to recycle once done with them.
+	Storage []string
 }
 
 // BatchSlot is one batch of a BatchRange. Missing means the batch is not
@@ -249,6 +252,13 @@ type BatchSlot struct {
 // BatchInfos reads a campaign's status and, for batches first..first+count-1,
 // whether each is recorded and its targets, in one round trip.
 func (s *Store) BatchInfos(ctx context.Context, id string, first, count int) (BatchRange, error) {
+	return s.BatchInfosInto(ctx, id, first, count, nil)
+}
+
+// BatchInfosInto is BatchInfos with the targets of every batch put in
+// buf's storage (buf[:0]) when it has room: a caller reading many ranges
+// recycles one buffer (BatchRange.Storage) instead of a slice per batch.
+func (s *Store) BatchInfosInto(ctx context.Context, id string, first, count int, buf []string) (BatchRange, error) {
 	pipe := s.rdb.Pipeline()
 	hm := pipe.HMGet(ctx, s.key(id), statusFields...)
 	planned := pipe.HGet(ctx, s.key(id), "planned")
@@ -268,18 +278,44 @@ func (s *Store) BatchInfos(ctx context.Context, id string, first, count int) (Ba
 	}
 	out := BatchRange{Status: st, Planned: planned.Val() == "1", Batches: make([]BatchSlot, count)}
 	vals := batches.Val()
+	total := 0
+	for _, v := range vals {
+		if v, ok := v.(string); ok && v != "" {
+			total += strings.Count(v, "\n") + 1
+		}
+	}
+	all := buf[:0]
+	if cap(all) < total {
+		all = make([]string, 0, total)
+	}
 	for i := range count {
 		b := &out.Batches[i]
 		b.Done = bits[i].Val() == 1
 		if i < len(vals) {
 			if v, ok := vals[i].(string); ok && v != "" {
-				b.Targets = strings.Split(v, "\n")
+				start := len(all)
+				all = splitLines(all, v)
+				b.Targets = all[start:len(all):len(all)]
 				continue
 			}
 		}
 		b.Missing = true
 	}
+	out.Storage = all
 	return out, nil
+}
+
+// splitLines appends the lines of s (split at every "\n", as strings.Split
+// does) to dst.
+func splitLines(dst []string, s string) []string {
+	for {
+		i := strings.IndexByte(s, '\n')
+		if i < 0 {
+			return append(dst, s)
+		}
+		dst = append(dst, s[:i])
+		s = s[i+1:]
+	}
 }
 
 // Status is Lookup with ErrNotFound for an unknown id.
@@ -381,9 +417,9 @@ func (s *Store) Fail(ctx context.Context, id string, errs campaigns.FieldErrors)
 // shows them growing while a big campaign is planned). Batch tasks may
 // send the stored batches before planning ends.
 func (s *Store) PutBatches(ctx context.Context, id string, first int, batches [][]string, targetsSoFar int64) error {
-	joined := make([]string, len(batches))
+	joined := make([][]byte, len(batches))
 	for i, b := range batches {
-		joined[i] = strings.Join(b, "\n")
+		joined[i] = []byte(strings.Join(b, "\n"))
 	}
 	return s.PutJoinedBatches(ctx, id, first, joined, PlanSoFar{Targets: targetsSoFar})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -175,6 +176,39 @@ func TestBatchInfosReadsARange(t *testing.T) {
 	}
 	if !r.Planned || r.Status.BatchesTotal != 3 || r.Status.BatchesDone != 1 || r.Status.TargetsTotal != 4 {
 		t.Fatalf("status %+v", r.Status)
+	}
+	if len(r.Storage) != 4 {
+		t.Errorf("storage %q, want the 4 targets", r.Storage)
+	}
+
+	// Into a buffer: the same batches, in the buffer's storage; one too
+	// small is replaced.
+	for _, size := range []int{8, 2} {
+		buf := make([]string, 1, size)
+		ri, err := s.BatchInfosInto(ctx, "r", 0, 4, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(ri.Batches, want) {
+			t.Fatalf("into a buffer of %d: batches %+v, want %+v", size, ri.Batches, want)
+		}
+		if reused := &ri.Storage[0] == &buf[:1][0]; reused != (size >= 4) {
+			t.Errorf("buffer of %d: storage reused %v", size, reused)
+		}
+		// A batch's targets cannot grow into the next batch's.
+		if got := append(ri.Batches[0].Targets, "x"); ri.Batches[1].Targets[0] != "c" || len(got) != 3 {
+			t.Errorf("appending to batch 0 changed batch 1: %q", ri.Batches[1].Targets)
+		}
+	}
+}
+
+func TestSplitLinesIsStringsSplit(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"a", "a\nb", "a\n\nb", "a\n", "\n", "\na", "ab\ncd\nef"} {
+		got := splitLines([]string{"keep"}, s)
+		if want := append([]string{"keep"}, strings.Split(s, "\n")...); !reflect.DeepEqual(got, want) {
+			t.Errorf("splitLines(%q) = %q, want %q", s, got, want)
+		}
 	}
 }
 

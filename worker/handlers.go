@@ -308,7 +308,18 @@ func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 	}
 	g := s.o.GroupSize
 	first := p.N * g
-	r, err := s.o.Store.BatchInfos(ctx, p.ID, first, g)
+	buf, _ := s.targetBufs.Get().(*[]string)
+	if buf == nil {
+		buf = new([]string)
+	}
+	r, err := s.o.Store.BatchInfosInto(ctx, p.ID, first, g, *buf)
+	defer func() { // every send below is over (wg.Wait): nothing holds the targets
+		if cap(r.Storage) > 0 && cap(r.Storage) <= maxPooledTargets {
+			clear(r.Storage)
+			*buf = r.Storage[:0]
+		}
+		s.targetBufs.Put(buf)
+	}()
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("batch task %d of %s: %w", p.N, p.ID, asynq.SkipRetry)
 	}
@@ -400,7 +411,15 @@ func (s *Service) sendBatch(ctx context.Context, c *campaigns.Campaign, n int, t
 	if err := s.sends.acquire(ctx, c.Priority, hints.GiveUp); err != nil {
 		return campaigns.Status{}, fmt.Errorf("batch %d of %s: %w", n, c.ID, err)
 	}
-	results, err := s.send(s.o.CallContext(ctx, c, hints), c, targets)
+	buf, _ := s.results.Get().(*[]TargetResult)
+	if buf == nil {
+		buf = new([]TargetResult)
+	}
+	defer s.results.Put(buf)
+	results, err := s.send(s.o.CallContext(ctx, c, hints), c, targets, (*buf)[:0])
+	if cap(results) > 0 && cap(results) <= maxPooledResults {
+		*buf = results[:0] // the storage send used, for the next batch (tally copies what it keeps)
+	}
 	s.sends.release()
 	switch {
 	case errors.Is(err, errExpired): // its slot came after expires_at: nothing was sent
@@ -428,6 +447,14 @@ func (s *Service) sendBatch(ctx context.Context, c *campaigns.Campaign, n int, t
 	sent, failures := tally(targets, results)
 	return s.record(ctx, c, n, sent, failures, 0)
 }
+
+// maxPooledResults is the largest results buffer kept for the next batch,
+// maxPooledTargets the largest buffer of a task's targets kept for the next
+// task.
+const (
+	maxPooledResults = 1000
+	maxPooledTargets = 1 << 14
+)
 
 // tally counts a batch's sent targets and lists its failures: those the
 // provider refused, and those it gave no result for. A result for an id
@@ -476,12 +503,12 @@ func tally(targets []string, results []TargetResult) (sent int64, failures []cam
 }
 
 // send sends one unit of campaign c the way its kind does.
-func (s *Service) send(ctx context.Context, c *campaigns.Campaign, targets []string) ([]TargetResult, error) {
+func (s *Service) send(ctx context.Context, c *campaigns.Campaign, targets []string, buf []TargetResult) ([]TargetResult, error) {
 	k, _, err := s.kindOf(c)
 	if err != nil {
 		return nil, &provider.Error{Provider: "campaignd", Op: string(c.Kind), Kind: provider.KindPermanent, Description: err.Error()}
 	}
-	return k.send(ctx, s.o.Provider, c, targets)
+	return k.send(ctx, s.o.Provider, c, targets, buf)
 }
 
 // fail ends a campaign as failed before anything was sent, with the reason

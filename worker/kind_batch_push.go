@@ -10,9 +10,11 @@ import (
 
 // Pusher sends one batch push (≤ 100 targets) for an app. Errors are
 // *provider.Error, or errors with a RetryAfter() method (the limiter's
-// refusal), or anything else (treated as transient).
+// refusal), or anything else (treated as transient). The results may be
+// put in buf's storage (buf[:0]); the returned slice is the worker's
+// afterwards, which recycles it as a later call's buf.
 type Pusher interface {
-	PushSingle(ctx context.Context, app string, targets []string, strategy *int, msg json.RawMessage) ([]TargetResult, error)
+	PushSingle(ctx context.Context, app string, targets []string, strategy *int, msg json.RawMessage, buf []TargetResult) ([]TargetResult, error)
 }
 
 // batch_push: every target once, in calls of at most 100 (POST /push/single).
@@ -22,8 +24,8 @@ func batchPushKind() kind {
 		providers: []string{easemob},
 		groups:    []provider.Group{provider.GroupPushSingle},
 		unit:      fixed(provider.MaxPushTargets),
-		send: func(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string) ([]TargetResult, error) {
-			return p.PushSingle(ctx, c.App, targets, c.Strategy, c.PushMessage)
+		send: func(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string, buf []TargetResult) ([]TargetResult, error) {
+			return p.PushSingle(ctx, c.App, targets, c.Strategy, c.PushMessage, buf)
 		},
 	}
 }

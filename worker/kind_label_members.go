@@ -46,7 +46,7 @@ func labelMembersKind() kind {
 			return provider.MaxLabelUsers
 		},
 		prepare: prepareLabel,
-		send: func(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string) ([]TargetResult, error) {
+		send: func(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string, _ []TargetResult) ([]TargetResult, error) {
 			add := c.Action == "add"
 			if p.ProviderOf(c.App) == engagelab {
 				return p.TagMembers(ctx, c.App, c.Label, add, targets)

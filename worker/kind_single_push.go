@@ -24,7 +24,7 @@ func singlePushKind() kind {
 		providers: []string{easemob},
 		groups:    []provider.Group{provider.GroupPushSync},
 		unit:      fixed(1),
-		send: func(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string) ([]TargetResult, error) {
+		send: func(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string, _ []TargetResult) ([]TargetResult, error) {
 			out := make([]TargetResult, 0, len(targets))
 			for _, t := range targets {
 				r, err := p.PushSync(ctx, c.App, t, c.Strategy, c.PushMessage)

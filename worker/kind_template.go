@@ -28,7 +28,7 @@ func templateKind() kind {
 		unitTarget: func(c *campaigns.Campaign) string {
 			return c.Template.Name
 		},
-		send: func(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string) ([]TargetResult, error) {
+		send: func(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string, _ []TargetResult) ([]TargetResult, error) {
 			t := c.Template
 			var err error
 			if t.Delete {

@@ -103,7 +103,7 @@ func callOnce(ctx context.Context, do func(context.Context) error) error {
 	}
 }
 
-func sendUserSettings(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string) ([]TargetResult, error) {
+func sendUserSettings(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string, _ []TargetResult) ([]TargetResult, error) {
 	out := make([]TargetResult, 0, len(targets))
 	for _, user := range targets {
 		calls := settingsCalls(p, c, user)

@@ -241,9 +241,10 @@ type batcher struct {
 	unit  int
 	start *starter
 
-	buf     []byte // the batch being filled
-	inBuf   int
-	chunk   []string // whole batches not stored yet
+	joined  []byte   // the batches not stored yet, one after another; the last one is being filled
+	inBuf   int      // targets in the batch being filled
+	from    int      // where in joined it starts
+	chunk   [][]byte // the whole batches not stored yet (slices of joined)
 	batches int      // batches cut so far
 	targets int64
 	dups    int64
@@ -252,9 +253,9 @@ type batcher struct {
 
 func (b *batcher) add(ctx context.Context, id []byte) error {
 	if b.inBuf > 0 {
-		b.buf = append(b.buf, '\n')
+		b.joined = append(b.joined, '\n')
 	}
-	b.buf = append(b.buf, id...)
+	b.joined = append(b.joined, id...)
 	b.inBuf++
 	b.targets++
 	if b.inBuf < b.unit {
@@ -268,8 +269,8 @@ func (b *batcher) add(ctx context.Context, id []byte) error {
 }
 
 func (b *batcher) cut() {
-	b.chunk = append(b.chunk, string(b.buf))
-	b.buf = b.buf[:0]
+	b.chunk = append(b.chunk, b.joined[b.from:len(b.joined):len(b.joined)])
+	b.from = len(b.joined)
 	b.inBuf = 0
 	b.batches++
 }
@@ -280,6 +281,7 @@ func (b *batcher) flush(ctx context.Context) error {
 		return err
 	}
 	b.chunk = b.chunk[:0]
+	b.joined, b.from = b.joined[:0], 0 // written: the next chunk reuses the bytes
 	return b.start.stored(ctx, int64(b.batches), false)
 }
 

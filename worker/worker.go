@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -150,16 +151,18 @@ func InFlight(concurrency int) int { return max(4*concurrency, 8) }
 
 // Service is the asynq side of campaignd.
 type Service struct {
-	o         Options
-	log       zerolog.Logger
-	throttle  *throttle
-	cache     campaignCache
-	kinds     map[campaigns.Kind]*kind
-	states    *stateCache
-	taskKicks map[string]chan struct{} // per app: wake this process's dispatcher
-	sends     *inFlight                // MaxInFlight slots
-	senders   *goPool                  // the goroutines batches are sent on
-	planMem   *semaphore.Weighted      // PlanMemory bytes, shared by the plans of this process
+	o          Options
+	log        zerolog.Logger
+	throttle   *throttle
+	cache      campaignCache
+	kinds      map[campaigns.Kind]*kind
+	states     *stateCache
+	taskKicks  map[string]chan struct{} // per app: wake this process's dispatcher
+	sends      *inFlight                // MaxInFlight slots
+	senders    *goPool                  // the goroutines batches are sent on
+	planMem    *semaphore.Weighted      // PlanMemory bytes, shared by the plans of this process
+	results    sync.Pool                // *[]TargetResult: sent batches' results, recycled
+	targetBufs sync.Pool                // *[]string: batch tasks' targets, recycled
 }
 
 // NewService returns a Service.

@@ -31,7 +31,7 @@ type fakeProvider struct {
 	first  time.Time
 }
 
-func (f *fakeProvider) PushSingle(ctx context.Context, app string, targets []string, strategy *int, msg json.RawMessage) ([]TargetResult, error) {
+func (f *fakeProvider) PushSingle(ctx context.Context, app string, targets []string, strategy *int, msg json.RawMessage, buf []TargetResult) ([]TargetResult, error) {
 	if f.delay > 0 {
 		time.Sleep(f.delay)
 	}
@@ -50,11 +50,15 @@ func (f *fakeProvider) PushSingle(ctx context.Context, app string, targets []str
 	if err != nil {
 		return nil, err
 	}
+	out := buf[:0] // in the buffer the worker recycles, as the real provider does
 	if res == nil {
 		for _, t := range targets {
-			res = append(res, TargetResult{ID: t, OK: true})
+			out = append(out, TargetResult{ID: t, OK: true})
 		}
+	} else {
+		out = append(out, res...)
 	}
+	res = out
 	f.mu.Lock()
 	for _, r := range res {
 		if r.OK {

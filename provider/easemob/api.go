@@ -105,6 +105,13 @@ func invalid(op string, errs provider.FieldErrors) error {
 // PushSingle sends one push to up to 100 users (POST /push/single) and
 // returns each target's result.
 func (c *Client) PushSingle(ctx context.Context, targets []string, req PushRequest) ([]TargetResult, error) {
+	return c.PushSingleInto(ctx, targets, req, nil)
+}
+
+// PushSingleInto is PushSingle with the results put in buf's storage
+// (buf[:0]) when it has room, so that a caller sending many batches can
+// recycle one buffer.
+func (c *Client) PushSingleInto(ctx context.Context, targets []string, req PushRequest, buf []TargetResult) ([]TargetResult, error) {
 	var errs provider.FieldErrors
 	checkTargets(&errs, "targets", targets, provider.MaxPushTargets)
 	checkPushRequest(&errs, req)
@@ -115,7 +122,10 @@ func (c *Client) PushSingle(ctx context.Context, targets []string, req PushReque
 	if err != nil {
 		return nil, fmt.Errorf("easemob push/single: encode request: %w", err)
 	}
-	res := pushResults{targets: targets, out: make([]TargetResult, 0, len(targets))}
+	if cap(buf) < len(targets) {
+		buf = make([]TargetResult, 0, len(targets))
+	}
+	res := pushResults{targets: targets, out: buf[:0]}
 	if _, err := c.callOp(ctx, provider.GroupPushSingle, "POST /push/single", http.MethodPost, "/push/single", body, &res); err != nil {
 		return nil, err
 	}

@@ -119,6 +119,19 @@ func TestPushCalls(t *testing.T) {
 	if len(res) != 2 || !res[0].OK() || res[1].OK() || res[1].Desc == "" {
 		t.Fatalf("results %+v", res)
 	}
+	// PushSingleInto gives the same results in the buffer it is given.
+	buf := make([]TargetResult, 1, 100)
+	buf[0] = TargetResult{ID: "stale"}
+	into, err := e.c.PushSingleInto(ctx, []string{"u5", "invalid-u6"}, PushRequest{PushMessage: msg}, buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(into) != 2 || into[0].ID != "u5" || !into[0].OK() || into[1].ID != "invalid-u6" || into[1].OK() || into[1].Desc != res[1].Desc {
+		t.Fatalf("results into a buffer %+v", into)
+	}
+	if &into[0] != &buf[:1][0] {
+		t.Error("PushSingleInto did not use the buffer's storage")
+	}
 	r, err := e.c.PushSync(ctx, "u3", PushRequest{PushMessage: msg})
 	if err != nil || !r.OK() || r.ID != "u3" {
 		t.Fatalf("sync %+v %v", r, err)
@@ -127,7 +140,7 @@ func TestPushCalls(t *testing.T) {
 	if err != nil || r.PushStatus != "ASYNC_SUCCESS" {
 		t.Fatalf("async %+v %v", r, err)
 	}
-	for _, u := range []string{"u1", "u3", "u4"} {
+	for _, u := range []string{"u1", "u3", "u4", "u5"} {
 		if n := e.sim.Sim().PushCount(u); n != 1 {
 			t.Errorf("%s pushed %d times", u, n)
 		}
