@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -26,11 +27,16 @@ func decodePush(t testing.TB, targets []string, body string) ([]TargetResult, er
 	return r.out, err
 }
 
+// testTargets are the request's targets in the decoding tests: answers in
+// their order are read by sameAsBefore, and those that are not plain
+// strings must not be.
+var testTargets = []string{"u1", "u2", "u3", `u"4`, `u\5`, "é6", "u\x017", "u\xff8"}
+
 // decodesAsEncodingJSON fails t unless pushResults decodes body to what
 // encoding/json does, and refuses it when encoding/json does.
 func decodesAsEncodingJSON(t *testing.T, body string) {
 	t.Helper()
-	got, err := decodePush(t, []string{"u1", "u2"}, body)
+	got, err := decodePush(t, testTargets, body)
 	want, jerr := viaEncodingJSON([]byte(body))
 	if (err != nil) != (jerr != nil) {
 		t.Fatalf("%q: error %v, encoding/json's %v", body, err, jerr)
@@ -64,6 +70,17 @@ func TestPushResultsMatchEncodingJSON(t *testing.T) {
 		{"empty data", `{"data":[]}`, true},
 		{"empty result", `{"data":[{}]}`, true},
 		{"null answer", `null`, false},
+		{"repeated results", `{"data":[{"id":"u1","pushStatus":"ASYNC_SUCCESS","desc":"async success."},{"id":"u2","pushStatus":"ASYNC_SUCCESS","desc":"async success."},{"id":"u3","pushStatus":"ASYNC_SUCCESS","desc":"async success."}]}`, true},
+		{"repeated, then another id", `{"data":[{"id":"u1","pushStatus":"S","desc":"d"},{"id":"u2","pushStatus":"S","desc":"d"},{"id":"zz","pushStatus":"S","desc":"d"}]}`, true},
+		{"repeated, then another status", `{"data":[{"id":"u1","pushStatus":"S","desc":"d"},{"id":"u2","pushStatus":"S","desc":"d"},{"id":"u3","pushStatus":"T","desc":"d"}]}`, true},
+		{"repeated, a longer desc", `{"data":[{"id":"u1","pushStatus":"S","desc":"d"},{"id":"u2","pushStatus":"S","desc":"dd"}]}`, true},
+		{"repeated, no desc", `{"data":[{"id":"u1","pushStatus":"S"},{"id":"u2","pushStatus":"S","desc":""}]}`, true},
+		{"repeated, utf-8 target", `{"data":[{"id":"u1","pushStatus":"S","desc":"d"},{"id":"u2","pushStatus":"S","desc":"d"},{"id":"u3","pushStatus":"S","desc":"d"},{"id":"u\"4","pushStatus":"S","desc":"d"},{"id":"u\\5","pushStatus":"S","desc":"d"},{"id":"é6","pushStatus":"S","desc":"d"}]}`, false},
+		{"repeated, a utf-8 target", `{"data":[{"id":"u1","pushStatus":"S","desc":"d"},{"id":"u2","pushStatus":"S","desc":"d"},{"id":"u3","pushStatus":"S","desc":"d"},{"id":"a","pushStatus":"S","desc":"d"},{"id":"b","pushStatus":"S","desc":"d"},{"id":"é6","pushStatus":"S","desc":"d"}]}`, true},
+		{"a raw quote in a target", `{"data":[{"id":"u1","pushStatus":"S","desc":"d"},{"id":"u2","pushStatus":"S","desc":"d"},{"id":"u3","pushStatus":"S","desc":"d"},{"id":"u"4","pushStatus":"S","desc":"d"}]}`, false},
+		{"a raw backslash in a target", `{"data":[{"id":"u1","pushStatus":"S","desc":"d"},{"id":"u2","pushStatus":"S","desc":"d"},{"id":"u3","pushStatus":"S","desc":"d"},{"id":"u","pushStatus":"S","desc":"d"},{"id":"u\5","pushStatus":"S","desc":"d"}]}`, false},
+		{"a raw control character in a target", "{\"data\":[{\"id\":\"u1\",\"pushStatus\":\"S\",\"desc\":\"d\"},{\"id\":\"u2\",\"pushStatus\":\"S\",\"desc\":\"d\"},{\"id\":\"u3\",\"pushStatus\":\"S\",\"desc\":\"d\"},{\"id\":\"a\",\"pushStatus\":\"S\",\"desc\":\"d\"},{\"id\":\"b\",\"pushStatus\":\"S\",\"desc\":\"d\"},{\"id\":\"é6\",\"pushStatus\":\"S\",\"desc\":\"d\"},{\"id\":\"u\x017\",\"pushStatus\":\"S\",\"desc\":\"d\"}]}", false},
+		{"raw invalid utf-8 in a target", "{\"data\":[{\"id\":\"u1\",\"pushStatus\":\"S\",\"desc\":\"d\"},{\"id\":\"u2\",\"pushStatus\":\"S\",\"desc\":\"d\"},{\"id\":\"u3\",\"pushStatus\":\"S\",\"desc\":\"d\"},{\"id\":\"a\",\"pushStatus\":\"S\",\"desc\":\"d\"},{\"id\":\"b\",\"pushStatus\":\"S\",\"desc\":\"d\"},{\"id\":\"é6\",\"pushStatus\":\"S\",\"desc\":\"d\"},{\"id\":\"c\",\"pushStatus\":\"S\",\"desc\":\"d\"},{\"id\":\"u\xff8\",\"pushStatus\":\"S\",\"desc\":\"d\"}]}", false},
 		{"whitespace", " {\n \"data\" : [ { \"id\" : \"u1\" , \"pushStatus\" : \"SUCCESS\" } ] }\n", true},
 		// refused, by both
 		{"cut short", `{"data":[{"id":"u1"`, false},
@@ -117,9 +134,40 @@ func FuzzPushResults(f *testing.F) {
 	f.Add(`{"data":[{"id":"u1","pushStatus":"SUCCESS","desc":"d"}]}`)
 	f.Add(`{"data":[{"id":"\u0000","pushStatus":"","x":[1,{"y":null}]},{}]}`)
 	f.Add(`{"t":-0.5E-7,"data":[{"id":"u2","z":[true,false,"s",{}]}],"e":[]}`)
+	f.Add(`{"data":[{"id":"u1","pushStatus":"S","desc":"d"},{"id":"u2","pushStatus":"S","desc":"d"},{"id":"u3","pushStatus":"S","desc":"d"},{"id":"a","pushStatus":"S","desc":"d"},{"id":"b","pushStatus":"S","desc":"d"},{"id":"é6","pushStatus":"S","desc":"d"}]}`)
 	f.Fuzz(func(t *testing.T, body string) {
 		decodesAsEncodingJSON(t, body)
 	})
+}
+
+func TestPlainString(t *testing.T) {
+	t.Parallel()
+	plain := func(s string) bool { // the definition, a byte at a time
+		for i := 0; i < len(s); i++ {
+			if c := s[i]; c == '"' || c == '\\' || c < 0x20 {
+				return false
+			}
+		}
+		return utf8.ValidString(s)
+	}
+	// every byte value at every place of strings of 1 to 17 bytes (words
+	// of 8 and what is left), and a few multi-byte ones
+	for n := 1; n <= 17; n++ {
+		for at := 0; at < n; at++ {
+			for c := 0; c < 256; c++ {
+				b := bytes.Repeat([]byte{'a'}, n)
+				b[at] = byte(c)
+				if got, want := plainString(string(b)), plain(string(b)); got != want {
+					t.Fatalf("plainString(%q) = %v, want %v", b, got, want)
+				}
+			}
+		}
+	}
+	for _, s := range []string{"", "é", "用户用户用户", "abcdefgé", "abcdefg\xc3", "\xc3\xa9abcdefgh", "😀😀", "abcdefgh\x7f"} {
+		if got, want := plainString(s), plain(s); got != want {
+			t.Errorf("plainString(%q) = %v, want %v", s, got, want)
+		}
+	}
 }
 
 // pushAnswer is a push/single answer for targets, as pushsim writes it.
