@@ -115,6 +115,37 @@ func peakRSS(pid int) int64 {
 	return -1
 }
 
+// printCommandStats prints the commands Redis has run since its stats were
+// reset, per 1,000 targets, busiest first.
+func printCommandStats(b *testing.B, rc *redis.Client, n int) {
+	b.Helper()
+	info, err := rc.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	type stat struct {
+		name  string
+		calls int
+	}
+	var stats []stat
+	total := 0
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
+		if !ok {
+			continue
+		}
+		calls, _ := strconv.Atoi(strings.SplitN(rest, ",", 2)[0])
+		stats = append(stats, stat{strings.TrimPrefix(name, "cmdstat_"), calls})
+		total += calls
+	}
+	sort.Slice(stats, func(i, j int) bool { return stats[i].calls > stats[j].calls })
+	parts := make([]string, 0, len(stats))
+	for _, st := range stats {
+		parts = append(parts, fmt.Sprintf("%s %d", st.name, st.calls))
+	}
+	fmt.Printf("  Redis commands: %d (%.1f per 1,000 targets): %s\n", total, float64(total)*1000/float64(n), strings.Join(parts, ", "))
+}
+
 // cpuSeconds is the user+system CPU time a process has used so far.
 func cpuSeconds(pid int) float64 {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -230,15 +261,22 @@ apps:
 	defer rc.Close()
 	fmt.Printf("audience: %d lines, %d distinct ids, %s order\n", lines, n, order)
 	rounds := roundsFromEnv()
+	redisStats := os.Getenv("BENCH_REDIS_STATS") != "" // campaignd's Redis commands per round
 	var results []round
 	var redisAfterPlan int64
 	b.ResetTimer()
 	for r := 0; r < rounds; r++ {
 		reset(b, simURL)
 		before := usedMemory(b, rc)
+		if redisStats {
+			rc.ConfigResetStat(ctx)
+		}
 		res := campaignRound(b, ctx, js, fmt.Sprintf("bench-%d", r), n, []int{cd.Process.Pid, simPid, rd.Pid(), os.Getpid()},
 			func() { res0 := usedMemory(b, rc); redisAfterPlan = res0 - before }, cdp.LogPath)
 		res.redisPerTarget = float64(redisAfterPlan) / float64(n)
+		if redisStats {
+			printCommandStats(b, rc, n)
+		}
 		// plain asynq baseline, on a fresh Redis and an emptied pushsim
 		reset(b, simURL)
 		rd2 := testenv.StartRedis(b)
