@@ -36,6 +36,7 @@ func NewHTTPClient(o HTTPOptions) *http.Client {
 		TLSHandshakeTimeout:   5 * time.Second,
 		ResponseHeaderTimeout: o.Timeout,
 		ExpectContinueTimeout: time.Second,
+		ReadBufferSize:        16 << 10,
 	}
 	return &http.Client{Transport: tr, Timeout: o.Timeout}
 }

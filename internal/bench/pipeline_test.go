@@ -146,6 +146,26 @@ func printCommandStats(b *testing.B, rc *redis.Client, n int) {
 	fmt.Printf("  Redis commands: %d (%.1f per 1,000 targets): %s\n", total, float64(total)*1000/float64(n), strings.Join(parts, ", "))
 }
 
+// syscallCounts is how many read and write system calls a process has
+// made so far (/proc/PID/io's syscr and syscw).
+func syscallCounts(pid int) (reads, writes int64) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, _ := strings.Cut(line, ": ")
+		n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		switch k {
+		case "syscr":
+			reads = n
+		case "syscw":
+			writes = n
+		}
+	}
+	return reads, writes
+}
+
 // cpuSeconds is the user+system CPU time a process has used so far.
 func cpuSeconds(pid int) float64 {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -434,6 +454,7 @@ func campaignRound(b *testing.B, ctx context.Context, js jetstream.JetStream, id
 	}
 	defer it.Stop()
 	cpu := newCPUMeter([]string{"campaignd", "pushsim", "redis", "bench+nats"}, pids)
+	sysr0, sysw0 := syscallCounts(pids[0])
 	t0 := time.Now()
 	body := fmt.Sprintf(`{"id":%q,"kind":"batch_push","push_message":{"title":"t","content":"c"},"audience":{"bucket":"audiences","object":"bench"}}`, id)
 	if _, err := js.Publish(ctx, intake.SubjectSubmit, []byte(body)); err != nil {
@@ -466,7 +487,8 @@ func campaignRound(b *testing.B, ctx context.Context, js jetstream.JetStream, id
 		final = st
 	}
 	res.finished = time.Since(t0)
-	res.cpu = cpu.String()
+	sysr, sysw := syscallCounts(pids[0])
+	res.cpu = cpu.String() + fmt.Sprintf("; campaignd's read and write syscalls per 100 targets %.1f, %.1f", float64(sysr-sysr0)*100/float64(n), float64(sysw-sysw0)*100/float64(n))
 	res.cpuCampaignd = cpu.of("campaignd")
 	<-planned
 	if final.Status != campaigns.StateCompleted || final.Sent != int64(n) {
