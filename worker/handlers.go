@@ -415,11 +415,14 @@ func (s *Service) sendBatch(ctx context.Context, c *campaigns.Campaign, n int, t
 	if buf == nil {
 		buf = new([]TargetResult)
 	}
-	defer s.results.Put(buf)
 	results, err := s.send(s.o.CallContext(ctx, c, hints), c, targets, (*buf)[:0])
-	if cap(results) > 0 && cap(results) <= maxPooledResults {
-		*buf = results[:0] // the storage send used, for the next batch (tally copies what it keeps)
-	}
+	defer func() { // tally copies what it keeps
+		if cap(results) > 0 && cap(results) <= maxPooledResults {
+			clear(results)
+			*buf = results[:0] // the storage send used, for the next batch
+		}
+		s.results.Put(buf)
+	}()
 	s.sends.release()
 	switch {
 	case errors.Is(err, errExpired): // its slot came after expires_at: nothing was sent
