@@ -38,8 +38,9 @@ type kind struct {
 	// label). A *campaignFailure fails the campaign with nothing sent.
 	prepare func(ctx context.Context, p Providers, c *campaigns.Campaign) error
 	// send sends one unit and returns a result per target, which it may
-	// put in buf's storage (buf[:0]). An error means the whole unit failed
-	// (and is classified as every batch error is).
+	// put in buf's storage (buf[:0]); the returned slice is the worker's
+	// afterwards (recycled for a later unit). An error means the whole unit
+	// failed (and is classified as every batch error is).
 	send func(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string, buf []TargetResult) ([]TargetResult, error)
 	// task, for the kinds that create one provider push task (label_push,
 	// broadcast), replaces planning and sending: the campaign waits in the
