@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"strings"
 
 	"github.com/hibiken/asynq"
@@ -83,6 +84,18 @@ func (s *Service) planAudience(ctx context.Context, c *campaigns.Campaign, b *ba
 	if err != nil {
 		return err
 	}
+	spillDir := s.o.PlanSpillDir
+	if s.o.PlanSpillOff {
+		spillDir = ""
+	}
+	// surveyed is the audience as the read that counted its lines saw it,
+	// for the first pass (nil: the first pass reads the object).
+	var surveyed *os.File
+	defer func() {
+		if surveyed != nil {
+			surveyed.Close()
+		}
+	}()
 	params, err := s.o.Store.PlanParams(ctx, c.ID, func() (store.PlanParams, error) {
 		p := store.PlanParams{Seed: rand.Uint64(), Parts: 1, Digest: digest}
 		// A plan begun by a campaignd from before plan parameters (an
@@ -94,10 +107,11 @@ func (s *Service) planAudience(ctx context.Context, c *campaigns.Campaign, b *ba
 			return p, nil
 		}
 		if size > smallAudience {
-			lines, sorted, err := s.surveyAudience(ctx, c)
+			lines, sorted, cp, err := s.surveyAudience(ctx, c, spillDir, digest)
 			if err != nil {
 				return p, err
 			}
+			surveyed = cp
 			p.Lines, p.Sorted = lines, sorted
 			if !sorted { // a sorted audience needs no set: one pass
 				p.Parts = dedupe.PartsFor(size, lines, s.o.PlanMemory)
@@ -128,6 +142,10 @@ func (s *Service) planAudience(ctx context.Context, c *campaigns.Campaign, b *ba
 	}
 
 	open := func(ctx context.Context) (io.ReadCloser, error) {
+		if f := surveyed; f != nil { // read whole and checked already
+			surveyed = nil
+			return f, nil
+		}
 		rc, err := s.openAudience(ctx, c)
 		if err != nil {
 			return nil, err
@@ -141,10 +159,6 @@ func (s *Service) planAudience(ctx context.Context, c *campaigns.Campaign, b *ba
 	var expected int64
 	if params.Lines > 0 {
 		expected = dedupe.ExpectedPerPart(params.Lines, params.Parts)
-	}
-	spillDir := s.o.PlanSpillDir
-	if s.o.PlanSpillOff {
-		spillDir = ""
 	}
 	stats, err := dedupe.Run(ctx, open, dedupe.Options{
 		Parts: params.Parts, Seed: params.Seed, Expected: expected, SpillDir: spillDir, Sorted: params.Sorted,
@@ -214,18 +228,73 @@ func (s *Service) audienceInfo(ctx context.Context, c *campaigns.Campaign) (int6
 
 // surveyAudience counts the lines of c's audience object and tells
 // whether its valid ids never decrease (dedupe.Survey: one read, no
-// memory kept).
-func (s *Service) surveyAudience(ctx context.Context, c *campaigns.Campaign) (int64, bool, error) {
+// memory kept). With a spill directory it also copies what it reads to an
+// unlinked file there and returns it, at its start, when the whole object
+// was read and its digest is the one planning began with: the plan's
+// first pass reads that file instead of the object a second time. A copy
+// that cannot be made or written is dropped (the pass reads the object).
+func (s *Service) surveyAudience(ctx context.Context, c *campaigns.Campaign, spillDir, digest string) (int64, bool, *os.File, error) {
 	rc, err := s.openAudience(ctx, c)
 	if err != nil {
-		return 0, false, err
+		return 0, false, nil, err
 	}
 	defer rc.Close()
-	n, sorted, err := dedupe.Survey(rc, validTarget, 0)
-	if err != nil {
-		return 0, false, fmt.Errorf("plan %s: %w", c.ID, err)
+	var cp *fileCopy
+	r := io.Reader(rc)
+	if spillDir != "" {
+		if f, err := os.CreateTemp(spillDir, "campaignd-audience-*"); err == nil {
+			_ = os.Remove(f.Name()) // unlinked: the open file lives until it is closed
+			cp = &fileCopy{f: f}
+			r = io.TeeReader(rc, cp)
+		}
 	}
-	return n, sorted, nil
+	n, sorted, err := dedupe.Survey(r, validTarget, 0)
+	if err != nil {
+		cp.drop()
+		return 0, false, nil, fmt.Errorf("plan %s: %w", c.ID, err)
+	}
+	if d, ok := rc.(interface{ Digest() string }); ok && digest != "" && d.Digest() != digest {
+		cp.drop() // replaced since planning began: the pass's own read tells
+		return n, sorted, nil, nil
+	}
+	return n, sorted, cp.rewound(), nil
+}
+
+// fileCopy is an io.Writer into a file that never fails its caller: the
+// first error is kept, and the copy is then of no use.
+type fileCopy struct {
+	f   *os.File
+	err error
+}
+
+func (w *fileCopy) Write(p []byte) (int, error) {
+	if w.err == nil {
+		_, w.err = w.f.Write(p)
+	}
+	return len(p), nil
+}
+
+// rewound is the copy's file at its start, or nil (the file closed) if a
+// write or the seek failed. Safe on a nil copy.
+func (w *fileCopy) rewound() *os.File {
+	if w == nil {
+		return nil
+	}
+	if w.err == nil {
+		_, w.err = w.f.Seek(0, io.SeekStart)
+	}
+	if w.err != nil {
+		w.f.Close()
+		return nil
+	}
+	return w.f
+}
+
+// drop closes the copy's file. Safe on a nil copy.
+func (w *fileCopy) drop() {
+	if w != nil {
+		w.f.Close()
+	}
 }
 
 // validTarget is the plan's filter: lines that are not valid target ids

@@ -178,10 +178,11 @@ func repeatsSentOnce(t *testing.T, spillOff bool) {
 	if p.Parts < 3 || p.Lines != 33_000 || !strings.HasPrefix(p.Digest, "SHA-256=") {
 		t.Fatalf("plan parameters %+v: want several parts for 33,000 lines in 256 KiB", p)
 	}
-	// size and digest, count, then one open per part (or one in all)
+	// size and digest, count, then one open per part (or none: the first
+	// pass reads the count's copy, the later ones their spill files)
 	reads := p.Parts
 	if !spillOff {
-		reads = 1
+		reads = 0
 	}
 	if aud.opens != 2+reads {
 		t.Fatalf("%d opens for %d parts (spill off %v)", aud.opens, p.Parts, spillOff)
@@ -192,19 +193,20 @@ func repeatsSentOnce(t *testing.T, spillOff bool) {
 }
 
 // TestReplanAfterAFailureMidPlanSendsEachOnce: the audience's reader
-// fails in the middle of a pass, after batches were stored and sent; the
-// plan task's retry plans again with the stored parameters, so the
-// batches already sent are the same batches, and nothing goes twice.
-// With spilling, the one read of the audience fails (its part files are
-// dropped); without, the second pass's.
+// fails midway, and the plan task's retry plans again, so that nothing
+// goes twice. Without spill files the second pass's read fails, after
+// batches were stored and sent: the retry plans with the stored
+// parameters, so the batches already sent are the same batches. With
+// them the object is read only to count its lines (the passes read that
+// read's copy and their spill files), so that read fails.
 func TestReplanAfterAFailureMidPlanSendsEachOnce(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name     string
 		spillOff bool
-		failOn   int // open 1 reads size and digest, 2 counts, 3 is pass 1
+		failOn   int // open 1 reads size and digest, 2 counts, 3 is pass 1 (without spill files)
 	}{
-		{"spilled, the first pass fails", false, 3},
+		{"spilled, the count fails", false, 2},
 		{"read again, the second pass fails", true, 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -243,7 +245,8 @@ func TestSortedAudienceIsPlannedWithoutASet(t *testing.T) {
 	sorted := []byte(strings.Join(lines, "\n") + "\n")
 	aud := &memAudience{failOn: 3, failAfter: len(sorted) / 2} // open 3 is the pass
 	aud.put("seg", sorted)
-	e := setup(t, Options{Provider: &fakeProvider{}, Audience: aud, PlanMemory: 256 << 10, PlanSpillDir: t.TempDir()})
+	// no spill files: the pass reads the object (not the count's copy), and its reader fails
+	e := setup(t, Options{Provider: &fakeProvider{}, Audience: aud, PlanMemory: 256 << 10, PlanSpillOff: true})
 	e.submit(t, &campaigns.Campaign{ID: "sorted", Kind: campaigns.KindBatchPush, PushMessage: msg(), Audience: &campaigns.Audience{Bucket: "b", Object: "seg"}}, time.Now())
 	st := e.waitFinal(t, "sorted", 60*time.Second)
 	var want []string
@@ -376,7 +379,8 @@ func TestConcurrentPlansShareThePlanMemory(t *testing.T) {
 		aud.put(fmt.Sprint("seg", i), []byte(prefixed))
 		uniqs = append(uniqs, uniq)
 	}
-	e := setup(t, Options{Provider: &fakeProvider{}, Audience: aud, PlanMemory: 256 << 10, Concurrency: 10})
+	// no spill files: every pass opens the object, which counts the passes
+	e := setup(t, Options{Provider: &fakeProvider{}, Audience: aud, PlanMemory: 256 << 10, Concurrency: 10, PlanSpillOff: true})
 	for i := range 3 {
 		e.submit(t, &campaigns.Campaign{ID: fmt.Sprint("cp", i), Kind: campaigns.KindBatchPush, PushMessage: msg(),
 			Audience: &campaigns.Audience{Bucket: "b", Object: fmt.Sprint("seg", i)}}, time.Now())
@@ -396,4 +400,45 @@ func TestConcurrentPlansShareThePlanMemory(t *testing.T) {
 	if aud.maxPasses != 1 {
 		t.Fatalf("%d plans made passes at once: they did not wait for plan memory", aud.maxPasses)
 	}
+}
+
+// TestFileCopy: the count's copy of an audience never fails the count; a
+// copy whose writes failed (a full disk) is dropped, one that was written
+// is read back from its start.
+func TestFileCopy(t *testing.T) {
+	t.Parallel()
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := &fileCopy{f: full}
+	if n, err := cp.Write([]byte("a\nb\n")); n != 4 || err != nil {
+		t.Fatalf("write to a full disk: %d, %v: want 4, nil (the count goes on)", n, err)
+	}
+	if cp.err == nil || cp.rewound() != nil {
+		t.Fatalf("a copy that could not be written was kept (err %v)", cp.err)
+	}
+
+	f, err := os.CreateTemp(t.TempDir(), "copy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp = &fileCopy{f: f}
+	for _, part := range []string{"a\n", "b\nc", "\n"} {
+		_, _ = cp.Write([]byte(part))
+	}
+	r := cp.rewound()
+	if r == nil {
+		t.Fatalf("a written copy was dropped: %v", cp.err)
+	}
+	defer r.Close()
+	if got, err := io.ReadAll(r); err != nil || string(got) != "a\nb\nc\n" {
+		t.Fatalf("read back %q, %v", got, err)
+	}
+
+	var none *fileCopy // no spill directory: no copy
+	if none.rewound() != nil {
+		t.Fatal("a nil copy gave a file")
+	}
+	none.drop()
 }
