@@ -107,7 +107,7 @@ func (s *Service) planAudience(ctx context.Context, c *campaigns.Campaign, b *ba
 			return p, nil
 		}
 		if size > smallAudience {
-			lines, sorted, cp, err := s.surveyAudience(ctx, c, spillDir, digest)
+			lines, sorted, cp, err := s.surveyAudience(ctx, c, spillDir, size, digest)
 			if err != nil {
 				return p, err
 			}
@@ -230,10 +230,10 @@ func (s *Service) audienceInfo(ctx context.Context, c *campaigns.Campaign) (int6
 // whether its valid ids never decrease (dedupe.Survey: one read, no
 // memory kept). With a spill directory it also copies what it reads to an
 // unlinked file there and returns it, at its start, when the whole object
-// was read and its digest is the one planning began with: the plan's
+// was read (size bytes) and its digest is the one planning began with: the plan's
 // first pass reads that file instead of the object a second time. A copy
 // that cannot be made or written is dropped (the pass reads the object).
-func (s *Service) surveyAudience(ctx context.Context, c *campaigns.Campaign, spillDir, digest string) (int64, bool, *os.File, error) {
+func (s *Service) surveyAudience(ctx context.Context, c *campaigns.Campaign, spillDir string, size int64, digest string) (int64, bool, *os.File, error) {
 	rc, err := s.openAudience(ctx, c)
 	if err != nil {
 		return 0, false, nil, err
@@ -257,6 +257,10 @@ func (s *Service) surveyAudience(ctx context.Context, c *campaigns.Campaign, spi
 		cp.drop() // replaced since planning began: the pass's own read tells
 		return n, sorted, nil, nil
 	}
+	if cp != nil && cp.n != size {
+		cp.drop() // not the whole object: never a pass over part of it
+		return n, sorted, nil, nil
+	}
 	return n, sorted, cp.rewound(), nil
 }
 
@@ -264,12 +268,15 @@ func (s *Service) surveyAudience(ctx context.Context, c *campaigns.Campaign, spi
 // first error is kept, and the copy is then of no use.
 type fileCopy struct {
 	f   *os.File
+	n   int64 // bytes written
 	err error
 }
 
 func (w *fileCopy) Write(p []byte) (int, error) {
 	if w.err == nil {
-		_, w.err = w.f.Write(p)
+		var n int
+		n, w.err = w.f.Write(p)
+		w.n += int64(n)
 	}
 	return len(p), nil
 }

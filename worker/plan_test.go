@@ -427,6 +427,9 @@ func TestFileCopy(t *testing.T) {
 	for _, part := range []string{"a\n", "b\nc", "\n"} {
 		_, _ = cp.Write([]byte(part))
 	}
+	if cp.n != 6 {
+		t.Fatalf("copy counted %d bytes, want 6 (compared with the object's size)", cp.n)
+	}
 	r := cp.rewound()
 	if r == nil {
 		t.Fatalf("a written copy was dropped: %v", cp.err)
