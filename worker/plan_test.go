@@ -29,6 +29,7 @@ type memAudience struct {
 	opens     int
 	failOn    int
 	failAfter int
+	cutOn     int // this open's reader ends at failAfter, with no error (a short read that says nothing)
 	slow      time.Duration // a pause before each read of 64 KiB or less
 	perObject map[string]int
 	passes    int // pass readers open now: an object's third open and later (after the info and the count)
@@ -55,6 +56,9 @@ func (m *memAudience) Open(_ context.Context, _, object string) (io.ReadCloser, 
 	var r io.Reader = bytes.NewReader(data)
 	if m.opens == m.failOn {
 		r = io.MultiReader(bytes.NewReader(data[:m.failAfter]), failingReader{})
+	}
+	if m.opens == m.cutOn {
+		r = bytes.NewReader(data[:m.failAfter])
 	}
 	if m.slow > 0 {
 		r = slowReader{r, m.slow}
@@ -444,4 +448,24 @@ func TestFileCopy(t *testing.T) {
 		t.Fatal("a nil copy gave a file")
 	}
 	none.drop()
+}
+
+// TestShortCountLeavesNoCopy: the read that counts the lines ends early
+// without an error (a reader that stops short of the object's size); its
+// copy is not used, and the first pass reads the whole object.
+func TestShortCountLeavesNoCopy(t *testing.T) {
+	t.Parallel()
+	text, uniq := dupAudience(27_000, 30_000) // over 256 KiB: counted
+	cut := bytes.LastIndexByte(text[:len(text)-len(text)/50], '\n') + 1
+	aud := &memAudience{cutOn: 2, failAfter: cut} // open 2 is the count
+	aud.put("seg", text)
+	e := setup(t, Options{Provider: &fakeProvider{}, Audience: aud, PlanSpillDir: t.TempDir()})
+	e.submit(t, &campaigns.Campaign{ID: "short", Kind: campaigns.KindBatchPush, PushMessage: msg(), Audience: &campaigns.Audience{Bucket: "b", Object: "seg"}}, time.Now())
+	if st := e.waitFinal(t, "short", 60*time.Second); st.Status != campaigns.StateCompleted || st.Sent != 27_000 {
+		t.Fatalf("status %+v", st)
+	}
+	assertEachOnce(t, e, uniq)
+	if aud.opens != 3 {
+		t.Fatalf("%d opens: want size and digest, the count, and the pass reading the object", aud.opens)
+	}
 }
