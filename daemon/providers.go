@@ -36,10 +36,11 @@ type providers struct {
 
 func newProviders(cfg config.Config, lim *ratelimit.Limiter, m *metrics.Metrics, clk clock.Clock, log zerolog.Logger) (*providers, error) {
 	p := &providers{
-		easemob:   map[string]*easemob.Client{},
-		engagelab: map[string]*engagelab.Client{},
-		lim:       lim,
-		log:       log,
+		easemob:     map[string]*easemob.Client{},
+		engagelab:   map[string]*engagelab.Client{},
+		lim:         lim,
+		log:         log,
+		pushResults: sync.Pool{New: func() any { return new([]easemob.TargetResult) }},
 	}
 	httpc := provider.NewHTTPClient(provider.HTTPOptions{MaxConnsPerHost: worker.InFlight(cfg.Worker.Concurrency) + 16})
 	gate := lim.Gate(func(app string, g provider.Group) (float64, bool) {
@@ -123,10 +124,7 @@ func (p *providers) PushSingle(ctx context.Context, app string, targets []string
 	if err != nil {
 		return nil, err
 	}
-	raw, _ := p.pushResults.Get().(*[]easemob.TargetResult)
-	if raw == nil {
-		raw = new([]easemob.TargetResult)
-	}
+	raw := p.pushResults.Get().(*[]easemob.TargetResult)
 	defer p.pushResults.Put(raw)
 	res, err := c.PushSingleInto(ctx, targets, easemob.PushRequest{Strategy: strategy, PushMessage: msg}, (*raw)[:0])
 	if err != nil {

@@ -308,10 +308,7 @@ func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 	}
 	g := s.o.GroupSize
 	first := p.N * g
-	buf, _ := s.targetBufs.Get().(*[]string)
-	if buf == nil {
-		buf = new([]string)
-	}
+	buf := s.targetBufs.Get().(*[]string)
 	r, err := s.o.Store.BatchInfosInto(ctx, p.ID, first, g, *buf)
 	defer func() { // every send below is over (wg.Wait): nothing holds the targets
 		if cap(r.Storage) > 0 && cap(r.Storage) <= maxPooledTargets {
@@ -411,10 +408,7 @@ func (s *Service) sendBatch(ctx context.Context, c *campaigns.Campaign, n int, t
 	if err := s.sends.acquire(ctx, c.Priority, hints.GiveUp); err != nil {
 		return campaigns.Status{}, fmt.Errorf("batch %d of %s: %w", n, c.ID, err)
 	}
-	buf, _ := s.results.Get().(*[]TargetResult)
-	if buf == nil {
-		buf = new([]TargetResult)
-	}
+	buf := s.results.Get().(*[]TargetResult)
 	results, err := s.send(s.o.CallContext(ctx, c, hints), c, targets, (*buf)[:0])
 	defer func() { // tally copies what it keeps
 		if cap(results) > 0 && cap(results) <= maxPooledResults {

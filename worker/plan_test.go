@@ -29,7 +29,7 @@ type memAudience struct {
 	opens     int
 	failOn    int
 	failAfter int
-	cutOn     int // this open's reader ends at failAfter, with no error (a short read that says nothing)
+	cutOn     int           // this open's reader ends at failAfter, with no error (a short read that says nothing)
 	slow      time.Duration // a pause before each read of 64 KiB or less
 	perObject map[string]int
 	passes    int // pass readers open now: an object's third open and later (after the info and the count)

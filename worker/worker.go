@@ -215,7 +215,8 @@ func NewService(o Options) *Service {
 		}
 	}
 	s := &Service{o: o, log: o.Logger, throttle: newThrottle(o.ProgressGap), cache: campaignCache{m: map[string]*campaigns.Campaign{}}, kinds: indexKinds(), states: newStateCache(o.Store),
-		sends: newInFlight(o.MaxInFlight), senders: newGoPool(2 * time.Second), taskKicks: map[string]chan struct{}{}, planMem: semaphore.NewWeighted(o.PlanMemory)}
+		sends: newInFlight(o.MaxInFlight), senders: newGoPool(2 * time.Second), taskKicks: map[string]chan struct{}{}, planMem: semaphore.NewWeighted(o.PlanMemory),
+		results: sync.Pool{New: func() any { return new([]TargetResult) }}, targetBufs: sync.Pool{New: func() any { return new([]string) }}}
 	for _, app := range o.TaskApps {
 		s.taskKicks[app] = make(chan struct{}, 1)
 	}

@@ -85,7 +85,11 @@ func run() int {
 	}
 
 	if *allocProfile != "" {
-		defer writeHeapProfile(*allocProfile, log)
+		defer func() {
+			if err := writeHeapProfile(*allocProfile); err != nil {
+				log.Warn().Err(err).Msg("allocprofile")
+			}
+		}()
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -124,16 +128,13 @@ func run() int {
 }
 
 // writeHeapProfile writes the heap profile to path.
-func writeHeapProfile(path string, log zerolog.Logger) {
+func writeHeapProfile(path string) error {
 	f, err := os.Create(path)
 	if err != nil {
-		log.Warn().Err(err).Msg("allocprofile")
-		return
+		return err
 	}
 	defer f.Close()
-	if err := pprof.WriteHeapProfile(f); err != nil {
-		log.Warn().Err(err).Msg("allocprofile")
-	}
+	return pprof.WriteHeapProfile(f)
 }
 
 // peakHeapProfiles writes a heap profile to path each time the heap in use
@@ -154,14 +155,9 @@ func peakHeapProfiles(ctx context.Context, path string, log zerolog.Logger) {
 			continue
 		}
 		peak = ms.HeapInuse
-		f, err := os.Create(path)
-		if err != nil {
+		if err := writeHeapProfile(path); err != nil {
 			log.Warn().Err(err).Msg("memprofile")
 			return
 		}
-		if err := pprof.WriteHeapProfile(f); err != nil {
-			log.Warn().Err(err).Msg("memprofile")
-		}
-		f.Close()
 	}
 }
