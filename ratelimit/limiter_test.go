@@ -20,7 +20,7 @@ import (
 func setup(t *testing.T) (*Limiter, *clock.Fake, *testenv.Redis) {
 	t.Helper()
 	r := testenv.StartRedis(t)
-	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	clk := clock.NewFake(testenv.Date(2026, 1, 1, 0, 0, 0, 0))
 	return New(r.Client(t), Options{Now: clk.Now, Margin: 0.01}), clk, r
 }
 
@@ -254,7 +254,7 @@ func maxInWindow(times []time.Time, w time.Duration) int {
 func TestLateCallerMovesTheScheduleOn(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
-	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	clk := clock.NewFake(testenv.Date(2026, 1, 1, 0, 0, 0, 0))
 	l := New(r.Client(t), Options{Now: clk.Now, Margin: 0.01, Guard: time.Millisecond, MaxLate: 2 * time.Millisecond})
 	ctx := context.Background()
 	rate := Rate{Key: "k", PerSecond: 10} // spacing 101 ms

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/campaignd/campaignd/internal/clock"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -19,6 +21,12 @@ import (
 // submits in the entry's enqueue history. The records are asynq's
 // protobuf messages (asynq internal/proto: SchedulerEntry,
 // SchedulerEnqueueEvent), written field by field.
+//
+// Two clocks meet here. The entries' next and previous runs and the ticks'
+// times are the Scheduler's own (Options.Clock), but the entry list's
+// expiry is compared by asynq's Inspector with the wall clock of the
+// process that reads it, so it is written with the wall clock (uiWall),
+// whatever clock drives the cron.
 
 const (
 	uiSchedulerID = "campaignd"
@@ -80,7 +88,7 @@ func (s *Scheduler) publishUI(ctx context.Context) error {
 		args = append(args, encodeEntry(uiEntryID(in.Name), spec, uiTaskType, payload,
 			[]string{"TaskID(" + TickID(in.Name, next) + ")"}, next, in.Last))
 	}
-	exp := s.opts.Clock.Now().Add(uiTTL)
+	exp := clock.Real{}.Now().Add(uiTTL) // read by asynq against the wall clock
 	if err := s.opts.Redis.ZAdd(ctx, "asynq:schedulers", redis.Z{Score: float64(exp.Unix()), Member: uiEntriesKey()}).Err(); err != nil {
 		return fmt.Errorf("scheduler: publish to the asynq UI: %w", err)
 	}

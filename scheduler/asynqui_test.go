@@ -15,12 +15,13 @@ import (
 
 // The asynq Inspector (what the web UI's Schedulers tab reads) sees
 // campaignd's schedules with their spec, next and previous run, and the
-// ticks submitted in their history.
+// ticks submitted in their history. Its fake clock is far from the wall
+// clock asynq reads with, and `make test` moves it a year either way.
 func TestSchedulesShowInTheAsynqUI(t *testing.T) {
 	t.Parallel()
 	rd := testenv.StartRedis(t)
 	sh, _ := time.LoadLocation("Asia/Shanghai")
-	clk := clock.NewFake(time.Date(2026, 12, 7, 0, 59, 59, 0, time.UTC)) // Monday 08:59:59 in Shanghai
+	clk := clock.NewFake(testenv.Date(2026, 12, 7, 0, 59, 59, 0)) // Monday 08:59:59 in Shanghai
 	rec := &recorder{}
 	s, err := New([]Entry{{Name: "weekly", Spec: "0 9 * * MON", Location: sh,
 		Campaign: campaigns.Campaign{App: "default", Kind: campaigns.KindLabelPush, Label: "fans"}}},
@@ -46,7 +47,7 @@ func TestSchedulesShowInTheAsynqUI(t *testing.T) {
 		t.Fatalf("%d entries, want 1: %+v", len(entries), entries)
 	}
 	e := entries[0]
-	tick := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
+	tick := testenv.Date(2026, 12, 7, 1, 0, 0, 0)
 	if e.Spec != "CRON_TZ=Asia/Shanghai 0 9 * * MON" || e.Task.Type() != uiTaskType ||
 		!e.Next.Equal(tick.Add(7*24*time.Hour)) || !e.Prev.Equal(tick) {
 		t.Fatalf("entry %+v (next %s, prev %s)", e, e.Next, e.Prev)

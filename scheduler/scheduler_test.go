@@ -97,7 +97,7 @@ func tickAll(t *testing.T, ss []*Scheduler) {
 
 func TestEachTickFiresOnceAcrossProcesses(t *testing.T) {
 	t.Parallel()
-	start := time.Date(2026, 12, 7, 8, 59, 0, 0, time.UTC)
+	start := testenv.Date(2026, 12, 7, 8, 59, 0, 0)
 	entries := []Entry{{Name: "digest", Spec: "0 9 * * MON", Location: time.UTC,
 		Campaign: campaigns.Campaign{Kind: campaigns.KindLabelPush, Label: "weekly"}}}
 	clk, ss, rec := setup(t, start, entries, 3)
@@ -110,8 +110,8 @@ func TestEachTickFiresOnceAcrossProcesses(t *testing.T) {
 	tickAll(t, ss)
 	tickAll(t, ss) // a second check in the same tick fires nothing more
 	got := rec.got()
-	if len(got) != 1 || got[0] != "cron-digest-20261207090000" {
-		t.Fatalf("fired %v, want exactly [cron-digest-20261207090000]", got)
+	if len(got) != 1 || got[0] != TickID("digest", testenv.Date(2026, 12, 7, 9, 0, 0, 0)) {
+		t.Fatalf("fired %v, want exactly [%s]", got, TickID("digest", testenv.Date(2026, 12, 7, 9, 0, 0, 0)))
 	}
 	// Only one process submitted: the others saw its firing lease or its
 	// mark (a second submit would publish a "duplicate" status).
@@ -120,14 +120,14 @@ func TestEachTickFiresOnceAcrossProcesses(t *testing.T) {
 	}
 	clk.Advance(7 * 24 * time.Hour)
 	tickAll(t, ss)
-	if got := rec.got(); len(got) != 2 || got[1] != "cron-digest-20261214090000" {
+	if got := rec.got(); len(got) != 2 || got[1] != TickID("digest", testenv.Date(2026, 12, 14, 9, 0, 0, 0)) {
 		t.Fatalf("second week: %v", got)
 	}
 }
 
 func TestMissedTicksAreNotBackfilled(t *testing.T) {
 	t.Parallel()
-	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	start := testenv.Date(2026, 1, 1, 0, 0, 0, 0)
 	clk, ss, rec := setup(t, start, []Entry{{Name: "hourly", Spec: "@hourly"}}, 1)
 	clk.Advance(5*time.Hour + 30*time.Minute) // every process was down for 5 ticks
 	tickAll(t, ss)
@@ -136,7 +136,7 @@ func TestMissedTicksAreNotBackfilled(t *testing.T) {
 	}
 	clk.Advance(31 * time.Minute) // 06:01
 	tickAll(t, ss)
-	if got := rec.got(); len(got) != 1 || got[0] != "cron-hourly-20260101060000" {
+	if got := rec.got(); len(got) != 1 || got[0] != TickID("hourly", testenv.Date(2026, 1, 1, 6, 0, 0, 0)) {
 		t.Fatalf("got %v", got)
 	}
 }
@@ -145,7 +145,7 @@ func TestMissedTicksAreNotBackfilled(t *testing.T) {
 // every tick still within the grace, not only the last one.
 func TestLateTickFiresEveryTickWithinGrace(t *testing.T) {
 	t.Parallel()
-	start := time.Date(2026, 1, 1, 0, 0, 0, 500_000_000, time.UTC)
+	start := testenv.Date(2026, 1, 1, 0, 0, 0, 500_000_000)
 	clk := clock.NewFake(start)
 	rec := &recorder{}
 	s, err := New([]Entry{{Name: "s", Spec: "*/10 * * * * *"}}, rec.submit,
@@ -157,7 +157,7 @@ func TestLateTickFiresEveryTickWithinGrace(t *testing.T) {
 	if err := s.Tick(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"cron-s-20260101000030", "cron-s-20260101000040"}
+	want := []string{TickID("s", testenv.Date(2026, 1, 1, 0, 0, 30, 0)), TickID("s", testenv.Date(2026, 1, 1, 0, 0, 40, 0))}
 	if got := rec.got(); !slices.Equal(got, want) {
 		t.Fatalf("fired %v, want %v (the ticks within 25s)", got, want)
 	}
@@ -196,7 +196,7 @@ func TestZoneAndSeconds(t *testing.T) {
 
 func TestFailedSubmitLeavesTheTickToOthers(t *testing.T) {
 	t.Parallel()
-	start := time.Date(2026, 1, 1, 0, 0, 59, 0, time.UTC)
+	start := testenv.Date(2026, 1, 1, 0, 0, 59, 0)
 	clk, ss, rec := setup(t, start, []Entry{{Name: "m", Spec: "* * * * *"}}, 2)
 	rec.fail = errors.New("redis down")
 	clk.Advance(2 * time.Second)
@@ -207,7 +207,7 @@ func TestFailedSubmitLeavesTheTickToOthers(t *testing.T) {
 	if err := ss[1].Tick(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := rec.got(); len(got) != 1 || got[0] != "cron-m-20260101000100" {
+	if got := rec.got(); len(got) != 1 || got[0] != TickID("m", testenv.Date(2026, 1, 1, 0, 1, 0, 0)) {
 		t.Fatalf("the other process should fire the tick: %v", got)
 	}
 }
@@ -239,7 +239,7 @@ func TestFaultBeforeSubmitLosesNoTick(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			srv := testenv.StartRedis(t)
-			start := time.Date(2026, 3, 2, 8, 59, 59, 0, time.UTC)
+			start := testenv.Date(2026, 3, 2, 8, 59, 59, 0)
 			clk := clock.NewFake(start)
 			entries := []Entry{{Name: "daily", Spec: "0 9 * * *"}}
 			rec := &recorder{}
@@ -275,8 +275,8 @@ func TestFaultBeforeSubmitLosesNoTick(t *testing.T) {
 			if err := b.Tick(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			if got := rec.got(); len(got) != 1 || got[0] != "cron-daily-20260302090000" {
-				t.Fatalf("after the fault in process A, process B fired %v, want [cron-daily-20260302090000]", got)
+			if got := rec.got(); len(got) != 1 || got[0] != TickID("daily", testenv.Date(2026, 3, 2, 9, 0, 0, 0)) {
+				t.Fatalf("after the fault in process A, process B fired %v, want [%s]", got, TickID("daily", testenv.Date(2026, 3, 2, 9, 0, 0, 0)))
 			}
 			// C saw the tick due too: B's mark spares it a submit.
 			if err := c.Tick(context.Background()); err != nil {
@@ -311,7 +311,7 @@ func TestFailedSubmitIsRetriedWithinGrace(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			start := time.Date(2026, 1, 1, 0, 0, 59, 0, time.UTC)
+			start := testenv.Date(2026, 1, 1, 0, 0, 59, 0)
 			clk := clock.NewFake(start)
 			rec := &recorder{}
 			s, err := New([]Entry{{Name: "m", Spec: "*/5 * * * *"}}, rec.submit,
@@ -319,7 +319,7 @@ func TestFailedSubmitIsRetriedWithinGrace(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tick := time.Date(2026, 1, 1, 0, 5, 0, 0, time.UTC)
+			tick := testenv.Date(2026, 1, 1, 0, 5, 0, 0)
 			clk.Set(tick)
 			for clk.Now().Sub(tick) <= time.Minute { // Run's loop: a Tick a second
 				down := clk.Now().Before(tick.Add(tt.downFor))
@@ -332,17 +332,17 @@ func TestFailedSubmitIsRetriedWithinGrace(t *testing.T) {
 			}
 			want := []string(nil)
 			if tt.wantSent {
-				want = []string{"cron-m-20260101000500"}
+				want = []string{TickID("m", testenv.Date(2026, 1, 1, 0, 5, 0, 0))}
 			}
 			if got := rec.got(); !slices.Equal(got, want) {
 				t.Fatalf("fired %v, want %v", got, want)
 			}
 			// The next tick fires as usual.
-			clk.Set(time.Date(2026, 1, 1, 0, 10, 1, 0, time.UTC))
+			clk.Set(testenv.Date(2026, 1, 1, 0, 10, 1, 0))
 			if err := s.Tick(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			if got := rec.got(); len(got) == 0 || got[len(got)-1] != "cron-m-20260101001000" {
+			if got := rec.got(); len(got) == 0 || got[len(got)-1] != TickID("m", testenv.Date(2026, 1, 1, 0, 10, 0, 0)) {
 				t.Fatalf("next tick: fired %v", got)
 			}
 		})

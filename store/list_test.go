@@ -91,7 +91,7 @@ func ids(ls []listed) []string {
 
 func TestListPagesEveryCampaignOnceNewestFirst(t *testing.T) {
 	t.Parallel()
-	fake := clock.NewFake(time.Date(2026, 12, 1, 1, 0, 0, 0, time.UTC))
+	fake := clock.NewFake(testenv.Date(2026, 12, 1, 1, 0, 0, 0))
 	s := New(testenv.StartRedis(t).Client(t), Options{Clock: fake})
 	all := seed(t, s, fake, 250)
 	for _, limit := range []int{7, 1, 250, 500} {
@@ -111,7 +111,7 @@ func TestListPagesEveryCampaignOnceNewestFirst(t *testing.T) {
 func TestListFiltersByState(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	fake := clock.NewFake(time.Date(2026, 12, 1, 1, 0, 0, 0, time.UTC))
+	fake := clock.NewFake(testenv.Date(2026, 12, 1, 1, 0, 0, 0))
 	s := New(testenv.StartRedis(t).Client(t), Options{Clock: fake})
 	all := seed(t, s, fake, 250)
 	want := map[campaigns.State][]string{}
@@ -147,7 +147,7 @@ func TestListFiltersByState(t *testing.T) {
 func TestListCursorSurvivesChanges(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	fake := clock.NewFake(time.Date(2026, 12, 1, 1, 0, 0, 0, time.UTC))
+	fake := clock.NewFake(testenv.Date(2026, 12, 1, 1, 0, 0, 0))
 	rdb := testenv.StartRedis(t).Client(t)
 	s := New(rdb, Options{Clock: fake})
 	all := seed(t, s, fake, 250)

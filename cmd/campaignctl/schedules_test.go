@@ -139,7 +139,8 @@ func TestSchedulesAgainstTheHTTPAPI(t *testing.T) {
 	t.Parallel()
 	rd := testenv.StartRedis(t)
 	st := store.New(rd.Client(t), store.Options{})
-	clk := clock.NewFake(time.Date(2026, 12, 7, 0, 59, 59, 0, time.UTC)) // Monday 08:59:59 in Shanghai
+	clk := clock.NewFake(testenv.Date(2026, 12, 7, 0, 59, 59, 0)) // Monday 08:59:59 in Shanghai
+	const week = 7 * 24 * time.Hour
 	sh, err := time.LoadLocation("Asia/Shanghai")
 	if err != nil {
 		t.Fatal(err)
@@ -166,15 +167,18 @@ func TestSchedulesAgainstTheHTTPAPI(t *testing.T) {
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
 
+	tick := testenv.Date(2026, 12, 7, 1, 0, 0, 0) // Monday 09:00 in Shanghai
+	row := func(next, last time.Time, status string) string {
+		return fmt.Sprintf("weekly-digest  0 9 * * MON  Asia/Shanghai  %s  %s  %s",
+			next.In(sh).Format("Mon 2006-01-02 15:04:05"), scheduler.TickID("weekly-digest", last), status)
+	}
 	steps := []struct {
 		name string
 		tick bool // advance the clock 2 s and fire what is due
 		want string
 	}{
-		{"before the tick: last week's, never fired", false,
-			"weekly-digest  0 9 * * MON  Asia/Shanghai  Mon 2026-12-07 09:00:00  cron-weekly-digest-20261130010000  not stored"},
-		{"after it", true,
-			"weekly-digest  0 9 * * MON  Asia/Shanghai  Mon 2026-12-14 09:00:00  cron-weekly-digest-20261207010000  accepted"},
+		{"before the tick: last week's, never fired", false, row(tick, tick.Add(-week), "not stored")},
+		{"after it", true, row(tick.Add(week), tick, "accepted")},
 	}
 	for _, step := range steps {
 		if step.tick {
