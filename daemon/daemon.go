@@ -47,6 +47,9 @@ type Options struct {
 // events still queued.
 const statusFlush = 5 * time.Second
 
+// connectTimeout bounds each try to reach Redis or NATS at start.
+const connectTimeout = 3 * time.Second
+
 // Daemon is one running campaignd process.
 type Daemon struct {
 	cfg  config.Config
@@ -117,7 +120,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 		return nil, err
 	}
 	d.stop = append(d.stop, func() { _ = d.rdb.Close() })
-	if err := waitFor(ctx, d.log, "redis at "+rs.where(), func(ctx context.Context) error { return d.rdb.Ping(ctx).Err() }); err != nil {
+	if err := waitFor(ctx, d.log, "redis at "+rs.where(), connectTimeout, func(ctx context.Context) error { return d.rdb.Ping(ctx).Err() }); err != nil {
 		return nil, err
 	}
 	if err := refuseCluster(ctx, d.rdb, rs.where()); err != nil {
@@ -129,7 +132,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 	}
 
 	// NATS.
-	err = waitFor(ctx, d.log, "nats at "+config.RedactURL(cfg.NATS.URL), func(ctx context.Context) error {
+	err = waitFor(ctx, d.log, "nats at "+config.RedactURL(cfg.NATS.URL), connectTimeout, func(ctx context.Context) error {
 		nc, err := nats.Connect(cfg.NATS.URL,
 			nats.Name("campaignd"),
 			nats.MaxReconnects(-1),
@@ -147,12 +150,17 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = intake.EnsureStreams(sctx, d.js, intake.StreamOptions{Replicas: cfg.NATS.Replicas})
-	if err == nil {
-		err = intake.EnsureAudienceBucket(sctx, d.js, cfg.NATS.Replicas)
-	}
-	cancel()
+	// The streams and the bucket: a cluster slow to agree (two processes
+	// creating one R3 stream at once on NATS 2.9) is waited for, never a
+	// reason to exit; each call has its own deadline, and a pass that
+	// timed out is run again (intake/ensure.go).
+	jsWhere := "nats jetstream at " + config.RedactURL(cfg.NATS.URL)
+	err = waitFor(ctx, d.log, jsWhere, 0, func(ctx context.Context) error {
+		if err := intake.EnsureStreams(ctx, d.js, intake.StreamOptions{Replicas: cfg.NATS.Replicas}); err != nil {
+			return err
+		}
+		return intake.EnsureAudienceBucket(ctx, d.js, cfg.NATS.Replicas, 0)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("nats streams: %w", err)
 	}
@@ -238,6 +246,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 		Logger:     d.log,
 		Clock:      d.clk,
 	})
+	if err := waitFor(ctx, d.log, jsWhere, 0, d.intake.EnsureConsumer); err != nil {
+		return nil, fmt.Errorf("nats consumer: %w", err)
+	}
 
 	// HTTP.
 	d.api, err = httpapi.New(httpapi.Options{

@@ -46,14 +46,18 @@ func (l *redisLogger) Printf(_ context.Context, format string, v ...any) {
 	ev.Msg(strings.TrimSpace(fmt.Sprintf(format, v...)))
 }
 
-// waitFor calls try until it succeeds or ctx ends. While it fails, one
-// line says what campaignd waits for and why, at the first failure and
-// then every logEvery.
-func waitFor(ctx context.Context, log zerolog.Logger, what string, try func(ctx context.Context) error) error {
+// waitFor calls try until it succeeds or ctx ends (SIGTERM). While it
+// fails, one line says what campaignd waits for and why, at the first
+// failure and then every logEvery. Each try gets perTry, or no deadline
+// of its own when perTry is 0 (a try whose calls each have theirs).
+func waitFor(ctx context.Context, log zerolog.Logger, what string, perTry time.Duration, try func(ctx context.Context) error) error {
 	const retry, logEvery = 500 * time.Millisecond, 10 * time.Second
 	var lastLog time.Time
 	for {
-		tctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		tctx, cancel := ctx, context.CancelFunc(func() {})
+		if perTry > 0 {
+			tctx, cancel = context.WithTimeout(ctx, perTry)
+		}
 		err := try(tctx)
 		cancel()
 		if err == nil {

@@ -24,10 +24,11 @@ import (
 )
 
 type world struct {
-	redis *testenv.Redis
-	nats  *testenv.NATS
-	sim   *pushsim.Server
-	js    jetstream.JetStream
+	redis   *testenv.Redis
+	nats    *testenv.NATS // nil on a cluster
+	natsURL string
+	sim     *pushsim.Server
+	js      jetstream.JetStream
 }
 
 func newWorld(t testing.TB, sc pushsim.Config) *world {
@@ -39,26 +40,33 @@ func newWorld(t testing.TB, sc pushsim.Config) *world {
 func newWorldWith(t testing.TB, rd *testenv.Redis, sc pushsim.Config) *world {
 	t.Helper()
 	w := &world{redis: rd, nats: testenv.StartNATS(t)}
+	w.natsURL = w.nats.URL
+	w.connect(t, sc)
+	return w
+}
+
+// connect starts the emulator and connects to w.natsURL.
+func (w *world) connect(t testing.TB, sc pushsim.Config) {
+	t.Helper()
 	var err error
 	w.sim, err = pushsim.Start(sc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = w.sim.Close() })
-	nc, err := nats.Connect(w.nats.URL)
+	nc, err := nats.Connect(w.natsURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
 	w.js, _ = jetstream.New(nc)
-	return w
 }
 
 func (w *world) config(t testing.TB, limits config.Limits) config.Config {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Redis.URL = w.redis.URL
-	cfg.NATS.URL = w.nats.URL
+	cfg.NATS.URL = w.natsURL
 	cfg.HTTP.Addr = "127.0.0.1:0"
 	cfg.Worker.Concurrency = 20
 	cfg.Apps = map[string]config.App{"default": {
@@ -93,6 +101,12 @@ func start(t testing.TB, cfg config.Config) *running {
 		cancel()
 		t.Fatal(err)
 	}
+	return serve(t, ctx, cancel, d)
+}
+
+// serve runs a daemon New returned until the test ends (or stop).
+func serve(t testing.TB, ctx context.Context, cancel context.CancelFunc, d *Daemon) *running {
+	t.Helper()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -16,16 +16,6 @@ import (
 // AudienceBucket is where campaignctl uploads audiences.
 const AudienceBucket = "audiences"
 
-// EnsureAudienceBucket creates the audiences bucket with replicas, or
-// updates an existing one's replicas. Safe from several processes.
-func EnsureAudienceBucket(ctx context.Context, js jetstream.JetStream, replicas int) error {
-	cfg := jetstream.ObjectStoreConfig{Bucket: AudienceBucket, Storage: jetstream.FileStorage, Replicas: max(replicas, 1)}
-	if _, err := js.CreateOrUpdateObjectStore(ctx, cfg); err != nil {
-		return fmt.Errorf("intake: object store %s: %w", AudienceBucket, err)
-	}
-	return nil
-}
-
 // UploadAudience stores an audience file (ids one per line) as bucket/object.
 func UploadAudience(ctx context.Context, js jetstream.JetStream, bucket, object string, r io.Reader) error {
 	os, err := js.ObjectStore(ctx, bucket)

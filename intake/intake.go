@@ -39,61 +39,6 @@ const (
 // StatusSubject is the status subject of a campaign.
 func StatusSubject(id string) string { return StatusPrefix + id }
 
-// StreamOptions tune EnsureStreams.
-type StreamOptions struct {
-	Duplicates time.Duration // dedupe window of CAMPAIGNS (Nats-Msg-Id); default 2h
-	StatusAge  time.Duration // how long status events are kept; default 7 days
-	Replicas   int           // default 1
-}
-
-// EnsureStreams creates or updates both streams. Safe to run from several
-// processes at once.
-func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
-	if o.Duplicates <= 0 {
-		o.Duplicates = 2 * time.Hour
-	}
-	if o.StatusAge <= 0 {
-		o.StatusAge = 7 * 24 * time.Hour
-	}
-	if o.Replicas <= 0 {
-		o.Replicas = 1
-	}
-	cfgs := []jetstream.StreamConfig{
-		{
-			Name:       StreamCampaigns,
-			Subjects:   []string{SubjectSubmit, SubjectCancel, SubjectPause, SubjectResume},
-			Storage:    jetstream.FileStorage,
-			Retention:  jetstream.LimitsPolicy,
-			Duplicates: o.Duplicates,
-			MaxAge:     7 * 24 * time.Hour,
-			MaxMsgSize: campaigns.MaxMessageBytes,
-			Replicas:   o.Replicas,
-		},
-		{
-			Name:              StreamStatus,
-			Subjects:          []string{StatusPrefix + ">", SubjectRejected},
-			Storage:           jetstream.FileStorage,
-			Retention:         jetstream.LimitsPolicy,
-			MaxAge:            o.StatusAge,
-			MaxMsgsPerSubject: 1000,
-			Replicas:          o.Replicas,
-		},
-	}
-	for _, c := range cfgs {
-		var err error
-		for attempt := 0; attempt < 5; attempt++ {
-			if _, err = js.CreateOrUpdateStream(ctx, c); err == nil {
-				break
-			}
-			time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
-		}
-		if err != nil {
-			return fmt.Errorf("intake: stream %s: %w", c.Name, err)
-		}
-	}
-	return nil
-}
-
 // Publisher publishes status events; it implements worker.StatusSink.
 type Publisher struct {
 	js  jetstream.JetStream
@@ -150,8 +95,11 @@ type Options struct {
 	MaxDeliver int              // default 10
 	AckWait    time.Duration    // default 60s
 	Parallel   int              // messages handled at once, default 8
-	Logger     zerolog.Logger
-	Clock      clock.Clock
+	// CallTimeout bounds each JetStream call EnsureConsumer makes
+	// (default DefaultCallTimeout).
+	CallTimeout time.Duration
+	Logger      zerolog.Logger
+	Clock       clock.Clock
 	// Status carries the answers to commands (the campaign's status), in
 	// order with the service's own events of the campaign: the daemon's
 	// asynchronous status queue. Default: Publisher, which also publishes
@@ -170,6 +118,8 @@ type Intake struct {
 	svc Service
 	o   Options
 	log zerolog.Logger
+
+	cons jetstream.Consumer // set by EnsureConsumer
 }
 
 // New returns an Intake.
@@ -186,6 +136,9 @@ func New(js jetstream.JetStream, svc Service, o Options) *Intake {
 	if o.Parallel <= 0 {
 		o.Parallel = 8
 	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = DefaultCallTimeout
+	}
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
 	}
@@ -199,21 +152,15 @@ func New(js jetstream.JetStream, svc Service, o Options) *Intake {
 }
 
 // Run consumes until ctx is done, then stops pulling and waits for the
-// messages in hand.
+// messages in hand. It makes the consumer ready first, unless
+// EnsureConsumer already has.
 func (in *Intake) Run(ctx context.Context) error {
-	cons, err := in.js.CreateOrUpdateConsumer(ctx, StreamCampaigns, jetstream.ConsumerConfig{
-		Durable:       in.o.Consumer,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       in.o.AckWait,
-		MaxDeliver:    in.o.MaxDeliver,
-		MaxAckPending: 1000,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		BackOff:       nil,
-	})
-	if err != nil {
-		return fmt.Errorf("intake: consumer: %w", err)
+	if in.cons == nil {
+		if err := in.EnsureConsumer(ctx); err != nil {
+			return err
+		}
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(in.o.Parallel))
+	it, err := in.cons.Messages(jetstream.PullMaxMessages(in.o.Parallel))
 	if err != nil {
 		return fmt.Errorf("intake: pull: %w", err)
 	}

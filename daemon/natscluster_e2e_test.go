@@ -1,0 +1,140 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/campaignd/campaignd/config"
+	"github.com/campaignd/campaignd/intake"
+	"github.com/campaignd/campaignd/internal/testenv"
+	"github.com/campaignd/campaignd/provider"
+	"github.com/campaignd/campaignd/pushsim"
+)
+
+// syncBuffer is a log sink read while it is written.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Two campaignd processes starting at the same moment against a 3-node
+// cluster of Debian's nats-server (2.9) with nats.replicas 3 both start
+// and send (issue 21: both exited after 10 s, their concurrent stream
+// creations never answered). Then, with two nodes down (no quorum), a
+// third waits for JetStream with one line saying so, and stops when it
+// is told to, without having given up by itself.
+func TestTwoProcessesStartTogetherOnANATS29Cluster(t *testing.T) {
+	cl := testenv.StartNATSCluster(t, testenv.NATSClusterOptions{Binary: testenv.NATSServerBinary(t)})
+	t.Logf("nats-server %s, 3 nodes", cl.Version)
+	w := &world{redis: testenv.StartRedis(t), natsURL: cl.URL()}
+	w.connect(t, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: 50}})
+	cfg := w.config(t, config.Limits{PushSingle: 50})
+	cfg.NATS.Replicas = 3
+	cfg.Worker.Concurrency = 5
+
+	type started struct {
+		d   *Daemon
+		err error
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	res := make([]started, 2)
+	var wg sync.WaitGroup
+	begin := time.Now()
+	for i := range res {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, err := New(ctx, cfg, Options{Logger: zerolog.Nop()})
+			res[i] = started{d, err}
+		}()
+	}
+	wg.Wait()
+	var running []*running
+	for i, r := range res {
+		if r.err != nil {
+			t.Fatalf("process %d: start failed after %s: %v", i, time.Since(begin).Round(time.Millisecond), r.err)
+		}
+		rctx, rcancel := context.WithCancel(ctx)
+		running = append(running, serve(t, rctx, rcancel, r.d))
+	}
+	t.Logf("both started in %s", time.Since(begin).Round(time.Millisecond))
+	for _, name := range []string{intake.StreamCampaigns, intake.StreamStatus, "OBJ_" + intake.AudienceBucket} {
+		s, err := w.js.Stream(context.Background(), name)
+		if err != nil {
+			t.Fatalf("stream %s: %v", name, err)
+		}
+		if c := s.CachedInfo().Config; c.Replicas != 3 || c.Description == "" {
+			t.Errorf("stream %s: %d replicas, description %q; want 3 and one", name, c.Replicas, c.Description)
+		}
+	}
+	w.publish(t, "campaigns.submit", campaignJSON("on-cluster", ids("c", 300), ""), "on-cluster")
+	if st := running[0].waitFinal(t, "on-cluster", time.Minute); st.Sent != 300 {
+		t.Fatalf("campaign on the cluster: %+v", st)
+	}
+	if sim := w.sim.Sim().Stats(); sim.Violations != 0 || sim.TargetsPushed != 300 {
+		t.Fatalf("pushed %d targets, %d violations", sim.TargetsPushed, sim.Violations)
+	}
+	for _, r := range running {
+		r.stop()
+	}
+
+	// No quorum: JetStream cannot answer.
+	cl.Nodes[1].Stop()
+	cl.Nodes[2].Stop()
+	logs := &syncBuffer{}
+	wctx, wcancel := context.WithCancel(context.Background())
+	defer wcancel()
+	done := make(chan error, 1)
+	go func() {
+		d, err := New(wctx, cfg, Options{Logger: zerolog.New(logs)})
+		if d != nil {
+			d.Close()
+		}
+		done <- err
+	}()
+	const line = "waiting for nats jetstream at nats://127.0.0.1:"
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(logs.String(), line); time.Sleep(50 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("start without quorum ended by itself: %v\n%s", err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q line within 30 s:\n%s", line, logs.String())
+		}
+	}
+	time.Sleep(2 * time.Second) // still waiting, not exited
+	select {
+	case err := <-done:
+		t.Fatalf("start without quorum ended by itself: %v\n%s", err, logs.String())
+	default:
+	}
+	wcancel() // SIGTERM
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("start told to stop returned no error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("start still waiting 5 s after it was told to stop:\n%s", logs.String())
+	}
+}
