@@ -10,11 +10,13 @@ build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 # deps installs what the tests and the demo need from Debian: redis-server,
-# and chromium (the asynq UI is checked in a headless browser).
+# chromium (the asynq UI is checked in a headless browser) and nats-server
+# (Debian's 2.9: a 3-node cluster of it is started by the tests).
 deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v nats-server >/dev/null 2>&1 || missing="$$missing nats-server"; \
 	if [ -n "$$missing" ]; then \
 		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \

@@ -191,7 +191,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 	statusQ := worker.NewStatusQueue(pub, worker.StatusQueueOptions{Logger: d.log, Counters: m})
 	statusQ.Start()
 	d.stop = append(d.stop, func() { statusQ.Close(statusFlush) })
-	aud := intake.NewAudienceStore(d.js)
+	aud := intake.NewAudienceStore(d.js, intake.AudienceOptions{})
 	asynqClient := asynq.NewClient(d.redisOpt)
 	d.stop = append(d.stop, func() { _ = asynqClient.Close() })
 	insp := asynq.NewInspector(d.redisOpt)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -32,10 +33,38 @@ func UploadAudience(ctx context.Context, js jetstream.JetStream, bucket, object 
 }
 
 // AudienceStore reads audiences from the JetStream object store.
-type AudienceStore struct{ js jetstream.JetStream }
+type AudienceStore struct {
+	js jetstream.JetStream
+	o  AudienceOptions
+}
+
+// AudienceOptions tune an AudienceStore.
+type AudienceOptions struct {
+	// CallTimeout bounds each JetStream call that opens an audience (its
+	// info, its reader's consumer); default DefaultCallTimeout. Without
+	// it, a call that a NATS 2.9 cluster never answers after losing a
+	// node would hold a plan forever.
+	CallTimeout time.Duration
+	// ChunkWait is how long a read waits for the next chunk before it
+	// fails (the plan is then retried); default 30 s.
+	ChunkWait time.Duration
+}
+
+// WithDefaults returns a copy with every unset field at its default.
+func (o AudienceOptions) WithDefaults() AudienceOptions {
+	if o.CallTimeout == 0 {
+		o.CallTimeout = DefaultCallTimeout
+	}
+	if o.ChunkWait == 0 {
+		o.ChunkWait = 30 * time.Second
+	}
+	return o
+}
 
 // NewAudienceStore returns an AudienceStore.
-func NewAudienceStore(js jetstream.JetStream) *AudienceStore { return &AudienceStore{js: js} }
+func NewAudienceStore(js jetstream.JetStream, o AudienceOptions) *AudienceStore {
+	return &AudienceStore{js: js, o: o.WithDefaults()}
+}
 
 // chunksAhead is how many of an object's chunks (128 KiB each as
 // jetstream puts them) a reader has on its way at once. The object store's
@@ -46,14 +75,14 @@ func NewAudienceStore(js jetstream.JetStream) *AudienceStore { return &AudienceS
 const chunksAhead = 8
 
 func (a *AudienceStore) info(ctx context.Context, bucket, object string) (*jetstream.ObjectInfo, jetstream.ObjectStore, error) {
-	os, err := a.js.ObjectStore(ctx, bucket)
+	os, err := call(ctx, a.o.CallTimeout, func(ctx context.Context) (jetstream.ObjectStore, error) { return a.js.ObjectStore(ctx, bucket) })
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, nil, fmt.Errorf("intake: audience bucket %q (object %q) does not exist: %w", bucket, object, campaigns.ErrAudienceNotFound)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("intake: object store %s: %w", bucket, err)
 	}
-	info, err := os.GetInfo(ctx, object)
+	info, err := call(ctx, a.o.CallTimeout, func(ctx context.Context) (*jetstream.ObjectInfo, error) { return os.GetInfo(ctx, object) })
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, nil, fmt.Errorf("intake: audience object %q does not exist in bucket %q: %w", object, bucket, campaigns.ErrAudienceNotFound)
 	}
@@ -86,12 +115,14 @@ func (a *AudienceStore) Open(ctx context.Context, bucket, object string) (io.Rea
 		}
 		return linkReader{r}, nil
 	}
-	r := &chunkReader{info: info, sum: sha256.New(), name: bucket + "/" + object}
+	r := &chunkReader{info: info, sum: sha256.New(), name: bucket + "/" + object, wait: a.o.ChunkWait}
 	if info.Chunks == 0 {
 		return r, nil
 	}
-	cons, err := a.js.OrderedConsumer(ctx, "OBJ_"+bucket, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{"$O." + bucket + ".C." + info.NUID},
+	cons, err := call(ctx, a.o.CallTimeout, func(ctx context.Context) (jetstream.Consumer, error) {
+		return a.js.OrderedConsumer(ctx, "OBJ_"+bucket, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{"$O." + bucket + ".C." + info.NUID},
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("intake: audience %s/%s: %w", bucket, object, err)
@@ -107,6 +138,7 @@ func (a *AudienceStore) Open(ctx context.Context, bucket, object string) (io.Rea
 type chunkReader struct {
 	info   *jetstream.ObjectInfo
 	name   string
+	wait   time.Duration // for each chunk
 	it     jetstream.MessagesContext
 	cur    []byte
 	chunks uint32
@@ -124,7 +156,7 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 			r.err = r.verify()
 			continue
 		}
-		msg, err := r.it.Next()
+		msg, err := r.it.Next(jetstream.NextMaxWait(r.wait))
 		if err != nil {
 			r.err = fmt.Errorf("intake: audience %s: chunk %d of %d: %w", r.name, r.chunks+1, r.info.Chunks, err)
 			continue

@@ -44,7 +44,7 @@ func TestAudienceStoreReadsObjectsWhole(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	a := NewAudienceStore(js)
+	a := NewAudienceStore(js, AudienceOptions{})
 	for name, data := range objects {
 		rc, err := a.Open(ctx, "aud", name)
 		if err != nil {

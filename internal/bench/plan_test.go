@@ -41,7 +41,7 @@ func BenchmarkPlan(b *testing.B) {
 	if v, err := strconv.ParseInt(os.Getenv("BENCH_PLAN_MEMORY"), 10, 64); err == nil && v > 0 {
 		planMem = v
 	}
-	svc := worker.NewService(worker.Options{Client: client, Store: st, Audience: intake.NewAudienceStore(js), Logger: zerolog.Nop(), PlanMemory: planMem,
+	svc := worker.NewService(worker.Options{Client: client, Store: st, Audience: intake.NewAudienceStore(js, intake.AudienceOptions{}), Logger: zerolog.Nop(), PlanMemory: planMem,
 		Provider: easemobApp{}})
 	mux := svc.Mux()
 	fmt.Printf("audience: %d lines, %d distinct ids, %s order\n", lines, n, order)

@@ -54,6 +54,7 @@ type opts struct {
 	redisYAML   string        // the redis: line instead of a redis-server of the world's own (HA)
 	natsYAML    string        // the nats: line instead of a NATS server of the world's own (HA)
 	natsURL     string        // where the test's own NATS client connects, with natsYAML
+	together    bool          // start the processes at the same moment, then wait for each
 }
 
 type world struct {
@@ -122,6 +123,16 @@ apps:
 		t.Fatal(err)
 	}
 	w.health = watchHealth(t, w)
+	if o.together {
+		var launched []*proc
+		for range o.procs {
+			launched = append(launched, w.launch())
+		}
+		for _, p := range launched {
+			w.ready(p)
+		}
+		return w
+	}
 	for range o.procs {
 		w.start()
 	}
@@ -131,6 +142,14 @@ apps:
 // start starts one more campaignd process and waits until it is ready.
 func (w *world) start() *proc {
 	w.t.Helper()
+	p := w.launch()
+	w.ready(p)
+	return p
+}
+
+// launch starts one more campaignd process.
+func (w *world) launch() *proc {
+	w.t.Helper()
 	port := testenv.FreePort(w.t)
 	api := fmt.Sprintf("http://127.0.0.1:%d", port)
 	level := "warn"
@@ -139,12 +158,30 @@ func (w *world) start() *proc {
 	}
 	p := testenv.StartProc(w.t, w.bin+"/campaignd", []string{"-config", w.cfg, "-log-level", level},
 		[]string{fmt.Sprintf("CAMPAIGND_HTTP_ADDR=127.0.0.1:%d", port)})
-	testenv.WaitHTTP(w.t, api+"/readyz")
-	pr := &proc{p: p, api: api}
+	return &proc{p: p, api: api}
+}
+
+// ready waits until a launched process is ready and counts it live. One
+// that exited first fails the test with its log.
+func (w *world) ready(pr *proc) {
+	w.t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		if resp, err := httpc.Get(pr.api + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if pr.p.Exited() {
+			w.t.Fatalf("campaignd exited at start:\n%s", pr.p.Log())
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("campaignd not ready within a minute:\n%s", pr.p.Log())
+		}
+	}
 	w.mu.Lock()
 	w.procs = append(w.procs, pr)
 	w.mu.Unlock()
-	return pr
 }
 
 func (w *world) live() []*proc {

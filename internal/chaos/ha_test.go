@@ -13,8 +13,6 @@ import (
 
 	"github.com/hibiken/asynq"
 	natsserver "github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/campaignd/campaignd/campaigns"
@@ -41,10 +39,25 @@ func TestHA(t *testing.T) {
 	}
 	scenario = "sentinel failover mid-campaign"
 	t.Run("sentinel failover", func(t *testing.T) { sentinelFailover(t, bin) })
-	scenario = "a NATS node lost (3-node cluster, R3)"
-	t.Run("nats node lost", func(t *testing.T) { natsNodeLost(t, bin) })
-	scenario = "the status stream's leader lost mid-campaign"
-	t.Run("status leader lost", func(t *testing.T) { statusLeaderLost(t, bin) })
+	// The NATS scenarios run on the embedded current server and, when
+	// one is installed (make deps installs Debian's 2.9), on the
+	// nats-server binary; their two processes start at the same moment.
+	servers := []struct {
+		name string
+		o    testenv.NATSClusterOptions
+	}{{"embedded " + natsserver.VERSION, testenv.NATSClusterOptions{}}}
+	if p, err := exec.LookPath("nats-server"); err == nil {
+		servers = append(servers, struct {
+			name string
+			o    testenv.NATSClusterOptions
+		}{"nats-server binary", testenv.NATSClusterOptions{Binary: p}})
+	}
+	for _, sv := range servers {
+		scenario = "a NATS node lost (3-node cluster, R3, " + sv.name + ")"
+		t.Run("nats node lost/"+sv.name, func(t *testing.T) { natsNodeLost(t, bin, sv.o) })
+		scenario = "the status stream's leader lost mid-campaign (" + sv.name + ")"
+		t.Run("status leader lost/"+sv.name, func(t *testing.T) { statusLeaderLost(t, bin, sv.o) })
+	}
 	for _, r := range rows {
 		t.Logf("| %s | %d | %d | %d | %d | %s | %d | %s | %d (%d, %s) | %s |",
 			r.name, r.targets, r.pushes, r.dups, r.viols, r.final, r.failed, r.took, r.probes, r.unanswered, r.slowest, r.extra)
@@ -150,94 +163,22 @@ func sentinelFailover(t *testing.T, bin string) {
 		fmt.Sprintf("master killed; replica promoted %s later; sending resumed %s after the promotion", promoted.Sub(killed).Round(10*time.Millisecond), resumed.Sub(promoted).Round(10*time.Millisecond)))
 }
 
-// natsCluster starts three embedded NATS servers with JetStream in one
-// cluster and returns them with their client URLs and their options (to
-// start one again on the same ports and store).
-func natsCluster(t *testing.T) ([]*natsserver.Server, []string, []*natsserver.Options) {
+// clusterWorld is two campaignd processes, started at the same moment,
+// at rate calls/s on a 3-node NATS cluster (all three URLs,
+// nats.replicas 3) of the servers in o.
+func clusterWorld(t *testing.T, bin string, rate float64, o testenv.NATSClusterOptions) (*testenv.NATSCluster, *world) {
 	t.Helper()
-	cports := []int{testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)}
-	var routes []string
-	for _, p := range cports {
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
-	}
-	var servers []*natsserver.Server
-	var urls []string
-	var all []*natsserver.Options
-	for i := range 3 {
-		o := &natsserver.Options{
-			ServerName: fmt.Sprintf("n%d", i), Host: "127.0.0.1", Port: testenv.FreePort(t),
-			JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
-			Cluster: natsserver.ClusterOpts{Name: "campaignd", Host: "127.0.0.1", Port: cports[i]},
-			Routes:  natsserver.RoutesFromStr(strings.Join(routes, ",")),
-		}
-		s, err := natsserver.NewServer(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go s.Start()
-		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-		servers = append(servers, s)
-		urls = append(urls, s.ClientURL())
-		all = append(all, o.Clone())
-	}
-	for _, s := range servers {
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatal("nats server not ready")
-		}
-	}
-	// JetStream is usable once the cluster has elected its meta leader.
-	nc, err := nats.Connect(strings.Join(urls, ","))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := js.AccountInfo(ctx)
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("jetstream cluster not ready: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return servers, urls, all
-}
-
-// clusterWorld is two campaignd processes at rate calls/s on a 3-node NATS
-// cluster (all three URLs, nats.replicas 3).
-func clusterWorld(t *testing.T, bin string, rate float64) ([]*natsserver.Server, []*natsserver.Options, *world) {
-	t.Helper()
-	servers, urls, options := natsCluster(t)
-	list := strings.Join(urls, ",")
-	w := newWorld(t, bin, opts{procs: 2, rate: rate, natsURL: list,
-		natsYAML: fmt.Sprintf("nats: {url: %q, replicas: 3}", list)})
-	return servers, options, w
-}
-
-// restartNATS starts a cluster node again with the options it had.
-func restartNATS(t *testing.T, o *natsserver.Options) *natsserver.Server {
-	t.Helper()
-	s, err := natsserver.NewServer(o.Clone())
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready after a restart")
-	}
-	return s
+	cl := testenv.StartNATSCluster(t, o)
+	w := newWorld(t, bin, opts{procs: 2, together: true, rate: rate, natsURL: cl.URL(),
+		natsYAML: fmt.Sprintf("nats: {url: %q, replicas: 3}", cl.URL())})
+	return cl, w
 }
 
 // A 3-node NATS cluster with R3 streams; the node with the most clients
 // (campaignd's) is shut down while 40 campaigns are submitted: every one
 // is accepted once and completes.
-func natsNodeLost(t *testing.T, bin string) {
-	servers, _, w := clusterWorld(t, bin, 100)
+func natsNodeLost(t *testing.T, bin string, o testenv.NATSClusterOptions) {
+	cl, w := clusterWorld(t, bin, 100, o)
 	js := w.js()
 	for _, name := range []string{intake.StreamCampaigns, intake.StreamStatus, "OBJ_" + intake.AudienceBucket} {
 		st, err := js.Stream(context.Background(), name)
@@ -253,14 +194,14 @@ func natsNodeLost(t *testing.T, bin string) {
 	killed := ""
 	for i := range count {
 		if i == 15 {
-			busiest := servers[0]
-			for _, s := range servers {
-				if s.NumClients() > busiest.NumClients() {
-					busiest = s
+			busiest := cl.Nodes[0]
+			for _, n := range cl.Nodes {
+				if n.Clients() > busiest.Clients() {
+					busiest = n
 				}
 			}
-			killed = fmt.Sprintf("%s (%d clients)", busiest.Name(), busiest.NumClients())
-			busiest.Shutdown()
+			killed = fmt.Sprintf("%s (%d clients)", busiest.Name(), busiest.Clients())
+			busiest.Stop()
 		}
 		w.submit(js, fmt.Sprintf("natsha-%02d", i), fmt.Sprintf("h%02d", i), each)
 		time.Sleep(100 * time.Millisecond)
@@ -275,8 +216,8 @@ func natsNodeLost(t *testing.T, bin string) {
 // then stay running with nothing sent, and status events lost). Sending
 // goes on, the campaign completes while the stream is down, and its final
 // status event, queued and retried, arrives on the stream once it is back.
-func statusLeaderLost(t *testing.T, bin string) {
-	servers, options, w := clusterWorld(t, bin, 20)
+func statusLeaderLost(t *testing.T, bin string, o testenv.NATSClusterOptions) {
+	cl, w := clusterWorld(t, bin, 20, o)
 	js := w.js()
 	start := time.Now()
 	const m = 20_000 // 10 s at 20 calls/s
@@ -292,20 +233,20 @@ func statusLeaderLost(t *testing.T, bin string) {
 	}
 	leader := info.Cluster.Leader
 	var down []int
-	for i, s := range servers {
-		if s.Name() == leader {
+	for i, n := range cl.Nodes {
+		if n.Name() == leader {
 			down = append(down, i)
 		}
 	}
-	for i := range servers {
+	for i := range cl.Nodes {
 		if len(down) < 2 && i != down[0] {
 			down = append(down, i)
 		}
 	}
 	var names []string
 	for _, i := range down {
-		names = append(names, servers[i].Name())
-		servers[i].Shutdown()
+		names = append(names, cl.Nodes[i].Name())
+		cl.Nodes[i].Stop()
 	}
 	lost := time.Now()
 	before := w.sim.Sim().Stats().TotalPushes
@@ -322,7 +263,7 @@ func statusLeaderLost(t *testing.T, bin string) {
 	st := w.waitFinal("leader", time.Minute) // from the API: Redis has it
 	time.Sleep(time.Until(lost.Add(6 * time.Second)))
 	for _, i := range down {
-		restartNATS(t, options[i])
+		cl.Nodes[i].Start(t)
 	}
 	back := time.Now()
 	var event campaigns.Status
