@@ -195,12 +195,15 @@ func TestBroadcastsUnderTheTaskCaps(t *testing.T) {
 // holds every process back, and the campaigns still complete; a cancelled
 // waiting label push creates nothing.
 func TestForeignTasksAndCancel(t *testing.T) {
+	begin := time.Now()
+	step := func(what string) { t.Logf("%6.2fs %s", time.Since(begin).Seconds(), what) }
 	w := newWorld(t, pushsim.Config{TaskWindow: shortWindow})
 	cfg := w.taskConfig(t)
 	r := start(t, cfg)
 	start(t, cfg)
 	submitJSON(t, w, map[string]any{"id": "fans", "kind": "label_members", "action": "add", "label": "fans", "targets": ids("fan", 10)})
 	r.waitFinal(t, "fans", 20*time.Second)
+	step("fans final")
 	// Another client fills the provider's running cap behind campaignd's back.
 	other, err := easemob.New(easemob.Config{BaseURL: w.sim.URL(), Org: "org", App: "app", ClientID: "pushsim", ClientSecret: "pushsim-secret"})
 	if err != nil {
@@ -215,11 +218,16 @@ func TestForeignTasksAndCancel(t *testing.T) {
 	w.publish(t, "campaigns.submit", labelPush("after-foreign", "fans", ""), "")
 	w.publish(t, "campaigns.submit", labelPush("to-cancel", "fans", `,"priority":"low"`), "")
 	r.waitState(t, "to-cancel", campaigns.StateScheduled, 10*time.Second)
+	step("to-cancel scheduled")
 	w.publish(t, "campaigns.cancel", []byte(`{"id":"to-cancel"}`), "")
-	if st := r.waitFinal(t, "to-cancel", 10*time.Second); st.Status != campaigns.StateCancelled {
+	var st campaigns.Status
+	st = r.waitFinal(t, "to-cancel", 10*time.Second)
+	step("to-cancel final")
+	if st.Status != campaigns.StateCancelled {
 		t.Fatalf("to-cancel: %+v", st)
 	}
-	st := r.waitFinal(t, "after-foreign", 30*time.Second)
+	st = r.waitFinal(t, "after-foreign", 30*time.Second)
+	step("after-foreign final")
 	if st.Status != campaigns.StateCompleted {
 		t.Fatalf("after-foreign: %+v", st)
 	}
@@ -234,10 +242,14 @@ func TestForeignTasksAndCancel(t *testing.T) {
 	// resumed, it is created.
 	w.publish(t, "campaigns.submit", labelPush("paused-one", "fans", ""), "")
 	r.waitState(t, "paused-one", campaigns.StateScheduled, 10*time.Second)
+	step("paused-one scheduled")
 	w.publish(t, "campaigns.pause", []byte(`{"id":"paused-one"}`), "")
 	r.waitState(t, "paused-one", campaigns.StatePaused, 10*time.Second)
+	step("paused-one paused")
 	w.publish(t, "campaigns.submit", labelPush("behind", "fans", `,"priority":"low"`), "")
-	if st := r.waitFinal(t, "behind", 30*time.Second); st.Status != campaigns.StateCompleted {
+	st = r.waitFinal(t, "behind", 30*time.Second)
+	step("behind final")
+	if st.Status != campaigns.StateCompleted {
 		t.Fatalf("behind a paused task: %+v", st)
 	}
 	var ps campaigns.Status
@@ -246,12 +258,15 @@ func TestForeignTasksAndCancel(t *testing.T) {
 		t.Fatalf("the paused task: %+v", ps)
 	}
 	w.publish(t, "campaigns.resume", []byte(`{"id":"paused-one"}`), "")
-	if st := r.waitFinal(t, "paused-one", 30*time.Second); st.Status != campaigns.StateCompleted {
+	st = r.waitFinal(t, "paused-one", 30*time.Second)
+	step("paused-one final")
+	if st.Status != campaigns.StateCompleted {
 		t.Fatalf("resumed: %+v", st)
 	}
 	// A label push to a missing label fails with the provider's reason.
 	w.publish(t, "campaigns.submit", labelPush("no-label", "nope", ""), "")
 	st = r.waitFinal(t, "no-label", 30*time.Second)
+	step("no-label final")
 	if st.Status != campaigns.StateFailed || len(st.Errors) == 0 || st.Errors[0].Field != "label" {
 		t.Fatalf("no-label: %+v", st)
 	}

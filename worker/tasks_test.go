@@ -148,3 +148,53 @@ func waitUntilState(t *testing.T, e *env, id string, want campaigns.State) {
 		return err == nil && st.Status == want
 	})
 }
+
+// A label push paused while its task is being created, which the provider
+// then creates: the campaign stays paused (a paused campaign is finished by
+// its resume), and the resume finishes it. It must not go back to wait in
+// the task queue it has left, scheduled for good (the flaky
+// TestForeignTasksAndCancel of issue 21 waited 30 s for such a campaign).
+func TestTaskCreatedWhilePausedIsFinishedByItsResume(t *testing.T) {
+	t.Parallel()
+	tasks := newMemTasks()
+	release := make(chan struct{})
+	calling := make(chan struct{})
+	prov := &fakeProvider{pushLabel: func(ctx context.Context) (string, error) {
+		close(calling)
+		<-release
+		return "task-7", nil
+	}}
+	e := setup(t, Options{Provider: prov, Tasks: tasks})
+	ctx := context.Background()
+	c := &campaigns.Campaign{ID: "label-created-while-paused", App: "app", Kind: campaigns.KindLabelPush, Label: "vip", PushMessage: msg()}
+	e.submit(t, c, time.Now())
+	ref := TaskRef{ID: c.ID}
+	waitUntil(t, 5*time.Second, "the label push to wait in the task queue", func() bool { w, _ := tasks.state(ref); return w })
+	tasks.mu.Lock()
+	delete(tasks.waiting, ref) // as Dispatch pops it
+	tasks.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.svc.createTask(ctx, "app", ref)
+	}()
+	<-calling
+	if st, err := e.svc.Pause(ctx, c.ID); err != nil || st.Status != campaigns.StatePaused {
+		t.Fatalf("pause while the task is created: %+v %v", st, err)
+	}
+	close(release)
+	<-done
+	if st, err := e.store.Status(ctx, c.ID); err != nil || st.Status != campaigns.StatePaused || len(st.ProviderTaskIDs) != 1 {
+		t.Fatalf("after the provider created the task: %+v %v; want paused, with its task id", st, err)
+	}
+	st, err := e.svc.Resume(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != campaigns.StateCompleted || st.ProviderTaskIDs[0] != "task-7" {
+		t.Fatalf("resumed: %+v; want completed with task-7", st)
+	}
+	if waiting, held := tasks.state(ref); waiting || held {
+		t.Fatalf("resumed and finished, the task is still in the queue (waiting %v, held %v)", waiting, held)
+	}
+}

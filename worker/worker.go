@@ -350,10 +350,24 @@ func (s *Service) Resume(ctx context.Context, id string) (campaigns.Status, erro
 	if c, err := s.campaign(ctx, id); err == nil {
 		if k, ok := s.kinds[c.Kind]; ok && k.task != nil { // back to its place in the task queue
 			st, err := s.change(ctx, id, campaigns.StateScheduled, campaigns.StatePaused)
-			if err == nil && st.Status == campaigns.StateScheduled {
-				s.taskControl(ctx, id, campaigns.StateScheduled)
+			if err != nil || st.Status != campaigns.StateScheduled {
+				return st, err
 			}
-			return st, err
+			s.taskControl(ctx, id, campaigns.StateScheduled)
+			// Paused while its task was being created, which the provider
+			// then did: the task is recorded, and the campaign is
+			// finished now (it is in no queue any more).
+			fin, finished, err := s.o.Store.FinishIfDone(ctx, id)
+			if err != nil {
+				return st, err
+			}
+			if finished {
+				_ = s.o.Tasks.Remove(ctx, c.App, s.taskRef(c, k))
+				s.dropMarker(id)
+				s.publish(ctx, fin)
+				return fin, nil
+			}
+			return st, nil
 		}
 	}
 	st, err := s.change(ctx, id, campaigns.StateRunning, campaigns.StatePaused)

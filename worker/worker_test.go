@@ -29,6 +29,8 @@ type fakeProvider struct {
 	answer func(call int, targets []string) ([]TargetResult, error)
 	delay  time.Duration
 	first  time.Time
+	// pushLabel, when set, answers PushLabel (a provider task id).
+	pushLabel func(ctx context.Context) (string, error)
 }
 
 func (f *fakeProvider) PushSingle(ctx context.Context, app string, targets []string, strategy *int, msg json.RawMessage, buf []TargetResult) ([]TargetResult, error) {
@@ -99,7 +101,10 @@ func (f *fakeProvider) CreateTemplate(context.Context, string, string, string, s
 	return errNotFaked
 }
 func (f *fakeProvider) DeleteTemplate(context.Context, string, string) error { return errNotFaked }
-func (f *fakeProvider) PushLabel(context.Context, string, string, *int, json.RawMessage) (string, error) {
+func (f *fakeProvider) PushLabel(ctx context.Context, _, _ string, _ *int, _ json.RawMessage) (string, error) {
+	if f.pushLabel != nil {
+		return f.pushLabel(ctx)
+	}
 	return "", errNotFaked
 }
 func (f *fakeProvider) PushTask(context.Context, string, *int, json.RawMessage) (string, error) {
