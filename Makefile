@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: all build test test-dates vet fmt demo bench bench-scale bench-kinds bench-controls bench-tasks soak crash chaos ha deps clean
+.PHONY: all build test test-dates vet fmt demo bench bench-apps bench-scale bench-kinds bench-controls bench-tasks soak crash chaos ha deps clean
 
 all: build
 
@@ -55,6 +55,14 @@ bench: deps
 # BENCH_SIZES to change; docs/BENCHMARKS.md).
 bench-scale: deps
 	./scripts/bench-scale.sh
+
+# bench-apps: N apps (1, 10, 100, 1,000) each at its full push_single limit
+# at once, on 1 and 3 processes: per app the share of its limit, its
+# violations and its time to first call; CPU and Redis commands per call,
+# idle CPU with N apps configured (BENCH_APPS, BENCH_PROCS,
+# BENCH_TOTAL_RATE, BENCH_APP_SECONDS; docs/BENCHMARKS.md).
+bench-apps: deps
+	$(GO) test ./internal/bench -run '^$$' -bench Apps -benchtime 1x -timeout 60m -v
 
 # bench-controls: how fast priority and pause act at the provider's rate
 # (R = 10 and 100, 1 and 3 processes; ~1 min; docs/BENCHMARKS.md).

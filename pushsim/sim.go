@@ -170,6 +170,7 @@ type Sim struct {
 	rng           *rand.Rand
 	windows       map[string]*window // provider/app/group → arrivals
 	calls         map[string]int     // provider/app/group → arrivals
+	spans         map[string]*Span   // provider/app/group → first and last arrival
 	statuses      map[int]int
 	violations    []Violation
 	nViolations   int
@@ -209,6 +210,7 @@ func (s *Sim) resetLocked() {
 	s.latency.Store(int64(s.cfg.Faults.Latency))
 	s.windows = map[string]*window{}
 	s.calls = map[string]int{}
+	s.spans = map[string]*Span{}
 	s.statuses = map[int]int{}
 	s.violations = nil
 	s.nViolations, s.rateLimited, s.limitExc, s.faulted, s.dropped, s.maxTargets = 0, 0, 0, 0, 0, 0
@@ -247,6 +249,11 @@ func (s *Sim) now() time.Time { return s.cfg.Clock.Now() }
 func (s *Sim) admitLocked(prov, app string, g provider.Group, now time.Time) bool {
 	key := prov + "/" + app + "/" + string(g)
 	s.calls[key]++
+	if sp := s.spans[key]; sp == nil {
+		s.spans[key] = &Span{First: now, Last: now}
+	} else {
+		sp.First, sp.Last = minTime(sp.First, now), maxTime(sp.Last, now)
+	}
 	limit, limited := s.cfg.Limits[g]
 	if !limited || limit <= 0 {
 		return true
@@ -347,23 +354,24 @@ func (s *Sim) PushCount(target string) int {
 
 // Stats is a snapshot of what the Sim received and answered.
 type Stats struct {
-	Calls                map[string]int `json:"calls"` // "provider/app/group" → arrivals
-	TotalCalls           int            `json:"total_calls"`
-	Statuses             map[int]int    `json:"statuses"` // HTTP status → answers
-	Violations           int            `json:"violations"`
-	ViolationList        []Violation    `json:"violation_list,omitempty"`
-	RateLimited          int            `json:"rate_limited"`             // 429s answered
-	LimitExceptions      int            `json:"limit_exceptions"`         // 403 LimitException answered
-	Faulted              int            `json:"faulted"`                  // injected 5xx
-	Dropped              int            `json:"dropped"`                  // injected dropped connections
-	MaxTargetsPerCall    int            `json:"max_targets_per_call"`     // push/single, accepted calls
-	MaxLabelUsersPerCall int            `json:"max_label_users_per_call"` // usernames in one label member add/remove call whose body parsed (refused ones included)
-	MaxTagIDsPerCall     int            `json:"max_tag_ids_per_call"`     // registration ids in one list (add or remove) of a POST /v4/tags/{tag} whose body parsed (refused ones included)
-	TargetsPushed        int            `json:"targets_pushed"`           // distinct targets
-	TotalPushes          int            `json:"total_pushes"`
-	MaxPushesOneID       int            `json:"max_pushes_one_target"`
-	Tasks                []Task         `json:"tasks"`
-	TaskLog              []Task         `json:"task_log"` // every task created since the last reset (up to 10,000), oldest first
+	Calls                map[string]int  `json:"calls"` // "provider/app/group" → arrivals
+	Spans                map[string]Span `json:"spans"` // "provider/app/group" → first and last arrival
+	TotalCalls           int             `json:"total_calls"`
+	Statuses             map[int]int     `json:"statuses"` // HTTP status → answers
+	Violations           int             `json:"violations"`
+	ViolationList        []Violation     `json:"violation_list,omitempty"`
+	RateLimited          int             `json:"rate_limited"`             // 429s answered
+	LimitExceptions      int             `json:"limit_exceptions"`         // 403 LimitException answered
+	Faulted              int             `json:"faulted"`                  // injected 5xx
+	Dropped              int             `json:"dropped"`                  // injected dropped connections
+	MaxTargetsPerCall    int             `json:"max_targets_per_call"`     // push/single, accepted calls
+	MaxLabelUsersPerCall int             `json:"max_label_users_per_call"` // usernames in one label member add/remove call whose body parsed (refused ones included)
+	MaxTagIDsPerCall     int             `json:"max_tag_ids_per_call"`     // registration ids in one list (add or remove) of a POST /v4/tags/{tag} whose body parsed (refused ones included)
+	TargetsPushed        int             `json:"targets_pushed"`           // distinct targets
+	TotalPushes          int             `json:"total_pushes"`
+	MaxPushesOneID       int             `json:"max_pushes_one_target"`
+	Tasks                []Task          `json:"tasks"`
+	TaskLog              []Task          `json:"task_log"` // every task created since the last reset (up to 10,000), oldest first
 }
 
 // Stats returns a snapshot.
@@ -392,6 +400,10 @@ func (s *Sim) Stats() Stats {
 		st.Calls[k] = v
 		st.TotalCalls += v
 	}
+	st.Spans = make(map[string]Span, len(s.spans))
+	for k, sp := range s.spans {
+		st.Spans[k] = *sp
+	}
 	for k, v := range s.statuses {
 		st.Statuses[k] = v
 	}
@@ -406,6 +418,27 @@ func (s *Sim) Stats() Stats {
 		st.TaskLog = append(st.TaskLog, *t)
 	}
 	return st
+}
+
+// Span is when the first and the last arrival on one provider/app/group
+// came.
+type Span struct {
+	First time.Time `json:"first"`
+	Last  time.Time `json:"last"`
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // CallsFor returns the arrivals counted on one provider/app/group.

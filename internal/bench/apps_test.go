@@ -1,0 +1,293 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/campaignd/campaignd/internal/testenv"
+	"github.com/campaignd/campaignd/pushsim"
+)
+
+// appsConfig is what BenchmarkApps runs, from the environment.
+type appsConfig struct {
+	sizes     []int         // BENCH_APPS: numbers of apps, default 1,10,100,1000
+	procs     []int         // BENCH_PROCS: campaignd processes, default 1,3
+	total     float64       // BENCH_TOTAL_RATE: calls/s of all apps together, default 400
+	maxRate   float64       // BENCH_APP_RATE: an app's limit when the total allows, default 10
+	seconds   float64       // BENCH_APP_SECONDS: each campaign lasts this long at its app's limit, default 10
+	idle      time.Duration // BENCH_IDLE_SECONDS: how long idle CPU is measured, default 10
+	overrides []string      // BENCH_CAMPAIGND_YAML: extra config lines (e.g. "worker: {concurrency: 100}")
+}
+
+func intsFromEnv(name string, def []int) []int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err == nil && n > 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func floatFromEnv(name string, def float64) float64 {
+	if v, err := strconv.ParseFloat(os.Getenv(name), 64); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func appsConfigFromEnv() appsConfig {
+	c := appsConfig{
+		sizes:   intsFromEnv("BENCH_APPS", []int{1, 10, 100, 1000}),
+		procs:   intsFromEnv("BENCH_PROCS", []int{1, 3}),
+		total:   floatFromEnv("BENCH_TOTAL_RATE", 400),
+		maxRate: floatFromEnv("BENCH_APP_RATE", 10),
+		seconds: floatFromEnv("BENCH_APP_SECONDS", 10),
+		idle:    time.Duration(floatFromEnv("BENCH_IDLE_SECONDS", 10) * float64(time.Second)),
+	}
+	if v := os.Getenv("BENCH_CAMPAIGND_YAML"); v != "" {
+		c.overrides = strings.Split(v, "\n")
+	}
+	return c
+}
+
+// rate is each app's push_single limit with n apps: the total shared out,
+// at most maxRate and at least 1 call/s.
+func (c appsConfig) rate(n int) float64 {
+	return max(1, min(c.maxRate, float64(int(c.total/float64(n)))))
+}
+
+// BenchmarkApps is `make bench-apps`: N apps on pushsim (which serves any
+// org/app, each judged on its own strict sliding second), every app with
+// push_single R, one batch_push campaign per app of R × 100 × seconds
+// targets, all submitted at the same moment to P campaignd processes.
+// Per app: the share of R its calls carried from its first call to its
+// last ((calls − 1) / (span × R)), its violations and its time to first
+// call; for campaignd as a whole: CPU and Redis commands per call, and the
+// CPU it uses idle with the N apps configured. One row per (N, P) for
+// docs/BENCHMARKS.md.
+func BenchmarkApps(b *testing.B) {
+	cfg := appsConfigFromEnv()
+	bin := testenv.Build(b, "./cmd/campaignd", "./cmd/pushsim")
+	var rows []string
+	for _, n := range cfg.sizes {
+		for _, p := range cfg.procs {
+			b.Run(fmt.Sprintf("apps=%d/procs=%d", n, p), func(b *testing.B) {
+				rows = append(rows, appsRound(b, bin, cfg, n, p))
+			})
+		}
+	}
+	fmt.Println("| apps | processes | R per app | calls | violations (apps) | share of R: median / worst | first call: median / worst | slowest campaign (ideal) | campaignd CPU per call | Redis commands per call | idle CPU (cores) |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, r := range rows {
+		fmt.Println(r)
+	}
+}
+
+func appsRound(b *testing.B, bin string, cfg appsConfig, n, procs int) string {
+	rate := cfg.rate(n)
+	perApp := int(rate * 100 * cfg.seconds)
+	simPort := testenv.FreePort(b)
+	simURL := fmt.Sprintf("http://127.0.0.1:%d", simPort)
+	sim := testenv.StartProc(b, bin+"/pushsim", []string{"-addr", fmt.Sprintf("127.0.0.1:%d", simPort),
+		"-limit", fmt.Sprintf("push_single=%g", rate)}, nil)
+	testenv.WaitHTTP(b, simURL+"/_sim/stats")
+	rd := testenv.StartRedis(b)
+	ns := testenv.StartNATS(b)
+
+	var yaml strings.Builder
+	fmt.Fprintf(&yaml, "redis: {url: %q}\nnats: {url: %q}\n", rd.URL, ns.URL)
+	for _, l := range cfg.overrides {
+		fmt.Fprintln(&yaml, l)
+	}
+	yaml.WriteString("apps:\n")
+	for i := range n {
+		fmt.Fprintf(&yaml, "  a%04d: {provider: easemob, base_url: %q, org: bench, app: a%04d, client_id: pushsim, client_secret: pushsim-secret, limits: {push_single: %g}}\n",
+			i, simURL, i, rate)
+	}
+	cfgPath := filepath.Join(b.TempDir(), "apps.yaml")
+	if err := os.WriteFile(cfgPath, []byte(yaml.String()), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	var pids []int
+	var names []string
+	for i := range procs {
+		port := testenv.FreePort(b)
+		p := testenv.StartProc(b, bin+"/campaignd", []string{"-config", cfgPath, "-log-level", "warn"},
+			[]string{fmt.Sprintf("CAMPAIGND_HTTP_ADDR=127.0.0.1:%d", port)})
+		waitReady(b, fmt.Sprintf("http://127.0.0.1:%d/readyz", port), p)
+		pids = append(pids, p.Cmd.Process.Pid)
+		names = append(names, fmt.Sprintf("campaignd-%d", i+1))
+	}
+
+	// Idle: every app configured, nothing to do.
+	time.Sleep(3 * time.Second)
+	idleMeter := newCPUMeter(names, pids)
+	time.Sleep(cfg.idle)
+	idle := 0.0
+	for _, name := range names {
+		idle += idleMeter.of(name)
+	}
+	idleCores := idle / cfg.idle.Seconds()
+
+	rc := redis.NewClient(&redis.Options{Addr: rd.Addr})
+	defer rc.Close()
+	ctx := context.Background()
+	if err := rc.ConfigResetStat(ctx).Err(); err != nil {
+		b.Fatal(err)
+	}
+	reset(b, simURL)
+	nc, err := nats.Connect(ns.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	bodies := make([][]byte, n)
+	for i := range n {
+		targets := make([]string, perApp)
+		for k := range targets {
+			targets[k] = fmt.Sprintf("a%04d-%06d", i, k)
+		}
+		bodies[i], _ = json.Marshal(map[string]any{"id": fmt.Sprintf("apps-%04d", i), "app": fmt.Sprintf("a%04d", i),
+			"kind": "batch_push", "targets": targets, "push_message": map[string]string{"title": "apps"}})
+	}
+	runMeter := newCPUMeter(names, pids)
+	start := time.Now()
+	var acks []jetstream.PubAckFuture
+	for i := range n {
+		f, err := js.PublishAsync("campaigns.submit", bodies[i], jetstream.WithMsgID(fmt.Sprintf("apps-%04d", i)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		acks = append(acks, f)
+	}
+	for _, f := range acks {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			b.Fatal(err)
+		}
+	}
+	total := n * perApp
+	deadline := start.Add(time.Duration(4*cfg.seconds*float64(time.Second)) + 2*time.Minute)
+	var st pushsim.Stats
+	for {
+		st = simStats(b, simURL)
+		if st.TotalPushes >= total {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d targets pushed by %s", st.TotalPushes, total, deadline.Sub(start))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cpu := 0.0
+	for _, name := range names {
+		cpu += runMeter.of(name)
+	}
+	cmds := redisCommands(b, rc)
+	_ = sim
+
+	violByApp := map[string]int{}
+	for _, v := range st.ViolationList {
+		violByApp[v.App]++
+	}
+	var shares, firsts []float64
+	slowest := 0.0
+	calls := 0
+	for i := range n {
+		key := fmt.Sprintf("easemob/bench/a%04d/push_single", i)
+		c := st.Calls[key]
+		calls += c
+		sp, ok := st.Spans[key]
+		if !ok || c < 2 {
+			b.Fatalf("app a%04d: %d calls", i, c)
+		}
+		shares = append(shares, float64(c-1)/(sp.Last.Sub(sp.First).Seconds()*rate))
+		firsts = append(firsts, sp.First.Sub(start).Seconds())
+		slowest = max(slowest, sp.Last.Sub(start).Seconds())
+	}
+	sort.Float64s(shares)
+	sort.Float64s(firsts)
+	b.ReportMetric(shares[len(shares)/2], "median_share")
+	b.ReportMetric(shares[0], "worst_share")
+	b.ReportMetric(float64(st.Violations), "violations")
+	b.ReportMetric(cpu/float64(calls)*1e6, "cpu_µs/call")
+	b.ReportMetric(float64(cmds)/float64(calls), "redis_cmds/call")
+	b.ReportMetric(idleCores, "idle_cores")
+	return fmt.Sprintf("| %d | %d | %g | %s | %d (%d) | %.1f%% / %.1f%% | %.2f s / %.2f s | %.1f s (%.1f s) | %.0f µs | %.1f | %.3f |",
+		n, procs, rate, thousands(calls), st.Violations, len(violByApp), shares[len(shares)/2]*100, shares[0]*100,
+		firsts[len(firsts)/2], firsts[len(firsts)-1], slowest, float64(perApp/100-1)/rate, cpu/float64(calls)*1e6,
+		float64(cmds)/float64(calls), idleCores)
+}
+
+// waitReady waits up to a minute for a campaignd process to answer ready.
+func waitReady(b *testing.B, url string, p *testenv.Proc) {
+	b.Helper()
+	hc := http.Client{Timeout: time.Second}
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if resp, err := hc.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if p.Exited() {
+			b.Fatalf("campaignd exited at start:\n%s", p.Log())
+		}
+	}
+	b.Fatalf("campaignd not ready within a minute:\n%s", p.Log())
+}
+
+func simStats(b *testing.B, simURL string) pushsim.Stats {
+	b.Helper()
+	resp, err := http.Get(simURL + "/_sim/stats")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st pushsim.Stats
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		b.Fatal(err)
+	}
+	return st
+}
+
+// redisCommands is how many commands Redis has run since its stats were
+// reset.
+func redisCommands(b *testing.B, rc *redis.Client) int {
+	b.Helper()
+	info, err := rc.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	total := 0
+	for _, line := range strings.Split(info, "\n") {
+		_, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
+		if !ok {
+			continue
+		}
+		calls, _ := strconv.Atoi(strings.SplitN(rest, ",", 2)[0])
+		total += calls
+	}
+	return total
+}
