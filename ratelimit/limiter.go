@@ -101,6 +101,7 @@ type Options struct {
 type Limiter struct {
 	rdb     redis.UniversalClient
 	opts    Options
+	clock   *redisClock            // Redis time on this process's clock
 	reserve *groupcommit.Committer // reserveScript: concurrent reservations share round trips
 
 	mu     sync.Mutex
@@ -136,7 +137,7 @@ func New(rdb redis.UniversalClient, opts Options) *Limiter {
 	if opts.BacklogRetry <= 0 {
 		opts.BacklogRetry = time.Second
 	}
-	return &Limiter{rdb: rdb, opts: opts, queues: map[string]*localQueue{},
+	return &Limiter{rdb: rdb, opts: opts, queues: map[string]*localQueue{}, clock: newRedisClock(),
 		reserve: groupcommit.New(rdb, reserveScript, groupcommit.Options{})}
 }
 
@@ -219,10 +220,13 @@ func (l *Limiter) Spacing(perSecond float64) time.Duration {
 // Reservation is a granted slot.
 type Reservation struct {
 	Wait   time.Duration // how long to wait before sending, from the script's run
-	SendAt time.Time     // the slot in local time: when the answer arrived + Wait
-	slot   int64         // the slot in Redis time, µs
-	keys   []string
-	perKey []any // per key: spacing µs, booking number, calls per window
+	SendAt time.Time     // the slot in local time, never early (see redisClock)
+	// earliest is the earliest local time the slot may be: a call's
+	// lateness counts from here, so it is never less than it really is.
+	earliest time.Time
+	slot     int64 // the slot in Redis time, µs
+	keys     []string
+	perKey   []any // per key: spacing µs, booking number, calls per window
 }
 
 // windowCalls is how many calls the strict reading allows in one window of
@@ -253,6 +257,7 @@ func (l *Limiter) Reserve(ctx context.Context, maxWait time.Duration, rates ...R
 	}
 	// Reservations made at once go to Redis together, each still its own
 	// script run.
+	sent := time.Now()
 	res, err := l.reserve.Run(ctx, keys, args...).Int64Slice()
 	if err != nil {
 		return Reservation{}, fmt.Errorf("ratelimit: reserve %v: %w", keys, err)
@@ -265,13 +270,22 @@ func (l *Limiter) Reserve(ctx context.Context, maxWait time.Duration, rates ...R
 	if res[0] == 0 {
 		return Reservation{}, &RateLimited{Key: rates[0].Key, RetryIn: wait}
 	}
-	// The slot is placed from the answer's arrival: never early, and late
-	// by the answer's transit at most.
 	per := make([]any, 0, 3*len(keys))
 	for i := range keys {
 		per = append(per, args[2+i], res[4+i], windowCalls(perSecond[i]))
 	}
-	return Reservation{Wait: wait, SendAt: got.Add(wait), slot: res[2], keys: keys, perKey: per}, nil
+	r := Reservation{Wait: wait, SendAt: got.Add(wait), earliest: got.Add(wait), slot: res[2], keys: keys, perKey: per}
+	if l.opts.Now == nil {
+		// The slot on this process's clock: sleep until its latest
+		// possible time, count lateness from its earliest (redisClock).
+		lo, hi := l.clock.observe(sent, got, res[3])
+		r.SendAt = l.clock.local(r.slot, hi)
+		if r.SendAt.Before(got) {
+			r.SendAt = got
+		}
+		r.earliest = l.clock.local(r.slot, lo)
+	}
+	return r, nil
 }
 
 // shiftScript lets a caller that is late for its slot still send: if the
@@ -470,7 +484,7 @@ func (l *Limiter) serve(ctx context.Context, t *ticket, check CheckFunc, rates [
 		}
 		// Any call late for its slot could crowd the window of the call R
 		// places after it, even one granted at once.
-		late := time.Since(r.SendAt)
+		late := time.Since(r.earliest)
 		if late <= l.opts.MaxLate || attempt >= 5 || len(r.keys) == 0 {
 			t.release()
 			return g, false, nil
@@ -507,7 +521,7 @@ func (g *Grant) Written(at time.Time) {
 	if g == nil || len(g.r.keys) == 0 || g.l.opts.Now != nil {
 		return
 	}
-	late := at.Sub(g.r.SendAt)
+	late := at.Sub(g.r.earliest)
 	if late-g.moved <= g.l.opts.MaxLate {
 		return
 	}

@@ -129,12 +129,18 @@ func appsRound(b *testing.B, bin string, cfg appsConfig, n, procs int) string {
 	}
 	var pids []int
 	var names []string
+	var logs []string
 	for i := range procs {
 		port := testenv.FreePort(b)
-		p := testenv.StartProc(b, bin+"/campaignd", []string{"-config", cfgPath, "-log-level", "warn"},
+		level := "warn"
+		if v := os.Getenv("BENCH_LOG_LEVEL"); v != "" {
+			level = v
+		}
+		p := testenv.StartProc(b, bin+"/campaignd", []string{"-config", cfgPath, "-log-level", level, "-log-json"},
 			[]string{fmt.Sprintf("CAMPAIGND_HTTP_ADDR=127.0.0.1:%d", port)})
 		waitReady(b, fmt.Sprintf("http://127.0.0.1:%d/readyz", port), p)
 		pids = append(pids, p.Cmd.Process.Pid)
+		logs = append(logs, p.LogPath)
 		names = append(names, fmt.Sprintf("campaignd-%d", i+1))
 	}
 
@@ -208,8 +214,29 @@ func appsRound(b *testing.B, bin string, cfg appsConfig, n, procs int) string {
 	_ = sim
 
 	violByApp := map[string]int{}
-	for _, v := range st.ViolationList {
+	for i, v := range st.ViolationList {
 		violByApp[v.App]++
+		if i < 3 { // the calls of the app in the second before it
+			var ts []time.Time
+			for k := 0; k < perApp; k += 100 {
+				ts = append(ts, pushesOf(b, simURL, fmt.Sprintf("%s-%06d", strings.TrimPrefix(v.App, "bench/"), k))...)
+			}
+			sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+			var lines []string
+			for j, t := range ts {
+				if t.After(v.At.Add(-1100*time.Millisecond)) && !t.After(v.At.Add(100*time.Millisecond)) {
+					lines = append(lines, fmt.Sprintf("%s +%s", t.Format("15:04:05.000000"), t.Sub(ts[max(j-1, 0)])))
+				}
+			}
+			fmt.Printf("violation at %s on %s (%d in 1 s):\n  %s\n", v.At.Format("15:04:05.000000"), v.App, v.InWindow, strings.Join(lines, "\n  "))
+		}
+	}
+	if p := os.Getenv("BENCH_KEEPLOG"); p != "" {
+		for i, l := range logs {
+			if data, err := os.ReadFile(l); err == nil {
+				_ = os.WriteFile(fmt.Sprintf("%s.%d", p, i+1), data, 0o644)
+			}
+		}
 	}
 	var shares, firsts []float64
 	slowest := 0.0
@@ -225,6 +252,22 @@ func appsRound(b *testing.B, bin string, cfg appsConfig, n, procs int) string {
 		shares = append(shares, float64(c-1)/(sp.Last.Sub(sp.First).Seconds()*rate))
 		firsts = append(firsts, sp.First.Sub(start).Seconds())
 		slowest = max(slowest, sp.Last.Sub(start).Seconds())
+	}
+	if os.Getenv("BENCH_GAPS") != "" { // where the apps' calls paused, longest first
+		for i := range min(n, 3) {
+			var ts []time.Time
+			for k := 0; k < perApp; k += 100 {
+				ts = append(ts, pushesOf(b, simURL, fmt.Sprintf("a%04d-%06d", i, k))...)
+			}
+			sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+			var gaps []string
+			for j := 1; j < len(ts); j++ {
+				if g := ts[j].Sub(ts[j-1]); g > time.Duration(1.5*float64(time.Second)/rate) {
+					gaps = append(gaps, fmt.Sprintf("%s at +%.2fs", g.Round(time.Millisecond), ts[j-1].Sub(start).Seconds()))
+				}
+			}
+			fmt.Printf("app a%04d: %d calls seen, gaps over 1.5 spacings: %s\n", i, len(ts), strings.Join(gaps, ", "))
+		}
 	}
 	sort.Float64s(shares)
 	sort.Float64s(firsts)
@@ -256,6 +299,29 @@ func waitReady(b *testing.B, url string, p *testenv.Proc) {
 		}
 	}
 	b.Fatalf("campaignd not ready within a minute:\n%s", p.Log())
+}
+
+// pushesOf is when pushsim received each push of target.
+func pushesOf(b *testing.B, simURL, target string) []time.Time {
+	b.Helper()
+	resp, err := http.Get(simURL + "/_sim/pushes?target=" + target)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Pushes []struct {
+			At time.Time `json:"at"`
+		} `json:"pushes"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		b.Fatal(err)
+	}
+	var ts []time.Time
+	for _, p := range out.Pushes {
+		ts = append(ts, p.At)
+	}
+	return ts
 }
 
 func simStats(b *testing.B, simURL string) pushsim.Stats {
