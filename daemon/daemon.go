@@ -47,6 +47,14 @@ type Options struct {
 // events still queued.
 const statusFlush = 5 * time.Second
 
+// workersPerApp is the asynq workers per configured app a process needs
+// for every app to send at its limit at once: a batch task holds its
+// worker while its calls wait in the app's local queue (about 2 s of
+// calls), and the app's next task must be in hand before that queue runs
+// dry (make bench-apps: 100 apps on 50 workers reached 45% of their
+// limits, on 200 workers 96%).
+const workersPerApp = 2
+
 // connectTimeout bounds each try to reach Redis or NATS at start.
 const connectTimeout = 3 * time.Second
 
@@ -86,6 +94,10 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 		}
 	}()
 
+	if need := workersPerApp * len(cfg.Apps); cfg.Worker.Concurrency < need {
+		d.log.Warn().Int("worker_concurrency", cfg.Worker.Concurrency).Int("apps", len(cfg.Apps)).Int("advised", need).
+			Msg("worker.concurrency is below 2 per configured app: when every app sends at once, apps wait for workers and fall short of their limits (docs/OPERATIONS.md, Sizing)")
+	}
 	if err := checkSchedules(cfg, d.clk.Now()); err != nil {
 		return nil, err
 	}

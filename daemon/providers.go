@@ -333,9 +333,6 @@ func (p *providers) callContext(ctx context.Context, c *campaigns.Campaign, h wo
 	if h.Check != nil {
 		ctx = ratelimit.WithCheck(ctx, h.Check)
 	}
-	if h.GiveUp != nil {
-		ctx = ratelimit.WithGiveUp(ctx, h.GiveUp)
-	}
 	if c.RateLimit <= 0 {
 		return ctx
 	}

@@ -320,15 +320,19 @@ return {1}
 
 // shift moves the schedule on after reservation r's call was (or will be)
 // sent late by late: by the lateness beyond MaxLate (which the margin
-// covers, like any on-time call's jitter) plus Guard, less what was moved
-// for it already. granted is false when the call R places later is booked
-// already (nothing can be moved then).
+// covers, like any on-time call's jitter) plus Guard. already is what was
+// moved for it before (at its wake, then at its write): the script is
+// given the whole shift from the slot (its need is the slot + the whole
+// shift + the bookings since, so a second call asks for no less than the
+// first), and moved is the part that is new. granted is false when the
+// call R places later is booked already (nothing can be moved then).
 func (l *Limiter) shift(ctx context.Context, r Reservation, late, already time.Duration) (moved time.Duration, granted bool, err error) {
-	d := late - l.opts.MaxLate + l.opts.Guard - already
-	if d <= 0 {
+	total := late - l.opts.MaxLate + l.opts.Guard
+	if total <= already {
 		return 0, true, nil
 	}
-	args := append([]any{l.nowArg(), r.slot, d.Microseconds()}, r.perKey...)
+	d := total - already
+	args := append([]any{l.nowArg(), r.slot, total.Microseconds()}, r.perKey...)
 	res, err := shiftScript.Run(ctx, l.rdb, r.keys, args...).Int64Slice()
 	if err != nil {
 		return 0, false, fmt.Errorf("ratelimit: late send on %v: %w", r.keys, err)

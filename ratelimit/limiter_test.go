@@ -397,3 +397,46 @@ func TestFractionalRatesAreSpacedByWholeCalls(t *testing.T) {
 		}
 	}
 }
+
+// A call found late at its wake and later again at its write is moved on
+// by its whole lateness: the second move asks for the slot + the whole
+// shift, not only the part the first did not cover (make bench-apps, 100
+// apps: a first call moved 48 ms at its wake and written 75 ms late moved
+// the schedule 48 ms in all, and 5 calls fell within 1 s at R = 4).
+func TestLateAtWakeThenAtWriteMovesByTheWholeLateness(t *testing.T) {
+	t.Parallel()
+	l, _, r := setup(t)
+	ctx := context.Background()
+	rate := Rate{Key: "twice", PerSecond: 10} // spacing 101 ms
+	first, err := l.Reserve(ctx, time.Minute, rate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Reserve(ctx, time.Minute, rate); err != nil { // the next call is booked
+		t.Fatal(err)
+	}
+	moved, ok, err := l.shift(ctx, first, 50*time.Millisecond, 0) // late at its wake
+	if err != nil || !ok {
+		t.Fatalf("shift at the wake: %v %v", ok, err)
+	}
+	more, ok, err := l.shift(ctx, first, 75*time.Millisecond, moved) // later still at its write
+	if err != nil || !ok {
+		t.Fatalf("shift at the write: %v %v", ok, err)
+	}
+	if moved+more != 73500*time.Microsecond {
+		t.Fatalf("moved %s then %s, want 73.5 ms in all (75 ms late, less MaxLate 2 ms, plus Guard 0.5 ms)", moved, more)
+	}
+	v, err := r.Client(t).Get(ctx, l.opts.Prefix+rate.Key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tat, n int64
+	if _, err := fmt.Sscanf(v, "%d:%d", &tat, &n); err != nil {
+		t.Fatal(err)
+	}
+	// The call after the booked one keeps its distance from the late call's
+	// real send: its slot + 73.5 ms + 2 spacings.
+	if want := first.slot + 73_500 + 2*101_000; tat < want {
+		t.Fatalf("next free slot %d µs after the late call's, want at least %d", tat-first.slot, want-first.slot)
+	}
+}
