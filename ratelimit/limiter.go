@@ -89,7 +89,14 @@ type Options struct {
 	// no bound.
 	Backlog      time.Duration
 	MinBacklog   int           // default 8
-	BacklogRetry time.Duration // default 1s
+	BacklogRetry time.Duration // the longest RetryIn of a backlog refusal; default 1s
+	// BacklogLead is how long before the calls ahead of a refused caller
+	// run out it is asked to come back (RetryIn: their drain time less
+	// BacklogLead, at least 100 ms, at most BacklogRetry), so that its
+	// batch is back through its queue before the key's callers run out:
+	// asynq forwards a task to come back up to a second late. Default
+	// 1.2 s; negative: none.
+	BacklogLead time.Duration
 	// Now, when set, replaces Redis TIME inside the scripts (tests move time
 	// with it). Production leaves it nil.
 	Now    func() time.Time
@@ -136,6 +143,12 @@ func New(rdb redis.UniversalClient, opts Options) *Limiter {
 	}
 	if opts.BacklogRetry <= 0 {
 		opts.BacklogRetry = time.Second
+	}
+	switch {
+	case opts.BacklogLead == 0:
+		opts.BacklogLead = 1200 * time.Millisecond
+	case opts.BacklogLead < 0:
+		opts.BacklogLead = 0
 	}
 	return &Limiter{rdb: rdb, opts: opts, queues: map[string]*localQueue{}, clock: newRedisClock(),
 		reserve: groupcommit.New(rdb, reserveScript, groupcommit.Options{})}

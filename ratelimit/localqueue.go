@@ -366,9 +366,9 @@ func (l *Limiter) enter(ctx context.Context, rates []Rate) (*ticket, error) {
 		l.mu.Unlock()
 		return &ticket{l: l, q: q, o: o}, nil
 	}
-	if q.ahead(o.prio) >= q.backlog {
+	if ahead := q.ahead(o.prio); ahead >= q.backlog {
 		l.mu.Unlock()
-		return nil, &RateLimited{Key: rates[0].Key, RetryIn: l.opts.BacklogRetry, Backlog: true}
+		return nil, &RateLimited{Key: rates[0].Key, RetryIn: l.backlogRetry(ahead, minRate), Backlog: true}
 	}
 	w := q.push(o.prio, o.flow)
 	l.mu.Unlock()
@@ -417,3 +417,17 @@ func (t *ticket) giveBack() {
 	}
 	t.release()
 }
+
+// backlogRetry is when a caller refused for a full backlog should come
+// back: when the ahead calls before it have about BacklogLead left to go,
+// at least minBacklogRetry and at most BacklogRetry. With a fixed second,
+// a batch task refused at a full 2 s backlog came back 1–2 s later
+// (asynq forwards it up to a second late), often after the key's queue
+// had run out: gaps of half a second at the end of campaigns (make
+// bench-apps, BENCH_GAPS=1).
+func (l *Limiter) backlogRetry(ahead int, perSecond float64) time.Duration {
+	drain := time.Duration(ahead) * l.Spacing(perSecond)
+	return min(max(drain-l.opts.BacklogLead, minBacklogRetry), l.opts.BacklogRetry)
+}
+
+const minBacklogRetry = 100 * time.Millisecond

@@ -82,12 +82,14 @@ func TestLocalQueueServesByPriorityThenFairlyByFlow(t *testing.T) {
 }
 
 // A process keeps about R × Backlog waiting calls of a priority or better;
-// a caller beyond that is refused at once, but a better priority still
-// gets in.
+// a caller beyond that is refused at once (asked back when the calls ahead
+// have drained, at most BacklogRetry), but a better priority still gets
+// in.
 func TestLocalQueueBacklogIsBoundedByTime(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
-	l := New(r.Client(t), Options{LocalAhead: 100 * time.Millisecond, Backlog: time.Second, MinBacklog: 1, BacklogRetry: 700 * time.Millisecond, MaxWait: 10 * time.Second})
+	l := New(r.Client(t), Options{LocalAhead: 100 * time.Millisecond, Backlog: time.Second, MinBacklog: 1, BacklogRetry: 700 * time.Millisecond,
+		BacklogLead: -1, MaxWait: 10 * time.Second})
 	rates := []Rate{{Key: "b", PerSecond: 5}} // 1 place, backlog 5
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -239,5 +241,26 @@ func TestHoldersSwapSlotsByPriority(t *testing.T) {
 	low := <-lowAt
 	if highAt > 150*time.Millisecond || low < 180*time.Millisecond {
 		t.Fatalf("high sent at %s, low at %s: want high on the earlier slot (~100 ms), low on the later (~200 ms)", highAt, low)
+	}
+}
+
+// A caller refused for a full backlog is asked back BacklogLead before
+// the calls ahead of it run out: within [100 ms, BacklogRetry].
+func TestBacklogRetryComesBackBeforeTheQueueRunsOut(t *testing.T) {
+	t.Parallel()
+	l := New(nil, Options{Margin: 0.015})
+	tests := []struct {
+		ahead int
+		rate  float64
+		want  time.Duration
+	}{
+		{20, 10, 20*l.Spacing(10) - 1200*time.Millisecond}, // 2.03 s of calls: back in 0.83 s
+		{9, 4, time.Second},              // 2.28 s: at most BacklogRetry
+		{9, 100, 100 * time.Millisecond}, // 91 ms: at least 100 ms
+	}
+	for _, tt := range tests {
+		if got := l.backlogRetry(tt.ahead, tt.rate); got != tt.want {
+			t.Errorf("%d ahead at %g/s: back in %s, want %s", tt.ahead, tt.rate, got, tt.want)
+		}
 	}
 }

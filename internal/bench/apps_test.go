@@ -239,6 +239,7 @@ func appsRound(b *testing.B, bin string, cfg appsConfig, n, procs int) string {
 		}
 	}
 	var shares, firsts []float64
+	byApp := make([]float64, n)
 	slowest := 0.0
 	calls := 0
 	for i := range n {
@@ -249,12 +250,18 @@ func appsRound(b *testing.B, bin string, cfg appsConfig, n, procs int) string {
 		if !ok || c < 2 {
 			b.Fatalf("app a%04d: %d calls", i, c)
 		}
-		shares = append(shares, float64(c-1)/(sp.Last.Sub(sp.First).Seconds()*rate))
+		byApp[i] = float64(c-1) / (sp.Last.Sub(sp.First).Seconds() * rate)
+		shares = append(shares, byApp[i])
 		firsts = append(firsts, sp.First.Sub(start).Seconds())
 		slowest = max(slowest, sp.Last.Sub(start).Seconds())
 	}
-	if os.Getenv("BENCH_GAPS") != "" { // where the apps' calls paused, longest first
-		for i := range min(n, 3) {
+	if os.Getenv("BENCH_GAPS") != "" { // where the three worst apps' calls paused
+		worst := make([]int, n)
+		for i := range worst {
+			worst[i] = i
+		}
+		sort.Slice(worst, func(a, b int) bool { return byApp[worst[a]] < byApp[worst[b]] })
+		for _, i := range worst[:min(n, 3)] {
 			var ts []time.Time
 			for k := 0; k < perApp; k += 100 {
 				ts = append(ts, pushesOf(b, simURL, fmt.Sprintf("a%04d-%06d", i, k))...)
@@ -266,7 +273,7 @@ func appsRound(b *testing.B, bin string, cfg appsConfig, n, procs int) string {
 					gaps = append(gaps, fmt.Sprintf("%s at +%.2fs", g.Round(time.Millisecond), ts[j-1].Sub(start).Seconds()))
 				}
 			}
-			fmt.Printf("app a%04d: %d calls seen, gaps over 1.5 spacings: %s\n", i, len(ts), strings.Join(gaps, ", "))
+			fmt.Printf("app a%04d (%.1f%% of R): %d calls seen, gaps over 1.5 spacings: %s\n", i, byApp[i]*100, len(ts), strings.Join(gaps, ", "))
 		}
 	}
 	sort.Float64s(shares)
