@@ -95,7 +95,8 @@ type Options struct {
 	// BacklogLead, at least 100 ms, at most BacklogRetry), so that its
 	// batch is back through its queue before the key's callers run out:
 	// asynq forwards a task to come back up to a second late. Default
-	// 1.2 s; negative: none.
+	// 1.5 s (a second of forwarding, and the rest of the first call's
+	// spacing and the dequeue); negative: none.
 	BacklogLead time.Duration
 	// Now, when set, replaces Redis TIME inside the scripts (tests move time
 	// with it). Production leaves it nil.
@@ -146,7 +147,7 @@ func New(rdb redis.UniversalClient, opts Options) *Limiter {
 	}
 	switch {
 	case opts.BacklogLead == 0:
-		opts.BacklogLead = 1200 * time.Millisecond
+		opts.BacklogLead = 1500 * time.Millisecond
 	case opts.BacklogLead < 0:
 		opts.BacklogLead = 0
 	}

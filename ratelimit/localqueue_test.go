@@ -254,8 +254,9 @@ func TestBacklogRetryComesBackBeforeTheQueueRunsOut(t *testing.T) {
 		rate  float64
 		want  time.Duration
 	}{
-		{20, 10, 20*l.Spacing(10) - 1200*time.Millisecond}, // 2.03 s of calls: back in 0.83 s
-		{9, 4, time.Second},              // 2.28 s: at most BacklogRetry
+		{20, 10, 20*l.Spacing(10) - 1500*time.Millisecond}, // 2.03 s of calls: back in 0.53 s
+		{9, 4, 9*l.Spacing(4) - 1500*time.Millisecond},     // 2.28 s: back in 0.78 s
+		{9, 1, time.Second},              // 9.1 s: at most BacklogRetry
 		{9, 100, 100 * time.Millisecond}, // 91 ms: at least 100 ms
 	}
 	for _, tt := range tests {

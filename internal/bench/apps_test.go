@@ -261,7 +261,7 @@ func appsRound(b *testing.B, bin string, cfg appsConfig, n, procs int) string {
 			worst[i] = i
 		}
 		sort.Slice(worst, func(a, b int) bool { return byApp[worst[a]] < byApp[worst[b]] })
-		for _, i := range worst[:min(n, 3)] {
+		for _, i := range worst[:min(n, gapApps())] {
 			var ts []time.Time
 			for k := 0; k < perApp; k += 100 {
 				ts = append(ts, pushesOf(b, simURL, fmt.Sprintf("a%04d-%06d", i, k))...)
@@ -363,4 +363,13 @@ func redisCommands(b *testing.B, rc *redis.Client) int {
 		total += calls
 	}
 	return total
+}
+
+// gapApps is how many of the worst apps BENCH_GAPS prints (its value when
+// it is a number, else 3).
+func gapApps() int {
+	if n, err := strconv.Atoi(os.Getenv("BENCH_GAPS")); err == nil && n > 0 {
+		return n
+	}
+	return 3
 }
