@@ -323,7 +323,8 @@ var priorityOrder = map[campaigns.Priority]int{campaigns.PriorityHigh: 0, campai
 // callContext attaches to a campaign's provider calls its own rate_limit,
 // its priority and flow in the limiter's local queues (high before normal
 // before low; campaigns of one priority in turn), and the worker's check
-// run at each call's slot, and the batch's give-up signal.
+// run at each call's slot. The batch's give-up signal is not passed on:
+// a call admitted to its app's queue is sent (worker.CallHints).
 func (p *providers) callContext(ctx context.Context, c *campaigns.Campaign, h worker.CallHints) context.Context {
 	prio, ok := priorityOrder[c.Priority]
 	if !ok {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/campaignd/campaignd/internal/testenv"
 )
@@ -20,13 +19,9 @@ type apiCalls struct {
 	subs []string
 }
 
-func watchAPI(t *testing.T, url string) *apiCalls {
+func watchAPI(t *testing.T, n *testenv.NATS) *apiCalls {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc, _ := n.Connect(t)
 	a := &apiCalls{}
 	if _, err := nc.Subscribe("$JS.API.>", func(m *nats.Msg) {
 		a.mu.Lock()
@@ -73,13 +68,8 @@ func kinds(subs []string) map[string]int {
 func TestEnsureReadsFirstAndUpdatesOnlyWhatDiffers(t *testing.T) {
 	t.Parallel()
 	n := testenv.StartNATS(t)
-	nc, err := nats.Connect(n.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	api := watchAPI(t, n.URL)
+	nc, js := n.Connect(t)
+	api := watchAPI(t, n)
 	ctx := context.Background()
 	in := New(js, nil, Options{})
 	pass := func() {
@@ -138,21 +128,16 @@ func TestEnsureReadsFirstAndUpdatesOnlyWhatDiffers(t *testing.T) {
 func TestEnsureCallsHaveTheirOwnDeadline(t *testing.T) {
 	t.Parallel()
 	n := testenv.StartNATS(t)
-	nc, err := nats.Connect(n.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc, js := n.Connect(t)
 	// A responder that swallows every stream info request.
 	if _, err := nc.QueueSubscribe("$JS.API.STREAM.INFO.*", "swallow", func(*nats.Msg) {}); err != nil {
 		t.Fatal(err)
 	}
 	n.Server.DisableJetStream()
-	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	start := time.Now()
-	err = EnsureStreams(ctx, js, StreamOptions{CallTimeout: 300 * time.Millisecond})
+	err := EnsureStreams(ctx, js, StreamOptions{CallTimeout: 300 * time.Millisecond})
 	if err == nil || time.Since(start) > 10*time.Second {
 		t.Fatalf("EnsureStreams against a silent JetStream: %v after %s; want an error well before the caller's minute", err, time.Since(start))
 	}

@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -82,8 +83,10 @@ type CallContext func(ctx context.Context, c *campaigns.Campaign, h CallHints) c
 // CallHints tell the limiter about a batch's calls. Check runs at each
 // call's slot, right before it is sent: a paused, cancelled or expired
 // campaign sends nothing then, and its slot goes to the next waiter.
-// GiveUp, when closed, makes calls still waiting for their slot give it up
-// (the batch task comes back later anyway), so they do not hold a worker.
+// GiveUp, when closed, makes calls still waiting for an in-flight slot
+// stop waiting (the batch task comes back later for them); calls already
+// admitted to their app's queue in the limiter are sent (giving their
+// places up emptied the queue: docs/ratelimit.md, "Many apps").
 type CallHints struct {
 	Check  func(context.Context) error
 	GiveUp <-chan struct{}
@@ -159,6 +162,7 @@ type Service struct {
 	states     *stateCache
 	taskKicks  map[string]chan struct{} // per app: wake this process's dispatcher
 	sends      *inFlight                // MaxInFlight slots
+	batches    atomic.Int32             // batch tasks being handled in this process
 	senders    *goPool                  // the goroutines batches are sent on
 	planMem    *semaphore.Weighted      // PlanMemory bytes, shared by the plans of this process
 	results    sync.Pool                // *[]TargetResult: sent batches' results, recycled

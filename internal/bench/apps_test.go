@@ -353,15 +353,7 @@ func redisCommands(b *testing.B, rc *redis.Client) int {
 	if err != nil {
 		b.Fatal(err)
 	}
-	total := 0
-	for _, line := range strings.Split(info, "\n") {
-		_, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
-		if !ok {
-			continue
-		}
-		calls, _ := strconv.Atoi(strings.SplitN(rest, ",", 2)[0])
-		total += calls
-	}
+	_, total := parseCommandStats(info)
 	return total
 }
 

@@ -124,11 +124,24 @@ func printCommandStats(b *testing.B, rc *redis.Client, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	type stat struct {
-		name  string
-		calls int
+	stats, total := parseCommandStats(info)
+	sort.Slice(stats, func(i, j int) bool { return stats[i].calls > stats[j].calls })
+	parts := make([]string, 0, len(stats))
+	for _, st := range stats {
+		parts = append(parts, fmt.Sprintf("%s %d", st.name, st.calls))
 	}
-	var stats []stat
+	fmt.Printf("  Redis commands: %d (%.1f per 1,000 targets): %s\n", total, float64(total)*1000/float64(n), strings.Join(parts, ", "))
+}
+
+type commandStat struct {
+	name  string
+	calls int
+}
+
+// parseCommandStats reads INFO commandstats: each command's calls, and
+// their total.
+func parseCommandStats(info string) ([]commandStat, int) {
+	var stats []commandStat
 	total := 0
 	for _, line := range strings.Split(info, "\n") {
 		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
@@ -136,15 +149,10 @@ func printCommandStats(b *testing.B, rc *redis.Client, n int) {
 			continue
 		}
 		calls, _ := strconv.Atoi(strings.SplitN(rest, ",", 2)[0])
-		stats = append(stats, stat{strings.TrimPrefix(name, "cmdstat_"), calls})
+		stats = append(stats, commandStat{strings.TrimPrefix(name, "cmdstat_"), calls})
 		total += calls
 	}
-	sort.Slice(stats, func(i, j int) bool { return stats[i].calls > stats[j].calls })
-	parts := make([]string, 0, len(stats))
-	for _, st := range stats {
-		parts = append(parts, fmt.Sprintf("%s %d", st.name, st.calls))
-	}
-	fmt.Printf("  Redis commands: %d (%.1f per 1,000 targets): %s\n", total, float64(total)*1000/float64(n), strings.Join(parts, ", "))
+	return stats, total
 }
 
 // syscallCounts is how many read and write system calls a process has

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -240,6 +242,22 @@ func (n *NATS) Stop() {
 func (n *NATS) Restart(tb testing.TB) {
 	tb.Helper()
 	n.start(tb)
+}
+
+// Connect connects a client to the server (closed at the test's end) and
+// returns it with its JetStream.
+func (n *NATS) Connect(tb testing.TB) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, err := nats.Connect(n.URL)
+	if err != nil {
+		tb.Fatalf("testenv: connect to nats: %v", err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatalf("testenv: jetstream: %v", err)
+	}
+	return nc, js
 }
 
 // RedisInfo returns one field of INFO (e.g. "total_commands_processed").
