@@ -45,9 +45,8 @@ func newRedisClock() *redisClock { return &redisClock{base: time.Now()} }
 // the answer came at got, and the script ran at Redis time now (µs).
 // It returns the bounds to place this answer's slot with.
 func (c *redisClock) observe(sent, got time.Time, now int64) (lo, hi int64) {
-	a := sent.Sub(c.base).Microseconds() - now
-	b := got.Sub(c.base).Microseconds() - now
 	l := got.Sub(c.base).Microseconds()
+	a, b := sent.Sub(c.base).Microseconds()-now, l-now
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.valid {

@@ -25,7 +25,7 @@ import (
 // Two clocks meet here. The entries' next and previous runs and the ticks'
 // times are the Scheduler's own (Options.Clock), but the entry list's
 // expiry is compared by asynq's Inspector with the wall clock of the
-// process that reads it, so it is written with the wall clock (uiWall),
+// process that reads it, so it is written with the wall clock (clock.Real),
 // whatever clock drives the cron.
 
 const (

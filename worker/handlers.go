@@ -395,7 +395,7 @@ func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 			if !todo[i] {
 				continue
 			}
-			if _, later := asRetryLater(errs[i]); later && errs[i] != nil {
+			if _, later := asRetryLater(errs[i]); later {
 				again = true
 				continue
 			}

@@ -42,15 +42,13 @@ func TestHA(t *testing.T) {
 	// The NATS scenarios run on the embedded current server and, when
 	// one is installed (make deps installs Debian's 2.9), on the
 	// nats-server binary; their two processes start at the same moment.
-	servers := []struct {
+	type server struct {
 		name string
 		o    testenv.NATSClusterOptions
-	}{{"embedded " + natsserver.VERSION, testenv.NATSClusterOptions{}}}
+	}
+	servers := []server{{"embedded " + natsserver.VERSION, testenv.NATSClusterOptions{}}}
 	if p, err := exec.LookPath("nats-server"); err == nil {
-		servers = append(servers, struct {
-			name string
-			o    testenv.NATSClusterOptions
-		}{"nats-server binary", testenv.NATSClusterOptions{Binary: p}})
+		servers = append(servers, server{"nats-server binary", testenv.NATSClusterOptions{Binary: p}})
 	}
 	for _, sv := range servers {
 		scenario = "a NATS node lost (3-node cluster, R3, " + sv.name + ")"

@@ -88,7 +88,7 @@ func StartNATSCluster(tb testing.TB, o NATSClusterOptions) *NATSCluster {
 			b.args = append(b.args, "-m", fmt.Sprint(b.monitor))
 			n = b
 		} else {
-			n = &embeddedNode{opts: natsserver.Options{
+			n = &NATS{opts: natsserver.Options{
 				ServerName: name, Host: "127.0.0.1", Port: port,
 				JetStream: true, StoreDir: tb.TempDir(), NoSigs: true, NoLog: true,
 				Cluster: natsserver.ClusterOpts{Name: "campaignd", Host: "127.0.0.1", Port: cports[i]},
@@ -133,35 +133,16 @@ func (c *NATSCluster) waitReady(tb testing.TB) {
 	tb.Fatalf("testenv: jetstream cluster not ready after 60 s: %v", last)
 }
 
-// embeddedNode is a node run in the test process.
-type embeddedNode struct {
-	opts natsserver.Options
-	s    *natsserver.Server
-}
+// An embedded node is a NATS (testenv.go) with cluster options.
 
-func (n *embeddedNode) Name() string { return n.opts.ServerName }
-func (n *embeddedNode) Clients() int { return n.s.NumClients() }
+// Name is the server's name.
+func (n *NATS) Name() string { return n.opts.ServerName }
 
-func (n *embeddedNode) Start(tb testing.TB) {
-	tb.Helper()
-	s, err := natsserver.NewServer(n.opts.Clone())
-	if err != nil {
-		tb.Fatalf("testenv: new nats server: %v", err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		s.Shutdown()
-		tb.Fatalf("testenv: nats server %s not ready", n.opts.ServerName)
-	}
-	n.s = s
-}
+// Clients is how many clients are connected now.
+func (n *NATS) Clients() int { return n.Server.NumClients() }
 
-func (n *embeddedNode) Stop() {
-	if n.s != nil {
-		n.s.Shutdown()
-		n.s.WaitForShutdown()
-	}
-}
+// Start starts the server again with its options (NATSNode).
+func (n *NATS) Start(tb testing.TB) { n.start(tb) }
 
 // binaryNode is a nats-server process.
 type binaryNode struct {

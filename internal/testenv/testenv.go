@@ -219,8 +219,7 @@ func StartNATS(tb testing.TB) *NATS {
 
 func (n *NATS) start(tb testing.TB) {
 	tb.Helper()
-	opts := n.opts
-	s, err := natsserver.NewServer(&opts)
+	s, err := natsserver.NewServer(n.opts.Clone()) // the server may change what it is given
 	if err != nil {
 		tb.Fatalf("testenv: new nats server: %v", err)
 	}
