@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net/http"
 	"net/http/httptrace"
@@ -21,9 +22,13 @@ type Gate interface {
 // Grant is what a GrantingGate hands back for a request it let through:
 // the client tells it when the request was written to the connection, so
 // that a limiter can account for a send held up after the grant (a new
-// connection's handshake, a stalled process).
+// connection's handshake, a stalled process), and whether it went on a
+// plain (not TLS) connection opened for it: the provider may read such a
+// request later than it was written, since it has to accept the
+// connection first, which the client cannot see (over TLS the handshake
+// shows it did).
 type Grant interface {
-	Written(at time.Time)
+	Written(at time.Time, newPlainConn bool)
 }
 
 // GrantingGate is a Gate that hands back a Grant per request; clients use
@@ -65,6 +70,10 @@ func (h Hooks) Before(ctx context.Context, group Group) (Grant, error) {
 func Trace(req *http.Request, grant Grant) (*http.Request, *WriteTrace) {
 	wt := &WriteTrace{grant: grant}
 	ctx := httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) {
+			_, tlsConn := info.Conn.(*tls.Conn)
+			wt.newPlain.Store(!info.Reused && !tlsConn)
+		},
 		WroteRequest: func(httptrace.WroteRequestInfo) { wt.at.Store(time.Now().UnixNano()) },
 	})
 	return req.WithContext(ctx), wt
@@ -72,8 +81,9 @@ func Trace(req *http.Request, grant Grant) (*http.Request, *WriteTrace) {
 
 // WriteTrace carries a request's write time to its grant.
 type WriteTrace struct {
-	grant Grant
-	at    atomic.Int64 // unix ns; 0: not written
+	grant    Grant
+	at       atomic.Int64 // unix ns; 0: not written
+	newPlain atomic.Bool  // on a plain connection opened for it
 }
 
 // Done tells the grant when the request was written, if it was.
@@ -82,7 +92,7 @@ func (w *WriteTrace) Done() {
 		return
 	}
 	if at := w.at.Load(); at != 0 {
-		w.grant.Written(time.Unix(0, at))
+		w.grant.Written(time.Unix(0, at), w.newPlain.Load())
 	}
 }
 

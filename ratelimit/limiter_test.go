@@ -348,22 +348,28 @@ func TestLocalQueueBoundsBookingsAhead(t *testing.T) {
 
 // A call written late after its grant (a new connection, a stalled
 // process) moves the schedule on by the lateness beyond MaxLate + Guard;
-// one written on time moves nothing.
+// one written on time moves nothing, unless it went on a plain connection
+// opened for it: that counts NewConnLate later.
 func TestWrittenLateMovesTheScheduleOn(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
-	l := New(r.Client(t), Options{Margin: 0.01, MaxLate: 2 * time.Millisecond, Guard: time.Millisecond})
+	l := New(r.Client(t), Options{Margin: 0.01, MaxLate: 2 * time.Millisecond, Guard: time.Millisecond, NewConnLate: 30 * time.Millisecond})
 	ctx := context.Background()
 	for i, tc := range []struct {
-		late time.Duration
-		move time.Duration
-	}{{time.Millisecond, 0}, {50 * time.Millisecond, 49 * time.Millisecond}} {
+		late    time.Duration
+		newConn bool
+		move    time.Duration
+	}{
+		{time.Millisecond, false, 0},
+		{50 * time.Millisecond, false, 49 * time.Millisecond},
+		{time.Millisecond, true, 30 * time.Millisecond},
+	} {
 		rate := Rate{Key: fmt.Sprintf("w%d", i), PerSecond: 10} // spacing 101 ms
 		g, _, err := l.WaitGrant(ctx, rate)
 		if err != nil {
 			t.Fatal(err)
 		}
-		g.Written(g.r.SendAt.Add(tc.late))
+		g.Written(g.r.SendAt.Add(tc.late), tc.newConn)
 		next, err := l.Reserve(ctx, time.Minute, rate)
 		if err != nil {
 			t.Fatal(err)
@@ -371,8 +377,60 @@ func TestWrittenLateMovesTheScheduleOn(t *testing.T) {
 		// the next slot is one spacing after the granted one, plus the move
 		want := time.Until(g.r.SendAt.Add(101*time.Millisecond + tc.move))
 		if d := next.Wait - want; d < -15*time.Millisecond || d > 15*time.Millisecond {
-			t.Fatalf("written %s late: next slot in %s, want about %s", tc.late, next.Wait, want)
+			t.Fatalf("written %s late (new connection %v): next slot in %s, want about %s", tc.late, tc.newConn, next.Wait, want)
 		}
+	}
+}
+
+// Several processes booking one key book it no further ahead than its
+// horizon (half the distance to the call R places later), so a call
+// written late is compensated however many processes wait: at R = 2 three
+// processes used to book a call, its successor and the call R places
+// later at once, and the first call's lateness could move nothing.
+func TestALateCallMovesTheScheduleOnWhateverTheProcesses(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	const n = 3
+	var ls [n]*Limiter
+	for i := range ls {
+		ls[i] = New(r.Client(t), Options{Margin: 0.01})
+	}
+	rate := Rate{Key: "late", PerSecond: 2} // spacing 505 ms, horizon 505 ms
+	if h := ls[0].Horizon(rate.PerSecond); h != 505*time.Millisecond {
+		t.Fatalf("horizon %s, want 505ms", h)
+	}
+	ctx := context.Background()
+	first, _, err := ls[0].WaitGrant(ctx, rate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type got struct {
+		g   *Grant
+		err error
+	}
+	rest := make(chan got, n-1)
+	for _, l := range ls[1:] {
+		go func() {
+			g, _, err := l.WaitGrant(ctx, rate)
+			rest <- got{g, err}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	const late = 80 * time.Millisecond
+	first.Written(first.r.SendAt.Add(late), false)
+	var slots []int64
+	for range n - 1 {
+		x := <-rest
+		if x.err != nil {
+			t.Fatal(x.err)
+		}
+		slots = append(slots, x.g.r.slot)
+	}
+	last := max(slots[0], slots[1])
+	// The call R = 2 places after the first keeps its full distance from
+	// the first one's real send.
+	if d := time.Duration(last-first.r.slot) * time.Microsecond; d < 2*505*time.Millisecond+late-3*time.Millisecond {
+		t.Fatalf("the call 2 places after one written %s late is %s after its slot, want at least %s", late, d, 2*505*time.Millisecond+late-3*time.Millisecond)
 	}
 }
 

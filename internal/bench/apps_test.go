@@ -228,7 +228,7 @@ func appsRound(b *testing.B, bin string, cfg appsConfig, n, procs int) string {
 					lines = append(lines, fmt.Sprintf("%s +%s", t.Format("15:04:05.000000"), t.Sub(ts[max(j-1, 0)])))
 				}
 			}
-			fmt.Printf("violation at %s on %s (%d in 1 s):\n  %s\n", v.At.Format("15:04:05.000000"), v.App, v.InWindow, strings.Join(lines, "\n  "))
+			fmt.Printf("violation at %s on %s %s (%d in 1 s at a limit of %g):\n  %s\n", v.At.Format("15:04:05.000000"), v.App, v.Group, v.InWindow, v.Limit, strings.Join(lines, "\n  "))
 		}
 	}
 	if p := os.Getenv("BENCH_KEEPLOG"); p != "" {

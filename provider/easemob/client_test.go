@@ -32,6 +32,7 @@ type countingGate struct {
 	mu      sync.Mutex
 	groups  []provider.Group
 	written []time.Time
+	newConn []bool // per written request: on a plain connection opened for it
 }
 
 func (g *countingGate) Acquire(_ context.Context, _ string, group provider.Group) error {
@@ -47,9 +48,10 @@ func (g *countingGate) AcquireGrant(ctx context.Context, app string, group provi
 
 type countingGrant struct{ g *countingGate }
 
-func (c countingGrant) Written(at time.Time) {
+func (c countingGrant) Written(at time.Time, newPlainConn bool) {
 	c.g.mu.Lock()
 	c.g.written = append(c.g.written, at)
+	c.g.newConn = append(c.g.newConn, newPlainConn)
 	c.g.mu.Unlock()
 }
 
@@ -743,5 +745,9 @@ func TestGrantsAreToldWhenWritten(t *testing.T) {
 		if at.Before(before) || at.After(time.Now()) {
 			t.Fatalf("written at %s, outside the call", at)
 		}
+	}
+	// The token request opened the plain connection, the push reused it.
+	if !e.gate.newConn[0] || e.gate.newConn[1] {
+		t.Fatalf("on a new plain connection: %v, want [true false]", e.gate.newConn)
 	}
 }
