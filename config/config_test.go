@@ -103,7 +103,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"bad schedule name", base + "schedules:\n  - {name: \"a b\", cron: \"@daily\", campaign: {kind: broadcast, push_message: {t: 1}}}\n", "schedules[0].name"},
 		{"bad schedule zone", base + "schedules:\n  - {name: w, cron: \"@daily\", timezone: X/Y, campaign: {kind: broadcast, push_message: {t: 1}}}\n", "schedules[0].timezone"},
 		{"bad schedule campaign", base + "schedules:\n  - {name: w, cron: \"@daily\", campaign: {kind: label_push, push_message: {t: 1}}}\n", "schedules[0].campaign.label"},
-		{"concurrency", base + "worker: {concurrency: 0}\n", "worker.concurrency"},
+		{"concurrency", base + "worker: {concurrency: -1}\n", "worker.concurrency"},
 		{"plan memory too small", base + "worker: {plan_memory: 100k}\n", "worker.plan_memory"},
 		{"bad size", base + "worker: {plan_memory: lots}\n", "size"},
 		{"missing spill dir", base + "worker: {plan_spill_dir: /nonexistent/spill}\n", "worker.plan_spill_dir"},
@@ -192,5 +192,41 @@ apps:
 	}
 	if cfg.Apps["default"].ClientSecret != "clientpw" {
 		t.Error("Sanitized changed the original")
+	}
+}
+
+// worker.concurrency left out (or 0) follows the apps configured: 50, or
+// 3 per app when that is more; a value given is kept.
+func TestConcurrencyFollowsTheApps(t *testing.T) {
+	t.Parallel()
+	app := func(i int) string {
+		return fmt.Sprintf("  a%d: {provider: easemob, base_url: \"http://127.0.0.1:1\", org: o, app: a%d, client_id: c, client_secret: s}\n", i, i)
+	}
+	for _, tc := range []struct {
+		apps   int
+		worker string
+		want   int
+	}{
+		{1, "", 50},
+		{16, "", 50},
+		{17, "", 51},
+		{100, "worker: {concurrency: 0}\n", 300},
+		{100, "worker: {concurrency: 20}\n", 20},
+	} {
+		yaml := tc.worker + "apps:\n"
+		for i := range tc.apps {
+			yaml += app(i)
+		}
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := Load(path, func(string) string { return "" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Worker.Concurrency != tc.want {
+			t.Errorf("%d apps, %q: concurrency %d, want %d", tc.apps, tc.worker, cfg.Worker.Concurrency, tc.want)
+		}
 	}
 }

@@ -36,8 +36,27 @@ func Default() Config {
 		Redis:  Redis{URL: "redis://127.0.0.1:6379/0"},
 		NATS:   NATS{URL: "nats://127.0.0.1:4222"},
 		HTTP:   HTTP{Addr: "127.0.0.1:8080"},
-		Worker: Worker{Concurrency: 50, StallAfter: Duration(time.Minute), PlanMemory: 64 << 20},
+		Worker: Worker{StallAfter: Duration(time.Minute), PlanMemory: 64 << 20},
 	}
+}
+
+// DefaultConcurrency is worker.concurrency when the config leaves it out
+// (or 0): 50, or 3 per configured app when that is more (capped at
+// 10,000). A batch task holds its worker while its calls wait for their
+// slots, so every app sending at its limit keeps about two workers busy
+// in each process (one feeding its calls, one whose calls wait), and a
+// third lets its tasks that went back come in again at once: 100 apps on
+// 50 workers reached about half their limits (docs/BENCHMARKS.md).
+func DefaultConcurrency(apps int) int { return min(max(50, 3*apps), 10000) }
+
+// WithDefaults returns a copy of c with the defaults that depend on other
+// keys filled in (worker.concurrency from the apps). Load applies it
+// before Validate; so does the daemon for a config built in code.
+func (c Config) WithDefaults() Config {
+	if c.Worker.Concurrency == 0 {
+		c.Worker.Concurrency = DefaultConcurrency(len(c.Apps))
+	}
+	return c
 }
 
 // UnmarshalYAML reads "5m", "10s".
@@ -123,6 +142,7 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 	if v := getenv(EnvHTTPAddr); v != "" {
 		cfg.HTTP.Addr = v
 	}
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

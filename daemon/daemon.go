@@ -83,7 +83,11 @@ type Daemon struct {
 
 // New connects to Redis and NATS, prepares the streams and builds every part.
 // Nothing runs until Run.
+// maxRedisPool bounds a process's go-redis pool, whatever its workers.
+const maxRedisPool = 2048
+
 func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err error) {
+	cfg = cfg.WithDefaults()
 	d := &Daemon{cfg: cfg, log: opts.Logger, clk: opts.Clock}
 	if d.clk == nil {
 		d.clk = clock.Real{}
@@ -115,8 +119,10 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 	rs := redisSetup{cfg: cfg.Redis}
 	d.redis = rs
 	d.rdb, err = rs.client(func(o *redis.UniversalOptions) {
-		// batches in flight each hold a limiter call, plus reads and records
-		o.PoolSize = worker.InFlight(cfg.Worker.Concurrency) + 2*cfg.Worker.Concurrency + 16
+		// batches in flight each hold a limiter call, plus reads and records;
+		// at most maxRedisPool (the limiter's calls of a process share
+		// round trips, and Redis takes 10,000 clients by default)
+		o.PoolSize = min(worker.InFlight(cfg.Worker.Concurrency)+2*cfg.Worker.Concurrency+16, maxRedisPool)
 		// go-redis gives each connection 32 KiB read and write buffers
 		// (128 KiB for pipelines): with hundreds of connections that is
 		// tens of MiB, doubled by the GC's heap goal. campaignd's commands

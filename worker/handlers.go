@@ -360,13 +360,26 @@ func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 	// the task goes on feeding its app rather than coming back through
 	// asynq after the app's queue ran dry (asynq forwards it up to a
 	// second late: make bench-apps saw each campaign's last calls come
-	// 0.7–1.4 s late). A round that sent nothing ends it, and so does a
-	// busy process: while more than half its workers handle batch tasks,
-	// the worker goes back to the queue, where other apps' tasks wait
+	// 0.7–1.4 s late). A round that sent nothing ends it. The app's feeder
+	// (one task per app and process, see feeders) goes on until its
+	// batches are sent; another task stops after maxSendRounds, or at
+	// once in a busy process (more than half its workers handle batch
+	// tasks), and goes back to the queue, where other apps' tasks wait
 	// (100 apps on 50 workers: the last apps' first calls came 24 s late
-	// with unbounded rounds).
-	for round := 0; round < maxSendRounds; round++ {
-		if round > 0 && int(s.batches.Load()) > s.o.Concurrency/2 {
+	// when every task went on).
+	feeder := false
+	defer func() {
+		if feeder {
+			s.feeders.give(c.App)
+			if s.o.Inspector != nil {
+				s.feeders.callBack(s.o.Inspector, c.App)
+			}
+		}
+	}()
+	for round := 0; ; round++ {
+		// The app's feeder may have ended meanwhile: this task takes over.
+		feeder = feeder || s.feeders.take(c.App)
+		if round > 0 && !feeder && (round >= maxSendRounds || int(s.batches.Load()) > s.o.Concurrency/2) {
 			break
 		}
 		// When one batch must come back later, the others stop waiting
@@ -426,6 +439,7 @@ func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 		return nil // the campaign ended while its batches waited
 	}
 	if later != nil {
+		s.feeders.wentBack(ctx, c.App)
 		return later
 	}
 	if unplanned {

@@ -163,6 +163,7 @@ type Service struct {
 	taskKicks  map[string]chan struct{} // per app: wake this process's dispatcher
 	sends      *inFlight                // MaxInFlight slots
 	batches    atomic.Int32             // batch tasks being handled in this process
+	feeders    feeders                  // per app, the batch task that goes on sending while the process is busy
 	senders    *goPool                  // the goroutines batches are sent on
 	planMem    *semaphore.Weighted      // PlanMemory bytes, shared by the plans of this process
 	results    sync.Pool                // *[]TargetResult: sent batches' results, recycled
