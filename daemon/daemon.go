@@ -195,6 +195,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 	if err != nil {
 		return nil, err
 	}
+	d.stop = append(d.stop, provs.close)
 
 	// Store, service, workers.
 	d.store = store.New(d.rdb, store.Options{Clock: d.clk})

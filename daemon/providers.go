@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +31,7 @@ type providers struct {
 	engagelab map[string]*engagelab.Client
 	lim       *ratelimit.Limiter
 	log       zerolog.Logger
+	httpc     *http.Client
 	// pushResults recycles push/single's results (*[]easemob.TargetResult).
 	pushResults sync.Pool
 }
@@ -42,7 +44,15 @@ func newProviders(cfg config.Config, lim *ratelimit.Limiter, m *metrics.Metrics,
 		log:         log,
 		pushResults: sync.Pool{New: func() any { return new([]easemob.TargetResult) }},
 	}
-	httpc := provider.NewHTTPClient(provider.HTTPOptions{MaxConnsPerHost: worker.InFlight(cfg.Worker.Concurrency) + 16})
+	var bases []string
+	for _, a := range cfg.Apps {
+		bases = append(bases, a.BaseURL)
+	}
+	// Spare connections to plain-HTTP providers: about one per app (a
+	// call on a connection opened for it counts late at the limiter).
+	httpc := provider.NewHTTPClient(provider.HTTPOptions{MaxConnsPerHost: worker.InFlight(cfg.Worker.Concurrency) + 16,
+		Warm: bases, SpareConns: min(max(len(cfg.Apps), 8), 64)})
+	p.httpc = httpc
 	gate := lim.Gate(func(app string, g provider.Group) (float64, bool) {
 		a, ok := cfg.Apps[app]
 		if !ok {
@@ -80,6 +90,9 @@ func newProviders(cfg config.Config, lim *ratelimit.Limiter, m *metrics.Metrics,
 	}
 	return p, nil
 }
+
+// close closes the clients' idle and spare connections.
+func (p *providers) close() { p.httpc.CloseIdleConnections() }
 
 var _ worker.Providers = (*providers)(nil)
 

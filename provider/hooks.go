@@ -72,7 +72,7 @@ func Trace(req *http.Request, grant Grant) (*http.Request, *WriteTrace) {
 	ctx := httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) {
 			_, tlsConn := info.Conn.(*tls.Conn)
-			wt.newPlain.Store(!info.Reused && !tlsConn)
+			wt.newPlain.Store(!info.Reused && !tlsConn && !WarmConn(info.Conn))
 		},
 		WroteRequest: func(httptrace.WroteRequestInfo) { wt.at.Store(time.Now().UnixNano()) },
 	})

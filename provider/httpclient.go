@@ -10,11 +10,17 @@ import (
 type HTTPOptions struct {
 	Timeout         time.Duration // whole request; default 15s
 	MaxConnsPerHost int           // pool size per provider host; default 128
+	// Warm lists provider base URLs; for the plain-HTTP ones, SpareConns
+	// connections are kept open ahead of need (see warmDialer), so that a
+	// call never waits for the provider to accept its connection.
+	Warm       []string
+	SpareConns int // per warm address; default 8
 }
 
 // NewHTTPClient returns an http.Client tuned for many concurrent calls to one
 // provider host: keep-alive, a connection pool as large as the worker
-// concurrency, and timeouts on every phase.
+// concurrency, spare connections to plain-HTTP providers, and timeouts on
+// every phase. CloseIdleConnections closes the spares too.
 func NewHTTPClient(o HTTPOptions) *http.Client {
 	if o.Timeout <= 0 {
 		o.Timeout = 15 * time.Second
@@ -22,12 +28,21 @@ func NewHTTPClient(o HTTPOptions) *http.Client {
 	if o.MaxConnsPerHost <= 0 {
 		o.MaxConnsPerHost = 128
 	}
+	if o.SpareConns <= 0 {
+		o.SpareConns = 8
+	}
+	dial := (&net.Dialer{
+		Timeout:   5 * time.Second,
+		KeepAlive: 30 * time.Second,
+	}).DialContext
+	var wd *warmDialer
+	if len(o.Warm) > 0 {
+		wd = newWarmDialer(dial, o.SpareConns)
+		dial = wd.DialContext
+	}
 	tr := &http.Transport{
-		Proxy: http.ProxyFromEnvironment,
-		DialContext: (&net.Dialer{
-			Timeout:   5 * time.Second,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
+		Proxy:       http.ProxyFromEnvironment,
+		DialContext: dial,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          o.MaxConnsPerHost * 2,
 		MaxIdleConnsPerHost:   o.MaxConnsPerHost,
@@ -38,5 +53,24 @@ func NewHTTPClient(o HTTPOptions) *http.Client {
 		ExpectContinueTimeout: time.Second,
 		ReadBufferSize:        16 << 10,
 	}
-	return &http.Client{Transport: tr, Timeout: o.Timeout}
+	if wd == nil {
+		return &http.Client{Transport: tr, Timeout: o.Timeout}
+	}
+	for _, u := range o.Warm {
+		wd.warm(u)
+	}
+	return &http.Client{Transport: &warmTransport{tr, wd}, Timeout: o.Timeout}
+}
+
+// warmTransport closes its spare connections with its idle ones.
+type warmTransport struct {
+	*http.Transport
+	d *warmDialer
+}
+
+// CloseIdleConnections closes the idle connections and the spares; no
+// spares are opened after it (http.Client.CloseIdleConnections calls it).
+func (t *warmTransport) CloseIdleConnections() {
+	t.d.close()
+	t.Transport.CloseIdleConnections()
 }

@@ -138,7 +138,7 @@ func appsRound(b *testing.B, bin string, cfg appsConfig, n, procs int) string {
 		}
 		p := testenv.StartProc(b, bin+"/campaignd", []string{"-config", cfgPath, "-log-level", level, "-log-json"},
 			[]string{fmt.Sprintf("CAMPAIGND_HTTP_ADDR=127.0.0.1:%d", port)})
-		waitReady(b, fmt.Sprintf("http://127.0.0.1:%d/readyz", port), p)
+		testenv.WaitReady(b, fmt.Sprintf("http://127.0.0.1:%d/readyz", port), p)
 		pids = append(pids, p.Cmd.Process.Pid)
 		logs = append(logs, p.LogPath)
 		names = append(names, fmt.Sprintf("campaignd-%d", i+1))
@@ -290,23 +290,6 @@ func appsRound(b *testing.B, bin string, cfg appsConfig, n, procs int) string {
 		float64(cmds)/float64(calls), idleCores)
 }
 
-// waitReady waits up to a minute for a campaignd process to answer ready.
-func waitReady(b *testing.B, url string, p *testenv.Proc) {
-	b.Helper()
-	hc := http.Client{Timeout: time.Second}
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if resp, err := hc.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if p.Exited() {
-			b.Fatalf("campaignd exited at start:\n%s", p.Log())
-		}
-	}
-	b.Fatalf("campaignd not ready within a minute:\n%s", p.Log())
-}
 
 // pushesOf is when pushsim received each push of target.
 func pushesOf(b *testing.B, simURL, target string) []time.Time {

@@ -128,6 +128,25 @@ func WaitHTTP(tb testing.TB, url string) {
 	tb.Fatalf("testenv: %s never answered 200", url)
 }
 
+// WaitReady waits until url answers 200 (a campaignd's /readyz), for at
+// most a minute, failing with p's log if p exits or never gets there.
+func WaitReady(tb testing.TB, url string, p *Proc) {
+	tb.Helper()
+	hc := http.Client{Timeout: time.Second}
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if resp, err := hc.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if p.Exited() {
+			tb.Fatalf("testenv: %s exited at start:\n%s", p.Cmd.Path, p.Log())
+		}
+	}
+	tb.Fatalf("testenv: %s not ready within a minute:\n%s", p.Cmd.Path, p.Log())
+}
+
 // Log returns what the process has written so far.
 func (p *Proc) Log() string {
 	b, err := os.ReadFile(p.LogPath)

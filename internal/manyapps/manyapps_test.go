@@ -1,0 +1,275 @@
+// Package manyapps tests one campaignd deployment serving many apps at
+// once, end to end: campaignd processes built from ./cmd/campaignd, a real
+// Redis and NATS, and pushsim judging every app on its own strict sliding
+// second (issue 22; make bench-apps measures the same at larger sizes).
+package manyapps
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/campaignd/campaignd/intake"
+	"github.com/campaignd/campaignd/internal/testenv"
+	"github.com/campaignd/campaignd/pushsim"
+)
+
+// env is a deployment: pushsim, Redis, NATS and campaignd processes
+// serving apps a00..a<n-1>, each with push_single at rate.
+type env struct {
+	simURL string
+	js     jetstream.JetStream
+	rate   float64
+}
+
+func setup(t *testing.T, apps int, rate float64, procs int) *env {
+	t.Helper()
+	bin := testenv.Build(t, "./cmd/campaignd", "./cmd/pushsim")
+	simPort := testenv.FreePort(t)
+	e := &env{simURL: fmt.Sprintf("http://127.0.0.1:%d", simPort), rate: rate}
+	testenv.StartProc(t, bin+"/pushsim", []string{"-addr", fmt.Sprintf("127.0.0.1:%d", simPort),
+		"-limit", fmt.Sprintf("push_single=%g", rate)}, nil)
+	testenv.WaitHTTP(t, e.simURL+"/_sim/stats")
+	rd := testenv.StartRedis(t)
+	ns := testenv.StartNATS(t)
+	_, e.js = ns.Connect(t)
+
+	var yaml strings.Builder
+	fmt.Fprintf(&yaml, "redis: {url: %q}\nnats: {url: %q}\napps:\n", rd.URL, ns.URL)
+	for i := range apps {
+		fmt.Fprintf(&yaml, "  a%02d: {provider: easemob, base_url: %q, org: many, app: a%02d, client_id: pushsim, client_secret: pushsim-secret, limits: {push_single: %g}}\n",
+			i, e.simURL, i, rate)
+	}
+	cfg := filepath.Join(t.TempDir(), "apps.yaml")
+	if err := os.WriteFile(cfg, []byte(yaml.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for range procs {
+		port := testenv.FreePort(t)
+		p := testenv.StartProc(t, bin+"/campaignd", []string{"-config", cfg, "-log-level", "warn", "-log-json"},
+			[]string{fmt.Sprintf("CAMPAIGND_HTTP_ADDR=127.0.0.1:%d", port)})
+		testenv.WaitReady(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", port), p)
+	}
+	return e
+}
+
+// submit publishes a batch_push campaign of app to campaigns.submit;
+// audience, when set, names an object in the audiences bucket instead of
+// inline targets.
+func (e *env) submit(t *testing.T, id, app string, targets []string, audience string) {
+	t.Helper()
+	c := map[string]any{"id": id, "app": app, "kind": "batch_push", "push_message": map[string]string{"title": id}}
+	if audience != "" {
+		c["audience"] = map[string]string{"bucket": "audiences", "object": audience}
+	} else {
+		c["targets"] = targets
+	}
+	body, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.js.Publish(context.Background(), "campaigns.submit", body, jetstream.WithMsgID(id)); err != nil {
+		t.Fatalf("submit %s: %v", id, err)
+	}
+}
+
+func (e *env) stats(t *testing.T) pushsim.Stats {
+	t.Helper()
+	resp, err := http.Get(e.simURL + "/_sim/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st pushsim.Stats
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// span is app's push_single calls as pushsim counted them: how many, and
+// its first and last arrival.
+func (e *env) span(st pushsim.Stats, app string) (calls int, sp pushsim.Span, ok bool) {
+	key := "easemob/many/" + app + "/push_single"
+	sp, ok = st.Spans[key]
+	return st.Calls[key], sp, ok
+}
+
+// waitPushes waits until pushsim has n pushes in all, for at most within.
+func (e *env) waitPushes(t *testing.T, n int, within time.Duration) pushsim.Stats {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		st := e.stats(t)
+		if st.TotalPushes >= n {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d pushes after %s", st.TotalPushes, n, within)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func ids(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%06d", prefix, i)
+	}
+	return out
+}
+
+// noViolations fails t with pushsim's violations, if any.
+func noViolations(t *testing.T, st pushsim.Stats) {
+	t.Helper()
+	if st.Violations != 0 {
+		t.Errorf("%d violations of the strict sliding second: %+v", st.Violations, st.ViolationList)
+	}
+	if st.MaxPushesOneID > 1 {
+		t.Errorf("a target was pushed %d times", st.MaxPushesOneID)
+	}
+}
+
+// Twenty apps, each with push_single at 10/s and a campaign of 10 s of
+// it, all submitted at once to three processes: no app's strict second is
+// ever broken, and every app's calls carry its limit from its first call
+// to its last (the median app at least 97%, the worst at least 95%).
+func TestTwentyAppsAtTheirLimitsOnThreeProcesses(t *testing.T) {
+	const apps, rate, procs, seconds = 20, 10.0, 3, 10
+	e := setup(t, apps, rate, procs)
+	perApp := int(rate * 100 * seconds)
+	start := time.Now()
+	for i := range apps {
+		app := fmt.Sprintf("a%02d", i)
+		e.submit(t, "many-"+app, app, ids(app, perApp), "")
+	}
+	st := e.waitPushes(t, apps*perApp, 2*time.Minute)
+	noViolations(t, st)
+	var shares []float64
+	for i := range apps {
+		app := fmt.Sprintf("a%02d", i)
+		calls, sp, ok := e.span(st, app)
+		if !ok || calls != perApp/100 {
+			t.Fatalf("app %s: %d push_single calls, want %d", app, calls, perApp/100)
+		}
+		share := float64(calls-1) / (sp.Last.Sub(sp.First).Seconds() * rate)
+		shares = append(shares, share)
+		t.Logf("app %s: first call %.2fs after the submit, share of its limit %.1f%%", app, sp.First.Sub(start).Seconds(), 100*share)
+	}
+	slices.Sort(shares)
+	median, worst := shares[len(shares)/2], shares[0]
+	t.Logf("share of the limit: median %.1f%%, worst %.1f%%", 100*median, 100*worst)
+	if median < 0.97 || worst < 0.95 {
+		t.Errorf("share of the limit: median %.1f%% (want at least 97%%), worst %.1f%% (want at least 95%%)", 100*median, 100*worst)
+	}
+}
+
+// One app's backlog of 100,000 targets (100 s of its limit) does not hold
+// up another app's small campaign: the small one's first call comes as
+// soon after its submit as it does on an idle deployment (within one of
+// its intervals, plus the jitter of asynq's polling), and its calls follow
+// at its rate.
+func TestOneAppsBacklogDoesNotDelayAnotherApp(t *testing.T) {
+	const rate = 10.0
+	e := setup(t, 2, rate, 1)
+	interval := time.Duration(float64(time.Second) / rate)
+
+	// The small campaign alone first: its latency on an idle deployment.
+	idle := e.smallCampaign(t, "alone", 0)
+
+	pr, pw := io.Pipe()
+	go func() {
+		for _, id := range ids("big", 100_000) {
+			fmt.Fprintln(pw, id)
+		}
+		pw.Close()
+	}()
+	if err := intake.UploadAudience(context.Background(), e.js, "audiences", "big.txt", pr); err != nil {
+		t.Fatal(err)
+	}
+	e.submit(t, "big", "a00", nil, "big.txt")
+	// The big campaign is sending, its batches queued.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		if calls, _, _ := e.span(e.stats(t), "a00"); calls >= 20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the big campaign did not start sending within a minute")
+		}
+	}
+	busy := e.smallCampaign(t, "beside", 4)
+	t.Logf("the small campaign's first call: %s after its submit alone, %s beside the backlog", idle, busy)
+	if busy > idle+interval+300*time.Millisecond {
+		t.Errorf("beside the backlog the small campaign's first call came %s after its submit, alone %s: delayed by more than one interval (%s) and polling jitter", busy, idle, interval)
+	}
+	st := e.stats(t)
+	noViolations(t, st)
+	if calls, _, _ := e.span(st, "a00"); calls >= 1000 {
+		t.Fatalf("the big campaign finished (%d calls): there was no backlog", calls)
+	}
+}
+
+// smallCampaign submits 400 targets (4 calls) to app a01 and waits for
+// them; it returns the time from the submit to the first call, and checks
+// the calls follow at the app's rate. before is a01's calls so far.
+func (e *env) smallCampaign(t *testing.T, id string, before int) time.Duration {
+	t.Helper()
+	start := time.Now()
+	e.submit(t, "small-"+id, "a01", ids("small-"+id, 400), "")
+	for deadline := start.Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		st := e.stats(t)
+		calls, _, _ := e.span(st, "a01")
+		if calls >= before+4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("small campaign %s: %d of 4 calls within 30 s", id, calls-before)
+		}
+	}
+	var at []time.Time
+	for _, target := range []string{"000000", "000100", "000200", "000300"} {
+		at = append(at, e.pushes(t, "small-"+id+"-"+target)...)
+	}
+	slices.SortFunc(at, func(a, b time.Time) int { return a.Compare(b) })
+	if len(at) != 4 {
+		t.Fatalf("small campaign %s: %d first-of-batch pushes, want 4", id, len(at))
+	}
+	spacing := time.Duration(float64(time.Second) / e.rate)
+	if took := at[3].Sub(at[0]); took > 3*spacing+300*time.Millisecond {
+		t.Errorf("small campaign %s: its 4 calls took %s, want about %s", id, took, 3*spacing)
+	}
+	return at[0].Sub(start)
+}
+
+// pushes is when pushsim received each push of target.
+func (e *env) pushes(t *testing.T, target string) []time.Time {
+	t.Helper()
+	resp, err := http.Get(e.simURL + "/_sim/pushes?target=" + target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Pushes []struct {
+			At time.Time `json:"at"`
+		} `json:"pushes"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	var ts []time.Time
+	for _, p := range out.Pushes {
+		ts = append(ts, p.At)
+	}
+	return ts
+}
