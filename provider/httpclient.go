@@ -41,8 +41,8 @@ func NewHTTPClient(o HTTPOptions) *http.Client {
 		dial = wd.DialContext
 	}
 	tr := &http.Transport{
-		Proxy:       http.ProxyFromEnvironment,
-		DialContext: dial,
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dial,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          o.MaxConnsPerHost * 2,
 		MaxIdleConnsPerHost:   o.MaxConnsPerHost,

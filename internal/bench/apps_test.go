@@ -290,7 +290,6 @@ func appsRound(b *testing.B, bin string, cfg appsConfig, n, procs int) string {
 		float64(cmds)/float64(calls), idleCores)
 }
 
-
 // pushesOf is when pushsim received each push of target.
 func pushesOf(b *testing.B, simURL, target string) []time.Time {
 	b.Helper()
