@@ -218,8 +218,8 @@ func (c *Config) Validate() error {
 	if c.HTTP.BasicAuth.User == "" && c.HTTP.BasicAuth.Password != "" {
 		bad("http.basic_auth.user", "is empty while a password is set")
 	}
-	if c.Worker.Concurrency < 1 || c.Worker.Concurrency > 10000 {
-		bad("worker.concurrency", "must be 1..10000, got %d", c.Worker.Concurrency)
+	if c.Worker.Concurrency < 0 || c.Worker.Concurrency > 10000 {
+		bad("worker.concurrency", "must be 1..10000 (or 0: from the apps configured), got %d", c.Worker.Concurrency)
 	}
 	if c.Worker.StallAfter < 0 {
 		bad("worker.stall_after", "must be a positive duration, got %s", c.Worker.StallAfter.D())
