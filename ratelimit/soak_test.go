@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -102,6 +103,7 @@ func postGranted(ctx context.Context, l *Limiter, rate float64, client *http.Cli
 	if err != nil {
 		return 0, sent, nil
 	}
+	_, _ = io.Copy(io.Discard, resp.Body) // read to the end, as the provider clients do: the connection is reused
 	resp.Body.Close()
 	return resp.StatusCode, sent, nil
 }
@@ -112,7 +114,8 @@ func childSoak() int {
 	l := childLimiter()
 	rate, _ := strconv.ParseFloat(os.Getenv("RL_RATE"), 64)
 	deadline := time.Now().Add(time.Duration(envInt("RL_SECONDS")) * time.Second)
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 5 * time.Second}
+	// As the daemon's provider clients: keep-alive, spare connections.
+	client := provider.NewHTTPClient(provider.HTTPOptions{Timeout: 5 * time.Second, MaxConnsPerHost: 64, Warm: []string{os.Getenv("RL_URL")}})
 	url, token := os.Getenv("RL_URL")+"/org/app/push/single", os.Getenv("RL_TOKEN")
 	var mu sync.Mutex
 	var first, last time.Time
