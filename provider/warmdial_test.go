@@ -11,6 +11,26 @@ import (
 	"time"
 )
 
+// countingServer starts a server answering 200 to everything (over TLS
+// when tls), counting the connections it was opened.
+func countingServer(t *testing.T, tls bool) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
+	opened := new(atomic.Int32)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	if tls {
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
+	t.Cleanup(srv.Close)
+	return srv, opened
+}
+
 // get sends a GET to url and tells whether it went on a new connection
 // and whether that one was a warm spare.
 func get(t *testing.T, c *http.Client, url string) (reused, warm bool) {
@@ -37,15 +57,7 @@ func get(t *testing.T, c *http.Client, url string) (reused, warm bool) {
 // then still goes through.
 func TestSpareConnectionsToAPlainHTTPProvider(t *testing.T) {
 	t.Parallel()
-	var opened atomic.Int32
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
-			opened.Add(1)
-		}
-	}
-	srv.Start()
-	t.Cleanup(srv.Close)
+	srv, opened := countingServer(t, false)
 	c := NewHTTPClient(HTTPOptions{Warm: []string{srv.URL + "/base"}, SpareConns: 2})
 	t.Cleanup(c.CloseIdleConnections)
 	for deadline := time.Now().Add(5 * time.Second); opened.Load() < 2; time.Sleep(10 * time.Millisecond) {
@@ -72,15 +84,7 @@ func TestSpareConnectionsToAPlainHTTPProvider(t *testing.T) {
 // the connection.
 func TestNoSparesOverTLS(t *testing.T) {
 	t.Parallel()
-	var opened atomic.Int32
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
-			opened.Add(1)
-		}
-	}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
+	srv, opened := countingServer(t, true)
 	c := NewHTTPClient(HTTPOptions{Warm: []string{srv.URL}, SpareConns: 2})
 	t.Cleanup(c.CloseIdleConnections)
 	time.Sleep(200 * time.Millisecond)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -197,7 +196,7 @@ func appsRound(b *testing.B, bin string, cfg appsConfig, n, procs int) string {
 	deadline := start.Add(time.Duration(4*cfg.seconds*float64(time.Second)) + 2*time.Minute)
 	var st pushsim.Stats
 	for {
-		st = simStats(b, simURL)
+		st = testenv.SimStats(b, simURL)
 		if st.TotalPushes >= total {
 			break
 		}
@@ -219,7 +218,7 @@ func appsRound(b *testing.B, bin string, cfg appsConfig, n, procs int) string {
 		if i < 3 { // the calls of the app in the second before it
 			var ts []time.Time
 			for k := 0; k < perApp; k += 100 {
-				ts = append(ts, pushesOf(b, simURL, fmt.Sprintf("%s-%06d", strings.TrimPrefix(v.App, "bench/"), k))...)
+				ts = append(ts, testenv.SimPushes(b, simURL, fmt.Sprintf("%s-%06d", strings.TrimPrefix(v.App, "bench/"), k))...)
 			}
 			sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
 			var lines []string
@@ -264,7 +263,7 @@ func appsRound(b *testing.B, bin string, cfg appsConfig, n, procs int) string {
 		for _, i := range worst[:min(n, gapApps())] {
 			var ts []time.Time
 			for k := 0; k < perApp; k += 100 {
-				ts = append(ts, pushesOf(b, simURL, fmt.Sprintf("a%04d-%06d", i, k))...)
+				ts = append(ts, testenv.SimPushes(b, simURL, fmt.Sprintf("a%04d-%06d", i, k))...)
 			}
 			sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
 			var gaps []string
@@ -288,43 +287,6 @@ func appsRound(b *testing.B, bin string, cfg appsConfig, n, procs int) string {
 		n, procs, rate, thousands(calls), st.Violations, len(violByApp), shares[len(shares)/2]*100, shares[0]*100,
 		firsts[len(firsts)/2], firsts[len(firsts)-1], slowest, float64(perApp/100-1)/rate, cpu/float64(calls)*1e6,
 		float64(cmds)/float64(calls), idleCores)
-}
-
-// pushesOf is when pushsim received each push of target.
-func pushesOf(b *testing.B, simURL, target string) []time.Time {
-	b.Helper()
-	resp, err := http.Get(simURL + "/_sim/pushes?target=" + target)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out struct {
-		Pushes []struct {
-			At time.Time `json:"at"`
-		} `json:"pushes"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		b.Fatal(err)
-	}
-	var ts []time.Time
-	for _, p := range out.Pushes {
-		ts = append(ts, p.At)
-	}
-	return ts
-}
-
-func simStats(b *testing.B, simURL string) pushsim.Stats {
-	b.Helper()
-	resp, err := http.Get(simURL + "/_sim/stats")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var st pushsim.Stats
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		b.Fatal(err)
-	}
-	return st
 }
 
 // redisCommands is how many commands Redis has run since its stats were

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -83,20 +82,6 @@ func (e *env) submit(t *testing.T, id, app string, targets []string, audience st
 	}
 }
 
-func (e *env) stats(t *testing.T) pushsim.Stats {
-	t.Helper()
-	resp, err := http.Get(e.simURL + "/_sim/stats")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var st pushsim.Stats
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
-
 // span is app's push_single calls as pushsim counted them: how many, and
 // its first and last arrival.
 func (e *env) span(st pushsim.Stats, app string) (calls int, sp pushsim.Span, ok bool) {
@@ -110,7 +95,7 @@ func (e *env) waitPushes(t *testing.T, n int, within time.Duration) pushsim.Stat
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		st := e.stats(t)
+		st := testenv.SimStats(t, e.simURL)
 		if st.TotalPushes >= n {
 			return st
 		}
@@ -200,7 +185,7 @@ func TestOneAppsBacklogDoesNotDelayAnotherApp(t *testing.T) {
 	e.submit(t, "big", "a00", nil, "big.txt")
 	// The big campaign is sending, its batches queued.
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		if calls, _, _ := e.span(e.stats(t), "a00"); calls >= 20 {
+		if calls, _, _ := e.span(testenv.SimStats(t, e.simURL), "a00"); calls >= 20 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -212,7 +197,7 @@ func TestOneAppsBacklogDoesNotDelayAnotherApp(t *testing.T) {
 	if busy > idle+interval+300*time.Millisecond {
 		t.Errorf("beside the backlog the small campaign's first call came %s after its submit, alone %s: delayed by more than one interval (%s) and polling jitter", busy, idle, interval)
 	}
-	st := e.stats(t)
+	st := testenv.SimStats(t, e.simURL)
 	noViolations(t, st)
 	if calls, _, _ := e.span(st, "a00"); calls >= 1000 {
 		t.Fatalf("the big campaign finished (%d calls): there was no backlog", calls)
@@ -227,7 +212,7 @@ func (e *env) smallCampaign(t *testing.T, id string, before int) time.Duration {
 	start := time.Now()
 	e.submit(t, "small-"+id, "a01", ids("small-"+id, 400), "")
 	for deadline := start.Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		st := e.stats(t)
+		st := testenv.SimStats(t, e.simURL)
 		calls, _, _ := e.span(st, "a01")
 		if calls >= before+4 {
 			break
@@ -238,7 +223,7 @@ func (e *env) smallCampaign(t *testing.T, id string, before int) time.Duration {
 	}
 	var at []time.Time
 	for _, target := range []string{"000000", "000100", "000200", "000300"} {
-		at = append(at, e.pushes(t, "small-"+id+"-"+target)...)
+		at = append(at, testenv.SimPushes(t, e.simURL, "small-"+id+"-"+target)...)
 	}
 	slices.SortFunc(at, func(a, b time.Time) int { return a.Compare(b) })
 	if len(at) != 4 {
@@ -249,27 +234,4 @@ func (e *env) smallCampaign(t *testing.T, id string, before int) time.Duration {
 		t.Errorf("small campaign %s: its 4 calls took %s, want about %s", id, took, 3*spacing)
 	}
 	return at[0].Sub(start)
-}
-
-// pushes is when pushsim received each push of target.
-func (e *env) pushes(t *testing.T, target string) []time.Time {
-	t.Helper()
-	resp, err := http.Get(e.simURL + "/_sim/pushes?target=" + target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out struct {
-		Pushes []struct {
-			At time.Time `json:"at"`
-		} `json:"pushes"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Fatal(err)
-	}
-	var ts []time.Time
-	for _, p := range out.Pushes {
-		ts = append(ts, p.At)
-	}
-	return ts
 }
