@@ -16,6 +16,9 @@ import (
 // went back to asynq would wait for the forwarder and a free worker (up
 // to seconds with many apps), and its queue would run dry meanwhile.
 //
+// A campaign with its own rate_limit does not take the role (see
+// handleBatch).
+//
 // It also remembers the app's tasks that went back, so that a feeder that
 // ends calls one of them back at once (asynq's forwarder would bring it a
 // second late): that task becomes the next feeder.

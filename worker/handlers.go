@@ -378,7 +378,9 @@ func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 	}()
 	for round := 0; ; round++ {
 		// The app's feeder may have ended meanwhile: this task takes over.
-		feeder = feeder || s.feeders.take(c.App)
+		// A campaign with its own rate_limit does not feed its app (it
+		// would hold the role while its own limit keeps it slow).
+		feeder = feeder || (c.RateLimit <= 0 && s.feeders.take(c.App))
 		if round > 0 && !feeder && (round >= maxSendRounds || int(s.batches.Load()) > s.o.Concurrency/2) {
 			break
 		}
