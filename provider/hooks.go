@@ -20,15 +20,32 @@ type Gate interface {
 }
 
 // Grant is what a GrantingGate hands back for a request it let through:
-// the client tells it when the request was written to the connection, so
-// that a limiter can account for a send held up after the grant (a new
-// connection's handshake, a stalled process), and whether it went on a
-// plain (not TLS) connection opened for it: the provider may read such a
-// request later than it was written, since it has to accept the
-// connection first, which the client cannot see (over TLS the handshake
-// shows it did).
+// the client tells it what it saw of the request's trip (Sent), so that a
+// limiter can account for a send held up after the grant and for what
+// may have held it up after the write.
 type Grant interface {
-	Written(at time.Time, newPlainConn bool)
+	Sent(s Sent)
+}
+
+// Sent is what a client saw of one request's trip.
+type Sent struct {
+	// Written is when the request was written to the connection in full
+	// (a new connection's dial or TLS handshake, a stalled process may
+	// have held it up after the grant).
+	Written time.Time
+	// Answered is when the first byte of the answer came (zero: none
+	// came). The provider saw the request no later than that: an answer
+	// slower than the usual bounds how late the provider may have read it.
+	Answered time.Time
+	// NewPlainConn: the request went on a plain (not TLS) connection
+	// opened for it. The provider reads it only once it has accepted the
+	// connection, which the client cannot see (over TLS the handshake
+	// shows it did).
+	NewPlainConn bool
+	// Host and Group say where it went (the request's host, its limit
+	// group): answers are compared with earlier ones to the same place.
+	Host  string
+	Group Group
 }
 
 // GrantingGate is a Gate that hands back a Grant per request; clients use
@@ -65,16 +82,18 @@ func (h Hooks) Before(ctx context.Context, group Group) (Grant, error) {
 	return nil, h.Gate.Acquire(ctx, h.App, group)
 }
 
-// Trace returns req set up to note when it is written, and to tell grant
-// (if any). Call Done after the request's round trip.
-func Trace(req *http.Request, grant Grant) (*http.Request, *WriteTrace) {
-	wt := &WriteTrace{grant: grant}
+// Trace returns req (a request of group) set up to note when it is
+// written and answered, and to tell grant (if any). Call Done after the
+// request's round trip.
+func Trace(req *http.Request, grant Grant, group Group) (*http.Request, *WriteTrace) {
+	wt := &WriteTrace{grant: grant, host: req.URL.Host, group: group}
 	ctx := httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) {
 			_, tlsConn := info.Conn.(*tls.Conn)
 			wt.newPlain.Store(!info.Reused && !tlsConn && !WarmConn(info.Conn))
 		},
-		WroteRequest: func(httptrace.WroteRequestInfo) { wt.at.Store(time.Now().UnixNano()) },
+		WroteRequest:         func(httptrace.WroteRequestInfo) { wt.at.Store(time.Now().UnixNano()) },
+		GotFirstResponseByte: func() { wt.answered.Store(time.Now().UnixNano()) },
 	})
 	return req.WithContext(ctx), wt
 }
@@ -82,18 +101,28 @@ func Trace(req *http.Request, grant Grant) (*http.Request, *WriteTrace) {
 // WriteTrace carries a request's write time to its grant.
 type WriteTrace struct {
 	grant    Grant
+	host     string
+	group    Group
 	at       atomic.Int64 // unix ns; 0: not written
+	answered atomic.Int64 // unix ns of the answer's first byte; 0: none
 	newPlain atomic.Bool  // on a plain connection opened for it
 }
 
-// Done tells the grant when the request was written, if it was.
+// Done tells the grant what was seen of the request's trip, if it was
+// written.
 func (w *WriteTrace) Done() {
 	if w.grant == nil {
 		return
 	}
-	if at := w.at.Load(); at != 0 {
-		w.grant.Written(time.Unix(0, at), w.newPlain.Load())
+	at := w.at.Load()
+	if at == 0 {
+		return
 	}
+	s := Sent{Written: time.Unix(0, at), NewPlainConn: w.newPlain.Load(), Host: w.host, Group: w.group}
+	if a := w.answered.Load(); a != 0 {
+		s.Answered = time.Unix(0, a)
+	}
+	w.grant.Sent(s)
 }
 
 // Ambiguous marks err (a failed round trip) as ambiguous when the request

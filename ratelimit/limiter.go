@@ -84,6 +84,14 @@ type Options struct {
 	// opening connections within one second on two busy cores. Default
 	// 50 ms; negative: none.
 	NewConnLate time.Duration
+	// AnswerSlack is how much slower than the fastest recent answer of
+	// its host and group (answerTimes) a call's answer may come before the
+	// excess counts as lateness: the provider may have read the call that much later
+	// than it was written (its process waited for a core, a packet was
+	// held up), and it stamped it no later than it answered. The margin
+	// covers MaxLate + AnswerSlack. Default 10 ms; negative: answers are
+	// not used.
+	AnswerSlack time.Duration
 	// LocalAhead bounds how far ahead one process books a key: at most
 	// ceil(R × LocalAhead) of its callers hold a reservation at once, the
 	// others queue in the process. Default 200 ms; negative: no local queue.
@@ -118,6 +126,7 @@ type Limiter struct {
 	opts    Options
 	clock   *redisClock            // Redis time on this process's clock
 	reserve *groupcommit.Committer // reserveScript: concurrent reservations share round trips
+	answers *answerTimes           // the fastest recent answer per host and group (Grant.Sent)
 
 	mu     sync.Mutex
 	queues map[string]*localQueue // local queues by key set
@@ -146,6 +155,9 @@ func New(rdb redis.UniversalClient, opts Options) *Limiter {
 	case opts.NewConnLate < 0:
 		opts.NewConnLate = 0
 	}
+	if opts.AnswerSlack == 0 {
+		opts.AnswerSlack = 10 * time.Millisecond
+	}
 	if opts.LocalAhead == 0 {
 		opts.LocalAhead = 200 * time.Millisecond
 	}
@@ -165,7 +177,8 @@ func New(rdb redis.UniversalClient, opts Options) *Limiter {
 		opts.BacklogLead = 0
 	}
 	return &Limiter{rdb: rdb, opts: opts, queues: map[string]*localQueue{}, clock: newRedisClock(),
-		reserve: groupcommit.New(rdb, reserveScript, groupcommit.Options{})}
+		reserve: groupcommit.New(rdb, reserveScript, groupcommit.Options{}),
+		answers: newAnswerTimes(answerPeriod)}
 }
 
 // luaPrelude starts every rate script: rd(k) reads a key's "next free time
@@ -592,11 +605,11 @@ func (l *Limiter) serve(ctx context.Context, t *ticket, check CheckFunc, rates [
 		}
 		if ok {
 			g.moved = moved
-			l.opts.Logger.Debug().Dur("late", late).Msg("ratelimit: late for the slot; schedule moved on")
+			l.opts.Logger.Debug().Strs("keys", r.keys).Dur("late", late).Msg("ratelimit: late for the slot; schedule moved on")
 			t.release()
 			return g, false, nil
 		}
-		l.opts.Logger.Debug().Dur("late", late).Msg("ratelimit: too late for the slot; reserving another")
+		l.opts.Logger.Debug().Strs("keys", r.keys).Dur("late", late).Msg("ratelimit: too late for the slot; reserving another")
 	}
 }
 
@@ -607,22 +620,38 @@ type Grant struct {
 	moved time.Duration // the schedule moved on for it so far
 }
 
-// Written tells the limiter when the granted call was written to the
-// connection. Anything that held the call between the grant and the write
-// (a new connection's dial or TLS handshake, a stalled process) made it
-// late; a request on a plain connection opened for it counts NewConnLate
-// later still (the provider reads it only once it has accepted the
-// connection). If that is later than MaxLate, the schedule is moved on by
-// that much while the call R places later is not booked yet (one script
-// call, only then). Safe on a nil Grant.
-func (g *Grant) Written(at time.Time, newPlainConn bool) {
-	if g == nil || len(g.r.keys) == 0 || g.l.opts.Now != nil {
+// answerPeriod is how long a fastest answer is remembered (one to two
+// periods): long enough for thousands of calls at the usual rates, short
+// enough to follow a path that got slower.
+const answerPeriod = 30 * time.Second
+
+// Sent tells the limiter what the client saw of the granted call's trip.
+// Anything that held the call between the grant and the write (a new
+// connection's dial or TLS handshake, a stalled process) made it late. So
+// may what the client cannot see after the write: a request on a plain
+// connection opened for it counts NewConnLate later (the provider reads it
+// only once it has accepted the connection), and an answer slower than
+// the fastest recent one to the same host and group by more than
+// AnswerSlack counts the excess (the provider stamped the call no later
+// than it answered; a provider whose process waited for a core stamps
+// late and answers late). The
+// larger of the two counts. If the call is then later than MaxLate, the
+// schedule is moved on by that much while the call R places later is not
+// booked yet (one script call, only then). Safe on a nil Grant.
+func (g *Grant) Sent(s provider.Sent) {
+	if g == nil || len(g.r.keys) == 0 || g.l.opts.Now != nil || s.Written.IsZero() {
 		return
 	}
-	late := at.Sub(g.r.earliest)
-	if newPlainConn {
-		late += g.l.opts.NewConnLate
+	late := s.Written.Sub(g.r.earliest)
+	var unseen, slower time.Duration
+	if s.NewPlainConn {
+		unseen = g.l.opts.NewConnLate
 	}
+	if !s.Answered.IsZero() && g.l.opts.AnswerSlack > 0 {
+		slower = g.l.answers.slower(s.Host, string(s.Group), s.Written, s.Answered.Sub(s.Written))
+		unseen = max(unseen, slower-g.l.opts.AnswerSlack)
+	}
+	late += unseen
 	if late-g.moved <= g.l.opts.MaxLate {
 		return
 	}
@@ -634,9 +663,9 @@ func (g *Grant) Written(at time.Time, newPlainConn bool) {
 		g.l.opts.Logger.Warn().Err(err).Msg("ratelimit: late send not compensated")
 	case ok:
 		g.moved += moved
-		g.l.opts.Logger.Debug().Dur("late", late).Bool("new_conn", newPlainConn).Msg("ratelimit: written late; schedule moved on")
+		g.l.opts.Logger.Debug().Strs("keys", g.r.keys).Time("slot", g.r.earliest).Time("written", s.Written).Dur("late", late).Bool("new_conn", s.NewPlainConn).Dur("slower_answer", slower).Msg("ratelimit: written or read late; schedule moved on")
 	default:
-		g.l.opts.Logger.Warn().Dur("late", late).Bool("new_conn", newPlainConn).Msg("ratelimit: written late; the call R places later was booked already")
+		g.l.opts.Logger.Warn().Strs("keys", g.r.keys).Dur("late", late).Bool("new_conn", s.NewPlainConn).Dur("slower_answer", slower).Msg("ratelimit: written or read late; the call R places later was booked already")
 	}
 }
 

@@ -369,7 +369,7 @@ func TestWrittenLateMovesTheScheduleOn(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g.Written(g.r.SendAt.Add(tc.late), tc.newConn)
+		g.Sent(provider.Sent{Written: g.r.SendAt.Add(tc.late), NewPlainConn: tc.newConn})
 		next, err := l.Reserve(ctx, time.Minute, rate)
 		if err != nil {
 			t.Fatal(err)
@@ -379,6 +379,48 @@ func TestWrittenLateMovesTheScheduleOn(t *testing.T) {
 		if d := next.Wait - want; d < -15*time.Millisecond || d > 15*time.Millisecond {
 			t.Fatalf("written %s late (new connection %v): next slot in %s, want about %s", tc.late, tc.newConn, next.Wait, want)
 		}
+	}
+}
+
+// An answer slower than the key's fastest recent one by more than
+// AnswerSlack counts the excess as lateness: the provider may have read
+// the call that much later than it was written (its process waited for a
+// core) and stamped it no later than it answered. The first answer, and
+// one within the slack, move nothing.
+func TestASlowAnswerMovesTheScheduleOn(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	l := New(r.Client(t), Options{Margin: 0.01, MaxLate: 2 * time.Millisecond, Guard: time.Millisecond, AnswerSlack: 10 * time.Millisecond})
+	ctx := context.Background()
+	rate := Rate{Key: "answers", PerSecond: 10} // spacing 101 ms
+	for i, tc := range []struct {
+		took time.Duration // from the write to the answer
+		move time.Duration
+	}{
+		{40 * time.Millisecond, 0},                     // the first answer on the key: nothing to compare with
+		{time.Millisecond, 0},                          // the fastest so far
+		{8 * time.Millisecond, 0},                      // 7 ms slower: within the slack
+		{31 * time.Millisecond, 19 * time.Millisecond}, // 30 ms slower: 20 ms late, moved by 20 − 2 + 1
+	} {
+		g, _, err := l.WaitGrant(ctx, rate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		written := g.r.SendAt
+		g.Sent(provider.Sent{Written: written, Answered: written.Add(tc.took), Host: "h", Group: provider.GroupPushSingle})
+		next, err := l.Reserve(ctx, time.Minute, rate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := time.Until(g.r.SendAt.Add(101*time.Millisecond + tc.move)) // one spacing after the grant, plus the move
+		if d := next.Wait - want; d < -15*time.Millisecond || d > 15*time.Millisecond {
+			t.Fatalf("call %d answered after %s: next slot in %s, want about %s", i, tc.took, next.Wait, want)
+		}
+		time.Sleep(next.Wait + 10*time.Millisecond) // let the booked slot pass
+	}
+	off := New(r.Client(t), Options{AnswerSlack: -1})
+	if off.opts.AnswerSlack >= 0 {
+		t.Fatalf("a negative AnswerSlack is %s, want answers unused", off.opts.AnswerSlack)
 	}
 }
 
@@ -417,7 +459,7 @@ func TestALateCallMovesTheScheduleOnWhateverTheProcesses(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond)
 	const late = 80 * time.Millisecond
-	first.Written(first.r.SendAt.Add(late), false)
+	first.Sent(provider.Sent{Written: first.r.SendAt.Add(late)})
 	var slots []int64
 	for range n - 1 {
 		x := <-rest

@@ -94,7 +94,7 @@ func postGranted(ctx context.Context, l *Limiter, rate float64, client *http.Cli
 	sent = time.Now()
 	var wt *provider.WriteTrace
 	if grant != nil {
-		req, wt = provider.Trace(req, grant)
+		req, wt = provider.Trace(req, grant, provider.GroupPushSingle)
 	}
 	resp, err := client.Do(req)
 	if wt != nil {

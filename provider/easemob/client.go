@@ -234,7 +234,7 @@ func (c *Client) send(ctx context.Context, group provider.Group, op, method, url
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	req, wt := provider.Trace(req, grant)
+	req, wt := provider.Trace(req, grant, group)
 	start := time.Now()
 	env, status, err := c.roundTrip(ctx, op, req, into)
 	wt.Done()
@@ -428,7 +428,7 @@ func (c *Client) postToken(ctx context.Context, op string, body []byte, grant pr
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	req, wt := provider.Trace(req, grant)
+	req, wt := provider.Trace(req, grant, provider.GroupToken)
 	resp, err := c.http.Do(req)
 	wt.Done()
 	if err != nil {

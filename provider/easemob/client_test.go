@@ -29,10 +29,11 @@ var msg = json.RawMessage(`{"title":"Hi","content":"Hello"}`)
 // countingGate records every request the client asks to send, by group,
 // and how many of its grants were told their request was written.
 type countingGate struct {
-	mu      sync.Mutex
-	groups  []provider.Group
-	written []time.Time
-	newConn []bool // per written request: on a plain connection opened for it
+	mu       sync.Mutex
+	groups   []provider.Group
+	written  []time.Time
+	answered []time.Time
+	newConn  []bool // per written request: on a plain connection opened for it
 }
 
 func (g *countingGate) Acquire(_ context.Context, _ string, group provider.Group) error {
@@ -48,10 +49,11 @@ func (g *countingGate) AcquireGrant(ctx context.Context, app string, group provi
 
 type countingGrant struct{ g *countingGate }
 
-func (c countingGrant) Written(at time.Time, newPlainConn bool) {
+func (c countingGrant) Sent(s provider.Sent) {
 	c.g.mu.Lock()
-	c.g.written = append(c.g.written, at)
-	c.g.newConn = append(c.g.newConn, newPlainConn)
+	c.g.written = append(c.g.written, s.Written)
+	c.g.answered = append(c.g.answered, s.Answered)
+	c.g.newConn = append(c.g.newConn, s.NewPlainConn)
 	c.g.mu.Unlock()
 }
 
@@ -727,8 +729,9 @@ func TestOpNamesHideIDs(t *testing.T) {
 	}
 }
 
-// Every granted request tells its grant when it was written: the limiter
-// accounts for a send held up after the grant.
+// Every granted request tells its grant when it was written and answered:
+// the limiter accounts for a send held up after the grant, and for an
+// answer slower than the usual.
 func TestGrantsAreToldWhenWritten(t *testing.T) {
 	t.Parallel()
 	e := setup(t, pushsim.Config{LimitsOff: true})
@@ -741,9 +744,12 @@ func TestGrantsAreToldWhenWritten(t *testing.T) {
 	if len(e.gate.written) != len(e.gate.groups) || len(e.gate.groups) != 2 { // token + push
 		t.Fatalf("%d requests granted (%v), %d told written", len(e.gate.groups), e.gate.groups, len(e.gate.written))
 	}
-	for _, at := range e.gate.written {
+	for i, at := range e.gate.written {
 		if at.Before(before) || at.After(time.Now()) {
 			t.Fatalf("written at %s, outside the call", at)
+		}
+		if a := e.gate.answered[i]; a.Before(at) || a.After(time.Now()) {
+			t.Fatalf("answered at %s, written at %s: not between the write and now", a, at)
 		}
 	}
 	// The token request opened the plain connection, the push reused it.

@@ -114,7 +114,7 @@ func (c *Client) call(ctx context.Context, method, path, op string, body, out an
 	if err != nil {
 		return err
 	}
-	req, wt := provider.Trace(req, grant)
+	req, wt := provider.Trace(req, grant, provider.GroupTags)
 	start := time.Now()
 	err = c.roundTrip(ctx, req, op, out)
 	wt.Done()
