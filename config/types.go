@@ -101,10 +101,19 @@ type App struct {
 	Timezone     string     `yaml:"timezone"`
 	Limits       Limits     `yaml:"limits"`
 	TaskWindow   TaskWindow `yaml:"task_window"`
+	// Adaptive: the provider's refusals for rate lower the app's limits to
+	// the share left by other clients of its key, for every process, and
+	// they climb back while none come (docs/ratelimit.md). Unset: true;
+	// false for a key known to be campaignd's alone.
+	Adaptive *bool `yaml:"adaptive"`
 
 	// Location is Timezone loaded by Validate; not read from YAML.
 	Location *time.Location `yaml:"-"`
 }
+
+// Adapts reports whether the app's limits adapt to the provider's refusals
+// (Adaptive, true when unset).
+func (a App) Adapts() bool { return a.Adaptive == nil || *a.Adaptive }
 
 // Limits are calls per second per endpoint group, summed over all processes.
 // Unset (zero) values take the defaults of provider.DefaultLimits.

@@ -240,6 +240,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 	}, 0)
 	reg.MustRegister(metrics.NewCampaignCollector(d.store, 2*time.Second, d.log))
 	reg.MustRegister(newTaskCollector(tasks))
+	reg.MustRegister(metrics.NewLimitCollector(provs, 2*time.Second, d.log))
 	reg.MustRegister(metrics.NewQueueCollector(insp))
 
 	// Recurring campaigns.

@@ -30,6 +30,7 @@ type providers struct {
 	easemob   map[string]*easemob.Client
 	engagelab map[string]*engagelab.Client
 	lim       *ratelimit.Limiter
+	apps      map[string]config.App
 	log       zerolog.Logger
 	httpc     *http.Client
 	// pushResults recycles push/single's results (*[]easemob.TargetResult).
@@ -41,6 +42,7 @@ func newProviders(cfg config.Config, lim *ratelimit.Limiter, m *metrics.Metrics,
 		easemob:     map[string]*easemob.Client{},
 		engagelab:   map[string]*engagelab.Client{},
 		lim:         lim,
+		apps:        cfg.Apps,
 		log:         log,
 		pushResults: sync.Pool{New: func() any { return new([]easemob.TargetResult) }},
 	}
@@ -60,8 +62,9 @@ func newProviders(cfg config.Config, lim *ratelimit.Limiter, m *metrics.Metrics,
 		}
 		return a.Limit(g), true
 	})
+	gate.Adaptive = func(app string) bool { return cfg.Apps[app].Adapts() }
 	gate.Observer = m
-	obs := observers{m.Observer(), backoffObserver{lim: lim, log: log}}
+	obs := observers{m.Observer(), backoffObserver{lim: lim, apps: cfg.Apps, log: log}}
 	for name, a := range cfg.Apps {
 		hooks := provider.Hooks{App: name, Gate: gate, Observer: obs}
 		switch a.Provider {
@@ -362,12 +365,17 @@ func (os observers) Observe(app string, g provider.Group, op string, took time.D
 	}
 }
 
-// backoffObserver pushes a group's next free slot back for every process when
-// the provider still answers 429 / LimitException (its own clock, or another
-// client on the same app key).
+// backoffObserver acts on the provider's refusals for rate (another client
+// on the same app key, a plan below the configured limits, the provider's
+// own clock). An adaptive app's group lowers its effective rate for every
+// process (ratelimit.Limiter.Refused) and its next call comes two
+// intervals of that rate later; otherwise, or when the provider asked for more than
+// its one-second window, the group's next free slot moves past the
+// provider's Retry-After (1 s when none) for every process.
 type backoffObserver struct {
-	lim *ratelimit.Limiter
-	log zerolog.Logger
+	lim  *ratelimit.Limiter
+	apps map[string]config.App
+	log  zerolog.Logger
 }
 
 func (b backoffObserver) Observe(app string, g provider.Group, op string, _ time.Duration, err error) {
@@ -375,15 +383,82 @@ func (b backoffObserver) Observe(app string, g provider.Group, op string, _ time
 	if !ok {
 		return
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	log := b.log.With().Str("app", app).Str("group", string(g)).Str("op", op).Logger()
+	a, known := b.apps[app]
+	adapted := false
+	if known && a.Adapts() && adaptsOn(g, err) {
+		ad, aerr := b.lim.Refused(ctx, ratelimit.Rate{Key: ratelimit.GroupKey(app, g), PerSecond: a.Limit(g), Adaptive: true})
+		switch {
+		case aerr != nil:
+			log.Warn().Err(aerr).Msg("refusal for rate not recorded")
+		case ad.Lowered:
+			log.Info().Float64("rate", ad.Effective).Float64("limit", ad.Limit).Int("refusals_last_minute", ad.Refusals).
+				Msg("provider refused a call for rate; the group's rate lowered for every process")
+		default:
+			log.Debug().Float64("rate", ad.Effective).Msg("provider refused a call for rate; lowered less than a second ago")
+		}
+		if aerr == nil && d <= time.Second && ad.Effective > 0 {
+			// The refused call counts in the provider's window too: two
+			// intervals let the window fall below the limit again.
+			d, adapted = time.Duration(2*float64(time.Second)/ad.Effective), true
+		}
+	}
 	if d <= 0 {
 		d = time.Second
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
 	if berr := b.lim.Backoff(ctx, ratelimit.GroupKey(app, g), d); berr != nil {
-		b.log.Warn().Err(berr).Str("app", app).Str("group", string(g)).Msg("limiter back-off failed")
+		log.Warn().Err(berr).Msg("limiter back-off failed")
 	}
-	b.log.Warn().Str("app", app).Str("group", string(g)).Str("op", op).Dur("backoff", d).Msg("provider refused a call over its limit; group backed off")
+	if !adapted {
+		log.Warn().Dur("backoff", d).Msg("provider refused a call over its limit; group backed off")
+	}
+}
+
+// adaptsOn says whether a refusal on group g is one for rate: on the task
+// calls (push/list/label, push/task) a 403 LimitException is the task
+// caps' (the task queue handles it), only a 429 is for rate.
+func adaptsOn(g provider.Group, err error) bool {
+	if g != provider.GroupPushLabel && g != provider.GroupPushTask {
+		return true
+	}
+	var pe *provider.Error
+	return errors.As(err, &pe) && pe.Status == http.StatusTooManyRequests
+}
+
+// providerGroups are the limit groups each provider's calls use.
+var providerGroups = map[string][]provider.Group{
+	config.ProviderEasemob: {provider.GroupPushSingle, provider.GroupPushSync, provider.GroupPushAsync, provider.GroupPushLabel,
+		provider.GroupPushTask, provider.GroupLabel, provider.GroupLabelUser, provider.GroupUser, provider.GroupNotification,
+		provider.GroupTemplate, provider.GroupToken},
+	config.ProviderEngageLab: {provider.GroupTags},
+}
+
+// EffectiveLimits implements metrics.EffectiveLimits: every adaptive app's
+// groups, as the limiter books them now.
+func (p *providers) EffectiveLimits(ctx context.Context) ([]metrics.EffectiveLimit, error) {
+	var rates []ratelimit.Rate
+	var out []metrics.EffectiveLimit
+	for name, a := range p.apps {
+		if !a.Adapts() {
+			continue
+		}
+		for _, g := range providerGroups[a.Provider] {
+			if l := a.Limit(g); l > 0 {
+				rates = append(rates, ratelimit.Rate{Key: ratelimit.GroupKey(name, g), PerSecond: l, Adaptive: true})
+				out = append(out, metrics.EffectiveLimit{App: name, Group: string(g), Limit: l})
+			}
+		}
+	}
+	ads, err := p.lim.Effective(ctx, rates...)
+	if err != nil {
+		return nil, err
+	}
+	for i, ad := range ads {
+		out[i].Rate = ad.Effective
+	}
+	return out, nil
 }
 
 // PushLabel implements worker.TaskCreator with POST /push/list/label

@@ -25,6 +25,7 @@ type Metrics struct {
 	refused   *prometheus.CounterVec
 	targets   *prometheus.CounterVec
 	backoffs  *prometheus.CounterVec
+	refusals  *prometheus.CounterVec
 	ambiguous *prometheus.CounterVec
 	repaired  prometheus.Counter
 	dropped   *prometheus.CounterVec
@@ -54,6 +55,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		backoffs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "campaignd_provider_rate_limited_total", Help: "Provider answers 429 / LimitException despite the limiter; each backs the group off for every process.",
 		}, []string{"app", "group"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "campaignd_provider_refusals_total", Help: "Calls the provider refused for rate (429, 403 LimitException, EngageLab 2002), by app and endpoint group: each lowers an adaptive group's effective limit (at most once a second).",
+		}, []string{"app", "group"}),
 		ambiguous: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "campaignd_provider_ambiguous_sends_total", Help: "Provider calls written in full whose answer never came (or not in full): the provider may have acted on them, and a retry may send twice.",
 		}, []string{"app", "group"}),
@@ -70,7 +74,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{"full", "retries", "shutdown"} {
 		m.dropped.WithLabelValues(r)
 	}
-	reg.MustRegister(m.calls, m.latency, m.waits, m.refused, m.targets, m.backoffs, m.ambiguous, m.repaired, m.dropped, m.pending)
+	reg.MustRegister(m.calls, m.latency, m.waits, m.refused, m.targets, m.backoffs, m.refusals, m.ambiguous, m.repaired, m.dropped, m.pending)
 	return m
 }
 
@@ -80,6 +84,7 @@ func (m *Metrics) ProviderCall(app, group, result string, took time.Duration) {
 	m.latency.WithLabelValues(group).Observe(took.Seconds())
 	if result == provider.KindRateLimited.String() {
 		m.backoffs.WithLabelValues(app, group).Inc()
+		m.refusals.WithLabelValues(app, group).Inc()
 	}
 }
 
@@ -205,5 +210,48 @@ func (q *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(q.done, prometheus.CounterValue, float64(info.ProcessedTotal), name)
 		ch <- prometheus.MustNewConstMetric(q.failed, prometheus.CounterValue, float64(info.FailedTotal), name)
+	}
+}
+
+// EffectiveLimit is an app's endpoint group's limit as campaignd spends it.
+type EffectiveLimit struct {
+	App, Group string
+	Rate       float64 // calls/s now: the limit, or less after refusals
+	Limit      float64 // the configured limit
+}
+
+// EffectiveLimits reads the effective limits of every adaptive group.
+type EffectiveLimits interface {
+	EffectiveLimits(ctx context.Context) ([]EffectiveLimit, error)
+}
+
+type limitCollector struct {
+	src       EffectiveLimits
+	timeout   time.Duration
+	log       zerolog.Logger
+	effective *prometheus.Desc
+}
+
+// NewLimitCollector exports campaignd_limit_effective{app,group}, read at
+// scrape time.
+func NewLimitCollector(src EffectiveLimits, timeout time.Duration, log zerolog.Logger) prometheus.Collector {
+	return &limitCollector{src: src, timeout: timeout, log: log,
+		effective: prometheus.NewDesc("campaignd_limit_effective",
+			"Calls per second campaignd books an app's endpoint group at, for every process: the configured limit, or less while the provider refuses calls for rate (another client on the key).",
+			[]string{"app", "group"}, nil)}
+}
+
+func (c *limitCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.effective }
+
+func (c *limitCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	ls, err := c.src.EffectiveLimits(ctx)
+	if err != nil {
+		c.log.Warn().Err(err).Msg("metrics: effective limits")
+		return
+	}
+	for _, l := range ls {
+		ch <- prometheus.MustNewConstMetric(c.effective, prometheus.GaugeValue, l.Rate, l.App, l.Group)
 	}
 }

@@ -61,6 +61,10 @@ func (e *RateLimited) RetryAfter() time.Duration { return e.RetryIn }
 type Rate struct {
 	Key       string
 	PerSecond float64
+	// Adaptive: the provider's refusals lower the key's rate below
+	// PerSecond for every process, and it climbs back while none come
+	// (Limiter.Refused, adaptive.go).
+	Adaptive bool
 }
 
 // Options tune a Limiter.
@@ -113,6 +117,8 @@ type Options struct {
 	// 1.5 s (a second of forwarding, and the rest of the first call's
 	// spacing and the dequeue); negative: none.
 	BacklogLead time.Duration
+	// Adapt tunes adaptive rates (Rate.Adaptive).
+	Adapt AdaptOptions
 	// Now, when set, replaces Redis TIME inside the scripts (tests move time
 	// with it). Production leaves it nil.
 	Now    func() time.Time
@@ -127,6 +133,9 @@ type Limiter struct {
 	clock   *redisClock            // Redis time on this process's clock
 	reserve *groupcommit.Committer // reserveScript: concurrent reservations share round trips
 	answers *answerTimes           // the fastest recent answer per host and group (Grant.Sent)
+
+	refusedMu sync.Mutex
+	refusedAt map[string]time.Time // the last refusal for rate known per key (prefixed), local time
 
 	mu     sync.Mutex
 	queues map[string]*localQueue // local queues by key set
@@ -158,6 +167,7 @@ func New(rdb redis.UniversalClient, opts Options) *Limiter {
 	if opts.AnswerSlack == 0 {
 		opts.AnswerSlack = 10 * time.Millisecond
 	}
+	opts.Adapt = opts.Adapt.withDefaults()
 	if opts.LocalAhead == 0 {
 		opts.LocalAhead = 200 * time.Millisecond
 	}
@@ -178,7 +188,7 @@ func New(rdb redis.UniversalClient, opts Options) *Limiter {
 	}
 	return &Limiter{rdb: rdb, opts: opts, queues: map[string]*localQueue{}, clock: newRedisClock(),
 		reserve: groupcommit.New(rdb, reserveScript, groupcommit.Options{}),
-		answers: newAnswerTimes(answerPeriod)}
+		answers: newAnswerTimes(answerPeriod), refusedAt: map[string]time.Time{}}
 }
 
 // luaPrelude starts every rate script: rd(k) reads a key's "next free time
@@ -206,29 +216,49 @@ end
 
 // reserve books the next common free slot of every key, if it is within
 // maxwait and, when a horizon is given, within it. A key holds "next free
-// time µs:bookings so far". KEYS: rate keys. ARGV[1]: now in µs or -1 for
-// Redis TIME; ARGV[2]: maxwait µs; ARGV[3]: horizon µs (0: none); ARGV[3+i]:
-// spacing of key i in µs. Returns {granted (0: beyond maxwait, 1: booked,
-// 2: beyond the horizon), wait µs, slot µs, now µs, booking number on key
-// 1, on key 2, …} (the booking numbers only when granted).
-var reserveScript = redis.NewScript(luaPrelude + `
+// time µs:bookings so far"; an adaptive key is spaced at its effective rate
+// when that is lower than its limit (adaptive.go). KEYS[1..n]: rate keys;
+// KEYS[n+1..2n]: their effective rates' keys. ARGV[1]: now in µs or -1 for
+// Redis TIME; ARGV[2]: maxwait µs; ARGV[3]: horizon µs (0: none); ARGV[4]:
+// the margin; ARGV[5..9]: the adaptive climb (AdaptOptions.args);
+// ARGV[8+2i]: spacing of key i in µs at its limit; ARGV[9+2i]: key i's
+// limit if adaptive, else 0. Returns {granted (0: beyond maxwait, 1: booked, 2:
+// beyond the horizon), wait µs, slot µs, now µs, booking number on key 1,
+// on key 2, …, the last refusal for rate on key 1 (µs, 0: none), on key 2,
+// …} (the booking numbers and refusals only when granted).
+var reserveScript = redis.NewScript(luaPrelude + luaEffective + `
 local maxwait = tonumber(ARGV[2])
 local horizon = tonumber(ARGV[3])
+local margin = tonumber(ARGV[4])
+local c = {tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])}
+local n = #KEYS / 2
 local send = now
-local counts = {}
-for i, k in ipairs(KEYS) do
-  local tat, n = rd(k)
-  counts[i] = n
+local counts, sps, lasts = {}, {}, {}
+for i = 1, n do
+  local tat, booked = rd(KEYS[i])
+  counts[i] = booked
   if tat > send then send = tat end
+  local sp, limit = tonumber(ARGV[8 + 2 * i]), tonumber(ARGV[9 + 2 * i])
+  lasts[i] = 0
+  if limit > 0 then
+    local e, _, _, last = eff(KEYS[n + i], limit, c)
+    lasts[i] = last
+    if e < limit then
+      local esp = math.floor(1e6 * (1 + margin) / e)
+      if esp > sp then sp = esp end
+    end
+  end
+  sps[i] = sp
 end
 local wait = send - now
 if wait > maxwait then return {0, wait, send, now} end
 if horizon > 0 and wait > horizon then return {2, wait, send, now} end
 local out = {1, wait, send, now}
-for i, k in ipairs(KEYS) do
-  local nt = send + tonumber(ARGV[3 + i])
-  redis.call('SET', k, string.format('%.0f:%d', nt, counts[i] + 1), 'PX', math.floor((nt - now) / 1000) + 2000)
+for i = 1, n do
+  local nt = send + sps[i]
+  redis.call('SET', KEYS[i], string.format('%.0f:%d', nt, counts[i] + 1), 'PX', math.floor((nt - now) / 1000) + 2000)
   out[4 + i] = counts[i] + 1
+  out[4 + n + i] = lasts[i]
 end
 return out
 `)
@@ -270,7 +300,8 @@ type Reservation struct {
 	earliest time.Time
 	slot     int64 // the slot in Redis time, µs
 	keys     []string
-	perKey   []any // per key: spacing µs, booking number, calls per window
+	perKey   []any     // per key: spacing µs, booking number, calls per window
+	booked   time.Time // when the booking's answer came
 }
 
 // windowCalls is how many calls the strict reading allows in one window of
@@ -311,17 +342,22 @@ func (l *Limiter) Horizon(perSecond float64) time.Duration {
 // shortest Horizon of the rates books nothing either, and the error is a
 // *beyondHorizon.
 func (l *Limiter) reserveWithin(ctx context.Context, maxWait time.Duration, horizon bool, rates []Rate) (Reservation, error) {
-	keys := make([]string, 0, len(rates))
-	args := make([]any, 0, len(rates)+3)
+	keys := make([]string, 0, 2*len(rates))
+	args := make([]any, 0, 2*len(rates)+9)
 	perSecond := make([]float64, 0, len(rates))
-	args = append(args, l.nowArg(), maxWait.Microseconds(), int64(0))
+	args = append(args, l.nowArg(), maxWait.Microseconds(), int64(0), l.opts.Margin)
+	args = append(args, l.opts.Adapt.args()...)
 	var h time.Duration
 	for _, r := range rates {
 		if r.PerSecond <= 0 || math.IsInf(r.PerSecond, 1) || math.IsNaN(r.PerSecond) {
 			continue
 		}
 		keys = append(keys, l.opts.Prefix+r.Key)
-		args = append(args, l.Spacing(r.PerSecond).Microseconds())
+		limit := 0.0
+		if r.Adaptive {
+			limit = r.PerSecond
+		}
+		args = append(args, l.Spacing(r.PerSecond).Microseconds(), limit)
 		perSecond = append(perSecond, r.PerSecond)
 		if kh := l.Horizon(r.PerSecond); h == 0 || kh < h {
 			h = kh
@@ -329,6 +365,10 @@ func (l *Limiter) reserveWithin(ctx context.Context, maxWait time.Duration, hori
 	}
 	if len(keys) == 0 {
 		return Reservation{}, nil
+	}
+	n := len(keys)
+	for _, k := range keys[:n] {
+		keys = append(keys, effKey(k))
 	}
 	if horizon {
 		args[2] = max(h.Microseconds(), 1)
@@ -341,7 +381,7 @@ func (l *Limiter) reserveWithin(ctx context.Context, maxWait time.Duration, hori
 		return Reservation{}, fmt.Errorf("ratelimit: reserve %v: %w", keys, err)
 	}
 	got := time.Now()
-	if len(res) < 4 || (res[0] == 1 && len(res) != 4+len(keys)) {
+	if len(res) < 4 || (res[0] == 1 && len(res) != 4+2*n) {
 		return Reservation{}, fmt.Errorf("ratelimit: reserve %v: unexpected answer %v", keys, res)
 	}
 	wait := time.Duration(res[1]) * time.Microsecond
@@ -351,11 +391,20 @@ func (l *Limiter) reserveWithin(ctx context.Context, maxWait time.Duration, hori
 	case 2:
 		return Reservation{}, &beyondHorizon{in: wait - h}
 	}
-	per := make([]any, 0, 3*len(keys))
-	for i := range keys {
-		per = append(per, args[3+i], res[4+i], windowCalls(perSecond[i]))
+	// The calls R places after a late one keep their distance at the
+	// limit's spacing (an effective rate's is longer: that only adds to it).
+	per := make([]any, 0, 3*n)
+	for i := range n {
+		per = append(per, args[9+2*i], res[4+i], windowCalls(perSecond[i]))
 	}
-	r := Reservation{Wait: wait, SendAt: got.Add(wait), earliest: got.Add(wait), slot: res[2], keys: keys, perKey: per}
+	r := Reservation{Wait: wait, SendAt: got.Add(wait), earliest: got.Add(wait), slot: res[2], keys: keys[:n:n], perKey: per, booked: got}
+	for i := range n {
+		if last := res[4+n+i]; last > 0 {
+			// Redis time to this process's clock, on the early side (the
+			// answer's arrival less the time since).
+			l.noteRefusal(keys[i], got.Add(-time.Duration(res[3]-last)*time.Microsecond))
+		}
+	}
 	if l.opts.Now == nil {
 		// The slot on this process's clock: sleep until its latest
 		// possible time, count lateness from its earliest (redisClock).
@@ -578,6 +627,12 @@ func (l *Limiter) serve(ctx context.Context, t *ticket, check CheckFunc, rates [
 				}
 			}
 		}
+		// A refusal for rate came after this slot was booked (at the rate
+		// before it): book again, at the rate after it.
+		if attempt < 5 && l.refusedSinceBooked(r) {
+			l.opts.Logger.Debug().Strs("keys", r.keys).Msg("ratelimit: refused for rate since the slot was booked; booking again")
+			continue
+		}
 		g = &Grant{l: l, r: r}
 		// The decision to send is taken now, at the slot.
 		if check != nil {
@@ -720,7 +775,8 @@ type WaitObserver interface {
 type Gate struct {
 	L        *Limiter
 	Rates    RatesFunc
-	Observer WaitObserver // optional
+	Adaptive func(app string) bool // optional: the app's group rates adapt to refusals (Rate.Adaptive)
+	Observer WaitObserver          // optional
 }
 
 // Gate returns a provider.Gate over rates.
@@ -737,7 +793,7 @@ func (g *Gate) Acquire(ctx context.Context, app string, group provider.Group) er
 func (g *Gate) AcquireGrant(ctx context.Context, app string, group provider.Group) (provider.Grant, error) {
 	var rates []Rate
 	if r, ok := g.Rates(app, group); ok && r > 0 {
-		rates = append(rates, Rate{Key: GroupKey(app, group), PerSecond: r})
+		rates = append(rates, Rate{Key: GroupKey(app, group), PerSecond: r, Adaptive: g.Adaptive != nil && g.Adaptive(app)})
 	}
 	if group != provider.GroupToken {
 		extra, _ := ctx.Value(extraKey{}).([]Rate)
