@@ -125,6 +125,21 @@ type Status struct {
 	Planned         bool         `json:"planned,omitempty"`    // every batch is stored: the totals are final
 	ProviderTaskIDs []string     `json:"provider_task_ids"`
 	Errors          []FieldError `json:"errors,omitempty"`
+	// Throttled lists the app's limits the campaign runs below because the
+	// provider refuses calls for rate (another client on the app key, or a
+	// plan below the configured limits). Read when asked (GET
+	// /api/campaigns/{id}), not stored.
+	Throttled []Throttle `json:"throttled,omitempty"`
+}
+
+// Throttle is one endpoint group an app's campaigns run below the
+// configured limit of, for every process.
+type Throttle struct {
+	Group   string  `json:"group"`
+	Rate    float64 `json:"rate"`                // calls/s the group is booked at now
+	Limit   float64 `json:"limit"`               // the configured limit
+	Refused int     `json:"refused_last_minute"` // the provider's refusals for rate in the last minute
+	Note    string  `json:"note"`                // the same, for people
 }
 
 // Rejection is published on campaigns.rejected for a message without a valid

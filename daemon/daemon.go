@@ -276,6 +276,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 		Campaigns:         d.store,
 		QueueFor:          worker.QueueFor,
 		Schedules:         d.sched.Schedules,
+		Throttles:         provs.Throttles,
 		RedisOpt:          d.redisOpt,
 		Gatherer:          reg,
 		Ready:             d.readyChecks(),

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -31,6 +33,7 @@ type providers struct {
 	engagelab map[string]*engagelab.Client
 	lim       *ratelimit.Limiter
 	apps      map[string]config.App
+	groups    map[campaigns.Kind][]provider.Group // the limit groups of each kind's calls
 	log       zerolog.Logger
 	httpc     *http.Client
 	// pushResults recycles push/single's results (*[]easemob.TargetResult).
@@ -43,8 +46,12 @@ func newProviders(cfg config.Config, lim *ratelimit.Limiter, m *metrics.Metrics,
 		engagelab:   map[string]*engagelab.Client{},
 		lim:         lim,
 		apps:        cfg.Apps,
+		groups:      map[campaigns.Kind][]provider.Group{},
 		log:         log,
 		pushResults: sync.Pool{New: func() any { return new([]easemob.TargetResult) }},
+	}
+	for _, k := range worker.KindInfos() {
+		p.groups[k.Kind] = k.Groups
 	}
 	var bases []string
 	for _, a := range cfg.Apps {
@@ -433,6 +440,43 @@ var providerGroups = map[string][]provider.Group{
 		provider.GroupPushTask, provider.GroupLabel, provider.GroupLabelUser, provider.GroupUser, provider.GroupNotification,
 		provider.GroupTemplate, provider.GroupToken},
 	config.ProviderEngageLab: {provider.GroupTags},
+}
+
+// Throttles says which limit groups of app that a campaign of kind uses
+// run below their configured limit because the provider refuses calls for
+// rate, or were refused in the last minute (httpapi.Options.Throttles).
+func (p *providers) Throttles(ctx context.Context, app string, kind campaigns.Kind) ([]campaigns.Throttle, error) {
+	a, ok := p.apps[app]
+	if !ok || !a.Adapts() {
+		return nil, nil
+	}
+	var rates []ratelimit.Rate
+	var groups []provider.Group
+	for _, g := range p.groups[kind] {
+		if l := a.Limit(g); l > 0 && g != provider.GroupToken {
+			rates = append(rates, ratelimit.Rate{Key: ratelimit.GroupKey(app, g), PerSecond: l, Adaptive: true})
+			groups = append(groups, g)
+		}
+	}
+	ads, err := p.lim.Effective(ctx, rates...)
+	if err != nil {
+		return nil, err
+	}
+	var out []campaigns.Throttle
+	for i, ad := range ads {
+		if ad.Effective >= ad.Limit && ad.Refusals == 0 {
+			continue
+		}
+		rate, limit := math.Round(ad.Effective*10)/10, math.Round(ad.Limit*10)/10
+		calls := "calls"
+		if ad.Refusals == 1 {
+			calls = "call"
+		}
+		out = append(out, campaigns.Throttle{Group: string(groups[i]), Rate: rate, Limit: limit, Refused: ad.Refusals,
+			Note: fmt.Sprintf("%s at %s/s of %s: the provider refused %d %s in the last minute", groups[i],
+				strconv.FormatFloat(rate, 'f', -1, 64), strconv.FormatFloat(limit, 'f', -1, 64), ad.Refusals, calls)})
+	}
+	return out, nil
 }
 
 // EffectiveLimits implements metrics.EffectiveLimits: every adaptive app's

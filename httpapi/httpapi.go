@@ -57,7 +57,12 @@ type Options struct {
 	// times and last tick ((*scheduler.Scheduler).Schedules), for GET
 	// /api/schedules and the schedules on /campaigns/; without it neither
 	// is served.
-	Schedules          func(n int) []scheduler.ScheduleInfo
+	Schedules func(n int) []scheduler.ScheduleInfo
+	// Throttles reads the limits of app a campaign of kind runs below
+	// because the provider refuses calls for rate, for the status of
+	// campaigns not final (GET /api/campaigns/{id}, the campaign's page);
+	// without it (or without Campaigns) nothing is said.
+	Throttles          func(ctx context.Context, app string, kind campaigns.Kind) ([]campaigns.Throttle, error)
 	RedisOpt           asynq.RedisConnOpt
 	Gatherer           prometheus.Gatherer
 	Ready              []Check
@@ -196,8 +201,30 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	case !found:
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown campaign", "id": id})
 	default:
+		if !st.Status.Final() && s.o.Campaigns != nil {
+			if c, err := s.o.Campaigns.Campaign(r.Context(), id); err == nil {
+				st.Throttled = s.throttled(r.Context(), c.App, st)
+			}
+		}
 		writeJSON(w, http.StatusOK, st)
 	}
+}
+
+// throttled is what Options.Throttles says for a campaign of app (nothing
+// when it cannot say).
+func (s *Server) throttled(ctx context.Context, app string, st campaigns.Status) []campaigns.Throttle {
+	if s.o.Throttles == nil {
+		return nil
+	}
+	if app == "" {
+		app = "default"
+	}
+	th, err := s.o.Throttles(ctx, app, st.Kind)
+	if err != nil {
+		s.o.Logger.Debug().Err(err).Str("campaign", st.ID).Msg("effective limits not read")
+		return nil
+	}
+	return th
 }
 
 func (s *Server) failures(w http.ResponseWriter, r *http.Request) {

@@ -89,6 +89,7 @@ type detailView struct {
 	At, AtISO            string
 	ExpiresAt            string
 	Errors               []campaigns.FieldError
+	Throttled            []campaigns.Throttle
 	Failures             []campaigns.Failure
 	FailuresTotal        int64
 	FailuresFirst        int64 // 1-based number of the first listed
@@ -277,6 +278,7 @@ func (s *Server) detailPage(w http.ResponseWriter, r *http.Request) {
 	}
 	if !v.Final {
 		v.Refresh = refreshSeconds
+		v.Throttled = s.throttled(ctx, c.App, st)
 	}
 	v.At, v.AtISO = formatTime(st.At)
 	if c.ExpiresAt != nil {

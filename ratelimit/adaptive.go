@@ -53,7 +53,7 @@ type AdaptOptions struct {
 	Decrease      float64       // the factor a refusal multiplies the rate by; default 0.8
 	Hold          time.Duration // no climb and no second decrease for this long after a decrease; default 1 s (the provider's window)
 	Fast          float64       // the climb to the plateau, a share of the peak per second; default 0.1
-	Near          float64       // the plateau is the peak less this share of it, or the peak's whole calls less one when that is lower; default 0.1
+	Near          float64       // the plateau is the peak less this share of it, or a call fewer in a second than the peak put there when that is lower; default 0.05
 	Plateau       time.Duration // how long the rate stays on the plateau; default 10 s
 	Increase      float64       // the climb after the plateau, a share of the limit per second; default 0.04
 	Floor         float64       // the least share of the limit; default 0.05
@@ -74,7 +74,7 @@ func (o AdaptOptions) withDefaults() AdaptOptions {
 		o.Increase = 0.04
 	}
 	if o.Near <= 0 || o.Near >= 1 {
-		o.Near = 0.1
+		o.Near = 0.05
 	}
 	if o.Hold <= 0 {
 		o.Hold = time.Second
@@ -88,9 +88,10 @@ func (o AdaptOptions) withDefaults() AdaptOptions {
 	return o
 }
 
-// args are the climb's ARGV, in luaEffective's order.
-func (o AdaptOptions) args() []any {
-	return []any{o.Fast, o.Plateau.Seconds(), o.Increase, o.Near, o.Hold.Seconds()}
+// args are the climb's ARGV, in luaEffective's order (margin: the
+// limiter's).
+func (o AdaptOptions) args(margin float64) []any {
+	return []any{o.Fast, o.Plateau.Seconds(), o.Increase, o.Near, o.Hold.Seconds(), margin}
 }
 
 func effKey(key string) string     { return key + ":eff" }
@@ -105,8 +106,14 @@ func refusedKey(key string) string { return key + ":refused" }
 // limit.
 const luaEffective = `
 local function climb(e, dt, peak, limit, c)
+  -- the plateau: at most (1 - near) of the peak, and a call fewer in a
+  -- second than the peak put there (calls at a/s, spaced evenly, put
+  -- ceil(a) in a second, or one more when a is within a call's jitter
+  -- under a whole number), less a tenth of a call for that jitter
   local top = math.min(peak * (1 - c[4]), limit)
-  if peak >= 2 then top = math.min(top, math.floor(peak) - 1) end
+  if peak >= 2 then
+    top = math.min(top, (math.ceil(peak / (1 + c[6]) + 0.05) - 1.1) * (1 + c[6]))
+  end
   if e < top then
     local need = (top - e) / (c[1] * peak)
     if dt <= need then return e + dt * c[1] * peak, 0 end
@@ -138,13 +145,13 @@ end
 // effective rate's key; KEYS[2]: the refusals' sorted set. ARGV[1]: now µs
 // or -1 for Redis TIME; ARGV[2]: the limit (calls/s); ARGV[3]: the
 // decrease factor; ARGV[4]: hold µs; ARGV[5]: the floor (a share of the
-// limit); ARGV[6]: the refusal window µs; ARGV[7..11]: the climb
+// limit); ARGV[6]: the refusal window µs; ARGV[7..12]: the climb
 // (AdaptOptions.args). Returns {1 if lowered else 0, the effective rate
 // in thousandths of a call per second, the refusals within the window}.
 var refusedScript = redis.NewScript(luaNow + luaEffective + `
 local limit, factor, hold = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local floor, window = tonumber(ARGV[5]), tonumber(ARGV[6])
-local c = {tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])}
+local c = {tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])}
 redis.call('ZADD', KEYS[2], now, string.format('%.0f:%d', now, redis.call('ZCARD', KEYS[2])))
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
 redis.call('PEXPIRE', KEYS[2], math.floor(window / 1000) + 1000)
@@ -174,10 +181,10 @@ return {1, math.floor(e * 1000), n}
 // effectiveScript reads a key's effective rate and its recent refusals.
 // KEYS[1]: the effective rate's key; KEYS[2]: the refusals' sorted set.
 // ARGV[1]: now µs or -1; ARGV[2]: the limit; ARGV[3]: the refusal window
-// µs; ARGV[4..8]: the climb. Returns {the effective rate in thousandths,
+// µs; ARGV[4..9]: the climb. Returns {the effective rate in thousandths,
 // the refusals within the window}.
 var effectiveScript = redis.NewScript(luaNow + luaEffective + `
-local c = {tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])}
+local c = {tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])}
 local e = eff(KEYS[1], tonumber(ARGV[2]), c)
 return {math.floor(e * 1000), redis.call('ZCOUNT', KEYS[2], now - tonumber(ARGV[3]), '+inf')}
 `)
@@ -196,7 +203,7 @@ type Adapted struct {
 func (l *Limiter) Refused(ctx context.Context, rate Rate) (Adapted, error) {
 	o := l.opts.Adapt
 	k := l.opts.Prefix + rate.Key
-	args := append([]any{l.nowArg(), rate.PerSecond, o.Decrease, o.Hold.Microseconds(), o.Floor, o.RefusalWindow.Microseconds()}, o.args()...)
+	args := append([]any{l.nowArg(), rate.PerSecond, o.Decrease, o.Hold.Microseconds(), o.Floor, o.RefusalWindow.Microseconds()}, o.args(l.opts.Margin)...)
 	res, err := refusedScript.Run(ctx, l.rdb, []string{effKey(k), refusedKey(k)}, args...).Int64Slice()
 	if err != nil {
 		return Adapted{}, fmt.Errorf("ratelimit: refusal on %s: %w", rate.Key, err)
@@ -223,7 +230,7 @@ func (l *Limiter) Effective(ctx context.Context, rates ...Rate) ([]Adapted, erro
 	cmds := make([]*redis.Cmd, len(rates))
 	for i, r := range rates {
 		k := l.opts.Prefix + r.Key
-		args := append([]any{l.nowArg(), r.PerSecond, o.RefusalWindow.Microseconds()}, o.args()...)
+		args := append([]any{l.nowArg(), r.PerSecond, o.RefusalWindow.Microseconds()}, o.args(l.opts.Margin)...)
 		cmds[i] = effectiveScript.EvalSha(ctx, pipe, []string{effKey(k), refusedKey(k)}, args...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {

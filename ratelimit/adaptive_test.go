@@ -9,9 +9,9 @@ import (
 
 // An adaptive rate falls by a fifth on a refusal, at most once per hold,
 // stays there until a hold has passed since the last refusal, climbs back
-// quickly to a call a second under the rate a second before the refusal,
-// stays there for the plateau, then climbs at the normal pace to the
-// limit.
+// quickly to a call fewer in a second than the rate a second before the
+// refusal put there, stays there for the plateau, then climbs at the
+// normal pace to the limit.
 func TestAnAdaptiveRateFallsOnRefusalsAndClimbsBack(t *testing.T) {
 	t.Parallel()
 	l, clk, _ := setup(t)
@@ -24,14 +24,14 @@ func TestAnAdaptiveRateFallsOnRefusalsAndClimbsBack(t *testing.T) {
 		want    float64 // the effective rate after the step
 	}{
 		{0, false, false, 10},
-		{0, true, true, 8},                         // peak 10
-		{500 * time.Millisecond, true, false, 8},   // within the hold: counts, lowers nothing
-		{500 * time.Millisecond, false, false, 8},  // flat until a hold after the last refusal
-		{200 * time.Millisecond, true, true, 6.4},  // the peak is the rate a second ago, 8
-		{time.Second, false, false, 6.4},           // held
-		{1380 * time.Millisecond, false, false, 7}, // 0.8/s (a tenth of the peak) up to the plateau, a call under the peak, after 0.75 s
-		{5 * time.Second, false, false, 7.126},     // 5 s on the plateau, then 0.2/s (2% of the limit) for 0.63 s
-		{time.Minute, false, false, 10},            // at 0.2/s to the limit
+		{0, true, true, 8},                             // peak 10
+		{500 * time.Millisecond, true, false, 8},       // within the hold: counts, lowers nothing
+		{500 * time.Millisecond, false, false, 8},      // flat until a hold after the last refusal
+		{200 * time.Millisecond, true, true, 6.4},      // the peak is the rate a second ago, 8
+		{time.Second, false, false, 6.4},               // held
+		{1380 * time.Millisecond, false, false, 6.969}, // 0.8/s (a tenth of the peak) up to the plateau: 6.9 calls a second (the peak put 8 in a second), spaced with the margin
+		{10 * time.Second, false, false, 7.2365},       // 10 s on the plateau, then 0.4/s (4% of the limit) for 0.67 s
+		{time.Minute, false, false, 10},                // at 0.4/s to the limit
 	} {
 		clk.Advance(st.advance)
 		if st.refuse {

@@ -220,8 +220,8 @@ end
 // when that is lower than its limit (adaptive.go). KEYS[1..n]: rate keys;
 // KEYS[n+1..2n]: their effective rates' keys. ARGV[1]: now in µs or -1 for
 // Redis TIME; ARGV[2]: maxwait µs; ARGV[3]: horizon µs (0: none); ARGV[4]:
-// the margin; ARGV[5..9]: the adaptive climb (AdaptOptions.args);
-// ARGV[8+2i]: spacing of key i in µs at its limit; ARGV[9+2i]: key i's
+// the margin; ARGV[5..10]: the adaptive climb (AdaptOptions.args);
+// ARGV[9+2i]: spacing of key i in µs at its limit; ARGV[10+2i]: key i's
 // limit if adaptive, else 0. Returns {granted (0: beyond maxwait, 1: booked, 2:
 // beyond the horizon), wait µs, slot µs, now µs, booking number on key 1,
 // on key 2, …, the last refusal for rate on key 1 (µs, 0: none), on key 2,
@@ -230,7 +230,7 @@ var reserveScript = redis.NewScript(luaPrelude + luaEffective + `
 local maxwait = tonumber(ARGV[2])
 local horizon = tonumber(ARGV[3])
 local margin = tonumber(ARGV[4])
-local c = {tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])}
+local c = {tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])}
 local n = #KEYS / 2
 local send = now
 local counts, sps, lasts = {}, {}, {}
@@ -238,7 +238,7 @@ for i = 1, n do
   local tat, booked = rd(KEYS[i])
   counts[i] = booked
   if tat > send then send = tat end
-  local sp, limit = tonumber(ARGV[8 + 2 * i]), tonumber(ARGV[9 + 2 * i])
+  local sp, limit = tonumber(ARGV[9 + 2 * i]), tonumber(ARGV[10 + 2 * i])
   lasts[i] = 0
   if limit > 0 then
     local e, _, _, last = eff(KEYS[n + i], limit, c)
@@ -343,10 +343,10 @@ func (l *Limiter) Horizon(perSecond float64) time.Duration {
 // *beyondHorizon.
 func (l *Limiter) reserveWithin(ctx context.Context, maxWait time.Duration, horizon bool, rates []Rate) (Reservation, error) {
 	keys := make([]string, 0, 2*len(rates))
-	args := make([]any, 0, 2*len(rates)+9)
+	args := make([]any, 0, 2*len(rates)+10)
 	perSecond := make([]float64, 0, len(rates))
 	args = append(args, l.nowArg(), maxWait.Microseconds(), int64(0), l.opts.Margin)
-	args = append(args, l.opts.Adapt.args()...)
+	args = append(args, l.opts.Adapt.args(l.opts.Margin)...)
 	var h time.Duration
 	for _, r := range rates {
 		if r.PerSecond <= 0 || math.IsInf(r.PerSecond, 1) || math.IsNaN(r.PerSecond) {
@@ -395,7 +395,7 @@ func (l *Limiter) reserveWithin(ctx context.Context, maxWait time.Duration, hori
 	// limit's spacing (an effective rate's is longer: that only adds to it).
 	per := make([]any, 0, 3*n)
 	for i := range n {
-		per = append(per, args[9+2*i], res[4+i], windowCalls(perSecond[i]))
+		per = append(per, args[10+2*i], res[4+i], windowCalls(perSecond[i]))
 	}
 	r := Reservation{Wait: wait, SendAt: got.Add(wait), earliest: got.Add(wait), slot: res[2], keys: keys[:n:n], perKey: per, booked: got}
 	for i := range n {

@@ -476,14 +476,18 @@ func (c *cli) status(ctx context.Context, args []string) (int, error) {
 const maxListedFailures = 50
 
 // outcome tells people, on stderr (stdout stays the status JSON), what
-// happened to the targets: the counts, each refused target with the
-// provider's reason, and the campaign's own errors.
+// happened to the targets: the counts, the app limits it runs below
+// because the provider refuses calls for rate, each refused target with
+// the provider's reason, and the campaign's own errors.
 func (c *cli) outcome(ctx context.Context, st campaigns.Status) {
 	fmt.Fprintf(c.errw, "%s (%s): %s — %d of %d targets sent, %d failed", st.ID, st.Kind, st.Status, st.Sent, st.TargetsTotal, st.Failed)
 	if st.Dropped > 0 {
 		fmt.Fprintf(c.errw, ", %d dropped (expired)", st.Dropped)
 	}
 	fmt.Fprintln(c.errw)
+	for _, th := range st.Throttled {
+		fmt.Fprintf(c.errw, "  below the app's limit: %s\n", th.Note)
+	}
 	for _, e := range st.Errors {
 		fmt.Fprintf(c.errw, "  error: %s: %s\n", e.Field, e.Message)
 	}

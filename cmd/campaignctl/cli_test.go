@@ -250,7 +250,7 @@ func TestStatusOverHTTP(t *testing.T) {
 		}
 		switch r.URL.Path {
 		case "/api/campaigns/known":
-			fmt.Fprint(w, `{"id":"known","status":"running"}`)
+			fmt.Fprint(w, `{"id":"known","status":"running","throttled":[{"group":"push_single","rate":6.8,"limit":10,"refused_last_minute":4,"note":"push_single at 6.8/s of 10: the provider refused 4 calls in the last minute"}]}`)
 			return
 		case "/api/campaigns/test-5":
 			fmt.Fprint(w, `{"id":"test-5","kind":"single_push","status":"partially_failed","targets_total":5,"sent":4,"failed":1}`)
@@ -262,8 +262,9 @@ func TestStatusOverHTTP(t *testing.T) {
 		w.WriteHeader(404)
 	}))
 	defer srv.Close()
-	if code, out, _ := runCLI(t, "-api", srv.URL, "-password", "pw", "status", "known"); code != 0 || !strings.Contains(out, "running") {
-		t.Fatalf("status: %d %s", code, out)
+	if code, out, errs := runCLI(t, "-api", srv.URL, "-password", "pw", "status", "known"); code != 0 || !strings.Contains(out, "running") ||
+		!strings.Contains(errs, "below the app's limit: push_single at 6.8/s of 10: the provider refused 4 calls in the last minute") {
+		t.Fatalf("status: %d %s\n%s", code, out, errs)
 	}
 	code, out, errs := runCLI(t, "-api", srv.URL, "-password", "pw", "status", "test-5")
 	if code != 0 || !strings.Contains(out, `"partially_failed"`) ||

@@ -354,6 +354,7 @@ func exportedMetrics(t *testing.T) map[string]string {
 	t.Cleanup(func() { _ = insp.Close() })
 	rec.MustRegister(metrics.NewCampaignCollector(store.New(rdb, store.Options{}), 2*time.Second, zerolog.Nop()))
 	rec.MustRegister(metrics.NewQueueCollector(insp))
+	rec.MustRegister(metrics.NewLimitCollector(noLimits{}, time.Second, zerolog.Nop()))
 	described := rec.described(t)
 	for n, k := range described {
 		if prev, ok := out[n]; ok && k != "" && prev != k {
@@ -501,3 +502,9 @@ func TestMetricNames(t *testing.T) {
 		}
 	}
 }
+
+// noLimits has no adaptive app (the daemon's collector reads Redis; here
+// only its description counts).
+type noLimits struct{}
+
+func (noLimits) EffectiveLimits(context.Context) ([]metrics.EffectiveLimit, error) { return nil, nil }

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -62,7 +63,7 @@ func setup(t *testing.T, real, configured float64, procs int, extra string) *env
 			[]string{"CAMPAIGND_HTTP_ADDR=" + strings.TrimPrefix(root, "http://")})
 		testenv.WaitReady(t, root+"/readyz", p)
 		t.Cleanup(func() {
-			if !t.Failed() {
+			if !t.Failed() && os.Getenv("SHAREDKEY_LOG") == "" {
 				return
 			}
 			for _, l := range strings.Split(p.Log(), "\n") {
@@ -113,6 +114,53 @@ func (e *env) status(t *testing.T, id string) (st struct {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// checkThrottled waits (at most 20 s) until the running campaign's status
+// says it runs below push_single's limit because the provider refuses
+// calls, and checks its page says so too.
+func (e *env) checkThrottled(t *testing.T, id string) {
+	t.Helper()
+	note := regexp.MustCompile(`^push_single at [0-9.]+/s of 10: the provider refused [0-9]+ calls? in the last minute$`)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		var st struct {
+			Throttled []struct {
+				Group   string  `json:"group"`
+				Rate    float64 `json:"rate"`
+				Limit   float64 `json:"limit"`
+				Refused int     `json:"refused_last_minute"`
+				Note    string  `json:"note"`
+			} `json:"throttled"`
+		}
+		resp, err := http.Get(e.http[0] + "/api/campaigns/" + id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Throttled) > 0 {
+			th := st.Throttled[0]
+			if th.Group != "push_single" || th.Limit != 10 || th.Rate >= 10 || th.Refused < 1 || !note.MatchString(th.Note) {
+				t.Fatalf("throttled: %+v", st.Throttled)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the status never said the campaign runs below its limit")
+		}
+	}
+	resp, err := http.Get(e.http[0] + "/campaigns/" + id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !regexp.MustCompile(`push_single at [0-9.]+/s of 10: the provider refused`).Match(page) {
+		t.Errorf("the campaign's page does not say it runs below its limit:\n%s", page)
+	}
 }
 
 // waitFinal waits for the campaign's final status, for at most within.
@@ -336,6 +384,7 @@ func TestAnotherClientOnTheKey(t *testing.T) {
 	f := e.startForeign(t, foreignRate)
 	time.Sleep(2 * time.Second)
 	e.submit(t, "beside", n)
+	e.checkThrottled(t, "beside")
 	e.waitFinal(t, "beside", 2*time.Minute)
 	j := e.judge(t, "beside", n, f, r, real, foreignRate, 5*time.Second)
 	j.check(t)
