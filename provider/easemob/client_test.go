@@ -757,3 +757,19 @@ func TestGrantsAreToldWhenWritten(t *testing.T) {
 		t.Fatalf("on a new plain connection: %v, want [true false]", e.gate.newConn)
 	}
 }
+
+// A client with no token fetches one before its call waits for its slot,
+// not at the slot (callOp): a token request there would wait for its own
+// slot and the call would go out late, moving its app's schedule on.
+func TestTheFirstTokenComesBeforeTheWait(t *testing.T) {
+	t.Parallel()
+	e := setup(t, pushsim.Config{LimitsOff: true})
+	if _, err := e.c.PushSingle(context.Background(), []string{"u1"}, PushRequest{PushMessage: msg}); err != nil {
+		t.Fatal(err)
+	}
+	e.gate.mu.Lock()
+	defer e.gate.mu.Unlock()
+	if len(e.gate.groups) != 2 || e.gate.groups[0] != provider.GroupToken || e.gate.groups[1] != provider.GroupPushSingle {
+		t.Fatalf("gate asked for %v, want [token push_single]", e.gate.groups)
+	}
+}
