@@ -47,6 +47,9 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "campaignd: -log-level: %v\n", err)
 		return 2
 	}
+	// Milliseconds in every log line: calls go out a tenth of a second
+	// apart, and a second's precision cannot tell them apart.
+	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
 	var log zerolog.Logger
 	if *logJSON {
 		log = zerolog.New(os.Stderr)
