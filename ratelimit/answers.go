@@ -21,8 +21,12 @@ type answerTimes struct {
 	period time.Duration
 
 	mu   sync.Mutex
-	keys map[string]*fastest
+	keys map[answerKey]*fastest
 }
+
+// answerKey is a host and one of its limit groups; group "" stands for
+// every group of the host.
+type answerKey struct{ host, group string }
 
 type fastest struct {
 	since     time.Time     // the current bucket's start
@@ -32,7 +36,7 @@ type fastest struct {
 const maxAnswerKeys = 1_000
 
 func newAnswerTimes(period time.Duration) *answerTimes {
-	return &answerTimes{period: period, keys: make(map[string]*fastest)}
+	return &answerTimes{period: period, keys: make(map[answerKey]*fastest)}
 }
 
 // slower records a call to host's group written at written and answered
@@ -43,7 +47,7 @@ func (a *answerTimes) slower(host, group string, written time.Time, took time.Du
 	took = max(took, 0)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	f, all := a.get(host+" "+group, written), a.get(host, written)
+	f, all := a.get(answerKey{host, group}, written), a.get(answerKey{host, ""}, written)
 	best, ok := f.best()
 	if !ok {
 		best, ok = all.best()
@@ -57,7 +61,7 @@ func (a *answerTimes) slower(host, group string, written time.Time, took time.Du
 }
 
 // get answers key's record, its buckets moved on to now.
-func (a *answerTimes) get(key string, now time.Time) *fastest {
+func (a *answerTimes) get(key answerKey, now time.Time) *fastest {
 	f := a.keys[key]
 	if f == nil {
 		if len(a.keys) >= maxAnswerKeys {

@@ -82,7 +82,7 @@ type Options struct {
 	// moved on (the answer's transit and the send). Default 500 µs.
 	Guard time.Duration
 	// NewConnLate is how much later than its write a request on a plain
-	// (not TLS) connection opened for it counts (see Grant.Written): the
+	// (not TLS) connection opened for it counts (see Grant.Sent): the
 	// provider reads it only once it has accepted the connection, which
 	// the client cannot see. make bench-apps measured 21 ms with 100 apps
 	// opening connections within one second on two busy cores. Default
@@ -90,11 +90,11 @@ type Options struct {
 	NewConnLate time.Duration
 	// AnswerSlack is how much slower than the fastest recent answer of
 	// its host and group (answerTimes) a call's answer may come before the
-	// excess counts as lateness: the provider may have read the call that much later
-	// than it was written (its process waited for a core, a packet was
-	// held up), and it stamped it no later than it answered. The margin
-	// covers MaxLate + AnswerSlack. Default 10 ms; negative: answers are
-	// not used.
+	// excess counts as lateness: the provider may have read the call that
+	// much later than it was written (its process waited for a core, a
+	// packet was held up), and it stamped it no later than it answered.
+	// The margin covers MaxLate + AnswerSlack. Default 10 ms; negative:
+	// answers are not used.
 	AnswerSlack time.Duration
 	// LocalAhead bounds how far ahead one process books a key: at most
 	// ceil(R × LocalAhead) of its callers hold a reservation at once, the
@@ -689,10 +689,10 @@ const answerPeriod = 30 * time.Second
 // the fastest recent one to the same host and group by more than
 // AnswerSlack counts the excess (the provider stamped the call no later
 // than it answered; a provider whose process waited for a core stamps
-// late and answers late). The
-// larger of the two counts. If the call is then later than MaxLate, the
-// schedule is moved on by that much while the call R places later is not
-// booked yet (one script call, only then). Safe on a nil Grant.
+// late and answers late). The larger of the two counts. If the call is
+// then later than MaxLate, the schedule is moved on by that much while the
+// call R places later is not booked yet (one script call, only then).
+// Safe on a nil Grant.
 func (g *Grant) Sent(s provider.Sent) {
 	if g == nil || len(g.r.keys) == 0 || g.l.opts.Now != nil || s.Written.IsZero() {
 		return

@@ -104,11 +104,7 @@ func BenchmarkApps(b *testing.B) {
 func appsRound(b *testing.B, bin string, cfg appsConfig, n, procs int) string {
 	rate := cfg.rate(n)
 	perApp := int(rate * 100 * cfg.seconds)
-	simPort := testenv.FreePort(b)
-	simURL := fmt.Sprintf("http://127.0.0.1:%d", simPort)
-	sim := testenv.StartProc(b, bin+"/pushsim", []string{"-addr", fmt.Sprintf("127.0.0.1:%d", simPort),
-		"-limit", fmt.Sprintf("push_single=%g", rate)}, nil)
-	testenv.WaitHTTP(b, simURL+"/_sim/stats")
+	simURL, sim := testenv.StartSimProc(b, bin+"/pushsim", "-limit", fmt.Sprintf("push_single=%g", rate))
 	rd := testenv.StartRedis(b)
 	ns := testenv.StartNATS(b)
 
@@ -130,14 +126,11 @@ func appsRound(b *testing.B, bin string, cfg appsConfig, n, procs int) string {
 	var names []string
 	var logs []string
 	for i := range procs {
-		port := testenv.FreePort(b)
 		level := "warn"
 		if v := os.Getenv("BENCH_LOG_LEVEL"); v != "" {
 			level = v
 		}
-		p := testenv.StartProc(b, bin+"/campaignd", []string{"-config", cfgPath, "-log-level", level, "-log-json"},
-			[]string{fmt.Sprintf("CAMPAIGND_HTTP_ADDR=127.0.0.1:%d", port)})
-		testenv.WaitReady(b, fmt.Sprintf("http://127.0.0.1:%d/readyz", port), p)
+		_, p := testenv.StartCampaignd(b, bin+"/campaignd", cfgPath, level)
 		pids = append(pids, p.Cmd.Process.Pid)
 		logs = append(logs, p.LogPath)
 		names = append(names, fmt.Sprintf("campaignd-%d", i+1))

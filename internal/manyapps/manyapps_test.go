@@ -34,11 +34,8 @@ type env struct {
 func setup(t *testing.T, apps int, rate float64, procs int) *env {
 	t.Helper()
 	bin := testenv.Build(t, "./cmd/campaignd", "./cmd/pushsim")
-	simPort := testenv.FreePort(t)
-	e := &env{simURL: fmt.Sprintf("http://127.0.0.1:%d", simPort), rate: rate}
-	testenv.StartProc(t, bin+"/pushsim", []string{"-addr", fmt.Sprintf("127.0.0.1:%d", simPort),
-		"-limit", fmt.Sprintf("push_single=%g", rate)}, nil)
-	testenv.WaitHTTP(t, e.simURL+"/_sim/stats")
+	e := &env{rate: rate}
+	e.simURL, _ = testenv.StartSimProc(t, bin+"/pushsim", "-limit", fmt.Sprintf("push_single=%g", rate))
 	rd := testenv.StartRedis(t)
 	ns := testenv.StartNATS(t)
 	_, e.js = ns.Connect(t)
@@ -54,10 +51,7 @@ func setup(t *testing.T, apps int, rate float64, procs int) *env {
 		t.Fatal(err)
 	}
 	for range procs {
-		port := testenv.FreePort(t)
-		p := testenv.StartProc(t, bin+"/campaignd", []string{"-config", cfg, "-log-level", "warn", "-log-json"},
-			[]string{fmt.Sprintf("CAMPAIGND_HTTP_ADDR=127.0.0.1:%d", port)})
-		testenv.WaitReady(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", port), p)
+		testenv.StartCampaignd(t, bin+"/campaignd", cfg, "warn")
 	}
 	return e
 }

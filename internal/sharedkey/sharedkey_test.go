@@ -43,11 +43,8 @@ type env struct {
 func setup(t *testing.T, real, configured float64, procs int, extra string) *env {
 	t.Helper()
 	bin := testenv.Build(t, "./cmd/campaignd", "./cmd/pushsim")
-	simPort := testenv.FreePort(t)
-	e := &env{simURL: fmt.Sprintf("http://127.0.0.1:%d", simPort)}
-	testenv.StartProc(t, bin+"/pushsim", []string{"-addr", fmt.Sprintf("127.0.0.1:%d", simPort),
-		"-limit", fmt.Sprintf("push_single=%g", real)}, nil)
-	testenv.WaitHTTP(t, e.simURL+"/_sim/stats")
+	e := &env{}
+	e.simURL, _ = testenv.StartSimProc(t, bin+"/pushsim", "-limit", fmt.Sprintf("push_single=%g", real))
 	rd := testenv.StartRedis(t)
 	ns := testenv.StartNATS(t)
 	_, e.js = ns.Connect(t)
@@ -58,10 +55,7 @@ func setup(t *testing.T, real, configured float64, procs int, extra string) *env
 		t.Fatal(err)
 	}
 	for range procs {
-		root := fmt.Sprintf("http://127.0.0.1:%d", testenv.FreePort(t))
-		p := testenv.StartProc(t, bin+"/campaignd", []string{"-config", cfg, "-log-level", "info", "-log-json"},
-			[]string{"CAMPAIGND_HTTP_ADDR=" + strings.TrimPrefix(root, "http://")})
-		testenv.WaitReady(t, root+"/readyz", p)
+		root, p := testenv.StartCampaignd(t, bin+"/campaignd", cfg, "info")
 		t.Cleanup(func() {
 			if !t.Failed() && os.Getenv("SHAREDKEY_LOG") == "" {
 				return

@@ -155,3 +155,27 @@ func (p *Proc) Log() string {
 	}
 	return string(b)
 }
+
+// StartSimProc starts the pushsim binary at simBin on a free loopback port
+// with args (e.g. "-limit", "push_single=10"), waits until it answers, and
+// returns its URL and process.
+func StartSimProc(tb testing.TB, simBin string, args ...string) (string, *Proc) {
+	tb.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(tb))
+	p := StartProc(tb, simBin, append([]string{"-addr", addr}, args...), nil)
+	url := "http://" + addr
+	WaitHTTP(tb, url+"/_sim/stats")
+	return url, p
+}
+
+// StartCampaignd starts the campaignd binary at bin with the config file
+// cfg, JSON logs at logLevel and its HTTP on a free loopback port, waits
+// until it is ready, and returns its HTTP root and process.
+func StartCampaignd(tb testing.TB, bin, cfg, logLevel string) (string, *Proc) {
+	tb.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(tb))
+	p := StartProc(tb, bin, []string{"-config", cfg, "-log-level", logLevel, "-log-json"}, []string{"CAMPAIGND_HTTP_ADDR=" + addr})
+	root := "http://" + addr
+	WaitReady(tb, root+"/readyz", p)
+	return root, p
+}
