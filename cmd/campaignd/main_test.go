@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -194,4 +195,28 @@ schedules:
 		}
 	}
 	t.Logf("ticks fired: keep %d, new %d, change %d, gone %d", len(ticks["keep"]), len(ticks["new"]), len(ticks["change"]), len(ticks["gone"]))
+}
+
+// JSON log lines carry their time to the millisecond: calls go out a tenth
+// of a second apart, and a second's precision cannot tell them apart.
+func TestLogTimesHaveMilliseconds(t *testing.T) {
+	bin := testenv.Build(t, "./cmd/campaignd")
+	ns := testenv.StartNATS(t)
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`redis: {url: "redis://127.0.0.1:%d/0"}
+nats: {url: %q}
+apps:
+  default: {provider: easemob, base_url: "http://127.0.0.1:1", org: o, app: a, client_id: id, client_secret: s}
+`, testenv.FreePort(t), ns.URL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := testenv.StartProc(t, bin+"/campaignd", []string{"-config", cfg, "-log-level", "info", "-log-json"},
+		[]string{fmt.Sprintf("CAMPAIGND_HTTP_ADDR=127.0.0.1:%d", testenv.FreePort(t))})
+	time.Sleep(time.Second)
+	p.Terminate(10 * time.Second)
+	log := p.Log()
+	stamp := regexp.MustCompile(`"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d\d:\d\d)"`)
+	if !stamp.MatchString(log) {
+		t.Fatalf("no log time with milliseconds:\n%s", log)
+	}
 }
