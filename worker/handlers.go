@@ -370,6 +370,7 @@ func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 	feeder := false
 	defer func() {
 		if feeder {
+			s.log.Debug().Str("campaign", c.ID).Int("task", p.N).Msg("batch task: feeder ends")
 			s.feeders.give(c.App)
 			if s.o.Inspector != nil {
 				s.feeders.callBack(s.o.Inspector, c.App)
@@ -380,7 +381,10 @@ func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 		// The app's feeder may have ended meanwhile: this task takes over.
 		// A campaign with its own rate_limit does not feed its app (it
 		// would hold the role while its own limit keeps it slow).
-		feeder = feeder || (c.RateLimit <= 0 && s.feeders.take(c.App))
+		if !feeder && c.RateLimit <= 0 && s.feeders.take(c.App) {
+			feeder = true
+			s.log.Debug().Str("campaign", c.ID).Int("task", p.N).Int("round", round).Msg("batch task: feeds its app")
+		}
 		if round > 0 && !feeder && (round >= maxSendRounds || int(s.batches.Load()) > s.o.Concurrency/2) {
 			break
 		}
@@ -417,6 +421,7 @@ func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 			todo[i] = false
 			sent = sent || errs[i] == nil
 		}
+		s.log.Debug().Str("campaign", c.ID).Int("task", p.N).Int("round", round).Bool("sent", sent).Bool("again", again).Msg("batch task: round over")
 		if !again || !sent || ctx.Err() != nil {
 			break
 		}
@@ -441,6 +446,7 @@ func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 		return nil // the campaign ended while its batches waited
 	}
 	if later != nil {
+		s.log.Debug().Str("campaign", c.ID).Int("task", p.N).Err(later).Msg("batch task: goes back")
 		s.feeders.wentBack(ctx, c.App)
 		return later
 	}
@@ -465,7 +471,7 @@ func (s *Service) sendBatch(ctx context.Context, c *campaigns.Campaign, n int, t
 		return s.record(ctx, c, n, 0, nil, int64(len(targets)))
 	}
 
-	if err := s.sends.acquire(ctx, c.Priority, hints.GiveUp); err != nil {
+	if err := s.sends.acquire(ctx, c.App, c.Priority, hints.GiveUp); err != nil {
 		return campaigns.Status{}, fmt.Errorf("batch %d of %s: %w", n, c.ID, err)
 	}
 	buf := s.results.Get().(*[]TargetResult)
@@ -477,7 +483,7 @@ func (s *Service) sendBatch(ctx context.Context, c *campaigns.Campaign, n int, t
 		}
 		s.results.Put(buf)
 	}()
-	s.sends.release()
+	s.sends.release(c.App)
 	switch {
 	case errors.Is(err, errExpired): // its slot came after expires_at: nothing was sent
 		return s.record(ctx, c, n, 0, nil, int64(len(targets)))

@@ -5,6 +5,7 @@
 package manyapps
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -50,8 +51,16 @@ func setup(t *testing.T, apps int, rate float64, procs int) *env {
 	if err := os.WriteFile(cfg, []byte(yaml.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for range procs {
-		testenv.StartCampaignd(t, bin+"/campaignd", cfg, "warn")
+	level := cmp.Or(os.Getenv("MANYAPPS_LOG_LEVEL"), "warn")
+	for i := range procs {
+		_, p := testenv.StartCampaignd(t, bin+"/campaignd", cfg, level)
+		if keep := os.Getenv("MANYAPPS_KEEPLOG"); keep != "" {
+			t.Cleanup(func() { // the log so far (cleanups run last first: the process still runs)
+				if data, err := os.ReadFile(p.LogPath); err == nil {
+					_ = os.WriteFile(fmt.Sprintf("%s.%d", keep, i+1), data, 0o644)
+				}
+			})
+		}
 	}
 	return e
 }
@@ -174,7 +183,7 @@ func (e *env) pauses(t *testing.T, app string, calls int, gap time.Duration) str
 	var out []string
 	for i := 1; i < len(at); i++ {
 		if d := at[i].Sub(at[i-1]); d > gap {
-			out = append(out, fmt.Sprintf("%s at +%.2fs", d.Round(time.Millisecond), at[i-1].Sub(at[0]).Seconds()))
+			out = append(out, fmt.Sprintf("%s at +%.2fs (%s)", d.Round(time.Millisecond), at[i-1].Sub(at[0]).Seconds(), at[i-1].Format("15:04:05.000")))
 		}
 	}
 	if len(out) == 0 {
