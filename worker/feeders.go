@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/campaignd/campaignd/campaigns"
 )
 
 // feeders names, per app, the one batch task of this process that keeps
@@ -47,6 +49,14 @@ func (f *feeders) take(app string) bool {
 	}
 	f.held[app] = true
 	return true
+}
+
+// takeFor makes a batch task of campaign c its app's feeder if it may be
+// and no other task of this process is. A campaign with its own
+// rate_limit never feeds its app: it would hold the role while its own
+// limit keeps it slow, and the app's other campaigns would wait.
+func (f *feeders) takeFor(c *campaigns.Campaign) bool {
+	return c.RateLimit <= 0 && f.take(c.App)
 }
 
 // give ends app's feeder.

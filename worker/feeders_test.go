@@ -4,6 +4,8 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+
+	"github.com/campaignd/campaignd/campaigns"
 )
 
 // runs records the tasks called back; the ids in fail are not waiting
@@ -33,6 +35,24 @@ func TestOneFeederPerApp(t *testing.T) {
 	f.give("a")
 	if !f.take("a") {
 		t.Fatal("no feeder after the first one ended")
+	}
+}
+
+// A campaign with its own rate_limit never feeds its app, and leaves the
+// role free for the app's other campaigns.
+func TestACampaignWithItsOwnRateLimitNeverFeeds(t *testing.T) {
+	t.Parallel()
+	var f feeders
+	slow := &campaigns.Campaign{ID: "slow", App: "a", RateLimit: 2}
+	if f.takeFor(slow) {
+		t.Fatal("a campaign with rate_limit 2 became its app's feeder")
+	}
+	if !f.takeFor(&campaigns.Campaign{ID: "fast", App: "a"}) {
+		t.Fatal("the app's other campaign could not feed it")
+	}
+	f.give("a")
+	if f.takeFor(slow) {
+		t.Fatal("a campaign with rate_limit 2 took the role once it was free")
 	}
 }
 

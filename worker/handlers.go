@@ -378,10 +378,9 @@ func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 		}
 	}()
 	for round := 0; ; round++ {
-		// The app's feeder may have ended meanwhile: this task takes over.
-		// A campaign with its own rate_limit does not feed its app (it
-		// would hold the role while its own limit keeps it slow).
-		if !feeder && c.RateLimit <= 0 && s.feeders.take(c.App) {
+		// The app's feeder may have ended meanwhile: this task takes over
+		// (unless its campaign has its own rate_limit).
+		if !feeder && s.feeders.takeFor(c) {
 			feeder = true
 			s.log.Debug().Str("campaign", c.ID).Int("task", p.N).Int("round", round).Msg("batch task: feeds its app")
 		}

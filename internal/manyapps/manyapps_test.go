@@ -132,10 +132,11 @@ func noViolations(t *testing.T, st pushsim.Stats) {
 // it, all submitted at once to three processes: no app's strict second is
 // ever broken, no target is pushed twice, and every app's calls carry its
 // limit from its first call to its last: the median app at least 97%
-// (the goal), the worst at least 90%. The goal for the
-// worst app is 95%: it is met in most runs on a 2-core machine (95.5–98.2%
-// over 8 runs), and one run gave 94.9%; the test logs where the worst
-// app's calls paused, and make bench-apps tracks the goal.
+// and the worst at least 95% (the goals). The test logs where the
+// worst app's calls paused. On the 2-core machine, over 20 runs with the
+// in-flight slots shared out by app, the worst app got 96.2–98.4%, also
+// with a busy loop taking one core; before, one such run gave 91.4% (an
+// app's calls paused 845 ms waiting for in-flight slots held by others).
 func TestTwentyAppsAtTheirLimitsOnThreeProcesses(t *testing.T) {
 	const apps, rate, procs, seconds = 20, 10.0, 3, 10
 	e := setup(t, apps, rate, procs)
@@ -166,8 +167,8 @@ func TestTwentyAppsAtTheirLimitsOnThreeProcesses(t *testing.T) {
 	median := shares[len(shares)/2]
 	t.Logf("share of the limit: median %.1f%%, worst %.1f%% (app %s, paused: %s)", 100*median, 100*worst, worstApp,
 		e.pauses(t, worstApp, perApp/100, time.Duration(1.5*float64(time.Second)/rate)))
-	if median < 0.97 || worst < 0.90 {
-		t.Errorf("share of the limit: median %.1f%% (want at least 97%%), worst %.1f%% (want at least 90%%)", 100*median, 100*worst)
+	if median < 0.97 || worst < 0.95 {
+		t.Errorf("share of the limit: median %.1f%% (want at least 97%%), worst %.1f%% (want at least 95%%)", 100*median, 100*worst)
 	}
 }
 
