@@ -2,6 +2,10 @@
 // once, end to end: campaignd processes built from ./cmd/campaignd, a real
 // Redis and NATS, and pushsim judging every app on its own strict sliding
 // second (issue 22; make bench-apps measures the same at larger sizes).
+//
+// MANYAPPS_LOG_LEVEL sets campaignd's log level (default warn; debug shows
+// each batch task's rounds and the limiter's moves), and MANYAPPS_KEEPLOG=
+// PATH keeps process i's log as PATH.i.
 package manyapps
 
 import (
