@@ -35,6 +35,22 @@ const (
 	PriorityLow    Priority = "low"
 )
 
+// Ranks is how many priority ranks there are (see Rank).
+const Ranks = 3
+
+// Rank orders priorities for everything that serves campaigns by priority
+// (the limiter's queues, a process's in-flight slots): 0 high, 1 normal,
+// 2 low. An unset or unknown priority ranks as normal.
+func (p Priority) Rank() int {
+	switch p {
+	case PriorityHigh:
+		return 0
+	case PriorityLow:
+		return 2
+	}
+	return 1
+}
+
 // Campaign is a campaign request as published on campaigns.submit.
 type Campaign struct {
 	ID               string          `json:"id"`

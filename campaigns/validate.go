@@ -187,7 +187,7 @@ func (c *Campaign) Validate(env Env) FieldErrors {
 	if env.Kinds != nil && validKind(c.Kind) && !env.Kinds[c.Kind] {
 		errs = append(errs, fe("kind", "%s is not handled by this campaignd version yet", c.Kind))
 	}
-	engagelab := appOK && app.Provider == "engagelab"
+	engagelab := appOK && app.Provider == provider.EngageLab
 	if engagelab && c.Kind != KindLabelMembers && validKind(c.Kind) {
 		errs = append(errs, fe("kind", "%s is not available for engagelab apps (only label_members: tags)", c.Kind))
 	}

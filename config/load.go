@@ -280,7 +280,7 @@ func (c *Config) Validate() error {
 		if _, has := probe["id"]; has {
 			bad(key+".campaign.id", "is set per tick; leave it out")
 		}
-		probe["id"] = "cron-" + s.Name + "-20000101000000"
+		probe["id"] = scheduler.ProbeID(s.Name)
 		raw, _ = json.Marshal(probe)
 		camp, ferrs := campaigns.Decode(raw)
 		if len(ferrs) == 0 {
@@ -304,7 +304,7 @@ func (c *Config) Validate() error {
 
 func (a *App) validate(key string, bad func(key, format string, args ...any)) {
 	switch a.Provider {
-	case ProviderEasemob:
+	case provider.Easemob:
 		if a.Org == "" {
 			bad(key+".org", "is required for easemob")
 		}
@@ -314,7 +314,7 @@ func (a *App) validate(key string, bad func(key, format string, args ...any)) {
 		if a.AppToken == "" && (a.ClientID == "" || a.ClientSecret == "") {
 			bad(key+".client_id", "easemob needs client_id and client_secret, or app_token (is the variable they name set?)")
 		}
-	case ProviderEngageLab:
+	case provider.EngageLab:
 		if a.AppKey == "" {
 			bad(key+".app_key", "is required for engagelab")
 		}
@@ -322,7 +322,7 @@ func (a *App) validate(key string, bad func(key, format string, args ...any)) {
 			bad(key+".app_secret", "is required for engagelab")
 		}
 	default:
-		bad(key+".provider", "unknown provider %q (want easemob or engagelab)", a.Provider)
+		bad(key+".provider", "unknown provider %q (want %s)", a.Provider, strings.Join(provider.Names(), " or "))
 	}
 	if u, err := url.Parse(a.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad(key+".base_url", "want an absolute http(s) URL, got %q", a.BaseURL)

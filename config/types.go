@@ -81,12 +81,6 @@ const PlanSpillOff = "off"
 // Size is a number of bytes, written "64MiB", "512k", "1g" or plain bytes.
 type Size int64
 
-// Provider names.
-const (
-	ProviderEasemob   = "easemob"
-	ProviderEngageLab = "engagelab"
-)
-
 // App is one provider app; its map key is the campaign's "app".
 type App struct {
 	Provider     string     `yaml:"provider"`

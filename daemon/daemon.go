@@ -407,7 +407,7 @@ func envFor(cfg config.Config, now time.Time) campaigns.Env {
 func checkSchedules(cfg config.Config, now time.Time) error {
 	for i, sc := range cfg.Schedules {
 		c := sc.Campaign
-		c.ID = "cron-" + sc.Name + "-20000101000000"
+		c.ID = scheduler.ProbeID(sc.Name)
 		c.Normalize()
 		if errs := c.Validate(envFor(cfg, now)); len(errs) > 0 {
 			key := fmt.Sprintf("schedules[%d].campaign", i)

@@ -75,7 +75,7 @@ func newProviders(cfg config.Config, lim *ratelimit.Limiter, m *metrics.Metrics,
 	for name, a := range cfg.Apps {
 		hooks := provider.Hooks{App: name, Gate: gate, Observer: obs}
 		switch a.Provider {
-		case config.ProviderEasemob:
+		case provider.Easemob:
 			c, err := easemob.New(easemob.Config{
 				BaseURL: a.BaseURL, Org: a.Org, App: a.App,
 				ClientID: a.ClientID, ClientSecret: a.ClientSecret, AppToken: a.AppToken,
@@ -86,7 +86,7 @@ func newProviders(cfg config.Config, lim *ratelimit.Limiter, m *metrics.Metrics,
 				return nil, fmt.Errorf("apps.%s: %w", name, err)
 			}
 			p.easemob[name] = c
-		case config.ProviderEngageLab:
+		case provider.EngageLab:
 			c, err := engagelab.New(engagelab.Config{
 				BaseURL: a.BaseURL, AppKey: a.AppKey, AppSecret: a.AppSecret,
 				HTTPClient: httpc, Hooks: hooks, Clock: clk,
@@ -109,10 +109,10 @@ var _ worker.Providers = (*providers)(nil)
 // ProviderOf implements worker.Providers.
 func (p *providers) ProviderOf(app string) string {
 	if _, ok := p.easemob[app]; ok {
-		return config.ProviderEasemob
+		return provider.Easemob
 	}
 	if _, ok := p.engagelab[app]; ok {
-		return config.ProviderEngageLab
+		return provider.EngageLab
 	}
 	return ""
 }
@@ -340,20 +340,13 @@ func (p *providers) DeleteTemplate(ctx context.Context, app, name string) error 
 	return c.DeleteTemplate(ctx, name)
 }
 
-// priorityOrder is a campaign priority's rank in the limiter's queues.
-var priorityOrder = map[campaigns.Priority]int{campaigns.PriorityHigh: 0, campaigns.PriorityNormal: 1, campaigns.PriorityLow: 2}
-
 // callContext attaches to a campaign's provider calls its own rate_limit,
 // its priority and flow in the limiter's local queues (high before normal
 // before low; campaigns of one priority in turn), and the worker's check
 // run at each call's slot. The batch's give-up signal is not passed on:
 // a call admitted to its app's queue is sent (worker.CallHints).
 func (p *providers) callContext(ctx context.Context, c *campaigns.Campaign, h worker.CallHints) context.Context {
-	prio, ok := priorityOrder[c.Priority]
-	if !ok {
-		prio = 1
-	}
-	ctx = ratelimit.WithOrder(ctx, prio, c.ID)
+	ctx = ratelimit.WithOrder(ctx, c.Priority.Rank(), c.ID)
 	if h.Check != nil {
 		ctx = ratelimit.WithCheck(ctx, h.Check)
 	}
@@ -436,10 +429,10 @@ func adaptsOn(g provider.Group, err error) bool {
 
 // providerGroups are the limit groups each provider's calls use.
 var providerGroups = map[string][]provider.Group{
-	config.ProviderEasemob: {provider.GroupPushSingle, provider.GroupPushSync, provider.GroupPushAsync, provider.GroupPushLabel,
+	provider.Easemob: {provider.GroupPushSingle, provider.GroupPushSync, provider.GroupPushAsync, provider.GroupPushLabel,
 		provider.GroupPushTask, provider.GroupLabel, provider.GroupLabelUser, provider.GroupUser, provider.GroupNotification,
 		provider.GroupTemplate, provider.GroupToken},
-	config.ProviderEngageLab: {provider.GroupTags},
+	provider.EngageLab: {provider.GroupTags},
 }
 
 // Throttles says which limit groups of app that a campaign of kind uses

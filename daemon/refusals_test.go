@@ -22,7 +22,7 @@ func TestOnlyRefusalsForRateLowerTheLimit(t *testing.T) {
 	rd := testenv.StartRedis(t)
 	lim := ratelimit.New(rd.Client(t), ratelimit.Options{})
 	off := false
-	apps := map[string]config.App{"shared": {Provider: config.ProviderEasemob}, "own": {Provider: config.ProviderEasemob, Adaptive: &off}}
+	apps := map[string]config.App{"shared": {Provider: provider.Easemob}, "own": {Provider: provider.Easemob, Adaptive: &off}}
 	obs := backoffObserver{lim: lim, apps: apps, log: zerolog.Nop()}
 	rateErr := func(status int, typ string) error {
 		return &provider.Error{Provider: "easemob", Kind: provider.KindRateLimited, Status: status, Type: typ}

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/campaignd/campaignd/config"
+	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/ratelimit"
 	"github.com/campaignd/campaignd/worker"
 )
@@ -23,7 +24,7 @@ var _ worker.TaskQueue = (*taskQueues)(nil)
 func newTaskQueues(cfg config.Config, lim *ratelimit.Limiter) *taskQueues {
 	q := &taskQueues{apps: map[string]*ratelimit.TaskWindow{}}
 	for name, a := range cfg.Apps {
-		if a.Provider != config.ProviderEasemob {
+		if a.Provider != provider.Easemob {
 			continue
 		}
 		tw := a.TaskWindow

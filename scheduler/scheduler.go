@@ -200,6 +200,12 @@ func TickID(name string, t time.Time) string {
 	return "cron-" + name + "-" + t.UTC().Format("20060102150405")
 }
 
+// ProbeID is an id of the shape entry name's ticks have (TickID at
+// 2000-01-01 00:00 UTC), for validating its campaign before any tick.
+func ProbeID(name string) string {
+	return TickID(name, time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC))
+}
+
 // Tick fires every entry's ticks that are due at now and within the grace
 // (including ticks whose submit failed on an earlier Tick), and advances the
 // entries. A tick fires once across all processes: the submit is idempotent.

@@ -40,6 +40,41 @@ var luaFinal = func() string {
 	return "local function isFinal(s) return " + strings.Join(conds, " or ") + " end\n"
 }()
 
+// luaOutcome defines outcome(sent, failed, dropped), the final state of a
+// campaign whose batches are all recorded, from campaigns.OutcomeRules
+// (one rule for Go and Lua; TestOutcomeIsTheSameInGoAndLua holds them to
+// the same answers).
+var luaOutcome = func() string {
+	var b strings.Builder
+	b.WriteString("local function outcome(sent, failed, dropped)\n")
+	last := false
+	for _, r := range campaigns.OutcomeRules() {
+		var conds []string
+		for _, c := range []struct {
+			name string
+			want campaigns.Count
+		}{{"sent", r.Sent}, {"failed", r.Failed}, {"dropped", r.Dropped}} {
+			switch c.want {
+			case campaigns.Zero:
+				conds = append(conds, c.name+" == 0")
+			case campaigns.NonZero:
+				conds = append(conds, c.name+" > 0")
+			}
+		}
+		if len(conds) == 0 { // matches anything: the rows after it never do
+			b.WriteString("  return '" + string(r.To) + "'\n")
+			last = true
+			break
+		}
+		b.WriteString("  if " + strings.Join(conds, " and ") + " then return '" + string(r.To) + "' end\n")
+	}
+	if !last {
+		b.WriteString("  return '" + string(campaigns.Outcome(-1, -1, -1)) + "'\n")
+	}
+	b.WriteString("end\n")
+	return b.String()
+}()
+
 // luaIndex defines indexMove(idx, hash, from, to): the campaign whose hash
 // key is hash leaves the state set idx..':'..from (none when from is
 // false) and joins idx..':'..to, with its submission score from idx. The

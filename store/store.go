@@ -166,9 +166,39 @@ func (s *Store) Planned(ctx context.Context, id string) (bool, error) {
 	return v == "1", nil
 }
 
-// statusFields are the campaign hash's fields a status is read from, in
-// parseStatus's order; the Lua scripts get the same list (luaStatusFields).
-var statusFields = []string{"kind", "state", "at", "start_at", "targets_total", "batches_total", "batches_done", "sent", "failed", "dropped", "task_ids", "errors", "duplicates", "invalid", "planned"}
+// The campaign hash's fields a status is read from, by their place in
+// statusFields.
+const (
+	fKind = iota
+	fState
+	fAt
+	fStartAt
+	fTargetsTotal
+	fBatchesTotal
+	fBatchesDone
+	fSent
+	fFailed
+	fDropped
+	fTaskIDs
+	fErrors
+	fDuplicates
+	fInvalid
+	fPlanned
+	nStatusFields
+)
+
+// statusFields are the campaign hash's fields a status is read from
+// (HMGET), each at its f* place; the Lua scripts get the same list
+// (luaStatusFields).
+var statusFields = func() []string {
+	f := [nStatusFields]string{
+		fKind: "kind", fState: "state", fAt: "at", fStartAt: "start_at",
+		fTargetsTotal: "targets_total", fBatchesTotal: "batches_total", fBatchesDone: "batches_done",
+		fSent: "sent", fFailed: "failed", fDropped: "dropped", fTaskIDs: "task_ids", fErrors: "errors",
+		fDuplicates: "duplicates", fInvalid: "invalid", fPlanned: "planned",
+	}
+	return f[:]
+}()
 
 // luaStatusFields defines the local fields, statusFields for a script's
 // HMGET(KEYS[1], unpack(fields)).
@@ -191,7 +221,7 @@ func (s *Store) Lookup(ctx context.Context, id string) (campaigns.Status, bool, 
 }
 
 func parseStatus(id string, vals []any) (campaigns.Status, bool) {
-	if len(vals) < len(statusFields) || vals[1] == nil {
+	if len(vals) < nStatusFields || vals[fState] == nil {
 		return campaigns.Status{}, false
 	}
 	str := func(i int) string {
@@ -208,21 +238,21 @@ func parseStatus(id string, vals []any) (campaigns.Status, bool) {
 		return n
 	}
 	st := campaigns.Status{
-		ID: id, Kind: campaigns.Kind(str(0)), Status: campaigns.State(str(1)),
-		TargetsTotal: num(4), BatchesTotal: num(5), BatchesDone: num(6),
-		Sent: num(7), Failed: num(8), Dropped: num(9), ProviderTaskIDs: []string{},
-		Duplicates: num(12), Invalid: num(13), Planned: str(14) == "1",
+		ID: id, Kind: campaigns.Kind(str(fKind)), Status: campaigns.State(str(fState)),
+		TargetsTotal: num(fTargetsTotal), BatchesTotal: num(fBatchesTotal), BatchesDone: num(fBatchesDone),
+		Sent: num(fSent), Failed: num(fFailed), Dropped: num(fDropped), ProviderTaskIDs: []string{},
+		Duplicates: num(fDuplicates), Invalid: num(fInvalid), Planned: str(fPlanned) == "1",
 	}
-	if t, err := time.Parse(time.RFC3339Nano, str(2)); err == nil {
+	if t, err := time.Parse(time.RFC3339Nano, str(fAt)); err == nil {
 		st.At = t
 	}
-	if t, err := time.Parse(time.RFC3339Nano, str(3)); err == nil {
+	if t, err := time.Parse(time.RFC3339Nano, str(fStartAt)); err == nil {
 		st.StartAt = &t
 	}
-	if v := str(10); v != "" {
+	if v := str(fTaskIDs); v != "" {
 		_ = json.Unmarshal([]byte(v), &st.ProviderTaskIDs)
 	}
-	if v := str(11); v != "" {
+	if v := str(fErrors); v != "" {
 		_ = json.Unmarshal([]byte(v), &st.Errors)
 	}
 	return st, true
@@ -473,7 +503,7 @@ func (s *Store) GroupsDone(ctx context.Context, id string, ks []int) ([]bool, er
 // batches, ARGV[3] now. It marks the plan complete and, if every batch is
 // already recorded (they are sent while planning goes on), finishes the
 // campaign: exactly one of it and the last record does.
-var setPlannedScript = redis.NewScript(luaFinal + luaIndex + `
+var setPlannedScript = redis.NewScript(luaFinal + luaOutcome + luaIndex + `
 if not redis.call('HGET', KEYS[1], 'state') then return {-1, 0, {}} end
 redis.call('HSET', KEYS[1], 'targets_total', ARGV[1], 'batches_total', ARGV[2], 'planned', 1)
 local done = tonumber(redis.call('HGET', KEYS[1], 'batches_done') or '0')
@@ -487,21 +517,14 @@ local now = ARGV[3]
 // (the campaign's planned, batches_total, state, sent, failed, dropped),
 // done (batches recorded), fields and now, it moves a planned, fully
 // recorded, unfinished campaign that is not paused to its final state and
-// returns {1, 1, status}; otherwise {1, 0, status}. The final state:
-// completed when nothing failed or was dropped; expired when something
-// was dropped (past expires_at) and nothing failed; failed when everything
-// failed; partially_failed otherwise (some failed, and some were sent or
-// dropped). A paused campaign is finished by Resume (FinishIfDone).
+// returns {1, 1, status}; otherwise {1, 0, status}. The final state is
+// outcome(sent, failed, dropped) (campaigns.OutcomeRules). A paused
+// campaign is finished by Resume (FinishIfDone).
 const finishLua = `
 local cur = f[3]
 local final = isFinal(cur)
 if f[1] ~= '1' or done < tonumber(f[2]) or final or cur == 'paused' then return {1, 0, redis.call('HMGET', KEYS[1], unpack(fields))} end
-local sent, failed, dropped = tonumber(f[4]), tonumber(f[5]), tonumber(f[6])
-local to
-if failed == 0 and dropped == 0 then to = 'completed'
-elseif failed == 0 then to = 'expired'
-elseif sent == 0 and dropped == 0 then to = 'failed'
-else to = 'partially_failed' end
+local to = outcome(tonumber(f[4]), tonumber(f[5]), tonumber(f[6]))
 redis.call('HSET', KEYS[1], 'state', to, 'at', now)
 indexMove(KEYS[4], KEYS[1], cur, to)
 return {1, 1, redis.call('HMGET', KEYS[1], unpack(fields))}
@@ -509,7 +532,7 @@ return {1, 1, redis.call('HMGET', KEYS[1], unpack(fields))}
 
 // finishIfDoneScript: KEYS as recordScript; ARGV[1] now. It finishes a
 // planned, fully recorded campaign that is not paused (after a resume).
-var finishIfDoneScript = redis.NewScript(luaFinal + luaIndex + `
+var finishIfDoneScript = redis.NewScript(luaFinal + luaOutcome + luaIndex + `
 if not redis.call('HGET', KEYS[1], 'state') then return {-1, 0, {}} end
 local done = tonumber(redis.call('HGET', KEYS[1], 'batches_done') or '0')
 ` + luaStatusFields + `
@@ -528,9 +551,11 @@ func (s *Store) FinishIfDone(ctx context.Context, id string) (st campaigns.Statu
 // expireScript: KEYS as recordScript; ARGV[1] now. It ends a campaign that
 // is not final as expired (whatever it still had to send is past
 // expires_at): dropped becomes what was neither sent nor failed of the
-// targets planned so far. Batches recorded afterwards (calls that were on
-// the wire) move their counts out of dropped (see recordScript).
-var expireScript = redis.NewScript(luaFinal + luaIndex + `
+// targets planned so far, and the state is outcome(sent, failed, at least
+// 1 dropped): expired, or partially_failed when something failed. Batches
+// recorded afterwards (calls that were on the wire) move their counts out
+// of dropped (see recordScript).
+var expireScript = redis.NewScript(luaFinal + luaOutcome + luaIndex + `
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return {-1, 0, {}} end
 ` + luaStatusFields + `
@@ -539,8 +564,7 @@ if isFinal(cur) then
 end
 local f = redis.call('HMGET', KEYS[1], 'targets_total', 'sent', 'failed')
 local dropped = math.max(tonumber(f[1] or '0') - tonumber(f[2] or '0') - tonumber(f[3] or '0'), 0)
-local to = 'expired'
-if tonumber(f[3] or '0') > 0 then to = 'partially_failed' end
+local to = outcome(tonumber(f[2] or '0'), tonumber(f[3] or '0'), math.max(dropped, 1))
 redis.call('HSET', KEYS[1], 'state', to, 'at', ARGV[1], 'dropped', dropped)
 indexMove(KEYS[4], KEYS[1], cur, to)
 return {1, 1, redis.call('HMGET', KEYS[1], unpack(fields))}
@@ -577,28 +601,12 @@ func (s *Store) finishWith(ctx context.Context, id, what string, script *redis.S
 // If the batches were all recorded already, it finishes the campaign and
 // returns finished=true with the final status (publish it).
 func (s *Store) SetPlanned(ctx context.Context, id string, targetsTotal, batchesTotal int64) (st campaigns.Status, finished bool, err error) {
-	res, err := setPlannedScript.Run(ctx, s.rdb, []string{s.key(id), s.done(id), s.failures(id), s.idx()}, targetsTotal, batchesTotal, s.now()).Slice()
-	if err != nil {
-		return st, false, fmt.Errorf("store: set planned %s: %w", id, err)
-	}
-	if len(res) != 3 {
-		return st, false, fmt.Errorf("store: set planned %s: unexpected answer", id)
-	}
-	if ok, _ := res[0].(int64); ok != 1 {
-		return st, false, fmt.Errorf("store: set planned %s: %w", id, ErrNotFound)
-	}
-	finN, _ := res[1].(int64)
-	vals, _ := res[2].([]any)
-	st, _ = parseStatus(id, vals)
-	if finN == 1 {
-		s.expireFinished(ctx, id)
-	}
-	return st, finN == 1, nil
+	return s.finishWith(ctx, id, "set planned", setPlannedScript, targetsTotal, batchesTotal, s.now())
 }
 
 // record: KEYS hash, done, failures, idx; ARGV n, sent, failed, dropped,
 // now, failure JSON…
-var recordScript = redis.NewScript(luaFinal + luaIndex + luaStatusFields + `
+var recordScript = redis.NewScript(luaFinal + luaOutcome + luaIndex + luaStatusFields + `
 if redis.call('SETBIT', KEYS[2], tonumber(ARGV[1]), 1) == 1 then
   return {0, 0, redis.call('HMGET', KEYS[1], unpack(fields))}
 end

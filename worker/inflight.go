@@ -22,9 +22,9 @@ import (
 type inFlight struct {
 	mu      sync.Mutex
 	free    int
-	held    map[string]int                  // app → slots it holds
-	waiters [3]map[string][]*inFlightWaiter // by priority rank (high, normal, low), app → waiters in arrival order
-	seq     uint64                          // arrival counter
+	held    map[string]int                                // app → slots it holds
+	waiters [campaigns.Ranks]map[string][]*inFlightWaiter // by priority rank (Priority.Rank), app → waiters in arrival order
+	seq     uint64                                        // arrival counter
 }
 
 type inFlightWaiter struct {
@@ -38,16 +38,6 @@ func newInFlight(n int) *inFlight {
 		f.waiters[r] = map[string][]*inFlightWaiter{}
 	}
 	return f
-}
-
-func rank(p campaigns.Priority) int {
-	switch p {
-	case campaigns.PriorityHigh:
-		return 0
-	case campaigns.PriorityLow:
-		return 2
-	}
-	return 1
 }
 
 // errGaveUp says a batch stopped waiting for a slot because its task will
@@ -65,7 +55,7 @@ func (f *inFlight) acquire(ctx context.Context, app string, p campaigns.Priority
 		f.mu.Unlock()
 		return nil
 	}
-	r := rank(p)
+	r := p.Rank()
 	f.seq++
 	w := &inFlightWaiter{ch: make(chan struct{}, 1), seq: f.seq}
 	f.waiters[r][app] = append(f.waiters[r][app], w)

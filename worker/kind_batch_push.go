@@ -21,7 +21,7 @@ type Pusher interface {
 func batchPushKind() kind {
 	return kind{
 		name:      campaigns.KindBatchPush,
-		providers: []string{easemob},
+		providers: []string{provider.Easemob},
 		groups:    []provider.Group{provider.GroupPushSingle},
 		unit:      fixed(provider.MaxPushTargets),
 		send: func(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string, buf []TargetResult) ([]TargetResult, error) {

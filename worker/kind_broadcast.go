@@ -14,7 +14,7 @@ import (
 func broadcastKind() kind {
 	return kind{
 		name:       campaigns.KindBroadcast,
-		providers:  []string{easemob},
+		providers:  []string{provider.Easemob},
 		groups:     []provider.Group{provider.GroupPushTask},
 		unit:       fixed(1),
 		unitTarget: func(*campaigns.Campaign) string { return "broadcast" },

@@ -37,10 +37,10 @@ type TagEditor interface {
 func labelMembersKind() kind {
 	return kind{
 		name:      campaigns.KindLabelMembers,
-		providers: []string{easemob, engagelab},
+		providers: []string{provider.Easemob, provider.EngageLab},
 		groups:    []provider.Group{provider.GroupLabel, provider.GroupLabelUser, provider.GroupTags},
 		unit: func(p string) int {
-			if p == engagelab {
+			if p == provider.EngageLab {
 				return provider.MaxTagIDs
 			}
 			return provider.MaxLabelUsers
@@ -48,7 +48,7 @@ func labelMembersKind() kind {
 		prepare: prepareLabel,
 		send: func(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string, _ []TargetResult) ([]TargetResult, error) {
 			add := c.Action == "add"
-			if p.ProviderOf(c.App) == engagelab {
+			if p.ProviderOf(c.App) == provider.EngageLab {
 				return p.TagMembers(ctx, c.App, c.Label, add, targets)
 			}
 			return p.LabelMembers(ctx, c.App, c.Label, add, targets)
@@ -61,7 +61,7 @@ func labelMembersKind() kind {
 // fails the campaign naming it. EngageLab tags need nothing: adding creates
 // the tag.
 func prepareLabel(ctx context.Context, p Providers, c *campaigns.Campaign) error {
-	if p.ProviderOf(c.App) != easemob {
+	if p.ProviderOf(c.App) != provider.Easemob {
 		return nil
 	}
 	ok, err := p.LabelExists(ctx, c.App, c.Label)

@@ -14,7 +14,7 @@ import (
 func labelPushKind() kind {
 	return kind{
 		name:       campaigns.KindLabelPush,
-		providers:  []string{easemob},
+		providers:  []string{provider.Easemob},
 		groups:     []provider.Group{provider.GroupPushLabel},
 		unit:       fixed(1),
 		unitTarget: func(c *campaigns.Campaign) string { return c.Label },

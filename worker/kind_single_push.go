@@ -21,7 +21,7 @@ type SyncPusher interface {
 func singlePushKind() kind {
 	return kind{
 		name:      campaigns.KindSinglePush,
-		providers: []string{easemob},
+		providers: []string{provider.Easemob},
 		groups:    []provider.Group{provider.GroupPushSync},
 		unit:      fixed(1),
 		send: func(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string, _ []TargetResult) ([]TargetResult, error) {

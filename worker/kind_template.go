@@ -22,7 +22,7 @@ type TemplateEditor interface {
 func templateKind() kind {
 	return kind{
 		name:      campaigns.KindTemplate,
-		providers: []string{easemob},
+		providers: []string{provider.Easemob},
 		groups:    []provider.Group{provider.GroupTemplate},
 		unit:      fixed(1),
 		unitTarget: func(c *campaigns.Campaign) string {

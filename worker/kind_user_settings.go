@@ -34,7 +34,7 @@ type SettingsEditor interface {
 func userSettingsKind() kind {
 	return kind{
 		name:      campaigns.KindUserSettings,
-		providers: []string{easemob},
+		providers: []string{provider.Easemob},
 		groups:    []provider.Group{provider.GroupUser, provider.GroupNotification},
 		unit:      fixed(1),
 		send:      sendUserSettings,

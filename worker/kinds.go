@@ -142,12 +142,6 @@ type campaignFailure struct {
 
 func (e *campaignFailure) Error() string { return e.field + ": " + e.message }
 
-// Provider names, as config and ProviderOf spell them.
-const (
-	easemob   = "easemob"
-	engagelab = "engagelab"
-)
-
 // fixed returns a unit size function that ignores the provider.
 func fixed(n int) func(string) int { return func(string) int { return n } }
 

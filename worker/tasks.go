@@ -116,7 +116,7 @@ func (s *Service) queueTask(ctx context.Context, c *campaigns.Campaign, k *kind)
 	if err != nil {
 		return err
 	}
-	if err := s.o.Tasks.Enqueue(ctx, c.App, s.taskRef(c, k), rank(c.Priority), submitted); err != nil {
+	if err := s.o.Tasks.Enqueue(ctx, c.App, s.taskRef(c, k), c.Priority.Rank(), submitted); err != nil {
 		return err
 	}
 	s.log.Info().Str("campaign", c.ID).Str("app", c.App).Str("kind", string(c.Kind)).Msg("task waiting for the task-window caps")

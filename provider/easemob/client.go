@@ -32,7 +32,7 @@ import (
 )
 
 const (
-	providerName = "easemob"
+	providerName = provider.Easemob
 	maxResponse  = 4 << 20
 )
 

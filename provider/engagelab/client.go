@@ -28,7 +28,7 @@ import (
 )
 
 const (
-	providerName = "engagelab"
+	providerName = provider.EngageLab
 	maxResponse  = 4 << 20
 	// MaxTagsPerDevice is how many tags one device may carry.
 	MaxTagsPerDevice = 100
