@@ -93,9 +93,9 @@ func (o AdaptOptions) args(margin float64) []any {
 func effKey(key string) string     { return key + ":eff" }
 func refusedKey(key string) string { return key + ":refused" }
 
-// luaEffective defines climb(e, dt, peak, limit, c) and eff(k, limit, c):
-// the effective rate stored at k (see above) now, climbed back since its
-// last decrease, at most limit (at at, default now); the time of that
+// luaEffective defines climb(e, dt, peak, limit, c) and eff(k, limit, c,
+// at): the effective rate stored at k (see above) at time at (µs), climbed
+// back since its last decrease, at most limit; the time of that
 // decrease (0: none); the peak; the time of the last refusal; and the rate
 // set at the decrease. c is the climb: {fast, plateau s, increase, near, hold s}; climb answers
 // the rate dt seconds after the hold, and the time left over once at the
@@ -122,7 +122,6 @@ local function climb(e, dt, peak, limit, c)
   return limit, dt - need
 end
 local function eff(k, limit, c, at)
-  at = at or now
   local v = redis.call('GET', k)
   if not v then return limit, 0, limit, 0 end
   local e0, t0, peak, last = string.match(v, '^([%d%.eE%+%-]+):(%-?%d+):([%d%.eE%+%-]+):(%-?%d+)$')
@@ -145,6 +144,7 @@ end
 // (AdaptOptions.args). Returns {1 if lowered else 0, the effective rate
 // in thousandths of a call per second, the refusals within the window}.
 var refusedScript = redis.NewScript(luaNow + luaEffective + `
+local now = nowUs(ARGV[1])
 local limit, factor, hold = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local floor, window = tonumber(ARGV[5]), tonumber(ARGV[6])
 local c = {tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])}
@@ -152,7 +152,7 @@ redis.call('ZADD', KEYS[2], now, string.format('%.0f:%d', now, redis.call('ZCARD
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
 redis.call('PEXPIRE', KEYS[2], math.floor(window / 1000) + 1000)
 local n = redis.call('ZCARD', KEYS[2])
-local e, since, peak0, _, e0 = eff(KEYS[1], limit, c)
+local e, since, peak0, _, e0 = eff(KEYS[1], limit, c, now)
 if since > 0 and now - since < hold then
   -- the refusal is noted (callers booked before it send nothing), the rate stays
   local ttl = redis.call('PTTL', KEYS[1])
@@ -180,8 +180,9 @@ return {1, math.floor(e * 1000), n}
 // µs; ARGV[4..9]: the climb. Returns {the effective rate in thousandths,
 // the refusals within the window}.
 var effectiveScript = redis.NewScript(luaNow + luaEffective + `
+local now = nowUs(ARGV[1])
 local c = {tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])}
-local e = eff(KEYS[1], tonumber(ARGV[2]), c)
+local e = eff(KEYS[1], tonumber(ARGV[2]), c, now)
 return {math.floor(e * 1000), redis.call('ZCOUNT', KEYS[2], now - tonumber(ARGV[3]), '+inf')}
 `)
 

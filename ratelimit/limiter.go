@@ -191,9 +191,9 @@ func New(rdb redis.UniversalClient, opts Options) *Limiter {
 		answers: newAnswerTimes(answerPeriod), refusedAt: map[string]time.Time{}}
 }
 
-// luaPrelude starts every rate script: rd(k) reads a key's "next free time
-// µs:bookings so far" (a bare number, from an older version, counts as no
-// bookings), and now is ARGV[1] in µs, or Redis TIME when ARGV[1] < 0.
+// luaPrelude starts every rate script: luaNow, and rd(k), which reads a
+// key's "next free time µs:bookings so far" (a bare number, from an older
+// version, counts as no bookings) and returns the two numbers.
 const luaPrelude = luaNow + `
 local function rd(k)
   local v = redis.call('GET', k)
@@ -204,13 +204,14 @@ local function rd(k)
 end
 `
 
-// luaNow sets now to ARGV[1] (µs), or to Redis TIME when ARGV[1] < 0 (the
-// test clock passes its time, production -1).
+// luaNow defines nowUs(given): the time in µs, given (a test clock's time)
+// or, when given < 0 (production passes -1), Redis TIME.
 const luaNow = `
-local now = tonumber(ARGV[1])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local function nowUs(given)
+  local t = tonumber(given)
+  if t >= 0 then return t end
+  local r = redis.call('TIME')
+  return tonumber(r[1]) * 1000000 + tonumber(r[2])
 end
 `
 
@@ -227,6 +228,7 @@ end
 // on key 2, …, the last refusal for rate on key 1 (µs, 0: none), on key 2,
 // …} (the booking numbers and refusals only when granted).
 var reserveScript = redis.NewScript(luaPrelude + luaEffective + `
+local now = nowUs(ARGV[1])
 local maxwait = tonumber(ARGV[2])
 local horizon = tonumber(ARGV[3])
 local margin = tonumber(ARGV[4])
@@ -241,7 +243,7 @@ for i = 1, n do
   local sp, limit = tonumber(ARGV[9 + 2 * i]), tonumber(ARGV[10 + 2 * i])
   lasts[i] = 0
   if limit > 0 then
-    local e, _, _, last = eff(KEYS[n + i], limit, c)
+    local e, _, _, last = eff(KEYS[n + i], limit, c, now)
     lasts[i] = last
     if e < limit then
       local esp = math.floor(1e6 * (1 + margin) / e)
@@ -264,7 +266,10 @@ return out
 `)
 
 // backoffScript moves a key's next free slot to at least now + d.
+// KEYS[1] the rate key; ARGV[1] now µs or -1 for Redis TIME, ARGV[2] d µs.
+// Returns now + d (µs).
 var backoffScript = redis.NewScript(luaPrelude + `
+local now = nowUs(ARGV[1])
 local until_ = now + tonumber(ARGV[2])
 local tat, n = rd(KEYS[1])
 if until_ > tat then
@@ -453,6 +458,7 @@ func (l *Limiter) book(ctx context.Context, rates []Rate) (Reservation, error) {
 // ARGV[1+3i] spacing µs, ARGV[2+3i] the caller's booking number,
 // ARGV[3+3i] R (calls per window, at least 1). Returns {granted (0|1)}.
 var shiftScript = redis.NewScript(luaPrelude + `
+local now = nowUs(ARGV[1])
 local slot = tonumber(ARGV[2])
 local shift = tonumber(ARGV[3])
 local tats, ns = {}, {}

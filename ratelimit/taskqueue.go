@@ -85,13 +85,16 @@ func (w *TaskWindow) Hold(ctx context.Context, app, member string, hold bool) er
 	return nil
 }
 
-// dispatchScript: KEYS created, running, waiting, held, blocked, creating;
-// ARGV now|-1, window µs, maxCreated, maxRunning, label hold µs, broadcast
-// hold µs, ttl ms. It pops the first waiting task that is not held and
-// takes its slots if the caps allow now. Returns {1, member, expiry µs},
-// {0, wait µs} (the caps or a block free in wait), or {0, -1} (nothing to
-// create).
-var dispatchScript = redis.NewScript(luaNow + `
+// dispatchScript pops the first waiting task that is not held and takes
+// its slots if the caps allow now.
+// KEYS[1] created, KEYS[2] running, KEYS[3] waiting, KEYS[4] held,
+// KEYS[5] blocked, KEYS[6] creating; ARGV[1] now µs or -1 for Redis TIME,
+// ARGV[2] window µs, ARGV[3] maxCreated, ARGV[4] maxRunning, ARGV[5] label
+// hold µs, ARGV[6] broadcast hold µs, ARGV[7] the keys' ttl ms.
+// Returns {1, member, expiry µs}, {0, wait µs} (the caps or a block free
+// in wait), or {0, -1} (nothing to create).
+var dispatchScript = redis.NewScript(luaNow + luaCapsWait + `
+local now = nowUs(ARGV[1])
 local window = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -103,7 +106,7 @@ for i = 1, #cands, 2 do
   if redis.call('SISMEMBER', KEYS[4], cands[i]) == 0 then pick, score = cands[i], cands[i + 1]; break end
 end
 if not pick then return {0, -1} end
-` + luaCapsWait + `
+local wait = capsWait(KEYS[1], KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]), now, window)
 if wait > 0 then return {0, wait} end
 local hold = tonumber(ARGV[5])
 if string.sub(pick, 1, 2) == 'B:' then hold = tonumber(ARGV[6]) end
@@ -148,12 +151,15 @@ func (w *TaskWindow) nowArg() int64 {
 	return w.now().UnixMicro()
 }
 
-// confirmScript: KEYS created, running, creating; ARGV now|-1, member,
-// hold µs. The provider created the task: its creation is counted from
-// now (after the answer, so never before the provider's own stamp, however
-// long the call waited for its calls-per-second slot) and it holds its
-// running slot from now.
+// confirmScript: the provider created the task: its creation is counted
+// from now (after the answer, so never before the provider's own stamp,
+// however long the call waited for its calls-per-second slot) and it holds
+// its running slot from now.
+// KEYS[1] created, KEYS[2] running, KEYS[3] creating; ARGV[1] now µs or
+// -1 for Redis TIME, ARGV[2] member, ARGV[3] hold µs.
+// Returns 1.
 var confirmScript = redis.NewScript(luaNow + `
+local now = nowUs(ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[2])
 if redis.call('ZSCORE', KEYS[1], ARGV[2]) then redis.call('ZADD', KEYS[1], 'XX', now, ARGV[2]) end
 if redis.call('ZSCORE', KEYS[2], ARGV[2]) then redis.call('ZADD', KEYS[2], 'XX', now + tonumber(ARGV[3]), ARGV[2]) end
@@ -173,9 +179,11 @@ func (w *TaskWindow) Confirm(ctx context.Context, app, member string) error {
 	return nil
 }
 
-// undoScript: KEYS created, running, waiting, creating; ARGV member,
-// requeue (0|1). A popped task the provider did not create gives its
-// slots back and, with requeue, goes back to its place in the queue.
+// undoScript: a popped task the provider did not create gives its slots
+// back and, with requeue, goes back to its place in the queue.
+// KEYS[1] created, KEYS[2] running, KEYS[3] waiting, KEYS[4] creating;
+// ARGV[1] member, ARGV[2] requeue (0|1).
+// Returns 1.
 var undoScript = redis.NewScript(`
 local v = redis.call('HGET', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])

@@ -54,33 +54,41 @@ type Lease struct {
 	Expires time.Time // when the slot frees by itself (Redis clock)
 }
 
-// luaCapsWait sets wait (µs) to how long until the caps allow one more
-// task: KEYS[1] creations (score: time), KEYS[2] running (score: when the
-// slot frees), ARGV[3] max created, ARGV[4] max running; locals now and
-// window. Shared by the acquire and dispatch scripts.
+// luaCapsWait defines capsWait(created, running, maxCreated, maxRunning,
+// now, window): how long (µs) until the caps allow one more task, 0 when
+// they allow it now. created is the creations' sorted set (score: when),
+// running the running slots' (score: when the slot frees); now and window
+// in µs. Shared by the acquire and dispatch scripts.
 const luaCapsWait = `
-local wait = 0
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  wait = math.max(wait, tonumber(oldest[2]) + window - now)
-end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
-  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  wait = math.max(wait, tonumber(first[2]) - now)
+local function capsWait(created, running, maxCreated, maxRunning, now, window)
+  local wait = 0
+  if redis.call('ZCARD', created) >= maxCreated then
+    local oldest = redis.call('ZRANGE', created, 0, 0, 'WITHSCORES')
+    wait = math.max(wait, tonumber(oldest[2]) + window - now)
+  end
+  if redis.call('ZCARD', running) >= maxRunning then
+    local first = redis.call('ZRANGE', running, 0, 0, 'WITHSCORES')
+    wait = math.max(wait, tonumber(first[2]) - now)
+  end
+  return wait
 end
 `
 
-// acquire: KEYS created, running; ARGV now|-1, window µs, maxCreated,
-// maxRunning, member, hold µs (from now), ttl ms.
-// Returns {1, expiry µs} or {0, wait µs}.
-var acquireScript = redis.NewScript(luaNow + `
+// acquireScript takes a task's creation and running slots if the caps
+// allow (idempotent per member).
+// KEYS[1] created, KEYS[2] running; ARGV[1] now µs or -1 for Redis TIME,
+// ARGV[2] window µs, ARGV[3] maxCreated, ARGV[4] maxRunning, ARGV[5]
+// member, ARGV[6] hold µs (from now), ARGV[7] the keys' ttl ms.
+// Returns {1, expiry µs} (taken, or held already) or {0, wait µs}.
+var acquireScript = redis.NewScript(luaNow + luaCapsWait + `
+local now = nowUs(ARGV[1])
 local window = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 local held = redis.call('ZSCORE', KEYS[2], ARGV[5])
 if held then return {1, tonumber(held)} end
 if redis.call('ZSCORE', KEYS[1], ARGV[5]) then return {1, now} end
-` + luaCapsWait + `
+local wait = capsWait(KEYS[1], KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]), now, window)
 if wait > 0 then return {0, wait} end
 local expiry = now + tonumber(ARGV[6])
 redis.call('ZADD', KEYS[1], now, ARGV[5])

@@ -42,8 +42,10 @@ func uiEntryID(name string) string  { return "campaignd-cron-" + name }
 // uiTaskType is what the UI shows as the entry's task type.
 const uiTaskType = "campaign (cron)"
 
-// writeEntriesScript: KEYS[1] the entry list; ARGV[1] its TTL in seconds,
-// ARGV[2..] encoded entries. Replaces the list (as asynq does).
+// writeEntriesScript replaces the entry list (as asynq does).
+// KEYS[1] the entry list; ARGV[1] its TTL in seconds, ARGV[2..] encoded
+// entries.
+// Returns 1.
 var writeEntriesScript = redis.NewScript(`
 redis.call('DEL', KEYS[1])
 for i = 2, #ARGV do redis.call('LPUSH', KEYS[1], ARGV[i]) end
@@ -51,8 +53,11 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 `)
 
-// recordEventScript: KEYS[1] an entry's history; ARGV[1] enqueue time
-// (unix s), ARGV[2] the encoded event, ARGV[3] most events kept.
+// recordEventScript adds an enqueue event to an entry's history and trims
+// it to the newest events.
+// KEYS[1] an entry's history; ARGV[1] enqueue time (unix s), ARGV[2] the
+// encoded event, ARGV[3] most events kept.
+// Returns 1.
 var recordEventScript = redis.NewScript(`
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[3]) - 1)

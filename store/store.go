@@ -73,9 +73,10 @@ func (s *Store) groups(id string) string   { return s.key(id) + ":groups" }
 
 func (s *Store) now() string { return s.opts.Clock.Now().UTC().Format(time.RFC3339Nano) }
 
-// create: KEYS[1] hash, KEYS[2] idx; ARGV[1] state, ARGV[2] submission
-// (unix ms, the index score), then field/value pairs. Returns 1 when
-// created, 0 when the id exists.
+// createScript stores a new campaign hash and indexes it.
+// KEYS[1] hash, KEYS[2] idx; ARGV[1] state, ARGV[2] submission (unix ms,
+// the index score), ARGV[3..] field/value pairs.
+// Returns 1 when created, 0 when the id exists (nothing changes).
 var createScript = redis.NewScript(luaIndex + `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
@@ -360,10 +361,11 @@ func (s *Store) Status(ctx context.Context, id string) (campaigns.Status, error)
 	return st, nil
 }
 
-// transition: KEYS[1] hash, KEYS[2] idx; ARGV[1] to, ARGV[2] now,
-// ARGV[3..] allowed from states (none = any non-final). Returns {-1, ""}
-// for an unknown id, {0, current} when not allowed, {1, previous} when
-// moved.
+// transitionScript moves a campaign to another state if it is allowed.
+// KEYS[1] hash, KEYS[2] idx; ARGV[1] to, ARGV[2] now, ARGV[3..] allowed
+// from states (none = any non-final).
+// Returns {-1, ""} for an unknown id, {0, current} when not allowed (or
+// already there), {1, previous} when moved.
 var transitionScript = redis.NewScript(luaFinal + luaIndex + `
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return {-1, ''} end
@@ -405,9 +407,10 @@ func (s *Store) Transition(ctx context.Context, id string, to campaigns.State, a
 	return st, code == 1, nil
 }
 
-// fail: KEYS[1] hash, KEYS[2] idx; ARGV[1] now, ARGV[2] errors JSON.
-// Moves a campaign that is not final to failed with the errors on its
-// status. Returns -1 for an unknown id, 0 if it was final, 1 if changed.
+// failScript moves a campaign that is not final to failed with the errors
+// on its status.
+// KEYS[1] hash, KEYS[2] idx; ARGV[1] now, ARGV[2] errors JSON.
+// Returns -1 for an unknown id, 0 if it was final, 1 if changed.
 var failScript = redis.NewScript(luaFinal + luaIndex + `
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return -1 end
@@ -499,46 +502,50 @@ func (s *Store) GroupsDone(ctx context.Context, id string, ks []int) ([]bool, er
 	return out, nil
 }
 
-// setPlannedScript: KEYS as recordScript; ARGV[1] targets, ARGV[2]
-// batches, ARGV[3] now. It marks the plan complete and, if every batch is
-// already recorded (they are sent while planning goes on), finishes the
-// campaign: exactly one of it and the last record does.
-var setPlannedScript = redis.NewScript(luaFinal + luaOutcome + luaIndex + `
-if not redis.call('HGET', KEYS[1], 'state') then return {-1, 0, {}} end
-redis.call('HSET', KEYS[1], 'targets_total', ARGV[1], 'batches_total', ARGV[2], 'planned', 1)
-local done = tonumber(redis.call('HGET', KEYS[1], 'batches_done') or '0')
-` + luaStatusFields + `
-local f = redis.call('HMGET', KEYS[1], 'planned', 'batches_total', 'state', 'sent', 'failed', 'dropped')
-local now = ARGV[3]
-` + finishLua + `
-`)
-
-// finishLua ends the record and set-planned scripts. Given the locals f
-// (the campaign's planned, batches_total, state, sent, failed, dropped),
-// done (batches recorded), fields and now, it moves a planned, fully
-// recorded, unfinished campaign that is not paused to its final state and
-// returns {1, 1, status}; otherwise {1, 0, status}. The final state is
-// outcome(sent, failed, dropped) (campaigns.OutcomeRules). A paused
-// campaign is finished by Resume (FinishIfDone).
-const finishLua = `
-local cur = f[3]
-local final = isFinal(cur)
-if f[1] ~= '1' or done < tonumber(f[2]) or final or cur == 'paused' then return {1, 0, redis.call('HMGET', KEYS[1], unpack(fields))} end
-local to = outcome(tonumber(f[4]), tonumber(f[5]), tonumber(f[6]))
-redis.call('HSET', KEYS[1], 'state', to, 'at', now)
-indexMove(KEYS[4], KEYS[1], cur, to)
-return {1, 1, redis.call('HMGET', KEYS[1], unpack(fields))}
+// luaFinish defines finish(hash, idx, now), which ends the record,
+// set-planned and finish-if-done scripts: it moves the campaign of hash
+// (indexed in idx), if it is planned, fully recorded, not final and not
+// paused, to its final state outcome(sent, failed, dropped)
+// (campaigns.OutcomeRules) at now, and returns {1, 1, status}; otherwise
+// it changes nothing and returns {1, 0, status}. status is the hash's
+// statusFields. A paused campaign is finished by Resume (FinishIfDone).
+// It needs luaFinal, luaOutcome, luaIndex and luaStatusFields before it.
+const luaFinish = `
+local function finish(hash, idx, now)
+  local f = redis.call('HMGET', hash, 'planned', 'batches_total', 'state', 'sent', 'failed', 'dropped', 'batches_done')
+  local cur = f[3]
+  if f[1] ~= '1' or tonumber(f[7] or '0') < tonumber(f[2]) or isFinal(cur) or cur == 'paused' then
+    return {1, 0, redis.call('HMGET', hash, unpack(fields))}
+  end
+  local to = outcome(tonumber(f[4]), tonumber(f[5]), tonumber(f[6]))
+  redis.call('HSET', hash, 'state', to, 'at', now)
+  indexMove(idx, hash, cur, to)
+  return {1, 1, redis.call('HMGET', hash, unpack(fields))}
+end
 `
 
-// finishIfDoneScript: KEYS as recordScript; ARGV[1] now. It finishes a
-// planned, fully recorded campaign that is not paused (after a resume).
-var finishIfDoneScript = redis.NewScript(luaFinal + luaOutcome + luaIndex + `
+// luaFinishing is what every script that may finish a campaign starts with.
+var luaFinishing = luaFinal + luaOutcome + luaIndex + luaStatusFields + luaFinish
+
+// setPlannedScript marks the plan complete and, if every batch is already
+// recorded (they are sent while planning goes on), finishes the campaign:
+// exactly one of it and the last record does.
+// KEYS[1] hash, KEYS[2] done bitmap, KEYS[3] failures, KEYS[4] idx (as
+// recordScript); ARGV[1] targets, ARGV[2] batches, ARGV[3] now (RFC 3339).
+// Returns {-1, 0, {}} for an unknown id, else finish's answer.
+var setPlannedScript = redis.NewScript(luaFinishing + `
 if not redis.call('HGET', KEYS[1], 'state') then return {-1, 0, {}} end
-local done = tonumber(redis.call('HGET', KEYS[1], 'batches_done') or '0')
-` + luaStatusFields + `
-local f = redis.call('HMGET', KEYS[1], 'planned', 'batches_total', 'state', 'sent', 'failed', 'dropped')
-local now = ARGV[1]
-` + finishLua + `
+redis.call('HSET', KEYS[1], 'targets_total', ARGV[1], 'batches_total', ARGV[2], 'planned', 1)
+return finish(KEYS[1], KEYS[4], ARGV[3])
+`)
+
+// finishIfDoneScript finishes a planned, fully recorded campaign that is
+// not paused (after a resume).
+// KEYS as recordScript; ARGV[1] now (RFC 3339).
+// Returns {-1, 0, {}} for an unknown id, else finish's answer.
+var finishIfDoneScript = redis.NewScript(luaFinishing + `
+if not redis.call('HGET', KEYS[1], 'state') then return {-1, 0, {}} end
+return finish(KEYS[1], KEYS[4], ARGV[1])
 `)
 
 // FinishIfDone finishes a campaign whose batches were all recorded while
@@ -548,13 +555,15 @@ func (s *Store) FinishIfDone(ctx context.Context, id string) (st campaigns.Statu
 	return s.finishWith(ctx, id, "finish", finishIfDoneScript, s.now())
 }
 
-// expireScript: KEYS as recordScript; ARGV[1] now. It ends a campaign that
-// is not final as expired (whatever it still had to send is past
-// expires_at): dropped becomes what was neither sent nor failed of the
-// targets planned so far, and the state is outcome(sent, failed, at least
-// 1 dropped): expired, or partially_failed when something failed. Batches
-// recorded afterwards (calls that were on the wire) move their counts out
-// of dropped (see recordScript).
+// expireScript ends a campaign that is not final as expired (whatever it
+// still had to send is past expires_at): dropped becomes what was neither
+// sent nor failed of the targets planned so far, and the state is
+// outcome(sent, failed, at least 1 dropped): expired, or partially_failed
+// when something failed. Batches recorded afterwards (calls that were on
+// the wire) move their counts out of dropped (see recordScript).
+// KEYS as recordScript; ARGV[1] now (RFC 3339).
+// Returns {-1, 0, {}} for an unknown id, {1, 0, status} when it was final
+// already, {1, 1, status} when it ended it (status: statusFields).
 var expireScript = redis.NewScript(luaFinal + luaOutcome + luaIndex + `
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return {-1, 0, {}} end
@@ -604,9 +613,16 @@ func (s *Store) SetPlanned(ctx context.Context, id string, targetsTotal, batches
 	return s.finishWith(ctx, id, "set planned", setPlannedScript, targetsTotal, batchesTotal, s.now())
 }
 
-// record: KEYS hash, done, failures, idx; ARGV n, sent, failed, dropped,
-// now, failure JSON…
-var recordScript = redis.NewScript(luaFinal + luaOutcome + luaIndex + luaStatusFields + `
+// recordScript records batch n's outcome once and finishes the campaign
+// when it was the last batch.
+// KEYS[1] the campaign hash, KEYS[2] the done bitmap (bit n: batch n
+// recorded), KEYS[3] the failures list, KEYS[4] idx; ARGV[1] n, ARGV[2]
+// sent, ARGV[3] failed, ARGV[4] dropped, ARGV[5] now (RFC 3339), ARGV[6..]
+// one failure JSON each.
+// Returns {0, 0, status} when batch n was recorded already (nothing
+// changes), else finish's answer: {1, 1, status} when this record
+// finished the campaign, {1, 0, status} otherwise.
+var recordScript = redis.NewScript(luaFinishing + `
 if redis.call('SETBIT', KEYS[2], tonumber(ARGV[1]), 1) == 1 then
   return {0, 0, redis.call('HMGET', KEYS[1], unpack(fields))}
 end
@@ -620,11 +636,9 @@ if redis.call('HGET', KEYS[1], 'state') == 'expired' then
 else
   redis.call('HINCRBY', KEYS[1], 'dropped', ARGV[4])
 end
-local done = redis.call('HINCRBY', KEYS[1], 'batches_done', 1)
+redis.call('HINCRBY', KEYS[1], 'batches_done', 1)
 if #ARGV > 5 then redis.call('RPUSH', KEYS[3], unpack(ARGV, 6)) end
-local f = redis.call('HMGET', KEYS[1], 'planned', 'batches_total', 'state', 'sent', 'failed', 'dropped')
-local now = ARGV[5]
-` + finishLua + `
+return finish(KEYS[1], KEYS[4], ARGV[5])
 `)
 
 // RecordBatch records batch n's outcome once: sent targets, refused ones
@@ -682,9 +696,11 @@ func (s *Store) AddTaskID(ctx context.Context, id, taskID string) error {
 	return nil
 }
 
-// setStartScript: KEYS[1] hash; ARGV[1] start_at (RFC 3339), ARGV[2] its
-// unix µs, ARGV[3] least change µs. Sets start_at of a scheduled campaign
-// when it moves by at least the least change; returns 1 if it did.
+// setStartScript sets start_at of a scheduled campaign when it moves by
+// at least the least change.
+// KEYS[1] hash; ARGV[1] start_at (RFC 3339), ARGV[2] its unix µs, ARGV[3]
+// least change µs.
+// Returns 1 if it set it, 0 if not.
 var setStartScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'state') ~= 'scheduled' then return 0 end
 local cur = tonumber(redis.call('HGET', KEYS[1], 'start_us') or '-1')
