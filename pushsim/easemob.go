@@ -3,10 +3,10 @@ package pushsim
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -122,156 +122,133 @@ func easemobOK(w http.ResponseWriter, now time.Time, fields map[string]any) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-type easemobRoute struct {
-	group   provider.Group
-	handler func(s *Sim, w http.ResponseWriter, r *http.Request, a *easemobApp, args []string, now time.Time)
-	args    []string
+func easemobNotFound(w http.ResponseWriter, now time.Time) {
+	easemobError(w, http.StatusNotFound, "url is invalid", "request path does not exist", now)
 }
 
-// routeEasemob maps method and path segments after /{org}/{app}/ to a route.
-func routeEasemob(method string, p []string) (easemobRoute, bool) {
-	n := len(p)
-	switch {
-	case n == 1 && p[0] == "token" && method == http.MethodPost:
-		return easemobRoute{group: provider.GroupToken}, true
-	case n == 3 && p[0] == "push" && p[1] == "sync" && method == http.MethodPost:
-		return easemobRoute{provider.GroupPushSync, (*Sim).emPushSync, p[2:]}, true
-	case n == 3 && p[0] == "push" && p[1] == "async" && method == http.MethodPost:
-		return easemobRoute{provider.GroupPushAsync, (*Sim).emPushAsync, p[2:]}, true
-	case n == 2 && p[0] == "push" && p[1] == "single" && method == http.MethodPost:
-		return easemobRoute{provider.GroupPushSingle, (*Sim).emPushSingle, nil}, true
-	case n == 3 && p[0] == "push" && p[1] == "list" && p[2] == "label" && method == http.MethodPost:
-		return easemobRoute{provider.GroupPushLabel, (*Sim).emPushLabel, nil}, true
-	case n == 2 && p[0] == "push" && p[1] == "task" && method == http.MethodPost:
-		return easemobRoute{provider.GroupPushTask, (*Sim).emPushTask, nil}, true
-	case n == 2 && p[0] == "push" && p[1] == "label":
-		switch method {
-		case http.MethodPost:
-			return easemobRoute{provider.GroupLabel, (*Sim).emLabelCreate, nil}, true
-		case http.MethodGet:
-			return easemobRoute{provider.GroupLabel, (*Sim).emLabelList, nil}, true
-		}
-	case n == 3 && p[0] == "push" && p[1] == "label":
-		switch method {
-		case http.MethodGet:
-			return easemobRoute{provider.GroupLabel, (*Sim).emLabelGet, p[2:]}, true
-		case http.MethodDelete:
-			return easemobRoute{provider.GroupLabel, (*Sim).emLabelDelete, p[2:]}, true
-		}
-	case n == 4 && p[0] == "push" && p[1] == "label" && p[3] == "user":
-		switch method {
-		case http.MethodPost:
-			return easemobRoute{provider.GroupLabelUser, (*Sim).emMembersAdd, p[2:3]}, true
-		case http.MethodDelete:
-			return easemobRoute{provider.GroupLabelUser, (*Sim).emMembersRemove, p[2:3]}, true
-		case http.MethodGet:
-			return easemobRoute{provider.GroupLabelUser, (*Sim).emMembersList, p[2:3]}, true
-		}
-	case n == 5 && p[0] == "push" && p[1] == "label" && p[3] == "user" && method == http.MethodGet:
-		return easemobRoute{provider.GroupLabelUser, (*Sim).emMemberGet, []string{p[2], p[4]}}, true
-	case n == 2 && p[0] == "users" && method == http.MethodPut:
-		return easemobRoute{provider.GroupUser, (*Sim).emUserPut, p[1:]}, true
-	case n == 4 && p[0] == "users" && p[2] == "notification" && p[3] == "language":
-		switch method {
-		case http.MethodPut:
-			return easemobRoute{provider.GroupNotification, (*Sim).emLanguagePut, p[1:2]}, true
-		case http.MethodGet:
-			return easemobRoute{provider.GroupNotification, (*Sim).emLanguageGet, p[1:2]}, true
-		}
-	case n == 5 && p[0] == "users" && p[2] == "notification":
-		switch method {
-		case http.MethodPut:
-			return easemobRoute{provider.GroupNotification, (*Sim).emModePut, []string{p[1], p[3], p[4]}}, true
-		case http.MethodGet:
-			return easemobRoute{provider.GroupNotification, (*Sim).emModeGet, []string{p[1], p[3], p[4]}}, true
-		}
-	case n == 2 && p[0] == "notification" && p[1] == "template" && method == http.MethodPost:
-		return easemobRoute{provider.GroupTemplate, (*Sim).emTemplateCreate, nil}, true
-	case n == 3 && p[0] == "notification" && p[1] == "template":
-		switch method {
-		case http.MethodGet:
-			return easemobRoute{provider.GroupTemplate, (*Sim).emTemplateGet, p[2:]}, true
-		case http.MethodDelete:
-			return easemobRoute{provider.GroupTemplate, (*Sim).emTemplateDelete, p[2:]}, true
-		}
+// emCall is one Easemob call on its way through its route: when it
+// arrived and, once it passed the judge, auth and fault injection, its app.
+type emCall struct {
+	routed
+	app *easemobApp
+	now time.Time
+}
+
+func (c *emCall) ok(fields map[string]any) { easemobOK(c.w, c.now, fields) }
+
+func (c *emCall) fail(status int, typ, desc string) { easemobError(c.w, status, typ, desc, c.now) }
+
+// refuse answers a request that does not parse or breaks a rule: 400
+// MessageException for a bad pushMessage, else 400
+// IllegalArgumentException (003 常见错误码).
+func (c *emCall) refuse(err error) {
+	var me *messageError
+	if errors.As(err, &me) {
+		c.fail(http.StatusBadRequest, "MessageException", err.Error())
+		return
 	}
-	return easemobRoute{}, false
+	c.fail(http.StatusBadRequest, "IllegalArgumentException", err.Error())
 }
 
-func splitPath(escaped string) ([]string, error) {
-	raw := strings.Split(strings.Trim(escaped, "/"), "/")
-	out := make([]string, len(raw))
-	for i, seg := range raw {
-		u, err := url.PathUnescape(seg)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = u
+// labelMissing answers 000's error for a label that does not exist.
+func (c *emCall) labelMissing(name string) {
+	c.fail(http.StatusBadRequest, "ResourceNotFoundException", "push label not exists of "+name)
+}
+
+// easemobRoutes is the Easemob API's router. It sees canonical paths (see
+// routable) and every request carries its *emCall in its context. A route
+// judges, authenticates and faults a call in emGate, then runs its handler;
+// a path no route takes is answered 404 before the judge.
+func (s *Sim) easemobRoutes() *http.ServeMux {
+	mux := http.NewServeMux()
+	route := func(pattern string, g provider.Group, h func(*emCall)) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			c := callOf[*emCall](r)
+			c.w, c.r = w, r
+			s.emGate(c, g, h)
+		})
 	}
-	return out, nil
+	mux.HandleFunc("POST /{org}/{app}/token", func(w http.ResponseWriter, r *http.Request) {
+		c := callOf[*emCall](r)
+		c.w, c.r = w, r
+		s.emToken(c)
+	})
+	route("POST /{org}/{app}/push/sync/{target}", provider.GroupPushSync, s.emPushSync)
+	route("POST /{org}/{app}/push/async/{target}", provider.GroupPushAsync, s.emPushAsync)
+	route("POST /{org}/{app}/push/single", provider.GroupPushSingle, s.emPushSingle)
+	route("POST /{org}/{app}/push/list/label", provider.GroupPushLabel, s.emPushLabel)
+	route("POST /{org}/{app}/push/task", provider.GroupPushTask, s.emPushTask)
+	route("POST /{org}/{app}/push/label", provider.GroupLabel, s.emLabelCreate)
+	route("GET /{org}/{app}/push/label", provider.GroupLabel, s.emLabelList)
+	route("GET /{org}/{app}/push/label/{label}", provider.GroupLabel, s.emLabelGet)
+	route("DELETE /{org}/{app}/push/label/{label}", provider.GroupLabel, s.emLabelDelete)
+	route("POST /{org}/{app}/push/label/{label}/user", provider.GroupLabelUser, s.emMembersAdd)
+	route("DELETE /{org}/{app}/push/label/{label}/user", provider.GroupLabelUser, s.emMembersRemove)
+	route("GET /{org}/{app}/push/label/{label}/user", provider.GroupLabelUser, s.emMembersList)
+	route("GET /{org}/{app}/push/label/{label}/user/{username}", provider.GroupLabelUser, s.emMemberGet)
+	route("PUT /{org}/{app}/users/{username}", provider.GroupUser, s.emUserPut)
+	route("PUT /{org}/{app}/users/{username}/notification/language", provider.GroupNotification, s.emLanguagePut)
+	route("GET /{org}/{app}/users/{username}/notification/language", provider.GroupNotification, s.emLanguageGet)
+	route("PUT /{org}/{app}/users/{username}/notification/{chattype}/{key}", provider.GroupNotification, s.emModePut)
+	route("GET /{org}/{app}/users/{username}/notification/{chattype}/{key}", provider.GroupNotification, s.emModeGet)
+	route("POST /{org}/{app}/notification/template", provider.GroupTemplate, s.emTemplateCreate)
+	route("GET /{org}/{app}/notification/template/{name}", provider.GroupTemplate, s.emTemplateGet)
+	route("DELETE /{org}/{app}/notification/template/{name}", provider.GroupTemplate, s.emTemplateDelete)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		easemobNotFound(w, callOf[*emCall](r).now)
+	})
+	return mux
 }
 
+// serveEasemob routes an Easemob call: /{org}/{app}/….
 func (s *Sim) serveEasemob(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	segs, err := splitPath(r.URL.EscapedPath())
-	if err != nil || len(segs) < 3 {
-		easemobError(w, http.StatusNotFound, "url is invalid", "request path does not exist", now)
+	// ServeMux lets a GET route take HEAD too; the provider does not.
+	if err != nil || len(segs) < 3 || r.Method == http.MethodHead {
+		easemobNotFound(w, now)
 		return
 	}
-	org, app := segs[0], segs[1]
-	route, ok := routeEasemob(r.Method, segs[2:])
-	if !ok {
-		easemobError(w, http.StatusNotFound, "url is invalid", "request path does not exist", now)
-		return
-	}
+	empty := emptyStandIn(segs)
+	c := &emCall{routed: routed{empty: empty}, now: now}
+	s.easemobMux.ServeHTTP(w, routable(r, "", segs, empty, c))
+}
+
+// emGate judges, authenticates and faults c as a call of group g and, when
+// it passes, runs h with c's app (created on its first call).
+func (s *Sim) emGate(c *emCall, g provider.Group, h func(*emCall)) {
+	org, app := c.arg("org"), c.arg("app")
 	appKey := easemobKey(org, app)
-
-	if route.group == provider.GroupToken {
-		s.mu.Lock()
-		s.admitLocked("easemob", appKey, provider.GroupToken, now)
-		fault := s.faultLocked()
-		s.mu.Unlock()
-		s.sleepLatency(r.Context())
-		if s.answerFault(w, fault, false, now) {
-			return
-		}
-		s.emToken(w, r, appKey, now)
-		return
-	}
-
 	s.mu.Lock()
-	admitted := s.admitLocked("easemob", appKey, route.group, now)
-	var authed bool
-	if admitted {
-		authed = s.authEasemobLocked(r, appKey, now)
-	}
+	admitted := s.admitLocked("easemob", appKey, g, c.now)
+	authed := admitted && s.authEasemobLocked(c.r, appKey, c.now)
 	fault := faultNone
-	if admitted && authed {
+	if authed {
 		fault = s.faultLocked()
 	}
 	s.mu.Unlock()
-	s.sleepLatency(r.Context())
+	s.sleepLatency(c.r.Context())
 	switch {
 	case !admitted:
-		w.Header().Set("Retry-After", "1")
-		easemobError(w, http.StatusTooManyRequests, "TooManyRequests", "request limit exceeded for "+string(route.group), now)
+		c.w.Header().Set("Retry-After", "1")
+		c.fail(http.StatusTooManyRequests, "TooManyRequests", "request limit exceeded for "+string(g))
 		return
 	case !authed:
-		writeJSON(w, http.StatusUnauthorized, map[string]any{
+		writeJSON(c.w, http.StatusUnauthorized, map[string]any{
 			"error": "unauthorized", "exception": "EasemobUnauthorizedException",
-			"timestamp": now.UnixMilli(), "duration": 0,
+			"timestamp": c.now.UnixMilli(), "duration": 0,
 			"error_description": "Unable to authenticate due to expired or invalid access token",
 		})
 		return
 	}
-	if s.answerFault(w, fault, false, now) {
+	if s.answerFault(c.w, fault, false, c.now) {
 		return
 	}
 	s.mu.Lock()
-	a := s.easemobAppLocked(org, app)
-	s.runDueTasksLocked(now)
+	c.app = s.easemobAppLocked(org, app)
+	s.runDueTasksLocked(c.now)
 	s.mu.Unlock()
-	route.handler(s, w, r, a, route.args, now)
+	h(c)
 }
 
 // answerFault writes an injected fault; it reports whether one was written.
@@ -301,30 +278,41 @@ func (s *Sim) authEasemobLocked(r *http.Request, appKey string, now time.Time) b
 	return ok && ti.app == appKey && now.Before(ti.expires)
 }
 
-func (s *Sim) emToken(w http.ResponseWriter, r *http.Request, appKey string, now time.Time) {
+// emToken issues an app token. The call is counted and judged in the token
+// group but never refused, and needs no token.
+func (s *Sim) emToken(c *emCall) {
+	appKey := easemobKey(c.arg("org"), c.arg("app"))
+	s.mu.Lock()
+	s.admitLocked("easemob", appKey, provider.GroupToken, c.now)
+	fault := s.faultLocked()
+	s.mu.Unlock()
+	s.sleepLatency(c.r.Context())
+	if s.answerFault(c.w, fault, false, c.now) {
+		return
+	}
 	var req struct {
 		GrantType    string `json:"grant_type"`
 		ClientID     string `json:"client_id"`
 		ClientSecret string `json:"client_secret"`
 	}
-	if err := decodeBody(r, &req); err != nil {
-		easemobError(w, http.StatusBadRequest, "json_parse", err.Error(), now)
+	if err := decodeBody(c.r, &req); err != nil {
+		c.fail(http.StatusBadRequest, "json_parse", err.Error())
 		return
 	}
 	if req.GrantType != "client_credentials" {
-		easemobError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be client_credentials", now)
+		c.fail(http.StatusBadRequest, "unsupported_grant_type", "grant_type must be client_credentials")
 		return
 	}
 	if req.ClientID != s.cfg.EasemobClientID || req.ClientSecret != s.cfg.EasemobClientSecret {
-		easemobError(w, http.StatusUnauthorized, "invalid_client", "invalid client credentials", now)
+		c.fail(http.StatusUnauthorized, "invalid_client", "invalid client credentials")
 		return
 	}
 	s.mu.Lock()
 	s.tokenSeq++
-	tok := fmt.Sprintf("YWMt-pushsim-%d-%d", s.tokenSeq, now.UnixNano())
-	s.tokens[tok] = tokenInfo{app: appKey, expires: now.Add(s.cfg.TokenTTL)}
+	tok := fmt.Sprintf("YWMt-pushsim-%d-%d", s.tokenSeq, c.now.UnixNano())
+	s.tokens[tok] = tokenInfo{app: appKey, expires: c.now.Add(s.cfg.TokenTTL)}
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{
+	writeJSON(c.w, http.StatusOK, map[string]any{
 		"access_token": tok,
 		"expires_in":   int64(s.cfg.TokenTTL / time.Second),
 		"application":  "pushsim-" + appKey,
@@ -352,55 +340,42 @@ type pushBody struct {
 	StartDate   *string         `json:"startDate"`
 }
 
-// checkPush validates strategy and pushMessage; it writes the error and
-// returns false when they are wrong.
-func checkPush(w http.ResponseWriter, b *pushBody, now time.Time) bool {
+// check applies the rules every push body shares (003): strategy, then
+// pushMessage.
+func (b *pushBody) check() error {
 	if b.Strategy != nil {
-		if err := provider.ValidateStrategy(*b.Strategy); err != nil {
-			easemobError(w, http.StatusBadRequest, "IllegalArgumentException", err.Error(), now)
-			return false
+		if err := checkStrategy(*b.Strategy); err != nil {
+			return err
 		}
 	}
-	var obj map[string]any
-	if len(b.PushMessage) == 0 || json.Unmarshal(b.PushMessage, &obj) != nil || len(obj) == 0 {
-		easemobError(w, http.StatusBadRequest, "MessageException", "bad_request: pushMessage must be a non-empty object", now)
-		return false
-	}
-	return true
+	return checkPushMessage(b.PushMessage)
 }
 
-func (s *Sim) emPushSingle(w http.ResponseWriter, r *http.Request, a *easemobApp, _ []string, now time.Time) {
-	var b pushBody
-	if err := decodeBody(r, &b); err != nil {
-		easemobError(w, http.StatusBadRequest, "IllegalArgumentException", err.Error(), now)
-		return
-	}
-	if len(b.Targets) == 0 || len(b.Targets) > provider.MaxPushTargets {
-		easemobError(w, http.StatusBadRequest, "IllegalArgumentException",
-			fmt.Sprintf("targets must hold 1 to %d user ids, got %d", provider.MaxPushTargets, len(b.Targets)), now)
-		return
-	}
-	if !checkPush(w, &b, now) {
+func (s *Sim) emPushSingle(c *emCall) {
+	b, ok := decodeAs(c, func(b *pushBody) error {
+		return firstError(checkPushTargets(len(b.Targets)), b.check())
+	})
+	if !ok {
 		return
 	}
 	// This is the emulator's hottest path: ids are checked and the answer is
 	// written by hand outside the lock; the lock covers only the records.
 	known := make([]bool, len(b.Targets))
 	for i, t := range b.Targets {
-		known[i] = !strings.HasPrefix(t, "invalid-") && provider.ValidateTargetID(t) == nil
+		known[i] = knownID(t)
 	}
-	call := &pushCall{app: a.org + "/" + a.app, via: "push/single", message: b.PushMessage}
+	call := &pushCall{app: easemobKey(c.app.org, c.app.app), via: "push/single", message: b.PushMessage}
 	s.mu.Lock()
 	s.maxTargets = max(s.maxTargets, len(b.Targets))
 	for i, t := range b.Targets {
 		if known[i] {
-			s.recordPushLocked(a.user(t, now), call, now)
+			s.recordPushLocked(c.app.user(t, c.now), call, c.now)
 		}
 	}
 	s.mu.Unlock()
 	out := make([]byte, 0, 64+80*len(b.Targets))
 	out = append(out, `{"timestamp":`...)
-	out = strconv.AppendInt(out, now.UnixMilli(), 10)
+	out = strconv.AppendInt(out, c.now.UnixMilli(), 10)
 	out = append(out, `,"duration":0,"data":[`...)
 	for i, t := range b.Targets {
 		if i > 0 {
@@ -416,34 +391,27 @@ func (s *Sim) emPushSingle(w http.ResponseWriter, r *http.Request, a *easemobApp
 		}
 	}
 	out = append(out, "]}\n"...)
-	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(out)
+	c.w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	c.w.WriteHeader(http.StatusOK)
+	_, _ = c.w.Write(out)
 }
 
-func (s *Sim) emPushSync(w http.ResponseWriter, r *http.Request, a *easemobApp, args []string, now time.Time) {
-	s.emPushOne(w, r, a, args[0], now, true)
-}
+func (s *Sim) emPushSync(c *emCall) { s.emPushOne(c, true) }
 
-func (s *Sim) emPushAsync(w http.ResponseWriter, r *http.Request, a *easemobApp, args []string, now time.Time) {
-	s.emPushOne(w, r, a, args[0], now, false)
-}
+func (s *Sim) emPushAsync(c *emCall) { s.emPushOne(c, false) }
 
-func (s *Sim) emPushOne(w http.ResponseWriter, r *http.Request, a *easemobApp, target string, now time.Time, sync bool) {
-	var b pushBody
-	if err := decodeBody(r, &b); err != nil {
-		easemobError(w, http.StatusBadRequest, "IllegalArgumentException", err.Error(), now)
+func (s *Sim) emPushOne(c *emCall, sync bool) {
+	b, ok := decodeAs(c, (*pushBody).check)
+	if !ok {
 		return
 	}
-	if !checkPush(w, &b, now) {
-		return
-	}
-	if strings.HasPrefix(target, "invalid-") || provider.ValidateTargetID(target) != nil {
+	target := c.arg("target")
+	if !knownID(target) {
 		status := "FAIL"
 		if !sync {
 			status = "ASYNC_SUCCESS" // async only accepts; failures happen later
 		}
-		easemobOK(w, now, map[string]any{"data": []map[string]any{{"pushStatus": status, "desc": "appUser not exists"}}})
+		c.ok(map[string]any{"data": []map[string]any{{"pushStatus": status, "desc": "appUser not exists"}}})
 		return
 	}
 	via := "push/async"
@@ -451,28 +419,29 @@ func (s *Sim) emPushOne(w http.ResponseWriter, r *http.Request, a *easemobApp, t
 		via = "push/sync"
 	}
 	s.mu.Lock()
-	s.recordPushLocked(a.user(target, now), &pushCall{app: a.org + "/" + a.app, via: via, message: b.PushMessage}, now)
+	s.recordPushLocked(c.app.user(target, c.now), &pushCall{app: easemobKey(c.app.org, c.app.app), via: via, message: b.PushMessage}, c.now)
 	s.mu.Unlock()
 	if sync {
-		easemobOK(w, now, map[string]any{"data": []map[string]any{{
+		c.ok(map[string]any{"data": []map[string]any{{
 			"pushStatus": "SUCCESS",
 			"data":       map[string]any{"code": 200, "message": "Success", "data": map[string]any{"sendResult": true, "msgCode": 200, "failTokens": []string{}, "expireTokens": []string{}}},
 		}}})
 		return
 	}
-	easemobOK(w, now, map[string]any{"data": []map[string]any{{"pushStatus": "ASYNC_SUCCESS", "data": "", "desc": "success"}}})
+	c.ok(map[string]any{"data": []map[string]any{{"pushStatus": "ASYNC_SUCCESS", "data": "", "desc": "success"}}})
 }
 
-// taskStart validates an optional startDate (server zone, 1 h..30 d ahead).
-func (s *Sim) taskStart(w http.ResponseWriter, b *pushBody, now time.Time) (time.Time, bool) {
+// taskStart is when a task created by b starts: its startDate (003), or
+// now without one. A bad startDate is refused and ok is false.
+func (s *Sim) taskStart(c *emCall, b *pushBody) (start time.Time, ok bool) {
 	if b.StartDate == nil || *b.StartDate == "" {
-		return now, true
+		return c.now, true
 	}
-	if err := provider.ValidateStartDate(*b.StartDate, s.cfg.Zone, now); err != nil {
-		easemobError(w, http.StatusBadRequest, "IllegalArgumentException", err.Error(), now)
+	t, err := parseStartDate(*b.StartDate, s.cfg.Zone, c.now)
+	if err != nil {
+		c.refuse(err)
 		return time.Time{}, false
 	}
-	t, _ := provider.ParseStartDate(*b.StartDate, s.cfg.Zone)
 	return t, true
 }
 
@@ -481,11 +450,12 @@ const maxTaskLog = 10_000
 
 // createTaskLocked applies the task-window caps; it writes a LimitException
 // and returns nil when a cap is reached.
-func (s *Sim) createTaskLocked(w http.ResponseWriter, a *easemobApp, kind, labelName string, start time.Time, msg []byte, now time.Time) *Task {
+func (s *Sim) createTaskLocked(c *emCall, kind, labelName string, start time.Time, msg []byte) *Task {
+	a, now := c.app, c.now
 	if ok, why := s.caps.check(a.tasks, now); !ok {
 		s.limitExc++
-		s.cfg.Logger.Debug().Str("app", a.org+"/"+a.app).Str("kind", kind).Str("reason", why).Msg("pushsim: task refused")
-		easemobError(w, http.StatusForbidden, "LimitException", "limit request", now)
+		s.cfg.Logger.Debug().Str("app", easemobKey(a.org, a.app)).Str("kind", kind).Str("reason", why).Msg("pushsim: task refused")
+		c.fail(http.StatusForbidden, "LimitException", "limit request")
 		return nil
 	}
 	s.taskSeq++
@@ -495,7 +465,7 @@ func (s *Sim) createTaskLocked(w http.ResponseWriter, a *easemobApp, kind, label
 		Label:     labelName,
 		CreatedAt: now,
 		StartAt:   start,
-		app:       a.org + "/" + a.app,
+		app:       easemobKey(a.org, a.app),
 		message:   msg,
 	}
 	if kind == "label" {
@@ -554,60 +524,50 @@ func (s *Sim) runDueTasksLocked(now time.Time) {
 	}
 }
 
-func (s *Sim) emPushLabel(w http.ResponseWriter, r *http.Request, a *easemobApp, _ []string, now time.Time) {
-	var b pushBody
-	if err := decodeBody(r, &b); err != nil {
-		easemobError(w, http.StatusBadRequest, "IllegalArgumentException", err.Error(), now)
+func (s *Sim) emPushLabel(c *emCall) {
+	b, ok := decodeAs(c, func(b *pushBody) error {
+		return firstError(checkLabelPushTargets(len(b.Targets)), b.check())
+	})
+	if !ok {
 		return
 	}
-	if len(b.Targets) != 1 {
-		easemobError(w, http.StatusBadRequest, "IllegalArgumentException", "targets must hold exactly one label name", now)
-		return
-	}
-	if !checkPush(w, &b, now) {
-		return
-	}
-	start, ok := s.taskStart(w, &b, now)
+	start, ok := s.taskStart(c, b)
 	if !ok {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if a.labels[b.Targets[0]] == nil {
-		easemobError(w, http.StatusBadRequest, "ResourceNotFoundException", "push label not exists of "+b.Targets[0], now)
+	if c.app.labels[b.Targets[0]] == nil {
+		c.labelMissing(b.Targets[0])
 		return
 	}
-	t := s.createTaskLocked(w, a, "label", b.Targets[0], start, b.PushMessage, now)
+	t := s.createTaskLocked(c, "label", b.Targets[0], start, b.PushMessage)
 	if t == nil {
 		return
 	}
-	s.runDueTasksLocked(now)
+	s.runDueTasksLocked(c.now)
 	id, _ := strconv.ParseInt(t.ID, 10, 64)
-	easemobOK(w, now, map[string]any{"data": map[string]any{"taskId": id}})
+	c.ok(map[string]any{"data": map[string]any{"taskId": id}})
 }
 
-func (s *Sim) emPushTask(w http.ResponseWriter, r *http.Request, a *easemobApp, _ []string, now time.Time) {
-	var b pushBody
-	if err := decodeBody(r, &b); err != nil {
-		easemobError(w, http.StatusBadRequest, "IllegalArgumentException", err.Error(), now)
+func (s *Sim) emPushTask(c *emCall) {
+	b, ok := decodeAs(c, (*pushBody).check)
+	if !ok {
 		return
 	}
-	if !checkPush(w, &b, now) {
-		return
-	}
-	start, ok := s.taskStart(w, &b, now)
+	start, ok := s.taskStart(c, b)
 	if !ok {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t := s.createTaskLocked(w, a, "broadcast", "", start, b.PushMessage, now)
+	t := s.createTaskLocked(c, "broadcast", "", start, b.PushMessage)
 	if t == nil {
 		return
 	}
-	s.runDueTasksLocked(now)
+	s.runDueTasksLocked(c.now)
 	id, _ := strconv.ParseInt(t.ID, 10, 64)
-	easemobOK(w, now, map[string]any{"data": id})
+	c.ok(map[string]any{"data": id})
 }
 
 func labelJSON(l *label, withCount bool) map[string]any {
@@ -618,178 +578,159 @@ func labelJSON(l *label, withCount bool) map[string]any {
 	return m
 }
 
-func (s *Sim) emLabelCreate(w http.ResponseWriter, r *http.Request, a *easemobApp, _ []string, now time.Time) {
-	var b struct {
+func (s *Sim) emLabelCreate(c *emCall) {
+	type labelBody struct {
 		Name        string `json:"name"`
 		Description string `json:"description"`
 	}
-	if err := decodeBody(r, &b); err != nil {
-		easemobError(w, http.StatusBadRequest, "IllegalArgumentException", err.Error(), now)
-		return
-	}
-	if err := provider.ValidateLabelName(b.Name); err != nil {
-		easemobError(w, http.StatusBadRequest, "IllegalArgumentException", err.Error(), now)
-		return
-	}
-	if err := provider.ValidateLabelDescription(b.Description); err != nil {
-		easemobError(w, http.StatusBadRequest, "IllegalArgumentException", err.Error(), now)
+	b, ok := decodeAs(c, func(b *labelBody) error {
+		return firstError(checkLabelName(b.Name), checkLabelDescription(b.Description))
+	})
+	if !ok {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	a := c.app
 	if a.labels[b.Name] != nil {
-		easemobError(w, http.StatusBadRequest, "IllegalArgumentException", "push label already exists: "+b.Name, now)
+		c.fail(http.StatusBadRequest, "IllegalArgumentException", "push label already exists: "+b.Name)
 		return
 	}
 	if len(a.labels) >= s.cfg.MaxLabels {
 		s.limitExc++
-		s.cfg.Logger.Debug().Str("app", a.org+"/"+a.app).Int("labels", len(a.labels)).Msg("pushsim: label cap reached")
-		easemobError(w, http.StatusForbidden, "LimitException", "limit request", now)
+		s.cfg.Logger.Debug().Str("app", easemobKey(a.org, a.app)).Int("labels", len(a.labels)).Msg("pushsim: label cap reached")
+		c.fail(http.StatusForbidden, "LimitException", "limit request")
 		return
 	}
-	l := &label{Name: b.Name, Description: b.Description, CreatedAt: now.UnixMilli(), members: map[string]int64{}}
+	l := &label{Name: b.Name, Description: b.Description, CreatedAt: c.now.UnixMilli(), members: map[string]int64{}}
 	a.labels[b.Name] = l
-	easemobOK(w, now, map[string]any{"data": labelJSON(l, false)})
+	c.ok(map[string]any{"data": labelJSON(l, false)})
 }
 
-// labelOf returns the named label, or writes the provider's "not exists"
-// error and returns nil. Called with s.mu held.
-func labelOf(w http.ResponseWriter, a *easemobApp, name string, now time.Time) *label {
-	l := a.labels[name]
+// labelLocked returns the label the path names, or answers that it does not
+// exist and returns nil. Called with s.mu held.
+func (c *emCall) labelLocked() *label {
+	name := c.arg("label")
+	l := c.app.labels[name]
 	if l == nil {
-		easemobError(w, http.StatusBadRequest, "ResourceNotFoundException", "push label not exists of "+name, now)
+		c.labelMissing(name)
 	}
 	return l
 }
 
-func (s *Sim) emLabelGet(w http.ResponseWriter, _ *http.Request, a *easemobApp, args []string, now time.Time) {
+func (s *Sim) emLabelGet(c *emCall) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l := labelOf(w, a, args[0], now)
-	if l == nil {
+	if l := c.labelLocked(); l != nil {
+		c.ok(map[string]any{"data": labelJSON(l, true)})
+	}
+}
+
+// page cuts sorted names by the query's limit and opaque cursor and answers
+// them, with the cursor of the next page if there is one, as data made by
+// item.
+func (c *emCall) page(names []string, item func(string) map[string]any) {
+	q := c.r.URL.Query()
+	limit, err := parseListLimit(q.Get("limit"))
+	if err != nil {
+		c.refuse(err)
 		return
 	}
-	easemobOK(w, now, map[string]any{"data": labelJSON(l, true)})
-}
-
-// page cuts sorted names by limit and an opaque cursor.
-func page(w http.ResponseWriter, r *http.Request, names []string, now time.Time) (out []string, next string, ok bool) {
-	limit := 100
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > provider.MaxListLimit {
-			easemobError(w, http.StatusBadRequest, "IllegalArgumentException", "limit must be 1..100", now)
-			return nil, "", false
-		}
-		limit = n
-	}
 	start := 0
-	if c := r.URL.Query().Get("cursor"); c != "" {
-		raw, err := base64.RawURLEncoding.DecodeString(c)
+	if cur := q.Get("cursor"); cur != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(cur)
 		n, err2 := strconv.Atoi(strings.TrimPrefix(string(raw), "pushsim:cursor:"))
 		if err != nil || err2 != nil || n < 0 {
-			easemobError(w, http.StatusBadRequest, "IllegalArgumentException", "invalid cursor", now)
-			return nil, "", false
+			c.refuse(ruleErr("cursor", "is not a cursor this API gave"))
+			return
 		}
-		start = n
-	}
-	if start > len(names) {
-		start = len(names)
+		start = min(n, len(names))
 	}
 	end := min(start+limit, len(names))
-	if end < len(names) {
-		next = base64.RawURLEncoding.EncodeToString([]byte("pushsim:cursor:" + strconv.Itoa(end)))
+	data := make([]map[string]any, 0, end-start)
+	for _, n := range names[start:end] {
+		data = append(data, item(n))
 	}
-	return names[start:end], next, true
+	fields := map[string]any{"data": data}
+	if end < len(names) {
+		fields["cursor"] = base64.RawURLEncoding.EncodeToString([]byte("pushsim:cursor:" + strconv.Itoa(end)))
+	}
+	c.ok(fields)
 }
 
-func (s *Sim) emLabelList(w http.ResponseWriter, r *http.Request, a *easemobApp, _ []string, now time.Time) {
+func (s *Sim) emLabelList(c *emCall) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	names := make([]string, 0, len(a.labels))
-	for n := range a.labels {
+	names := make([]string, 0, len(c.app.labels))
+	for n := range c.app.labels {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	pg, next, ok := page(w, r, names, now)
-	if !ok {
-		return
-	}
-	data := make([]map[string]any, 0, len(pg))
-	for _, n := range pg {
-		data = append(data, labelJSON(a.labels[n], true))
-	}
-	fields := map[string]any{"data": data}
-	if next != "" {
-		fields["cursor"] = next
-	}
-	easemobOK(w, now, fields)
+	c.page(names, func(n string) map[string]any { return labelJSON(c.app.labels[n], true) })
 }
 
-func (s *Sim) emLabelDelete(w http.ResponseWriter, _ *http.Request, a *easemobApp, args []string, now time.Time) {
+func (s *Sim) emLabelDelete(c *emCall) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if a.labels[args[0]] == nil {
-		easemobError(w, http.StatusBadRequest, "ResourceNotFoundException", "push label not exists of "+args[0], now)
-		return
+	if l := c.labelLocked(); l != nil {
+		delete(c.app.labels, l.Name)
+		c.ok(map[string]any{"data": "success"})
 	}
-	delete(a.labels, args[0])
-	easemobOK(w, now, map[string]any{"data": "success"})
 }
 
-func (s *Sim) membersBody(w http.ResponseWriter, r *http.Request, now time.Time) ([]string, bool) {
-	var b struct {
+// members reads a member add or remove body (000): its usernames are
+// counted in Stats.MaxLabelUsersPerCall whether or not the call is taken.
+func (s *Sim) members(c *emCall) ([]string, bool) {
+	b, ok := decodeAs[struct {
 		Usernames []string `json:"usernames"`
-	}
-	if err := decodeBody(r, &b); err != nil {
-		easemobError(w, http.StatusBadRequest, "IllegalArgumentException", err.Error(), now)
+	}](c, nil)
+	if !ok {
 		return nil, false
 	}
 	s.mu.Lock()
 	s.maxLabelUsers = max(s.maxLabelUsers, len(b.Usernames))
 	s.mu.Unlock()
-	if len(b.Usernames) == 0 || len(b.Usernames) > provider.MaxLabelUsers {
-		easemobError(w, http.StatusBadRequest, "IllegalArgumentException",
-			fmt.Sprintf("usernames must hold 1 to %d user ids, got %d", provider.MaxLabelUsers, len(b.Usernames)), now)
+	if err := checkLabelUsers(len(b.Usernames)); err != nil {
+		c.refuse(err)
 		return nil, false
 	}
 	return b.Usernames, true
 }
 
-func (s *Sim) emMembersAdd(w http.ResponseWriter, r *http.Request, a *easemobApp, args []string, now time.Time) {
-	users, ok := s.membersBody(w, r, now)
+func (s *Sim) emMembersAdd(c *emCall) {
+	users, ok := s.members(c)
 	if !ok {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l := labelOf(w, a, args[0], now)
+	l := c.labelLocked()
 	if l == nil {
 		return
 	}
 	success, fail := []string{}, map[string]string{}
 	for _, u := range users {
-		if strings.HasPrefix(u, "invalid-") || provider.ValidateTargetID(u) != nil {
+		if !knownID(u) {
 			fail[u] = "user not exists"
 			continue
 		}
 		if _, in := l.members[u]; !in {
-			l.members[u] = now.UnixMilli()
+			l.members[u] = c.now.UnixMilli()
 		}
-		a.user(u, now)
+		c.app.user(u, c.now)
 		success = append(success, u)
 	}
-	easemobOK(w, now, map[string]any{"data": map[string]any{"success": success, "fail": fail}})
+	c.ok(map[string]any{"data": map[string]any{"success": success, "fail": fail}})
 }
 
-func (s *Sim) emMembersRemove(w http.ResponseWriter, r *http.Request, a *easemobApp, args []string, now time.Time) {
-	users, ok := s.membersBody(w, r, now)
+func (s *Sim) emMembersRemove(c *emCall) {
+	users, ok := s.members(c)
 	if !ok {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l := labelOf(w, a, args[0], now)
+	l := c.labelLocked()
 	if l == nil {
 		return
 	}
@@ -802,29 +743,30 @@ func (s *Sim) emMembersRemove(w http.ResponseWriter, r *http.Request, a *easemob
 		delete(l.members, u)
 		success = append(success, u)
 	}
-	easemobOK(w, now, map[string]any{"data": map[string]any{"success": success, "fail": fail}})
+	c.ok(map[string]any{"data": map[string]any{"success": success, "fail": fail}})
 }
 
-func (s *Sim) emMemberGet(w http.ResponseWriter, _ *http.Request, a *easemobApp, args []string, now time.Time) {
+func (s *Sim) emMemberGet(c *emCall) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l := labelOf(w, a, args[0], now)
+	l := c.labelLocked()
 	if l == nil {
 		return
 	}
-	at, in := l.members[args[1]]
+	user := c.arg("username")
+	at, in := l.members[user]
 	if !in {
 		// The original answers without the user's fields when it is not a member.
-		easemobOK(w, now, map[string]any{"data": map[string]any{}})
+		c.ok(map[string]any{"data": map[string]any{}})
 		return
 	}
-	easemobOK(w, now, map[string]any{"data": map[string]any{"username": args[1], "created": at}})
+	c.ok(map[string]any{"data": map[string]any{"username": user, "created": at}})
 }
 
-func (s *Sim) emMembersList(w http.ResponseWriter, r *http.Request, a *easemobApp, args []string, now time.Time) {
+func (s *Sim) emMembersList(c *emCall) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l := labelOf(w, a, args[0], now)
+	l := c.labelLocked()
 	if l == nil {
 		return
 	}
@@ -833,57 +775,53 @@ func (s *Sim) emMembersList(w http.ResponseWriter, r *http.Request, a *easemobAp
 		names = append(names, u)
 	}
 	sort.Strings(names)
-	pg, next, ok := page(w, r, names, now)
-	if !ok {
-		return
-	}
-	data := make([]map[string]any, 0, len(pg))
-	for _, u := range pg {
-		data = append(data, map[string]any{"username": u, "created": l.members[u]})
-	}
-	fields := map[string]any{"data": data}
-	if next != "" {
-		fields["cursor"] = next
-	}
-	easemobOK(w, now, fields)
+	c.page(names, func(u string) map[string]any { return map[string]any{"username": u, "created": l.members[u]} })
 }
 
-func (s *Sim) emUserPut(w http.ResponseWriter, r *http.Request, a *easemobApp, args []string, now time.Time) {
-	var b struct {
-		Nickname     *string  `json:"nickname"`
-		Style        *flexInt `json:"notification_display_style"`
-		DND          *bool    `json:"notification_no_disturbing"`
-		DNDStart     *flexInt `json:"notification_no_disturbing_start"`
-		DNDEnd       *flexInt `json:"notification_no_disturbing_end"`
-		NotifierName *string  `json:"notifier_name"`
-	}
-	if err := decodeBody(r, &b); err != nil {
-		easemobError(w, http.StatusBadRequest, "IllegalArgumentException", err.Error(), now)
-		return
-	}
-	bad := func(msg string) { easemobError(w, http.StatusBadRequest, "IllegalArgumentException", msg, now) }
+// userBody is PUT /users/{username}: push nickname, display style and the
+// legacy DND (001).
+type userBody struct {
+	Nickname     *string  `json:"nickname"`
+	Style        *flexInt `json:"notification_display_style"`
+	DND          *bool    `json:"notification_no_disturbing"`
+	DNDStart     *flexInt `json:"notification_no_disturbing_start"`
+	DNDEnd       *flexInt `json:"notification_no_disturbing_end"`
+	NotifierName *string  `json:"notifier_name"`
+}
+
+// check applies 001's rules to the fields given, in order.
+func (b *userBody) check() error {
 	if b.Nickname != nil {
-		if err := provider.ValidateNickname(*b.Nickname); err != nil {
-			bad(err.Error())
-			return
+		if err := checkNickname(*b.Nickname); err != nil {
+			return err
 		}
 	}
 	if b.Style != nil {
-		if err := provider.ValidateDisplayStyle(int(*b.Style)); err != nil {
-			bad(err.Error())
-			return
+		if err := checkDisplayStyle(int(*b.Style)); err != nil {
+			return err
 		}
 	}
-	for _, h := range []*flexInt{b.DNDStart, b.DNDEnd} {
-		if h != nil && (*h < 0 || *h > 23) {
-			bad("notification_no_disturbing_start/_end must be hours 0..23")
-			return
+	if b.DNDStart != nil {
+		if err := checkDNDHour("notification_no_disturbing_start", int(*b.DNDStart)); err != nil {
+			return err
 		}
+	}
+	if b.DNDEnd != nil {
+		return checkDNDHour("notification_no_disturbing_end", int(*b.DNDEnd))
+	}
+	return nil
+}
+
+func (s *Sim) emUserPut(c *emCall) {
+	b, ok := decodeAs(c, (*userBody).check)
+	if !ok {
+		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	u := a.user(args[0], now)
-	u.modified = now.UnixMilli()
+	name := c.arg("username")
+	u := c.app.user(name, c.now)
+	u.modified = c.now.UnixMilli()
 	set := u.settings()
 	if b.Nickname != nil {
 		set.nickname = *b.Nickname
@@ -901,53 +839,66 @@ func (s *Sim) emUserPut(w http.ResponseWriter, r *http.Request, a *easemobApp, a
 		set.dndEnd = int(*b.DNDEnd)
 	}
 	ent := map[string]any{
-		"uuid": "pushsim-" + args[0], "type": "user", "created": u.created, "modified": u.modified,
-		"username": args[0], "activated": true, "nickname": set.nickname,
+		"uuid": "pushsim-" + name, "type": "user", "created": u.created, "modified": u.modified,
+		"username": name, "activated": true, "nickname": set.nickname,
 		"notification_display_style": set.style, "notification_no_disturbing": set.dnd,
 		"notification_no_disturbing_start": set.dndStart, "notification_no_disturbing_end": set.dndEnd,
 	}
-	easemobOK(w, now, map[string]any{"action": "put", "path": "/users", "entities": []any{ent},
-		"organization": a.org, "applicationName": a.app})
+	c.ok(map[string]any{"action": "put", "path": "/users", "entities": []any{ent},
+		"organization": c.app.org, "applicationName": c.app.app})
 }
 
-func (s *Sim) emModePut(w http.ResponseWriter, r *http.Request, a *easemobApp, args []string, now time.Time) {
-	if err := provider.ValidateChatType(args[1]); err != nil {
-		easemobError(w, http.StatusBadRequest, "IllegalArgumentException", err.Error(), now)
-		return
-	}
-	var b struct {
-		Type           *string `json:"type"`
-		IgnoreInterval *string `json:"ignoreInterval"`
-		IgnoreDuration *int64  `json:"ignoreDuration"`
-	}
-	if err := decodeBody(r, &b); err != nil {
-		easemobError(w, http.StatusBadRequest, "IllegalArgumentException", err.Error(), now)
-		return
-	}
-	var errs []error
+// modeBody is PUT /users/{username}/notification/{chattype}/{key} (001).
+type modeBody struct {
+	Type           *string `json:"type"`
+	IgnoreInterval *string `json:"ignoreInterval"`
+	IgnoreDuration *int64  `json:"ignoreDuration"`
+}
+
+// check applies 001's rules to the fields given, in order.
+func (b *modeBody) check() error {
 	if b.Type != nil {
-		errs = append(errs, provider.ValidateNotifyType(*b.Type))
+		if err := checkNotifyType(*b.Type); err != nil {
+			return err
+		}
 	}
 	if b.IgnoreInterval != nil {
-		errs = append(errs, provider.ValidateIgnoreInterval(*b.IgnoreInterval))
+		if err := checkIgnoreInterval(*b.IgnoreInterval); err != nil {
+			return err
+		}
 	}
 	if b.IgnoreDuration != nil {
-		errs = append(errs, provider.ValidateIgnoreDuration(*b.IgnoreDuration))
+		return checkIgnoreDuration(*b.IgnoreDuration)
 	}
-	for _, err := range errs {
-		if err != nil {
-			easemobError(w, http.StatusBadRequest, "IllegalArgumentException", err.Error(), now)
-			return
-		}
+	return nil
+}
+
+// modeKey is the chat a mode call names, "chattype/key", once its chattype
+// passes 001's rule; else it refuses the call and ok is false.
+func (c *emCall) modeKey() (key string, ok bool) {
+	chatType := c.arg("chattype")
+	if err := checkChatType(chatType); err != nil {
+		c.refuse(err)
+		return "", false
+	}
+	return chatType + "/" + c.arg("key"), true
+}
+
+func (s *Sim) emModePut(c *emCall) {
+	key, ok := c.modeKey()
+	if !ok {
+		return
+	}
+	b, ok := decodeAs(c, (*modeBody).check)
+	if !ok {
+		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	u := a.user(args[0], now)
-	key := args[1] + "/" + args[2]
-	set := u.settings()
+	set := c.app.user(c.arg("username"), c.now).settings()
 	m, ok := set.modes[key]
 	if !ok {
-		m = NotifyMode{Type: provider.NotifyTypeDefault}
+		m = NotifyMode{Type: notifyTypeDefault}
 	}
 	if b.Type != nil {
 		m.Type = *b.Type
@@ -958,111 +909,110 @@ func (s *Sim) emModePut(w http.ResponseWriter, r *http.Request, a *easemobApp, a
 	if b.IgnoreDuration != nil {
 		m.IgnoreDuration = 0
 		if *b.IgnoreDuration > 0 {
-			m.IgnoreDuration = now.UnixMilli() + *b.IgnoreDuration // the API answers the end time
+			m.IgnoreDuration = c.now.UnixMilli() + *b.IgnoreDuration // the API answers the end time
 		}
 	}
 	if set.modes == nil {
 		set.modes = map[string]NotifyMode{}
 	}
 	set.modes[key] = m
-	easemobOK(w, now, map[string]any{"action": "put", "path": "/users", "data": m, "organization": a.org, "applicationName": a.app})
+	c.ok(map[string]any{"action": "put", "path": "/users", "data": m, "organization": c.app.org, "applicationName": c.app.app})
 }
 
-func (s *Sim) emModeGet(w http.ResponseWriter, _ *http.Request, a *easemobApp, args []string, now time.Time) {
-	if err := provider.ValidateChatType(args[1]); err != nil {
-		easemobError(w, http.StatusBadRequest, "IllegalArgumentException", err.Error(), now)
+func (s *Sim) emModeGet(c *emCall) {
+	key, ok := c.modeKey()
+	if !ok {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := NotifyMode{Type: provider.NotifyTypeDefault}
-	if u := a.users[args[0]]; u != nil && u.set != nil {
-		if set, ok := u.set.modes[args[1]+"/"+args[2]]; ok {
+	m := NotifyMode{Type: notifyTypeDefault}
+	if u := c.app.users[c.arg("username")]; u != nil && u.set != nil {
+		if set, ok := u.set.modes[key]; ok {
 			m = set
 		}
 	}
-	easemobOK(w, now, map[string]any{"action": "get", "path": "/users", "data": m, "organization": a.org, "applicationName": a.app})
+	c.ok(map[string]any{"action": "get", "path": "/users", "data": m, "organization": c.app.org, "applicationName": c.app.app})
 }
 
-func (s *Sim) emLanguagePut(w http.ResponseWriter, r *http.Request, a *easemobApp, args []string, now time.Time) {
-	var b struct {
+func (s *Sim) emLanguagePut(c *emCall) {
+	type languageBody struct {
 		TranslationLanguage *string `json:"translationLanguage"`
 	}
-	if err := decodeBody(r, &b); err != nil {
-		easemobError(w, http.StatusBadRequest, "IllegalArgumentException", err.Error(), now)
-		return
-	}
-	if b.TranslationLanguage == nil {
-		easemobError(w, http.StatusBadRequest, "IllegalArgumentException", "translationLanguage is required", now)
+	b, ok := decodeAs(c, func(b *languageBody) error { return checkTranslationLanguage(b.TranslationLanguage) })
+	if !ok {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	set := a.user(args[0], now).settings()
+	set := c.app.user(c.arg("username"), c.now).settings()
 	set.language = *b.TranslationLanguage
-	easemobOK(w, now, map[string]any{"action": "put", "path": "/users", "data": map[string]string{"language": set.language}})
+	c.ok(map[string]any{"action": "put", "path": "/users", "data": map[string]string{"language": set.language}})
 }
 
-func (s *Sim) emLanguageGet(w http.ResponseWriter, _ *http.Request, a *easemobApp, args []string, now time.Time) {
+func (s *Sim) emLanguageGet(c *emCall) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	lang := ""
-	if u := a.users[args[0]]; u != nil && u.set != nil {
+	if u := c.app.users[c.arg("username")]; u != nil && u.set != nil {
 		lang = u.set.language
 	}
-	easemobOK(w, now, map[string]any{"action": "get", "path": "/users", "data": map[string]string{"language": lang}})
+	c.ok(map[string]any{"action": "get", "path": "/users", "data": map[string]string{"language": lang}})
 }
 
-func (s *Sim) emTemplateCreate(w http.ResponseWriter, r *http.Request, a *easemobApp, _ []string, now time.Time) {
-	var b struct {
+func (s *Sim) emTemplateCreate(c *emCall) {
+	type templateBody struct {
 		Name           string `json:"name"`
 		TitlePattern   string `json:"title_pattern"`
 		ContentPattern string `json:"content_pattern"`
 	}
-	if err := decodeBody(r, &b); err != nil {
-		easemobError(w, http.StatusBadRequest, "IllegalArgumentException", err.Error(), now)
-		return
-	}
-	if b.Name == "" || b.TitlePattern == "" || b.ContentPattern == "" {
-		easemobError(w, http.StatusBadRequest, "IllegalArgumentException", "name, title_pattern and content_pattern are required", now)
+	b, ok := decodeAs(c, func(b *templateBody) error { return checkTemplate(b.Name, b.TitlePattern, b.ContentPattern) })
+	if !ok {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if a.templates[b.Name] != nil {
-		easemobError(w, http.StatusBadRequest, "IllegalArgumentException", "template already exists: "+b.Name, now)
+	if c.app.templates[b.Name] != nil {
+		c.fail(http.StatusBadRequest, "IllegalArgumentException", "template already exists: "+b.Name)
 		return
 	}
-	t := &template{Name: b.Name, CreateAt: now.UnixMilli(), UpdateAt: now.UnixMilli(), TitlePattern: b.TitlePattern, ContentPattern: b.ContentPattern}
-	a.templates[b.Name] = t
-	easemobOK(w, now, map[string]any{"action": "post", "data": t})
+	t := &template{Name: b.Name, CreateAt: c.now.UnixMilli(), UpdateAt: c.now.UnixMilli(), TitlePattern: b.TitlePattern, ContentPattern: b.ContentPattern}
+	c.app.templates[b.Name] = t
+	c.ok(map[string]any{"action": "post", "data": t})
 }
 
-func (s *Sim) emTemplateGet(w http.ResponseWriter, _ *http.Request, a *easemobApp, args []string, now time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t := a.templates[args[0]]
+// templateLocked returns the template the path names, or answers that it
+// does not exist and returns nil (the originals document no answer for it).
+// Called with s.mu held.
+func (c *emCall) templateLocked() *template {
+	name := c.arg("name")
+	t := c.app.templates[name]
 	if t == nil {
-		easemobError(w, http.StatusBadRequest, "ResourceNotFoundException", "template not exists of "+args[0], now)
-		return
+		c.fail(http.StatusBadRequest, "ResourceNotFoundException", "template not exists of "+name)
 	}
-	easemobOK(w, now, map[string]any{"action": "get", "data": t})
+	return t
 }
 
-func (s *Sim) emTemplateDelete(w http.ResponseWriter, _ *http.Request, a *easemobApp, args []string, now time.Time) {
+func (s *Sim) emTemplateGet(c *emCall) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t := a.templates[args[0]]
-	if t == nil {
-		easemobError(w, http.StatusBadRequest, "ResourceNotFoundException", "template not exists of "+args[0], now)
-		return
+	if t := c.templateLocked(); t != nil {
+		c.ok(map[string]any{"action": "get", "data": t})
 	}
-	delete(a.templates, args[0])
-	easemobOK(w, now, map[string]any{"action": "delete", "data": t})
+}
+
+func (s *Sim) emTemplateDelete(c *emCall) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := c.templateLocked(); t != nil {
+		delete(c.app.templates, t.Name)
+		c.ok(map[string]any{"action": "delete", "data": t})
+	}
 }
 
 // flexInt is an integer field the API accepts as a JSON number or a numeric
-// string (its own examples send "notification_display_style": "1").
+// string: 001 types notification_no_disturbing_start/_end as String and its
+// examples send "notification_display_style": "1".
 type flexInt int
 
 func (f *flexInt) UnmarshalJSON(b []byte) error {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/campaignd/campaignd/provider"
@@ -20,11 +19,6 @@ type engagelabApp struct {
 	devices map[string]*device
 	tags    map[string]map[string]bool // tag → registration ids
 }
-
-const (
-	elMaxTagsPerDevice = 100
-	elMaxAliasesPerApp = 100_000
-)
 
 func (s *Sim) engagelabAppLocked(key string) *engagelabApp {
 	a := s.engagelab[key]
@@ -49,30 +43,11 @@ func engagelabError(w http.ResponseWriter, status, code int, msg string) {
 	writeJSON(w, status, map[string]any{"error": map[string]any{"code": code, "message": msg}})
 }
 
-// engagelabTagError answers a tag that breaks the naming rule: 27017 (HTTP
-// 401, as the original's table gives) when it is over 40 bytes, else 27002.
-func engagelabTagError(w http.ResponseWriter, tag string, err error) {
-	if len(tag) > provider.MaxTagBytes {
-		engagelabError(w, http.StatusUnauthorized, 27017, err.Error())
-		return
-	}
-	engagelabError(w, http.StatusBadRequest, 27002, err.Error())
-}
-
 // writeSuccess writes the plain "success" body EngageLab answers to changes.
 func writeSuccess(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte("success"))
-}
-
-// writeInvalidRegIDs answers 27005 with the refused ids in "data", a JSON
-// string as in the original.
-func writeInvalidRegIDs(w http.ResponseWriter, ids []string) {
-	data, _ := json.Marshal(map[string][]string{"invalid_regids": ids})
-	writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{
-		"code": 27005, "message": "registration id is illegal", "data": string(data),
-	}})
 }
 
 func nilIfEmpty(list []string) []string {
@@ -82,20 +57,81 @@ func nilIfEmpty(list []string) []string {
 	return list
 }
 
-func validPlatform(p string) bool {
-	if p == "" {
-		return true
-	}
-	for _, one := range strings.Split(p, ",") {
-		switch one {
-		case "android", "ios", "hmos":
-		default:
-			return false
-		}
-	}
-	return true
+// elCall is one EngageLab call that passed the judge, auth and fault
+// injection. Its handler runs with s.mu held.
+type elCall struct {
+	routed
+	app *engagelabApp
+	now time.Time
 }
 
+func (c *elCall) fail(status, code int, msg string) { engagelabError(c.w, status, code, msg) }
+
+// refuse answers a request that does not parse or breaks a rule: 400 27002
+// "Parámetro no válido" (004 Código de retorno de negocio).
+func (c *elCall) refuse(err error) { c.fail(http.StatusBadRequest, 27002, err.Error()) }
+
+// refuseTag answers a tag that breaks 004's rule: 27017 (HTTP 401, as the
+// original's table gives) when it is over 40 bytes, else 27002.
+func (c *elCall) refuseTag(tag string, err error) {
+	if tagTooLong(tag) {
+		c.fail(http.StatusUnauthorized, 27017, err.Error())
+		return
+	}
+	c.refuse(err)
+}
+
+// refuseIDs answers 27005 with the refused ids in "data", a JSON string as
+// in the original (004 Actualizar tags).
+func (c *elCall) refuseIDs(ids []string) {
+	data, _ := json.Marshal(map[string][]string{"invalid_regids": ids})
+	writeJSON(c.w, http.StatusBadRequest, map[string]any{"error": map[string]any{
+		"code": 27005, "message": "registration id is illegal", "data": string(data),
+	}})
+}
+
+// unknownIDs returns the ids of lists that name no device pushsim knows.
+func unknownIDs(lists ...[]string) []string {
+	var out []string
+	for _, list := range lists {
+		for _, id := range list {
+			if !knownID(id) {
+				out = append(out, id)
+			}
+		}
+	}
+	return out
+}
+
+// engagelabRoutes is the EngageLab API's router. It sees canonical paths
+// (see routable) and every request carries its *elCall in its context.
+func (s *Sim) engagelabRoutes() *http.ServeMux {
+	mux := http.NewServeMux()
+	route := func(pattern string, h func(*elCall)) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			c := callOf[*elCall](r)
+			c.w, c.r = w, r
+			h(c)
+		})
+	}
+	route("POST /v4/devices/status", s.elStatus)
+	route("GET /v4/devices/{id}", s.elDeviceGet)
+	route("POST /v4/devices/{id}", s.elDeviceSet)
+	route("DELETE /v4/devices/{id}", s.elDeviceDelete)
+	route("GET /v4/tags", s.elTagList)
+	route("GET /v4/tags/quota-info", s.elQuota)
+	route("POST /v4/tags/{tag}", s.elTagUpdate)
+	route("DELETE /v4/tags/{tag}", s.elTagDelete)
+	route("GET /v4/tags/{tag}/registration_ids/{id}", s.elTagHas)
+	route("GET /v4/tags_count", s.elTagsCount)
+	route("GET /v4/aliases/{alias}", s.elAliasGet)
+	route("DELETE /v4/aliases/{alias}", s.elAliasDelete)
+	route("/", func(c *elCall) { c.fail(http.StatusNotFound, 27002, "unknown path") })
+	return mux
+}
+
+// serveEngageLab serves an EngageLab call, /v4/…: every call is judged in
+// the tags group and authenticated before its path is looked at.
 func (s *Sim) serveEngageLab(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	key, secret, hasAuth := r.BasicAuth()
@@ -135,90 +171,99 @@ func (s *Sim) serveEngageLab(w http.ResponseWriter, r *http.Request) {
 		engagelabError(w, http.StatusNotFound, 27002, "unknown path")
 		return
 	}
-	p := segs[1:] // after "v4"
-	q := r.URL.Query()
-	if !validPlatform(q.Get("platform")) {
-		engagelabError(w, http.StatusBadRequest, 27002, "platform must be android, ios or hmos")
+	if err := checkPlatform(r.URL.Query().Get("platform")); err != nil {
+		engagelabError(w, http.StatusBadRequest, 27002, err.Error())
+		return
+	}
+	// ServeMux lets a GET route take HEAD too; the provider does not.
+	if r.Method == http.MethodHead {
+		engagelabError(w, http.StatusNotFound, 27002, "unknown path")
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a := s.engagelabAppLocked(appKey)
-	n := len(p)
-	switch {
-	case n == 2 && p[0] == "devices" && p[1] == "status" && r.Method == http.MethodPost:
-		s.elStatus(w, r, a, now)
-	case n == 2 && p[0] == "devices" && r.Method == http.MethodGet:
-		d, ok := a.devices[p[1]]
-		if !ok {
-			writeJSON(w, 200, map[string]any{"tags": nil, "alias": nil})
-			return
-		}
-		var alias any
-		if d.alias != "" {
-			alias = d.alias
-		}
-		writeJSON(w, 200, map[string]any{"tags": nilIfEmpty(sortedKeys(d.tags)), "alias": alias})
-	case n == 2 && p[0] == "devices" && r.Method == http.MethodPost:
-		s.elDeviceSet(w, r, a, p[1])
-	case n == 2 && p[0] == "devices" && r.Method == http.MethodDelete:
-		if d, ok := a.devices[p[1]]; ok {
-			for t := range d.tags {
-				delete(a.tags[t], p[1])
-			}
-			delete(a.devices, p[1])
-		}
-		writeSuccess(w)
-	case n == 1 && p[0] == "tags" && r.Method == http.MethodGet:
-		writeJSON(w, 200, map[string]any{"tags": nilIfEmpty(sortedKeys(boolSet(a.tags)))})
-	case n == 2 && p[0] == "tags" && p[1] == "quota-info" && r.Method == http.MethodGet:
-		s.elQuota(w, r, a)
-	case n == 2 && p[0] == "tags" && r.Method == http.MethodPost:
-		s.elTagUpdate(w, r, a, p[1])
-	case n == 2 && p[0] == "tags" && r.Method == http.MethodDelete:
-		for id := range a.tags[p[1]] {
-			if d := a.devices[id]; d != nil {
-				delete(d.tags, p[1])
-			}
-		}
-		delete(a.tags, p[1])
-		writeSuccess(w)
-	case n == 4 && p[0] == "tags" && p[2] == "registration_ids" && r.Method == http.MethodGet:
-		writeJSON(w, 200, map[string]any{"result": a.tags[p[1]][p[3]]})
-	case n == 1 && p[0] == "tags_count" && r.Method == http.MethodGet:
-		tags := q["tags"]
-		if len(tags) == 0 || len(tags) > provider.MaxTagsPerQuery || q.Get("platform") == "" {
-			engagelabError(w, http.StatusBadRequest, 27002, "tags (1..1000) and platform are required")
-			return
-		}
-		out := map[string]int{}
-		for _, t := range tags {
-			out[t] = len(a.tags[t])
-		}
-		writeJSON(w, 200, map[string]any{"tagsCount": out})
-	case n == 2 && p[0] == "aliases" && r.Method == http.MethodGet:
-		var ids []string
-		for id, d := range a.devices {
-			if d.alias == p[1] {
-				ids = append(ids, id)
-			}
-		}
-		sort.Strings(ids)
-		if ids == nil {
-			writeJSON(w, 200, map[string]any{"registration_ids": nil})
-			return
-		}
-		writeJSON(w, 200, map[string]any{"registration_ids": ids})
-	case n == 2 && p[0] == "aliases" && r.Method == http.MethodDelete:
-		for _, d := range a.devices {
-			if d.alias == p[1] {
-				d.alias = ""
-			}
-		}
-		writeSuccess(w)
-	default:
-		engagelabError(w, http.StatusNotFound, 27002, "unknown path")
+	empty := emptyStandIn(segs[1:])
+	c := &elCall{routed: routed{empty: empty}, app: s.engagelabAppLocked(appKey), now: now}
+	s.engagelabMux.ServeHTTP(w, routable(r, "/v4", segs[1:], empty, c))
+}
+
+func (s *Sim) elDeviceGet(c *elCall) {
+	d, ok := c.app.devices[c.arg("id")]
+	if !ok {
+		writeJSON(c.w, http.StatusOK, map[string]any{"tags": nil, "alias": nil})
+		return
 	}
+	var alias any
+	if d.alias != "" {
+		alias = d.alias
+	}
+	writeJSON(c.w, http.StatusOK, map[string]any{"tags": nilIfEmpty(sortedKeys(d.tags)), "alias": alias})
+}
+
+func (s *Sim) elDeviceDelete(c *elCall) {
+	id := c.arg("id")
+	if d, ok := c.app.devices[id]; ok {
+		for t := range d.tags {
+			delete(c.app.tags[t], id)
+		}
+		delete(c.app.devices, id)
+	}
+	writeSuccess(c.w)
+}
+
+func (s *Sim) elTagList(c *elCall) {
+	writeJSON(c.w, http.StatusOK, map[string]any{"tags": nilIfEmpty(sortedKeys(boolSet(c.app.tags)))})
+}
+
+func (s *Sim) elTagDelete(c *elCall) {
+	tag := c.arg("tag")
+	for id := range c.app.tags[tag] {
+		if d := c.app.devices[id]; d != nil {
+			delete(d.tags, tag)
+		}
+	}
+	delete(c.app.tags, tag)
+	writeSuccess(c.w)
+}
+
+func (s *Sim) elTagHas(c *elCall) {
+	writeJSON(c.w, http.StatusOK, map[string]any{"result": c.app.tags[c.arg("tag")][c.arg("id")]})
+}
+
+func (s *Sim) elTagsCount(c *elCall) {
+	q := c.r.URL.Query()
+	tags := q["tags"]
+	if err := firstError(checkQueryTags(len(tags)), checkRequiredPlatform(q.Get("platform"))); err != nil {
+		c.refuse(err)
+		return
+	}
+	out := map[string]int{}
+	for _, t := range tags {
+		out[t] = len(c.app.tags[t])
+	}
+	writeJSON(c.w, http.StatusOK, map[string]any{"tagsCount": out})
+}
+
+func (s *Sim) elAliasGet(c *elCall) {
+	alias := c.arg("alias")
+	var ids []string
+	for id, d := range c.app.devices {
+		if d.alias == alias {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	writeJSON(c.w, http.StatusOK, map[string]any{"registration_ids": ids}) // null when none, as the original
+}
+
+func (s *Sim) elAliasDelete(c *elCall) {
+	alias := c.arg("alias")
+	for _, d := range c.app.devices {
+		if d.alias == alias {
+			d.alias = ""
+		}
+	}
+	writeSuccess(c.w)
 }
 
 func boolSet(m map[string]map[string]bool) map[string]bool {
@@ -238,57 +283,66 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
-func (s *Sim) elDeviceSet(w http.ResponseWriter, r *http.Request, a *engagelabApp, id string) {
-	if provider.ValidateTargetID(id) != nil {
-		engagelabError(w, http.StatusBadRequest, 27005, "registration id is illegal")
-		return
-	}
-	var b struct {
-		Tags  any     `json:"tags"`
-		Alias *string `json:"alias"`
-	}
-	if err := decodeBody(r, &b); err != nil {
-		engagelabError(w, http.StatusBadRequest, 27002, err.Error())
-		return
-	}
-	var add, remove []string
-	clearTags := false
-	switch t := b.Tags.(type) {
+// deviceTags reads a device body's tags (004 Establecer el alias y la
+// etiqueta del dispositivo): an object {add, remove} of tag lists, or "" to
+// clear every tag.
+func deviceTags(v any) (add, remove []string, clear bool, err error) {
+	switch t := v.(type) {
 	case nil:
+		return nil, nil, false, nil
 	case string:
 		if t != "" {
-			engagelabError(w, http.StatusBadRequest, 27002, `tags must be an object {add,remove} or "" to clear`)
-			return
+			return nil, nil, false, ruleErr("tags", `must be an object {add,remove} or "" to clear`)
 		}
-		clearTags = true
+		return nil, nil, true, nil
 	case map[string]any:
 		var ok bool
 		if add, ok = stringList(t["add"]); !ok {
-			engagelabError(w, http.StatusBadRequest, 27002, "tags.add must be a list of strings")
-			return
+			return nil, nil, false, ruleErr("tags.add", "must be a list of strings")
 		}
 		if remove, ok = stringList(t["remove"]); !ok {
-			engagelabError(w, http.StatusBadRequest, 27002, "tags.remove must be a list of strings")
-			return
+			return nil, nil, false, ruleErr("tags.remove", "must be a list of strings")
 		}
+		return add, remove, false, nil
 	default:
-		engagelabError(w, http.StatusBadRequest, 27002, "tags has a wrong type")
+		return nil, nil, false, ruleErr("tags", "has a wrong type")
+	}
+}
+
+func (s *Sim) elDeviceSet(c *elCall) {
+	id, a := c.arg("id"), c.app
+	if !validID(id) {
+		c.fail(http.StatusBadRequest, 27005, "registration id is illegal")
 		return
 	}
-	for _, t := range append(append([]string{}, add...), remove...) {
-		if err := provider.ValidateTagName(t); err != nil {
-			engagelabTagError(w, t, err)
-			return
+	b, ok := decodeAs[struct {
+		Tags  any     `json:"tags"`
+		Alias *string `json:"alias"`
+	}](c, nil)
+	if !ok {
+		return
+	}
+	add, remove, clearTags, err := deviceTags(b.Tags)
+	if err != nil {
+		c.refuse(err)
+		return
+	}
+	for _, list := range [][]string{add, remove} {
+		for _, t := range list {
+			if err := checkTag(t); err != nil {
+				c.refuseTag(t, err)
+				return
+			}
 		}
 	}
 	if b.Alias != nil && *b.Alias != "" {
-		if err := provider.ValidateAlias(*b.Alias); err != nil {
-			engagelabError(w, http.StatusBadRequest, 27002, err.Error())
+		if err := checkAlias(*b.Alias); err != nil {
+			c.refuse(err)
 			return
 		}
 		for other, d := range a.devices {
 			if other != id && d.alias == *b.Alias {
-				engagelabError(w, http.StatusBadRequest, 27010, "alias is already bound to another registration id")
+				c.fail(http.StatusBadRequest, 27010, "alias is already bound to another registration id")
 				return
 			}
 		}
@@ -309,17 +363,17 @@ func (s *Sim) elDeviceSet(w http.ResponseWriter, r *http.Request, a *engagelabAp
 			newAppTags[t] = true
 		}
 	}
-	if len(cur)+len(newTags) > elMaxTagsPerDevice {
-		engagelabError(w, http.StatusUnauthorized, 27011, fmt.Sprintf("a device can bind at most %d tags", elMaxTagsPerDevice))
+	if len(cur)+len(newTags) > maxTagsPerDevice {
+		c.tooManyTagsOnDevice()
 		return
 	}
 	if len(newAppTags) > 0 && len(a.tags)+len(newAppTags) > s.cfg.MaxTagsPerApp {
-		s.elTooManyTags(w)
+		s.elTooManyTags(c)
 		return
 	}
 	for t := range newTags {
 		if !a.tags[t][id] && len(a.tags[t]) >= s.cfg.MaxDevicesPerTag {
-			s.elTooManyDevices(w)
+			s.elTooManyDevices(c)
 			return
 		}
 	}
@@ -344,17 +398,22 @@ func (s *Sim) elDeviceSet(w http.ResponseWriter, r *http.Request, a *engagelabAp
 	if b.Alias != nil {
 		d.alias = *b.Alias
 	}
-	writeSuccess(w)
+	writeSuccess(c.w)
+}
+
+// tooManyTagsOnDevice answers 27011: a device binds at most 100 tags (004).
+func (c *elCall) tooManyTagsOnDevice() {
+	c.fail(http.StatusUnauthorized, 27011, fmt.Sprintf("a device can bind at most %d tags", maxTagsPerDevice))
 }
 
 // elTooManyTags answers 27013: the app holds Config.MaxTagsPerApp tags.
-func (s *Sim) elTooManyTags(w http.ResponseWriter) {
-	engagelabError(w, http.StatusUnauthorized, 27013, fmt.Sprintf("an app can create at most %d tags", s.cfg.MaxTagsPerApp))
+func (s *Sim) elTooManyTags(c *elCall) {
+	c.fail(http.StatusUnauthorized, 27013, fmt.Sprintf("an app can create at most %d tags", s.cfg.MaxTagsPerApp))
 }
 
 // elTooManyDevices answers 27014: the tag binds Config.MaxDevicesPerTag devices.
-func (s *Sim) elTooManyDevices(w http.ResponseWriter) {
-	engagelabError(w, http.StatusUnauthorized, 27014, fmt.Sprintf("a tag can bind at most %d devices", s.cfg.MaxDevicesPerTag))
+func (s *Sim) elTooManyDevices(c *elCall) {
+	c.fail(http.StatusUnauthorized, 27014, fmt.Sprintf("a tag can bind at most %d devices", s.cfg.MaxDevicesPerTag))
 }
 
 func stringList(v any) ([]string, bool) {
@@ -376,41 +435,35 @@ func stringList(v any) ([]string, bool) {
 	return out, true
 }
 
-func (s *Sim) elTagUpdate(w http.ResponseWriter, r *http.Request, a *engagelabApp, tag string) {
-	if err := provider.ValidateTagName(tag); err != nil {
-		engagelabTagError(w, tag, err)
+func (s *Sim) elTagUpdate(c *elCall) {
+	tag, a := c.arg("tag"), c.app
+	if err := checkTag(tag); err != nil {
+		c.refuseTag(tag, err)
 		return
 	}
-	var b struct {
+	b, ok := decodeAs[struct {
 		RegistrationIDs struct {
 			Add    []string `json:"add"`
 			Remove []string `json:"remove"`
 		} `json:"registration_ids"`
-	}
-	if err := decodeBody(r, &b); err != nil {
-		engagelabError(w, http.StatusBadRequest, 27002, err.Error())
+	}](c, nil)
+	if !ok {
 		return
 	}
 	add, remove := b.RegistrationIDs.Add, b.RegistrationIDs.Remove
 	s.maxTagIDs = max(s.maxTagIDs, len(add), len(remove))
-	if len(add) > provider.MaxTagIDs || len(remove) > provider.MaxTagIDs || len(add)+len(remove) == 0 {
-		engagelabError(w, http.StatusBadRequest, 27002, "registration_ids.add and .remove take at most 1000 ids each, and at least one id in all")
+	if err := checkTagIDs(len(add), len(remove)); err != nil {
+		c.refuse(err)
 		return
 	}
-	var invalid []string
-	for _, id := range append(append([]string{}, add...), remove...) {
-		if strings.HasPrefix(id, "invalid-") || provider.ValidateTargetID(id) != nil {
-			invalid = append(invalid, id)
-		}
-	}
-	if len(invalid) > 0 {
-		writeInvalidRegIDs(w, invalid)
+	if bad := unknownIDs(add, remove); len(bad) > 0 {
+		c.refuseIDs(bad)
 		return
 	}
 	members := a.tags[tag]
 	if members == nil {
 		if len(add) > 0 && len(a.tags) >= s.cfg.MaxTagsPerApp {
-			s.elTooManyTags(w)
+			s.elTooManyTags(c)
 			return
 		}
 		members = map[string]bool{}
@@ -422,12 +475,12 @@ func (s *Sim) elTagUpdate(w http.ResponseWriter, r *http.Request, a *engagelabAp
 		}
 	}
 	if len(members)+len(newIDs) > s.cfg.MaxDevicesPerTag {
-		s.elTooManyDevices(w)
+		s.elTooManyDevices(c)
 		return
 	}
 	for _, id := range add {
-		if d := a.devices[id]; d != nil && !d.tags[tag] && len(d.tags) >= elMaxTagsPerDevice {
-			engagelabError(w, http.StatusUnauthorized, 27011, "a device can bind at most 100 tags")
+		if d := a.devices[id]; d != nil && !d.tags[tag] && len(d.tags) >= maxTagsPerDevice {
+			c.tooManyTagsOnDevice()
 			return
 		}
 	}
@@ -444,62 +497,52 @@ func (s *Sim) elTagUpdate(w http.ResponseWriter, r *http.Request, a *engagelabAp
 	if len(members) > 0 || a.tags[tag] != nil {
 		a.tags[tag] = members
 	}
-	writeSuccess(w)
+	writeSuccess(c.w)
 }
 
-func (s *Sim) elStatus(w http.ResponseWriter, r *http.Request, a *engagelabApp, now time.Time) {
-	var b struct {
+func (s *Sim) elStatus(c *elCall) {
+	b, ok := decodeAs(c, func(b *struct {
 		RegistrationIDs []string `json:"registration_ids"`
-	}
-	if err := decodeBody(r, &b); err != nil {
-		engagelabError(w, http.StatusBadRequest, 27002, err.Error())
+	}) error {
+		return checkStatusIDs(len(b.RegistrationIDs))
+	})
+	if !ok {
 		return
 	}
-	if len(b.RegistrationIDs) == 0 || len(b.RegistrationIDs) > provider.MaxTagIDs {
-		engagelabError(w, http.StatusBadRequest, 27002, "registration_ids takes 1..1000 ids")
-		return
-	}
-	var invalid []string
-	for _, id := range b.RegistrationIDs {
-		if strings.HasPrefix(id, "invalid-") || provider.ValidateTargetID(id) != nil {
-			invalid = append(invalid, id)
-		}
-	}
-	if len(invalid) > 0 {
-		writeInvalidRegIDs(w, invalid)
+	if bad := unknownIDs(b.RegistrationIDs); len(bad) > 0 {
+		c.refuseIDs(bad)
 		return
 	}
 	out := make([]map[string]any, 0, len(b.RegistrationIDs))
 	for _, id := range b.RegistrationIDs {
-		if _, known := a.devices[id]; known {
+		if _, known := c.app.devices[id]; known {
 			out = append(out, map[string]any{"regid": id, "online": true})
 		} else {
-			out = append(out, map[string]any{"regid": id, "online": false, "last_online_time": now.Add(-time.Hour).Format("2006-01-02 15:04:05")})
+			out = append(out, map[string]any{"regid": id, "online": false, "last_online_time": c.now.Add(-time.Hour).Format("2006-01-02 15:04:05")})
 		}
 	}
-	writeJSON(w, 200, out)
+	writeJSON(c.w, http.StatusOK, out)
 }
 
-func (s *Sim) elQuota(w http.ResponseWriter, r *http.Request, a *engagelabApp) {
-	q := r.URL.Query()
-	tags := q["tags"]
-	if len(tags) == 0 || len(tags) > provider.MaxTagsPerQuery {
-		engagelabError(w, http.StatusBadRequest, 27002, "tags takes 1..1000 tags")
+func (s *Sim) elQuota(c *elCall) {
+	tags := c.r.URL.Query()["tags"]
+	if err := checkQueryTags(len(tags)); err != nil {
+		c.refuse(err)
 		return
 	}
 	aliases := 0
-	for _, d := range a.devices {
+	for _, d := range c.app.devices {
 		if d.alias != "" {
 			aliases++
 		}
 	}
 	detail := make([]map[string]any, 0, len(tags))
 	for _, t := range tags {
-		detail = append(detail, map[string]any{"tagName": t, "totalUidQuota": s.cfg.MaxDevicesPerTag, "useUidQuota": len(a.tags[t])})
+		detail = append(detail, map[string]any{"tagName": t, "totalUidQuota": s.cfg.MaxDevicesPerTag, "useUidQuota": len(c.app.tags[t])})
 	}
-	writeJSON(w, 200, map[string]any{"data": map[string]any{
-		"totalTagQuota": s.cfg.MaxTagsPerApp, "useTagQuota": len(a.tags),
-		"totalAliasQuota": elMaxAliasesPerApp, "useAliasQuota": aliases,
+	writeJSON(c.w, http.StatusOK, map[string]any{"data": map[string]any{
+		"totalTagQuota": s.cfg.MaxTagsPerApp, "useTagQuota": len(c.app.tags),
+		"totalAliasQuota": maxAliasesPerApp, "useAliasQuota": aliases,
 		"tagUidQuotaDetail": detail,
 	}})
 }

@@ -51,14 +51,14 @@ type Faults struct {
 type Config struct {
 	EasemobClientID, EasemobClientSecret string                     // default "pushsim" / "pushsim-secret"
 	EngageLabKey, EngageLabSecret        string                     // default "pushsim" / "pushsim-secret"
-	Limits                               map[provider.Group]float64 // calls/s per group; nil → provider.DefaultLimits, a missing group → its default, ≤ 0 → not limited
+	Limits                               map[provider.Group]float64 // calls/s per group; nil → the documented defaults (rules.go), a missing group → its default, ≤ 0 → not limited
 	LimitsOff                            bool                       // count and record violations, refuse nothing
 	TaskWindow                           TaskWindow
 	TokenTTL                             time.Duration // default 2h
 	Faults                               Faults
 	Zone                                 *time.Location // the server's zone for startDate; default UTC
 	MaxViolationsKept                    int            // default 1000
-	MaxLabels                            int            // Easemob labels per app (provider.MaxLabels); over it a create answers 403 LimitException
+	MaxLabels                            int            // Easemob labels per app (DefaultMaxLabels, 100); over it a create answers 403 LimitException
 	MaxTagsPerApp                        int            // EngageLab tags per app (100,000); over it 27013
 	MaxDevicesPerTag                     int            // EngageLab devices bound to one tag (100,000); over it 27014
 	Clock                                clock.Clock
@@ -78,10 +78,7 @@ func (c *Config) defaults() {
 	if c.EngageLabSecret == "" {
 		c.EngageLabSecret = "pushsim-secret"
 	}
-	lim := map[provider.Group]float64{}
-	for g, r := range provider.DefaultLimits {
-		lim[g] = r
-	}
+	lim := defaultLimits()
 	for g, r := range c.Limits {
 		lim[g] = r
 	}
@@ -108,7 +105,7 @@ func (c *Config) defaults() {
 		c.MaxViolationsKept = 1000
 	}
 	if c.MaxLabels <= 0 {
-		c.MaxLabels = provider.MaxLabels
+		c.MaxLabels = DefaultMaxLabels
 	}
 	if c.MaxTagsPerApp <= 0 {
 		c.MaxTagsPerApp = DefaultMaxTagsPerApp
@@ -120,13 +117,6 @@ func (c *Config) defaults() {
 		c.Clock = clock.Real{}
 	}
 }
-
-// EngageLab's documented tag caps (provider-docs 004: 27013, 27014), the
-// defaults of Config.MaxTagsPerApp and Config.MaxDevicesPerTag.
-const (
-	DefaultMaxTagsPerApp    = 100_000
-	DefaultMaxDevicesPerTag = 100_000
-)
 
 // Push is one push that reached a target.
 type Push struct {
@@ -163,6 +153,9 @@ func (r pushRef) push(target string) Push {
 type Sim struct {
 	cfg  Config
 	caps taskCaps
+
+	easemobMux   *http.ServeMux // routes /{org}/{app}/…
+	engagelabMux *http.ServeMux // routes /v4/…
 
 	latency atomic.Int64 // Faults.Latency, changed by SetFaults
 
@@ -201,6 +194,8 @@ type tokenInfo struct {
 func New(cfg Config) *Sim {
 	cfg.defaults()
 	s := &Sim{cfg: cfg, caps: taskCaps{cfg: cfg.TaskWindow}}
+	s.easemobMux = s.easemobRoutes()
+	s.engagelabMux = s.engagelabRoutes()
 	s.resetLocked()
 	return s
 }
@@ -239,13 +234,10 @@ func (s *Sim) ExpireTokens() {
 
 func (s *Sim) now() time.Time { return s.cfg.Clock.Now() }
 
-// admitLocked counts an arrival on provider/app/group and reports whether it is
-// within the limit. Called with s.mu held. The arrival time is read here,
-// under the lock, so arrivals enter the window in time order even when
-// request goroutines reach the lock out of order.
-// admitLocked counts an arrival stamped at now (when its request reached
-// the handler, before any lock: waiting for the emulator's own lock must
-// not bunch arrivals up) and judges it.
+// admitLocked counts an arrival on provider/app/group stamped at now (when
+// its request reached the handler, before any lock: waiting for the
+// emulator's own lock must not bunch arrivals up), judges it and reports
+// whether it is within the limit. Called with s.mu held.
 func (s *Sim) admitLocked(prov, app string, g provider.Group, now time.Time) bool {
 	key := prov + "/" + app + "/" + string(g)
 	s.calls[key]++

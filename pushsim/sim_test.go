@@ -414,7 +414,7 @@ func TestLabelsMembersAndPaging(t *testing.T) {
 func TestLabelCap(t *testing.T) {
 	t.Parallel()
 	e := setup(t, Config{LimitsOff: true})
-	for i := 0; i < provider.MaxLabels; i++ {
+	for i := 0; i < DefaultMaxLabels; i++ {
 		if c, m := e.call(t, http.MethodPost, "/push/label", fmt.Sprintf(`{"name":"l%d"}`, i)); c != 200 {
 			t.Fatalf("label %d: %d %v", i, c, m)
 		}
@@ -476,11 +476,11 @@ func TestLabelTaskWithStartDateRunsLater(t *testing.T) {
 	e := setup(t, Config{LimitsOff: true})
 	e.call(t, http.MethodPost, "/push/label", `{"name":"l"}`)
 	e.call(t, http.MethodPost, "/push/label/l/user", `{"usernames":["m1"]}`)
-	soon := t0.Add(30 * time.Minute).Format(provider.StartDateLayout)
+	soon := t0.Add(30 * time.Minute).Format(startDateLayout)
 	if c, m := e.call(t, http.MethodPost, "/push/list/label", `{"targets":["l"],"startDate":"`+soon+`","pushMessage":{"t":1}}`); c != 400 {
 		t.Fatalf("startDate under 1 h accepted: %d %v", c, m)
 	}
-	later := t0.Add(2 * time.Hour).Format(provider.StartDateLayout)
+	later := t0.Add(2 * time.Hour).Format(startDateLayout)
 	c, m := e.call(t, http.MethodPost, "/push/list/label", `{"targets":["l"],"startDate":"`+later+`","pushMessage":{"t":1}}`)
 	if c != 200 {
 		t.Fatalf("label push: %d %v", c, m)
@@ -775,7 +775,7 @@ func TestEasemobErrorsAndEdges(t *testing.T) {
 	if c, m := e.call(t, http.MethodPost, "/push/list/label", `{"targets":["nope"],"pushMessage":{"t":1}}`); c != 400 || m["error_description"] != "push label not exists of nope" {
 		t.Fatalf("missing label push: %d %v", c, m)
 	}
-	for _, d := range []string{"2026-11-22 12:00", "2026/11/22 14:00:00", t0.Add(31 * 24 * time.Hour).Format(provider.StartDateLayout)} {
+	for _, d := range []string{"2026-11-22 12:00", "2026/11/22 14:00:00", t0.Add(31 * 24 * time.Hour).Format(startDateLayout)} {
 		if c, m := e.call(t, http.MethodPost, "/push/task", `{"startDate":"`+d+`","pushMessage":{"t":1}}`); c != 400 {
 			t.Errorf("startDate %q: %d %v", d, c, m)
 		}
@@ -1120,7 +1120,7 @@ func TestConfiguredCaps(t *testing.T) {
 	})
 	t.Run("default label cap", func(t *testing.T) {
 		t.Parallel()
-		if s := New(Config{}); s.cfg.MaxLabels != provider.MaxLabels || s.cfg.MaxTagsPerApp != 100_000 || s.cfg.MaxDevicesPerTag != 100_000 {
+		if s := New(Config{}); s.cfg.MaxLabels != DefaultMaxLabels || s.cfg.MaxTagsPerApp != 100_000 || s.cfg.MaxDevicesPerTag != 100_000 {
 			t.Errorf("defaults %d %d %d", s.cfg.MaxLabels, s.cfg.MaxTagsPerApp, s.cfg.MaxDevicesPerTag)
 		}
 	})

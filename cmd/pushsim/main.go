@@ -73,7 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.TaskWindow.MaxCreated, "max-created", 3, "task creations allowed per window")
 	fs.IntVar(&cfg.TaskWindow.MaxRunning, "max-running", 3, "tasks allowed to run at once")
 	fs.DurationVar(&cfg.TaskWindow.LabelTaskDuration, "label-task-duration", 5*time.Minute, "how long a label push task runs")
-	fs.IntVar(&cfg.MaxLabels, "max-labels", provider.MaxLabels, "Easemob labels allowed per app (0 → default)")
+	fs.IntVar(&cfg.MaxLabels, "max-labels", pushsim.DefaultMaxLabels, "Easemob labels allowed per app (0 → default)")
 	fs.IntVar(&cfg.MaxTagsPerApp, "max-tags", pushsim.DefaultMaxTagsPerApp, "EngageLab tags allowed per app, over it 27013 (0 → default)")
 	fs.IntVar(&cfg.MaxDevicesPerTag, "max-devices-per-tag", pushsim.DefaultMaxDevicesPerTag, "EngageLab devices allowed per tag, over it 27014 (0 → default)")
 	fs.DurationVar(&cfg.TokenTTL, "token-ttl", 2*time.Hour, "Easemob app token lifetime")
