@@ -1,5 +1,5 @@
 // Package campaigns is the campaign domain: the campaign and status shapes of
-// the public contract (CONTRACT.md §4, §5), their validation, and nothing of
+// the public interface (docs/interface.md §4, §5), their validation, and nothing of
 // transport (no NATS, asynq or HTTP types).
 package campaigns
 
@@ -11,7 +11,7 @@ import (
 // Kind is what a campaign does.
 type Kind string
 
-// The campaign kinds of CONTRACT §4.
+// The campaign kinds of docs/interface.md §4.2.
 const (
 	KindBatchPush    Kind = "batch_push"
 	KindSinglePush   Kind = "single_push"
@@ -99,7 +99,7 @@ type Template struct {
 // State is a campaign's status value.
 type State string
 
-// States of CONTRACT §5.
+// States of docs/interface.md §5.2.
 const (
 	StateAccepted        State = "accepted"
 	StateRejected        State = "rejected"
@@ -123,7 +123,7 @@ func (s State) Final() bool {
 	return false
 }
 
-// Status is the status JSON of CONTRACT §5.
+// Status is the status JSON of docs/interface.md §5.
 type Status struct {
 	ID              string       `json:"id"`
 	Kind            Kind         `json:"kind,omitempty"`
@@ -159,7 +159,7 @@ type Throttle struct {
 }
 
 // Rejection is published on campaigns.rejected for a message without a valid
-// id (CONTRACT §3).
+// id (docs/interface.md §3.2).
 type Rejection struct {
 	Status  State        `json:"status"`
 	GivenID *string      `json:"given_id,omitempty"`

@@ -95,6 +95,9 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"missing secret", base, "apps.default.client_id"},
 		{"bad zone", base + "    timezone: Mars/Base\n", "apps.default.timezone"},
 		{"negative limit", base + "    limits: {push_single: -1}\n", "apps.default.limits.push_single"},
+		{"unknown limit group", base + "    limits: {push_singel: 5}\n", "push_singel"},
+		{"negative task window", base + "    task_window: {max_running: -1}\n", "apps.default.task_window.max_running"},
+		{"schedule campaign with an id", base + "schedules:\n  - {name: w, cron: \"@daily\", campaign: {id: x, kind: broadcast, push_message: {t: 1}}}\n", "schedules[0].campaign.id"},
 		{"bad base_url", strings.Replace(base, "http://127.0.0.1:9900", "ftp://x", 1), "apps.default.base_url"},
 		{"unknown key", base + "    limitz: {}\n", "limitz"},
 		{"bad duration", base + "    task_window: {window: soon}\n", "duration"},
@@ -228,5 +231,30 @@ func TestConcurrencyFollowsTheApps(t *testing.T) {
 		if cfg.Worker.Concurrency != tc.want {
 			t.Errorf("%d apps, %q: concurrency %d, want %d", tc.apps, tc.worker, cfg.Worker.Concurrency, tc.want)
 		}
+	}
+}
+
+// WithDefaults returns a copy and Validate changes nothing: the config
+// given keeps its empty keys and shares no map with the copy.
+func TestDefaultsAreACopyAndValidationChangesNothing(t *testing.T) {
+	t.Parallel()
+	cfg := Default()
+	cfg.Apps = map[string]App{"default": {Provider: provider.Easemob, BaseURL: "http://127.0.0.1:9900", Org: "o", App: "a",
+		ClientID: "id", ClientSecret: "s", Limits: Limits{provider.GroupPushSingle: 5}}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Apps["default"]
+	if a.Location != nil || a.Timezone != "" || len(a.Limits) != 1 || a.TaskWindow.MaxCreated != 0 || cfg.Worker.Concurrency != 0 {
+		t.Fatalf("Validate changed the config: %+v, concurrency %d", a, cfg.Worker.Concurrency)
+	}
+	d := cfg.WithDefaults()
+	da := d.Apps["default"]
+	if da.Location == nil || da.Timezone != "UTC" || da.Limit(provider.GroupPushSingle) != 5 || da.Limits[provider.GroupPushSync] != 1 ||
+		da.TaskWindow.MaxCreated != DefaultMaxCreated || d.Worker.Concurrency != DefaultConcurrency(1) {
+		t.Fatalf("defaults not filled in: %+v, concurrency %d", da, d.Worker.Concurrency)
+	}
+	if len(cfg.Apps["default"].Limits) != 1 {
+		t.Fatalf("WithDefaults wrote into the original's limits: %v", cfg.Apps["default"].Limits)
 	}
 }

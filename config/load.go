@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/internal/clock"
 	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/scheduler"
 )
@@ -49,14 +51,111 @@ func Default() Config {
 // 50 workers reached about half their limits (docs/BENCHMARKS.md).
 func DefaultConcurrency(apps int) int { return min(max(50, 3*apps), 10000) }
 
-// WithDefaults returns a copy of c with the defaults that depend on other
-// keys filled in (worker.concurrency from the apps). Load applies it
-// before Validate; so does the daemon for a config built in code.
+// The provider's task-window caps (docs/interface.md §2), the defaults of
+// apps.<app>.task_window.
+const (
+	DefaultMaxCreated   = 3
+	DefaultTaskWindow   = 5 * time.Minute
+	DefaultMaxRunning   = 3
+	DefaultTaskDuration = 5 * time.Minute
+)
+
+// WithDefaults returns a copy of c with every default filled in and what
+// the keys imply worked out: worker.concurrency from the apps; each app's
+// timezone (UTC), its Location, its limits (provider.DefaultLimits) and
+// task_window; each schedule's Campaign from its YAML. Values it cannot
+// work out (an unknown zone, a campaign that does not decode) are left
+// for Validate to name. c itself is not changed. Load applies it before
+// Validate; so does the daemon for a config built in code.
 func (c Config) WithDefaults() Config {
 	if c.Worker.Concurrency == 0 {
 		c.Worker.Concurrency = DefaultConcurrency(len(c.Apps))
 	}
+	if c.Apps != nil {
+		apps := make(map[string]App, len(c.Apps))
+		for name, a := range c.Apps {
+			apps[name] = a.withDefaults()
+		}
+		c.Apps = apps
+	}
+	c.Schedules = slices.Clone(c.Schedules)
+	for i := range c.Schedules {
+		s := &c.Schedules[i]
+		if camp, _, err := s.decodeCampaign(); err == nil && camp != nil {
+			s.Campaign = *camp
+			s.Campaign.ID = ""
+		}
+	}
 	return c
+}
+
+func (a App) withDefaults() App {
+	if a.Timezone == "" {
+		a.Timezone = "UTC"
+	}
+	if loc, err := time.LoadLocation(a.Timezone); err == nil {
+		a.Location = loc
+	}
+	lim := make(Limits, len(provider.Groups))
+	for g, v := range a.Limits {
+		lim[g] = v
+	}
+	for _, g := range provider.Groups {
+		if lim[g] == 0 {
+			lim[g] = provider.DefaultLimits[g]
+		}
+	}
+	a.Limits = lim
+	tw := &a.TaskWindow
+	if tw.MaxCreated == 0 {
+		tw.MaxCreated = DefaultMaxCreated
+	}
+	if tw.Window == 0 {
+		tw.Window = Duration(DefaultTaskWindow)
+	}
+	if tw.MaxRunning == 0 {
+		tw.MaxRunning = DefaultMaxRunning
+	}
+	if tw.TaskDuration == 0 {
+		tw.TaskDuration = Duration(DefaultTaskDuration)
+	}
+	return a
+}
+
+// decodeCampaign decodes the schedule's campaign from its YAML, with the
+// id its ticks have (scheduler.ProbeID), normalized. idSet tells that the
+// YAML sets an id (ticks set their own). It returns nil, and the field
+// errors, for a campaign that does not decode.
+func (s Schedule) decodeCampaign() (camp *campaigns.Campaign, idSet bool, err error) {
+	if s.CampaignRaw == nil {
+		return nil, false, errors.New("is required")
+	}
+	raw, err := json.Marshal(s.CampaignRaw)
+	if err != nil {
+		return nil, false, err
+	}
+	var probe map[string]any
+	_ = json.Unmarshal(raw, &probe)
+	_, idSet = probe["id"]
+	probe["id"] = scheduler.ProbeID(s.Name)
+	raw, _ = json.Marshal(probe)
+	camp, ferrs := campaigns.Decode(raw)
+	if len(ferrs) > 0 {
+		return nil, idSet, fieldErrors(ferrs)
+	}
+	camp.Normalize()
+	return camp, idSet, nil
+}
+
+// fieldErrors are a campaign's decoding errors, each naming its field.
+type fieldErrors []campaigns.FieldError
+
+func (f fieldErrors) Error() string {
+	msgs := make([]string, len(f))
+	for i, fe := range f {
+		msgs[i] = fe.Field + ": " + fe.Message
+	}
+	return strings.Join(msgs, "; ")
 }
 
 // UnmarshalYAML reads "5m", "10s".
@@ -164,9 +263,16 @@ func Parse(cfg *Config, data []byte) error {
 
 var scheduleName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
-// Validate checks the whole config once. The error is one line naming every
-// wrong key, e.g. `config: apps.default.provider: unknown provider "x"`.
-func (c *Config) Validate() error {
+// Validate checks the config as it will run (c.WithDefaults()), changing
+// nothing. The error is one line naming every wrong key, e.g. `config:
+// apps.default.provider: unknown provider "x"`.
+func (c Config) Validate() error {
+	return c.WithDefaults().validate()
+}
+
+// validate checks a config whose defaults are filled in; it changes
+// nothing.
+func (c Config) validate() error {
 	var errs []string
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, key+": "+fmt.Sprintf(format, args...))
@@ -236,13 +342,11 @@ func (c *Config) Validate() error {
 		bad("apps", "at least one app is required")
 	}
 	for name, a := range c.Apps {
-		key := "apps." + name
-		a.validate(key, bad)
-		c.Apps[name] = a
+		a.validate("apps."+name, bad)
 	}
 	names := map[string]bool{}
 	for i := range c.Schedules {
-		s := &c.Schedules[i]
+		s := c.Schedules[i]
 		key := fmt.Sprintf("schedules[%d]", i)
 		if !scheduleName.MatchString(s.Name) {
 			bad(key+".name", "must match [A-Za-z0-9_-]{1,64}, got %q", s.Name)
@@ -266,33 +370,22 @@ func (c *Config) Validate() error {
 			// disagree on them, and a tick could fire once per process
 			bad(key+".cron", "@every is not supported (its ticks count from each process's start); use a cron spec, e.g. \"*/5 * * * *\"")
 		}
-		if s.CampaignRaw == nil {
-			bad(key+".campaign", "is required")
-			continue
-		}
-		raw, err := json.Marshal(s.CampaignRaw)
-		if err != nil {
-			bad(key+".campaign", "%v", err)
-			continue
-		}
-		var probe map[string]any
-		_ = json.Unmarshal(raw, &probe)
-		if _, has := probe["id"]; has {
+		camp, idSet, err := s.decodeCampaign()
+		if idSet {
 			bad(key+".campaign.id", "is set per tick; leave it out")
 		}
-		probe["id"] = scheduler.ProbeID(s.Name)
-		raw, _ = json.Marshal(probe)
-		camp, ferrs := campaigns.Decode(raw)
-		if len(ferrs) == 0 {
-			camp.Normalize()
-			ferrs = camp.Validate(campaigns.Env{Apps: c.AppInfos(), Now: time.Now()})
+		var ferrs []campaigns.FieldError
+		switch fe := fieldErrors(nil); {
+		case errors.As(err, &fe):
+			ferrs = fe
+		case err != nil:
+			bad(key+".campaign", "%v", err)
+			continue
+		default:
+			ferrs = camp.Validate(campaigns.Env{Apps: c.AppInfos(), Now: clock.Real{}.Now()}) // as of loading
 		}
 		for _, fe := range ferrs {
 			bad(key+".campaign."+fe.Field, "%s", fe.Message)
-		}
-		if camp != nil {
-			s.Campaign = *camp
-			s.Campaign.ID = ""
 		}
 	}
 	if len(errs) > 0 {
@@ -302,7 +395,8 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-func (a *App) validate(key string, bad func(key, format string, args ...any)) {
+// validate checks an app whose defaults are filled in; it changes nothing.
+func (a App) validate(key string, bad func(key, format string, args ...any)) {
 	switch a.Provider {
 	case provider.Easemob:
 		if a.Org == "" {
@@ -327,37 +421,18 @@ func (a *App) validate(key string, bad func(key, format string, args ...any)) {
 	if u, err := url.Parse(a.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad(key+".base_url", "want an absolute http(s) URL, got %q", a.BaseURL)
 	}
-	if a.Timezone == "" {
-		a.Timezone = "UTC"
-	}
-	loc, err := time.LoadLocation(a.Timezone)
-	if err != nil {
+	if _, err := time.LoadLocation(a.Timezone); err != nil {
 		bad(key+".timezone", "unknown zone %q", a.Timezone)
-	} else {
-		a.Location = loc
 	}
-	for _, g := range provider.Groups {
-		p := a.Limits.ptr(g)
+	for g, v := range a.Limits {
 		switch {
-		case *p == 0:
-			*p = provider.DefaultLimits[g]
-		case *p < 0 || math.IsNaN(*p) || math.IsInf(*p, 0):
-			bad(key+".limits."+string(g), "must be a positive number of calls per second, got %v", *p)
+		case !slices.Contains(provider.Groups, g):
+			bad(key+".limits."+string(g), "unknown limit group")
+		case v < 0 || math.IsNaN(v) || math.IsInf(v, 0):
+			bad(key+".limits."+string(g), "must be a positive number of calls per second, got %v", v)
 		}
 	}
-	tw := &a.TaskWindow
-	if tw.MaxCreated == 0 {
-		tw.MaxCreated = 3
-	}
-	if tw.Window == 0 {
-		tw.Window = Duration(5 * time.Minute)
-	}
-	if tw.MaxRunning == 0 {
-		tw.MaxRunning = 3
-	}
-	if tw.TaskDuration == 0 {
-		tw.TaskDuration = Duration(5 * time.Minute)
-	}
+	tw := a.TaskWindow
 	if tw.MaxCreated < 0 {
 		bad(key+".task_window.max_created", "must be positive")
 	}
@@ -372,44 +447,33 @@ func (a *App) validate(key string, bad func(key, format string, args ...any)) {
 	}
 }
 
-func (l *Limits) ptr(g provider.Group) *float64 {
-	switch g {
-	case provider.GroupPushSingle:
-		return &l.PushSingle
-	case provider.GroupPushSync:
-		return &l.PushSync
-	case provider.GroupPushAsync:
-		return &l.PushAsync
-	case provider.GroupPushLabel:
-		return &l.PushLabel
-	case provider.GroupPushTask:
-		return &l.PushTask
-	case provider.GroupLabel:
-		return &l.Label
-	case provider.GroupLabelUser:
-		return &l.LabelUser
-	case provider.GroupUser:
-		return &l.User
-	case provider.GroupNotification:
-		return &l.Notification
-	case provider.GroupTemplate:
-		return &l.Template
-	case provider.GroupTags:
-		return &l.Tags
-	case provider.GroupToken:
-		return &l.Token
+// UnmarshalYAML reads the limits, naming a group that does not exist.
+func (l *Limits) UnmarshalYAML(n *yaml.Node) error {
+	var m map[string]float64
+	if err := n.Decode(&m); err != nil {
+		return err
 	}
-	var none float64
-	return &none
+	out := make(Limits, len(m))
+	for k, v := range m {
+		if !slices.Contains(provider.Groups, provider.Group(k)) {
+			names := make([]string, len(provider.Groups))
+			for i, g := range provider.Groups {
+				names[i] = string(g)
+			}
+			return fmt.Errorf("line %d: unknown limit group %q (want one of %s)", n.Line, k, strings.Join(names, ", "))
+		}
+		out[provider.Group(k)] = v
+	}
+	*l = out
+	return nil
 }
 
 // Limit returns the calls per second allowed for group g.
 func (a App) Limit(g provider.Group) float64 {
-	v := *a.Limits.ptr(g)
-	if v == 0 {
-		return provider.DefaultLimits[g]
+	if v := a.Limits[g]; v != 0 {
+		return v
 	}
-	return v
+	return provider.DefaultLimits[g]
 }
 
 // AppInfos describes the apps for campaign validation.

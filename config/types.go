@@ -1,4 +1,4 @@
-// Package config loads campaignd's YAML configuration (CONTRACT §2):
+// Package config loads campaignd's YAML configuration (docs/interface.md §2):
 // defaults, then the file with ${VAR} expanded from the environment, then
 // CAMPAIGND_* environment overrides; validated once, with errors naming the
 // key; and a sanitized copy safe to log.
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/provider"
 )
 
 // Config is the whole configuration.
@@ -109,22 +110,10 @@ type App struct {
 // (Adaptive, true when unset).
 func (a App) Adapts() bool { return a.Adaptive == nil || *a.Adaptive }
 
-// Limits are calls per second per endpoint group, summed over all processes.
-// Unset (zero) values take the defaults of provider.DefaultLimits.
-type Limits struct {
-	PushSingle   float64 `yaml:"push_single"`
-	PushSync     float64 `yaml:"push_sync"`
-	PushAsync    float64 `yaml:"push_async"`
-	PushLabel    float64 `yaml:"push_label"`
-	PushTask     float64 `yaml:"push_task"`
-	Label        float64 `yaml:"label"`
-	LabelUser    float64 `yaml:"label_user"`
-	User         float64 `yaml:"user"`
-	Notification float64 `yaml:"notification"`
-	Template     float64 `yaml:"template"`
-	Tags         float64 `yaml:"tags"`
-	Token        float64 `yaml:"token"` // easemob app token fetches (POST /token)
-}
+// Limits are calls per second per endpoint group (provider.Groups names
+// the keys), summed over all processes. A group left out (or 0) takes its
+// default from provider.DefaultLimits.
+type Limits map[provider.Group]float64
 
 // TaskWindow are the provider's task caps for label pushes and broadcasts.
 type TaskWindow struct {

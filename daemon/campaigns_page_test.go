@@ -13,6 +13,7 @@ import (
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/config"
+	"github.com/campaignd/campaignd/internal/testenv"
 	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/pushsim"
 )
@@ -67,24 +68,17 @@ func progressOf(t *testing.T, dom, id string) int {
 func TestCampaignsPageInChromium(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: 4}})
-	r := start(t, w.config(t, config.Limits{PushSingle: 4}))
+	r := start(t, w.config(t, config.Limits{provider.GroupPushSingle: 4}))
 	w.publish(t, "campaigns.submit", campaignJSON("page-done", ids("d", 10), ""), "page-done")
 	if st := r.waitFinal(t, "page-done", 30*time.Second); st.Status != campaigns.StateCompleted {
 		t.Fatalf("page-done ended %s", st.Status)
 	}
 	// 6,000 targets: 60 calls at 4 a second, some 15 s.
 	w.publish(t, "campaigns.submit", campaignJSON("page-slow", ids("s", 6000), ""), "page-slow")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testenv.WaitFor(t, 20*time.Second, "page-slow to be sending", func() (campaigns.Status, bool) {
 		var st campaigns.Status
-		if getJSON(t, r.base+"/api/campaigns/page-slow", &st) == 200 && st.Status == campaigns.StateRunning && st.Sent > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("page-slow is not sending: %+v", st)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return st, getJSON(t, r.base+"/api/campaigns/page-slow", &st) == 200 && st.Status == campaigns.StateRunning && st.Sent > 0
+	})
 
 	dom := chromiumDOM(t, r.base+"/campaigns/")
 	for _, want := range []string{
@@ -109,7 +103,7 @@ func TestCampaignsPageInChromium(t *testing.T) {
 	// other tests share the machine).
 	after := before
 	for try := 0; try < 5 && after <= before; try++ {
-		time.Sleep(2 * time.Second)
+		time.Sleep(2 * time.Second) // a look is a chromium render: one every 2 s, five at most
 		after = progressOf(t, chromiumDOM(t, r.base+"/campaigns/"), "page-slow")
 	}
 	if after <= before {

@@ -35,7 +35,7 @@ func BenchmarkControls(b *testing.B) {
 
 func benchControls(b *testing.B, rate float64, procs int) {
 	w := newWorld(b, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: rate}})
-	cfg := w.config(b, config.Limits{PushSingle: rate})
+	cfg := w.config(b, config.Limits{provider.GroupPushSingle: rate})
 	cfg.Worker.Concurrency = 20
 	var rs []*running
 	for range procs {
@@ -48,7 +48,7 @@ func benchControls(b *testing.B, rate float64, procs int) {
 	}
 	w.publish(b, "campaigns.submit", []byte(`{"id":"big","kind":"batch_push","push_message":{"t":1},"audience":{"bucket":"bench","object":"big.txt"}}`), "big")
 	r.waitState(b, "big", campaigns.StateRunning, 30*time.Second)
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(1500 * time.Millisecond) // the big one sends at the provider rate for a while (real clock)
 	high := ids("vip", 200)
 	w.publish(b, "campaigns.submit", campaignJSON("high", high, `,"priority":"high"`), "high")
 	r.waitFinal(b, "high", 30*time.Second)
@@ -62,10 +62,10 @@ func benchControls(b *testing.B, rate float64, procs int) {
 			}
 		}
 	}
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // the big one alone again for a while before the pause (real clock)
 	w.publish(b, "campaigns.pause", []byte(`{"id":"big"}`), "")
 	paused := r.waitState(b, "big", campaigns.StatePaused, 10*time.Second)
-	time.Sleep(3 * time.Second)
+	time.Sleep(3 * time.Second) // a window after the pause: longer than any backlog a process held
 	after, lastAfter := 0, time.Duration(0)
 	for _, ts := range arrivals(w.sim.Sim(), big) {
 		for _, at := range ts {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/config"
 	"github.com/campaignd/campaignd/intake"
+	"github.com/campaignd/campaignd/internal/testenv"
 	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/pushsim"
 )
@@ -48,28 +50,21 @@ func span(a map[string][]time.Time) (first, last time.Time, n int) {
 
 func (r *running) waitState(t testing.TB, id string, want campaigns.State, within time.Duration) campaigns.Status {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	return testenv.WaitFor(t, within, fmt.Sprintf("%s to be %s", id, want), func() (campaigns.Status, bool) {
 		var st campaigns.Status
-		if getJSON(t, r.base+"/api/campaigns/"+id, &st) == 200 && st.Status == want {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not %s within %s: %+v", id, want, within, st)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return st, getJSON(t, r.base+"/api/campaigns/"+id, &st) == 200 && st.Status == want
+	})
 }
 
 const onTheWire = 10 * time.Millisecond // a request written before a decision may arrive this much after it
 
 func TestPauseHoldsAtTheProviderRate(t *testing.T) {
 	w := newWorld(t, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: 10}})
-	r := start(t, w.config(t, config.Limits{PushSingle: 10}))
+	r := start(t, w.config(t, config.Limits{provider.GroupPushSingle: 10}))
 	targets := ids("p", 3000)
 	w.publish(t, "campaigns.submit", campaignJSON("pause-3000", targets, ""), "pause-3000")
 	r.waitState(t, "pause-3000", campaigns.StateRunning, 10*time.Second)
-	time.Sleep(1200 * time.Millisecond)
+	time.Sleep(1200 * time.Millisecond) // it sends at the provider rate for a while (real clock)
 	w.publish(t, "campaigns.pause", []byte(`{"id":"pause-3000"}`), "")
 	paused := r.waitState(t, "pause-3000", campaigns.StatePaused, 5*time.Second)
 	time.Sleep(3 * time.Second) // longer than the backlog any process held
@@ -100,11 +95,11 @@ func TestPauseHoldsAtTheProviderRate(t *testing.T) {
 
 func TestHighPriorityOvertakesAtTheProviderRate(t *testing.T) {
 	w := newWorld(t, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: 10}})
-	r := start(t, w.config(t, config.Limits{PushSingle: 10}))
+	r := start(t, w.config(t, config.Limits{provider.GroupPushSingle: 10}))
 	big := ids("big", 20000)
 	w.publish(t, "campaigns.submit", campaignJSON("big-normal", big, ""), "big-normal")
 	r.waitState(t, "big-normal", campaigns.StateRunning, 20*time.Second)
-	time.Sleep(2 * time.Second)
+	time.Sleep(2 * time.Second) // the big one sends at the provider rate for a while (real clock)
 	high := ids("vip", 200)
 	w.publish(t, "campaigns.submit", campaignJSON("small-high", high, `,"priority":"high"`), "small-high")
 	st := r.waitFinal(t, "small-high", 20*time.Second)
@@ -159,7 +154,7 @@ func (w *world) firstStatus(t testing.TB, id string, want campaigns.State) campa
 
 func TestExpiryHoldsAtTheProviderRate(t *testing.T) {
 	w := newWorld(t, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: 5}})
-	r := start(t, w.config(t, config.Limits{PushSingle: 5}))
+	r := start(t, w.config(t, config.Limits{provider.GroupPushSingle: 5}))
 	targets := ids("x", 15000)
 	exp := time.Now().Add(4 * time.Second).UTC()
 	w.publish(t, "campaigns.submit", campaignJSON("expiring", targets, `,"expires_at":"`+exp.Format(time.RFC3339Nano)+`"`), "expiring")

@@ -138,7 +138,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 		return nil, err
 	}
 	d.stop = append(d.stop, func() { _ = d.rdb.Close() })
-	if err := waitFor(ctx, d.log, "redis at "+rs.where(), connectTimeout, func(ctx context.Context) error { return d.rdb.Ping(ctx).Err() }); err != nil {
+	if err := waitFor(ctx, d.clk, d.log, "redis at "+rs.where(), connectTimeout, func(ctx context.Context) error { return d.rdb.Ping(ctx).Err() }); err != nil {
 		return nil, err
 	}
 	if err := refuseCluster(ctx, d.rdb, rs.where()); err != nil {
@@ -150,7 +150,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 	}
 
 	// NATS.
-	err = waitFor(ctx, d.log, "nats at "+config.RedactURL(cfg.NATS.URL), connectTimeout, func(ctx context.Context) error {
+	err = waitFor(ctx, d.clk, d.log, "nats at "+config.RedactURL(cfg.NATS.URL), connectTimeout, func(ctx context.Context) error {
 		nc, err := nats.Connect(cfg.NATS.URL,
 			nats.Name("campaignd"),
 			nats.MaxReconnects(-1),
@@ -173,7 +173,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 	// reason to exit; each call has its own deadline, and a pass that
 	// timed out is run again (intake/ensure.go).
 	jsWhere := "nats jetstream at " + config.RedactURL(cfg.NATS.URL)
-	err = waitFor(ctx, d.log, jsWhere, 0, func(ctx context.Context) error {
+	err = waitFor(ctx, d.clk, d.log, jsWhere, 0, func(ctx context.Context) error {
 		if err := intake.EnsureStreams(ctx, d.js, intake.StreamOptions{Replicas: cfg.NATS.Replicas}); err != nil {
 			return err
 		}
@@ -207,7 +207,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 	// waits for the status stream (a stream without a leader, NATS
 	// reconnecting); rejections are published by intake itself, before it
 	// terminates their message. Close (before NATS is drained) flushes it.
-	statusQ := worker.NewStatusQueue(pub, worker.StatusQueueOptions{Logger: d.log, Counters: m})
+	statusQ := worker.NewStatusQueue(pub, worker.StatusQueueOptions{Logger: d.log, Counters: m, Clock: d.clk})
 	statusQ.Start()
 	d.stop = append(d.stop, func() { statusQ.Close(statusFlush) })
 	aud := intake.NewAudienceStore(d.js, intake.AudienceOptions{})
@@ -266,7 +266,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 		Logger:     d.log,
 		Clock:      d.clk,
 	})
-	if err := waitFor(ctx, d.log, jsWhere, 0, d.intake.EnsureConsumer); err != nil {
+	if err := waitFor(ctx, d.clk, d.log, jsWhere, 0, d.intake.EnsureConsumer); err != nil {
 		return nil, fmt.Errorf("nats consumer: %w", err)
 	}
 

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/campaignd/campaignd/internal/clock"
 )
 
 // RedisLogger adapts zerolog to go-redis's logger (redis.SetLogger): its
@@ -16,12 +18,13 @@ import (
 func RedisLogger(log zerolog.Logger, every time.Duration) interface {
 	Printf(ctx context.Context, format string, v ...any)
 } {
-	return &redisLogger{log: log.With().Str("component", "go-redis").Logger(), every: every}
+	return &redisLogger{log: log.With().Str("component", "go-redis").Logger(), every: every, clk: clock.Real{}}
 }
 
 type redisLogger struct {
 	log   zerolog.Logger
 	every time.Duration
+	clk   clock.Clock
 
 	mu      sync.Mutex
 	last    time.Time
@@ -30,7 +33,7 @@ type redisLogger struct {
 
 func (l *redisLogger) Printf(_ context.Context, format string, v ...any) {
 	l.mu.Lock()
-	now := time.Now()
+	now := l.clk.Now()
 	if now.Sub(l.last) < l.every {
 		l.dropped++
 		l.mu.Unlock()
@@ -50,7 +53,7 @@ func (l *redisLogger) Printf(_ context.Context, format string, v ...any) {
 // fails, one line says what campaignd waits for and why, at the first
 // failure and then every logEvery. Each try gets perTry, or no deadline
 // of its own when perTry is 0 (a try whose calls each have theirs).
-func waitFor(ctx context.Context, log zerolog.Logger, what string, perTry time.Duration, try func(ctx context.Context) error) error {
+func waitFor(ctx context.Context, clk clock.Clock, log zerolog.Logger, what string, perTry time.Duration, try func(ctx context.Context) error) error {
 	const retry, logEvery = 500 * time.Millisecond, 10 * time.Second
 	var lastLog time.Time
 	for {
@@ -69,9 +72,9 @@ func waitFor(ctx context.Context, log zerolog.Logger, what string, perTry time.D
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		if time.Since(lastLog) >= logEvery {
+		if now := clk.Now(); now.Sub(lastLog) >= logEvery {
 			log.Warn().Msg("waiting for " + what + ": " + oneLine(err))
-			lastLog = time.Now()
+			lastLog = now
 		}
 		select {
 		case <-ctx.Done():

@@ -133,20 +133,14 @@ func serve(t testing.TB, ctx context.Context, cancel context.CancelFunc, d *Daem
 
 func waitHTTP(t testing.TB, url string, want int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testenv.WaitFor(t, 10*time.Second, fmt.Sprintf("%s to answer %d", url, want), func() (error, bool) {
 		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == want {
-				return
-			}
+		if err != nil {
+			return err, false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never answered %d (last: %v)", url, want, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return fmt.Errorf("answered %d", resp.StatusCode), resp.StatusCode == want
+	})
 }
 
 func getJSON(t testing.TB, url string, v any) int {
@@ -178,17 +172,10 @@ func (w *world) publish(t testing.TB, subject string, body []byte, msgID string)
 
 func (r *running) waitFinal(t testing.TB, id string, within time.Duration) campaigns.Status {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	return testenv.WaitFor(t, within, id+" to be final", func() (campaigns.Status, bool) {
 		var st campaigns.Status
-		if getJSON(t, r.base+"/api/campaigns/"+id, &st) == 200 && st.Status.Final() {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not final within %s: %+v", id, within, st)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return st, getJSON(t, r.base+"/api/campaigns/"+id, &st) == 200 && st.Status.Final()
+	})
 }
 
 // lastStatus reads the last status event of id from NATS.
@@ -211,18 +198,14 @@ func (w *world) lastStatus(t *testing.T, id string) campaigns.Status {
 	return st
 }
 
-// waitLastStatus polls the last status event of id on NATS until it is in
-// state want, for up to within; it returns the last event read.
+// waitLastStatus waits up to within for the last status event of id on
+// NATS to be in state want, and returns it.
 func (w *world) waitLastStatus(t *testing.T, id string, want campaigns.State, within time.Duration) campaigns.Status {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	return testenv.WaitFor(t, within, fmt.Sprintf("the last status event of %s on NATS to be %s", id, want), func() (campaigns.Status, bool) {
 		st := w.lastStatusOK(id)
-		if st.Status == want || time.Now().After(deadline) {
-			return st
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return st, st.Status == want
+	})
 }
 
 func campaignJSON(id string, targets []string, extra string) []byte {
@@ -240,7 +223,7 @@ func ids(prefix string, n int) []string {
 
 func TestBatchPushEndToEnd(t *testing.T) {
 	w := newWorld(t, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: 50}})
-	r := start(t, w.config(t, config.Limits{PushSingle: 50}))
+	r := start(t, w.config(t, config.Limits{provider.GroupPushSingle: 50}))
 	uniq := ids("u", 4546)
 	all := append(append([]string(nil), uniq...), uniq[:454]...) // 5,000 with ~10% repeats
 	w.publish(t, "campaigns.submit", campaignJSON("e2e-5000", all, ""), "e2e-5000")
@@ -267,7 +250,7 @@ func TestBatchPushEndToEnd(t *testing.T) {
 // jitter.
 func TestTwoProcessesShareStreamAndLimit(t *testing.T) {
 	w := newWorld(t, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: 20}})
-	cfg := w.config(t, config.Limits{PushSingle: 20})
+	cfg := w.config(t, config.Limits{provider.GroupPushSingle: 20})
 	cfg.Worker.Concurrency = 5
 	a, b := start(t, cfg), start(t, cfg)
 	w.publish(t, "campaigns.submit", campaignJSON("shared-1", ids("a", 3000), ""), "shared-1")
@@ -362,13 +345,9 @@ func TestBadInputIsRejectedAndNothingIsSent(t *testing.T) {
 	w.publish(t, "campaigns.submit", campaignJSON("twice", ids("t", 10), ""), "")
 	r.waitFinal(t, "twice", 30*time.Second)
 	w.publish(t, "campaigns.submit", campaignJSON("twice", ids("t", 10), ""), "")
-	deadline2 := time.Now().Add(10 * time.Second)
-	for w.lastStatus(t, "twice").Status != campaigns.StateDuplicate {
-		if time.Now().After(deadline2) {
-			t.Fatal("no duplicate status for a resubmitted id")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.WaitUntil(t, 10*time.Second, "a duplicate status for a resubmitted id", func() bool {
+		return w.lastStatus(t, "twice").Status == campaigns.StateDuplicate
+	})
 	if st := w.sim.Sim().Stats(); st.TotalPushes != 10 || st.MaxPushesOneID != 1 {
 		t.Fatalf("pushes %d (max %d per target): bad input or the resubmission sent something", st.TotalPushes, st.MaxPushesOneID)
 	}
@@ -378,7 +357,7 @@ func TestBadInputIsRejectedAndNothingIsSent(t *testing.T) {
 func TestServerErrorsStillCompleteEveryTarget(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, pushsim.Config{LimitsOff: true, Faults: pushsim.Faults{ErrorRate: 0.1, Seed: 7}})
-	r := start(t, w.config(t, config.Limits{PushSingle: 200}))
+	r := start(t, w.config(t, config.Limits{provider.GroupPushSingle: 200}))
 	w.publish(t, "campaigns.submit", campaignJSON("flaky", ids("f", 5000), ""), "flaky")
 	st := r.waitFinal(t, "flaky", 120*time.Second)
 	if st.Status != campaigns.StateCompleted || st.Sent != 5000 {
@@ -440,17 +419,10 @@ func TestHTTPSide(t *testing.T) {
 		t.Errorf("bad id: %d", code)
 	}
 	w.publish(t, "campaigns.submit", []byte(`{"id":"h1","kind":"batch_push","push_message":{"t":1},"targets":["u1","invalid-u2"]}`), "")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testenv.WaitFor(t, 20*time.Second, "h1 to be partially_failed", func() (string, bool) {
 		code, body := get("/api/campaigns/h1", true)
-		if code == 200 && strings.Contains(body, "partially_failed") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("h1: %d %s", code, body)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Sprintf("%d %s", code, body), code == 200 && strings.Contains(body, "partially_failed")
+	})
 	code, body := get("/api/campaigns/h1/failures", true)
 	if code != 200 || !strings.Contains(body, `"target":"invalid-u2"`) || strings.Count(body, "\n") != 1 {
 		t.Errorf("failures: %d %s", code, body)
@@ -466,15 +438,8 @@ func TestHTTPSide(t *testing.T) {
 	}
 	// Readiness follows Redis.
 	w.redis.Stop()
-	deadline = time.Now().Add(10 * time.Second)
-	for {
+	testenv.WaitFor(t, 10*time.Second, "readyz to answer 503 naming redis with Redis down", func() (string, bool) {
 		code, body := get("/readyz", false)
-		if code == 503 && strings.Contains(body, "redis") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("readyz with Redis down: %d %s", code, body)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Sprintf("%d %s", code, body), code == 503 && strings.Contains(body, "redis")
+	})
 }

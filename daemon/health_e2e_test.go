@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os/exec"
@@ -45,17 +46,14 @@ func probeReady(t *testing.T, base string) (int, map[string]string) {
 // 500 ms) and returns the last failed map.
 func waitReady(t *testing.T, base string, want int, within time.Duration) map[string]string {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		code, failed := probeReady(t, base)
-		if code == want {
-			return failed
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz did not answer %d within %s (last %d %v)", want, within, code, failed)
-		}
-		time.Sleep(50 * time.Millisecond)
+	type answer struct {
+		code   int
+		failed map[string]string
 	}
+	return testenv.WaitFor(t, within, fmt.Sprintf("/readyz to answer %d", want), func() (answer, bool) {
+		code, failed := probeReady(t, base)
+		return answer{code, failed}, code == want
+	}).failed
 }
 
 // restartRedis starts redis-server again on the address of the one that was
@@ -80,19 +78,12 @@ func restartRedis(t *testing.T, r *testenv.Redis) {
 	})
 	c := redis.NewClient(&redis.Options{Addr: r.Addr})
 	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testenv.WaitFor(t, 10*time.Second, "restarted redis-server on "+r.Addr+" to answer PING", func() (error, bool) {
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		err := c.Ping(ctx).Err()
 		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("restarted redis-server on %s not ready: %v", r.Addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err, err == nil
+	})
 }
 
 // /readyz answers 503 naming redis within 500 ms while Redis is hung
@@ -144,7 +135,7 @@ func TestReadyzAnswersWhileRedisIsDown(t *testing.T) {
 				if resp.StatusCode != http.StatusOK || time.Since(start) > 200*time.Millisecond {
 					t.Fatalf("/healthz with Redis down: %d after %s", resp.StatusCode, time.Since(start))
 				}
-				time.Sleep(100 * time.Millisecond)
+				time.Sleep(100 * time.Millisecond) // it must stay so for a while: five looks over half a second
 			}
 			tt.up(t)
 			waitReady(t, r.base, http.StatusOK, 10*time.Second)

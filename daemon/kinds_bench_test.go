@@ -78,7 +78,7 @@ func BenchmarkKinds(b *testing.B) {
 	b.Run("user_settings_5000", func(b *testing.B) {
 		for range b.N {
 			w := newWorld(b, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupUser: 100, provider.GroupNotification: 100}})
-			cfg := w.config(b, config.Limits{User: 100, Notification: 100})
+			cfg := w.config(b, config.Limits{provider.GroupUser: 100, provider.GroupNotification: 100})
 			cfg.Worker.Concurrency = 50
 			r := start(b, cfg)
 			users := ids("bu", 5000)
@@ -104,7 +104,7 @@ func BenchmarkKinds(b *testing.B) {
 	b.Run("label_members_20000", func(b *testing.B) {
 		for range b.N {
 			w := newWorld(b, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupLabelUser: 30}})
-			cfg := w.config(b, config.Limits{LabelUser: 30})
+			cfg := w.config(b, config.Limits{provider.GroupLabelUser: 30})
 			cfg.Worker.Concurrency = 50
 			r := start(b, cfg)
 			m := meterGroups(w.sim.Sim(), "org/app", provider.GroupLabelUser)

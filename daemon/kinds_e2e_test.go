@@ -15,6 +15,7 @@ import (
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/config"
+	"github.com/campaignd/campaignd/internal/testenv"
 	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/pushsim"
 	"github.com/campaignd/campaignd/worker"
@@ -72,7 +73,7 @@ func noViolations(t *testing.T, st pushsim.Stats) {
 // one, which is listed with its reason.
 func TestSinglePushEndToEnd(t *testing.T) {
 	w := newWorld(t, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupPushSync: 1}})
-	r := start(t, w.config(t, config.Limits{PushSync: 1}))
+	r := start(t, w.config(t, config.Limits{provider.GroupPushSync: 1}))
 	submitJSON(t, w, map[string]any{"id": "sp-5", "kind": "single_push", "push_message": map[string]string{"title": "t", "content": "c"},
 		"targets": []string{"s1", "s2", "invalid-s3", "s4", "s5"}})
 	st := r.waitFinal(t, "sp-5", 30*time.Second)
@@ -100,7 +101,7 @@ func TestSinglePushEndToEnd(t *testing.T) {
 // most 100 names per call.
 func TestLabelMembersEndToEnd(t *testing.T) {
 	w := newWorld(t, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupLabel: 2, provider.GroupLabelUser: 3}})
-	cfg := w.config(t, config.Limits{Label: 2, LabelUser: 3})
+	cfg := w.config(t, config.Limits{provider.GroupLabel: 2, provider.GroupLabelUser: 3})
 	r := start(t, cfg)
 	start(t, cfg)
 	users := ids("lm", 250)
@@ -158,7 +159,7 @@ func TestLabelCapFailsClearly(t *testing.T) {
 // label_members on an EngageLab app: tags, at most 1000 ids per call.
 func TestTagMembersEndToEnd(t *testing.T) {
 	w := newWorld(t, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupTags: 2}})
-	cfg := w.withEngageLab(t, w.config(t, config.Limits{}), config.Limits{Tags: 2})
+	cfg := w.withEngageLab(t, w.config(t, config.Limits{}), config.Limits{provider.GroupTags: 2})
 	r := start(t, cfg)
 	devs := ids("rid", 2500)
 	submitJSON(t, w, map[string]any{"id": "tag-add", "app": "tags", "kind": "label_members", "action": "add", "label": "e2e_tag", "targets": devs})
@@ -218,7 +219,7 @@ func TestTagInvalidIDsAndCap(t *testing.T) {
 // late now and then, which its judge counts against the limit.)
 func TestUserSettingsEndToEnd(t *testing.T) {
 	w := newWorld(t, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupUser: 50, provider.GroupNotification: 50}})
-	cfg := w.config(t, config.Limits{User: 50, Notification: 50})
+	cfg := w.config(t, config.Limits{provider.GroupUser: 50, provider.GroupNotification: 50})
 	cfg.Worker.Concurrency = 5
 	a := start(t, cfg)
 	users := ids("us", 300)
@@ -309,15 +310,10 @@ func TestKindBadInputIsRejected(t *testing.T) {
 		w.publish(t, "campaigns.submit", []byte(body), c.id)
 	}
 	for _, c := range cases {
-		deadline := time.Now().Add(15 * time.Second)
-		var st campaigns.Status
-		for {
-			st = w.lastStatusOK(c.id)
-			if st.Status != "" || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		st := testenv.WaitFor(t, 15*time.Second, "a status of "+c.id, func() (campaigns.Status, bool) {
+			st := w.lastStatusOK(c.id)
+			return st, st.Status != ""
+		})
 		if st.Status != campaigns.StateRejected {
 			t.Errorf("%s: status %q, want rejected (%+v)", c.id, st.Status, st)
 			continue

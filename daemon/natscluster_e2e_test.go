@@ -48,7 +48,7 @@ func TestTwoProcessesStartTogetherOnANATS29Cluster(t *testing.T) {
 	t.Logf("nats-server %s, 3 nodes", cl.Version)
 	w := &world{redis: testenv.StartRedis(t), natsURL: cl.URL()}
 	w.connect(t, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: 50}})
-	cfg := w.config(t, config.Limits{PushSingle: 50})
+	cfg := w.config(t, config.Limits{provider.GroupPushSingle: 50})
 	cfg.NATS.Replicas = 3
 	cfg.Worker.Concurrency = 5
 
@@ -118,17 +118,16 @@ func TestTwoProcessesStartTogetherOnANATS29Cluster(t *testing.T) {
 		done <- err
 	}()
 	const line = "waiting for nats jetstream at nats://127.0.0.1:"
-	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(logs.String(), line); time.Sleep(50 * time.Millisecond) {
+	testenv.WaitFor(t, 30*time.Second, fmt.Sprintf("a %q line", line), func() (string, bool) {
 		select {
 		case err := <-done:
 			t.Fatalf("start without quorum ended by itself: %v\n%s", err, logs.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q line within 30 s:\n%s", line, logs.String())
-		}
-	}
-	time.Sleep(2 * time.Second) // still waiting, not exited
+		l := logs.String()
+		return l, strings.Contains(l, line)
+	})
+	time.Sleep(2 * time.Second) // still waiting, not exited: it must stay so for a while
 	select {
 	case err := <-done:
 		t.Fatalf("start without quorum ended by itself: %v\n%s", err, logs.String())
@@ -148,14 +147,14 @@ func TestTwoProcessesStartTogetherOnANATS29Cluster(t *testing.T) {
 // waitTCP waits up to 10 s for addr to accept connections.
 func waitTCP(t *testing.T, addr string, p *testenv.Proc) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	testenv.WaitUntil(t, 10*time.Second, "something to listen on "+addr, func() bool {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
-			return
+			return true
 		}
 		if p.Exited() {
 			t.Fatalf("nats-server exited:\n%s", p.Log())
 		}
-	}
-	t.Fatalf("nothing listens on %s", addr)
+		return false
+	})
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/config"
 	"github.com/campaignd/campaignd/intake"
+	"github.com/campaignd/campaignd/internal/testenv"
 	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/pushsim"
 	"github.com/campaignd/campaignd/store"
@@ -26,16 +27,17 @@ import (
 // once.
 func TestRedeliveredIDQueuesTheWorkOfAStuckCampaign(t *testing.T) {
 	w := newWorld(t, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: 50}})
-	cfg := w.config(t, config.Limits{PushSingle: 50})
+	cfg := w.config(t, config.Limits{provider.GroupPushSingle: 50})
 	cfg.Worker.Concurrency = 2 // a window of 8 batch tasks, 2 at work
 	cfg.Worker.StallAfter = config.Duration(time.Hour)
 	r := start(t, cfg)
 	targets := ids("stk", 20000) // 200 batches, 13 batch tasks, 4 s at 50/s
 	w.publish(t, "campaigns.submit", campaignJSON("stuck", targets, ""), "stuck")
 	r.waitState(t, "stuck", campaigns.StateRunning, 10*time.Second)
-	for w.sim.Sim().Stats().TotalPushes < 1000 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.WaitFor(t, time.Minute, "1000 pushes", func() (int, bool) {
+		n := w.sim.Sim().Stats().TotalPushes
+		return n, n >= 1000
+	})
 	// Paused, its batch tasks come back only seconds later (retry), so
 	// none is active and all can be deleted; then it is running again,
 	// straight in the store (not a resume), with nothing queued.
@@ -44,10 +46,8 @@ func TestRedeliveredIDQueuesTheWorkOfAStuckCampaign(t *testing.T) {
 	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: w.redis.Addr})
 	defer insp.Close()
 	deleted := 0
-	for quiet, deadline := 0, time.Now().Add(30*time.Second); quiet < 10; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the campaign's tasks never stopped")
-		}
+	quiet := 0
+	testenv.WaitUntil(t, 30*time.Second, "the campaign's tasks to stop", func() bool {
 		n := 0
 		for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){insp.ListPendingTasks, insp.ListScheduledTasks, insp.ListRetryTasks} {
 			tasks, _ := list("default")
@@ -64,14 +64,15 @@ func TestRedeliveredIDQueuesTheWorkOfAStuckCampaign(t *testing.T) {
 		} else {
 			quiet = 0
 		}
-	}
+		return quiet >= 10
+	})
 	rc := redis.NewClient(&redis.Options{Addr: w.redis.Addr})
 	defer rc.Close()
 	if _, changed, err := store.New(rc, store.Options{}).Transition(context.Background(), "stuck", campaigns.StateRunning, campaigns.StatePaused); err != nil || !changed {
 		t.Fatalf("back to running: %v %v", changed, err)
 	}
 	stuckAt := w.sim.Sim().Stats().TotalPushes
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // a window in which a stuck campaign must send nothing
 	var st campaigns.Status
 	getJSON(t, r.base+"/api/campaigns/stuck", &st)
 	if now := w.sim.Sim().Stats().TotalPushes; now != stuckAt || st.Status != campaigns.StateRunning || st.Sent >= 20000 {

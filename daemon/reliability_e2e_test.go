@@ -26,7 +26,7 @@ import (
 // missing task again; every target is sent once.
 func TestArchivedBatchTaskIsRepaired(t *testing.T) {
 	w := newWorld(t, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: 50}})
-	cfg := w.config(t, config.Limits{PushSingle: 50})
+	cfg := w.config(t, config.Limits{provider.GroupPushSingle: 50})
 	cfg.Worker.Concurrency = 2 // a window of 8 batch tasks, 2 at work: the rest wait in the queue
 	cfg.Worker.StallAfter = config.Duration(time.Second)
 	r := start(t, cfg)
@@ -36,19 +36,15 @@ func TestArchivedBatchTaskIsRepaired(t *testing.T) {
 	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: w.redis.Addr})
 	defer insp.Close()
 	archived := ""
-	deadline := time.Now().Add(5 * time.Second)
-	for archived == "" {
+	testenv.WaitUntil(t, 5*time.Second, "a waiting batch task to archive", func() bool {
 		for _, id := range []string{"arch:g:7", "arch:g:6", "arch:g:5"} {
 			if err := insp.ArchiveTask("default", id); err == nil {
 				archived = id
-				break
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("no waiting batch task to archive")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return false
+	})
 	if info, err := insp.GetTaskInfo("default", archived); err != nil || info.State != asynq.TaskStateArchived {
 		t.Fatalf("%s: %+v %v", archived, info, err)
 	}
@@ -61,16 +57,10 @@ func TestArchivedBatchTaskIsRepaired(t *testing.T) {
 		t.Fatalf("pushed %d, max per target %d, violations %d", sim.TargetsPushed, sim.MaxPushesOneID, sim.Violations)
 	}
 	// The repaired task ends a moment after the batch it sent is recorded.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	testenv.WaitFor(t, 5*time.Second, "the repaired task to be gone", func() (error, bool) {
 		_, err := insp.GetTaskInfo("default", archived)
-		if errors.Is(err, asynq.ErrTaskNotFound) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("the repaired task is still there: %v", err)
-			break
-		}
-	}
+		return err, errors.Is(err, asynq.ErrTaskNotFound)
+	})
 	t.Logf("archived %s; repaired and completed", archived)
 }
 
@@ -85,15 +75,16 @@ func TestArchivedBatchTaskIsRepaired(t *testing.T) {
 func TestShortRedisOutageResendsNothing(t *testing.T) {
 	rd := testenv.StartRedisWith(t, testenv.RedisOptions{AppendFsync: "everysec"})
 	w := newWorldWith(t, rd, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: 50}})
-	r := start(t, w.config(t, config.Limits{PushSingle: 50}))
+	r := start(t, w.config(t, config.Limits{provider.GroupPushSingle: 50}))
 	targets := ids("out", 20000) // 200 batches at 50/s: 4 s of sending
 	w.publish(t, "campaigns.submit", campaignJSON("outage", targets, ""), "outage")
-	for w.sim.Sim().Stats().TotalPushes < 5000 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.WaitFor(t, time.Minute, "5000 pushes", func() (int, bool) {
+		n := w.sim.Sim().Stats().TotalPushes
+		return n, n >= 5000
+	})
 	rd.Shutdown()
 	down := time.Now()
-	time.Sleep(3 * time.Second)
+	time.Sleep(3 * time.Second) // the outage lasts 3 s of real time
 	rd.Restart(t)
 	t.Logf("Redis down for %s, at %d pushes", time.Since(down).Round(time.Millisecond), w.sim.Sim().Stats().TotalPushes)
 	st := r.waitFinal(t, "outage", 3*time.Minute)
@@ -116,15 +107,16 @@ func TestShortRedisOutageResendsNothing(t *testing.T) {
 // resumes within about a second of the recovery.
 func TestProviderOutageFailsNoTarget(t *testing.T) {
 	w := newWorld(t, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: 50}})
-	r := start(t, w.config(t, config.Limits{PushSingle: 50}))
+	r := start(t, w.config(t, config.Limits{provider.GroupPushSingle: 50}))
 	targets := ids("po", 20000)
 	w.publish(t, "campaigns.submit", campaignJSON("outage", targets, ""), "outage")
 	sim := w.sim.Sim()
-	for sim.Stats().TotalPushes < 5000 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.WaitFor(t, time.Minute, "5000 pushes", func() (int, bool) {
+		n := sim.Stats().TotalPushes
+		return n, n >= 5000
+	})
 	sim.SetFaults(pushsim.Faults{ErrorRate: 1})
-	time.Sleep(8 * time.Second)
+	time.Sleep(8 * time.Second) // the provider outage lasts 8 s of real time
 	before := sim.Stats().TotalPushes
 	sim.SetFaults(pushsim.Faults{})
 	resumed := judge.FullRateAfter(sim, before, 40*100) // 80% of the limit, 100 targets a call
@@ -166,16 +158,10 @@ func TestRedisClusterIsRefused(t *testing.T) {
 	if err := c.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", "0", "16383").Err(); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	testenv.WaitFor(t, 10*time.Second, "cluster_state:ok", func() (string, bool) {
 		info, _ := c.ClusterInfo(ctx).Result()
-		if strings.Contains(info, "cluster_state:ok") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cluster not ok: %s", info)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return info, strings.Contains(info, "cluster_state:ok")
+	})
 	_, _, err = store.New(c, store.Options{}).Create(ctx, &campaigns.Campaign{ID: "x", App: "default", Kind: campaigns.KindBatchPush, Targets: []string{"a"}}, time.Now())
 	if err == nil || !strings.Contains(err.Error(), "CROSSSLOT") {
 		t.Fatalf("a store script on the cluster: %v, want CROSSSLOT", err)

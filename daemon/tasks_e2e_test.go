@@ -12,6 +12,7 @@ import (
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/config"
+	"github.com/campaignd/campaignd/internal/testenv"
 	"github.com/campaignd/campaignd/provider/easemob"
 	"github.com/campaignd/campaignd/pushsim"
 	"github.com/campaignd/campaignd/worker"
@@ -115,8 +116,7 @@ func TestLabelPushesUnderTheTaskCaps(t *testing.T) {
 	// stored them, which two processes may swap by milliseconds) says it
 	// goes after two windows.
 	b.waitState(t, "lp-6", campaigns.StateScheduled, 10*time.Second)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.WaitFor(t, 5*time.Second, "the last waiting label push to have start_at the time the caps let it go (~20 s ahead)", func() (time.Time, bool) {
 		var latest time.Time
 		for i := range 7 {
 			var st campaigns.Status
@@ -125,14 +125,8 @@ func TestLabelPushesUnderTheTaskCaps(t *testing.T) {
 				latest = *st.StartAt
 			}
 		}
-		if time.Until(latest) > 15*time.Second {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the last waiting label push has start_at %v, want the time the caps let it go (~20 s ahead)", latest)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return latest, time.Until(latest) > 15*time.Second
+	})
 	// It shows in the asynq UI, in its own queue.
 	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: w.redis.Addr})
 	defer insp.Close()
@@ -293,31 +287,24 @@ func TestCronLabelPushFromThreeProcesses(t *testing.T) {
 	for range 3 {
 		start(t, cfg)
 	}
-	time.Sleep(9 * time.Second) // two or three ticks
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		sim := w.sim.Sim().Stats()
-		if len(sim.TaskLog) >= 2 {
-			time.Sleep(2 * time.Second) // a doubled tick would show by now
-			sim = w.sim.Sim().Stats()
-			byMinuteSecond := map[string]int{}
-			for _, tk := range sim.TaskLog {
-				byMinuteSecond[tk.CreatedAt.Truncate(4*time.Second).Format("15:04:05")]++
-			}
-			for tick, n := range byMinuteSecond {
-				if n != 1 {
-					t.Fatalf("tick %s created %d tasks (%+v)", tick, n, sim.TaskLog)
-				}
-			}
-			if sim.LimitExceptions != 0 {
-				t.Fatalf("%d LimitExceptions", sim.LimitExceptions)
-			}
-			return
+	time.Sleep(9 * time.Second) // two or three ticks of the schedule, on the real clock
+	testenv.WaitFor(t, 15*time.Second, "2 tasks from the schedule", func() (int, bool) {
+		n := len(w.sim.Sim().Stats().TaskLog)
+		return n, n >= 2
+	})
+	time.Sleep(2 * time.Second) // a doubled tick would show by now
+	sim := w.sim.Sim().Stats()
+	byMinuteSecond := map[string]int{}
+	for _, tk := range sim.TaskLog {
+		byMinuteSecond[tk.CreatedAt.Truncate(4*time.Second).Format("15:04:05")]++
+	}
+	for tick, n := range byMinuteSecond {
+		if n != 1 {
+			t.Fatalf("tick %s created %d tasks (%+v)", tick, n, sim.TaskLog)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d tasks from the schedule", len(sim.TaskLog))
-		}
-		time.Sleep(100 * time.Millisecond)
+	}
+	if sim.LimitExceptions != 0 {
+		t.Fatalf("%d LimitExceptions", sim.LimitExceptions)
 	}
 }
 

@@ -96,7 +96,7 @@ func (s *Server) listCampaigns(ctx context.Context, q store.ListQuery) ([]campai
 	return page, next, nil
 }
 
-// listBody is the answer of GET /api/campaigns (CONTRACT §6).
+// listBody is the answer of GET /api/campaigns (docs/interface.md §6).
 type listBody struct {
 	Campaigns []campaigns.Status `json:"campaigns"`
 	Next      string             `json:"next,omitempty"`

@@ -1,4 +1,4 @@
-// Package httpapi is campaignd's HTTP side (CONTRACT §6): the asynq web UI
+// Package httpapi is campaignd's HTTP side (docs/interface.md §6): the asynq web UI
 // (asynqmon) under /monitoring/, the status API, the campaign list and
 // the schedules, pages for people under /campaigns/, Prometheus metrics
 // and health checks, with optional basic auth on everything but /healthz
@@ -24,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/internal/clock"
 	"github.com/campaignd/campaignd/scheduler"
 )
 
@@ -170,14 +171,15 @@ func (r *statusRecorder) Flush() {
 
 func (s *Server) logged(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
+		var wall clock.Real // a request's duration, for the debug line
+		start := wall.Now()
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(rec, r)
 		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics" {
 			return
 		}
 		s.o.Logger.Debug().Str("method", r.Method).Str("path", r.URL.Path).Int("status", rec.code).
-			Dur("took", time.Since(start)).Msg("http")
+			Dur("took", wall.Now().Sub(start)).Msg("http")
 	})
 }
 

@@ -10,6 +10,7 @@
 package intake
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,9 +23,10 @@ import (
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/internal/clock"
+	"github.com/campaignd/campaignd/internal/optcheck"
 )
 
-// Subjects and streams of CONTRACT §3.
+// Subjects and streams of docs/interface.md §3.
 const (
 	StreamCampaigns = "CAMPAIGNS"
 	StreamStatus    = "CAMPAIGN_STATUS"
@@ -122,23 +124,14 @@ type Intake struct {
 	cons jetstream.Consumer // set by EnsureConsumer
 }
 
-// New returns an Intake.
-func New(js jetstream.JetStream, svc Service, o Options) *Intake {
-	if o.Consumer == "" {
-		o.Consumer = "campaignd"
-	}
-	if o.MaxDeliver <= 0 {
-		o.MaxDeliver = 10
-	}
-	if o.AckWait <= 0 {
-		o.AckWait = time.Minute
-	}
-	if o.Parallel <= 0 {
-		o.Parallel = 8
-	}
-	if o.CallTimeout <= 0 {
-		o.CallTimeout = DefaultCallTimeout
-	}
+// WithDefaults returns a copy of o with every zero field set to its
+// default (see each field).
+func (o Options) WithDefaults() Options {
+	o.Consumer = cmp.Or(o.Consumer, "campaignd")
+	o.MaxDeliver = cmp.Or(o.MaxDeliver, 10)
+	o.AckWait = cmp.Or(o.AckWait, time.Minute)
+	o.Parallel = cmp.Or(o.Parallel, 8)
+	o.CallTimeout = cmp.Or(o.CallTimeout, DefaultCallTimeout)
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
 	}
@@ -147,6 +140,26 @@ func New(js jetstream.JetStream, svc Service, o Options) *Intake {
 	}
 	if o.IsNotFound == nil {
 		o.IsNotFound = func(error) bool { return false }
+	}
+	return o
+}
+
+// validate reports the fields out of range; it changes nothing.
+func (o Options) validate() error {
+	c := optcheck.New("intake: Options")
+	c.Check("MaxDeliver", o.MaxDeliver > 0, o.MaxDeliver)
+	c.Check("AckWait", o.AckWait > 0, o.AckWait)
+	c.Check("Parallel", o.Parallel > 0, o.Parallel)
+	c.Check("CallTimeout", o.CallTimeout > 0, o.CallTimeout)
+	return c.Err()
+}
+
+// New returns an Intake. Options out of range are a caller's bug: New
+// panics on them, naming the field.
+func New(js jetstream.JetStream, svc Service, o Options) *Intake {
+	o = o.WithDefaults()
+	if err := o.validate(); err != nil {
+		panic(err)
 	}
 	return &Intake{js: js, svc: svc, o: o, log: o.Logger}
 }

@@ -1,7 +1,7 @@
 package provider
 
 // Group names an endpoint group that shares one calls-per-second budget per
-// app. The names are the keys of `limits` in the config (CONTRACT §2).
+// app. The names are the keys of `limits` in the config (docs/interface.md §2.3).
 type Group string
 
 // Endpoint groups.

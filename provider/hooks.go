@@ -8,6 +8,8 @@ import (
 	"net/http/httptrace"
 	"sync/atomic"
 	"time"
+
+	"github.com/campaignd/campaignd/internal/clock"
 )
 
 // Gate is asked before every HTTP request a client sends — first tries,
@@ -87,13 +89,14 @@ func (h Hooks) Before(ctx context.Context, group Group) (Grant, error) {
 // request's round trip.
 func Trace(req *http.Request, grant Grant, group Group) (*http.Request, *WriteTrace) {
 	wt := &WriteTrace{grant: grant, host: req.URL.Host, group: group}
+	var wall clock.Real // the limiter's grants count lateness on the wall clock
 	ctx := httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) {
 			_, tlsConn := info.Conn.(*tls.Conn)
 			wt.newPlain.Store(!info.Reused && !tlsConn && !WarmConn(info.Conn))
 		},
-		WroteRequest:         func(httptrace.WroteRequestInfo) { wt.at.Store(time.Now().UnixNano()) },
-		GotFirstResponseByte: func() { wt.answered.Store(time.Now().UnixNano()) },
+		WroteRequest:         func(httptrace.WroteRequestInfo) { wt.at.Store(wall.Now().UnixNano()) },
+		GotFirstResponseByte: func() { wt.answered.Store(wall.Now().UnixNano()) },
 	})
 	return req.WithContext(ctx), wt
 }

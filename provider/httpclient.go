@@ -1,6 +1,8 @@
 package provider
 
 import (
+	"cmp"
+	"github.com/campaignd/campaignd/internal/optcheck"
 	"net"
 	"net/http"
 	"time"
@@ -17,19 +19,35 @@ type HTTPOptions struct {
 	SpareConns int // per warm address; default 8
 }
 
+// WithDefaults returns a copy of o with every zero field set to its
+// default (see each field).
+func (o HTTPOptions) WithDefaults() HTTPOptions {
+	o.Timeout = cmp.Or(o.Timeout, 15*time.Second)
+	o.MaxConnsPerHost = cmp.Or(o.MaxConnsPerHost, 128)
+	o.SpareConns = cmp.Or(o.SpareConns, 8)
+	return o
+}
+
+// validate reports the fields out of range; it changes nothing.
+func (o HTTPOptions) validate() error {
+	c := optcheck.New("provider: HTTPOptions")
+	c.Check("Timeout", o.Timeout > 0, o.Timeout)
+	c.Check("MaxConnsPerHost", o.MaxConnsPerHost > 0, o.MaxConnsPerHost)
+	c.Check("SpareConns", o.SpareConns > 0, o.SpareConns)
+	return c.Err()
+}
+
 // NewHTTPClient returns an http.Client tuned for many concurrent calls to one
 // provider host: keep-alive, a connection pool as large as the worker
 // concurrency, spare connections to plain-HTTP providers, and timeouts on
 // every phase. CloseIdleConnections closes the spares too.
+//
+// Options out of range are a caller's bug: it panics on them, naming the
+// field.
 func NewHTTPClient(o HTTPOptions) *http.Client {
-	if o.Timeout <= 0 {
-		o.Timeout = 15 * time.Second
-	}
-	if o.MaxConnsPerHost <= 0 {
-		o.MaxConnsPerHost = 128
-	}
-	if o.SpareConns <= 0 {
-		o.SpareConns = 8
+	o = o.WithDefaults()
+	if err := o.validate(); err != nil {
+		panic(err)
 	}
 	dial := (&net.Dialer{
 		Timeout:   5 * time.Second,

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"sync"
 	"time"
+
+	"github.com/campaignd/campaignd/internal/clock"
 )
 
 // warmDialer keeps a few connections to each plain-HTTP provider address
@@ -23,6 +25,7 @@ type warmDialer struct {
 	spares int           // kept per address
 	after  time.Duration // a spare is warm once parked this long
 	maxAge time.Duration // older spares are closed (servers close idle connections)
+	clk    clock.Clock   // ages the spares (the wall clock)
 
 	mu      sync.Mutex
 	addrs   map[string]*spareSet // the warm addresses ("host:port")
@@ -52,7 +55,7 @@ func WarmConn(c net.Conn) bool {
 }
 
 func newWarmDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error), spares int) *warmDialer {
-	return &warmDialer{dial: dial, spares: spares, after: 100 * time.Millisecond, maxAge: 30 * time.Second,
+	return &warmDialer{dial: dial, spares: spares, after: 100 * time.Millisecond, maxAge: 30 * time.Second, clk: clock.Real{},
 		addrs: map[string]*spareSet{}, done: make(chan struct{})}
 }
 
@@ -98,7 +101,7 @@ func (d *warmDialer) renew() {
 		for addr, s := range d.addrs {
 			keep := s.parked[:0]
 			for _, p := range s.parked {
-				if time.Since(p.at) > d.maxAge*3/4 {
+				if d.clk.Now().Sub(p.at) > d.maxAge*3/4 {
 					stale = append(stale, p.c)
 				} else {
 					keep = append(keep, p)
@@ -143,7 +146,7 @@ func (d *warmDialer) take(addr string) (net.Conn, bool) {
 		p := s.parked[0]
 		s.parked = s.parked[1:]
 		d.mu.Unlock()
-		age := time.Since(p.at)
+		age := d.clk.Now().Sub(p.at)
 		if age > d.maxAge || !alive(p.c) {
 			p.c.Close()
 			continue
@@ -177,7 +180,7 @@ func (d *warmDialer) refill(addr string) {
 			case d.closing:
 				c.Close()
 			default:
-				s.parked = append(s.parked, parkedConn{c, time.Now()})
+				s.parked = append(s.parked, parkedConn{c, d.clk.Now()})
 			}
 		}()
 	}

@@ -1,10 +1,12 @@
 package ratelimit
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
 
+	"github.com/campaignd/campaignd/internal/optcheck"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -56,32 +58,33 @@ type AdaptOptions struct {
 	RefusalWindow time.Duration // refusals are counted over this long (Adapted.Refusals); default 1 min
 }
 
-func (o AdaptOptions) withDefaults() AdaptOptions {
-	if o.Decrease <= 0 || o.Decrease >= 1 {
-		o.Decrease = 0.8
-	}
-	if o.Fast <= 0 {
-		o.Fast = 0.1
-	}
-	if o.Plateau <= 0 {
-		o.Plateau = 10 * time.Second
-	}
-	if o.Increase <= 0 {
-		o.Increase = 0.04
-	}
-	if o.Near <= 0 || o.Near >= 1 {
-		o.Near = 0.05
-	}
-	if o.Hold <= 0 {
-		o.Hold = time.Second
-	}
-	if o.Floor <= 0 || o.Floor > 1 {
-		o.Floor = 0.05
-	}
-	if o.RefusalWindow <= 0 {
-		o.RefusalWindow = time.Minute
-	}
+// WithDefaults returns a copy of o with every zero field set to its
+// default (see each field).
+func (o AdaptOptions) WithDefaults() AdaptOptions {
+	o.Decrease = cmp.Or(o.Decrease, 0.8)
+	o.Fast = cmp.Or(o.Fast, 0.1)
+	o.Plateau = cmp.Or(o.Plateau, 10*time.Second)
+	o.Increase = cmp.Or(o.Increase, 0.04)
+	o.Near = cmp.Or(o.Near, 0.05)
+	o.Hold = cmp.Or(o.Hold, time.Second)
+	o.Floor = cmp.Or(o.Floor, 0.05)
+	o.RefusalWindow = cmp.Or(o.RefusalWindow, time.Minute)
 	return o
+}
+
+// validate reports the fields out of range of options whose defaults are
+// filled in; it changes nothing.
+func (o AdaptOptions) validate() error {
+	c := optcheck.New("ratelimit: AdaptOptions")
+	c.Check("Decrease", o.Decrease > 0 && o.Decrease < 1, o.Decrease)
+	c.Check("Fast", o.Fast > 0, o.Fast)
+	c.Check("Plateau", o.Plateau > 0, o.Plateau)
+	c.Check("Increase", o.Increase > 0, o.Increase)
+	c.Check("Near", o.Near > 0 && o.Near < 1, o.Near)
+	c.Check("Hold", o.Hold > 0, o.Hold)
+	c.Check("Floor", o.Floor > 0 && o.Floor <= 1, o.Floor)
+	c.Check("RefusalWindow", o.RefusalWindow > 0, o.RefusalWindow)
+	return c.Err()
 }
 
 // args are the climb's ARGV, in luaEffective's order (margin: the
@@ -208,7 +211,7 @@ func (l *Limiter) Refused(ctx context.Context, rate Rate) (Adapted, error) {
 	if len(res) != 3 {
 		return Adapted{}, fmt.Errorf("ratelimit: refusal on %s: unexpected answer %v", rate.Key, res)
 	}
-	l.noteRefusal(k, time.Now())
+	l.noteRefusal(k, l.wall.Now())
 	return Adapted{Effective: float64(res[1]) / 1000, Limit: rate.PerSecond, Lowered: res[0] == 1, Refusals: int(res[2])}, nil
 }
 

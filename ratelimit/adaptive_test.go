@@ -95,7 +95,7 @@ func TestReservationsFollowTheEffectiveRate(t *testing.T) {
 func TestAnAdaptiveRateKeepsItsFloor(t *testing.T) {
 	t.Parallel()
 	_, clk, r := setup(t)
-	l := New(r.Client(t), Options{Now: clk.Now, Adapt: AdaptOptions{Hold: time.Millisecond}})
+	l := New(r.Client(t), Options{Clock: clk, Adapt: AdaptOptions{Hold: time.Millisecond}})
 	ctx := context.Background()
 	rate := Rate{Key: "app:c:push_single", PerSecond: 10, Adaptive: true}
 	var ad Adapted

@@ -28,6 +28,7 @@
 package ratelimit
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,7 +40,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/campaignd/campaignd/internal/clock"
 	"github.com/campaignd/campaignd/internal/groupcommit"
+	"github.com/campaignd/campaignd/internal/optcheck"
 	"github.com/campaignd/campaignd/provider"
 )
 
@@ -119,9 +122,11 @@ type Options struct {
 	BacklogLead time.Duration
 	// Adapt tunes adaptive rates (Rate.Adaptive).
 	Adapt AdaptOptions
-	// Now, when set, replaces Redis TIME inside the scripts (tests move time
-	// with it). Production leaves it nil.
-	Now    func() time.Time
+	// Clock, when set, is a test clock: it replaces Redis TIME inside the
+	// scripts (tests move time with it), and nothing sleeps on it.
+	// Production leaves it nil: the scripts read Redis TIME, and the
+	// limiter sleeps and measures lateness on the wall clock.
+	Clock  clock.Clock
 	Logger zerolog.Logger
 }
 
@@ -130,6 +135,7 @@ type Options struct {
 type Limiter struct {
 	rdb     redis.UniversalClient
 	opts    Options
+	wall    clock.Clock            // this process's clock: sleeps, lateness, round trips
 	clock   *redisClock            // Redis time on this process's clock
 	reserve *groupcommit.Committer // reserveScript: concurrent reservations share round trips
 	answers *answerTimes           // the fastest recent answer per host and group (Grant.Sent)
@@ -141,52 +147,52 @@ type Limiter struct {
 	queues map[string]*localQueue // local queues by key set
 }
 
-// New returns a limiter on rdb.
+// WithDefaults returns a copy of o with every zero field set to its
+// default (see each field). A negative value where a field allows one
+// ("negative: none") is kept.
+func (o Options) WithDefaults() Options {
+	o.Prefix = cmp.Or(o.Prefix, "campaignd:rl:")
+	o.Margin = cmp.Or(o.Margin, 0.015)
+	o.MaxWait = cmp.Or(o.MaxWait, 10*time.Second)
+	o.MaxLate = cmp.Or(o.MaxLate, 2*time.Millisecond)
+	o.Guard = cmp.Or(o.Guard, 500*time.Microsecond)
+	o.NewConnLate = cmp.Or(o.NewConnLate, 50*time.Millisecond)
+	o.AnswerSlack = cmp.Or(o.AnswerSlack, 10*time.Millisecond)
+	o.LocalAhead = cmp.Or(o.LocalAhead, 200*time.Millisecond)
+	o.Backlog = cmp.Or(o.Backlog, 2*time.Second)
+	o.MinBacklog = cmp.Or(o.MinBacklog, 8)
+	o.BacklogRetry = cmp.Or(o.BacklogRetry, time.Second)
+	o.BacklogLead = cmp.Or(o.BacklogLead, 1500*time.Millisecond)
+	o.Adapt = o.Adapt.WithDefaults()
+	return o
+}
+
+// validate reports the fields out of range of options whose defaults are
+// filled in; it changes nothing.
+func (o Options) validate() error {
+	c := optcheck.New("ratelimit: Options")
+	c.Check("Margin", o.Margin > 0 && o.Margin < 1, o.Margin)
+	c.Check("MaxWait", o.MaxWait > 0, o.MaxWait)
+	c.Check("MaxLate", o.MaxLate > 0, o.MaxLate)
+	c.Check("Guard", o.Guard > 0, o.Guard)
+	c.Check("MinBacklog", o.MinBacklog > 0, o.MinBacklog)
+	c.Check("BacklogRetry", o.BacklogRetry > 0, o.BacklogRetry)
+	c.Add(o.Adapt.validate())
+	return c.Err()
+}
+
+// New returns a limiter on rdb. Options out of range are a caller's bug:
+// New panics on them, naming the field.
 func New(rdb redis.UniversalClient, opts Options) *Limiter {
-	if opts.Prefix == "" {
-		opts.Prefix = "campaignd:rl:"
+	opts = opts.WithDefaults()
+	if err := opts.validate(); err != nil {
+		panic(err)
 	}
-	if opts.Margin <= 0 {
-		opts.Margin = 0.015
-	}
-	if opts.MaxWait <= 0 {
-		opts.MaxWait = 10 * time.Second
-	}
-	if opts.MaxLate <= 0 {
-		opts.MaxLate = 2 * time.Millisecond
-	}
-	if opts.Guard <= 0 {
-		opts.Guard = 500 * time.Microsecond
-	}
-	switch {
-	case opts.NewConnLate == 0:
-		opts.NewConnLate = 50 * time.Millisecond
-	case opts.NewConnLate < 0:
-		opts.NewConnLate = 0
-	}
-	if opts.AnswerSlack == 0 {
-		opts.AnswerSlack = 10 * time.Millisecond
-	}
-	opts.Adapt = opts.Adapt.withDefaults()
-	if opts.LocalAhead == 0 {
-		opts.LocalAhead = 200 * time.Millisecond
-	}
-	if opts.Backlog == 0 {
-		opts.Backlog = 2 * time.Second
-	}
-	if opts.MinBacklog <= 0 {
-		opts.MinBacklog = 8
-	}
-	if opts.BacklogRetry <= 0 {
-		opts.BacklogRetry = time.Second
-	}
-	switch {
-	case opts.BacklogLead == 0:
-		opts.BacklogLead = 1500 * time.Millisecond
-	case opts.BacklogLead < 0:
-		opts.BacklogLead = 0
-	}
-	return &Limiter{rdb: rdb, opts: opts, queues: map[string]*localQueue{}, clock: newRedisClock(),
+	// "negative: none"
+	opts.NewConnLate = max(opts.NewConnLate, 0)
+	opts.BacklogLead = max(opts.BacklogLead, 0)
+	wall := clock.Real{}
+	return &Limiter{rdb: rdb, opts: opts, wall: wall, queues: map[string]*localQueue{}, clock: newRedisClock(wall.Now()),
 		reserve: groupcommit.New(rdb, reserveScript, groupcommit.Options{}),
 		answers: newAnswerTimes(answerPeriod), refusedAt: map[string]time.Time{}}
 }
@@ -279,10 +285,10 @@ return until_
 `)
 
 func (l *Limiter) nowArg() int64 {
-	if l.opts.Now == nil {
+	if l.opts.Clock == nil {
 		return -1
 	}
-	return l.opts.Now().UnixMicro()
+	return l.opts.Clock.Now().UnixMicro()
 }
 
 // Spacing is the time between two reservations on a key at rate r. A
@@ -380,12 +386,12 @@ func (l *Limiter) reserveWithin(ctx context.Context, maxWait time.Duration, hori
 	}
 	// Reservations made at once go to Redis together, each still its own
 	// script run.
-	sent := time.Now()
+	sent := l.wall.Now()
 	res, err := l.reserve.Run(ctx, keys, args...).Int64Slice()
 	if err != nil {
 		return Reservation{}, fmt.Errorf("ratelimit: reserve %v: %w", keys, err)
 	}
-	got := time.Now()
+	got := l.wall.Now()
 	if len(res) < 4 || (res[0] == 1 && len(res) != 4+2*n) {
 		return Reservation{}, fmt.Errorf("ratelimit: reserve %v: unexpected answer %v", keys, res)
 	}
@@ -410,7 +416,7 @@ func (l *Limiter) reserveWithin(ctx context.Context, maxWait time.Duration, hori
 			l.noteRefusal(keys[i], got.Add(-time.Duration(res[3]-last)*time.Microsecond))
 		}
 	}
-	if l.opts.Now == nil {
+	if l.opts.Clock == nil {
 		// The slot on this process's clock: sleep until its latest
 		// possible time, count lateness from its earliest (redisClock).
 		lo, hi := l.clock.observe(sent, got, res[3])
@@ -429,7 +435,7 @@ func (l *Limiter) reserveWithin(ctx context.Context, maxWait time.Duration, hori
 // it comes within the horizon and asks again.
 func (l *Limiter) book(ctx context.Context, rates []Rate) (Reservation, error) {
 	for {
-		r, err := l.reserveWithin(ctx, l.opts.MaxWait, l.opts.Now == nil, rates)
+		r, err := l.reserveWithin(ctx, l.opts.MaxWait, l.opts.Clock == nil, rates)
 		var far *beyondHorizon
 		if !errors.As(err, &far) {
 			return r, err
@@ -526,18 +532,18 @@ func (l *Limiter) Wait(ctx context.Context, rates ...Rate) (time.Duration, error
 // booked yet); otherwise it gives the slot up and reserves another, since a
 // late call could crowd the window of the calls after it.
 func (l *Limiter) WaitGrant(ctx context.Context, rates ...Rate) (*Grant, time.Duration, error) {
-	start := time.Now()
+	start := l.wall.Now()
 	check := checkOf(ctx)
 	for requeue := 0; ; requeue++ {
 		t, err := l.enter(ctx, rates)
 		if err != nil {
-			return nil, time.Since(start), err
+			return nil, l.wall.Now().Sub(start), err
 		}
 		g, again, err := l.serve(ctx, t, check, rates, requeue < maxRequeues)
 		if again {
 			continue
 		}
-		return g, time.Since(start), err
+		return g, l.wall.Now().Sub(start), err
 	}
 }
 
@@ -545,7 +551,7 @@ func (l *Limiter) WaitGrant(ctx context.Context, rates ...Rate) (*Grant, time.Du
 // slot comes meanwhile may swap it in (see swapDown), and the earlier slot
 // is returned then. On ctx's end the slot goes to the next waiter.
 func (t *ticket) waitSlot(ctx context.Context, r Reservation) (Reservation, error) {
-	d := time.Until(r.SendAt)
+	d := r.SendAt.Sub(t.l.wall.Now())
 	if d <= 0 {
 		return r, nil
 	}
@@ -612,7 +618,7 @@ func (l *Limiter) serve(ctx context.Context, t *ticket, check CheckFunc, rates [
 			t.release()
 			return nil, false, err
 		}
-		if l.opts.Now != nil { // test clock: nothing to sleep on
+		if l.opts.Clock != nil { // test clock: nothing to sleep on
 			t.release()
 			return &Grant{l: l, r: r}, false, nil
 		}
@@ -654,7 +660,7 @@ func (l *Limiter) serve(ctx context.Context, t *ticket, check CheckFunc, rates [
 		}
 		// Any call late for its slot could crowd the window of the call R
 		// places after it, even one granted at once.
-		late := time.Since(r.earliest)
+		late := l.wall.Now().Sub(r.earliest)
 		if late <= l.opts.MaxLate || attempt >= 5 || len(r.keys) == 0 {
 			t.release()
 			return g, false, nil
@@ -700,7 +706,7 @@ const answerPeriod = 30 * time.Second
 // call R places later is not booked yet (one script call, only then).
 // Safe on a nil Grant.
 func (g *Grant) Sent(s provider.Sent) {
-	if g == nil || len(g.r.keys) == 0 || g.l.opts.Now != nil || s.Written.IsZero() {
+	if g == nil || len(g.r.keys) == 0 || g.l.opts.Clock != nil || s.Written.IsZero() {
 		return
 	}
 	late := s.Written.Sub(g.r.earliest)

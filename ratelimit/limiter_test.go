@@ -21,7 +21,7 @@ func setup(t *testing.T) (*Limiter, *clock.Fake, *testenv.Redis) {
 	t.Helper()
 	r := testenv.StartRedis(t)
 	clk := clock.NewFake(testenv.Date(2026, 1, 1, 0, 0, 0, 0))
-	return New(r.Client(t), Options{Now: clk.Now, Margin: 0.01}), clk, r
+	return New(r.Client(t), Options{Clock: clk, Margin: 0.01}), clk, r
 }
 
 func TestReservationsAreSpaced(t *testing.T) {
@@ -255,7 +255,7 @@ func TestLateCallerMovesTheScheduleOn(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
 	clk := clock.NewFake(testenv.Date(2026, 1, 1, 0, 0, 0, 0))
-	l := New(r.Client(t), Options{Now: clk.Now, Margin: 0.01, Guard: time.Millisecond, MaxLate: 2 * time.Millisecond})
+	l := New(r.Client(t), Options{Clock: clk, Margin: 0.01, Guard: time.Millisecond, MaxLate: 2 * time.Millisecond})
 	ctx := context.Background()
 	rate := Rate{Key: "k", PerSecond: 10} // spacing 101 ms
 	first, err := l.Reserve(ctx, time.Minute, rate)

@@ -39,7 +39,7 @@ type redisClock struct {
 // (NTP slews a clock by at most 500 ppm).
 const maxDrift = 500e-6
 
-func newRedisClock() *redisClock { return &redisClock{base: time.Now()} }
+func newRedisClock(now time.Time) *redisClock { return &redisClock{base: now} }
 
 // observe narrows the bounds with one answer: the request left at sent,
 // the answer came at got, and the script ran at Redis time now (µs).

@@ -17,7 +17,7 @@ import (
 // when the clocks jump apart (a failover to a host with another clock).
 func TestRedisClockBoundsTheOffset(t *testing.T) {
 	t.Parallel()
-	c := newRedisClock()
+	c := newRedisClock(time.Now())
 	at := func(us int64) time.Time { return c.base.Add(time.Duration(us) * time.Microsecond) }
 	const redis = 1_700_000_000_000_000 // Redis TIME, µs; local = Redis − redis + 1000
 	steps := []struct {

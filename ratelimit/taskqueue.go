@@ -145,10 +145,10 @@ func (w *TaskWindow) Dispatch(ctx context.Context, app string) (member string, w
 }
 
 func (w *TaskWindow) nowArg() int64 {
-	if w.now == nil {
+	if w.test == nil {
 		return -1
 	}
-	return w.now().UnixMicro()
+	return w.test.Now().UnixMicro()
 }
 
 // confirmScript: the provider created the task: its creation is counted
@@ -214,10 +214,7 @@ func (w *TaskWindow) Undo(ctx context.Context, app, member string, requeue bool)
 // refused a task although the caps allowed it: another client on the key,
 // or its own clock).
 func (w *TaskWindow) Block(ctx context.Context, app string, d time.Duration) error {
-	until := time.Now().Add(d)
-	if w.now != nil {
-		until = w.now().Add(d)
-	}
+	until := w.now().Add(d)
 	if err := w.rdb.Set(ctx, w.qkey(app, "blocked"), until.UnixMicro(), d+time.Minute).Err(); err != nil {
 		return fmt.Errorf("ratelimit: block tasks of %s: %w", app, err)
 	}
@@ -232,10 +229,7 @@ func (w *TaskWindow) Stale(ctx context.Context, app string, older time.Duration)
 	if err != nil {
 		return nil, fmt.Errorf("ratelimit: creating tasks of %s: %w", app, err)
 	}
-	now := time.Now()
-	if w.now != nil {
-		now = w.now()
-	}
+	now := w.now()
 	var out []string
 	for m, v := range all {
 		at, _, _ := strings.Cut(v, ":")
@@ -276,8 +270,8 @@ func (w *TaskWindow) State(ctx context.Context, app string) (TaskState, error) {
 		return TaskState{}, fmt.Errorf("ratelimit: task state of %s: %w", app, err)
 	}
 	st := TaskState{Now: tm.Val(), Held: map[string]bool{}, Waiting: waiting.Val()}
-	if w.now != nil {
-		st.Now = w.now()
+	if w.test != nil {
+		st.Now = w.test.Now()
 	}
 	win := w.cfg.Window + w.cfg.Guard
 	for _, z := range created.Val() {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/campaignd/campaignd/internal/clock"
 )
 
 // TaskKind tells how a provider push task holds its slots.
@@ -35,7 +37,8 @@ type TaskWindow struct {
 	rdb    redis.UniversalClient
 	cfg    TaskWindowConfig
 	prefix string
-	now    func() time.Time
+	test   clock.Clock // the limiter's test clock, nil in production (Redis TIME)
+	wall   clock.Clock
 }
 
 // NewTaskWindow returns the caps of cfg on rdb; l supplies the key prefix
@@ -44,7 +47,15 @@ func (l *Limiter) NewTaskWindow(cfg TaskWindowConfig) *TaskWindow {
 	if cfg.Guard <= 0 {
 		cfg.Guard = 50 * time.Millisecond
 	}
-	return &TaskWindow{rdb: l.rdb, cfg: cfg, prefix: l.opts.Prefix + "tasks:", now: l.opts.Now}
+	return &TaskWindow{rdb: l.rdb, cfg: cfg, prefix: l.opts.Prefix + "tasks:", test: l.opts.Clock, wall: l.wall}
+}
+
+// now is the test clock's time, or the wall clock's in production.
+func (w *TaskWindow) now() time.Time {
+	if w.test != nil {
+		return w.test.Now()
+	}
+	return w.wall.Now()
 }
 
 // Lease is a granted task slot.
@@ -120,8 +131,8 @@ func (w *TaskWindow) Acquire(ctx context.Context, app string, kind TaskKind, lea
 		hold = max(startIn, 0) + w.cfg.TaskDuration + w.cfg.Guard
 	}
 	now := int64(-1)
-	if w.now != nil {
-		now = w.now().UnixMicro()
+	if w.test != nil {
+		now = w.test.Now().UnixMicro()
 	}
 	ttl := (w.cfg.Window + hold + time.Minute).Milliseconds()
 	res, err := acquireScript.Run(ctx, w.rdb, w.keys(app), now, (w.cfg.Window + w.cfg.Guard).Microseconds(),

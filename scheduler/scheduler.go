@@ -22,6 +22,7 @@ package scheduler
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,6 +38,7 @@ import (
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/internal/clock"
+	"github.com/campaignd/campaignd/internal/optcheck"
 )
 
 // Parser is the cron syntax of the config: 5 fields, or 6 with leading
@@ -101,19 +103,32 @@ type Scheduler struct {
 	entries []*entry
 }
 
-// New builds a scheduler; every entry's spec must parse.
+// WithDefaults returns a copy of o with every zero field set to its
+// default (see each field).
+func (o Options) WithDefaults() Options {
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	o.Prefix = cmp.Or(o.Prefix, "campaignd:cron:")
+	o.Grace = cmp.Or(o.Grace, time.Minute)
+	o.FiringLease = cmp.Or(o.FiringLease, 10*time.Second)
+	return o
+}
+
+// validate reports the fields out of range; it changes nothing.
+func (o Options) validate() error {
+	c := optcheck.New("scheduler: Options")
+	c.Check("Grace", o.Grace > 0, o.Grace)
+	c.Check("FiringLease", o.FiringLease > 0, o.FiringLease)
+	return c.Err()
+}
+
+// New builds a scheduler; every entry's spec must parse, and the options
+// must be in range.
 func New(entries []Entry, submit SubmitFunc, opts Options) (*Scheduler, error) {
-	if opts.Clock == nil {
-		opts.Clock = clock.Real{}
-	}
-	if opts.Prefix == "" {
-		opts.Prefix = "campaignd:cron:"
-	}
-	if opts.Grace <= 0 {
-		opts.Grace = time.Minute
-	}
-	if opts.FiringLease <= 0 {
-		opts.FiringLease = 10 * time.Second
+	opts = opts.WithDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
 	}
 	s := &Scheduler{opts: opts, submit: submit}
 	built, err := s.build(entries)

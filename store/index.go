@@ -192,7 +192,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 		}
 	}
 	pipe := s.rdb.TxPipeline()
-	pipe.Set(ctx, marker, time.Now().UTC().Format(time.RFC3339), 0)
+	pipe.Set(ctx, marker, s.opts.Clock.Now().UTC().Format(time.RFC3339), 0)
 	pipe.Del(ctx, s.opts.Prefix+"states") // the counters the index replaces
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("store: index migration: %w", err)

@@ -15,6 +15,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,6 +29,7 @@ import (
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/internal/clock"
 	"github.com/campaignd/campaignd/internal/groupcommit"
+	"github.com/campaignd/campaignd/internal/optcheck"
 )
 
 // ErrNotFound is returned for an unknown campaign id.
@@ -48,19 +50,32 @@ type Store struct {
 	rec  *groupcommit.Committer // RecordBatch's script, group-committed
 }
 
-// New returns a store on rdb.
+// WithDefaults returns a copy of o with every zero field set to its
+// default (see each field).
+func (o Options) WithDefaults() Options {
+	o.Prefix = cmp.Or(o.Prefix, "campaignd:")
+	o.BatchTTL = cmp.Or(o.BatchTTL, time.Hour)
+	o.FinishedTTL = cmp.Or(o.FinishedTTL, 7*24*time.Hour)
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	return o
+}
+
+// validate reports the fields out of range; it changes nothing.
+func (o Options) validate() error {
+	c := optcheck.New("store: Options")
+	c.Check("BatchTTL", o.BatchTTL > 0, o.BatchTTL)
+	c.Check("FinishedTTL", o.FinishedTTL > 0, o.FinishedTTL)
+	return c.Err()
+}
+
+// New returns a store on rdb. Options out of range are a caller's bug: New
+// panics on them, naming the field.
 func New(rdb redis.UniversalClient, opts Options) *Store {
-	if opts.Prefix == "" {
-		opts.Prefix = "campaignd:"
-	}
-	if opts.BatchTTL <= 0 {
-		opts.BatchTTL = time.Hour
-	}
-	if opts.FinishedTTL <= 0 {
-		opts.FinishedTTL = 7 * 24 * time.Hour
-	}
-	if opts.Clock == nil {
-		opts.Clock = clock.Real{}
+	opts = opts.WithDefaults()
+	if err := opts.validate(); err != nil {
+		panic(err)
 	}
 	return &Store{rdb: rdb, opts: opts, rec: groupcommit.New(rdb, recordScript, groupcommit.Options{})}
 }

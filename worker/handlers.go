@@ -49,7 +49,7 @@ func (s *Service) outlastOutage(next asynq.Handler) asynq.Handler {
 // that asynq's pools ask may name the new master a moment later than the
 // one this process's client asked.
 func (s *Service) awaitStore(ctx context.Context) {
-	giveUp := time.Now().Add(s.o.RecordPatience)
+	giveUp := s.o.Clock.Now().Add(s.o.RecordPatience)
 	down := false
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -61,7 +61,7 @@ func (s *Service) awaitStore(ctx context.Context) {
 				_ = sleepCtx(ctx, time.Second)
 			}
 		}
-		if err == nil || ctx.Err() != nil || time.Now().After(giveUp) {
+		if err == nil || ctx.Err() != nil || s.o.Clock.Now().After(giveUp) {
 			return
 		}
 		down = true
@@ -118,7 +118,7 @@ func (s *Service) handlePlan(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 	}
-	planStart := time.Now()
+	planStart := s.o.Clock.Now()
 	planned, err := s.o.Store.Planned(ctx, p.ID)
 	if err != nil {
 		return err
@@ -158,7 +158,7 @@ func (s *Service) handlePlan(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	log.Info().Int64("targets", st.TargetsTotal).Int64("batches", st.BatchesTotal).Dur("planned_in", time.Since(planStart)).Msg("campaign planned")
+	log.Info().Int64("targets", st.TargetsTotal).Int64("batches", st.BatchesTotal).Dur("planned_in", s.o.Clock.Now().Sub(planStart)).Msg("campaign planned")
 	if finished { // every batch was sent while planning went on
 		s.throttle.finish(c.ID)
 		s.publish(ctx, st)
@@ -626,7 +626,7 @@ func (s *Service) recordPatiently(ctx context.Context, id string, n int, sent in
 			}
 			return st, first, finished, err
 		}
-		now := time.Now()
+		now := s.o.Clock.Now()
 		if giveUp.IsZero() {
 			giveUp = now.Add(s.o.RecordPatience)
 			s.log.Warn().Err(err).Str("campaign", id).Int("batch", n).Dur("patience", s.o.RecordPatience).Msg("batch sent but not recorded yet: the store does not answer; trying again")

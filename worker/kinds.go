@@ -25,7 +25,7 @@ type kind struct {
 	// providers are the app providers that can run the kind ("easemob",
 	// "engagelab").
 	providers []string
-	// groups are the limit groups (CONTRACT §2 `limits`) its calls spend.
+	// groups are the limit groups (docs/interface.md §2.3) its calls spend.
 	groups []provider.Group
 	// unit is how many targets one unit of work carries, for an app of the
 	// given provider.

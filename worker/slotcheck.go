@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/internal/clock"
 	"github.com/campaignd/campaignd/store"
 )
 
@@ -37,7 +38,8 @@ var errExpired = errors.New("campaign expired")
 // stateFresh by this process however many of its calls are due, so that
 // the decision at the slot costs nothing that shows at high rates.
 type stateCache struct {
-	st *store.Store
+	st  *store.Store
+	clk clock.Clock
 
 	mu sync.Mutex
 	m  map[string]*stateEntry
@@ -49,14 +51,14 @@ type stateEntry struct {
 	reading bool // a read from Redis is on its way
 }
 
-func newStateCache(st *store.Store) *stateCache {
-	return &stateCache{st: st, m: map[string]*stateEntry{}}
+func newStateCache(st *store.Store, clk clock.Clock) *stateCache {
+	return &stateCache{st: st, clk: clk, m: map[string]*stateEntry{}}
 }
 
 const stateCacheSize = 4096
 
 func (c *stateCache) get(ctx context.Context, id string) (campaigns.State, error) {
-	now := time.Now()
+	now := c.clk.Now()
 	c.mu.Lock()
 	e := c.m[id]
 	if e == nil {
@@ -85,7 +87,7 @@ func (c *stateCache) get(ctx context.Context, id string) (campaigns.State, error
 	c.mu.Lock()
 	e.reading = false
 	if err == nil {
-		e.state, e.at = st, time.Now()
+		e.state, e.at = st, c.clk.Now()
 	}
 	c.mu.Unlock()
 	return st, err

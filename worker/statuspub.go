@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"container/list"
 	"context"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/internal/clock"
+	"github.com/campaignd/campaignd/internal/optcheck"
 )
 
 // StatusQueue is a StatusSink that never makes its caller wait: Publish
@@ -68,6 +71,7 @@ type StatusQueueOptions struct {
 	MaxBackoff     time.Duration // longest wait between attempts; default 5s
 	Logger         zerolog.Logger
 	Counters       StatusCounters // optional
+	Clock          clock.Clock    // default the wall clock
 }
 
 // StatusCounters receives the queue's figures for /metrics.
@@ -113,29 +117,43 @@ type campaignEvents struct {
 	elem   *list.Element  // in ready, or nil
 }
 
+// WithDefaults returns a copy of o with every zero field set to its
+// default (see each field).
+func (o StatusQueueOptions) WithDefaults() StatusQueueOptions {
+	o.Capacity = cmp.Or(o.Capacity, 10_000)
+	o.Workers = cmp.Or(o.Workers, 4)
+	o.RetryFor = cmp.Or(o.RetryFor, 2*time.Minute)
+	o.AttemptTimeout = cmp.Or(o.AttemptTimeout, 5*time.Second)
+	o.MinBackoff = cmp.Or(o.MinBackoff, 100*time.Millisecond)
+	o.MaxBackoff = cmp.Or(o.MaxBackoff, 5*time.Second)
+	if o.Counters == nil {
+		o.Counters = noStatusCounters{}
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	return o
+}
+
+// validate reports the fields out of range of options whose defaults are
+// filled in; it changes nothing.
+func (o StatusQueueOptions) validate() error {
+	c := optcheck.New("worker: StatusQueueOptions")
+	c.Check("Capacity", o.Capacity > 0, o.Capacity)
+	c.Check("Workers", o.Workers > 0, o.Workers)
+	c.Check("RetryFor", o.RetryFor > 0, o.RetryFor)
+	c.Check("AttemptTimeout", o.AttemptTimeout > 0, o.AttemptTimeout)
+	c.Check("MinBackoff", o.MinBackoff > 0, o.MinBackoff)
+	c.Check("MaxBackoff", o.MaxBackoff >= o.MinBackoff, o.MaxBackoff)
+	return c.Err()
+}
+
 // NewStatusQueue returns a queue in front of sink. Start starts its
 // publishers; events queued before are kept.
 func NewStatusQueue(sink StatusSink, o StatusQueueOptions) *StatusQueue {
-	if o.Capacity <= 0 {
-		o.Capacity = 10_000
-	}
-	if o.Workers <= 0 {
-		o.Workers = 4
-	}
-	if o.RetryFor <= 0 {
-		o.RetryFor = 2 * time.Minute
-	}
-	if o.AttemptTimeout <= 0 {
-		o.AttemptTimeout = 5 * time.Second
-	}
-	if o.MinBackoff <= 0 {
-		o.MinBackoff = 100 * time.Millisecond
-	}
-	if o.MaxBackoff <= 0 {
-		o.MaxBackoff = 5 * time.Second
-	}
-	if o.Counters == nil {
-		o.Counters = noStatusCounters{}
+	o = o.WithDefaults()
+	if err := o.validate(); err != nil {
+		panic(err)
 	}
 	q := &StatusQueue{sink: sink, o: o, log: o.Logger, camps: map[string]*campaignEvents{}, last: map[string]campaigns.State{}}
 	q.cond = sync.NewCond(&q.mu)
@@ -312,7 +330,7 @@ func (q *StatusQueue) run() {
 
 // send publishes one event, retrying with backoff for up to RetryFor.
 func (q *StatusQueue) send(ev *queuedEvent) {
-	first := time.Now()
+	first := q.o.Clock.Now()
 	wait := q.o.MinBackoff
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(q.ctx, q.o.AttemptTimeout)
@@ -321,7 +339,7 @@ func (q *StatusQueue) send(ev *queuedEvent) {
 		if err == nil {
 			if attempt > 1 {
 				q.log.Info().Str("campaign", ev.st.ID).Str("status", string(ev.st.Status)).Int("attempts", attempt).
-					Dur("after", time.Since(first)).Msg("status event published after retries")
+					Dur("after", q.o.Clock.Now().Sub(first)).Msg("status event published after retries")
 			}
 			return
 		}
@@ -331,9 +349,9 @@ func (q *StatusQueue) send(ev *queuedEvent) {
 			q.o.Counters.StatusEventDropped(DropShutdown)
 			log.Msg("status event dropped: shutting down")
 			return
-		case time.Since(first)+wait > q.o.RetryFor:
+		case q.o.Clock.Now().Sub(first)+wait > q.o.RetryFor:
 			q.o.Counters.StatusEventDropped(DropRetries)
-			log.Dur("retried_for", time.Since(first)).Msg("status event dropped: not published in time")
+			log.Dur("retried_for", q.o.Clock.Now().Sub(first)).Msg("status event dropped: not published in time")
 			return
 		case attempt == 1:
 			log.Msg("status event not published yet; retrying")
@@ -370,8 +388,8 @@ func (q *StatusQueue) Close(flush time.Duration) {
 		q.cond.Broadcast()
 		q.mu.Unlock()
 	})
-	deadline := time.Now().Add(flush)
-	for q.waiting+q.flying > 0 && time.Now().Before(deadline) {
+	deadline := q.o.Clock.Now().Add(flush)
+	for q.waiting+q.flying > 0 && q.o.Clock.Now().Before(deadline) {
 		q.cond.Wait()
 	}
 	timer.Stop()

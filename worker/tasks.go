@@ -17,7 +17,7 @@ import (
 
 // Task campaigns (label_push, broadcast) each create one provider push
 // task, and the provider caps tasks: at most max_created creations in any
-// sliding window and max_running counted at once (CONTRACT §2
+// sliding window and max_running counted at once (docs/interface.md §2.2
 // task_window). Such a campaign does not plan batches: its plan task puts
 // it in its app's task queue (shared by every process, in priority then
 // submission order) and ends, so nothing holds an asynq worker while it
@@ -156,10 +156,10 @@ func (s *Service) RunTasks(ctx context.Context) {
 func (s *Service) dispatchLoop(ctx context.Context, app string) {
 	log := s.log.With().Str("app", app).Logger()
 	kick := s.taskKicks[app]
-	lastStale := time.Now()
+	lastStale := s.o.Clock.Now()
 	for ctx.Err() == nil {
-		if time.Since(lastStale) > 10*time.Second {
-			lastStale = time.Now()
+		if now := s.o.Clock.Now(); now.Sub(lastStale) > 10*time.Second {
+			lastStale = now
 			s.reapStale(ctx, app)
 		}
 		ref, ok, wait, err := s.o.Tasks.Dispatch(ctx, app)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/intake"
+	"github.com/campaignd/campaignd/internal/clock"
 )
 
 // Exit codes.
@@ -33,6 +34,7 @@ type cli struct {
 	natsURL, api, user, password string
 	timeout                      time.Duration
 	out, errw                    io.Writer
+	clk                          clock.Clock
 }
 
 func envOr(k, def string) string {
@@ -43,7 +45,7 @@ func envOr(k, def string) string {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := &cli{out: stdout, errw: stderr}
+	c := &cli{out: stdout, errw: stderr, clk: clock.Real{}}
 	fs := flag.NewFlagSet("campaignctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.natsURL, "nats", envOr("CAMPAIGND_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL")
@@ -302,7 +304,7 @@ func (c *cli) submit(ctx context.Context, args []string) (int, error) {
 		}
 		if st != nil && st.Status != campaigns.StateRejected {
 			dup := *st
-			dup.Status, dup.At = campaigns.StateDuplicate, time.Now().UTC()
+			dup.Status, dup.At = campaigns.StateDuplicate, c.clk.Now().UTC()
 			printJSON(c.out, dup)
 			return exitOK, nil
 		}
@@ -363,7 +365,7 @@ func (c *cli) upload(ctx context.Context, js jetstream.JetStream, id, path strin
 	if !show {
 		w = io.Discard
 	}
-	p := newProgress(w, show && isTerminal(c.errw), size, time.Now)
+	p := newProgress(w, show && isTerminal(c.errw), size, c.clk.Now)
 	if err := intake.UploadAudience(ctx, js, "audiences", id, p.reader(f)); err != nil {
 		p.fail()
 		if ctx.Err() != nil {

@@ -10,7 +10,7 @@ import (
 var helps = map[string]string{
 	"submit": `usage: campaignctl [flags] submit -f campaign.json [--audience users.txt [--no-progress] [--no-wait] [--plan-timeout D]]
 
-Publishes the campaign JSON (CONTRACT §4; "-f -" reads stdin) on
+Publishes the campaign JSON (docs/interface.md §4; "-f -" reads stdin) on
 campaigns.submit and prints campaignd's first answer (accepted, scheduled,
 rejected with the fields at fault, or duplicate) on stdout.
 
@@ -43,7 +43,8 @@ examples:
 
 Prints the campaign's status JSON on stdout and, on stderr, a summary for
 people: counts, the campaign's errors, and each refused target with the
-provider's reason. Exit 0 accepted or completed, 1 rejected or failed.
+provider's reason. Exit 0 for any known campaign, whatever its state
+(read .status), 1 for an unknown id, 2 when the API cannot be read.
 
 examples:
   campaignctl status spring-sale

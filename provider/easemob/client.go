@@ -235,11 +235,11 @@ func (c *Client) send(ctx context.Context, group provider.Group, op, method, url
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	req, wt := provider.Trace(req, grant, group)
-	start := time.Now()
+	start := c.clk.Now()
 	env, status, err := c.roundTrip(ctx, op, req, into)
 	wt.Done()
 	err = wt.Ambiguous(err)
-	c.cfg.Hooks.After(group, op, time.Since(start), err)
+	c.cfg.Hooks.After(group, op, c.clk.Now().Sub(start), err)
 	return env, status, tok, err
 }
 
@@ -261,7 +261,7 @@ func (c *Client) roundTrip(ctx context.Context, op string, req *http.Request, in
 		return nil, resp.StatusCode, &provider.Error{Provider: providerName, Op: op, Kind: provider.KindTransient, Status: resp.StatusCode, Description: "response over 4 MiB"}
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, resp.StatusCode, mapError(op, resp, body)
+		return nil, resp.StatusCode, mapError(op, resp, body, c.clk.Now())
 	}
 	var env envelope
 	if into != nil {
@@ -287,7 +287,7 @@ func scrub(err error) error {
 }
 
 // mapError classifies a non-200 answer.
-func mapError(op string, resp *http.Response, body []byte) *provider.Error {
+func mapError(op string, resp *http.Response, body []byte, now time.Time) *provider.Error {
 	var eb errorBody
 	_ = json.Unmarshal(body, &eb)
 	e := &provider.Error{Provider: providerName, Op: op, Status: resp.StatusCode, Type: eb.Error, Description: truncate(eb.ErrorDescription, 300)}
@@ -297,7 +297,7 @@ func mapError(op string, resp *http.Response, body []byte) *provider.Error {
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:
 		e.Kind = provider.KindRateLimited
-		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"))
+		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), now)
 	case resp.StatusCode == http.StatusForbidden && eb.Error == "LimitException":
 		e.Kind = provider.KindRateLimited
 	case resp.StatusCode == http.StatusUnauthorized:
@@ -311,7 +311,9 @@ func mapError(op string, resp *http.Response, body []byte) *provider.Error {
 	return e
 }
 
-func retryAfter(v string) time.Duration {
+// retryAfter reads a Retry-After header: seconds, or an HTTP date (how
+// long from now).
+func retryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}
@@ -319,7 +321,7 @@ func retryAfter(v string) time.Duration {
 		return time.Duration(n) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
-		if d := time.Until(t); d > 0 {
+		if d := t.Sub(now); d > 0 {
 			return d
 		}
 	}
@@ -389,9 +391,9 @@ func (c *Client) fetchToken(f *tokenFetch) {
 	var tok tokenResponse
 	grant, err := c.cfg.Hooks.Before(ctx, provider.GroupToken)
 	if err == nil {
-		start := time.Now()
+		start := c.clk.Now()
 		err = c.postToken(ctx, op, body, grant, &tok)
-		c.cfg.Hooks.After(provider.GroupToken, op, time.Since(start), err)
+		c.cfg.Hooks.After(provider.GroupToken, op, c.clk.Now().Sub(start), err)
 	}
 	now := c.clk.Now()
 	c.mu.Lock()
@@ -440,7 +442,7 @@ func (c *Client) postToken(ctx context.Context, op string, body []byte, grant pr
 		return &provider.Error{Provider: providerName, Op: op, Kind: provider.KindTransient, Status: resp.StatusCode, Err: scrub(err)}
 	}
 	if resp.StatusCode != http.StatusOK {
-		e := mapError(op, resp, b)
+		e := mapError(op, resp, b, c.clk.Now())
 		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusBadRequest {
 			e.Kind = provider.KindAuth
 			e.Description = "client credentials refused"

@@ -115,11 +115,11 @@ func (c *Client) call(ctx context.Context, method, path, op string, body, out an
 		return err
 	}
 	req, wt := provider.Trace(req, grant, provider.GroupTags)
-	start := time.Now()
+	start := c.cfg.Clock.Now()
 	err = c.roundTrip(ctx, req, op, out)
 	wt.Done()
 	err = wt.Ambiguous(err)
-	c.cfg.Hooks.After(provider.GroupTags, op, time.Since(start), err)
+	c.cfg.Hooks.After(provider.GroupTags, op, c.cfg.Clock.Now().Sub(start), err)
 	return err
 }
 

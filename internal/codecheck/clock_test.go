@@ -1,0 +1,81 @@
+package codecheck
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/campaignd/campaignd/internal/testenv"
+)
+
+// clockExempt are the directories whose code may read the time directly:
+// the clock itself, test support, and the provider emulator (a test tool
+// with its own judge of time).
+var clockExempt = []string{"internal/clock", "internal/testenv", "internal/judge", "internal/bench", "pushsim", "cmd/pushsim"}
+
+// Outside tests, campaignd reads the time only through clock.Clock: no
+// time.Now, time.Since or time.Until, so that a test's clock can never
+// meet a second, hidden one.
+func TestTimeIsReadOnlyThroughTheClock(t *testing.T) {
+	t.Parallel()
+	root := testenv.ModuleRoot(t)
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		if d.IsDir() {
+			if strings.HasPrefix(d.Name(), ".") && path != root || d.Name() == "testdata" {
+				return filepath.SkipDir
+			}
+			for _, ex := range clockExempt {
+				if rel == ex {
+					return filepath.SkipDir
+				}
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			return err
+		}
+		timePkg := ""
+		for _, imp := range f.Imports {
+			if p, _ := strconv.Unquote(imp.Path.Value); p == "time" {
+				timePkg = "time"
+				if imp.Name != nil {
+					timePkg = imp.Name.Name
+				}
+			}
+		}
+		if timePkg == "" {
+			return nil
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			sel, ok := n.(*ast.SelectorExpr)
+			if !ok {
+				return true
+			}
+			if id, ok := sel.X.(*ast.Ident); ok && id.Name == timePkg {
+				switch sel.Sel.Name {
+				case "Now", "Since", "Until":
+					t.Errorf("%s: time.%s: read the time through a clock.Clock", fset.Position(sel.Pos()), sel.Sel.Name)
+				}
+			}
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
