@@ -43,6 +43,8 @@ func (a *apiCalls) take(t *testing.T, conn *nats.Conn) []string {
 	if err := conn.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	// The subscription's handler runs on a goroutine of its own, after
+	// its connection has read the messages: nothing tells when it is done.
 	time.Sleep(50 * time.Millisecond)
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -93,17 +93,6 @@ func setup(t *testing.T, svc *fakeService, intakes int) jetstream.JetStream {
 	return js
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func valid(id string) []byte {
 	return []byte(`{"id":"` + id + `","kind":"batch_push","push_message":{"t":1},"targets":["u1"]}`)
 }
@@ -130,8 +119,8 @@ func TestSubmitIsRedeliveredUntilStored(t *testing.T) {
 	if _, err := js.Publish(context.Background(), SubjectSubmit, valid("c1"), jetstream.WithMsgID("c1")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "c1 stored after two failures", func() bool { s, _ := svc.snapshot(); return len(s) == 1 })
-	time.Sleep(300 * time.Millisecond)
+	testenv.WaitUntil(t, 15*time.Second, "c1 stored after two failures", func() bool { s, _ := svc.snapshot(); return len(s) == 1 })
+	time.Sleep(300 * time.Millisecond) // a window for a redelivery that must not come
 	if s, _ := svc.snapshot(); len(s) != 1 {
 		t.Fatalf("submitted %v", s)
 	}
@@ -152,8 +141,8 @@ func TestEachMessageHandledOnceByTwoIntakes(t *testing.T) {
 	if err != nil || !ack.Duplicate {
 		t.Fatalf("re-publish not deduplicated: %+v %v", ack, err)
 	}
-	waitFor(t, "40 submits", func() bool { s, _ := svc.snapshot(); return len(s) >= 40 })
-	time.Sleep(300 * time.Millisecond)
+	testenv.WaitUntil(t, 15*time.Second, "40 submits", func() bool { s, _ := svc.snapshot(); return len(s) >= 40 })
+	time.Sleep(300 * time.Millisecond) // a window for a message handled twice to show
 	s, _ := svc.snapshot()
 	seen := map[string]int{}
 	for _, id := range s {
@@ -176,13 +165,13 @@ func TestRejections(t *testing.T) {
 		return ack.Sequence
 	}
 	seq := pub(`{"id":"bad id!","kind":"batch_push"}`)
-	waitFor(t, "rejection", func() bool { return lastStatus(t, js, SubjectRejected) != nil })
+	testenv.WaitUntil(t, 15*time.Second, "rejection", func() bool { return lastStatus(t, js, SubjectRejected) != nil })
 	r := lastStatus(t, js, SubjectRejected)
 	if r["status"] != "rejected" || r["given_id"] != "bad id!" || r["seq"].(float64) != float64(seq) {
 		t.Fatalf("rejection %v (seq %d)", r, seq)
 	}
 	pub(`{"id":"inv","kind":"batch_push","strategy":7}`)
-	waitFor(t, "rejected status", func() bool { return lastStatus(t, js, StatusSubject("inv")) != nil })
+	testenv.WaitUntil(t, 15*time.Second, "rejected status", func() bool { return lastStatus(t, js, StatusSubject("inv")) != nil })
 	st := lastStatus(t, js, StatusSubject("inv"))
 	errs, _ := st["errors"].([]any)
 	if st["status"] != "rejected" || len(errs) < 3 { // strategy, push_message, targets
@@ -205,8 +194,8 @@ func TestCommands(t *testing.T) {
 	if _, err := js.Publish(context.Background(), SubjectCancel, []byte(`{"id":"ghost"}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "commands", func() bool { _, c := svc.snapshot(); return len(c) == 3 })
-	waitFor(t, "unknown id answer", func() bool { return lastStatus(t, js, StatusSubject("ghost")) != nil })
+	testenv.WaitUntil(t, 15*time.Second, "commands", func() bool { _, c := svc.snapshot(); return len(c) == 3 })
+	testenv.WaitUntil(t, 15*time.Second, "unknown id answer", func() bool { return lastStatus(t, js, StatusSubject("ghost")) != nil })
 	if st := lastStatus(t, js, StatusSubject("ghost")); st["status"] != "rejected" {
 		t.Fatalf("ghost: %v", st)
 	}

@@ -1,4 +1,4 @@
-package provider
+package provider_test
 
 import (
 	"io"
@@ -9,6 +9,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/campaignd/campaignd/internal/testenv"
+	"github.com/campaignd/campaignd/provider"
 )
 
 // countingServer starts a server answering 200 to everything (over TLS
@@ -40,7 +43,7 @@ func get(t *testing.T, c *http.Client, url string) (reused, warm bool) {
 		t.Fatal(err)
 	}
 	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
-		GotConn: func(info httptrace.GotConnInfo) { reused, warm = info.Reused, WarmConn(info.Conn) },
+		GotConn: func(info httptrace.GotConnInfo) { reused, warm = info.Reused, provider.WarmConn(info.Conn) },
 	}))
 	resp, err := c.Do(req)
 	if err != nil {
@@ -58,14 +61,13 @@ func get(t *testing.T, c *http.Client, url string) (reused, warm bool) {
 func TestSpareConnectionsToAPlainHTTPProvider(t *testing.T) {
 	t.Parallel()
 	srv, opened := countingServer(t, false)
-	c := NewHTTPClient(HTTPOptions{Warm: []string{srv.URL + "/base"}, SpareConns: 2})
+	c := provider.NewHTTPClient(provider.HTTPOptions{Warm: []string{srv.URL + "/base"}, SpareConns: 2})
 	t.Cleanup(c.CloseIdleConnections)
-	for deadline := time.Now().Add(5 * time.Second); opened.Load() < 2; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d spare connections opened, want 2", opened.Load())
-		}
-	}
-	time.Sleep(150 * time.Millisecond) // warm
+	testenv.WaitFor(t, 5*time.Second, "2 spare connections opened", func() (int32, bool) {
+		n := opened.Load()
+		return n, n >= 2
+	})
+	time.Sleep(150 * time.Millisecond) // a spare is warm once parked 100 ms on the real clock
 	if reused, warm := get(t, c, srv.URL); reused || !warm {
 		t.Fatalf("first request: reused %v, warm %v; want a warm spare", reused, warm)
 	}
@@ -74,6 +76,8 @@ func TestSpareConnectionsToAPlainHTTPProvider(t *testing.T) {
 	}
 
 	srv.CloseClientConnections() // the provider drops every connection, spares included
+	// The closes reach the client's side (its idle connections and spares
+	// see EOF): nothing there to watch for, so give it the time.
 	time.Sleep(50 * time.Millisecond)
 	if reused, warm := get(t, c, srv.URL); reused || warm {
 		t.Fatalf("after the provider closed the spares: reused %v, warm %v; want a fresh connection", reused, warm)
@@ -85,9 +89,9 @@ func TestSpareConnectionsToAPlainHTTPProvider(t *testing.T) {
 func TestNoSparesOverTLS(t *testing.T) {
 	t.Parallel()
 	srv, opened := countingServer(t, true)
-	c := NewHTTPClient(HTTPOptions{Warm: []string{srv.URL}, SpareConns: 2})
+	c := provider.NewHTTPClient(provider.HTTPOptions{Warm: []string{srv.URL}, SpareConns: 2})
 	t.Cleanup(c.CloseIdleConnections)
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // a window for spares to be opened (they must not be)
 	if n := opened.Load(); n != 0 {
 		t.Fatalf("%d connections opened to a TLS provider before any request", n)
 	}

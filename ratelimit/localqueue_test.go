@@ -11,6 +11,36 @@ import (
 	"github.com/campaignd/campaignd/internal/testenv"
 )
 
+// lineUp counts the callers waiting for a place in l's local queues and
+// the holders sleeping until their booked slot.
+func (l *Limiter) lineUp() (waiting, sleeping int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, q := range l.queues {
+		waiting += len(q.waiters)
+		sleeping += len(q.sleepers)
+	}
+	return waiting, sleeping
+}
+
+// waitWaiting waits until n callers wait for a place in l's local queues.
+func waitWaiting(t *testing.T, l *Limiter, n int) {
+	t.Helper()
+	testenv.WaitFor(t, 5*time.Second, fmt.Sprintf("%d callers waiting for a place", n), func() (int, bool) {
+		w, _ := l.lineUp()
+		return w, w == n
+	})
+}
+
+// waitSleeping waits until n holders sleep until their booked slot.
+func waitSleeping(t *testing.T, l *Limiter, n int) {
+	t.Helper()
+	testenv.WaitFor(t, 5*time.Second, fmt.Sprintf("%d holders sleeping until their slot", n), func() (int, bool) {
+		_, s := l.lineUp()
+		return s, s == n
+	})
+}
+
 // queueOrder holds every place of a queue, lines waiters up with the given
 // orders (in that arrival order), then frees one place at a time and
 // returns the order in which the waiters got theirs.
@@ -37,7 +67,7 @@ func queueOrder(t *testing.T, l *Limiter, rates []Rate, holders int, waiters []o
 			got <- i
 			tickets <- tk
 		}()
-		time.Sleep(5 * time.Millisecond) // arrival order
+		waitWaiting(t, l, i+1) // arrival order
 	}
 	var out []int
 	held[0].release()
@@ -108,7 +138,7 @@ func TestLocalQueueBacklogIsBoundedByTime(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(50 * time.Millisecond)
+	waitWaiting(t, l, 4)
 	_, err = l.enter(WithOrder(ctx, 1, "n"), rates)
 	var rl *RateLimited
 	if !errors.As(err, &rl) || !rl.Backlog || rl.RetryIn != 700*time.Millisecond {
@@ -122,7 +152,7 @@ func TestLocalQueueBacklogIsBoundedByTime(t *testing.T) {
 		}
 		high <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	waitWaiting(t, l, 5) // the high caller waits too
 	holder.release()
 	if err := <-high; err != nil {
 		t.Fatalf("a high caller behind a full normal backlog: %v", err)
@@ -149,7 +179,7 @@ func TestFailedCheckHandsTheSlotOn(t *testing.T) {
 		_, _, err := l.WaitGrant(WithCheck(ctx, func(context.Context) error { return paused }), rates...)
 		firstErr <- err
 	}()
-	time.Sleep(20 * time.Millisecond) // the first holds the place and the slot at ~100 ms
+	waitSleeping(t, l, 1) // the first holds the place and the slot at ~100 ms
 	t0 := time.Now()
 	g, _, err := l.WaitGrant(ctx, rates...)
 	if err != nil {
@@ -196,7 +226,7 @@ func TestBetterPriorityTakesTheNextSlot(t *testing.T) {
 			mu.Unlock()
 		}()
 	}
-	time.Sleep(120 * time.Millisecond) // lows hold the booked slots and wait
+	time.Sleep(120 * time.Millisecond) // lows hold the booked slots and wait; the first slots (real clock) pass
 	t0 := time.Now()
 	if _, _, err := l.WaitGrant(WithOrder(ctx, 0, "high"), rates...); err != nil {
 		t.Fatal(err)
@@ -233,7 +263,7 @@ func TestHoldersSwapSlotsByPriority(t *testing.T) {
 		}
 		lowAt <- time.Since(t0)
 	}()
-	time.Sleep(10 * time.Millisecond)                                              // low books ~100 ms
+	waitSleeping(t, l, 1)                                                          // low books ~100 ms
 	if _, _, err := l.WaitGrant(WithOrder(ctx, 0, "high"), rates...); err != nil { // books ~200 ms
 		t.Fatal(err)
 	}

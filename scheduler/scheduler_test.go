@@ -269,7 +269,7 @@ func TestFaultBeforeSubmitLosesNoTick(t *testing.T) {
 			<-done // a's Tick returned an error, or its goroutine "crashed"
 			// A's firing lease ends (at once when its submit failed, when it
 			// expires when A died or lost Redis).
-			time.Sleep(lease + 50*time.Millisecond)
+			time.Sleep(lease + 50*time.Millisecond) // the lease's TTL runs out on Redis's own clock
 
 			clk.Advance(time.Second)
 			if err := b.Tick(context.Background()); err != nil {

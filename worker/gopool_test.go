@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/campaignd/campaignd/internal/testenv"
 )
 
 // The pool runs every function once, as many at once as are given it,
@@ -25,7 +27,7 @@ func TestGoPoolRunsEachOnceAndReusesGoroutines(t *testing.T) {
 	if ran.Load() != 50 || p.started.Load() != 50 {
 		t.Fatalf("ran %d functions on %d goroutines, want 50 on 50", ran.Load(), p.started.Load())
 	}
-	waitUntil(t, 5*time.Second, "idle goroutines to end", func() bool { return p.live.Load() == 0 })
+	testenv.WaitUntil(t, 5*time.Second, "idle goroutines to end", func() bool { return p.live.Load() == 0 })
 
 	// One after another: one goroutine, taken up again each time (none
 	// ends for being idle while this runs).
@@ -34,7 +36,7 @@ func TestGoPoolRunsEachOnceAndReusesGoroutines(t *testing.T) {
 		wg.Add(1)
 		p.run(func() { defer wg.Done(); ran.Add(1) })
 		wg.Wait()
-		waitUntil(t, 5*time.Second, "the goroutine to be idle", func() bool { return p.waiting.Load() == 1 })
+		testenv.WaitUntil(t, 5*time.Second, "the goroutine to be idle", func() bool { return p.waiting.Load() == 1 })
 	}
 	if ran.Load() != 150 {
 		t.Fatalf("ran %d functions, want 150", ran.Load())

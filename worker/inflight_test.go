@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/internal/testenv"
 )
 
 // flightSetup is an inFlight of n slots and a way to queue named waiters
@@ -46,7 +47,7 @@ func (s *flightSetup) wait(ctx context.Context, name, app string, p campaigns.Pr
 		}
 		s.got <- name
 	}()
-	waitUntil(s.t, 5*time.Second, name+" to queue", func() bool { return s.queued() == before+1 })
+	testenv.WaitUntil(s.t, 5*time.Second, name+" to queue", func() bool { return s.queued() == before+1 })
 }
 
 func (s *flightSetup) next() string {

@@ -95,18 +95,6 @@ func ev(id string, state campaigns.State, sent int64) campaigns.Status {
 	return campaigns.Status{ID: id, Status: state, Sent: sent, At: time.Now().UTC()}
 }
 
-// waitUntil polls cond for up to within.
-func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // inOrder fails unless evs is an ordered subsequence of the campaign's
 // story: accepted, running with sent rising, then completed with sent n,
 // and the first and final events are there.
@@ -150,7 +138,7 @@ func TestStatusQueueKeepsEachCampaignInOrder(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	waitUntil(t, 5*time.Second, "queue drained", func() bool { return q.Pending() == 0 })
+	testenv.WaitUntil(t, 5*time.Second, "queue drained", func() bool { return q.Pending() == 0 })
 	for c := range camps {
 		id := fmt.Sprintf("c%d", c)
 		evs := sk.of(id)
@@ -175,7 +163,7 @@ func TestStatusQueueFullDropsProgressNotFinals(t *testing.T) {
 	ctx := context.Background()
 	// The worker holds "hold"'s first event at the shut gate.
 	_ = q.Publish(ctx, ev("hold", campaigns.StateAccepted, 0))
-	waitUntil(t, time.Second, "first event taken", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return q.flying == 1 })
+	testenv.WaitUntil(t, time.Second, "first event taken", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return q.flying == 1 })
 	const camps = 30
 	for c := range camps {
 		id := fmt.Sprintf("f%02d", c)
@@ -192,7 +180,7 @@ func TestStatusQueueFullDropsProgressNotFinals(t *testing.T) {
 		t.Fatal("nothing dropped from a full queue")
 	}
 	close(gate)
-	waitUntil(t, 5*time.Second, "queue drained", func() bool { return q.Pending() == 0 })
+	testenv.WaitUntil(t, 5*time.Second, "queue drained", func() bool { return q.Pending() == 0 })
 	for c := range camps {
 		id := fmt.Sprintf("f%02d", c)
 		evs := sk.of(id)
@@ -220,7 +208,7 @@ func TestStatusQueueDropsProgressBeforeStateChanges(t *testing.T) {
 	defer q.Close(time.Second)
 	ctx := context.Background()
 	_ = q.Publish(ctx, ev("hold", campaigns.StateRunning, 1)) // taken, held at the gate
-	waitUntil(t, time.Second, "first event taken", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return q.flying == 1 })
+	testenv.WaitUntil(t, time.Second, "first event taken", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return q.flying == 1 })
 	_ = q.Publish(ctx, ev("hold", campaigns.StateRunning, 2)) // progress
 	_ = q.Publish(ctx, ev("a", campaigns.StateRunning, 1))
 	_ = q.Publish(ctx, ev("a", campaigns.StateRunning, 2))    // coalesced into a's running
@@ -232,7 +220,7 @@ func TestStatusQueueDropsProgressBeforeStateChanges(t *testing.T) {
 		t.Fatalf("%d events dropped for room, want 3", n)
 	}
 	close(gate)
-	waitUntil(t, 5*time.Second, "queue drained", func() bool { return q.Pending() == 0 })
+	testenv.WaitUntil(t, 5*time.Second, "queue drained", func() bool { return q.Pending() == 0 })
 	got := fmt.Sprint(states(sk.of("hold")), states(sk.of("a")), states(sk.of("b")), states(sk.of("c")), states(sk.of("d")))
 	if want := "[running] [] [running] [running] [completed]"; got != want {
 		t.Fatalf("published %s, want %s", got, want)
@@ -252,7 +240,7 @@ func TestStatusQueueCoalescesEqualStatuses(t *testing.T) {
 	defer q.Close(time.Second)
 	ctx := context.Background()
 	_ = q.Publish(ctx, ev("hold", campaigns.StateAccepted, 0))
-	waitUntil(t, time.Second, "first event taken", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return q.flying == 1 })
+	testenv.WaitUntil(t, time.Second, "first event taken", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return q.flying == 1 })
 	for i := range 100 {
 		_ = q.Publish(ctx, ev("hold", campaigns.StateRunning, int64(i)))
 	}
@@ -262,7 +250,7 @@ func TestStatusQueueCoalescesEqualStatuses(t *testing.T) {
 		t.Fatalf("%d events pending, want 3 (accepted in flight, running, completed)", n)
 	}
 	close(gate)
-	waitUntil(t, 5*time.Second, "queue drained", func() bool { return q.Pending() == 0 })
+	testenv.WaitUntil(t, 5*time.Second, "queue drained", func() bool { return q.Pending() == 0 })
 	evs := sk.of("hold")
 	if got := fmt.Sprint(states(evs)); got != "[accepted running completed]" || evs[1].Sent != 99 {
 		t.Fatalf("published %s (running sent %d)", got, evs[1].Sent)
@@ -293,17 +281,17 @@ func TestStatusQueueRetriesThenGivesUp(t *testing.T) {
 	sk.mu.Lock()
 	sk.failing = false // the stream is back within RetryFor
 	sk.mu.Unlock()
-	waitUntil(t, 2*time.Second, "accepted published after retries", func() bool { return len(sk.of("r")) == 1 })
+	testenv.WaitUntil(t, 2*time.Second, "accepted published after retries", func() bool { return len(sk.of("r")) == 1 })
 	sk.mu.Lock()
 	sk.failing = true
 	sk.mu.Unlock()
 	_ = q.Publish(ctx, ev("r", campaigns.StateRunning, 1))
-	waitUntil(t, 2*time.Second, "running given up", func() bool { return cnt.get(DropRetries) == 1 })
+	testenv.WaitUntil(t, 2*time.Second, "running given up", func() bool { return cnt.get(DropRetries) == 1 })
 	sk.mu.Lock()
 	sk.failing = false
 	sk.mu.Unlock()
 	_ = q.Publish(ctx, ev("r", campaigns.StateCompleted, 2))
-	waitUntil(t, 2*time.Second, "completed published", func() bool { return len(sk.of("r")) == 2 })
+	testenv.WaitUntil(t, 2*time.Second, "completed published", func() bool { return len(sk.of("r")) == 2 })
 	if got := fmt.Sprint(states(sk.of("r"))); got != "[accepted completed]" {
 		t.Fatalf("published %s", got)
 	}
@@ -426,7 +414,7 @@ func TestStatusQueueOrderOnNATS(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	waitUntil(t, 10*time.Second, "queue drained", func() bool { return s.q.Pending() == 0 })
+	testenv.WaitUntil(t, 10*time.Second, "queue drained", func() bool { return s.q.Pending() == 0 })
 	for c := range camps {
 		id := fmt.Sprintf("ord-%d", c)
 		evs := s.read(t, id)
@@ -449,7 +437,7 @@ func TestStatusQueueOutlastsANATSOutage(t *testing.T) {
 	for c := range camps {
 		_ = s.q.Publish(ctx, ev(fmt.Sprintf("out-%02d", c), campaigns.StateAccepted, 0))
 	}
-	waitUntil(t, 5*time.Second, "accepted events published", func() bool { return s.q.Pending() == 0 })
+	testenv.WaitUntil(t, 5*time.Second, "accepted events published", func() bool { return s.q.Pending() == 0 })
 
 	s.n.Stop()
 	down := time.Now()
@@ -476,7 +464,7 @@ func TestStatusQueueOutlastsANATSOutage(t *testing.T) {
 	pending := s.q.Pending()
 	s.n.Restart(t)
 	t.Logf("NATS down for %s; %d events pending, %d dropped for room", time.Since(down).Round(time.Millisecond), pending, cnt.get(DropFull))
-	waitUntil(t, 20*time.Second, "queue drained after NATS is back", func() bool { return s.q.Pending() == 0 })
+	testenv.WaitUntil(t, 20*time.Second, "queue drained after NATS is back", func() bool { return s.q.Pending() == 0 })
 	for c := range camps {
 		id := fmt.Sprintf("out-%02d", c)
 		inOrder(t, id, s.read(t, id), 50)
@@ -500,9 +488,9 @@ func TestStatusQueueMakingRoomKeepsOneQueuePerCampaign(t *testing.T) {
 	defer q.Close(time.Second)
 	ctx := context.Background()
 	_ = q.Publish(ctx, ev("hold", campaigns.StateRunning, 1))
-	waitUntil(t, time.Second, "one taken", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return q.flying == 1 })
+	testenv.WaitUntil(t, time.Second, "one taken", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return q.flying == 1 })
 	_ = q.Publish(ctx, ev("hold2", campaigns.StateRunning, 1))
-	waitUntil(t, time.Second, "both taken", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return q.flying == 2 })
+	testenv.WaitUntil(t, time.Second, "both taken", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return q.flying == 2 })
 	_ = q.Publish(ctx, ev("a", campaigns.StateRunning, 1))
 	_ = q.Publish(ctx, ev("a", campaigns.StatePaused, 2)) // drops a's running, its only event
 	_ = q.Publish(ctx, ev("a", campaigns.StateRunning, 3))
@@ -514,7 +502,7 @@ func TestStatusQueueMakingRoomKeepsOneQueuePerCampaign(t *testing.T) {
 		t.Fatal("the campaign's queue was lost or doubled while making room")
 	}
 	close(gate)
-	waitUntil(t, 5*time.Second, "queue drained", func() bool { return q.Pending() == 0 })
+	testenv.WaitUntil(t, 5*time.Second, "queue drained", func() bool { return q.Pending() == 0 })
 	if evs := sk.of("a"); len(evs) != 1 || evs[0].Sent != 3 {
 		t.Fatalf("a published %v", evs)
 	}

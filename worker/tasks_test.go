@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/internal/testenv"
 )
 
 // memTasks is a TaskQueue that only keeps which tasks wait and which are
@@ -114,9 +115,12 @@ func TestPoppedPausedTaskFollowsALaterResumeOrCancel(t *testing.T) {
 			c := &campaigns.Campaign{ID: "label-" + tt.name, App: "app", Kind: campaigns.KindLabelPush, Label: "vip", PushMessage: msg()}
 			e.submit(t, c, time.Now())
 			ref := TaskRef{ID: c.ID}
-			waitUntilState(t, e, c.ID, campaigns.StateScheduled)
+			testenv.WaitUntil(t, 10*time.Second, fmt.Sprintf("campaign %s to be %s", c.ID, campaigns.StateScheduled), func() bool {
+				st, err := e.store.Status(context.Background(), c.ID)
+				return err == nil && st.Status == campaigns.StateScheduled
+			})
 			// scheduled comes just before the task is queued
-			waitUntil(t, 5*time.Second, "the label push to wait in the task queue", func() bool { w, _ := tasks.state(ref); return w })
+			testenv.WaitUntil(t, 5*time.Second, "the label push to wait in the task queue", func() bool { w, _ := tasks.state(ref); return w })
 			if _, err := e.svc.Pause(ctx, c.ID); err != nil {
 				t.Fatal(err)
 			}
@@ -141,14 +145,6 @@ func TestPoppedPausedTaskFollowsALaterResumeOrCancel(t *testing.T) {
 	}
 }
 
-func waitUntilState(t *testing.T, e *env, id string, want campaigns.State) {
-	t.Helper()
-	waitUntil(t, 10*time.Second, fmt.Sprintf("campaign %s to be %s", id, want), func() bool {
-		st, err := e.store.Status(context.Background(), id)
-		return err == nil && st.Status == want
-	})
-}
-
 // A label push paused while its task is being created, which the provider
 // then creates: the campaign stays paused (a paused campaign is finished by
 // its resume), and the resume finishes it. It must not go back to wait in
@@ -169,7 +165,7 @@ func TestTaskCreatedWhilePausedIsFinishedByItsResume(t *testing.T) {
 	c := &campaigns.Campaign{ID: "label-created-while-paused", App: "app", Kind: campaigns.KindLabelPush, Label: "vip", PushMessage: msg()}
 	e.submit(t, c, time.Now())
 	ref := TaskRef{ID: c.ID}
-	waitUntil(t, 5*time.Second, "the label push to wait in the task queue", func() bool { w, _ := tasks.state(ref); return w })
+	testenv.WaitUntil(t, 5*time.Second, "the label push to wait in the task queue", func() bool { w, _ := tasks.state(ref); return w })
 	tasks.mu.Lock()
 	delete(tasks.waiting, ref) // as Dispatch pops it
 	tasks.mu.Unlock()

@@ -195,20 +195,13 @@ func (e *env) submit(t *testing.T, c *campaigns.Campaign, start time.Time) campa
 
 func (e *env) waitFinal(t *testing.T, id string, within time.Duration) campaigns.Status {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	return testenv.WaitFor(t, within, "campaign "+id+" to be final", func() (campaigns.Status, bool) {
 		st, err := e.store.Status(context.Background(), id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Status.Final() {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("campaign %s not final after %s: %+v", id, within, st)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return st, st.Status.Final()
+	})
 }
 
 func targets(prefix string, n int) []string {
@@ -240,13 +233,10 @@ func TestBatchPushSendsEachUniqueTargetOnce(t *testing.T) {
 			t.Fatalf("%s pushed %d times", id, counts[id])
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for got := e.sink.states("big"); got[0] != campaigns.StateAccepted || got[len(got)-1] != campaigns.StateCompleted; got = e.sink.states("big") {
-		if time.Now().After(deadline) {
-			t.Fatalf("events %v", got)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 5*time.Second, "events of big from accepted to completed", func() ([]campaigns.State, bool) {
+		got := e.sink.states("big")
+		return got, got[0] == campaigns.StateAccepted && got[len(got)-1] == campaigns.StateCompleted
+	})
 }
 
 func TestTransientErrorsAreRetried(t *testing.T) {
@@ -317,22 +307,34 @@ func TestPermanentErrorsAndRefusedTargetsAreRecorded(t *testing.T) {
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
+// nthCall is a fakeProvider answer that lets every call through and
+// closes reached at the nth call (from 1): a test that must act right at
+// that call waits on the channel (a poll could come a few calls late).
+func nthCall(n int, reached chan struct{}) func(int, []string) ([]TargetResult, error) {
+	return func(call int, _ []string) ([]TargetResult, error) {
+		if call == n-1 {
+			close(reached)
+		}
+		return nil, nil
+	}
+}
+
 func TestCancelStopsUnsentBatches(t *testing.T) {
 	t.Parallel()
-	prov := &fakeProvider{delay: 20 * time.Millisecond}
+	third := make(chan struct{})
+	prov := &fakeProvider{delay: 20 * time.Millisecond, answer: nthCall(3, third)}
 	e := setup(t, Options{Provider: prov, Concurrency: 2, BatchWindow: 2, GroupSize: 2})
 	e.submit(t, &campaigns.Campaign{ID: "stop", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("s", 5000)}, time.Now())
-	for {
-		if calls, _ := prov.snapshot(); len(calls) >= 3 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
+	select {
+	case <-third:
+	case <-time.After(30 * time.Second):
+		t.Fatal("timed out after 30s waiting for 3 provider calls")
 	}
 	st, err := e.svc.Cancel(context.Background(), "stop")
 	if err != nil || st.Status != campaigns.StateCancelled {
 		t.Fatalf("cancel: %+v %v", st, err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // a window for batches the cancel failed to stop to go out
 	calls, _ := prov.snapshot()
 	if len(calls) > 8 {
 		t.Fatalf("%d calls after cancel (of 50 batches)", len(calls))
@@ -348,18 +350,16 @@ func TestPauseAndResume(t *testing.T) {
 	// one batch per task, two at a time: the 20 batches take ~0.5 s
 	e := setup(t, Options{Provider: prov, Concurrency: 2, BatchWindow: 2, GroupSize: 1})
 	e.submit(t, &campaigns.Campaign{ID: "hold", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("h", 2000)}, time.Now())
-	for {
-		if calls, _ := prov.snapshot(); len(calls) >= 2 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 30*time.Second, "2 provider calls", func() (int, bool) {
+		calls, _ := prov.snapshot()
+		return len(calls), len(calls) >= 2
+	})
 	if st, err := e.svc.Pause(context.Background(), "hold"); err != nil || st.Status != campaigns.StatePaused {
 		t.Fatalf("pause %+v %v", st, err)
 	}
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // the calls under way when it paused (50 ms each) end
 	before, _ := prov.snapshot()
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // a window in which a paused campaign must send nothing
 	after, _ := prov.snapshot()
 	if len(after) != len(before) {
 		t.Fatalf("sent while paused: %d → %d calls", len(before), len(after))
@@ -383,7 +383,7 @@ func TestDuplicateSubmitSendsNothingTwice(t *testing.T) {
 	if dup.Status != campaigns.StateDuplicate {
 		t.Fatalf("resubmit: %+v", dup)
 	}
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // a window for a second sending of the duplicate to show
 	_, counts := e.prov.snapshot()
 	for id, n := range counts {
 		if n != 1 {
@@ -416,7 +416,10 @@ func TestSmallCampaignOvertakesABigOne(t *testing.T) {
 	prov := &fakeProvider{delay: 5 * time.Millisecond}
 	e := setup(t, Options{Provider: prov, Concurrency: 4, GroupSize: 1})
 	e.submit(t, &campaigns.Campaign{ID: "huge", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("g", 20000)}, time.Now())
-	time.Sleep(100 * time.Millisecond)
+	testenv.WaitUntil(t, 30*time.Second, "the big campaign to be sending", func() bool {
+		calls, _ := prov.snapshot()
+		return len(calls) > 0
+	})
 	e.submit(t, &campaigns.Campaign{ID: "tiny", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("t", 50)}, time.Now())
 	e.waitFinal(t, "tiny", 30*time.Second)
 	st, _ := e.store.Status(context.Background(), "huge")
@@ -438,13 +441,10 @@ func TestDelayedStartIsNotEarly(t *testing.T) {
 		t.Fatalf("want scheduled, got %s", got.Status)
 	}
 	e.waitFinal(t, "later", 30*time.Second)
-	deadline := time.Now().Add(5 * time.Second)
-	for fmt.Sprint(e.sink.states("later")) != "[accepted scheduled running completed]" {
-		if time.Now().After(deadline) {
-			t.Fatalf("events %v", e.sink.states("later"))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 5*time.Second, "events of later: [accepted scheduled running completed]", func() (string, bool) {
+		got := fmt.Sprint(e.sink.states("later"))
+		return got, got == "[accepted scheduled running completed]"
+	})
 	calls, _ := e.prov.snapshot()
 	if len(calls) != 1 {
 		t.Fatalf("calls %d", len(calls))
@@ -608,13 +608,10 @@ func TestSendingStartsWhilePlanning(t *testing.T) {
 			t.Fatalf("%s pushed %d times", id, counts[id])
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for got := e.sink.states("stream"); got[len(got)-1] != campaigns.StateCompleted; got = e.sink.states("stream") {
-		if time.Now().After(deadline) {
-			t.Fatalf("events %v", got)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 5*time.Second, "events of stream to end completed", func() ([]campaigns.State, bool) {
+		got := e.sink.states("stream")
+		return got, got[len(got)-1] == campaigns.StateCompleted
+	})
 }
 
 // An audience with no valid id: the plan itself finishes the campaign.
@@ -631,13 +628,10 @@ func TestEmptyAudienceCompletes(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 	want := []campaigns.State{campaigns.StateAccepted, campaigns.StateRunning, campaigns.StateCompleted}
-	deadline := time.Now().Add(5 * time.Second)
-	for got := e.sink.states("empty"); !reflect.DeepEqual(got, want); got = e.sink.states("empty") {
-		if time.Now().After(deadline) {
-			t.Fatalf("events %v, want %v", got, want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 5*time.Second, fmt.Sprintf("events of empty: %v", want), func() ([]campaigns.State, bool) {
+		got := e.sink.states("empty")
+		return got, reflect.DeepEqual(got, want)
+	})
 }
 
 // deleteTasksUntilStuck deletes every waiting task of queue until none is
@@ -646,10 +640,7 @@ func TestEmptyAudienceCompletes(t *testing.T) {
 func deleteTasksUntilStuck(t testing.TB, insp *asynq.Inspector, queue string) (deleted int) {
 	t.Helper()
 	quiet := 0
-	for deadline := time.Now().Add(30 * time.Second); quiet < 10; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the campaign's tasks never stopped")
-		}
+	testenv.WaitUntil(t, 30*time.Second, "the campaign's tasks to stop", func() bool {
 		n := 0
 		for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){insp.ListPendingTasks, insp.ListScheduledTasks, insp.ListRetryTasks} {
 			tasks, _ := list(queue)
@@ -666,7 +657,8 @@ func deleteTasksUntilStuck(t testing.TB, insp *asynq.Inspector, queue string) (d
 		} else {
 			quiet = 0
 		}
-	}
+		return quiet >= 10
+	})
 	return deleted
 }
 
@@ -677,17 +669,17 @@ func deleteTasksUntilStuck(t testing.TB, insp *asynq.Inspector, queue string) (d
 // campaign completes with every target pushed once.
 func TestDuplicateOfAStuckCampaignQueuesItsWork(t *testing.T) {
 	t.Parallel()
-	prov := &fakeProvider{delay: 20 * time.Millisecond}
+	third := make(chan struct{})
+	prov := &fakeProvider{delay: 20 * time.Millisecond, answer: nthCall(3, third)}
 	e := setup(t, Options{Provider: prov, Concurrency: 2, BatchWindow: 2, GroupSize: 1, StallAfter: time.Hour})
 	mk := func() *campaigns.Campaign {
 		return &campaigns.Campaign{ID: "stuck", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("k", 3000)}
 	}
 	e.submit(t, mk(), time.Now())
-	for {
-		if calls, _ := prov.snapshot(); len(calls) >= 3 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
+	select {
+	case <-third:
+	case <-time.After(30 * time.Second):
+		t.Fatal("timed out after 30s waiting for 3 provider calls")
 	}
 	// Paused, its batch tasks come back only seconds later (retry), so
 	// none is active and all can be deleted; then it is running again,
@@ -700,7 +692,7 @@ func TestDuplicateOfAStuckCampaignQueuesItsWork(t *testing.T) {
 		t.Fatalf("back to running: %v %v", changed, err)
 	}
 	before, _ := prov.snapshot()
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // a window in which a stuck campaign must send nothing
 	after, _ := prov.snapshot()
 	st, err := e.store.Status(context.Background(), "stuck")
 	if err != nil || st.Status != campaigns.StateRunning || len(after) != len(before) || len(after) >= 30 {
@@ -742,21 +734,21 @@ func TestDuplicatesOfASendingCampaignEnqueueNothingTwice(t *testing.T) {
 	}
 	e.submit(t, mk(), time.Now())
 	dups := 0
-	for {
+	// a duplicate every poll until it is final
+	final := testenv.WaitFor(t, 30*time.Second, "campaign busy to be final", func() (campaigns.Status, bool) {
 		st, err := e.store.Status(context.Background(), "busy")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if st.Status.Final() {
-			break
+			return st, true
 		}
 		if d := e.submit(t, mk(), time.Now()); d.Status != campaigns.StateDuplicate {
 			t.Fatalf("resubmit: %+v", d)
 		}
 		dups++
-		time.Sleep(10 * time.Millisecond)
-	}
-	final := e.waitFinal(t, "busy", 30*time.Second)
+		return st, false
+	})
 	calls, counts := prov.snapshot()
 	if final.Status != campaigns.StateCompleted || final.Sent != 5000 || len(calls) != 50 {
 		t.Fatalf("final %+v, %d calls", final, len(calls))

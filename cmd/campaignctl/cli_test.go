@@ -75,7 +75,7 @@ func setup(t *testing.T) (string, jetstream.JetStream) {
 				total = -1 // marks an audience campaign
 			}
 			_ = pub.Publish(ctx, campaigns.Status{ID: c.ID, Status: campaigns.StateAccepted, TargetsTotal: total})
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(50 * time.Millisecond) // the fake campaign takes a while to run: a watcher sees it accepted first
 			_ = pub.Publish(ctx, campaigns.Status{ID: c.ID, Status: campaigns.StateRunning, TargetsTotal: 2, Sent: 1})
 			_ = pub.Publish(ctx, campaigns.Status{ID: c.ID, Status: campaigns.StateCompleted, TargetsTotal: 2, Sent: 2})
 		}

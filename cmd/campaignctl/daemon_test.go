@@ -67,18 +67,15 @@ func TestListAndSchedulesAgainstCampaignd(t *testing.T) {
 				"push_message": map[string]any{"title": "t", "content": "c"}}}}
 	})
 
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		code, out, errOut := runCLI(t, "-api", api, "list", "--status", "completed")
-		if code == 0 && strings.Contains(out, "cron-every-second-") && strings.Contains(out, "batch_push") {
-			t.Logf("campaignctl list:\n%s", out)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no completed cron campaign listed: exit %d\n%s%s", code, out, errOut)
-		}
-		time.Sleep(200 * time.Millisecond)
+	type result struct {
+		code        int
+		out, errOut string
 	}
+	listed := testenv.WaitFor(t, 15*time.Second, "a completed cron campaign listed by campaignctl list", func() (result, bool) {
+		code, out, errOut := runCLI(t, "-api", api, "list", "--status", "completed")
+		return result{code, out, errOut}, code == 0 && strings.Contains(out, "cron-every-second-") && strings.Contains(out, "batch_push")
+	})
+	t.Logf("campaignctl list:\n%s", listed.out)
 	code, out, errOut := runCLI(t, "-api", api, "schedules")
 	if code != 0 || !strings.Contains(out, "every-second") || !strings.Contains(out, "* * * * * *") || !strings.Contains(out, "cron-every-second-") {
 		t.Fatalf("campaignctl schedules: exit %d\n%s%s", code, out, errOut)

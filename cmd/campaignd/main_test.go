@@ -37,7 +37,7 @@ apps:
 	}
 	p := testenv.StartProc(t, bin+"/campaignd", []string{"-config", cfg, "-log-level", "info"},
 		[]string{fmt.Sprintf("CAMPAIGND_HTTP_ADDR=127.0.0.1:%d", testenv.FreePort(t))})
-	time.Sleep(3 * time.Second)
+	time.Sleep(3 * time.Second) // the 3 s in which it must say it once (then every 10 s)
 	if _, _, ok := p.Terminate(10 * time.Second); !ok {
 		t.Fatal("campaignd did not stop on SIGTERM while waiting for Redis")
 	}
@@ -113,23 +113,23 @@ schedules:
 		testenv.WaitHTTP(t, api+"/readyz")
 		procs = append(procs, p)
 	}
-	time.Sleep(3 * time.Second)
+	time.Sleep(3 * time.Second) // ticks of the first config fire on the real clock ("keep" is checked from 3 s before the reload)
 
 	// A config that does not validate is refused.
 	write(entry("keep", "not a cron"))
 	_ = procs[0].Cmd.Process.Signal(syscall.SIGHUP)
-	time.Sleep(500 * time.Millisecond)
-	if !strings.Contains(procs[0].Log(), "config reload refused") {
-		t.Fatalf("a bad config was not refused:\n%s", procs[0].Log())
-	}
+	testenv.WaitFor(t, 10*time.Second, "the bad config to be refused (config reload refused in the log)", func() (string, bool) {
+		log := procs[0].Log()
+		return log, strings.Contains(log, "config reload refused")
+	})
 
 	write(entry("keep", "*/2 * * * * *")+entry("change", "1/2 * * * * *")+entry("new", "*/2 * * * * *"), "worker: {concurrency: 7}\n")
 	_ = procs[0].Cmd.Process.Signal(syscall.SIGHUP)
 	reloadedA := time.Now()
-	time.Sleep(1300 * time.Millisecond)
+	time.Sleep(1300 * time.Millisecond) // the second process reloads a second and more later
 	_ = procs[1].Cmd.Process.Signal(syscall.SIGHUP)
 	reloadedB := time.Now()
-	time.Sleep(6 * time.Second)
+	time.Sleep(6 * time.Second) // ticks of the new config fire on the real clock
 	end := time.Now()
 
 	ticks := map[string][]time.Time{} // schedule → its fired ticks
@@ -212,11 +212,10 @@ apps:
 	}
 	p := testenv.StartProc(t, bin+"/campaignd", []string{"-config", cfg, "-log-level", "info", "-log-json"},
 		[]string{fmt.Sprintf("CAMPAIGND_HTTP_ADDR=127.0.0.1:%d", testenv.FreePort(t))})
-	time.Sleep(time.Second)
-	p.Terminate(10 * time.Second)
-	log := p.Log()
 	stamp := regexp.MustCompile(`"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d\d:\d\d)"`)
-	if !stamp.MatchString(log) {
-		t.Fatalf("no log time with milliseconds:\n%s", log)
-	}
+	testenv.WaitFor(t, 10*time.Second, "a log time with milliseconds", func() (string, bool) {
+		log := p.Log()
+		return log, stamp.MatchString(log)
+	})
+	p.Terminate(10 * time.Second)
 }

@@ -137,9 +137,9 @@ func appsRound(b *testing.B, bin string, cfg appsConfig, n, procs int) string {
 	}
 
 	// Idle: every app configured, nothing to do.
-	time.Sleep(3 * time.Second)
+	time.Sleep(3 * time.Second) // they settle after their start
 	idleMeter := newCPUMeter(names, pids)
-	time.Sleep(cfg.idle)
+	time.Sleep(cfg.idle) // the idle CPU is measured over this much real time
 	idle := 0.0
 	for _, name := range names {
 		idle += idleMeter.of(name)
@@ -187,17 +187,10 @@ func appsRound(b *testing.B, bin string, cfg appsConfig, n, procs int) string {
 	}
 	total := n * perApp
 	deadline := start.Add(time.Duration(4*cfg.seconds*float64(time.Second)) + 2*time.Minute)
-	var st pushsim.Stats
-	for {
-		st = testenv.SimStats(b, simURL)
-		if st.TotalPushes >= total {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%d of %d targets pushed by %s", st.TotalPushes, total, deadline.Sub(start))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	st := testenv.WaitFor(b, time.Until(deadline), fmt.Sprintf("%d targets pushed", total), func() (pushsim.Stats, bool) {
+		st := testenv.SimStats(b, simURL)
+		return st, st.TotalPushes >= total
+	})
 	cpu := 0.0
 	for _, name := range names {
 		cpu += runMeter.of(name)

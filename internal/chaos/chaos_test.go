@@ -165,20 +165,18 @@ func (w *world) launch() *proc {
 // that exited first fails the test with its log.
 func (w *world) ready(pr *proc) {
 	w.t.Helper()
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+	testenv.WaitFor(w.t, time.Minute, "campaignd to be ready (its log last)", func() (string, bool) {
 		if resp, err := httpc.Get(pr.api + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				break
+				return "", true
 			}
 		}
 		if pr.p.Exited() {
 			w.t.Fatalf("campaignd exited at start:\n%s", pr.p.Log())
 		}
-		if time.Now().After(deadline) {
-			w.t.Fatalf("campaignd not ready within a minute:\n%s", pr.p.Log())
-		}
-	}
+		return "\n" + pr.p.Log(), false
+	})
 	w.mu.Lock()
 	w.procs = append(w.procs, pr)
 	w.mu.Unlock()
@@ -226,17 +224,10 @@ func (w *world) waitCompleted(idFormat string, count, each int) (last campaigns.
 
 func (w *world) waitFinal(id string, within time.Duration) campaigns.Status {
 	w.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	return testenv.WaitFor(w.t, within, id+" to be final", func() (campaigns.Status, bool) {
 		st, ok := w.status(id)
-		if ok && st.Status.Final() {
-			return st
-		}
-		if time.Now().After(deadline) {
-			w.t.Fatalf("%s not final within %s: %+v (found %v)", id, within, st, ok)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return st, ok && st.Status.Final()
+	})
 }
 
 func (w *world) js() jetstream.JetStream {
@@ -267,36 +258,32 @@ func (w *world) submit(js jetstream.JetStream, id, prefix string, n int) {
 	body, _ := json.Marshal(map[string]any{"id": id, "kind": "batch_push",
 		"audience":     map[string]string{"bucket": "audiences", "object": id},
 		"push_message": map[string]string{"title": "chaos", "content": id}})
-	deadline := time.Now().Add(time.Minute)
-	for {
+	testenv.WaitFor(w.t, time.Minute, "JetStream to take campaign "+id, func() (error, bool) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := intake.UploadAudience(ctx, js, "audiences", id, bytes.NewReader(aud.Bytes()))
 		if err == nil {
 			_, err = js.Publish(ctx, "campaigns.submit", body, jetstream.WithMsgID(id))
 		}
 		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			w.t.Fatalf("publish %s: %v", id, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err, err == nil
+	})
 }
 
 func (w *world) waitPushes(n int) {
 	w.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for w.sim.Sim().Stats().TotalPushes < n {
-		if time.Now().After(deadline) {
+	reached := false
+	defer func() { // on the timeout too (Fatal runs it): the logs tell why
+		if !reached {
 			for _, p := range w.live() {
 				w.t.Logf("log of %s:\n%s", p.api, p.p.Log())
 			}
-			w.t.Fatalf("fewer than %d pushes within 20 s: %d", n, w.sim.Sim().Stats().TotalPushes)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	}()
+	testenv.WaitFor(w.t, 20*time.Second, fmt.Sprintf("%d pushes", n), func() (int, bool) {
+		got := w.sim.Sim().Stats().TotalPushes
+		return got, got >= n
+	})
+	reached = true
 }
 
 // healthWatch probes /healthz and /readyz of every live process every
@@ -452,7 +439,7 @@ func redisOutage(kill bool) func(t *testing.T, bin string) {
 		} else {
 			w.rd.Shutdown()
 		}
-		time.Sleep(3 * time.Second)
+		time.Sleep(3 * time.Second) // the outage lasts 3 s of real time
 		w.rd.Restart(t)
 		st := w.waitFinal("redis", 3*time.Minute)
 		w.finish(scenario, start, n, 0, st, campaigns.StateCompleted, "")
@@ -467,10 +454,10 @@ func natsRestart(t *testing.T, bin string) {
 	for i := range count {
 		if i == 15 {
 			w.ns.Stop()
-			go func() { time.Sleep(2 * time.Second); w.ns.Restart(t) }()
+			go func() { time.Sleep(2 * time.Second); w.ns.Restart(t) }() // NATS is down for 2 s of real time
 		}
 		w.submit(js, fmt.Sprintf("nats-%02d", i), fmt.Sprintf("n%02d", i), each)
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // paces the submits: some go while NATS is down
 	}
 	last, completed := w.waitCompleted("nats-%02d", count, each)
 	w.finish(scenario, start, count*each, 0, last, campaigns.StateCompleted, fmt.Sprintf("%d/%d campaigns completed once", completed, count))
@@ -483,7 +470,7 @@ func providerOutage(t *testing.T, bin string) {
 	w.waitPushes(5_000)
 	sim := w.sim.Sim()
 	sim.SetFaults(pushsim.Faults{ErrorRate: 1})
-	time.Sleep(8 * time.Second)
+	time.Sleep(8 * time.Second) // the provider outage lasts 8 s of real time
 	before := sim.Stats().TotalPushes
 	sim.SetFaults(pushsim.Faults{})
 	back := judge.FullRateAfter(sim, before, 80*100)
@@ -523,18 +510,15 @@ func archivedTask(t *testing.T, bin string) {
 	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: w.rd.Addr})
 	defer insp.Close()
 	archived := ""
-	for deadline := time.Now().Add(10 * time.Second); archived == ""; {
+	testenv.WaitUntil(t, 10*time.Second, "a waiting batch task to archive", func() bool {
 		for _, id := range []string{"arch:g:7", "arch:g:6", "arch:g:5"} {
 			if err := insp.ArchiveTask("default", id); err == nil {
 				archived = id
-				break
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("no waiting batch task to archive")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return false
+	})
 	st := w.waitFinal("arch", 3*time.Minute)
 	w.finish(scenario, start, n, 0, st, campaigns.StateCompleted, "archived "+archived)
 }
@@ -570,12 +554,12 @@ func lostCronTick(t *testing.T, bin string) {
 	first := start.Truncate(2 * time.Second).Add(4 * time.Second)
 	time.Sleep(time.Until(first.Add(3900 * time.Millisecond))) // just before a tick
 	w.live()[0].p.Kill()
-	time.Sleep(2 * time.Second)
+	time.Sleep(2 * time.Second) // a tick with one process fewer (ticks are on the real clock)
 	pid := w.rd.Pid()
 	_ = sigstop(pid)
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(1500 * time.Millisecond) // Redis hangs for 1.5 s of real time
 	_ = sigcont(pid)
-	time.Sleep(6 * time.Second)
+	time.Sleep(6 * time.Second) // three more ticks
 	last := time.Now().Truncate(2 * time.Second).Add(-2 * time.Second)
 	missing, fired := 0, 0
 	var st campaigns.Status

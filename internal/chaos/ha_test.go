@@ -85,16 +85,10 @@ func sentinelFailover(t *testing.T, bin string) {
 	// The replica is in sync before anything is written that matters
 	// (a full sync of a new replica comes a moment after it connects).
 	rc := replica.Client(t)
-	for deadline := time.Now().Add(20 * time.Second); ; {
+	testenv.WaitFor(t, 20*time.Second, "the replica to sync (master_link_status:up)", func() (string, bool) {
 		info, _ := rc.Info(context.Background(), "replication").Result()
-		if strings.Contains(info, "master_link_status:up") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the replica never synced: %s", info)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return info, strings.Contains(info, "master_link_status:up")
+	})
 	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinels[0]})
 	defer sc.Close()
 	ctx := context.Background()
@@ -105,16 +99,11 @@ func sentinelFailover(t *testing.T, bin string) {
 		}
 		return a[0] + ":" + a[1]
 	}
-	for deadline := time.Now().Add(20 * time.Second); ; {
+	testenv.WaitFor(t, 20*time.Second, "the sentinels to see the master "+master.Addr+" and its replica (master, replicas last)", func() (string, bool) {
 		reps, _ := sc.Replicas(ctx, "campaignd").Result()
-		if masterAddr() == master.Addr && len(reps) == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sentinels never saw the master and its replica: %q %v", masterAddr(), reps)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		a := masterAddr()
+		return fmt.Sprintf("%q %v", a, reps), a == master.Addr && len(reps) == 1
+	})
 	w := newWorld(t, bin, opts{procs: 2, rate: 100,
 		redisYAML: fmt.Sprintf(`redis: {sentinel: {master: campaignd, addrs: ["%s"]}}`, strings.Join(sentinels, `", "`))})
 	start := time.Now()
@@ -202,7 +191,7 @@ func natsNodeLost(t *testing.T, bin string, o testenv.NATSClusterOptions) {
 			busiest.Stop()
 		}
 		w.submit(js, fmt.Sprintf("natsha-%02d", i), fmt.Sprintf("h%02d", i), each)
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // paces the submits: some go after the node is down
 	}
 	last, completed := w.waitCompleted("natsha-%02d", count, each)
 	w.finish(scenario, start, count*each, 0, last, campaigns.StateCompleted, fmt.Sprintf("node %s shut down after 15 submits; %d/%d campaigns completed once", killed, completed, count))
@@ -259,16 +248,14 @@ func statusLeaderLost(t *testing.T, bin string, o testenv.NATSClusterOptions) {
 		t.Errorf("%d pushes in the 2 s after the status stream lost its leader (20 calls/s: about 4,000)", after-before)
 	}
 	st := w.waitFinal("leader", time.Minute) // from the API: Redis has it
+	// The nodes stay down 6 s of real time.
 	time.Sleep(time.Until(lost.Add(6 * time.Second)))
 	for _, i := range down {
 		cl.Nodes[i].Start(t)
 	}
 	back := time.Now()
-	var event campaigns.Status
-	for deadline := time.Now().Add(time.Minute); !event.Status.Final(); time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no final status event on the stream a minute after it came back: last %+v", event)
-		}
+	event := testenv.WaitFor(t, time.Minute, "a final status event on the stream after it came back", func() (campaigns.Status, bool) {
+		var event campaigns.Status
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		if s, err := js.Stream(ctx, intake.StreamStatus); err == nil {
 			if msg, err := s.GetLastMsgForSubject(ctx, intake.StatusSubject("leader")); err == nil {
@@ -276,7 +263,8 @@ func statusLeaderLost(t *testing.T, bin string, o testenv.NATSClusterOptions) {
 			}
 		}
 		cancel()
-	}
+		return event, event.Status.Final()
+	})
 	if event.Status != st.Status || event.Sent != m {
 		t.Errorf("final event %+v, status %+v", event, st)
 	}

@@ -123,19 +123,17 @@ apps:
 	// 1. Kill process 0 while the first campaign is being sent.
 	t.Logf("%s submit the first campaign", time.Now().Format(time.StampMicro))
 	submit("sending")
-	for deadline := time.Now().Add(time.Minute); sim.Sim().Stats().TotalPushes < 20_000; {
-		if time.Now().After(deadline) {
-			t.Fatalf("the first campaign did not start: %+v", sim.Sim().Stats())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, time.Minute, "the first campaign to make 20,000 pushes", func() (pushsim.Stats, bool) {
+		st := sim.Sim().Stats()
+		return st, st.TotalPushes >= 20_000
+	})
 	c.procs[0].Kill()
 	t.Logf("%s killed process 0 after %d pushes", time.Now().Format(time.StampMicro), sim.Sim().Stats().TotalPushes)
 
 	// 2. Kill process 1 just after the second campaign is published (while
 	// it is stored, planned, or its first batches are sent).
 	submit("planning")
-	time.Sleep(150 * time.Millisecond)
+	time.Sleep(150 * time.Millisecond) // the kill lands 150 ms in: while it is stored, planned or first sent
 	c.procs[1].Kill()
 	t.Logf("%s killed process 1 150 ms after publishing the second campaign (%d pushes so far)", time.Now().Format(time.StampMicro), sim.Sim().Stats().TotalPushes)
 
@@ -145,18 +143,12 @@ apps:
 	t.Logf("%s both processes running again", time.Now().Format(time.StampMicro))
 	deadline := time.Now().Add(5 * time.Minute)
 	for id, n := range sizes {
-		for {
+		st := testenv.WaitFor(t, time.Until(deadline), id+" to finish", func() (campaigns.Status, bool) {
 			st, ok := c.status(id)
-			if ok && st.Status.Final() {
-				if st.Status != campaigns.StateCompleted || st.Sent != int64(n) || st.TargetsTotal != int64(n) {
-					t.Fatalf("%s ended %+v", id, st)
-				}
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s not finished: %+v (found %v)", id, st, ok)
-			}
-			time.Sleep(200 * time.Millisecond)
+			return st, ok && st.Status.Final()
+		})
+		if st.Status != campaigns.StateCompleted || st.Sent != int64(n) || st.TargetsTotal != int64(n) {
+			t.Fatalf("%s ended %+v", id, st)
 		}
 		for i := 0; i < n; i++ {
 			if target := fmt.Sprintf("%s-%07d", id, i); sim.Sim().PushCount(target) == 0 {

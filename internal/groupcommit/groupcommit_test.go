@@ -136,9 +136,10 @@ func TestCallsDuringAFlushShareTheNext(t *testing.T) {
 		wg.Add(1)
 		go run(i)
 	}
-	for c.pendingCalls() != callers-1 {
-		time.Sleep(time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, fmt.Sprintf("%d calls pending", callers-1), func() (int, bool) {
+		n := c.pendingCalls()
+		return n, n == callers-1
+	})
 	close(h.hold)
 	wg.Wait()
 	if s, p, n := h.single.Load(), h.pipelines.Load(), h.piped.Load(); s != 1 || p != 1 || n != callers-1 {
@@ -173,9 +174,10 @@ func TestCallsAfterScriptFlush(t *testing.T) {
 		wg.Add(1)
 		go call()
 	}
-	for c.pendingCalls() != callers-1 {
-		time.Sleep(time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, fmt.Sprintf("%d calls pending", callers-1), func() (int, bool) {
+		n := c.pendingCalls()
+		return n, n == callers-1
+	})
 	close(h.hold)
 	wg.Wait()
 	if n, _ := other.Get(ctx, "k").Int(); n != callers {

@@ -100,17 +100,10 @@ func (e *env) span(st pushsim.Stats, app string) (calls int, sp pushsim.Span, ok
 // waitPushes waits until pushsim has n pushes in all, for at most within.
 func (e *env) waitPushes(t *testing.T, n int, within time.Duration) pushsim.Stats {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	return testenv.WaitFor(t, within, fmt.Sprintf("%d pushes", n), func() (pushsim.Stats, bool) {
 		st := testenv.SimStats(t, e.simURL)
-		if st.TotalPushes >= n {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d pushes after %s", st.TotalPushes, n, within)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return st, st.TotalPushes >= n
+	})
 }
 
 func ids(prefix string, n int) []string {
@@ -222,14 +215,10 @@ func TestOneAppsBacklogDoesNotDelayAnotherApp(t *testing.T) {
 	}
 	e.submit(t, "big", "a00", nil, "big.txt")
 	// The big campaign is sending, its batches queued.
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		if calls, _, _ := e.span(testenv.SimStats(t, e.simURL), "a00"); calls >= 20 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the big campaign did not start sending within a minute")
-		}
-	}
+	testenv.WaitFor(t, time.Minute, "the big campaign to make 20 calls", func() (int, bool) {
+		calls, _, _ := e.span(testenv.SimStats(t, e.simURL), "a00")
+		return calls, calls >= 20
+	})
 	busy := e.smallCampaign(t, "beside", 4)
 	t.Logf("the small campaign's first call: %s after its submit alone, %s beside the backlog", idle, busy)
 	if busy > idle+interval+300*time.Millisecond {
@@ -249,16 +238,10 @@ func (e *env) smallCampaign(t *testing.T, id string, before int) time.Duration {
 	t.Helper()
 	start := time.Now()
 	e.submit(t, "small-"+id, "a01", ids("small-"+id, 400), "")
-	for deadline := start.Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		st := testenv.SimStats(t, e.simURL)
-		calls, _, _ := e.span(st, "a01")
-		if calls >= before+4 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("small campaign %s: %d of 4 calls within 30 s", id, calls-before)
-		}
-	}
+	testenv.WaitFor(t, time.Until(start.Add(30*time.Second)), fmt.Sprintf("the 4 calls of small campaign %s (calls of a01 so far)", id), func() (int, bool) {
+		calls, _, _ := e.span(testenv.SimStats(t, e.simURL), "a01")
+		return calls, calls >= before+4
+	})
 	var at []time.Time
 	for _, target := range []string{"000000", "000100", "000200", "000300"} {
 		at = append(at, testenv.SimPushes(t, e.simURL, "small-"+id+"-"+target)...)

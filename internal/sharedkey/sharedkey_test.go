@@ -116,7 +116,7 @@ func (e *env) status(t *testing.T, id string) (st struct {
 func (e *env) checkThrottled(t *testing.T, id string) {
 	t.Helper()
 	note := regexp.MustCompile(`^push_single at [0-9.]+/s of 10: the provider refused [0-9]+ calls? in the last minute$`)
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+	testenv.WaitUntil(t, 20*time.Second, "the status to say the campaign runs below its limit", func() bool {
 		var st struct {
 			Throttled []struct {
 				Group   string  `json:"group"`
@@ -140,12 +140,10 @@ func (e *env) checkThrottled(t *testing.T, id string) {
 			if th.Group != "push_single" || th.Limit != 10 || th.Rate >= 10 || th.Refused < 1 || !note.MatchString(th.Note) {
 				t.Fatalf("throttled: %+v", st.Throttled)
 			}
-			break
+			return true
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the status never said the campaign runs below its limit")
-		}
-	}
+		return false
+	})
 	resp, err := http.Get(e.http[0] + "/campaigns/" + id)
 	if err != nil {
 		t.Fatal(err)
@@ -160,20 +158,19 @@ func (e *env) checkThrottled(t *testing.T, id string) {
 // waitFinal waits for the campaign's final status, for at most within.
 func (e *env) waitFinal(t *testing.T, id string, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	var ended string
+	var failed int
+	testenv.WaitFor(t, within, "campaign "+id+" to end (its status, and sent, last)", func() (string, bool) {
 		st := e.status(t, id)
 		switch st.Status {
 		case "completed", "partially_failed", "failed", "cancelled", "expired":
-			if st.Status != "completed" || st.Failed != 0 {
-				t.Fatalf("campaign %s ended %s with %d failed, want completed with 0", id, st.Status, st.Failed)
-			}
-			return
+			ended, failed = st.Status, st.Failed
+			return st.Status, true
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("campaign %s still %s after %s (%d sent)", id, st.Status, within, st.Sent)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return fmt.Sprintf("%s, %d sent", st.Status, st.Sent), false
+	})
+	if ended != "completed" || failed != 0 {
+		t.Fatalf("campaign %s ended %s with %d failed, want completed with 0", id, ended, failed)
 	}
 }
 
@@ -376,7 +373,7 @@ func TestAnotherClientOnTheKey(t *testing.T) {
 	e := setup(t, real, real, 1, "")
 	r := e.sampleRefusals(t)
 	f := e.startForeign(t, foreignRate)
-	time.Sleep(2 * time.Second)
+	time.Sleep(2 * time.Second) // the other client has sent for 2 s of real time before campaignd starts
 	e.submit(t, "beside", n)
 	e.checkThrottled(t, "beside")
 	e.waitFinal(t, "beside", 2*time.Minute)
@@ -429,25 +426,22 @@ func TestTheFullLimitComesBackWhenTheOtherClientStops(t *testing.T) {
 	f := e.startForeign(t, foreignRate)
 	e.submit(t, "recover", n)
 	// Sharing: the effective rate falls below the limit.
-	for deadline := time.Now().Add(30 * time.Second); e.effective(t) >= real; time.Sleep(200 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the effective rate never fell below the limit beside the other client")
-		}
-	}
-	time.Sleep(8 * time.Second)
+	testenv.WaitFor(t, 30*time.Second, "the effective rate to fall below the limit beside the other client", func() (float64, bool) {
+		r := e.effective(t)
+		return r, r < real
+	})
+	time.Sleep(8 * time.Second) // it shares the key for 8 s of real time
 	low := e.effective(t)
 	f.halt()
 	stopped := time.Now()
-	for e.effective(t) < real {
-		if time.Since(stopped) > 35*time.Second {
-			t.Fatalf("the effective rate is %.2f/s 35 s after the other client stopped, want back at %g", e.effective(t), real)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 35*time.Second, fmt.Sprintf("the effective rate to be back at %g/s after the other client stopped", real), func() (float64, bool) {
+		r := e.effective(t)
+		return r, r >= real
+	})
 	back := time.Since(stopped)
 	// and it sends at it: pushsim's count of the key's calls over 3 s.
 	c0 := testenv.SimStats(t, e.simURL).Calls[key]
-	time.Sleep(3 * time.Second)
+	time.Sleep(3 * time.Second) // the rate is measured over 3 s of real time
 	c1 := testenv.SimStats(t, e.simURL).Calls[key]
 	got := float64(c1-c0) / 3
 	t.Logf("beside the other client %.2f/s; back at %g/s %s after it stopped; then %.2f calls/s", low, real, back.Round(100*time.Millisecond), got)

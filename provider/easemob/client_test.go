@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/campaignd/campaignd/internal/clock"
+	"github.com/campaignd/campaignd/internal/testenv"
 	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/pushsim"
 )
@@ -432,24 +433,13 @@ func TestTokenRefreshedBeforeExpiry(t *testing.T) {
 	}
 	e.clk.Advance(2 * time.Second)
 	call() // sent with the still-valid token; its successor is fetched in the background
-	waitFor(t, func() bool { return e.gate.count(provider.GroupToken) == 2 }, "the background refresh after 80% of the token's life")
+	testenv.WaitUntil(t, 5*time.Second, "the background refresh after 80% of the token's life", func() bool { return e.gate.count(provider.GroupToken) == 2 })
 	call()
 	if got := e.gate.count(provider.GroupToken); got != 2 {
 		t.Fatalf("token fetched %d times after 80%% of its life, want 2", got)
 	}
 	if st := e.sim.Sim().Stats(); st.Statuses[401] != 0 {
 		t.Errorf("a refreshed token should avoid every 401, got %d", st.Statuses[401])
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -538,7 +528,7 @@ func TestLate401UsesTheTokenAlreadyReplaced(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		if bytes.Contains(body, []byte(`"slow"`)) {
-			time.Sleep(300 * time.Millisecond)
+			time.Sleep(300 * time.Millisecond) // a slow answer: its request is still out while the other's is answered
 		}
 		w.WriteHeader(resp.StatusCode)
 		_, _ = io.Copy(w, resp.Body)
