@@ -63,28 +63,27 @@ func ref(m string) worker.TaskRef {
 	return worker.TaskRef{ID: id, Broadcast: k == ratelimit.TaskBroadcast}
 }
 
-func (q *taskQueues) Enqueue(ctx context.Context, app string, t worker.TaskRef, prio int, submitted time.Time) error {
+// on runs f on app's task window.
+func (q *taskQueues) on(app string, f func(*ratelimit.TaskWindow) error) error {
 	tw, err := q.tw(app)
 	if err != nil {
 		return err
 	}
-	return tw.Enqueue(ctx, app, member(t), ratelimit.TaskScore(prio, submitted))
+	return f(tw)
+}
+
+func (q *taskQueues) Enqueue(ctx context.Context, app string, t worker.TaskRef, prio int, submitted time.Time) error {
+	return q.on(app, func(tw *ratelimit.TaskWindow) error {
+		return tw.Enqueue(ctx, app, member(t), ratelimit.TaskScore(prio, submitted))
+	})
 }
 
 func (q *taskQueues) Remove(ctx context.Context, app string, t worker.TaskRef) error {
-	tw, err := q.tw(app)
-	if err != nil {
-		return err
-	}
-	return tw.Remove(ctx, app, member(t))
+	return q.on(app, func(tw *ratelimit.TaskWindow) error { return tw.Remove(ctx, app, member(t)) })
 }
 
 func (q *taskQueues) Hold(ctx context.Context, app string, t worker.TaskRef, hold bool) error {
-	tw, err := q.tw(app)
-	if err != nil {
-		return err
-	}
-	return tw.Hold(ctx, app, member(t), hold)
+	return q.on(app, func(tw *ratelimit.TaskWindow) error { return tw.Hold(ctx, app, member(t), hold) })
 }
 
 func (q *taskQueues) Dispatch(ctx context.Context, app string) (worker.TaskRef, bool, time.Duration, error) {
@@ -100,19 +99,11 @@ func (q *taskQueues) Dispatch(ctx context.Context, app string) (worker.TaskRef, 
 }
 
 func (q *taskQueues) Confirm(ctx context.Context, app string, t worker.TaskRef) error {
-	tw, err := q.tw(app)
-	if err != nil {
-		return err
-	}
-	return tw.Confirm(ctx, app, member(t))
+	return q.on(app, func(tw *ratelimit.TaskWindow) error { return tw.Confirm(ctx, app, member(t)) })
 }
 
 func (q *taskQueues) Undo(ctx context.Context, app string, t worker.TaskRef, requeue bool) error {
-	tw, err := q.tw(app)
-	if err != nil {
-		return err
-	}
-	return tw.Undo(ctx, app, member(t), requeue)
+	return q.on(app, func(tw *ratelimit.TaskWindow) error { return tw.Undo(ctx, app, member(t), requeue) })
 }
 
 // Block holds the app's creations; by default for the soonest a task the

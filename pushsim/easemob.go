@@ -698,32 +698,32 @@ func (s *Sim) members(c *emCall) ([]string, bool) {
 }
 
 func (s *Sim) emMembersAdd(c *emCall) {
-	users, ok := s.members(c)
-	if !ok {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	l := c.labelLocked()
-	if l == nil {
-		return
-	}
-	success, fail := []string{}, map[string]string{}
-	for _, u := range users {
+	s.emMembersEdit(c, func(l *label, u string) string {
 		if !knownID(u) {
-			fail[u] = "user not exists"
-			continue
+			return "user not exists"
 		}
 		if _, in := l.members[u]; !in {
 			l.members[u] = c.now.UnixMilli()
 		}
 		c.app.user(u, c.now)
-		success = append(success, u)
-	}
-	c.ok(map[string]any{"data": map[string]any{"success": success, "fail": fail}})
+		return ""
+	})
 }
 
 func (s *Sim) emMembersRemove(c *emCall) {
+	s.emMembersEdit(c, func(l *label, u string) string {
+		if _, in := l.members[u]; !in {
+			return "user not in label"
+		}
+		delete(l.members, u)
+		return ""
+	})
+}
+
+// emMembersEdit runs edit (under the lock) for each user of a member add
+// or remove call on its label, and answers with the users edit succeeded
+// for and, for the others, the reason it gave.
+func (s *Sim) emMembersEdit(c *emCall, edit func(l *label, user string) (reason string)) {
 	users, ok := s.members(c)
 	if !ok {
 		return
@@ -736,11 +736,10 @@ func (s *Sim) emMembersRemove(c *emCall) {
 	}
 	success, fail := []string{}, map[string]string{}
 	for _, u := range users {
-		if _, in := l.members[u]; !in {
-			fail[u] = "user not in label"
+		if reason := edit(l, u); reason != "" {
+			fail[u] = reason
 			continue
 		}
-		delete(l.members, u)
 		success = append(success, u)
 	}
 	c.ok(map[string]any{"data": map[string]any{"success": success, "fail": fail}})
@@ -791,25 +790,23 @@ type userBody struct {
 
 // check applies 001's rules to the fields given, in order.
 func (b *userBody) check() error {
-	if b.Nickname != nil {
-		if err := checkNickname(*b.Nickname); err != nil {
-			return err
-		}
+	hour := func(field string) func(flexInt) error {
+		return func(v flexInt) error { return checkDNDHour(field, int(v)) }
 	}
-	if b.Style != nil {
-		if err := checkDisplayStyle(int(*b.Style)); err != nil {
-			return err
-		}
+	return firstError(
+		given(b.Nickname, checkNickname),
+		given(b.Style, func(v flexInt) error { return checkDisplayStyle(int(v)) }),
+		given(b.DNDStart, hour("notification_no_disturbing_start")),
+		given(b.DNDEnd, hour("notification_no_disturbing_end")),
+	)
+}
+
+// given checks *v with check when the field was given (v not nil).
+func given[T any](v *T, check func(T) error) error {
+	if v == nil {
+		return nil
 	}
-	if b.DNDStart != nil {
-		if err := checkDNDHour("notification_no_disturbing_start", int(*b.DNDStart)); err != nil {
-			return err
-		}
-	}
-	if b.DNDEnd != nil {
-		return checkDNDHour("notification_no_disturbing_end", int(*b.DNDEnd))
-	}
-	return nil
+	return check(*v)
 }
 
 func (s *Sim) emUserPut(c *emCall) {
@@ -857,20 +854,11 @@ type modeBody struct {
 
 // check applies 001's rules to the fields given, in order.
 func (b *modeBody) check() error {
-	if b.Type != nil {
-		if err := checkNotifyType(*b.Type); err != nil {
-			return err
-		}
-	}
-	if b.IgnoreInterval != nil {
-		if err := checkIgnoreInterval(*b.IgnoreInterval); err != nil {
-			return err
-		}
-	}
-	if b.IgnoreDuration != nil {
-		return checkIgnoreDuration(*b.IgnoreDuration)
-	}
-	return nil
+	return firstError(
+		given(b.Type, checkNotifyType),
+		given(b.IgnoreInterval, checkIgnoreInterval),
+		given(b.IgnoreDuration, checkIgnoreDuration),
+	)
 }
 
 // modeKey is the chat a mode call names, "chattype/key", once its chattype

@@ -274,15 +274,6 @@ func boolSet(m map[string]map[string]bool) map[string]bool {
 	return out
 }
 
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // deviceTags reads a device body's tags (004 Establecer el alias y la
 // etiqueta del dispositivo): an object {add, remove} of tag lists, or "" to
 // clear every tag.

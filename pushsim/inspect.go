@@ -1,8 +1,9 @@
 package pushsim
 
 import (
+	"maps"
 	"net/http"
-	"sort"
+	"slices"
 	"time"
 )
 
@@ -49,19 +50,21 @@ type TemplateInfo struct {
 
 func msTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
 
+// sortedKeys is m's keys in order, an empty list (never nil: JSON []) for
+// an empty map.
+func sortedKeys[V any](m map[string]V) []string {
+	return append([]string{}, slices.Sorted(maps.Keys(m))...)
+}
+
 // Labels returns the names of the labels of Easemob app org/app, sorted
 // (empty for an app never called).
 func (s *Sim) Labels(org, app string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := []string{}
 	if a := s.easemob[easemobKey(org, app)]; a != nil {
-		for n := range a.labels {
-			out = append(out, n)
-		}
+		return sortedKeys(a.labels)
 	}
-	sort.Strings(out)
-	return out
+	return []string{}
 }
 
 // Label returns the label name of Easemob app org/app; false if there is none.
@@ -73,11 +76,7 @@ func (s *Sim) Label(org, app, name string) (LabelInfo, bool) {
 		return LabelInfo{}, false
 	}
 	l := a.labels[name]
-	members := make([]string, 0, len(l.members))
-	for u := range l.members {
-		members = append(members, u)
-	}
-	sort.Strings(members)
+	members := sortedKeys(l.members)
 	return LabelInfo{Name: l.Name, Description: l.Description, CreatedAt: msTime(l.CreatedAt),
 		Members: members, Count: len(members)}, true
 }
@@ -109,14 +108,10 @@ func (s *Sim) UserSettings(org, app, user string) (UserSettingsInfo, bool) {
 func (s *Sim) Templates(org, app string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := []string{}
 	if a := s.easemob[easemobKey(org, app)]; a != nil {
-		for n := range a.templates {
-			out = append(out, n)
-		}
+		return sortedKeys(a.templates)
 	}
-	sort.Strings(out)
-	return out
+	return []string{}
 }
 
 // Template returns the push template name of Easemob app org/app; false if
@@ -165,6 +160,15 @@ func notFound(w http.ResponseWriter, what string) {
 	writeJSON(w, http.StatusNotFound, map[string]string{"error": what + " not found"})
 }
 
+// answerFound answers v, or 404 naming what when it was not found.
+func answerFound[T any](w http.ResponseWriter, what string, v T, found bool) {
+	if !found {
+		notFound(w, what)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
 // serveInspect answers the GET /_sim/ state paths; it reports false for a
 // path it does not know.
 func (s *Sim) serveInspect(w http.ResponseWriter, r *http.Request) bool {
@@ -175,19 +179,13 @@ func (s *Sim) serveInspect(w http.ResponseWriter, r *http.Request) bool {
 		}
 	case "/_sim/label":
 		if p, ok := queryParams(w, r, "org", "app", "name"); ok {
-			if l, found := s.Label(p[0], p[1], p[2]); found {
-				writeJSON(w, http.StatusOK, l)
-			} else {
-				notFound(w, "label")
-			}
+			v, found := s.Label(p[0], p[1], p[2])
+			answerFound(w, "label", v, found)
 		}
 	case "/_sim/user":
 		if p, ok := queryParams(w, r, "org", "app", "user"); ok {
-			if u, found := s.UserSettings(p[0], p[1], p[2]); found {
-				writeJSON(w, http.StatusOK, u)
-			} else {
-				notFound(w, "user settings")
-			}
+			v, found := s.UserSettings(p[0], p[1], p[2])
+			answerFound(w, "user settings", v, found)
 		}
 	case "/_sim/templates":
 		if p, ok := queryParams(w, r, "org", "app"); ok {
@@ -195,11 +193,8 @@ func (s *Sim) serveInspect(w http.ResponseWriter, r *http.Request) bool {
 		}
 	case "/_sim/template":
 		if p, ok := queryParams(w, r, "org", "app", "name"); ok {
-			if t, found := s.Template(p[0], p[1], p[2]); found {
-				writeJSON(w, http.StatusOK, t)
-			} else {
-				notFound(w, "template")
-			}
+			v, found := s.Template(p[0], p[1], p[2])
+			answerFound(w, "template", v, found)
 		}
 	case "/_sim/tag":
 		if p, ok := queryParams(w, r, "app_key", "tag"); ok {

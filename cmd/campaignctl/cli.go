@@ -539,12 +539,18 @@ func bar(st campaigns.Status, width int) string {
 		strings.Repeat("#", n), strings.Repeat(".", width-n), 100*frac, done, total, st.Sent, st.Failed, st.BatchesDone, st.BatchesTotal, st.Status)
 }
 
-func (c *cli) watch(ctx context.Context, args []string) (int, error) {
-	id, err := oneID(args)
-	if err != nil {
-		return exitOther, err
+// connectFor reads the one campaign id of a command's args and connects
+// to NATS for it; the caller closes nc.
+func (c *cli) connectFor(args []string) (id string, nc *nats.Conn, js jetstream.JetStream, err error) {
+	if id, err = oneID(args); err != nil {
+		return "", nil, nil, err
 	}
-	nc, js, err := c.connect()
+	nc, js, err = c.connect()
+	return id, nc, js, err
+}
+
+func (c *cli) watch(ctx context.Context, args []string) (int, error) {
+	id, nc, js, err := c.connectFor(args)
 	if err != nil {
 		return exitOther, err
 	}
@@ -579,11 +585,7 @@ func (c *cli) watch(ctx context.Context, args []string) (int, error) {
 }
 
 func (c *cli) command(ctx context.Context, verb string, args []string) (int, error) {
-	id, err := oneID(args)
-	if err != nil {
-		return exitOther, err
-	}
-	nc, js, err := c.connect()
+	id, nc, js, err := c.connectFor(args)
 	if err != nil {
 		return exitOther, err
 	}

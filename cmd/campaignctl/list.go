@@ -44,6 +44,26 @@ type listing struct {
 	Next      string             `json:"next,omitempty"`
 }
 
+// parseFlags parses a subcommand's flags, which take no arguments beside
+// them. done is true when the command ends here: -h printed usage (exit
+// 0), or the flags were wrong (code and err say how).
+func (c *cli) parseFlags(fs *flag.FlagSet, usage string, args []string) (code int, done bool, err error) {
+	fs.Usage = func() {
+		fmt.Fprint(c.errw, usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, true, nil
+		}
+		return exitOther, true, err
+	}
+	if fs.NArg() > 0 {
+		return exitOther, true, fmt.Errorf("%s: unexpected %q (see campaignctl %s -h)", fs.Name(), fs.Arg(0), fs.Name())
+	}
+	return 0, false, nil
+}
+
 func (c *cli) list(ctx context.Context, args []string) (int, error) {
 	fs := flag.NewFlagSet("list", flag.ContinueOnError)
 	fs.SetOutput(c.errw)
@@ -51,18 +71,8 @@ func (c *cli) list(ctx context.Context, args []string) (int, error) {
 	limit := fs.Int("limit", 50, "how many campaigns at most")
 	asJSON := fs.Bool("json", false, "print JSON for scripts instead of the table")
 	cursor := fs.String("cursor", "", "start after this point (a \"next\" printed with --json)")
-	fs.Usage = func() {
-		fmt.Fprint(c.errw, listUsage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK, nil
-		}
-		return exitOther, err
-	}
-	if fs.NArg() > 0 {
-		return exitOther, fmt.Errorf("list: unexpected %q (see campaignctl list -h)", fs.Arg(0))
+	if code, done, err := c.parseFlags(fs, listUsage, args); done {
+		return code, err
 	}
 	if *limit < 1 {
 		return exitOther, errors.New("list: --limit must be at least 1")

@@ -58,18 +58,8 @@ func (c *cli) schedules(ctx context.Context, args []string) (int, error) {
 	fs := flag.NewFlagSet("schedules", flag.ContinueOnError)
 	fs.SetOutput(c.errw)
 	asJSON := fs.Bool("json", false, "print JSON for scripts instead of the table")
-	fs.Usage = func() {
-		fmt.Fprint(c.errw, schedulesUsage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK, nil
-		}
-		return exitOther, err
-	}
-	if fs.NArg() > 0 {
-		return exitOther, fmt.Errorf("schedules: unexpected %q (see campaignctl schedules -h)", fs.Arg(0))
+	if code, done, err := c.parseFlags(fs, schedulesUsage, args); done {
+		return code, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
