@@ -31,6 +31,7 @@ import (
 	"github.com/campaignd/campaignd/metrics"
 	"github.com/campaignd/campaignd/ratelimit"
 	"github.com/campaignd/campaignd/scheduler"
+	"github.com/campaignd/campaignd/statusq"
 	"github.com/campaignd/campaignd/store"
 	"github.com/campaignd/campaignd/worker"
 )
@@ -207,7 +208,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 	// waits for the status stream (a stream without a leader, NATS
 	// reconnecting); rejections are published by intake itself, before it
 	// terminates their message. Close (before NATS is drained) flushes it.
-	statusQ := worker.NewStatusQueue(pub, worker.StatusQueueOptions{Logger: d.log, Counters: m, Clock: d.clk})
+	statusQ := statusq.New(pub, statusq.Options{Logger: d.log, Counters: m, Clock: d.clk})
 	statusQ.Start()
 	d.stop = append(d.stop, func() { statusQ.Close(statusFlush) })
 	aud := intake.NewAudienceStore(d.js, intake.AudienceOptions{})

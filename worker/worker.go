@@ -64,7 +64,7 @@ type TargetResult struct {
 }
 
 // StatusSink publishes status events (campaigns.status.<id>). The daemon
-// gives the Service a StatusQueue in front of the JetStream publisher, so
+// gives the Service a statusq.Queue in front of the JetStream publisher, so
 // that publishing never holds up sending.
 type StatusSink interface {
 	Publish(ctx context.Context, st campaigns.Status) error

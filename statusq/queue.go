@@ -1,4 +1,7 @@
-package worker
+// Package statusq is the ordered, bounded, retrying publisher in front of
+// campaignd's status events: the worker and the intake hand it a status
+// and go on; it publishes each campaign's events in order on the sink.
+package statusq
 
 import (
 	"cmp"
@@ -15,7 +18,13 @@ import (
 	"github.com/campaignd/campaignd/internal/optcheck"
 )
 
-// StatusQueue is a StatusSink that never makes its caller wait: Publish
+// Sink publishes a status event (campaigns.status.<id>): the JetStream
+// publisher, which waits for the stream's ack.
+type Sink interface {
+	Publish(ctx context.Context, st campaigns.Status) error
+}
+
+// Queue is a Sink that never makes its caller wait: Publish
 // queues the event and returns at once, and a few goroutines hand the
 // events to the underlying sink (a JetStream publish that waits for the
 // stream's ack).
@@ -40,9 +49,9 @@ import (
 //   - Close flushes for a bounded time, then drops what is left.
 //
 // The events outlive the caller's context: Publish ignores it.
-type StatusQueue struct {
-	sink StatusSink
-	o    StatusQueueOptions
+type Queue struct {
+	sink Sink
+	o    Options
 	log  zerolog.Logger
 
 	mu      sync.Mutex
@@ -61,8 +70,8 @@ type StatusQueue struct {
 	wg     sync.WaitGroup
 }
 
-// StatusQueueOptions configure a StatusQueue.
-type StatusQueueOptions struct {
+// Options configure a Queue.
+type Options struct {
 	Capacity       int           // events waiting at most (finals excepted); default 10,000
 	Workers        int           // campaigns published at once; default 4
 	RetryFor       time.Duration // how long an event is retried from its first attempt; default 2m
@@ -70,20 +79,20 @@ type StatusQueueOptions struct {
 	MinBackoff     time.Duration // first wait after a failure; default 100ms
 	MaxBackoff     time.Duration // longest wait between attempts; default 5s
 	Logger         zerolog.Logger
-	Counters       StatusCounters // optional
-	Clock          clock.Clock    // default the wall clock
+	Counters       Counters    // optional
+	Clock          clock.Clock // default the wall clock
 }
 
-// StatusCounters receives the queue's figures for /metrics.
-type StatusCounters interface {
+// Counters receives the queue's figures for /metrics.
+type Counters interface {
 	StatusEventDropped(reason string) // "full", "retries", "shutdown"
 	StatusEventsPending(n int)        // events waiting or in flight
 }
 
-type noStatusCounters struct{}
+type noCounters struct{}
 
-func (noStatusCounters) StatusEventDropped(string) {}
-func (noStatusCounters) StatusEventsPending(int)   {}
+func (noCounters) StatusEventDropped(string) {}
+func (noCounters) StatusEventsPending(int)   {}
 
 // Drop reasons.
 const (
@@ -92,8 +101,8 @@ const (
 	DropShutdown = "shutdown" // still waiting when Close's flush time ran out
 )
 
-// ErrStatusQueueClosed is Publish's answer after Close.
-var ErrStatusQueueClosed = errors.New("worker: status queue closed")
+// ErrClosed is Publish's answer after Close.
+var ErrClosed = errors.New("statusq: queue closed")
 
 type eventClass int
 
@@ -119,7 +128,7 @@ type campaignEvents struct {
 
 // WithDefaults returns a copy of o with every zero field set to its
 // default (see each field).
-func (o StatusQueueOptions) WithDefaults() StatusQueueOptions {
+func (o Options) WithDefaults() Options {
 	o.Capacity = cmp.Or(o.Capacity, 10_000)
 	o.Workers = cmp.Or(o.Workers, 4)
 	o.RetryFor = cmp.Or(o.RetryFor, 2*time.Minute)
@@ -127,7 +136,7 @@ func (o StatusQueueOptions) WithDefaults() StatusQueueOptions {
 	o.MinBackoff = cmp.Or(o.MinBackoff, 100*time.Millisecond)
 	o.MaxBackoff = cmp.Or(o.MaxBackoff, 5*time.Second)
 	if o.Counters == nil {
-		o.Counters = noStatusCounters{}
+		o.Counters = noCounters{}
 	}
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
@@ -137,8 +146,8 @@ func (o StatusQueueOptions) WithDefaults() StatusQueueOptions {
 
 // validate reports the fields out of range of options whose defaults are
 // filled in; it changes nothing.
-func (o StatusQueueOptions) validate() error {
-	c := optcheck.New("worker: StatusQueueOptions")
+func (o Options) validate() error {
+	c := optcheck.New("statusq: Options")
 	c.Check("Capacity", o.Capacity > 0, o.Capacity)
 	c.Check("Workers", o.Workers > 0, o.Workers)
 	c.Check("RetryFor", o.RetryFor > 0, o.RetryFor)
@@ -148,21 +157,21 @@ func (o StatusQueueOptions) validate() error {
 	return c.Err()
 }
 
-// NewStatusQueue returns a queue in front of sink. Start starts its
+// New returns a queue in front of sink. Start starts its
 // publishers; events queued before are kept.
-func NewStatusQueue(sink StatusSink, o StatusQueueOptions) *StatusQueue {
+func New(sink Sink, o Options) *Queue {
 	o = o.WithDefaults()
 	if err := o.validate(); err != nil {
 		panic(err)
 	}
-	q := &StatusQueue{sink: sink, o: o, log: o.Logger, camps: map[string]*campaignEvents{}, last: map[string]campaigns.State{}}
+	q := &Queue{sink: sink, o: o, log: o.Logger, camps: map[string]*campaignEvents{}, last: map[string]campaigns.State{}}
 	q.cond = sync.NewCond(&q.mu)
 	q.ctx, q.cancel = context.WithCancel(context.Background())
 	return q
 }
 
 // Start starts the publishers.
-func (q *StatusQueue) Start() {
+func (q *Queue) Start() {
 	for range q.o.Workers {
 		q.wg.Add(1)
 		go q.run()
@@ -170,12 +179,12 @@ func (q *StatusQueue) Start() {
 }
 
 // Publish queues st and returns at once.
-func (q *StatusQueue) Publish(_ context.Context, st campaigns.Status) error {
+func (q *Queue) Publish(_ context.Context, st campaigns.Status) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
 		q.o.Counters.StatusEventDropped(DropShutdown)
-		return ErrStatusQueueClosed
+		return ErrClosed
 	}
 	class := q.classify(st)
 	c := q.camps[st.ID]
@@ -217,7 +226,7 @@ func (q *StatusQueue) Publish(_ context.Context, st campaigns.Status) error {
 
 // classify tells a progress event (the campaign's previous event had the
 // same status) from a state change or an answer, and a final state.
-func (q *StatusQueue) classify(st campaigns.Status) eventClass {
+func (q *Queue) classify(st campaigns.Status) eventClass {
 	if st.Status.Final() {
 		delete(q.last, st.ID)
 		return classFinal
@@ -239,7 +248,7 @@ func (q *StatusQueue) classify(st campaigns.Status) eventClass {
 // makeRoom drops the oldest waiting progress event, or else the oldest
 // waiting non-final one, for an event of class c; false if the new event
 // itself is the one to drop. A final event always gets in.
-func (q *StatusQueue) makeRoom(c eventClass) bool {
+func (q *Queue) makeRoom(c eventClass) bool {
 	for _, victim := range []eventClass{classProgress, classState} {
 		if victim > c && c != classFinal {
 			break
@@ -257,7 +266,7 @@ func (q *StatusQueue) makeRoom(c eventClass) bool {
 }
 
 // remove takes a waiting event out of the queue (not the one in flight).
-func (q *StatusQueue) remove(ev *queuedEvent) {
+func (q *Queue) remove(ev *queuedEvent) {
 	q.byClass[ev.class].Remove(ev.elem)
 	c := ev.camp
 	for i, e := range c.events {
@@ -277,7 +286,7 @@ func (q *StatusQueue) remove(ev *queuedEvent) {
 }
 
 // take waits for a campaign whose turn it is and takes its oldest event.
-func (q *StatusQueue) take() (*queuedEvent, bool) {
+func (q *Queue) take() (*queuedEvent, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for q.ready.Len() == 0 && !q.stopped {
@@ -298,7 +307,7 @@ func (q *StatusQueue) take() (*queuedEvent, bool) {
 }
 
 // done ends an event's turn: its campaign's next event may go.
-func (q *StatusQueue) done(ev *queuedEvent) {
+func (q *Queue) done(ev *queuedEvent) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	c := ev.camp
@@ -316,7 +325,7 @@ func (q *StatusQueue) done(ev *queuedEvent) {
 	}
 }
 
-func (q *StatusQueue) run() {
+func (q *Queue) run() {
 	defer q.wg.Done()
 	for {
 		ev, ok := q.take()
@@ -329,7 +338,7 @@ func (q *StatusQueue) run() {
 }
 
 // send publishes one event, retrying with backoff for up to RetryFor.
-func (q *StatusQueue) send(ev *queuedEvent) {
+func (q *Queue) send(ev *queuedEvent) {
 	first := q.o.Clock.Now()
 	wait := q.o.MinBackoff
 	for attempt := 1; ; attempt++ {
@@ -367,7 +376,7 @@ func (q *StatusQueue) send(ev *queuedEvent) {
 }
 
 // Pending is how many events wait or are being published.
-func (q *StatusQueue) Pending() int {
+func (q *Queue) Pending() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.waiting + q.flying
@@ -376,7 +385,7 @@ func (q *StatusQueue) Pending() int {
 // Close stops taking events, publishes what waits for up to flush, then
 // stops the publishers; what is left is dropped (and logged). Safe to call
 // twice.
-func (q *StatusQueue) Close(flush time.Duration) {
+func (q *Queue) Close(flush time.Duration) {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()

@@ -1,4 +1,4 @@
-package worker
+package statusq
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 	"github.com/campaignd/campaignd/internal/testenv"
 )
 
-// gateSink is a StatusSink of this test: it records what it publishes,
+// gateSink is a Sink of this test: it records what it publishes,
 // fails while failing is set, waits while its gate is shut, and takes a
 // random moment per event when jitter is set.
 type gateSink struct {
@@ -117,7 +117,7 @@ func inOrder(t *testing.T, id string, evs []campaigns.Status, n int64) {
 func TestStatusQueueKeepsEachCampaignInOrder(t *testing.T) {
 	t.Parallel()
 	sk := &gateSink{jitter: 2 * time.Millisecond}
-	q := NewStatusQueue(sk, StatusQueueOptions{Logger: zerolog.Nop()})
+	q := New(sk, Options{Logger: zerolog.Nop()})
 	q.Start()
 	defer q.Close(time.Second)
 	const camps, steps = 8, 200
@@ -157,7 +157,7 @@ func TestStatusQueueFullDropsProgressNotFinals(t *testing.T) {
 	gate := make(chan struct{})
 	sk := &gateSink{gate: gate}
 	cnt := &countDrops{dropped: map[string]int{}}
-	q := NewStatusQueue(sk, StatusQueueOptions{Capacity: 10, Workers: 1, Logger: zerolog.Nop(), Counters: cnt})
+	q := New(sk, Options{Capacity: 10, Workers: 1, Logger: zerolog.Nop(), Counters: cnt})
 	q.Start()
 	defer q.Close(time.Second)
 	ctx := context.Background()
@@ -203,7 +203,7 @@ func TestStatusQueueDropsProgressBeforeStateChanges(t *testing.T) {
 	gate := make(chan struct{})
 	sk := &gateSink{gate: gate}
 	cnt := &countDrops{dropped: map[string]int{}}
-	q := NewStatusQueue(sk, StatusQueueOptions{Capacity: 3, Workers: 1, Logger: zerolog.Nop(), Counters: cnt})
+	q := New(sk, Options{Capacity: 3, Workers: 1, Logger: zerolog.Nop(), Counters: cnt})
 	q.Start()
 	defer q.Close(time.Second)
 	ctx := context.Background()
@@ -235,7 +235,7 @@ func TestStatusQueueCoalescesEqualStatuses(t *testing.T) {
 	t.Parallel()
 	gate := make(chan struct{})
 	sk := &gateSink{gate: gate}
-	q := NewStatusQueue(sk, StatusQueueOptions{Workers: 1, Logger: zerolog.Nop()})
+	q := New(sk, Options{Workers: 1, Logger: zerolog.Nop()})
 	q.Start()
 	defer q.Close(time.Second)
 	ctx := context.Background()
@@ -271,7 +271,7 @@ func TestStatusQueueRetriesThenGivesUp(t *testing.T) {
 	t.Parallel()
 	sk := &gateSink{failing: true}
 	cnt := &countDrops{dropped: map[string]int{}}
-	q := NewStatusQueue(sk, StatusQueueOptions{RetryFor: 300 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+	q := New(sk, Options{RetryFor: 300 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
 		Logger: zerolog.Nop(), Counters: cnt})
 	q.Start()
 	defer q.Close(time.Second)
@@ -301,7 +301,7 @@ func TestStatusQueueRetriesThenGivesUp(t *testing.T) {
 func TestStatusQueueCloseFlushesForABoundedTime(t *testing.T) {
 	t.Parallel()
 	sk := &gateSink{jitter: time.Millisecond}
-	q := NewStatusQueue(sk, StatusQueueOptions{Workers: 1, Logger: zerolog.Nop()})
+	q := New(sk, Options{Workers: 1, Logger: zerolog.Nop()})
 	q.Start()
 	for i := range 50 {
 		_ = q.Publish(context.Background(), ev(fmt.Sprintf("s%d", i), campaigns.StateCompleted, 1))
@@ -312,13 +312,13 @@ func TestStatusQueueCloseFlushesForABoundedTime(t *testing.T) {
 			t.Fatalf("s%d not flushed at Close", i)
 		}
 	}
-	if err := q.Publish(context.Background(), ev("late", campaigns.StateCompleted, 1)); !errors.Is(err, ErrStatusQueueClosed) {
+	if err := q.Publish(context.Background(), ev("late", campaigns.StateCompleted, 1)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Publish after Close: %v", err)
 	}
 
 	stuck := &gateSink{gate: make(chan struct{})}
 	cnt := &countDrops{dropped: map[string]int{}}
-	q = NewStatusQueue(stuck, StatusQueueOptions{Workers: 1, Logger: zerolog.Nop(), Counters: cnt})
+	q = New(stuck, Options{Workers: 1, Logger: zerolog.Nop(), Counters: cnt})
 	q.Start()
 	for i := range 5 {
 		_ = q.Publish(context.Background(), ev(fmt.Sprintf("s%d", i), campaigns.StateCompleted, 1))
@@ -338,10 +338,10 @@ func TestStatusQueueCloseFlushesForABoundedTime(t *testing.T) {
 type natsStatus struct {
 	n  *testenv.NATS
 	js jetstream.JetStream
-	q  *StatusQueue
+	q  *Queue
 }
 
-func startNATSStatus(t *testing.T, o StatusQueueOptions) *natsStatus {
+func startNATSStatus(t *testing.T, o Options) *natsStatus {
 	t.Helper()
 	n := testenv.StartNATS(t)
 	nc, err := nats.Connect(n.URL, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
@@ -357,7 +357,7 @@ func startNATSStatus(t *testing.T, o StatusQueueOptions) *natsStatus {
 		t.Fatal(err)
 	}
 	o.Logger = zerolog.Nop()
-	q := NewStatusQueue(intake.NewPublisher(js, zerolog.Nop()), o)
+	q := New(intake.NewPublisher(js, zerolog.Nop()), o)
 	q.Start()
 	t.Cleanup(func() { q.Close(time.Second) })
 	return &natsStatus{n: n, js: js, q: q}
@@ -397,7 +397,7 @@ func (s *natsStatus) read(t *testing.T, id string) []campaigns.Status {
 // order.
 func TestStatusQueueOrderOnNATS(t *testing.T) {
 	t.Parallel()
-	s := startNATSStatus(t, StatusQueueOptions{})
+	s := startNATSStatus(t, Options{})
 	const camps, steps = 4, 300
 	var wg sync.WaitGroup
 	for c := range camps {
@@ -430,7 +430,7 @@ func TestStatusQueueOrderOnNATS(t *testing.T) {
 func TestStatusQueueOutlastsANATSOutage(t *testing.T) {
 	t.Parallel()
 	cnt := &countDrops{dropped: map[string]int{}}
-	s := startNATSStatus(t, StatusQueueOptions{Capacity: 30, AttemptTimeout: 500 * time.Millisecond,
+	s := startNATSStatus(t, Options{Capacity: 30, AttemptTimeout: 500 * time.Millisecond,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Counters: cnt})
 	ctx := context.Background()
 	const camps = 20
@@ -483,7 +483,7 @@ func TestStatusQueueMakingRoomKeepsOneQueuePerCampaign(t *testing.T) {
 	t.Parallel()
 	gate := make(chan struct{})
 	sk := &gateSink{gate: gate}
-	q := NewStatusQueue(sk, StatusQueueOptions{Capacity: 1, Workers: 2, Logger: zerolog.Nop()})
+	q := New(sk, Options{Capacity: 1, Workers: 2, Logger: zerolog.Nop()})
 	q.Start()
 	defer q.Close(time.Second)
 	ctx := context.Background()
