@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -22,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/config"
@@ -341,50 +341,35 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.log.Info().Str("http", d.Addr()).Str("ui", "http://"+d.Addr()+"/monitoring/").Msg("campaignd running")
 
-	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
+	// Every goroutine Run starts is in g: none outlives Run. The first
+	// error (the HTTP server's, the intake's) stops them all, as SIGTERM
+	// does.
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
 		if err := d.httpSrv.Serve(d.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errs <- fmt.Errorf("http: %w", err)
+			return fmt.Errorf("http: %w", err)
 		}
-	}()
-	ictx, stopIntake := context.WithCancel(ctx)
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		d.svc.RunTasks(ictx)
-	}()
-	go func() {
-		defer wg.Done()
-		d.sched.Run(ictx, time.Second)
-	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		d.svc.RunReconciler(ictx)
-	}()
-	go func() {
-		defer wg.Done()
-		if err := d.intake.Run(ictx); err != nil && !errors.Is(err, context.Canceled) {
-			errs <- fmt.Errorf("intake: %w", err)
+		return nil
+	})
+	g.Go(func() error { d.svc.RunTasks(gctx); return nil })
+	g.Go(func() error { d.sched.Run(gctx, time.Second); return nil })
+	g.Go(func() error { d.svc.RunReconciler(gctx); return nil })
+	g.Go(func() error {
+		if err := d.intake.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
+			return fmt.Errorf("intake: %w", err)
 		}
-	}()
+		return nil
+	})
 
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errs:
-	}
+	<-gctx.Done()
 	d.log.Info().Msg("shutting down: intake stops, in-flight batches finish")
-	stopIntake()
 	d.servers.Shutdown()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_ = d.httpSrv.Shutdown(sctx)
 	cancel()
-	wg.Wait()
-	return runErr
+	err := g.Wait()
+	d.svc.Close()
+	return err
 }
 
 // Close releases everything New acquired. Safe to call twice.

@@ -414,9 +414,15 @@ func (s *Service) dropMarker(id string) {
 	if gone() {
 		return
 	}
+	s.background.Add(1)
 	go func() {
+		defer s.background.Done()
 		for range markerDropTries {
-			time.Sleep(markerDropEvery)
+			select {
+			case <-s.closing:
+				return // its next run finds the campaign done and ends it
+			case <-time.After(markerDropEvery):
+			}
 			if gone() {
 				return
 			}

@@ -168,6 +168,18 @@ type Service struct {
 	planMem    *semaphore.Weighted      // PlanMemory bytes, shared by the plans of this process
 	results    sync.Pool                // *[]TargetResult: sent batches' results, recycled
 	targetBufs sync.Pool                // *[]string: batch tasks' targets, recycled
+
+	background sync.WaitGroup // goroutines the Service started on its own (Close waits for them)
+	closing    chan struct{}  // closed by Close
+	closeOnce  sync.Once
+}
+
+// Close stops the goroutines the Service started on its own (a marker's
+// delayed delete) and waits for them. Call it after the asynq servers and
+// RunTasks / RunReconciler have returned.
+func (s *Service) Close() {
+	s.closeOnce.Do(func() { close(s.closing) })
+	s.background.Wait()
 }
 
 // NewService returns a Service.
@@ -221,7 +233,8 @@ func NewService(o Options) *Service {
 	}
 	s := &Service{o: o, log: o.Logger, throttle: newThrottle(o.ProgressGap), cache: campaignCache{m: map[string]*campaigns.Campaign{}}, kinds: indexKinds(), states: newStateCache(o.Store, o.Clock),
 		sends: newInFlight(o.MaxInFlight), senders: newGoPool(2 * time.Second), taskKicks: map[string]chan struct{}{}, planMem: semaphore.NewWeighted(o.PlanMemory),
-		results: sync.Pool{New: func() any { return new([]TargetResult) }}, targetBufs: sync.Pool{New: func() any { return new([]string) }}}
+		results: sync.Pool{New: func() any { return new([]TargetResult) }}, targetBufs: sync.Pool{New: func() any { return new([]string) }},
+		closing: make(chan struct{})}
 	for _, app := range o.TaskApps {
 		s.taskKicks[app] = make(chan struct{}, 1)
 	}
