@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -440,6 +441,24 @@ func TestExampleCampaignsAreValid(t *testing.T) {
 	for k := range worker.Kinds() {
 		if !seen[k] {
 			t.Errorf("no example campaign of kind %s in configs/examples", k)
+		}
+	}
+
+	// Intake accepts exactly the kinds the worker registers: each example
+	// is refused, naming its kind, by a campaignd whose worker lacks it.
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		c, errs := campaigns.Decode(b)
+		if len(errs) > 0 {
+			continue
+		}
+		c.Normalize()
+		env := envFor(*cfg, time.Now())
+		env.Kinds = maps.Clone(env.Kinds)
+		delete(env.Kinds, c.Kind)
+		errs = c.Validate(env)
+		if len(errs) == 0 || errs[0].Field != "kind" {
+			t.Errorf("%s: a campaign of kind %s was not refused by a worker without it: %v", f, c.Kind, errs)
 		}
 	}
 }

@@ -139,7 +139,7 @@ func (s *Service) handlePlan(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	if k.prepare != nil {
-		if err := k.prepare(s.o.CallContext(ctx, c, CallHints{Check: s.slotCheck(c)}), s.o.Provider, c); err != nil {
+		if err := k.prepare(s.o.CallContext(ctx, c, CallHints{Check: s.slotCheck(c)}), c); err != nil {
 			var cf *campaignFailure
 			if errors.As(err, &cf) {
 				return s.fail(ctx, c.ID, cf)
@@ -570,7 +570,7 @@ func (s *Service) send(ctx context.Context, c *campaigns.Campaign, targets []str
 	if err != nil {
 		return nil, &provider.Error{Provider: "campaignd", Op: string(c.Kind), Kind: provider.KindPermanent, Description: err.Error()}
 	}
-	return k.send(ctx, s.o.Provider, c, targets, buf)
+	return k.send(ctx, c, targets, buf)
 }
 
 // fail ends a campaign as failed before anything was sent, with the reason

@@ -18,13 +18,13 @@ type Pusher interface {
 }
 
 // batch_push: every target once, in calls of at most 100 (POST /push/single).
-func batchPushKind() kind {
+func batchPushKind(p Pusher) kind {
 	return kind{
 		name:      campaigns.KindBatchPush,
 		providers: []string{provider.Easemob},
 		groups:    []provider.Group{provider.GroupPushSingle},
 		unit:      fixed(provider.MaxPushTargets),
-		send: func(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string, buf []TargetResult) ([]TargetResult, error) {
+		send: func(ctx context.Context, c *campaigns.Campaign, targets []string, buf []TargetResult) ([]TargetResult, error) {
 			return p.PushSingle(ctx, c.App, targets, c.Strategy, c.PushMessage, buf)
 		},
 	}

@@ -11,14 +11,14 @@ import (
 // (POST /push/task, push_task limit) created under the app's task-window
 // caps (tasks.go). It holds a running slot for the whole window, from its
 // creation.
-func broadcastKind() kind {
+func broadcastKind(p TaskCreator) kind {
 	return kind{
 		name:       campaigns.KindBroadcast,
 		providers:  []string{provider.Easemob},
 		groups:     []provider.Group{provider.GroupPushTask},
 		unit:       fixed(1),
 		unitTarget: func(*campaigns.Campaign) string { return "broadcast" },
-		task: &taskSpec{broadcast: true, create: func(ctx context.Context, p Providers, c *campaigns.Campaign) (string, error) {
+		task: &taskSpec{broadcast: true, create: func(ctx context.Context, c *campaigns.Campaign) (string, error) {
 			return p.PushTask(ctx, c.App, c.Strategy, c.PushMessage)
 		}},
 	}

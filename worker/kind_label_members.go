@@ -30,11 +30,19 @@ type TagEditor interface {
 	TagMembers(ctx context.Context, app, tag string, add bool, ids []string) ([]TargetResult, error)
 }
 
+// labelMembersProviders is what label_members needs: the app's provider,
+// Easemob labels and EngageLab tags.
+type labelMembersProviders interface {
+	ProviderOf(app string) string
+	LabelEditor
+	TagEditor
+}
+
 // label_members: add or remove targets on a label — an Easemob push label
 // (at most 100 users per call, label_user limit; `add` creates a missing
 // label with label_description first, at the label limit) or an EngageLab
 // tag (at most 1000 registration ids per call, tags limit).
-func labelMembersKind() kind {
+func labelMembersKind(p labelMembersProviders) kind {
 	return kind{
 		name:      campaigns.KindLabelMembers,
 		providers: []string{provider.Easemob, provider.EngageLab},
@@ -45,8 +53,8 @@ func labelMembersKind() kind {
 			}
 			return provider.MaxLabelUsers
 		},
-		prepare: prepareLabel,
-		send: func(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string, _ []TargetResult) ([]TargetResult, error) {
+		prepare: func(ctx context.Context, c *campaigns.Campaign) error { return prepareLabel(ctx, p, c) },
+		send: func(ctx context.Context, c *campaigns.Campaign, targets []string, _ []TargetResult) ([]TargetResult, error) {
 			add := c.Action == "add"
 			if p.ProviderOf(c.App) == provider.EngageLab {
 				return p.TagMembers(ctx, c.App, c.Label, add, targets)
@@ -60,7 +68,7 @@ func labelMembersKind() kind {
 // changed: `add` creates a missing label, `remove` from a missing label
 // fails the campaign naming it. EngageLab tags need nothing: adding creates
 // the tag.
-func prepareLabel(ctx context.Context, p Providers, c *campaigns.Campaign) error {
+func prepareLabel(ctx context.Context, p labelMembersProviders, c *campaigns.Campaign) error {
 	if p.ProviderOf(c.App) != provider.Easemob {
 		return nil
 	}

@@ -11,14 +11,14 @@ import (
 // task (POST /push/list/label, push_label limit) created under the app's
 // task-window caps (tasks.go). The task holds a running slot for
 // task_duration: the API tells nothing of its end.
-func labelPushKind() kind {
+func labelPushKind(p TaskCreator) kind {
 	return kind{
 		name:       campaigns.KindLabelPush,
 		providers:  []string{provider.Easemob},
 		groups:     []provider.Group{provider.GroupPushLabel},
 		unit:       fixed(1),
 		unitTarget: func(c *campaigns.Campaign) string { return c.Label },
-		task: &taskSpec{create: func(ctx context.Context, p Providers, c *campaigns.Campaign) (string, error) {
+		task: &taskSpec{create: func(ctx context.Context, c *campaigns.Campaign) (string, error) {
 			return p.PushLabel(ctx, c.App, c.Label, c.Strategy, c.PushMessage)
 		}},
 	}

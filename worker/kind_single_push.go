@@ -18,13 +18,13 @@ type SyncPusher interface {
 // single_push: each target alone, synchronously, with its own result, at
 // the push_sync limit (1/s by default) — the "send a test to these five
 // people and tell me exactly what happened" kind.
-func singlePushKind() kind {
+func singlePushKind(p SyncPusher) kind {
 	return kind{
 		name:      campaigns.KindSinglePush,
 		providers: []string{provider.Easemob},
 		groups:    []provider.Group{provider.GroupPushSync},
 		unit:      fixed(1),
-		send: func(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string, _ []TargetResult) ([]TargetResult, error) {
+		send: func(ctx context.Context, c *campaigns.Campaign, targets []string, _ []TargetResult) ([]TargetResult, error) {
 			out := make([]TargetResult, 0, len(targets))
 			for _, t := range targets {
 				r, err := p.PushSync(ctx, c.App, t, c.Strategy, c.PushMessage)

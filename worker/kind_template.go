@@ -19,7 +19,7 @@ type TemplateEditor interface {
 // delete: true, deletes) one push template. The campaign is one unit whose
 // target is the template's name, so its status counts 1 target and its
 // failure, if any, is listed under that name.
-func templateKind() kind {
+func templateKind(p TemplateEditor) kind {
 	return kind{
 		name:      campaigns.KindTemplate,
 		providers: []string{provider.Easemob},
@@ -28,7 +28,7 @@ func templateKind() kind {
 		unitTarget: func(c *campaigns.Campaign) string {
 			return c.Template.Name
 		},
-		send: func(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string, _ []TargetResult) ([]TargetResult, error) {
+		send: func(ctx context.Context, c *campaigns.Campaign, targets []string, _ []TargetResult) ([]TargetResult, error) {
 			t := c.Template
 			var err error
 			if t.Delete {

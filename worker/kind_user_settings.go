@@ -31,13 +31,15 @@ type SettingsEditor interface {
 // user; its calls go out concurrently, each in its own limit group. A user
 // whose calls partly failed is a failed target whose reason names each
 // setting that failed.
-func userSettingsKind() kind {
+func userSettingsKind(p SettingsEditor) kind {
 	return kind{
 		name:      campaigns.KindUserSettings,
 		providers: []string{provider.Easemob},
 		groups:    []provider.Group{provider.GroupUser, provider.GroupNotification},
 		unit:      fixed(1),
-		send:      sendUserSettings,
+		send: func(ctx context.Context, c *campaigns.Campaign, targets []string, _ []TargetResult) ([]TargetResult, error) {
+			return sendUserSettings(ctx, p, c, targets)
+		},
 	}
 }
 
@@ -46,7 +48,7 @@ type settingsCall struct {
 	do   func(ctx context.Context) error
 }
 
-func settingsCalls(p Providers, c *campaigns.Campaign, user string) []settingsCall {
+func settingsCalls(p SettingsEditor, c *campaigns.Campaign, user string) []settingsCall {
 	s := c.Settings
 	var calls []settingsCall
 	if s.Nickname != nil || s.NotificationDisplayStyle != nil {
@@ -103,7 +105,7 @@ func callOnce(ctx context.Context, do func(context.Context) error) error {
 	}
 }
 
-func sendUserSettings(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string, _ []TargetResult) ([]TargetResult, error) {
+func sendUserSettings(ctx context.Context, p SettingsEditor, c *campaigns.Campaign, targets []string) ([]TargetResult, error) {
 	out := make([]TargetResult, 0, len(targets))
 	for _, user := range targets {
 		calls := settingsCalls(p, c, user)

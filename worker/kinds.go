@@ -36,12 +36,12 @@ type kind struct {
 	unitTarget func(c *campaigns.Campaign) string
 	// prepare, if set, runs once before planning (e.g. create a missing
 	// label). A *campaignFailure fails the campaign with nothing sent.
-	prepare func(ctx context.Context, p Providers, c *campaigns.Campaign) error
+	prepare func(ctx context.Context, c *campaigns.Campaign) error
 	// send sends one unit and returns a result per target, which it may
 	// put in buf's storage (buf[:0]); the returned slice is the worker's
 	// afterwards (recycled for a later unit). An error means the whole unit
 	// failed (and is classified as every batch error is).
-	send func(ctx context.Context, p Providers, c *campaigns.Campaign, targets []string, buf []TargetResult) ([]TargetResult, error)
+	send func(ctx context.Context, c *campaigns.Campaign, targets []string, buf []TargetResult) ([]TargetResult, error)
 	// task, for the kinds that create one provider push task (label_push,
 	// broadcast), replaces planning and sending: the campaign waits in the
 	// app's task queue for the task-window caps (tasks.go).
@@ -51,16 +51,19 @@ type kind struct {
 // taskSpec is how a task kind creates its provider task.
 type taskSpec struct {
 	broadcast bool // holds its running slot for the whole window
-	create    func(ctx context.Context, p Providers, c *campaigns.Campaign) (taskID string, err error)
+	create    func(ctx context.Context, c *campaigns.Campaign) (taskID string, err error)
 }
 
-// kindList is the one list of the kinds this campaignd sends.
-func kindList() []kind {
-	return []kind{batchPushKind(), singlePushKind(), labelPushKind(), broadcastKind(), labelMembersKind(), userSettingsKind(), templateKind()}
+// kindList is the one list of the kinds this campaignd sends, each given
+// only the part of the providers it declares in its file (p may be nil
+// when only the kinds' descriptions are wanted: nothing is called then).
+func kindList(p Providers) []kind {
+	return []kind{batchPushKind(p), singlePushKind(p), labelPushKind(p), broadcastKind(p), labelMembersKind(p), userSettingsKind(p), templateKind(p)}
 }
 
-// Providers is what the kinds need of the provider clients; each kind's
-// file declares the part it uses.
+// Providers is what the kinds need of the provider clients, all together;
+// each kind's file declares the part it uses, and the kind is given only
+// that part (kindList).
 type Providers interface {
 	// ProviderOf names the provider of a configured app ("easemob",
 	// "engagelab"), or "" for an unknown app.
@@ -78,7 +81,7 @@ type Providers interface {
 // validation: a kind is accepted exactly when it is handled.
 func Kinds() map[campaigns.Kind]bool {
 	out := map[campaigns.Kind]bool{}
-	for _, k := range kindList() {
+	for _, k := range kindList(nil) {
 		out[k.name] = true
 	}
 	return out
@@ -95,7 +98,7 @@ type KindInfo struct {
 // KindInfos lists the handled kinds in contract order.
 func KindInfos() []KindInfo {
 	var out []KindInfo
-	for _, k := range kindList() {
+	for _, k := range kindList(nil) {
 		ki := KindInfo{Kind: k.name, Providers: k.providers, Groups: k.groups, Unit: map[string]int{}}
 		for _, p := range k.providers {
 			ki.Unit[p] = k.unit(p)
@@ -110,9 +113,9 @@ func KindInfos() []KindInfo {
 	return out
 }
 
-func indexKinds() map[campaigns.Kind]*kind {
+func indexKinds(p Providers) map[campaigns.Kind]*kind {
 	m := map[campaigns.Kind]*kind{}
-	for _, k := range kindList() {
+	for _, k := range kindList(p) {
 		m[k.name] = &k
 	}
 	return m

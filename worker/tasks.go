@@ -223,7 +223,7 @@ func (s *Service) createTask(ctx context.Context, app string, ref TaskRef) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	ctx = cctx
-	taskID, err := k.task.create(s.o.CallContext(ctx, c, CallHints{}), s.o.Provider, c)
+	taskID, err := k.task.create(s.o.CallContext(ctx, c, CallHints{}), c)
 	if err == nil {
 		s.taskCreated(ctx, app, ref, c, taskID)
 		return

@@ -231,7 +231,7 @@ func NewService(o Options) *Service {
 			return ctx
 		}
 	}
-	s := &Service{o: o, log: o.Logger, throttle: newThrottle(o.ProgressGap), cache: campaignCache{m: map[string]*campaigns.Campaign{}}, kinds: indexKinds(), states: newStateCache(o.Store, o.Clock),
+	s := &Service{o: o, log: o.Logger, throttle: newThrottle(o.ProgressGap), cache: campaignCache{m: map[string]*campaigns.Campaign{}}, kinds: indexKinds(o.Provider), states: newStateCache(o.Store, o.Clock),
 		sends: newInFlight(o.MaxInFlight), senders: newGoPool(2 * time.Second), taskKicks: map[string]chan struct{}{}, planMem: semaphore.NewWeighted(o.PlanMemory),
 		results: sync.Pool{New: func() any { return new([]TargetResult) }}, targetBufs: sync.Pool{New: func() any { return new([]string) }},
 		closing: make(chan struct{})}
