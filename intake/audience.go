@@ -1,6 +1,7 @@
 package intake
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/internal/optcheck"
 )
 
 // AudienceBucket is where campaignctl uploads audiences.
@@ -52,18 +54,27 @@ type AudienceOptions struct {
 
 // WithDefaults returns a copy with every unset field at its default.
 func (o AudienceOptions) WithDefaults() AudienceOptions {
-	if o.CallTimeout == 0 {
-		o.CallTimeout = DefaultCallTimeout
-	}
-	if o.ChunkWait == 0 {
-		o.ChunkWait = 30 * time.Second
-	}
+	o.CallTimeout = cmp.Or(o.CallTimeout, DefaultCallTimeout)
+	o.ChunkWait = cmp.Or(o.ChunkWait, 30*time.Second)
 	return o
 }
 
-// NewAudienceStore returns an AudienceStore.
+// validate reports the fields out of range; it changes nothing.
+func (o AudienceOptions) validate() error {
+	c := optcheck.New("intake: AudienceOptions")
+	c.Check("CallTimeout", o.CallTimeout > 0, o.CallTimeout)
+	c.Check("ChunkWait", o.ChunkWait > 0, o.ChunkWait)
+	return c.Err()
+}
+
+// NewAudienceStore returns an AudienceStore. Options out of range are a
+// caller's bug: it panics on them, naming the field.
 func NewAudienceStore(js jetstream.JetStream, o AudienceOptions) *AudienceStore {
-	return &AudienceStore{js: js, o: o.WithDefaults()}
+	o = o.WithDefaults()
+	if err := o.validate(); err != nil {
+		panic(err)
+	}
+	return &AudienceStore{js: js, o: o}
 }
 
 // chunksAhead is how many of an object's chunks (128 KiB each as

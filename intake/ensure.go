@@ -1,6 +1,7 @@
 package intake
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/internal/optcheck"
 )
 
 // campaignd's JetStream objects (the streams, the audiences bucket, the
@@ -43,19 +45,21 @@ type StreamOptions struct {
 
 // WithDefaults returns a copy with every unset field at its default.
 func (o StreamOptions) WithDefaults() StreamOptions {
-	if o.Duplicates == 0 {
-		o.Duplicates = 2 * time.Hour
-	}
-	if o.StatusAge == 0 {
-		o.StatusAge = 7 * 24 * time.Hour
-	}
-	if o.Replicas == 0 {
-		o.Replicas = 1
-	}
-	if o.CallTimeout == 0 {
-		o.CallTimeout = DefaultCallTimeout
-	}
+	o.Duplicates = cmp.Or(o.Duplicates, 2*time.Hour)
+	o.StatusAge = cmp.Or(o.StatusAge, 7*24*time.Hour)
+	o.Replicas = cmp.Or(o.Replicas, 1)
+	o.CallTimeout = cmp.Or(o.CallTimeout, DefaultCallTimeout)
 	return o
+}
+
+// validate reports the fields out of range; it changes nothing.
+func (o StreamOptions) validate() error {
+	c := optcheck.New("intake: StreamOptions")
+	c.Check("Duplicates", o.Duplicates > 0, o.Duplicates)
+	c.Check("StatusAge", o.StatusAge > 0, o.StatusAge)
+	c.Check("Replicas", o.Replicas >= 1 && o.Replicas <= 5, o.Replicas)
+	c.Check("CallTimeout", o.CallTimeout > 0, o.CallTimeout)
+	return c.Err()
 }
 
 // StreamConfigs are the streams campaignd keeps, as EnsureStreams makes
@@ -93,6 +97,9 @@ func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 // returns its error, and the pass may simply be run again.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
 	o = o.WithDefaults()
+	if err := o.validate(); err != nil {
+		return err
+	}
 	for _, want := range StreamConfigs(o) {
 		if err := ensureStream(ctx, js, want, o.CallTimeout); err != nil {
 			return fmt.Errorf("intake: stream %s: %w", want.Name, err)

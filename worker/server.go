@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"fmt"
 	"time"
 
@@ -21,8 +22,9 @@ var Queues = map[string]int{"high": 6, "default": 3, "low": 1, QueueTasks: 1}
 
 // NewServer returns an asynq server set up for campaignd's tasks.
 func NewServer(redisOpt asynq.RedisConnOpt, o ServerOptions) *asynq.Server {
-	if o.ShutdownTimeout <= 0 {
-		o.ShutdownTimeout = 8 * time.Second
+	o.ShutdownTimeout = cmp.Or(o.ShutdownTimeout, 8*time.Second)
+	if o.ShutdownTimeout < 0 || o.Concurrency < 0 {
+		panic(fmt.Sprintf("worker: ServerOptions out of range: Concurrency %d, ShutdownTimeout %s", o.Concurrency, o.ShutdownTimeout))
 	}
 	return asynq.NewServer(redisOpt, asynq.Config{
 		Concurrency:              o.Concurrency,

@@ -13,10 +13,12 @@
 package groupcommit
 
 import (
+	"cmp"
 	"context"
 	"sync"
 	"time"
 
+	"github.com/campaignd/campaignd/internal/optcheck"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -24,6 +26,22 @@ import (
 type Options struct {
 	Timeout  time.Duration // bounds one flush's round trip; default 5s
 	MaxBatch int           // most calls in one pipeline; default 64
+}
+
+// WithDefaults returns a copy of o with every zero field set to its
+// default (see each field).
+func (o Options) WithDefaults() Options {
+	o.Timeout = cmp.Or(o.Timeout, 5*time.Second)
+	o.MaxBatch = cmp.Or(o.MaxBatch, 64)
+	return o
+}
+
+// validate reports the fields out of range; it changes nothing.
+func (o Options) validate() error {
+	c := optcheck.New("groupcommit: Options")
+	c.Check("Timeout", o.Timeout > 0, o.Timeout)
+	c.Check("MaxBatch", o.MaxBatch > 0, o.MaxBatch)
+	return c.Err()
 }
 
 // Committer runs one script for many concurrent callers.
@@ -48,11 +66,9 @@ type call struct {
 
 // New returns a Committer running script on rdb.
 func New(rdb redis.UniversalClient, script *redis.Script, opts Options) *Committer {
-	if opts.Timeout <= 0 {
-		opts.Timeout = 5 * time.Second
-	}
-	if opts.MaxBatch <= 0 {
-		opts.MaxBatch = 64
+	opts = opts.WithDefaults()
+	if err := opts.validate(); err != nil {
+		panic(err)
 	}
 	return &Committer{rdb: rdb, script: script, opts: opts}
 }
