@@ -71,8 +71,8 @@ func TestDefaultsExpansionAndOverrides(t *testing.T) {
 	if a.TaskWindow.MaxCreated != 3 || a.TaskWindow.Window.D() != 5*time.Minute {
 		t.Errorf("task window defaults: %+v", a.TaskWindow)
 	}
-	if cfg.Worker.PlanMemory != 64<<20 {
-		t.Errorf("worker.plan_memory default %d", cfg.Worker.PlanMemory)
+	if cfg.Worker.PlanMemory != 0 || cfg.Worker.StallAfter != 0 {
+		t.Errorf("worker.plan_memory %d and stall_after %s: unset, they are the worker's defaults (one home)", cfg.Worker.PlanMemory, cfg.Worker.StallAfter.D())
 	}
 	cfg, err = load(t, base+"worker: {plan_memory: 128MiB}\n", map[string]string{"SECRET": "shh"})
 	if err != nil || cfg.Worker.PlanMemory != 128<<20 {

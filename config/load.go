@@ -38,7 +38,6 @@ func Default() Config {
 		Redis:  Redis{URL: "redis://127.0.0.1:6379/0"},
 		NATS:   NATS{URL: "nats://127.0.0.1:4222"},
 		HTTP:   HTTP{Addr: "127.0.0.1:8080"},
-		Worker: Worker{StallAfter: Duration(time.Minute), PlanMemory: 64 << 20},
 	}
 }
 
@@ -330,7 +329,7 @@ func (c Config) validate() error {
 	if c.Worker.StallAfter < 0 {
 		bad("worker.stall_after", "must be a positive duration, got %s", c.Worker.StallAfter.D())
 	}
-	if c.Worker.PlanMemory < 1<<20 {
+	if c.Worker.PlanMemory != 0 && c.Worker.PlanMemory < 1<<20 {
 		bad("worker.plan_memory", "must be at least 1MiB, got %d bytes", c.Worker.PlanMemory)
 	}
 	if d := c.Worker.PlanSpillDir; d != "" && d != PlanSpillOff {

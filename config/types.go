@@ -68,8 +68,8 @@ type BasicAuth struct {
 // Worker settings.
 type Worker struct {
 	Concurrency int      `yaml:"concurrency"`
-	StallAfter  Duration `yaml:"stall_after"` // a campaign with no progress this long has its missing tasks queued again (default 1m)
-	PlanMemory  Size     `yaml:"plan_memory"` // memory the plans of one process may hold at once to drop repeated ids (default 64MiB)
+	StallAfter  Duration `yaml:"stall_after"` // a campaign with no progress this long has its missing tasks queued again (unset: the worker's default, 1m)
+	PlanMemory  Size     `yaml:"plan_memory"` // memory the plans of one process may hold at once to drop repeated ids (unset: the worker's default, 64MiB)
 	// PlanSpillDir is where a plan of several passes keeps the later
 	// parts' ids so the audience is read once ("" : the system's temp
 	// directory; "off": read it again each pass).

@@ -3,6 +3,7 @@ package dedupe
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -93,8 +94,9 @@ func run(ctx context.Context, open Opener, o Options, emit func(id []byte) error
 	if o.Parts < 1 {
 		o.Parts = 1
 	}
-	if o.MaxLine <= 0 {
-		o.MaxLine = 64 << 10
+	o.MaxLine = cmp.Or(o.MaxLine, 64<<10)
+	if o.MaxLine < 0 {
+		return Stats{}, fmt.Errorf("dedupe: Options.MaxLine out of range: %d", o.MaxLine)
 	}
 	if o.Sorted {
 		return runSorted(ctx, open, o, emit)

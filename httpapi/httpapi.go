@@ -6,6 +6,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -89,8 +90,9 @@ func New(o Options) (*Server, error) {
 	if o.Status == nil || o.RedisOpt == nil || o.Gatherer == nil {
 		return nil, errors.New("httpapi: Status, RedisOpt and Gatherer are required")
 	}
-	if o.ReadyBudget <= 0 {
-		o.ReadyBudget = DefaultReadyBudget
+	o.ReadyBudget = cmp.Or(o.ReadyBudget, DefaultReadyBudget)
+	if o.ReadyBudget < 0 {
+		return nil, fmt.Errorf("httpapi: Options.ReadyBudget out of range: %s", o.ReadyBudget)
 	}
 	s := &Server{o: o, mux: http.NewServeMux()}
 	for _, c := range o.Ready {

@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -44,8 +45,9 @@ type TaskWindow struct {
 // NewTaskWindow returns the caps of cfg on rdb; l supplies the key prefix
 // and the test clock.
 func (l *Limiter) NewTaskWindow(cfg TaskWindowConfig) *TaskWindow {
-	if cfg.Guard <= 0 {
-		cfg.Guard = 50 * time.Millisecond
+	cfg.Guard = cmp.Or(cfg.Guard, 50*time.Millisecond)
+	if cfg.Guard < 0 {
+		panic(fmt.Sprintf("ratelimit: TaskWindowConfig.Guard out of range: %s", cfg.Guard))
 	}
 	return &TaskWindow{rdb: l.rdb, cfg: cfg, prefix: l.opts.Prefix + "tasks:", test: l.opts.Clock, wall: l.wall}
 }

@@ -13,6 +13,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,6 +30,7 @@ import (
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/internal/clock"
+	"github.com/campaignd/campaignd/internal/optcheck"
 	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/store"
 )
@@ -182,54 +184,70 @@ func (s *Service) Close() {
 	s.background.Wait()
 }
 
-// NewService returns a Service.
-func NewService(o Options) *Service {
+// Defaults of Options (one home each; the config leaves them unset).
+const (
+	DefaultConcurrency    = 50
+	DefaultRecordPatience = 20 * time.Second
+	DefaultStallAfter     = time.Minute
+	DefaultRetention      = 24 * time.Hour
+	DefaultEarlyStart     = 3 * time.Second
+	DefaultProgressGap    = 250 * time.Millisecond
+)
+
+// WithDefaults returns a copy of o with every zero field set to its
+// default (see each field).
+func (o Options) WithDefaults() Options {
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
 	}
-	if o.Concurrency <= 0 {
-		o.Concurrency = 50
-	}
-	if o.BatchWindow <= 0 {
-		o.BatchWindow = max(2*o.Concurrency, 8)
-	}
-	if o.GroupSize <= 0 {
-		o.GroupSize = DefaultGroupSize
-	}
-	if o.RecordPatience <= 0 {
-		o.RecordPatience = 20 * time.Second
-	}
-	if o.StallAfter <= 0 {
-		o.StallAfter = time.Minute
-	}
+	o.Concurrency = cmp.Or(o.Concurrency, DefaultConcurrency)
+	o.BatchWindow = cmp.Or(o.BatchWindow, max(2*o.Concurrency, 8))
+	o.GroupSize = cmp.Or(o.GroupSize, DefaultGroupSize)
+	o.RecordPatience = cmp.Or(o.RecordPatience, DefaultRecordPatience)
+	o.StallAfter = cmp.Or(o.StallAfter, DefaultStallAfter)
 	if o.Counters == nil {
 		o.Counters = noCounters{}
 	}
-	if o.MaxRetry <= 0 {
-		o.MaxRetry = DefaultMaxRetry
-	}
-	if o.Retention <= 0 {
-		o.Retention = 24 * time.Hour
-	}
-	if o.EarlyStart <= 0 {
-		o.EarlyStart = 3 * time.Second
-	}
-	if o.ProgressGap <= 0 {
-		o.ProgressGap = 250 * time.Millisecond
-	}
-	if o.PlanMemory <= 0 {
-		o.PlanMemory = DefaultPlanMemory
-	}
-	if o.PlanSpillDir == "" {
-		o.PlanSpillDir = os.TempDir()
-	}
-	if o.MaxInFlight <= 0 {
-		o.MaxInFlight = InFlight(o.Concurrency)
-	}
+	o.MaxRetry = cmp.Or(o.MaxRetry, DefaultMaxRetry)
+	o.Retention = cmp.Or(o.Retention, DefaultRetention)
+	o.EarlyStart = cmp.Or(o.EarlyStart, DefaultEarlyStart)
+	o.ProgressGap = cmp.Or(o.ProgressGap, DefaultProgressGap)
+	o.PlanMemory = cmp.Or(o.PlanMemory, DefaultPlanMemory)
+	o.PlanSpillDir = cmp.Or(o.PlanSpillDir, os.TempDir())
+	o.MaxInFlight = cmp.Or(o.MaxInFlight, InFlight(o.Concurrency))
 	if o.CallContext == nil {
 		o.CallContext = func(ctx context.Context, _ *campaigns.Campaign, _ CallHints) context.Context {
 			return ctx
 		}
+	}
+	return o
+}
+
+// validate reports the fields out of range; it changes nothing.
+func (o Options) validate() error {
+	c := optcheck.New("worker: Options")
+	c.Check("Concurrency", o.Concurrency > 0, o.Concurrency)
+	c.Check("BatchWindow", o.BatchWindow > 0, o.BatchWindow)
+	c.Check("GroupSize", o.GroupSize > 0, o.GroupSize)
+	c.Check("MaxRetry", o.MaxRetry > 0, o.MaxRetry)
+	c.Check("MaxInFlight", o.MaxInFlight > 0, o.MaxInFlight)
+	c.Check("PlanMemory", o.PlanMemory > 0, o.PlanMemory)
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"RecordPatience", o.RecordPatience}, {"StallAfter", o.StallAfter}, {"Retention", o.Retention},
+		{"EarlyStart", o.EarlyStart}, {"ProgressGap", o.ProgressGap}} {
+		c.Check(d.name, d.v > 0, d.v)
+	}
+	return c.Err()
+}
+
+// NewService returns a Service. Options out of range are a caller's bug:
+// it panics on them, naming the field.
+func NewService(o Options) *Service {
+	o = o.WithDefaults()
+	if err := o.validate(); err != nil {
+		panic(err)
 	}
 	s := &Service{o: o, log: o.Logger, throttle: newThrottle(o.ProgressGap), cache: campaignCache{m: map[string]*campaigns.Campaign{}}, kinds: indexKinds(o.Provider), states: newStateCache(o.Store, o.Clock),
 		sends: newInFlight(o.MaxInFlight), senders: newGoPool(2 * time.Second), taskKicks: map[string]chan struct{}{}, planMem: semaphore.NewWeighted(o.PlanMemory),
