@@ -35,9 +35,9 @@ const (
 // Default returns the configuration before any file is read.
 func Default() Config {
 	return Config{
-		Redis:  Redis{URL: "redis://127.0.0.1:6379/0"},
-		NATS:   NATS{URL: "nats://127.0.0.1:4222"},
-		HTTP:   HTTP{Addr: "127.0.0.1:8080"},
+		Redis: Redis{URL: "redis://127.0.0.1:6379/0"},
+		NATS:  NATS{URL: "nats://127.0.0.1:4222"},
+		HTTP:  HTTP{Addr: "127.0.0.1:8080"},
 	}
 }
 
