@@ -62,8 +62,7 @@ func (o AudienceOptions) WithDefaults() AudienceOptions {
 // validate reports the fields out of range; it changes nothing.
 func (o AudienceOptions) validate() error {
 	c := optcheck.New("intake: AudienceOptions")
-	c.Check("CallTimeout", o.CallTimeout > 0, o.CallTimeout)
-	c.Check("ChunkWait", o.ChunkWait > 0, o.ChunkWait)
+	c.Positive(o, "CallTimeout", "ChunkWait")
 	return c.Err()
 }
 

@@ -55,8 +55,7 @@ func (o StreamOptions) WithDefaults() StreamOptions {
 // validate reports the fields out of range; it changes nothing.
 func (o StreamOptions) validate() error {
 	c := optcheck.New("intake: StreamOptions")
-	c.Check("Duplicates", o.Duplicates > 0, o.Duplicates)
-	c.Check("StatusAge", o.StatusAge > 0, o.StatusAge)
+	c.Positive(o, "Duplicates", "StatusAge")
 	c.Check("Replicas", o.Replicas >= 1 && o.Replicas <= 5, o.Replicas)
 	c.Check("CallTimeout", o.CallTimeout > 0, o.CallTimeout)
 	return c.Err()

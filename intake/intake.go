@@ -147,10 +147,7 @@ func (o Options) WithDefaults() Options {
 // validate reports the fields out of range; it changes nothing.
 func (o Options) validate() error {
 	c := optcheck.New("intake: Options")
-	c.Check("MaxDeliver", o.MaxDeliver > 0, o.MaxDeliver)
-	c.Check("AckWait", o.AckWait > 0, o.AckWait)
-	c.Check("Parallel", o.Parallel > 0, o.Parallel)
-	c.Check("CallTimeout", o.CallTimeout > 0, o.CallTimeout)
+	c.Positive(o, "MaxDeliver", "AckWait", "Parallel", "CallTimeout")
 	return c.Err()
 }
 

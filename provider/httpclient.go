@@ -31,9 +31,7 @@ func (o HTTPOptions) WithDefaults() HTTPOptions {
 // validate reports the fields out of range; it changes nothing.
 func (o HTTPOptions) validate() error {
 	c := optcheck.New("provider: HTTPOptions")
-	c.Check("Timeout", o.Timeout > 0, o.Timeout)
-	c.Check("MaxConnsPerHost", o.MaxConnsPerHost > 0, o.MaxConnsPerHost)
-	c.Check("SpareConns", o.SpareConns > 0, o.SpareConns)
+	c.Positive(o, "Timeout", "MaxConnsPerHost", "SpareConns")
 	return c.Err()
 }
 

@@ -77,13 +77,9 @@ func (o AdaptOptions) WithDefaults() AdaptOptions {
 func (o AdaptOptions) validate() error {
 	c := optcheck.New("ratelimit: AdaptOptions")
 	c.Check("Decrease", o.Decrease > 0 && o.Decrease < 1, o.Decrease)
-	c.Check("Fast", o.Fast > 0, o.Fast)
-	c.Check("Plateau", o.Plateau > 0, o.Plateau)
-	c.Check("Increase", o.Increase > 0, o.Increase)
+	c.Positive(o, "Fast", "Plateau", "Increase", "Hold", "RefusalWindow")
 	c.Check("Near", o.Near > 0 && o.Near < 1, o.Near)
-	c.Check("Hold", o.Hold > 0, o.Hold)
 	c.Check("Floor", o.Floor > 0 && o.Floor <= 1, o.Floor)
-	c.Check("RefusalWindow", o.RefusalWindow > 0, o.RefusalWindow)
 	return c.Err()
 }
 

@@ -172,11 +172,7 @@ func (o Options) WithDefaults() Options {
 func (o Options) validate() error {
 	c := optcheck.New("ratelimit: Options")
 	c.Check("Margin", o.Margin > 0 && o.Margin < 1, o.Margin)
-	c.Check("MaxWait", o.MaxWait > 0, o.MaxWait)
-	c.Check("MaxLate", o.MaxLate > 0, o.MaxLate)
-	c.Check("Guard", o.Guard > 0, o.Guard)
-	c.Check("MinBacklog", o.MinBacklog > 0, o.MinBacklog)
-	c.Check("BacklogRetry", o.BacklogRetry > 0, o.BacklogRetry)
+	c.Positive(o, "MaxWait", "MaxLate", "Guard", "MinBacklog", "BacklogRetry")
 	c.Add(o.Adapt.validate())
 	return c.Err()
 }

@@ -118,8 +118,7 @@ func (o Options) WithDefaults() Options {
 // validate reports the fields out of range; it changes nothing.
 func (o Options) validate() error {
 	c := optcheck.New("scheduler: Options")
-	c.Check("Grace", o.Grace > 0, o.Grace)
-	c.Check("FiringLease", o.FiringLease > 0, o.FiringLease)
+	c.Positive(o, "Grace", "FiringLease")
 	return c.Err()
 }
 

@@ -148,11 +148,7 @@ func (o Options) WithDefaults() Options {
 // filled in; it changes nothing.
 func (o Options) validate() error {
 	c := optcheck.New("statusq: Options")
-	c.Check("Capacity", o.Capacity > 0, o.Capacity)
-	c.Check("Workers", o.Workers > 0, o.Workers)
-	c.Check("RetryFor", o.RetryFor > 0, o.RetryFor)
-	c.Check("AttemptTimeout", o.AttemptTimeout > 0, o.AttemptTimeout)
-	c.Check("MinBackoff", o.MinBackoff > 0, o.MinBackoff)
+	c.Positive(o, "Capacity", "Workers", "RetryFor", "AttemptTimeout", "MinBackoff")
 	c.Check("MaxBackoff", o.MaxBackoff >= o.MinBackoff, o.MaxBackoff)
 	return c.Err()
 }

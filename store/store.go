@@ -65,8 +65,7 @@ func (o Options) WithDefaults() Options {
 // validate reports the fields out of range; it changes nothing.
 func (o Options) validate() error {
 	c := optcheck.New("store: Options")
-	c.Check("BatchTTL", o.BatchTTL > 0, o.BatchTTL)
-	c.Check("FinishedTTL", o.FinishedTTL > 0, o.FinishedTTL)
+	c.Positive(o, "BatchTTL", "FinishedTTL")
 	return c.Err()
 }
 

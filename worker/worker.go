@@ -226,19 +226,8 @@ func (o Options) WithDefaults() Options {
 // validate reports the fields out of range; it changes nothing.
 func (o Options) validate() error {
 	c := optcheck.New("worker: Options")
-	c.Check("Concurrency", o.Concurrency > 0, o.Concurrency)
-	c.Check("BatchWindow", o.BatchWindow > 0, o.BatchWindow)
-	c.Check("GroupSize", o.GroupSize > 0, o.GroupSize)
-	c.Check("MaxRetry", o.MaxRetry > 0, o.MaxRetry)
-	c.Check("MaxInFlight", o.MaxInFlight > 0, o.MaxInFlight)
-	c.Check("PlanMemory", o.PlanMemory > 0, o.PlanMemory)
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"RecordPatience", o.RecordPatience}, {"StallAfter", o.StallAfter}, {"Retention", o.Retention},
-		{"EarlyStart", o.EarlyStart}, {"ProgressGap", o.ProgressGap}} {
-		c.Check(d.name, d.v > 0, d.v)
-	}
+	c.Positive(o, "Concurrency", "BatchWindow", "GroupSize", "MaxRetry", "MaxInFlight", "PlanMemory",
+		"RecordPatience", "StallAfter", "Retention", "EarlyStart", "ProgressGap")
 	return c.Err()
 }
 

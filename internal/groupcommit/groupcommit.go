@@ -39,8 +39,7 @@ func (o Options) WithDefaults() Options {
 // validate reports the fields out of range; it changes nothing.
 func (o Options) validate() error {
 	c := optcheck.New("groupcommit: Options")
-	c.Check("Timeout", o.Timeout > 0, o.Timeout)
-	c.Check("MaxBatch", o.MaxBatch > 0, o.MaxBatch)
+	c.Positive(o, "Timeout", "MaxBatch")
 	return c.Err()
 }
 

@@ -4,7 +4,8 @@
 //
 //	func (o Options) validate() error {
 //		c := optcheck.New("store: Options")
-//		c.Check("BatchTTL", o.BatchTTL > 0, o.BatchTTL)
+//		c.Positive(o, "BatchTTL", "FinishedTTL")
+//		c.Check("Margin", o.Margin < 1, o.Margin)
 //		return c.Err()
 //	}
 package optcheck
@@ -12,6 +13,8 @@ package optcheck
 import (
 	"errors"
 	"fmt"
+	"math"
+	"reflect"
 )
 
 // Checks gathers the failed checks of one options struct.
@@ -27,6 +30,30 @@ func New(owner string) *Checks { return &Checks{owner: owner} }
 func (c *Checks) Check(field string, ok bool, value any) {
 	if !ok {
 		c.errs = append(c.errs, fmt.Errorf("%s.%s out of range: %v", c.owner, field, value))
+	}
+}
+
+// Positive records each named field of the struct opts that is not more
+// than 0 (ints, floats and durations). A name that is not a numeric field
+// of opts is a bug in the caller: Positive panics on it.
+func (c *Checks) Positive(opts any, fields ...string) {
+	v := reflect.ValueOf(opts)
+	for _, name := range fields {
+		f := v.FieldByName(name)
+		ok := false
+		switch {
+		case !f.IsValid():
+			panic(fmt.Sprintf("optcheck: %s has no field %s", c.owner, name))
+		case f.CanInt():
+			ok = f.Int() > 0
+		case f.CanUint():
+			ok = f.Uint() > 0
+		case f.CanFloat():
+			ok = f.Float() > 0 && !math.IsInf(f.Float(), 0)
+		default:
+			panic(fmt.Sprintf("optcheck: %s.%s is not a number", c.owner, name))
+		}
+		c.Check(name, ok, f.Interface())
 	}
 }
 
