@@ -273,16 +273,15 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 
 	// HTTP.
 	d.api, err = httpapi.New(httpapi.Options{
-		Status:            d.store,
-		Campaigns:         d.store,
-		QueueFor:          worker.QueueFor,
-		Schedules:         d.sched.Schedules,
-		Throttles:         provs.Throttles,
-		RedisOpt:          d.redisOpt,
-		Gatherer:          reg,
-		Ready:             d.readyChecks(),
-		BasicAuthUser:     cfg.HTTP.BasicAuth.User,
-		BasicAuthPassword: cfg.HTTP.BasicAuth.Password,
+		Status:    d.store,
+		Campaigns: d.store,
+		QueueFor:  worker.QueueFor,
+		Schedules: d.sched.Schedules,
+		Throttles: provs.Throttles,
+		RedisOpt:  d.redisOpt,
+		Gatherer:  reg,
+		Ready:     d.readyChecks(),
+		BasicAuth: httpapi.BasicAuth{User: cfg.HTTP.BasicAuth.User, Password: cfg.HTTP.BasicAuth.Password},
 		// read-only unless http.ui_allow_changes: a queue deleted from the
 		// UI loses every campaign queued in it
 		MonitoringReadOnly: !cfg.HTTP.UIAllowChanges,

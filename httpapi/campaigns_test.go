@@ -51,11 +51,10 @@ func newCampaignServer(t *testing.T, changes ...func(*Options)) *campaignServer 
 			}
 			return "default"
 		},
-		RedisOpt:          asynq.RedisClientOpt{Addr: rd.Addr},
-		Gatherer:          prometheus.NewRegistry(),
-		BasicAuthUser:     testUser,
-		BasicAuthPassword: testPass,
-		Logger:            zerolog.Nop(),
+		RedisOpt:  asynq.RedisClientOpt{Addr: rd.Addr},
+		Gatherer:  prometheus.NewRegistry(),
+		BasicAuth: BasicAuth{User: testUser, Password: testPass},
+		Logger:    zerolog.Nop(),
 	}
 	for _, change := range changes {
 		change(&o)

@@ -69,10 +69,14 @@ type Options struct {
 	Gatherer           prometheus.Gatherer
 	Ready              []Check
 	ReadyBudget        time.Duration // default DefaultReadyBudget
-	BasicAuthUser      string
-	BasicAuthPassword  string
+	BasicAuth          BasicAuth     // every path but /healthz and /readyz, when User is set
 	MonitoringReadOnly bool
 	Logger             zerolog.Logger
+}
+
+// BasicAuth is the user and password the HTTP side asks for.
+type BasicAuth struct {
+	User, Password string
 }
 
 // Server is the HTTP handler.
@@ -136,10 +140,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.root.Serv
 func (s *Server) Close() error { return s.mon.Close() }
 
 func (s *Server) auth(next http.Handler) http.Handler {
-	if s.o.BasicAuthUser == "" {
+	if s.o.BasicAuth.User == "" {
 		return next
 	}
-	user, pass := []byte(s.o.BasicAuthUser), []byte(s.o.BasicAuthPassword)
+	user, pass := []byte(s.o.BasicAuth.User), []byte(s.o.BasicAuth.Password)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
 			next.ServeHTTP(w, r)

@@ -103,23 +103,8 @@ type Options struct {
 	// ceil(R × LocalAhead) of its callers hold a reservation at once, the
 	// others queue in the process. Default 200 ms; negative: no local queue.
 	LocalAhead time.Duration
-	// Backlog bounds, by time, how many calls of one priority or better a
-	// process keeps waiting on a key: about R × Backlog (at least the
-	// places plus MinBacklog). A caller beyond it gets a *RateLimited with
-	// RetryIn BacklogRetry at once, so that a batch goes back to its queue
-	// instead of deciding now to send seconds later. Default 2s; negative:
-	// no bound.
-	Backlog      time.Duration
-	MinBacklog   int           // default 8
-	BacklogRetry time.Duration // the longest RetryIn of a backlog refusal; default 1s
-	// BacklogLead is how long before the calls ahead of a refused caller
-	// run out it is asked to come back (RetryIn: their drain time less
-	// BacklogLead, at least 100 ms, at most BacklogRetry), so that its
-	// batch is back through its queue before the key's callers run out:
-	// asynq forwards a task to come back up to a second late. Default
-	// 1.5 s (a second of forwarding, and the rest of the first call's
-	// spacing and the dequeue); negative: none.
-	BacklogLead time.Duration
+	// Backlog bounds the calls a process keeps waiting on a key.
+	Backlog BacklogOptions
 	// Adapt tunes adaptive rates (Rate.Adaptive).
 	Adapt AdaptOptions
 	// Clock, when set, is a test clock: it replaces Redis TIME inside the
@@ -128,6 +113,27 @@ type Options struct {
 	// limiter sleeps and measures lateness on the wall clock.
 	Clock  clock.Clock
 	Logger zerolog.Logger
+}
+
+// BacklogOptions bound the calls one process keeps waiting on a key.
+type BacklogOptions struct {
+	// Time bounds, by time, how many calls of one priority or better a
+	// process keeps waiting on a key: about R × Time (at least the
+	// places plus Min). A caller beyond it gets a *RateLimited with
+	// RetryIn Retry at once, so that a batch goes back to its queue
+	// instead of deciding now to send seconds later. Default 2s; negative:
+	// no bound.
+	Time  time.Duration
+	Min   int           // at least this many places beyond the local ones; default 8
+	Retry time.Duration // the longest RetryIn of a backlog refusal; default 1s
+	// Lead is how long before the calls ahead of a refused caller
+	// run out it is asked to come back (RetryIn: their drain time less
+	// Lead, at least 100 ms, at most Retry), so that its
+	// batch is back through its queue before the key's callers run out:
+	// asynq forwards a task to come back up to a second late. Default
+	// 1.5 s (a second of forwarding, and the rest of the first call's
+	// spacing and the dequeue); negative: none.
+	Lead time.Duration
 }
 
 // Limiter is safe for concurrent use by any number of goroutines and
@@ -159,10 +165,10 @@ func (o Options) WithDefaults() Options {
 	o.NewConnLate = cmp.Or(o.NewConnLate, 50*time.Millisecond)
 	o.AnswerSlack = cmp.Or(o.AnswerSlack, 10*time.Millisecond)
 	o.LocalAhead = cmp.Or(o.LocalAhead, 200*time.Millisecond)
-	o.Backlog = cmp.Or(o.Backlog, 2*time.Second)
-	o.MinBacklog = cmp.Or(o.MinBacklog, 8)
-	o.BacklogRetry = cmp.Or(o.BacklogRetry, time.Second)
-	o.BacklogLead = cmp.Or(o.BacklogLead, 1500*time.Millisecond)
+	o.Backlog.Time = cmp.Or(o.Backlog.Time, 2*time.Second)
+	o.Backlog.Min = cmp.Or(o.Backlog.Min, 8)
+	o.Backlog.Retry = cmp.Or(o.Backlog.Retry, time.Second)
+	o.Backlog.Lead = cmp.Or(o.Backlog.Lead, 1500*time.Millisecond)
 	o.Adapt = o.Adapt.WithDefaults()
 	return o
 }
@@ -172,7 +178,9 @@ func (o Options) WithDefaults() Options {
 func (o Options) validate() error {
 	c := optcheck.New("ratelimit: Options")
 	c.Check("Margin", o.Margin > 0 && o.Margin < 1, o.Margin)
-	c.Positive(o, "MaxWait", "MaxLate", "Guard", "MinBacklog", "BacklogRetry")
+	c.Positive(o, "MaxWait", "MaxLate", "Guard")
+	c.Check("Backlog.Min", o.Backlog.Min > 0, o.Backlog.Min)
+	c.Check("Backlog.Retry", o.Backlog.Retry > 0, o.Backlog.Retry)
 	c.Add(o.Adapt.validate())
 	return c.Err()
 }
@@ -186,7 +194,7 @@ func New(rdb redis.UniversalClient, opts Options) *Limiter {
 	}
 	// "negative: none"
 	opts.NewConnLate = max(opts.NewConnLate, 0)
-	opts.BacklogLead = max(opts.BacklogLead, 0)
+	opts.Backlog.Lead = max(opts.Backlog.Lead, 0)
 	wall := clock.Real{}
 	return &Limiter{rdb: rdb, opts: opts, wall: wall, queues: map[string]*localQueue{}, clock: newRedisClock(wall.Now()),
 		reserve: groupcommit.New(rdb, reserveScript, groupcommit.Options{}),
@@ -444,7 +452,7 @@ func (l *Limiter) book(ctx context.Context, rates []Rate) (Reservation, error) {
 			return Reservation{}, fmt.Errorf("ratelimit: wait: %w", ctx.Err())
 		case <-giveUpOf(ctx):
 			tm.Stop()
-			return Reservation{}, &RateLimited{Key: "given up", RetryIn: l.opts.BacklogRetry, Backlog: true}
+			return Reservation{}, &RateLimited{Key: "given up", RetryIn: l.opts.Backlog.Retry, Backlog: true}
 		}
 	}
 }
@@ -574,7 +582,7 @@ func (t *ticket) waitSlot(ctx context.Context, r Reservation) (Reservation, erro
 		return r, fmt.Errorf("ratelimit: wait: %w", ctx.Err())
 	case <-giveUpOf(ctx):
 		t.abandon(sl, r)
-		return r, &RateLimited{Key: "given up", RetryIn: t.l.opts.BacklogRetry, Backlog: true}
+		return r, &RateLimited{Key: "given up", RetryIn: t.l.opts.Backlog.Retry, Backlog: true}
 	}
 }
 

@@ -212,7 +212,7 @@ type giveUpKey struct{}
 
 // WithGiveUp makes the gated calls made with ctx stop waiting — for a place
 // or for their slot, never once granted — when giveUp is closed: they
-// return a *RateLimited (RetryIn Options.BacklogRetry) and their slot goes
+// return a *RateLimited (RetryIn Options.Backlog.Retry) and their slot goes
 // to the next waiter. A batch task closes it when one of its calls must
 // come back later anyway, so that its other calls do not hold the worker.
 func WithGiveUp(ctx context.Context, giveUp <-chan struct{}) context.Context {
@@ -349,8 +349,8 @@ func (l *Limiter) enter(ctx context.Context, rates []Rate) (*ticket, error) {
 	o := orderOf(ctx)
 	places := int(min(max(math.Ceil(minRate*l.opts.LocalAhead.Seconds()), 1), maxPlaces))
 	backlog := math.MaxInt
-	if l.opts.Backlog > 0 {
-		backlog = int(min(max(math.Ceil(minRate*l.opts.Backlog.Seconds()), float64(places+l.opts.MinBacklog)), math.MaxInt32))
+	if l.opts.Backlog.Time > 0 {
+		backlog = int(min(max(math.Ceil(minRate*l.opts.Backlog.Time.Seconds()), float64(places+l.opts.Backlog.Min)), math.MaxInt32))
 	}
 	l.mu.Lock()
 	q, ok := l.queues[id.String()]
@@ -382,7 +382,7 @@ func (l *Limiter) enter(ctx context.Context, rates []Rate) (*ticket, error) {
 		if !l.leave(q, w) {
 			l.taken(q, o, w).giveBack()
 		}
-		return nil, &RateLimited{Key: rates[0].Key, RetryIn: l.opts.BacklogRetry, Backlog: true}
+		return nil, &RateLimited{Key: rates[0].Key, RetryIn: l.opts.Backlog.Retry, Backlog: true}
 	case <-t.C:
 		if !l.leave(q, w) {
 			return l.taken(q, o, w), nil
@@ -427,7 +427,7 @@ func (t *ticket) giveBack() {
 // bench-apps, BENCH_GAPS=1).
 func (l *Limiter) backlogRetry(ahead int, perSecond float64) time.Duration {
 	drain := time.Duration(ahead) * l.Spacing(perSecond)
-	return min(max(drain-l.opts.BacklogLead, minBacklogRetry), l.opts.BacklogRetry)
+	return min(max(drain-l.opts.Backlog.Lead, minBacklogRetry), l.opts.Backlog.Retry)
 }
 
 const minBacklogRetry = 100 * time.Millisecond

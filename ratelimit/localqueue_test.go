@@ -113,13 +113,13 @@ func TestLocalQueueServesByPriorityThenFairlyByFlow(t *testing.T) {
 
 // A process keeps about R × Backlog waiting calls of a priority or better;
 // a caller beyond that is refused at once (asked back when the calls ahead
-// have drained, at most BacklogRetry), but a better priority still gets
+// have drained, at most Backlog.Retry), but a better priority still gets
 // in.
 func TestLocalQueueBacklogIsBoundedByTime(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
-	l := New(r.Client(t), Options{LocalAhead: 100 * time.Millisecond, Backlog: time.Second, MinBacklog: 1, BacklogRetry: 700 * time.Millisecond,
-		BacklogLead: -1, MaxWait: 10 * time.Second})
+	l := New(r.Client(t), Options{LocalAhead: 100 * time.Millisecond, Backlog: BacklogOptions{Time: time.Second, Min: 1, Retry: 700 * time.Millisecond, Lead: -1},
+		MaxWait: 10 * time.Second})
 	rates := []Rate{{Key: "b", PerSecond: 5}} // 1 place, backlog 5
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -274,8 +274,8 @@ func TestHoldersSwapSlotsByPriority(t *testing.T) {
 	}
 }
 
-// A caller refused for a full backlog is asked back BacklogLead before
-// the calls ahead of it run out: within [100 ms, BacklogRetry].
+// A caller refused for a full backlog is asked back Backlog.Lead before
+// the calls ahead of it run out: within [100 ms, Backlog.Retry].
 func TestBacklogRetryComesBackBeforeTheQueueRunsOut(t *testing.T) {
 	t.Parallel()
 	l := New(nil, Options{Margin: 0.015})
@@ -286,7 +286,7 @@ func TestBacklogRetryComesBackBeforeTheQueueRunsOut(t *testing.T) {
 	}{
 		{20, 10, 20*l.Spacing(10) - 1500*time.Millisecond}, // 2.03 s of calls: back in 0.53 s
 		{9, 4, 9*l.Spacing(4) - 1500*time.Millisecond},     // 2.28 s: back in 0.78 s
-		{9, 1, time.Second},              // 9.1 s: at most BacklogRetry
+		{9, 1, time.Second},              // 9.1 s: at most Backlog.Retry
 		{9, 100, 100 * time.Millisecond}, // 91 ms: at least 100 ms
 	}
 	for _, tt := range tests {

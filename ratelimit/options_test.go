@@ -27,7 +27,7 @@ func TestOptionsDefaultsThenValidation(t *testing.T) {
 	}{
 		{Options{MaxWait: -time.Second}, "Options.MaxWait"},
 		{Options{Margin: -0.1}, "Options.Margin"},
-		{Options{MinBacklog: -1}, "Options.MinBacklog"},
+		{Options{Backlog: BacklogOptions{Min: -1}}, "Options.Backlog.Min"},
 		{Options{Adapt: AdaptOptions{Decrease: 1.5}}, "AdaptOptions.Decrease"},
 		{Options{Adapt: AdaptOptions{Hold: -time.Second}}, "AdaptOptions.Hold"},
 	} {

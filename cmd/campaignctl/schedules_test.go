@@ -158,7 +158,7 @@ func TestSchedulesAgainstTheHTTPAPI(t *testing.T) {
 	api, err := httpapi.New(httpapi.Options{
 		Status: st, Campaigns: st, Schedules: sched.Schedules,
 		RedisOpt: asynq.RedisClientOpt{Addr: rd.Addr}, Gatherer: prometheus.NewRegistry(),
-		BasicAuthUser: "admin", BasicAuthPassword: "pw", Logger: zerolog.Nop(),
+		BasicAuth: httpapi.BasicAuth{User: "admin", Password: "pw"}, Logger: zerolog.Nop(),
 	})
 	if err != nil {
 		t.Fatal(err)
