@@ -122,7 +122,7 @@ func (p *providers) ProviderOf(app string) string {
 func (p *providers) em(app, op string) (*easemob.Client, error) {
 	c, ok := p.easemob[app]
 	if !ok {
-		return nil, &provider.Error{Provider: "campaignd", Op: op, Kind: provider.KindPermanent,
+		return nil, &provider.Error{Provider: "campaignd", Op: op, Class: provider.ClassPermanent,
 			Description: fmt.Sprintf("app %q is not an easemob app (%s is an easemob call)", app, op)}
 	}
 	return c, nil
@@ -247,7 +247,7 @@ func (p *providers) LabelMembers(ctx context.Context, app, label string, add boo
 func (p *providers) TagMembers(ctx context.Context, app, tag string, add bool, ids []string) ([]worker.TargetResult, error) {
 	c, ok := p.engagelab[app]
 	if !ok {
-		return nil, &provider.Error{Provider: "campaignd", Op: "tags", Kind: provider.KindPermanent,
+		return nil, &provider.Error{Provider: "campaignd", Op: "tags", Class: provider.ClassPermanent,
 			Description: fmt.Sprintf("app %q is not an engagelab app (tags are engagelab's labels)", app)}
 	}
 	var out []worker.TargetResult

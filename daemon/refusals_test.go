@@ -25,7 +25,7 @@ func TestOnlyRefusalsForRateLowerTheLimit(t *testing.T) {
 	apps := map[string]config.App{"shared": {Provider: provider.Easemob}, "own": {Provider: provider.Easemob, Adaptive: &off}}
 	obs := backoffObserver{lim: lim, apps: apps, log: zerolog.Nop()}
 	rateErr := func(status int, typ string) error {
-		return &provider.Error{Provider: "easemob", Kind: provider.KindRateLimited, Status: status, Type: typ}
+		return &provider.Error{Provider: "easemob", Class: provider.ClassRateLimited, Status: status, Type: typ}
 	}
 	for _, tc := range []struct {
 		name  string
@@ -34,8 +34,8 @@ func TestOnlyRefusalsForRateLowerTheLimit(t *testing.T) {
 		err   error
 		lower bool
 	}{
-		{"a 500", "shared", provider.GroupPushSingle, &provider.Error{Kind: provider.KindTransient, Status: 500}, false},
-		{"a timeout", "shared", provider.GroupPushSingle, &provider.Error{Kind: provider.KindTransient, Err: context.DeadlineExceeded}, false},
+		{"a 500", "shared", provider.GroupPushSingle, &provider.Error{Class: provider.ClassTransient, Status: 500}, false},
+		{"a timeout", "shared", provider.GroupPushSingle, &provider.Error{Class: provider.ClassTransient, Err: context.DeadlineExceeded}, false},
 		{"the task caps", "shared", provider.GroupPushLabel, rateErr(http.StatusForbidden, "LimitException"), false},
 		{"a 429 on a task call", "shared", provider.GroupPushTask, rateErr(http.StatusTooManyRequests, ""), true},
 		{"a 429", "shared", provider.GroupPushSingle, rateErr(http.StatusTooManyRequests, ""), true},

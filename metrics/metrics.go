@@ -82,7 +82,7 @@ func New(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) ProviderCall(app, group, result string, took time.Duration) {
 	m.calls.WithLabelValues(app, group, result).Inc()
 	m.latency.WithLabelValues(group).Observe(took.Seconds())
-	if result == provider.KindRateLimited.String() {
+	if result == provider.ClassRateLimited.String() {
 		m.backoffs.WithLabelValues(app, group).Inc()
 		m.refusals.WithLabelValues(app, group).Inc()
 	}
@@ -110,7 +110,7 @@ type observer struct{ m *Metrics }
 func (o observer) Observe(app string, g provider.Group, _ string, took time.Duration, err error) {
 	result := "ok"
 	if err != nil {
-		if k, ok := provider.KindOf(err); ok {
+		if k, ok := provider.ClassOf(err); ok {
 			result = k.String()
 		} else {
 			result = "error"

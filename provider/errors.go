@@ -7,34 +7,34 @@ import (
 	"time"
 )
 
-// Kind classifies a failed provider call by what the caller should do next.
-type Kind int
+// Class sorts a failed provider call by what the caller should do next.
+type Class int
 
 const (
-	// KindPermanent: the provider refused the request as wrong (400, 404, …);
+	// ClassPermanent: the provider refused the request as wrong (400, 404, …);
 	// retrying the same request will not help.
-	KindPermanent Kind = iota
-	// KindRateLimited: over a QPS or task limit (HTTP 429, 403 LimitException,
+	ClassPermanent Class = iota
+	// ClassRateLimited: over a QPS or task limit (HTTP 429, 403 LimitException,
 	// EngageLab limit codes); try again later, it is not a failed push.
-	KindRateLimited
-	// KindTransient: 5xx, timeouts, connection errors; retry with backoff.
-	KindTransient
-	// KindAuth: credentials refused (401) even after one token refresh.
-	KindAuth
+	ClassRateLimited
+	// ClassTransient: 5xx, timeouts, connection errors; retry with backoff.
+	ClassTransient
+	// ClassAuth: credentials refused (401) even after one token refresh.
+	ClassAuth
 )
 
-func (k Kind) String() string {
+func (k Class) String() string {
 	switch k {
-	case KindPermanent:
+	case ClassPermanent:
 		return "permanent"
-	case KindRateLimited:
+	case ClassRateLimited:
 		return "rate_limited"
-	case KindTransient:
+	case ClassTransient:
 		return "transient"
-	case KindAuth:
+	case ClassAuth:
 		return "auth"
 	default:
-		return fmt.Sprintf("kind(%d)", int(k))
+		return fmt.Sprintf("class(%d)", int(k))
 	}
 }
 
@@ -42,11 +42,11 @@ func (k Kind) String() string {
 type Error struct {
 	Provider    string        // "easemob" or "engagelab"
 	Op          string        // endpoint, e.g. "POST /push/single"
-	Kind        Kind          // what to do next
+	Class       Class         // what to do next
 	Status      int           // HTTP status, 0 if no answer
 	Type        string        // provider error type (e.g. "LimitException") or code ("27002")
 	Description string        // provider's description
-	RetryAfter  time.Duration // for KindRateLimited, when known (Retry-After); else 0
+	RetryAfter  time.Duration // for ClassRateLimited, when known (Retry-After); else 0
 	InvalidIDs  []string      // ids the provider named invalid (EngageLab 27005), if any
 	Written     bool          // no answer, but the request had been written: the provider may have acted on it (an ambiguous send)
 	Err         error         // underlying cause (network error, decode error), if any
@@ -54,7 +54,7 @@ type Error struct {
 
 func (e *Error) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s: %s", e.Provider, e.Op, e.Kind)
+	fmt.Fprintf(&b, "%s %s: %s", e.Provider, e.Op, e.Class)
 	if e.Status != 0 {
 		fmt.Fprintf(&b, " (HTTP %d", e.Status)
 		if e.Type != "" {
@@ -76,12 +76,12 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// KindOf returns the Kind of a provider error anywhere in err's chain, and
-// false if err holds no *Error.
-func KindOf(err error) (Kind, bool) {
+// ClassOf returns the Class of a provider error anywhere in err's chain,
+// and false if err holds no *Error.
+func ClassOf(err error) (Class, bool) {
 	var pe *Error
 	if errors.As(err, &pe) {
-		return pe.Kind, true
+		return pe.Class, true
 	}
 	return 0, false
 }
@@ -90,7 +90,7 @@ func KindOf(err error) (Kind, bool) {
 // the provider's retry-after hint (0 if none).
 func IsRateLimited(err error) (time.Duration, bool) {
 	var pe *Error
-	if errors.As(err, &pe) && pe.Kind == KindRateLimited {
+	if errors.As(err, &pe) && pe.Class == ClassRateLimited {
 		return pe.RetryAfter, true
 	}
 	return 0, false
@@ -99,8 +99,8 @@ func IsRateLimited(err error) (time.Duration, bool) {
 // IsRetryable reports whether the call may succeed if repeated later
 // (rate-limited or transient).
 func IsRetryable(err error) bool {
-	k, ok := KindOf(err)
-	return ok && (k == KindRateLimited || k == KindTransient)
+	k, ok := ClassOf(err)
+	return ok && (k == ClassRateLimited || k == ClassTransient)
 }
 
 // FieldError is one invalid input field, named as in the JSON the user sent.

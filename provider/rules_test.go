@@ -109,7 +109,7 @@ func TestFieldErrors(t *testing.T) {
 
 func TestErrorKinds(t *testing.T) {
 	t.Parallel()
-	err := error(&Error{Provider: "easemob", Op: "POST /push/single", Kind: KindRateLimited, Status: 429, RetryAfter: 2 * time.Second})
+	err := error(&Error{Provider: "easemob", Op: "POST /push/single", Class: ClassRateLimited, Status: 429, RetryAfter: 2 * time.Second})
 	wrapped := errors.Join(errors.New("context"), err)
 	if d, ok := IsRateLimited(wrapped); !ok || d != 2*time.Second {
 		t.Errorf("IsRateLimited = %s %v", d, ok)
@@ -117,7 +117,7 @@ func TestErrorKinds(t *testing.T) {
 	if !IsRetryable(wrapped) {
 		t.Error("rate limited is retryable")
 	}
-	if IsRetryable(&Error{Kind: KindPermanent}) || IsRetryable(errors.New("x")) {
+	if IsRetryable(&Error{Class: ClassPermanent}) || IsRetryable(errors.New("x")) {
 		t.Error("permanent and foreign errors are not retryable")
 	}
 	if s := err.Error(); !strings.Contains(s, "rate_limited") || !strings.Contains(s, "429") {

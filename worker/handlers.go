@@ -568,7 +568,7 @@ func tally(targets []string, results []TargetResult) (sent int64, failures []cam
 func (s *Service) send(ctx context.Context, c *campaigns.Campaign, targets []string, buf []TargetResult) ([]TargetResult, error) {
 	k, _, err := s.kindOf(c)
 	if err != nil {
-		return nil, &provider.Error{Provider: "campaignd", Op: string(c.Kind), Kind: provider.KindPermanent, Description: err.Error()}
+		return nil, &provider.Error{Provider: "campaignd", Op: string(c.Kind), Class: provider.ClassPermanent, Description: err.Error()}
 	}
 	return k.send(ctx, c, targets, buf)
 }

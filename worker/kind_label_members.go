@@ -93,7 +93,7 @@ func prepareLabel(ctx context.Context, p labelMembersProviders, c *campaigns.Cam
 // errors (rate limits, transient) are returned as they are, to be retried.
 func asCampaignFailure(field string, err error) error {
 	var pe *provider.Error
-	if errors.As(err, &pe) && (pe.Kind == provider.KindPermanent || pe.Kind == provider.KindAuth) {
+	if errors.As(err, &pe) && (pe.Class == provider.ClassPermanent || pe.Class == provider.ClassAuth) {
 		msg := pe.Description
 		if msg == "" {
 			msg = pe.Error()

@@ -168,6 +168,6 @@ func isPermanent(err error) bool {
 	if errors.As(err, &fe) {
 		return true
 	}
-	k, ok := provider.KindOf(err)
-	return ok && (k == provider.KindPermanent || k == provider.KindAuth)
+	k, ok := provider.ClassOf(err)
+	return ok && (k == provider.ClassPermanent || k == provider.ClassAuth)
 }

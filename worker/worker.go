@@ -465,7 +465,7 @@ func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
 	if rl, ok := asRetryLater(err); ok {
 		return rl.in
 	}
-	if k, ok := provider.KindOf(err); ok && k == provider.KindTransient {
+	if k, ok := provider.ClassOf(err); ok && k == provider.ClassTransient {
 		// The provider is failing (5xx, timeouts, dropped connections):
 		// its first FlatRetries retries come a second apart (each call
 		// still through the limiter), so that sending resumes within

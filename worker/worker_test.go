@@ -243,7 +243,7 @@ func TestTransientErrorsAreRetried(t *testing.T) {
 	t.Parallel()
 	prov := &fakeProvider{answer: func(call int, _ []string) ([]TargetResult, error) {
 		if call%2 == 0 {
-			return nil, &provider.Error{Provider: "easemob", Kind: provider.KindTransient, Status: 503}
+			return nil, &provider.Error{Provider: "easemob", Class: provider.ClassTransient, Status: 503}
 		}
 		return nil, nil
 	}}
@@ -259,7 +259,7 @@ func TestRateLimitedAnswersDoNotSpendRetries(t *testing.T) {
 	t.Parallel()
 	prov := &fakeProvider{answer: func(call int, _ []string) ([]TargetResult, error) {
 		if call < 3 {
-			return nil, &provider.Error{Provider: "easemob", Kind: provider.KindRateLimited, Status: 429, RetryAfter: 10 * time.Millisecond}
+			return nil, &provider.Error{Provider: "easemob", Class: provider.ClassRateLimited, Status: 429, RetryAfter: 10 * time.Millisecond}
 		}
 		return nil, nil
 	}}
@@ -275,7 +275,7 @@ func TestPermanentErrorsAndRefusedTargetsAreRecorded(t *testing.T) {
 	t.Parallel()
 	prov := &fakeProvider{answer: func(call int, ts []string) ([]TargetResult, error) {
 		if ts[0] == "p00000" {
-			return nil, &provider.Error{Provider: "easemob", Kind: provider.KindPermanent, Status: 400, Type: "MessageException", Description: "bad_request"}
+			return nil, &provider.Error{Provider: "easemob", Class: provider.ClassPermanent, Status: 400, Type: "MessageException", Description: "bad_request"}
 		}
 		res := make([]TargetResult, len(ts))
 		for i, id := range ts {
@@ -508,10 +508,10 @@ func TestClassification(t *testing.T) {
 		err     error
 		failure bool
 	}{
-		{&provider.Error{Kind: provider.KindRateLimited}, false},
+		{&provider.Error{Class: provider.ClassRateLimited}, false},
 		{&retryLater{in: time.Second}, false},
-		{fmt.Errorf("wrapped: %w", &provider.Error{Kind: provider.KindRateLimited, RetryAfter: 2 * time.Second}), false},
-		{&provider.Error{Kind: provider.KindTransient}, true},
+		{fmt.Errorf("wrapped: %w", &provider.Error{Class: provider.ClassRateLimited, RetryAfter: 2 * time.Second}), false},
+		{&provider.Error{Class: provider.ClassTransient}, true},
 		{errors.New("boom"), true},
 	}
 	for _, tt := range tests {
@@ -519,7 +519,7 @@ func TestClassification(t *testing.T) {
 			t.Errorf("IsFailure(%v) = %v", tt.err, got)
 		}
 	}
-	if d := RetryDelay(0, &provider.Error{Kind: provider.KindRateLimited, RetryAfter: 2 * time.Second}, nil); d != 2*time.Second {
+	if d := RetryDelay(0, &provider.Error{Class: provider.ClassRateLimited, RetryAfter: 2 * time.Second}, nil); d != 2*time.Second {
 		t.Errorf("delay %s", d)
 	}
 	if d := RetryDelay(10, errors.New("x"), nil); d != time.Minute {

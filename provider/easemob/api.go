@@ -149,7 +149,7 @@ func (c *Client) pushOne(ctx context.Context, kind string, group provider.Group,
 		return TargetResult{}, err
 	}
 	if len(res) == 0 {
-		return TargetResult{}, &provider.Error{Provider: providerName, Op: "POST /push/" + kind + "/{target}", Kind: provider.KindTransient, Status: 200, Description: "empty result"}
+		return TargetResult{}, &provider.Error{Provider: providerName, Op: "POST /push/" + kind + "/{target}", Class: provider.ClassTransient, Status: 200, Description: "empty result"}
 	}
 	r := res[0]
 	r.ID = target
@@ -185,7 +185,7 @@ func taskID(op string, raw json.RawMessage) (string, error) {
 		if json.Unmarshal(raw, &s) == nil && s != "" {
 			return s, nil
 		}
-		return "", &provider.Error{Provider: providerName, Op: op, Kind: provider.KindTransient, Status: 200, Description: "no task id in the answer"}
+		return "", &provider.Error{Provider: providerName, Op: op, Class: provider.ClassTransient, Status: 200, Description: "no task id in the answer"}
 	}
 	return n.String(), nil
 }
@@ -248,7 +248,7 @@ func (c *Client) CreateLabel(ctx context.Context, name, description string) (Lab
 	if errors.As(err, &pe) && pe.Status == http.StatusForbidden && pe.Type == "LimitException" {
 		// On label creation 403 LimitException is the app's label cap, not a
 		// call rate: waiting does not help (file 000).
-		pe.Kind = provider.KindPermanent
+		pe.Class = provider.ClassPermanent
 		pe.Description = fmt.Sprintf("the app already has %d labels (provider limit)", provider.MaxLabels)
 	}
 	if err != nil {

@@ -213,7 +213,7 @@ func (c *Client) send(ctx context.Context, group provider.Group, op, method, url
 	}
 	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
-		return nil, 0, "", &provider.Error{Provider: providerName, Op: op, Kind: provider.KindPermanent, Err: fmt.Errorf("build request: %w", err)}
+		return nil, 0, "", &provider.Error{Provider: providerName, Op: op, Class: provider.ClassPermanent, Err: fmt.Errorf("build request: %w", err)}
 	}
 	req.Header.Set("Accept", "application/json")
 	if payload != nil {
@@ -249,16 +249,16 @@ func (c *Client) roundTrip(ctx context.Context, op string, req *http.Request, in
 		if ctx.Err() != nil {
 			return nil, 0, fmt.Errorf("easemob %s: %w", op, ctx.Err())
 		}
-		return nil, 0, &provider.Error{Provider: providerName, Op: op, Kind: provider.KindTransient, Err: scrub(err)}
+		return nil, 0, &provider.Error{Provider: providerName, Op: op, Class: provider.ClassTransient, Err: scrub(err)}
 	}
 	defer resp.Body.Close()
 	body, done, err := readBody(resp.Body, resp.ContentLength, maxResponse)
 	defer done()
 	if err != nil {
-		return nil, resp.StatusCode, &provider.Error{Provider: providerName, Op: op, Kind: provider.KindTransient, Status: resp.StatusCode, Err: fmt.Errorf("read response: %w", scrub(err))}
+		return nil, resp.StatusCode, &provider.Error{Provider: providerName, Op: op, Class: provider.ClassTransient, Status: resp.StatusCode, Err: fmt.Errorf("read response: %w", scrub(err))}
 	}
 	if len(body) > maxResponse {
-		return nil, resp.StatusCode, &provider.Error{Provider: providerName, Op: op, Kind: provider.KindTransient, Status: resp.StatusCode, Description: "response over 4 MiB"}
+		return nil, resp.StatusCode, &provider.Error{Provider: providerName, Op: op, Class: provider.ClassTransient, Status: resp.StatusCode, Description: "response over 4 MiB"}
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, resp.StatusCode, mapError(op, resp, body, c.clk.Now())
@@ -266,12 +266,12 @@ func (c *Client) roundTrip(ctx context.Context, op string, req *http.Request, in
 	var env envelope
 	if into != nil {
 		if err := into.decodeBody(body); err != nil {
-			return nil, resp.StatusCode, &provider.Error{Provider: providerName, Op: op, Kind: provider.KindTransient, Status: resp.StatusCode, Err: fmt.Errorf("decode response: %w", err)}
+			return nil, resp.StatusCode, &provider.Error{Provider: providerName, Op: op, Class: provider.ClassTransient, Status: resp.StatusCode, Err: fmt.Errorf("decode response: %w", err)}
 		}
 		return &env, resp.StatusCode, nil
 	}
 	if err := json.Unmarshal(body, &env); err != nil {
-		return nil, resp.StatusCode, &provider.Error{Provider: providerName, Op: op, Kind: provider.KindTransient, Status: resp.StatusCode, Err: fmt.Errorf("decode response: %w", err)}
+		return nil, resp.StatusCode, &provider.Error{Provider: providerName, Op: op, Class: provider.ClassTransient, Status: resp.StatusCode, Err: fmt.Errorf("decode response: %w", err)}
 	}
 	return &env, resp.StatusCode, nil
 }
@@ -296,17 +296,17 @@ func mapError(op string, resp *http.Response, body []byte, now time.Time) *provi
 	}
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:
-		e.Kind = provider.KindRateLimited
+		e.Class = provider.ClassRateLimited
 		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), now)
 	case resp.StatusCode == http.StatusForbidden && eb.Error == "LimitException":
-		e.Kind = provider.KindRateLimited
+		e.Class = provider.ClassRateLimited
 	case resp.StatusCode == http.StatusUnauthorized:
-		e.Kind = provider.KindAuth
+		e.Class = provider.ClassAuth
 		e.Description = "app token refused" // never echo token details
 	case resp.StatusCode >= 500:
-		e.Kind = provider.KindTransient
+		e.Class = provider.ClassTransient
 	default:
-		e.Kind = provider.KindPermanent
+		e.Class = provider.ClassPermanent
 	}
 	return e
 }
@@ -426,7 +426,7 @@ type tokenResponse struct {
 func (c *Client) postToken(ctx context.Context, op string, body []byte, grant provider.Grant, out *tokenResponse) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/token", bytes.NewReader(body))
 	if err != nil {
-		return &provider.Error{Provider: providerName, Op: op, Kind: provider.KindPermanent, Err: fmt.Errorf("build request: %w", err)}
+		return &provider.Error{Provider: providerName, Op: op, Class: provider.ClassPermanent, Err: fmt.Errorf("build request: %w", err)}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
@@ -434,33 +434,33 @@ func (c *Client) postToken(ctx context.Context, op string, body []byte, grant pr
 	resp, err := c.http.Do(req)
 	wt.Done()
 	if err != nil {
-		return &provider.Error{Provider: providerName, Op: op, Kind: provider.KindTransient, Err: scrub(err)}
+		return &provider.Error{Provider: providerName, Op: op, Class: provider.ClassTransient, Err: scrub(err)}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return &provider.Error{Provider: providerName, Op: op, Kind: provider.KindTransient, Status: resp.StatusCode, Err: scrub(err)}
+		return &provider.Error{Provider: providerName, Op: op, Class: provider.ClassTransient, Status: resp.StatusCode, Err: scrub(err)}
 	}
 	if resp.StatusCode != http.StatusOK {
 		e := mapError(op, resp, b, c.clk.Now())
 		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusBadRequest {
-			e.Kind = provider.KindAuth
+			e.Class = provider.ClassAuth
 			e.Description = "client credentials refused"
 		}
 		return e
 	}
 	if err := json.Unmarshal(b, out); err != nil {
-		return &provider.Error{Provider: providerName, Op: op, Kind: provider.KindTransient, Status: resp.StatusCode, Err: errors.New("decode token response")}
+		return &provider.Error{Provider: providerName, Op: op, Class: provider.ClassTransient, Status: resp.StatusCode, Err: errors.New("decode token response")}
 	}
 	if out.AccessToken == "" {
-		return &provider.Error{Provider: providerName, Op: op, Kind: provider.KindTransient, Status: resp.StatusCode, Description: "token response without access_token"}
+		return &provider.Error{Provider: providerName, Op: op, Class: provider.ClassTransient, Status: resp.StatusCode, Description: "token response without access_token"}
 	}
 	return nil
 }
 
 func decodeData(op string, env *envelope, out any) error {
 	if err := json.Unmarshal(env.Data, out); err != nil {
-		return &provider.Error{Provider: providerName, Op: op, Kind: provider.KindTransient, Status: 200, Err: fmt.Errorf("decode data: %w", err)}
+		return &provider.Error{Provider: providerName, Op: op, Class: provider.ClassTransient, Status: 200, Err: fmt.Errorf("decode data: %w", err)}
 	}
 	return nil
 }

@@ -103,9 +103,9 @@ func setup(t *testing.T, sc pushsim.Config) *env {
 	return &env{sim: srv, c: c, gate: gate, logs: logs, clk: clk}
 }
 
-func kindOf(t *testing.T, err error) provider.Kind {
+func kindOf(t *testing.T, err error) provider.Class {
 	t.Helper()
-	k, ok := provider.KindOf(err)
+	k, ok := provider.ClassOf(err)
 	if !ok {
 		t.Fatalf("not a provider error: %v", err)
 	}
@@ -232,7 +232,7 @@ func TestLabelCalls(t *testing.T) {
 	}
 	_, err = e.c.GetLabel(ctx, "vip")
 	var pe *provider.Error
-	if !errors.As(err, &pe) || pe.Kind != provider.KindPermanent || pe.Type != "ResourceNotFoundException" {
+	if !errors.As(err, &pe) || pe.Class != provider.ClassPermanent || pe.Type != "ResourceNotFoundException" {
 		t.Fatalf("missing label: %v", err)
 	}
 }
@@ -387,7 +387,7 @@ func TestRateLimitedAnswers(t *testing.T) {
 	e.clk.Advance(2 * time.Second)
 	_, err = e.c.PushLabel(ctx, "l", nil, PushRequest{PushMessage: msg})
 	var pe *provider.Error
-	if !errors.As(err, &pe) || pe.Kind != provider.KindRateLimited || pe.Type != "LimitException" {
+	if !errors.As(err, &pe) || pe.Class != provider.ClassRateLimited || pe.Type != "LimitException" {
 		t.Fatalf("LimitException: %v", err)
 	}
 }
@@ -596,12 +596,12 @@ func TestServerErrorsAreTransient(t *testing.T) {
 	}
 	e2 := setup(t, pushsim.Config{LimitsOff: true, Faults: pushsim.Faults{ErrorRate: 1}})
 	_, err := e2.c.PushSingle(context.Background(), []string{"a"}, PushRequest{PushMessage: msg})
-	if k := kindOf(t, err); k != provider.KindTransient {
+	if k := kindOf(t, err); k != provider.ClassTransient {
 		t.Fatalf("5xx kind %s: %v", k, err)
 	}
 	e3 := setup(t, pushsim.Config{LimitsOff: true, Faults: pushsim.Faults{DropRate: 1}})
 	_, err = e3.c.PushSingle(context.Background(), []string{"a"}, PushRequest{PushMessage: msg})
-	if k := kindOf(t, err); k != provider.KindTransient {
+	if k := kindOf(t, err); k != provider.ClassTransient {
 		t.Fatalf("dropped connection kind %s: %v", k, err)
 	}
 }
@@ -612,16 +612,16 @@ func TestErrorMapping(t *testing.T) {
 		status     int
 		body       string
 		retryAfter string
-		want       provider.Kind
+		want       provider.Class
 		wantType   string
 		wantRetry  time.Duration
 	}{
-		{429, `{"error":"TooManyRequests"}`, "3", provider.KindRateLimited, "TooManyRequests", 3 * time.Second},
-		{403, `{"error":"LimitException","error_description":"limit request"}`, "", provider.KindRateLimited, "LimitException", 0},
-		{403, `{"error":"ServiceNotOpenException","error_description":"push service not open"}`, "", provider.KindPermanent, "ServiceNotOpenException", 0},
-		{400, `{"error":"MessageException","error_description":"bad_request"}`, "", provider.KindPermanent, "MessageException", 0},
-		{404, `url is invalid`, "", provider.KindPermanent, "", 0},
-		{503, `<html>busy</html>`, "", provider.KindTransient, "", 0},
+		{429, `{"error":"TooManyRequests"}`, "3", provider.ClassRateLimited, "TooManyRequests", 3 * time.Second},
+		{403, `{"error":"LimitException","error_description":"limit request"}`, "", provider.ClassRateLimited, "LimitException", 0},
+		{403, `{"error":"ServiceNotOpenException","error_description":"push service not open"}`, "", provider.ClassPermanent, "ServiceNotOpenException", 0},
+		{400, `{"error":"MessageException","error_description":"bad_request"}`, "", provider.ClassPermanent, "MessageException", 0},
+		{404, `url is invalid`, "", provider.ClassPermanent, "", 0},
+		{503, `<html>busy</html>`, "", provider.ClassTransient, "", 0},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.status, tt.wantType), func(t *testing.T) {
@@ -642,8 +642,8 @@ func TestErrorMapping(t *testing.T) {
 			if !errors.As(err, &pe) {
 				t.Fatalf("not a provider error: %v", err)
 			}
-			if pe.Kind != tt.want || pe.Type != tt.wantType || pe.RetryAfter != tt.wantRetry || pe.Status != tt.status {
-				t.Errorf("got kind %s type %q retry %s status %d, want %s %q %s", pe.Kind, pe.Type, pe.RetryAfter, pe.Status, tt.want, tt.wantType, tt.wantRetry)
+			if pe.Class != tt.want || pe.Type != tt.wantType || pe.RetryAfter != tt.wantRetry || pe.Status != tt.status {
+				t.Errorf("got kind %s type %q retry %s status %d, want %s %q %s", pe.Class, pe.Type, pe.RetryAfter, pe.Status, tt.want, tt.wantType, tt.wantRetry)
 			}
 		})
 	}
@@ -665,14 +665,14 @@ func TestSecretsNeverInErrorsOrLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.PushSingle(context.Background(), []string{"x"}, PushRequest{PushMessage: msg})
-	if k := kindOf(t, err); k != provider.KindAuth {
+	if k := kindOf(t, err); k != provider.ClassAuth {
 		t.Fatalf("kind %s: %v", k, err)
 	}
 	// A fixed token refused with 401.
 	const fixed = "YWMtFixedAppTokenValue"
 	c2, _ := New(Config{BaseURL: srv.URL(), Org: "o", App: "a", AppToken: fixed, Logger: zerolog.New(logs)})
 	_, err2 := c2.PushSingle(context.Background(), []string{"x"}, PushRequest{PushMessage: msg})
-	if k := kindOf(t, err2); k != provider.KindAuth {
+	if k := kindOf(t, err2); k != provider.ClassAuth {
 		t.Fatalf("kind %s: %v", k, err2)
 	}
 	// A valid token, expired, then refreshed: the token must not be logged.

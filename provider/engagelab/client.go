@@ -103,7 +103,7 @@ func (c *Client) call(ctx context.Context, method, path, op string, body, out an
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
-		return &provider.Error{Provider: providerName, Op: op, Kind: provider.KindPermanent, Err: fmt.Errorf("build request: %w", err)}
+		return &provider.Error{Provider: providerName, Op: op, Class: provider.ClassPermanent, Err: fmt.Errorf("build request: %w", err)}
 	}
 	req.SetBasicAuth(c.cfg.AppKey, c.cfg.AppSecret)
 	req.Header.Set("Accept", "application/json")
@@ -133,12 +133,12 @@ func (c *Client) roundTrip(ctx context.Context, req *http.Request, op string, ou
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return &provider.Error{Provider: providerName, Op: op, Kind: provider.KindTransient, Err: err}
+		return &provider.Error{Provider: providerName, Op: op, Class: provider.ClassTransient, Err: err}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
 	if err != nil {
-		return &provider.Error{Provider: providerName, Op: op, Kind: provider.KindTransient, Status: resp.StatusCode, Err: fmt.Errorf("read response: %w", err)}
+		return &provider.Error{Provider: providerName, Op: op, Class: provider.ClassTransient, Status: resp.StatusCode, Err: fmt.Errorf("read response: %w", err)}
 	}
 	if resp.StatusCode != http.StatusOK {
 		return mapError(op, resp, b)
@@ -147,7 +147,7 @@ func (c *Client) roundTrip(ctx context.Context, req *http.Request, op string, ou
 		return nil
 	}
 	if err := json.Unmarshal(b, out); err != nil {
-		return &provider.Error{Provider: providerName, Op: op, Kind: provider.KindTransient, Status: resp.StatusCode, Err: fmt.Errorf("decode response: %w", err)}
+		return &provider.Error{Provider: providerName, Op: op, Class: provider.ClassTransient, Status: resp.StatusCode, Err: fmt.Errorf("decode response: %w", err)}
 	}
 	return nil
 }
@@ -188,7 +188,7 @@ func mapError(op string, resp *http.Response, body []byte) *provider.Error {
 	}
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:
-		e.Kind = provider.KindRateLimited
+		e.Class = provider.ClassRateLimited
 		if n, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && n >= 0 {
 			e.RetryAfter = time.Duration(n) * time.Second
 		}
@@ -199,14 +199,14 @@ func mapError(op string, resp *http.Response, body []byte) *provider.Error {
 		// Quota and size limits (tags per device, tags per app, devices per
 		// tag, alias count, tag length, missing tag/alias): not a matter of
 		// waiting. EngageLab answers them with 401, but they are not auth.
-		e.Kind = provider.KindPermanent
+		e.Class = provider.ClassPermanent
 	case code == 21004 || code == 27001 || code == 27004 || resp.StatusCode == http.StatusUnauthorized:
-		e.Kind = provider.KindAuth
+		e.Class = provider.ClassAuth
 		e.Description = "app key or secret refused"
 	case code == 27000 || resp.StatusCode >= 500:
-		e.Kind = provider.KindTransient
+		e.Class = provider.ClassTransient
 	default:
-		e.Kind = provider.KindPermanent
+		e.Class = provider.ClassPermanent
 	}
 	return e
 }

@@ -101,7 +101,7 @@ func TestEveryCall(t *testing.T) {
 	_ = e.c.SetDevice(ctx, "r5", DeviceUpdate{Alias: &bob})
 	err = e.c.SetDevice(ctx, "r6", DeviceUpdate{Alias: &bob})
 	var pe *provider.Error
-	if !errors.As(err, &pe) || pe.Kind != provider.KindPermanent || pe.Type != "27010" {
+	if !errors.As(err, &pe) || pe.Class != provider.ClassPermanent || pe.Type != "27010" {
 		t.Fatalf("alias taken: %v", err)
 	}
 }
@@ -165,7 +165,7 @@ func TestAuthRateLimitAndServerErrors(t *testing.T) {
 	const wrong = "wrong-secret-value"
 	e := setup(t, pushsim.Config{}, wrong)
 	_, err := e.c.ListTags(ctx)
-	if k, _ := provider.KindOf(err); k != provider.KindAuth {
+	if k, _ := provider.ClassOf(err); k != provider.ClassAuth {
 		t.Fatalf("wrong secret: %v", err)
 	}
 	if strings.Contains(err.Error(), wrong) || strings.Contains(e.logs.String(), wrong) {
@@ -182,7 +182,7 @@ func TestAuthRateLimitAndServerErrors(t *testing.T) {
 	e3 := setup(t, pushsim.Config{LimitsOff: true, Faults: pushsim.Faults{ErrorRate: 1}}, "pushsim-secret")
 	_, err = e3.c.ListTags(ctx)
 	var pe *provider.Error
-	if !errors.As(err, &pe) || pe.Kind != provider.KindTransient || pe.Type != "27000" {
+	if !errors.As(err, &pe) || pe.Class != provider.ClassTransient || pe.Type != "27000" {
 		t.Fatalf("5xx: %v", err)
 	}
 }
@@ -192,16 +192,16 @@ func TestErrorMapping(t *testing.T) {
 	tests := []struct {
 		status int
 		code   int
-		want   provider.Kind
+		want   provider.Class
 	}{
-		{401, 21004, provider.KindAuth},
-		{401, 27004, provider.KindAuth},
-		{401, 27011, provider.KindPermanent},
-		{401, 27013, provider.KindPermanent},
-		{400, 27002, provider.KindPermanent},
-		{500, 27000, provider.KindTransient},
-		{502, 0, provider.KindTransient},
-		{429, 0, provider.KindRateLimited},
+		{401, 21004, provider.ClassAuth},
+		{401, 27004, provider.ClassAuth},
+		{401, 27011, provider.ClassPermanent},
+		{401, 27013, provider.ClassPermanent},
+		{400, 27002, provider.ClassPermanent},
+		{500, 27000, provider.ClassTransient},
+		{502, 0, provider.ClassTransient},
+		{429, 0, provider.ClassRateLimited},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.status, "-", tt.code), func(t *testing.T) {
@@ -214,7 +214,7 @@ func TestErrorMapping(t *testing.T) {
 			defer srv.Close()
 			c, _ := New(Config{BaseURL: srv.URL, AppKey: "k", AppSecret: "s"})
 			err := c.DeleteDevice(context.Background(), "r1")
-			if k, ok := provider.KindOf(err); !ok || k != tt.want {
+			if k, ok := provider.ClassOf(err); !ok || k != tt.want {
 				t.Errorf("kind %v, want %s (%v)", k, tt.want, err)
 			}
 		})
