@@ -79,11 +79,11 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	return &Store{rdb: rdb, opts: opts, rec: groupcommit.New(rdb, recordScript, groupcommit.Options{})}
 }
 
-func (s *Store) key(id string) string      { return s.opts.Prefix + "c:" + id }
-func (s *Store) batches(id string) string  { return s.key(id) + ":batches" }
-func (s *Store) done(id string) string     { return s.key(id) + ":done" }
-func (s *Store) failures(id string) string { return s.key(id) + ":failures" }
-func (s *Store) groups(id string) string   { return s.key(id) + ":groups" }
+func (s *Store) key(id string) string           { return s.opts.Prefix + "c:" + id }
+func (s *Store) batches(id string) string       { return s.key(id) + ":batches" }
+func (s *Store) done(id string) string          { return s.key(id) + ":done" }
+func (s *Store) failures(id string) string      { return s.key(id) + ":failures" }
+func (s *Store) finishedTasks(id string) string { return s.key(id) + ":groups" }
 
 func (s *Store) now() string { return s.opts.Clock.Now().UTC().Format(time.RFC3339Nano) }
 
@@ -471,16 +471,16 @@ func (s *Store) PutBatches(ctx context.Context, id string, first int, batches []
 	return s.PutJoinedBatches(ctx, id, first, joined, PlanSoFar{Targets: targetsSoFar})
 }
 
-// GroupDone marks batch task k of a campaign as finished and then reads how
+// TaskFinished marks batch task k of a campaign as finished and then reads how
 // many batches are stored so far and whether the plan is complete, in one
-// round trip. With GroupsDone this is the hand-over between a batch task
+// round trip. With TasksFinished this is the hand-over between a batch task
 // and the planner while a campaign is still being planned: the task
 // enqueues its successor if its batches are stored already, and the
 // planner, after storing batches, enqueues every new task whose
 // predecessor is marked — so each is enqueued at least once.
-func (s *Store) GroupDone(ctx context.Context, id string, k int) (storedBatches int64, planned bool, err error) {
+func (s *Store) TaskFinished(ctx context.Context, id string, k int) (storedBatches int64, planned bool, err error) {
 	pipe := s.rdb.Pipeline()
-	pipe.SetBit(ctx, s.groups(id), int64(k), 1)
+	pipe.SetBit(ctx, s.finishedTasks(id), int64(k), 1)
 	hm := pipe.HMGet(ctx, s.key(id), "batches_total", "planned")
 	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, false, fmt.Errorf("store: task %d of %s done: %w", k, id, err)
@@ -495,16 +495,16 @@ func (s *Store) GroupDone(ctx context.Context, id string, k int) (storedBatches 
 	return storedBatches, planned, nil
 }
 
-// GroupsDone reports, for each batch task in ks, whether GroupDone marked
+// TasksFinished reports, for each batch task in ks, whether TaskFinished marked
 // it, in one round trip.
-func (s *Store) GroupsDone(ctx context.Context, id string, ks []int) ([]bool, error) {
+func (s *Store) TasksFinished(ctx context.Context, id string, ks []int) ([]bool, error) {
 	if len(ks) == 0 {
 		return nil, nil
 	}
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.IntCmd, len(ks))
 	for i, k := range ks {
-		cmds[i] = pipe.GetBit(ctx, s.groups(id), int64(k))
+		cmds[i] = pipe.GetBit(ctx, s.finishedTasks(id), int64(k))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("store: tasks done of %s: %w", id, err)
@@ -691,7 +691,7 @@ func (s *Store) expireFinished(ctx context.Context, id string) {
 	pipe.Expire(ctx, s.batches(id), s.opts.BatchTTL)
 	pipe.Expire(ctx, s.done(id), s.opts.FinishedTTL)
 	pipe.Expire(ctx, s.failures(id), s.opts.FinishedTTL)
-	pipe.Expire(ctx, s.groups(id), s.opts.BatchTTL)
+	pipe.Expire(ctx, s.finishedTasks(id), s.opts.BatchTTL)
 	pipe.Expire(ctx, s.key(id), s.opts.FinishedTTL)
 	_, _ = pipe.Exec(ctx)
 }

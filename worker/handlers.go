@@ -242,24 +242,24 @@ func (r *starter) stored(ctx context.Context, batches int64, final bool) error {
 		r.running = true
 	}
 	w := int64(r.s.o.BatchWindow)
-	groups := batches / int64(r.s.o.GroupSize) // only whole tasks until the plan is complete
+	tasks := batches / int64(r.s.o.BatchesPerTask) // only whole tasks until the plan is complete
 	if final {
-		groups = r.s.groups(batches)
+		tasks = r.s.tasksFor(batches)
 	}
-	if upto := min(groups, w); upto > r.enqueued {
+	if upto := min(tasks, w); upto > r.enqueued {
 		if err := r.s.enqueueRange(ctx, r.c, int(r.enqueued), int(upto)); err != nil {
 			return err
 		}
 		r.enqueued = upto
 	}
 	var ks []int
-	for g := max(r.checked, w); g < groups; g++ {
+	for g := max(r.checked, w); g < tasks; g++ {
 		ks = append(ks, int(g-w))
 	}
 	if len(ks) == 0 {
 		return nil
 	}
-	done, err := r.s.o.Store.GroupsDone(ctx, r.c.ID, ks)
+	done, err := r.s.o.Store.TasksFinished(ctx, r.c.ID, ks)
 	if err != nil {
 		return err
 	}
@@ -270,7 +270,7 @@ func (r *starter) stored(ctx context.Context, batches int64, final bool) error {
 			}
 		}
 	}
-	r.checked = groups
+	r.checked = tasks
 	return nil
 }
 
@@ -297,7 +297,7 @@ func (s *Service) enqueueRange(ctx context.Context, c *campaigns.Campaign, from,
 	return first
 }
 
-// handleBatch runs one batch task: a group of GroupSize consecutive batches
+// handleBatch runs one batch task: a group of BatchesPerTask consecutive batches
 // of a campaign, read in one round trip, sent concurrently (each through the
 // limiter), each recorded once. A retry of the task skips the batches
 // already recorded.
@@ -308,7 +308,7 @@ func (s *Service) handleBatch(ctx context.Context, t *asynq.Task) error {
 	}
 	s.batches.Add(1)
 	defer s.batches.Add(-1)
-	g := s.o.GroupSize
+	g := s.o.BatchesPerTask
 	first := p.N * g
 	buf := s.targetBufs.Get().(*[]string)
 	r, err := s.o.Store.BatchInfosInto(ctx, p.ID, first, g, *buf)
@@ -663,24 +663,24 @@ func (s *Service) publishProgress(ctx context.Context, st campaigns.Status) {
 func (s *Service) next(ctx context.Context, c *campaigns.Campaign, k int, r store.BatchRange) error {
 	m := k + s.o.BatchWindow
 	if r.Planned {
-		if int64(m) < s.groups(r.Status.BatchesTotal) {
+		if int64(m) < s.tasksFor(r.Status.BatchesTotal) {
 			return s.enqueueBatch(ctx, c, m)
 		}
 		return nil
 	}
-	stored, planned, err := s.o.Store.GroupDone(ctx, c.ID, k)
+	stored, planned, err := s.o.Store.TaskFinished(ctx, c.ID, k)
 	if err != nil {
 		return err
 	}
-	if (planned && int64(m) < s.groups(stored)) || (!planned && int64(m+1)*int64(s.o.GroupSize) <= stored) {
+	if (planned && int64(m) < s.tasksFor(stored)) || (!planned && int64(m+1)*int64(s.o.BatchesPerTask) <= stored) {
 		return s.enqueueBatch(ctx, c, m)
 	}
 	return nil
 }
 
-// groups is how many batch tasks cover batches batches.
-func (s *Service) groups(batches int64) int64 {
-	g := int64(s.o.GroupSize)
+// tasksFor is how many batch tasks cover batches batches.
+func (s *Service) tasksFor(batches int64) int64 {
+	g := int64(s.o.BatchesPerTask)
 	return (batches + g - 1) / g
 }
 

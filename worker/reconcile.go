@@ -169,8 +169,8 @@ func (s *Service) repair(ctx context.Context, id string, p store.Progress, why s
 	if err != nil {
 		return err
 	}
-	g := int64(s.o.GroupSize)
-	groupDone := func(k int64) bool {
+	g := int64(s.o.BatchesPerTask)
+	taskDone := func(k int64) bool {
 		for n := k * g; n < min((k+1)*g, p.BatchesTotal); n++ {
 			if !bits.Has(n) {
 				return false
@@ -179,8 +179,8 @@ func (s *Service) repair(ctx context.Context, id string, p store.Progress, why s
 		return true
 	}
 	w := int64(s.o.BatchWindow)
-	for k := range s.groups(p.BatchesTotal) {
-		if groupDone(k) || (k >= w && !groupDone(k-w)) {
+	for k := range s.tasksFor(p.BatchesTotal) {
+		if taskDone(k) || (k >= w && !taskDone(k-w)) {
 			continue
 		}
 		err := s.ensureTask(ctx, c, queue, fmt.Sprintf("%s:g:%d", c.ID, k), why, func() error {
@@ -233,7 +233,7 @@ func (s *Service) ensureTask(ctx context.Context, c *campaigns.Campaign, queue, 
 
 // failGroup records batch task k's unrecorded batches as failed.
 func (s *Service) failGroup(ctx context.Context, c *campaigns.Campaign, k int, lastErr string) error {
-	g := s.o.GroupSize
+	g := s.o.BatchesPerTask
 	r, err := s.o.Store.BatchInfos(ctx, c.ID, k*g, g)
 	if err != nil {
 		return err

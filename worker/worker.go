@@ -4,7 +4,7 @@
 // batch handlers send each batch through the provider and record the result.
 //
 // Every task has a deterministic TaskID (`<id>:plan`, `<id>:g:<k>` for the
-// k-th group of GroupSize batches), and a
+// k-th batch task, of BatchesPerTask batches), and a
 // batch is recorded once (store.RecordBatch), so a crash, a redelivery or a
 // re-plan never sends a batch twice after its result was recorded. A
 // campaign keeps at most BatchWindow batch tasks queued: each finished batch
@@ -94,34 +94,34 @@ type CallHints struct {
 	GiveUp <-chan struct{}
 }
 
-// DefaultGroupSize is how many provider batches one batch task carries.
+// DefaultBatchesPerTask is how many provider batches one batch task carries.
 // Fewer, larger tasks cut asynq's per-task cost (dequeue, completion,
 // continuation); each batch is still limited, sent and recorded on its own.
-const DefaultGroupSize = 16
+const DefaultBatchesPerTask = 16
 
 // Options configure a Service.
 type Options struct {
-	Client      *asynq.Client
-	Store       *store.Store
-	Sink        StatusSink
-	Audience    AudienceSource // nil: campaigns with an audience fail
-	Provider    Providers      // the provider clients every kind sends through
-	CallContext CallContext
-	Clock       clock.Clock
-	Logger      zerolog.Logger
-	Concurrency int              // workers of this process (sizes BatchWindow)
-	BatchWindow int              // batch tasks queued per campaign; default 2×Concurrency, at least 8
-	GroupSize   int              // provider batches (≤ 100 targets each) per batch task, sent concurrently; default DefaultGroupSize
-	MaxRetry    int              // transient failures tolerated per batch; default DefaultMaxRetry
-	Retention   time.Duration    // completed plan tasks kept visible in the UI (and their ids reserved); default 24h
-	EarlyStart  time.Duration    // plan tasks are enqueued this much early, then wait; default 3s
-	ProgressGap time.Duration    // least time between two progress events of a campaign; default 250ms
-	MaxInFlight int              // provider batches in flight at once in this process; default InFlight(Concurrency)
-	Tasks       TaskQueue        // the task-window queues of label pushes and broadcasts (nil: those kinds fail)
-	TaskApps    []string         // the apps whose task queue this process dispatches (RunTasks)
-	Inspector   *asynq.Inspector // optional: deletes a waiting task's UI marker once it is created; needed by the reconciler
-	StallAfter  time.Duration    // a campaign with no progress for this long has its missing tasks queued again (RunReconciler); default 1m
-	Counters    Counters         // optional: the worker's events for /metrics
+	Client         *asynq.Client
+	Store          *store.Store
+	Sink           StatusSink
+	Audience       AudienceSource // nil: campaigns with an audience fail
+	Provider       Providers      // the provider clients every kind sends through
+	CallContext    CallContext
+	Clock          clock.Clock
+	Logger         zerolog.Logger
+	Concurrency    int              // workers of this process (sizes BatchWindow)
+	BatchWindow    int              // batch tasks queued per campaign; default 2×Concurrency, at least 8
+	BatchesPerTask int              // provider batches (≤ 100 targets each) per batch task, sent concurrently; default DefaultBatchesPerTask
+	MaxRetry       int              // transient failures tolerated per batch; default DefaultMaxRetry
+	Retention      time.Duration    // completed plan tasks kept visible in the UI (and their ids reserved); default 24h
+	EarlyStart     time.Duration    // plan tasks are enqueued this much early, then wait; default 3s
+	ProgressGap    time.Duration    // least time between two progress events of a campaign; default 250ms
+	MaxInFlight    int              // provider batches in flight at once in this process; default InFlight(Concurrency)
+	Tasks          TaskQueue        // the task-window queues of label pushes and broadcasts (nil: those kinds fail)
+	TaskApps       []string         // the apps whose task queue this process dispatches (RunTasks)
+	Inspector      *asynq.Inspector // optional: deletes a waiting task's UI marker once it is created; needed by the reconciler
+	StallAfter     time.Duration    // a campaign with no progress for this long has its missing tasks queued again (RunReconciler); default 1m
+	Counters       Counters         // optional: the worker's events for /metrics
 	// RecordPatience is how long a batch the provider has answered keeps
 	// trying to be recorded while Redis does not answer, instead of
 	// failing its task (whose retry would send it again); default 20s,
@@ -202,7 +202,7 @@ func (o Options) WithDefaults() Options {
 	}
 	o.Concurrency = cmp.Or(o.Concurrency, DefaultConcurrency)
 	o.BatchWindow = cmp.Or(o.BatchWindow, max(2*o.Concurrency, 8))
-	o.GroupSize = cmp.Or(o.GroupSize, DefaultGroupSize)
+	o.BatchesPerTask = cmp.Or(o.BatchesPerTask, DefaultBatchesPerTask)
 	o.RecordPatience = cmp.Or(o.RecordPatience, DefaultRecordPatience)
 	o.StallAfter = cmp.Or(o.StallAfter, DefaultStallAfter)
 	if o.Counters == nil {
@@ -226,7 +226,7 @@ func (o Options) WithDefaults() Options {
 // validate reports the fields out of range; it changes nothing.
 func (o Options) validate() error {
 	c := optcheck.New("worker: Options")
-	c.Positive(o, "Concurrency", "BatchWindow", "GroupSize", "MaxRetry", "MaxInFlight", "PlanMemory",
+	c.Positive(o, "Concurrency", "BatchWindow", "BatchesPerTask", "MaxRetry", "MaxInFlight", "PlanMemory",
 		"RecordPatience", "StallAfter", "Retention", "EarlyStart", "ProgressGap")
 	return c.Err()
 }

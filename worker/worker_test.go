@@ -323,7 +323,7 @@ func TestCancelStopsUnsentBatches(t *testing.T) {
 	t.Parallel()
 	third := make(chan struct{})
 	prov := &fakeProvider{delay: 20 * time.Millisecond, answer: nthCall(3, third)}
-	e := setup(t, Options{Provider: prov, Concurrency: 2, BatchWindow: 2, GroupSize: 2})
+	e := setup(t, Options{Provider: prov, Concurrency: 2, BatchWindow: 2, BatchesPerTask: 2})
 	e.submit(t, &campaigns.Campaign{ID: "stop", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("s", 5000)}, time.Now())
 	select {
 	case <-third:
@@ -348,7 +348,7 @@ func TestPauseAndResume(t *testing.T) {
 	t.Parallel()
 	prov := &fakeProvider{delay: 50 * time.Millisecond}
 	// one batch per task, two at a time: the 20 batches take ~0.5 s
-	e := setup(t, Options{Provider: prov, Concurrency: 2, BatchWindow: 2, GroupSize: 1})
+	e := setup(t, Options{Provider: prov, Concurrency: 2, BatchWindow: 2, BatchesPerTask: 1})
 	e.submit(t, &campaigns.Campaign{ID: "hold", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("h", 2000)}, time.Now())
 	testenv.WaitFor(t, 30*time.Second, "2 provider calls", func() (int, bool) {
 		calls, _ := prov.snapshot()
@@ -414,7 +414,7 @@ func TestRedeliveryAfterCrashBeforeEnqueue(t *testing.T) {
 func TestSmallCampaignOvertakesABigOne(t *testing.T) {
 	t.Parallel()
 	prov := &fakeProvider{delay: 5 * time.Millisecond}
-	e := setup(t, Options{Provider: prov, Concurrency: 4, GroupSize: 1})
+	e := setup(t, Options{Provider: prov, Concurrency: 4, BatchesPerTask: 1})
 	e.submit(t, &campaigns.Campaign{ID: "huge", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("g", 20000)}, time.Now())
 	testenv.WaitUntil(t, 30*time.Second, "the big campaign to be sending", func() bool {
 		calls, _ := prov.snapshot()
@@ -671,7 +671,7 @@ func TestDuplicateOfAStuckCampaignQueuesItsWork(t *testing.T) {
 	t.Parallel()
 	third := make(chan struct{})
 	prov := &fakeProvider{delay: 20 * time.Millisecond, answer: nthCall(3, third)}
-	e := setup(t, Options{Provider: prov, Concurrency: 2, BatchWindow: 2, GroupSize: 1, StallAfter: time.Hour})
+	e := setup(t, Options{Provider: prov, Concurrency: 2, BatchWindow: 2, BatchesPerTask: 1, StallAfter: time.Hour})
 	mk := func() *campaigns.Campaign {
 		return &campaigns.Campaign{ID: "stuck", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("k", 3000)}
 	}
@@ -728,7 +728,7 @@ func TestDuplicateOfAStuckCampaignQueuesItsWork(t *testing.T) {
 func TestDuplicatesOfASendingCampaignEnqueueNothingTwice(t *testing.T) {
 	t.Parallel()
 	prov := &fakeProvider{delay: 5 * time.Millisecond}
-	e := setup(t, Options{Provider: prov, Concurrency: 4, BatchWindow: 4, GroupSize: 1, StallAfter: time.Hour})
+	e := setup(t, Options{Provider: prov, Concurrency: 4, BatchWindow: 4, BatchesPerTask: 1, StallAfter: time.Hour})
 	mk := func() *campaigns.Campaign {
 		return &campaigns.Campaign{ID: "busy", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("b", 5000)}
 	}
