@@ -241,7 +241,7 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 		cfg.HTTP.Addr = v
 	}
 	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	return &cfg, nil

@@ -212,7 +212,7 @@ func (s *Sim) elDeviceDelete(c *elCall) {
 }
 
 func (s *Sim) elTagList(c *elCall) {
-	writeJSON(c.w, http.StatusOK, map[string]any{"tags": nilIfEmpty(sortedKeys(boolSet(c.app.tags)))})
+	writeJSON(c.w, http.StatusOK, map[string]any{"tags": nilIfEmpty(sortedKeys(c.app.tags))})
 }
 
 func (s *Sim) elTagDelete(c *elCall) {
@@ -264,14 +264,6 @@ func (s *Sim) elAliasDelete(c *elCall) {
 		}
 	}
 	writeSuccess(c.w)
-}
-
-func boolSet(m map[string]map[string]bool) map[string]bool {
-	out := make(map[string]bool, len(m))
-	for k := range m {
-		out[k] = true
-	}
-	return out
 }
 
 // deviceTags reads a device body's tags (004 Establecer el alias y la

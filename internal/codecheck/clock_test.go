@@ -2,15 +2,9 @@ package codecheck
 
 import (
 	"go/ast"
-	"go/parser"
 	"go/token"
-	"io/fs"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
-
-	"github.com/campaignd/campaignd/internal/testenv"
 )
 
 // clockExempt are the directories whose code may read the time directly:
@@ -23,31 +17,7 @@ var clockExempt = []string{"internal/clock", "internal/testenv", "internal/judge
 // meet a second, hidden one.
 func TestTimeIsReadOnlyThroughTheClock(t *testing.T) {
 	t.Parallel()
-	root := testenv.ModuleRoot(t)
-	fset := token.NewFileSet()
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, path)
-		if d.IsDir() {
-			if strings.HasPrefix(d.Name(), ".") && path != root || d.Name() == "testdata" {
-				return filepath.SkipDir
-			}
-			for _, ex := range clockExempt {
-				if rel == ex {
-					return filepath.SkipDir
-				}
-			}
-			return nil
-		}
-		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return nil
-		}
-		f, err := parser.ParseFile(fset, path, nil, 0)
-		if err != nil {
-			return err
-		}
+	eachSourceFile(t, clockExempt, func(fset *token.FileSet, _ string, f *ast.File) {
 		timePkg := ""
 		for _, imp := range f.Imports {
 			if p, _ := strconv.Unquote(imp.Path.Value); p == "time" {
@@ -58,7 +28,7 @@ func TestTimeIsReadOnlyThroughTheClock(t *testing.T) {
 			}
 		}
 		if timePkg == "" {
-			return nil
+			return
 		}
 		ast.Inspect(f, func(n ast.Node) bool {
 			sel, ok := n.(*ast.SelectorExpr)
@@ -73,9 +43,5 @@ func TestTimeIsReadOnlyThroughTheClock(t *testing.T) {
 			}
 			return true
 		})
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }

@@ -4,40 +4,17 @@ package codecheck
 
 import (
 	"go/ast"
-	"go/parser"
 	"go/token"
-	"io/fs"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/campaignd/campaignd/internal/testenv"
 )
 
 // Every Lua script (a package-level redis.NewScript) says in its doc
 // comment what its KEYS and ARGV are and what it returns.
 func TestEveryLuaScriptDocumentsKeysArgvAndReturn(t *testing.T) {
 	t.Parallel()
-	root := testenv.ModuleRoot(t)
-	fset := token.NewFileSet()
 	scripts := 0
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if name := d.Name(); path != root && (strings.HasPrefix(name, ".") || name == "testdata") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return nil
-		}
-		f, err := parser.ParseFile(fset, path, nil, parser.ParseComments)
-		if err != nil {
-			return err
-		}
+	eachSourceFile(t, nil, func(fset *token.FileSet, rel string, f *ast.File) {
 		for _, decl := range f.Decls {
 			g, ok := decl.(*ast.GenDecl)
 			if !ok || g.Tok != token.VAR {
@@ -57,7 +34,6 @@ func TestEveryLuaScriptDocumentsKeysArgvAndReturn(t *testing.T) {
 				if doc != nil {
 					text = doc.Text()
 				}
-				rel, _ := filepath.Rel(root, fset.Position(vs.Pos()).Filename)
 				for _, want := range []string{"KEYS", "ARGV", "return"} {
 					if !strings.Contains(strings.ToLower(text), strings.ToLower(want)) {
 						t.Errorf("%s: script %s does not say what its %s is", rel, vs.Names[0].Name, want)
@@ -65,11 +41,7 @@ func TestEveryLuaScriptDocumentsKeysArgvAndReturn(t *testing.T) {
 				}
 			}
 		}
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if scripts < 20 {
 		t.Fatalf("found %d scripts; the walk missed some", scripts)
 	}
