@@ -73,7 +73,7 @@ type Daemon struct {
 	js       jetstream.JetStream
 
 	store   *store.Store
-	svc     *worker.Service
+	work    *worker.Worker
 	servers worker.Servers
 	intake  *intake.Intake
 	sched   *scheduler.Scheduler
@@ -216,24 +216,24 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 	d.stop = append(d.stop, func() { _ = asynqClient.Close() })
 	insp := asynq.NewInspector(d.redisOpt)
 	d.stop = append(d.stop, func() { _ = insp.Close() })
-	d.svc = worker.NewService(worker.Options{
-		Inspector:    insp,
-		Client:       asynqClient,
-		Store:        d.store,
-		Sink:         statusQ,
-		Audience:     aud,
-		Provider:     provs,
-		Tasks:        tasks,
-		TaskApps:     tasks.names(),
-		CallContext:  provs.callContext,
-		Clock:        d.clk,
-		Logger:       d.log,
-		Concurrency:  cfg.Worker.Concurrency,
-		StallAfter:   cfg.Worker.StallAfter.D(),
-		PlanMemory:   int64(cfg.Worker.PlanMemory),
-		PlanSpillDir: cfg.Worker.PlanSpillDir,
-		PlanSpillOff: cfg.Worker.PlanSpillDir == config.PlanSpillOff,
-		Counters:     m,
+	d.work = worker.New(worker.Options{
+		Client:      asynqClient,
+		Store:       d.store,
+		Sink:        statusQ,
+		Provider:    provs,
+		CallContext: provs.callContext,
+		Clock:       d.clk,
+		Logger:      d.log,
+		Inspector:   insp,
+		Concurrency: cfg.Worker.Concurrency,
+		Plan: worker.PlanOptions{
+			Audience: aud,
+			Memory:   int64(cfg.Worker.PlanMemory),
+			SpillDir: cfg.Worker.PlanSpillDir,
+			SpillOff: cfg.Worker.PlanSpillDir == config.PlanSpillOff,
+		},
+		Tasks:     worker.TaskOptions{Queue: tasks, Apps: tasks.names()},
+		Reconcile: worker.ReconcileOptions{StallAfter: cfg.Worker.StallAfter.D(), Counters: m},
 	})
 	d.servers = worker.NewServers(d.redisOpt, worker.ServerOptions{
 		Concurrency: cfg.Worker.Concurrency,
@@ -250,7 +250,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 		if errs := c.Validate(envFor(cfg, d.clk.Now())); len(errs) > 0 {
 			return fmt.Errorf("schedule campaign %s: %w", c.ID, errs)
 		}
-		_, err := d.svc.Submit(ctx, c, startAt)
+		_, err := d.work.Control.Submit(ctx, c, startAt)
 		return err
 	}, scheduler.Options{Redis: d.rdb, Clock: d.clk, Logger: d.log})
 	if err != nil {
@@ -258,7 +258,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 	}
 
 	// Intake.
-	d.intake = intake.New(d.js, d.svc, intake.Options{
+	d.intake = intake.New(d.js, d.work.Control, intake.Options{
 		Env:        func() campaigns.Env { return envFor(cfg, d.clk.Now()) },
 		Location:   func(app string) *time.Location { return appLocation(cfg, app) },
 		Publisher:  pub,
@@ -335,7 +335,7 @@ func (d *Daemon) readyChecks() []httpapi.Check {
 // timeout), the HTTP server drains, connections close.
 func (d *Daemon) Run(ctx context.Context) error {
 	defer d.Close()
-	if err := d.servers.Start(d.svc.Mux()); err != nil {
+	if err := d.servers.Start(d.work.Mux()); err != nil {
 		return fmt.Errorf("asynq server: %w", err)
 	}
 	d.log.Info().Str("http", d.Addr()).Str("ui", "http://"+d.Addr()+"/monitoring/").Msg("campaignd running")
@@ -350,9 +350,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 		return nil
 	})
-	g.Go(func() error { d.svc.RunTasks(gctx); return nil })
+	g.Go(func() error { return d.work.Dispatcher.Run(gctx) })
 	g.Go(func() error { d.sched.Run(gctx, time.Second); return nil })
-	g.Go(func() error { d.svc.RunReconciler(gctx); return nil })
+	g.Go(func() error { return d.work.Reconciler.Run(gctx) })
 	g.Go(func() error {
 		if err := d.intake.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
 			return fmt.Errorf("intake: %w", err)
@@ -367,7 +367,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	_ = d.httpSrv.Shutdown(sctx)
 	cancel()
 	err := g.Wait()
-	d.svc.Close()
+	d.work.Close()
 	return err
 }
 

@@ -79,7 +79,7 @@ func (p *Publisher) PublishRejection(ctx context.Context, r campaigns.Rejection)
 	return nil
 }
 
-// Service takes the campaigns and commands (worker.Service implements it).
+// Service takes the campaigns and commands (worker.Control implements it).
 type Service interface {
 	Submit(ctx context.Context, c *campaigns.Campaign, startAt time.Time) (campaigns.Status, error)
 	Cancel(ctx context.Context, id string) (campaigns.Status, error)

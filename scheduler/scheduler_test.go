@@ -17,7 +17,7 @@ import (
 	"github.com/campaignd/campaignd/internal/testenv"
 )
 
-// recorder is the pipeline as the scheduler sees it: like worker.Service's
+// recorder is the pipeline as the scheduler sees it: like worker.Control's
 // Submit, a campaign id already taken is refused as a duplicate and answers
 // nil.
 type recorder struct {

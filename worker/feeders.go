@@ -11,7 +11,7 @@ import (
 
 // feeders names, per app, the one batch task of this process that keeps
 // feeding the app's calls to the limiter while the process is busy: it
-// goes on sending its batches round after round (see handleBatch), while
+// goes on sending its batches round after round (see sender.handle), while
 // the app's other batch tasks go back to the queue when their calls are
 // refused for now. So every app with work keeps its queue of calls filled
 // by one worker, whatever other apps have queued: an app whose only tasks
@@ -19,7 +19,7 @@ import (
 // to seconds with many apps), and its queue would run dry meanwhile.
 //
 // A campaign with its own rate_limit does not take the role (see
-// handleBatch).
+// sender.handle).
 //
 // It also remembers the app's tasks that went back, so that a feeder that
 // ends calls one of them back at once (asynq's forwarder would bring it a

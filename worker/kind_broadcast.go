@@ -9,7 +9,7 @@ import (
 
 // broadcast: one push to every user of the app, as one provider push task
 // (POST /push/task, push_task limit) created under the app's task-window
-// caps (tasks.go). It holds a running slot for the whole window, from its
+// caps (dispatcher.go). It holds a running slot for the whole window, from its
 // creation.
 func broadcastKind(p TaskCreator) kind {
 	return kind{

@@ -9,7 +9,7 @@ import (
 
 // label_push: one push to every member of one label, as one provider push
 // task (POST /push/list/label, push_label limit) created under the app's
-// task-window caps (tasks.go). The task holds a running slot for
+// task-window caps (dispatcher.go). The task holds a running slot for
 // task_duration: the API tells nothing of its end.
 func labelPushKind(p TaskCreator) kind {
 	return kind{

@@ -44,7 +44,7 @@ type kind struct {
 	send func(ctx context.Context, c *campaigns.Campaign, targets []string, buf []TargetResult) ([]TargetResult, error)
 	// task, for the kinds that create one provider push task (label_push,
 	// broadcast), replaces planning and sending: the campaign waits in the
-	// app's task queue for the task-window caps (tasks.go).
+	// app's task queue for the task-window caps (dispatcher.go).
 	task *taskSpec
 }
 
@@ -113,27 +113,43 @@ func KindInfos() []KindInfo {
 	return out
 }
 
-func indexKinds(p Providers) map[campaigns.Kind]*kind {
+// kindSet is the kinds this Worker sends, each given its part of the
+// providers.
+type kindSet struct {
+	m    map[campaigns.Kind]*kind
+	prov Providers
+}
+
+func newKindSet(p Providers) kindSet {
 	m := map[campaigns.Kind]*kind{}
 	for _, k := range kindList(p) {
 		m[k.name] = &k
 	}
-	return m
+	return kindSet{m: m, prov: p}
 }
 
-// kindOf returns the kind of a campaign, and the unit size for its app.
-func (s *Service) kindOf(c *campaigns.Campaign) (*kind, int, error) {
-	k, ok := s.kinds[c.Kind]
+// of returns the kind of a campaign, and the unit size for its app.
+func (ks kindSet) of(c *campaigns.Campaign) (*kind, int, error) {
+	k, ok := ks.m[c.Kind]
 	if !ok {
 		return nil, 0, fmt.Errorf("campaign %s: kind %q is not handled by this campaignd", c.ID, c.Kind)
 	}
-	prov := s.o.Provider.ProviderOf(c.App)
+	prov := ks.prov.ProviderOf(c.App)
 	for _, p := range k.providers {
 		if p == prov {
 			return k, max(k.unit(prov), 1), nil
 		}
 	}
 	return nil, 0, fmt.Errorf("campaign %s: kind %s is not available on app %q (provider %q)", c.ID, c.Kind, c.App, prov)
+}
+
+// task returns the kind of a task campaign (label_push, broadcast); nil
+// for other kinds.
+func (ks kindSet) task(c *campaigns.Campaign) *kind {
+	if k, ok := ks.m[c.Kind]; ok && k.task != nil {
+		return k
+	}
+	return nil
 }
 
 // campaignFailure fails a whole campaign before anything is sent (a label

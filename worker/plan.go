@@ -20,7 +20,7 @@ import (
 // planChunk is how many batches the planner writes per Redis round trip.
 const planChunk = 100
 
-// DefaultPlanMemory is the default of Options.PlanMemory: about 2.5
+// DefaultPlanMemory is the default of PlanOptions.Memory: about 2.5
 // million distinct ids of a dozen bytes in one pass.
 const DefaultPlanMemory = 64 << 20
 
@@ -37,15 +37,15 @@ const smallAudience = 256 << 10
 // The batches depend only on the targets and the campaign's stored plan
 // parameters, so a re-plan after a crash writes the same batches again and
 // no target is queued twice.
-func (s *Service) plan(ctx context.Context, c *campaigns.Campaign, k *kind, unit int, start *starter) (campaigns.Status, bool, error) {
-	b := &batcher{s: s, c: c, unit: unit, start: start}
+func (p *planner) plan(ctx context.Context, c *campaigns.Campaign, k *kind, unit int, start *starter) (campaigns.Status, bool, error) {
+	b := &batcher{store: p.store, c: c, unit: unit, start: start}
 	switch {
 	case k.unitTarget != nil:
 		if err := b.add(ctx, []byte(k.unitTarget(c))); err != nil {
 			return campaigns.Status{}, false, err
 		}
 	case c.Audience != nil:
-		if err := s.planAudience(ctx, c, b); err != nil {
+		if err := p.planAudience(ctx, c, b); err != nil {
 			return campaigns.Status{}, false, err
 		}
 	default:
@@ -66,7 +66,7 @@ func (s *Service) plan(ctx context.Context, c *campaigns.Campaign, k *kind, unit
 	if err := b.close(ctx); err != nil {
 		return campaigns.Status{}, false, err
 	}
-	st, finished, err := s.o.Store.SetPlanned(ctx, c.ID, b.targets, int64(b.batches))
+	st, finished, err := p.store.SetPlanned(ctx, c.ID, b.targets, int64(b.batches))
 	if err != nil || finished || st.Status.Final() {
 		return st, finished, err
 	}
@@ -76,16 +76,16 @@ func (s *Service) plan(ctx context.Context, c *campaigns.Campaign, k *kind, unit
 // planAudience feeds b every distinct valid id of c's audience object,
 // within this process's plan memory: a big audience is read in several
 // passes (dedupe.Run), each keeping one part of the ids.
-func (s *Service) planAudience(ctx context.Context, c *campaigns.Campaign, b *batcher) error {
-	if s.o.Audience == nil {
+func (p *planner) planAudience(ctx context.Context, c *campaigns.Campaign, b *batcher) error {
+	if p.o.Audience == nil {
 		return fmt.Errorf("plan %s: no audience store configured: %w", c.ID, asynq.SkipRetry)
 	}
-	size, digest, err := s.audienceInfo(ctx, c)
+	size, digest, err := p.audienceInfo(ctx, c)
 	if err != nil {
 		return err
 	}
-	spillDir := s.o.PlanSpillDir
-	if s.o.PlanSpillOff {
+	spillDir := p.o.SpillDir
+	if p.o.SpillOff {
 		spillDir = ""
 	}
 	// surveyed is the audience as the read that counted its lines saw it,
@@ -96,28 +96,28 @@ func (s *Service) planAudience(ctx context.Context, c *campaigns.Campaign, b *ba
 			surveyed.Close()
 		}
 	}()
-	params, err := s.o.Store.PlanParams(ctx, c.ID, func() (store.PlanParams, error) {
-		p := store.PlanParams{Seed: rand.Uint64(), Parts: 1, Digest: digest}
+	params, err := p.store.PlanParams(ctx, c.ID, func() (store.PlanParams, error) {
+		pp := store.PlanParams{Seed: rand.Uint64(), Parts: 1, Digest: digest}
 		// A plan begun by a campaignd from before plan parameters (an
 		// upgrade in the middle of it) stored its batches in one pass, in
 		// the audience's order: keep that order, so they are the same.
-		if st, err := s.o.Store.Status(ctx, c.ID); err != nil {
-			return p, err
+		if st, err := p.store.Status(ctx, c.ID); err != nil {
+			return pp, err
 		} else if st.BatchesTotal > 0 {
-			return p, nil
+			return pp, nil
 		}
 		if size > smallAudience {
-			lines, sorted, cp, err := s.surveyAudience(ctx, c, spillDir, size, digest)
+			lines, sorted, cp, err := p.surveyAudience(ctx, c, spillDir, size, digest)
 			if err != nil {
-				return p, err
+				return pp, err
 			}
 			surveyed = cp
-			p.Lines, p.Sorted = lines, sorted
+			pp.Lines, pp.Sorted = lines, sorted
 			if !sorted { // a sorted audience needs no set: one pass
-				p.Parts = dedupe.PartsFor(size, lines, s.o.PlanMemory)
+				pp.Parts = dedupe.PartsFor(size, lines, p.o.Memory)
 			}
 		}
-		return p, nil
+		return pp, nil
 	})
 	if err != nil {
 		return err
@@ -134,11 +134,11 @@ func (s *Service) planAudience(ctx context.Context, c *campaigns.Campaign, b *ba
 	// A sorted audience needs no set, and does not queue for plan memory
 	// (a semaphore queues even a weight of 0 behind waiting plans).
 	if !params.Sorted {
-		weight := min(need, s.o.PlanMemory)
-		if err := s.planMem.Acquire(ctx, weight); err != nil {
+		weight := min(need, p.o.Memory)
+		if err := p.mem.Acquire(ctx, weight); err != nil {
 			return fmt.Errorf("plan %s: wait for plan memory: %w", c.ID, err)
 		}
-		defer s.planMem.Release(weight)
+		defer p.mem.Release(weight)
 	}
 
 	open := func(ctx context.Context) (io.ReadCloser, error) {
@@ -146,7 +146,7 @@ func (s *Service) planAudience(ctx context.Context, c *campaigns.Campaign, b *ba
 			surveyed = nil
 			return f, nil
 		}
-		rc, err := s.openAudience(ctx, c)
+		rc, err := p.openAudience(ctx, c)
 		if err != nil {
 			return nil, err
 		}
@@ -173,10 +173,10 @@ func (s *Service) planAudience(ctx context.Context, c *campaigns.Campaign, b *ba
 	}
 	b.dups, b.invalid = stats.Duplicates, stats.Skipped
 	if stats.SpillErr != nil {
-		s.log.Warn().Err(stats.SpillErr).Str("campaign", c.ID).Str("dir", spillDir).
+		p.log.Warn().Err(stats.SpillErr).Str("campaign", c.ID).Str("dir", spillDir).
 			Msg("some parts of the audience were read again instead of from a spill file (worker.plan_spill_dir)")
 	}
-	s.log.Info().Str("campaign", c.ID).Int64("lines", stats.Lines).Int64("unique", stats.Unique).Int64("duplicates", stats.Duplicates).
+	p.log.Info().Str("campaign", c.ID).Int64("lines", stats.Lines).Int64("unique", stats.Unique).Int64("duplicates", stats.Duplicates).
 		Int64("skipped", stats.Skipped).Bool("sorted", params.Sorted).Int("passes", stats.Passes).Int("audience_reads", stats.Reads).Int64("spilled_bytes", stats.Spilled).
 		Int64("set_peak_bytes", stats.PeakBytes).Msg("audience read")
 	return nil
@@ -184,8 +184,8 @@ func (s *Service) planAudience(ctx context.Context, c *campaigns.Campaign, b *ba
 
 // openAudience opens c's audience object at its start; a missing one fails
 // the campaign.
-func (s *Service) openAudience(ctx context.Context, c *campaigns.Campaign) (io.ReadCloser, error) {
-	rc, err := s.o.Audience.Open(ctx, c.Audience.Bucket, c.Audience.Object)
+func (p *planner) openAudience(ctx context.Context, c *campaigns.Campaign) (io.ReadCloser, error) {
+	rc, err := p.o.Audience.Open(ctx, c.Audience.Bucket, c.Audience.Object)
 	if errors.Is(err, campaigns.ErrAudienceNotFound) {
 		return nil, &campaignFailure{field: "audience", message: strings.TrimPrefix(err.Error(), "intake: ")}
 	}
@@ -197,8 +197,8 @@ func (s *Service) openAudience(ctx context.Context, c *campaigns.Campaign) (io.R
 
 // audienceInfo is the size and digest of c's audience object (0 and "" if
 // its store does not tell), from the store's Stat if it has one (no read).
-func (s *Service) audienceInfo(ctx context.Context, c *campaigns.Campaign) (int64, string, error) {
-	if st, ok := s.o.Audience.(interface {
+func (p *planner) audienceInfo(ctx context.Context, c *campaigns.Campaign) (int64, string, error) {
+	if st, ok := p.o.Audience.(interface {
 		Stat(ctx context.Context, bucket, object string) (int64, string, error)
 	}); ok {
 		size, digest, err := st.Stat(ctx, c.Audience.Bucket, c.Audience.Object)
@@ -210,7 +210,7 @@ func (s *Service) audienceInfo(ctx context.Context, c *campaigns.Campaign) (int6
 		}
 		return size, digest, nil
 	}
-	rc, err := s.openAudience(ctx, c)
+	rc, err := p.openAudience(ctx, c)
 	if err != nil {
 		return 0, "", err
 	}
@@ -233,8 +233,8 @@ func (s *Service) audienceInfo(ctx context.Context, c *campaigns.Campaign) (int6
 // was read (size bytes) and its digest is the one planning began with: the plan's
 // first pass reads that file instead of the object a second time. A copy
 // that cannot be made or written is dropped (the pass reads the object).
-func (s *Service) surveyAudience(ctx context.Context, c *campaigns.Campaign, spillDir string, size int64, digest string) (int64, bool, *os.File, error) {
-	rc, err := s.openAudience(ctx, c)
+func (p *planner) surveyAudience(ctx context.Context, c *campaigns.Campaign, spillDir string, size int64, digest string) (int64, bool, *os.File, error) {
+	rc, err := p.openAudience(ctx, c)
 	if err != nil {
 		return 0, false, nil, err
 	}
@@ -312,7 +312,7 @@ func validTarget(id []byte) bool { return provider.ValidTargetID(string(id)) }
 // as its targets joined by "\n" (the stored form), and stores them
 // planChunk at a time.
 type batcher struct {
-	s     *Service
+	store *store.Store
 	c     *campaigns.Campaign
 	unit  int
 	start *starter
@@ -353,7 +353,7 @@ func (b *batcher) cut() {
 
 func (b *batcher) flush(ctx context.Context) error {
 	so := store.PlanSoFar{Targets: b.targets, Duplicates: b.dups, Invalid: b.invalid}
-	if err := b.s.o.Store.PutJoinedBatches(ctx, b.c.ID, b.batches-len(b.chunk), b.chunk, so); err != nil {
+	if err := b.store.PutJoinedBatches(ctx, b.c.ID, b.batches-len(b.chunk), b.chunk, so); err != nil {
 		return err
 	}
 	b.chunk = b.chunk[:0]

@@ -165,7 +165,7 @@ func repeatsSentOnce(t *testing.T, spillOff bool) {
 	text, uniq := dupAudience(27_000, 33_000)
 	aud.put("seg", text)
 	spillDir := t.TempDir()
-	e := setup(t, Options{Provider: &fakeProvider{}, Audience: aud, PlanMemory: 256 << 10, PlanSpillDir: spillDir, PlanSpillOff: spillOff})
+	e := setup(t, Options{Provider: &fakeProvider{}, Plan: PlanOptions{Audience: aud, Memory: 256 << 10, SpillDir: spillDir, SpillOff: spillOff}})
 	e.submit(t, &campaigns.Campaign{ID: "aud", Kind: campaigns.KindBatchPush, PushMessage: msg(), Audience: &campaigns.Audience{Bucket: "b", Object: "seg"}}, time.Now())
 	st := e.waitFinal(t, "aud", 60*time.Second)
 	if st.Status != campaigns.StateCompleted || st.Sent != 27_000 || st.TargetsTotal != 27_000 || st.Duplicates != 6_000 || st.BatchesTotal != 270 {
@@ -218,7 +218,7 @@ func TestReplanAfterAFailureMidPlanSendsEachOnce(t *testing.T) {
 			text, uniq := dupAudience(30_000, 36_000)
 			aud := &memAudience{failOn: tc.failOn, failAfter: len(text) / 2}
 			aud.put("seg", text)
-			e := setup(t, Options{Provider: &fakeProvider{}, Audience: aud, PlanMemory: 256 << 10, PlanSpillDir: t.TempDir(), PlanSpillOff: tc.spillOff})
+			e := setup(t, Options{Provider: &fakeProvider{}, Plan: PlanOptions{Audience: aud, Memory: 256 << 10, SpillDir: t.TempDir(), SpillOff: tc.spillOff}})
 			e.submit(t, &campaigns.Campaign{ID: "re", Kind: campaigns.KindBatchPush, PushMessage: msg(), Audience: &campaigns.Audience{Bucket: "b", Object: "seg"}}, time.Now())
 			st := e.waitFinal(t, "re", 60*time.Second)
 			if st.Status != campaigns.StateCompleted || st.Sent != 30_000 || st.TargetsTotal != 30_000 || st.Duplicates != 6_000 {
@@ -250,7 +250,7 @@ func TestSortedAudienceIsPlannedWithoutASet(t *testing.T) {
 	aud := &memAudience{failOn: 3, failAfter: len(sorted) / 2} // open 3 is the pass
 	aud.put("seg", sorted)
 	// no spill files: the pass reads the object (not the count's copy), and its reader fails
-	e := setup(t, Options{Provider: &fakeProvider{}, Audience: aud, PlanMemory: 256 << 10, PlanSpillOff: true})
+	e := setup(t, Options{Provider: &fakeProvider{}, Plan: PlanOptions{Audience: aud, Memory: 256 << 10, SpillOff: true}})
 	e.submit(t, &campaigns.Campaign{ID: "sorted", Kind: campaigns.KindBatchPush, PushMessage: msg(), Audience: &campaigns.Audience{Bucket: "b", Object: "seg"}}, time.Now())
 	st := e.waitFinal(t, "sorted", 60*time.Second)
 	var want []string
@@ -285,16 +285,16 @@ func TestSortedAudienceTakesNoPlanMemory(t *testing.T) {
 	aud := &memAudience{}
 	aud.put("sorted", []byte(strings.Join(lines, "\n")+"\n"))
 	aud.put("random", text)
-	e := setup(t, Options{Provider: &fakeProvider{}, Audience: aud, PlanMemory: 256 << 10, PlanSpillDir: t.TempDir()})
+	e := setup(t, Options{Provider: &fakeProvider{}, Plan: PlanOptions{Audience: aud, Memory: 256 << 10, SpillDir: t.TempDir()}})
 	ctx := context.Background()
-	if err := e.svc.planMem.Acquire(ctx, 256<<10); err != nil { // another plan holds it all
+	if err := e.svc.planner.mem.Acquire(ctx, 256<<10); err != nil { // another plan holds it all
 		t.Fatal(err)
 	}
 	released := false
 	release := func() {
 		if !released {
 			released = true
-			e.svc.planMem.Release(256 << 10)
+			e.svc.planner.mem.Release(256 << 10)
 		}
 	}
 	t.Cleanup(release)
@@ -322,7 +322,7 @@ func TestChangedAudienceFailsTheCampaign(t *testing.T) {
 	e := setup(t, Options{Provider: &fakeProvider{answer: func(int, []string) ([]TargetResult, error) {
 		aud.put("seg", append([]byte("new\n"), text...)) // replaced while the first batches go out
 		return nil, nil
-	}}, Audience: aud, PlanMemory: 256 << 10, PlanSpillOff: true}) // later passes read the object again
+	}}, Plan: PlanOptions{Audience: aud, Memory: 256 << 10, SpillOff: true}}) // later passes read the object again
 	e.submit(t, &campaigns.Campaign{ID: "chg", Kind: campaigns.KindBatchPush, PushMessage: msg(), Audience: &campaigns.Audience{Bucket: "b", Object: "seg"}}, time.Now())
 	st := e.waitFinal(t, "chg", 60*time.Second)
 	if st.Status != campaigns.StateFailed && st.Status != campaigns.StatePartiallyFailed {
@@ -342,7 +342,7 @@ func TestPlanBegunBeforePlanParametersKeepsOnePass(t *testing.T) {
 	text, _ := dupAudience(30_000, 33_000)
 	aud := &memAudience{}
 	aud.put("seg", text)
-	e := setup(t, Options{Provider: &fakeProvider{}, Audience: aud, PlanMemory: 256 << 10})
+	e := setup(t, Options{Provider: &fakeProvider{}, Plan: PlanOptions{Audience: aud, Memory: 256 << 10}})
 	ctx := context.Background()
 	c := &campaigns.Campaign{ID: "old", Kind: campaigns.KindBatchPush, PushMessage: msg(), Audience: &campaigns.Audience{Bucket: "b", Object: "seg"}}
 	c.Normalize()
@@ -353,8 +353,8 @@ func TestPlanBegunBeforePlanParametersKeepsOnePass(t *testing.T) {
 	if err := e.store.PutBatches(ctx, "old", 0, [][]string{first}, 100); err != nil {
 		t.Fatal(err)
 	}
-	b := &batcher{s: e.svc, c: c, unit: 100, start: &starter{s: e.svc, c: c}}
-	if err := e.svc.planAudience(ctx, c, b); err != nil {
+	b := &batcher{store: e.store, c: c, unit: 100, start: &starter{l: e.svc.ledger, q: e.svc.planner.q, c: c}}
+	if err := e.svc.planner.planAudience(ctx, c, b); err != nil {
 		t.Fatal(err)
 	}
 	p, err := e.store.PlanParams(ctx, "old", func() (store.PlanParams, error) { return store.PlanParams{}, fmt.Errorf("not stored") })
@@ -384,7 +384,7 @@ func TestConcurrentPlansShareThePlanMemory(t *testing.T) {
 		uniqs = append(uniqs, uniq)
 	}
 	// no spill files: every pass opens the object, which counts the passes
-	e := setup(t, Options{Provider: &fakeProvider{}, Audience: aud, PlanMemory: 256 << 10, Concurrency: 10, PlanSpillOff: true})
+	e := setup(t, Options{Provider: &fakeProvider{}, Concurrency: 10, Plan: PlanOptions{Audience: aud, Memory: 256 << 10, SpillOff: true}})
 	for i := range 3 {
 		e.submit(t, &campaigns.Campaign{ID: fmt.Sprint("cp", i), Kind: campaigns.KindBatchPush, PushMessage: msg(),
 			Audience: &campaigns.Audience{Bucket: "b", Object: fmt.Sprint("seg", i)}}, time.Now())
@@ -459,7 +459,7 @@ func TestShortCountLeavesNoCopy(t *testing.T) {
 	cut := bytes.LastIndexByte(text[:len(text)-len(text)/50], '\n') + 1
 	aud := &memAudience{cutOn: 2, failAfter: cut} // open 2 is the count
 	aud.put("seg", text)
-	e := setup(t, Options{Provider: &fakeProvider{}, Audience: aud, PlanSpillDir: t.TempDir()})
+	e := setup(t, Options{Provider: &fakeProvider{}, Plan: PlanOptions{Audience: aud, SpillDir: t.TempDir()}})
 	e.submit(t, &campaigns.Campaign{ID: "short", Kind: campaigns.KindBatchPush, PushMessage: msg(), Audience: &campaigns.Audience{Bucket: "b", Object: "seg"}}, time.Now())
 	if st := e.waitFinal(t, "short", 60*time.Second); st.Status != campaigns.StateCompleted || st.Sent != 27_000 {
 		t.Fatalf("status %+v", st)

@@ -44,10 +44,19 @@ import (
 
 const maxRepairs = 3
 
-// RunReconciler runs reconcile rounds until ctx ends.
-func (s *Service) RunReconciler(ctx context.Context) {
-	if s.o.Inspector == nil {
-		return
+// Reconciler repairs broken chains (see above).
+type Reconciler struct {
+	*ledger
+	q     *queuer
+	kinds kindSet
+	insp  *asynq.Inspector // nil: the reconciler does nothing
+	o     ReconcileOptions
+}
+
+// Run runs reconcile rounds until ctx ends; it returns nil then.
+func (s *Reconciler) Run(ctx context.Context) error {
+	if s.insp == nil {
+		return nil
 	}
 	every := max(s.o.StallAfter/3, 100*time.Millisecond)
 	t := time.NewTicker(every)
@@ -55,10 +64,10 @@ func (s *Service) RunReconciler(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 		}
-		ok, err := s.o.Store.Lock(ctx, "reconcile", every*9/10)
+		ok, err := s.store.Lock(ctx, "reconcile", every*9/10)
 		if err != nil || !ok {
 			continue
 		}
@@ -69,10 +78,10 @@ func (s *Service) RunReconciler(ctx context.Context) {
 }
 
 // Reconcile runs one round.
-func (s *Service) Reconcile(ctx context.Context) error {
+func (s *Reconciler) Reconcile(ctx context.Context) error {
 	keep := map[string]bool{}
 	for _, state := range []campaigns.State{campaigns.StateAccepted, campaigns.StateScheduled, campaigns.StateRunning} {
-		ids, err := s.o.Store.InState(ctx, state, 10_000)
+		ids, err := s.store.InState(ctx, state, 10_000)
 		if err != nil {
 			return err
 		}
@@ -86,20 +95,20 @@ func (s *Service) Reconcile(ctx context.Context) error {
 			}
 		}
 	}
-	return s.o.Store.ForgetReconcile(ctx, keep)
+	return s.store.ForgetReconcile(ctx, keep)
 }
 
-func (s *Service) reconcileOne(ctx context.Context, id string) error {
+func (s *Reconciler) reconcileOne(ctx context.Context, id string) error {
 	p, ok, err := s.repairable(ctx, id)
 	if err != nil || !ok {
 		return err
 	}
 	fp := fmt.Sprintf("%s/%t/%d", p.State, p.Planned, p.BatchesDone)
-	since, err := s.o.Store.Unchanged(ctx, id, fp)
+	since, err := s.store.Unchanged(ctx, id, fp)
 	if err != nil {
 		return err
 	}
-	if s.o.Clock.Now().Sub(since) < s.o.StallAfter {
+	if s.clock.Now().Sub(since) < s.o.StallAfter {
 		return nil
 	}
 	return s.repair(ctx, id, p, "stalled")
@@ -110,8 +119,8 @@ func (s *Service) reconcileOne(ctx context.Context, id string) error {
 // sure its work is queued before it is answered duplicate. When the work
 // is queued or running, nothing is enqueued (a live task is left alone,
 // and TaskIDs refuse a second copy of it).
-func (s *Service) repairNow(ctx context.Context, id string) error {
-	if s.o.Inspector == nil {
+func (s *Reconciler) repairNow(ctx context.Context, id string) error {
+	if s.insp == nil {
 		return nil
 	}
 	p, ok, err := s.repairable(ctx, id)
@@ -123,15 +132,15 @@ func (s *Service) repairNow(ctx context.Context, id string) error {
 
 // repairable reads a campaign's progress; ok is false for an unknown
 // campaign and for the kinds whose work lives in the task queue.
-func (s *Service) repairable(ctx context.Context, id string) (store.Progress, bool, error) {
-	p, err := s.o.Store.Progress(ctx, id)
+func (s *Reconciler) repairable(ctx context.Context, id string) (store.Progress, bool, error) {
+	p, err := s.store.Progress(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return p, false, nil
 	}
 	if err != nil {
 		return p, false, err
 	}
-	if k, ok := s.kinds[p.Kind]; !ok || k.task != nil {
+	if k, ok := s.kinds.m[p.Kind]; !ok || k.task != nil {
 		return p, false, nil // label pushes and broadcasts live in the task queue
 	}
 	return p, true, nil
@@ -141,35 +150,34 @@ func (s *Service) repairable(ctx context.Context, id string) (store.Progress, bo
 // plan task while it is not planned; once planned, every batch task with
 // batches left whose predecessor is done; and a campaign whose batches are
 // all recorded is finished. why names the occasion in the log.
-func (s *Service) repair(ctx context.Context, id string, p store.Progress, why string) error {
+func (s *Reconciler) repair(ctx context.Context, id string, p store.Progress, why string) error {
 	c, err := s.campaign(ctx, id)
 	if err != nil {
 		return err
 	}
 	queue := QueueFor(c.Priority)
 	if !p.Planned {
-		now := s.o.Clock.Now()
+		now := s.clock.Now()
 		return s.ensureTask(ctx, c, queue, c.ID+":plan", why, func() error {
-			return s.enqueuePlan(ctx, c, p.StartAt, p.StartAt.After(now))
+			return s.q.plan(ctx, c, p.StartAt, p.StartAt.After(now))
 		}, nil)
 	}
 	if p.BatchesDone >= p.BatchesTotal {
-		st, finished, err := s.o.Store.FinishIfDone(ctx, id)
+		st, finished, err := s.store.FinishIfDone(ctx, id)
 		if err != nil {
 			return err
 		}
 		if finished {
-			s.throttle.finish(id)
-			s.publish(ctx, st)
+			s.finished(ctx, st)
 			s.log.Warn().Str("campaign", id).Str("status", string(st.Status)).Str("why", why).Msg("repair: campaign finished (all its batches were recorded)")
 		}
 		return nil
 	}
-	bits, err := s.o.Store.DoneBatches(ctx, id)
+	bits, err := s.store.DoneBatches(ctx, id)
 	if err != nil {
 		return err
 	}
-	g := int64(s.o.BatchesPerTask)
+	g := int64(s.q.o.BatchesPerTask)
 	taskDone := func(k int64) bool {
 		for n := k * g; n < min((k+1)*g, p.BatchesTotal); n++ {
 			if !bits.Has(n) {
@@ -178,13 +186,13 @@ func (s *Service) repair(ctx context.Context, id string, p store.Progress, why s
 		}
 		return true
 	}
-	w := int64(s.o.BatchWindow)
-	for k := range s.tasksFor(p.BatchesTotal) {
+	w := int64(s.q.o.BatchWindow)
+	for k := range s.q.tasksFor(p.BatchesTotal) {
 		if taskDone(k) || (k >= w && !taskDone(k-w)) {
 			continue
 		}
 		err := s.ensureTask(ctx, c, queue, fmt.Sprintf("%s:g:%d", c.ID, k), why, func() error {
-			return s.enqueueBatch(ctx, c, int(k))
+			return s.q.batch(ctx, c, int(k))
 		}, func(lastErr string) error { return s.failGroup(ctx, c, int(k), lastErr) })
 		if err != nil {
 			return err
@@ -196,9 +204,9 @@ func (s *Service) repair(ctx context.Context, id string, p store.Progress, why s
 // ensureTask enqueues a task that is missing (deleted, or never enqueued)
 // and re-enqueues one that is archived; a live task is left alone.
 // giveUp (nil: never) ends the work of a task repaired maxRepairs times.
-func (s *Service) ensureTask(ctx context.Context, c *campaigns.Campaign, queue, taskID, why string, enqueue func() error, giveUp func(lastErr string) error) error {
+func (s *Reconciler) ensureTask(ctx context.Context, c *campaigns.Campaign, queue, taskID, why string, enqueue func() error, giveUp func(lastErr string) error) error {
 	log := s.log.With().Str("campaign", c.ID).Str("task", taskID).Str("why", why).Logger()
-	info, err := s.o.Inspector.GetTaskInfo(queue, taskID)
+	info, err := s.insp.GetTaskInfo(queue, taskID)
 	switch {
 	case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
 	case err != nil:
@@ -210,19 +218,19 @@ func (s *Service) ensureTask(ctx context.Context, c *campaigns.Campaign, queue, 
 	if info != nil {
 		lastErr = info.LastErr
 	}
-	n, err := s.o.Store.Repairs(ctx, taskID)
+	n, err := s.store.Repairs(ctx, taskID)
 	if err != nil {
 		return err
 	}
 	if n > maxRepairs && giveUp != nil {
 		log.Error().Str("last_error", lastErr).Msg("reconcile: task broke again after repairs; its batches are recorded as failed")
 		if info != nil {
-			_ = s.o.Inspector.DeleteTask(queue, taskID)
+			_ = s.insp.DeleteTask(queue, taskID)
 		}
 		return giveUp(lastErr)
 	}
 	if info != nil {
-		if err := s.o.Inspector.DeleteTask(queue, taskID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+		if err := s.insp.DeleteTask(queue, taskID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
 			return fmt.Errorf("reconcile: delete archived %s: %w", taskID, err)
 		}
 	}
@@ -232,9 +240,9 @@ func (s *Service) ensureTask(ctx context.Context, c *campaigns.Campaign, queue, 
 }
 
 // failGroup records batch task k's unrecorded batches as failed.
-func (s *Service) failGroup(ctx context.Context, c *campaigns.Campaign, k int, lastErr string) error {
-	g := s.o.BatchesPerTask
-	r, err := s.o.Store.BatchInfos(ctx, c.ID, k*g, g)
+func (s *Reconciler) failGroup(ctx context.Context, c *campaigns.Campaign, k int, lastErr string) error {
+	g := s.q.o.BatchesPerTask
+	r, err := s.store.BatchInfos(ctx, c.ID, k*g, g)
 	if err != nil {
 		return err
 	}

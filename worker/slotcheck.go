@@ -104,12 +104,12 @@ func (c *stateCache) forget(id string) {
 // slotCheck is what the limiter asks at each call's slot of campaign c:
 // nothing is sent once c has expired, while it is paused, or after it has
 // ended (cancelled).
-func (s *Service) slotCheck(c *campaigns.Campaign) func(context.Context) error {
+func (l *ledger) slotCheck(c *campaigns.Campaign) func(context.Context) error {
 	return func(ctx context.Context) error {
-		if c.ExpiresAt != nil && !s.o.Clock.Now().Before(*c.ExpiresAt) {
+		if c.ExpiresAt != nil && !l.clock.Now().Before(*c.ExpiresAt) {
 			return errExpired
 		}
-		st, err := s.states.get(ctx, c.ID)
+		st, err := l.states.get(ctx, c.ID)
 		if err != nil {
 			// Redis does not answer in time: the slot is given up,
 			// nothing is sent, and the batch comes back (a call sent

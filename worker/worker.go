@@ -1,7 +1,9 @@
-// Package worker is campaignd's asynq side: Service takes a validated
-// campaign (Submit), stores it and enqueues its plan task; the plan handler
-// cuts the targets into batches of at most 100 and writes them to the store;
-// batch handlers send each batch through the provider and record the result.
+// Package worker is campaignd's asynq side, a Worker made of small parts:
+// Control takes a validated campaign (Submit), stores it and enqueues its
+// plan task; the planner cuts the targets into batches of at most 100 and
+// writes them to the store; the sender sends each batch through the
+// provider and records the result; the Dispatcher creates provider tasks
+// under the task-window caps; the Reconciler repairs stalled campaigns.
 //
 // Every task has a deterministic TaskID (`<id>:plan`, `<id>:g:<k>` for the
 // k-th batch task, of BatchesPerTask batches), and a
@@ -15,23 +17,16 @@ package worker
 import (
 	"cmp"
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"os"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/internal/clock"
 	"github.com/campaignd/campaignd/internal/optcheck"
-	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/store"
 )
 
@@ -66,7 +61,7 @@ type TargetResult struct {
 }
 
 // StatusSink publishes status events (campaigns.status.<id>). The daemon
-// gives the Service a statusq.Queue in front of the JetStream publisher, so
+// gives the Worker a statusq.Queue in front of the JetStream publisher, so
 // that publishing never holds up sending.
 type StatusSink interface {
 	Publish(ctx context.Context, st campaigns.Status) error
@@ -99,43 +94,73 @@ type CallHints struct {
 // continuation); each batch is still limited, sent and recorded on its own.
 const DefaultBatchesPerTask = 16
 
-// Options configure a Service.
+// Options configure a Worker: what its parts share, then each part's own
+// options.
 type Options struct {
-	Client         *asynq.Client
-	Store          *store.Store
-	Sink           StatusSink
-	Audience       AudienceSource // nil: campaigns with an audience fail
-	Provider       Providers      // the provider clients every kind sends through
-	CallContext    CallContext
-	Clock          clock.Clock
-	Logger         zerolog.Logger
-	Concurrency    int              // workers of this process (sizes BatchWindow)
-	BatchWindow    int              // batch tasks queued per campaign; default 2×Concurrency, at least 8
-	BatchesPerTask int              // provider batches (≤ 100 targets each) per batch task, sent concurrently; default DefaultBatchesPerTask
-	MaxRetry       int              // transient failures tolerated per batch; default DefaultMaxRetry
-	Retention      time.Duration    // completed plan tasks kept visible in the UI (and their ids reserved); default 24h
-	EarlyStart     time.Duration    // plan tasks are enqueued this much early, then wait; default 3s
-	ProgressGap    time.Duration    // least time between two progress events of a campaign; default 250ms
-	MaxInFlight    int              // provider batches in flight at once in this process; default InFlight(Concurrency)
-	Tasks          TaskQueue        // the task-window queues of label pushes and broadcasts (nil: those kinds fail)
-	TaskApps       []string         // the apps whose task queue this process dispatches (RunTasks)
-	Inspector      *asynq.Inspector // optional: deletes a waiting task's UI marker once it is created; needed by the reconciler
-	StallAfter     time.Duration    // a campaign with no progress for this long has its missing tasks queued again (RunReconciler); default 1m
-	Counters       Counters         // optional: the worker's events for /metrics
+	Client      *asynq.Client
+	Store       *store.Store
+	Sink        StatusSink
+	Provider    Providers // the provider clients the kinds send through
+	CallContext CallContext
+	Clock       clock.Clock
+	Logger      zerolog.Logger
+	// Inspector deletes a waiting task's UI marker once it is created,
+	// calls back a batch task that went back, and lets the reconciler
+	// look at tasks; nil: none of the three (tests).
+	Inspector   *asynq.Inspector
+	Concurrency int // workers of this process (sizes Queue.BatchWindow and Send.MaxInFlight)
+
+	Queue     QueueOptions
+	Plan      PlanOptions
+	Send      SendOptions
+	Tasks     TaskOptions
+	Reconcile ReconcileOptions
+}
+
+// QueueOptions shape a campaign's asynq tasks (the queuer).
+type QueueOptions struct {
+	BatchWindow    int           // batch tasks queued per campaign; default 2×Concurrency, at least 8
+	BatchesPerTask int           // provider batches (≤ 100 targets each) per batch task, sent concurrently; default DefaultBatchesPerTask
+	MaxRetry       int           // transient failures tolerated per batch; default DefaultMaxRetry
+	Retention      time.Duration // completed plan tasks kept visible in the UI (and their ids reserved); default 24h
+	EarlyStart     time.Duration // plan and expiry tasks are enqueued this much early, then wait; default 3s
+}
+
+// PlanOptions configure the planner.
+type PlanOptions struct {
+	Audience AudienceSource // nil: campaigns with an audience fail
+	// Memory bounds the memory the plans of this process hold at once to
+	// drop repeated ids (a plan of a bigger audience reads it in several
+	// passes); default DefaultPlanMemory.
+	Memory int64
+	// SpillDir is where a plan read in several passes keeps the later
+	// parts' ids while it reads the audience once (dedupe.Options.SpillDir);
+	// default os.TempDir(). SpillOff re-reads the audience each pass.
+	SpillDir string
+	SpillOff bool
+}
+
+// SendOptions configure the sender and how outcomes are recorded.
+type SendOptions struct {
+	MaxInFlight int // provider batches in flight at once in this process; default InFlight(Concurrency)
 	// RecordPatience is how long a batch the provider has answered keeps
 	// trying to be recorded while Redis does not answer, instead of
 	// failing its task (whose retry would send it again); default 20s,
 	// inside asynq's 30 s task lease.
 	RecordPatience time.Duration
-	// PlanMemory bounds the memory the plans of this process hold at once
-	// to drop repeated ids (a plan of a bigger audience reads it in several
-	// passes); default DefaultPlanMemory.
-	PlanMemory int64
-	// PlanSpillDir is where a plan read in several passes keeps the later
-	// parts' ids while it reads the audience once (dedupe.Options.SpillDir);
-	// default os.TempDir(). PlanSpillOff re-reads the audience each pass.
-	PlanSpillDir string
-	PlanSpillOff bool
+	ProgressGap    time.Duration // least time between two progress events of a campaign; default 250ms
+}
+
+// TaskOptions configure the task dispatcher.
+type TaskOptions struct {
+	Queue TaskQueue // the task-window queues of label pushes and broadcasts (nil: those kinds fail)
+	Apps  []string  // the apps whose task queue this process dispatches (Dispatcher.Run)
+}
+
+// ReconcileOptions configure the reconciler.
+type ReconcileOptions struct {
+	StallAfter time.Duration // a campaign with no progress for this long has its missing tasks queued again; default 1m
+	Counters   Counters      // optional: repairs for /metrics
 }
 
 // Counters receives the worker's events for /metrics.
@@ -154,36 +179,6 @@ func (noCounters) TaskRepaired() {}
 // crowd the provider's next second).
 func InFlight(concurrency int) int { return max(4*concurrency, 8) }
 
-// Service is the asynq side of campaignd.
-type Service struct {
-	o          Options
-	log        zerolog.Logger
-	throttle   *throttle
-	cache      campaignCache
-	kinds      map[campaigns.Kind]*kind
-	states     *stateCache
-	taskKicks  map[string]chan struct{} // per app: wake this process's dispatcher
-	sends      *inFlight                // MaxInFlight slots
-	batches    atomic.Int32             // batch tasks being handled in this process
-	feeders    feeders                  // per app, the batch task that goes on sending while the process is busy
-	senders    *goPool                  // the goroutines batches are sent on
-	planMem    *semaphore.Weighted      // PlanMemory bytes, shared by the plans of this process
-	results    sync.Pool                // *[]TargetResult: sent batches' results, recycled
-	targetBufs sync.Pool                // *[]string: batch tasks' targets, recycled
-
-	background sync.WaitGroup // goroutines the Service started on its own (Close waits for them)
-	closing    chan struct{}  // closed by Close
-	closeOnce  sync.Once
-}
-
-// Close stops the goroutines the Service started on its own (a marker's
-// delayed delete) and waits for them. Call it after the asynq servers and
-// RunTasks / RunReconciler have returned.
-func (s *Service) Close() {
-	s.closeOnce.Do(func() { close(s.closing) })
-	s.background.Wait()
-}
-
 // Defaults of Options (one home each; the config leaves them unset).
 const (
 	DefaultConcurrency    = 50
@@ -200,25 +195,26 @@ func (o Options) WithDefaults() Options {
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
 	}
-	o.Concurrency = cmp.Or(o.Concurrency, DefaultConcurrency)
-	o.BatchWindow = cmp.Or(o.BatchWindow, max(2*o.Concurrency, 8))
-	o.BatchesPerTask = cmp.Or(o.BatchesPerTask, DefaultBatchesPerTask)
-	o.RecordPatience = cmp.Or(o.RecordPatience, DefaultRecordPatience)
-	o.StallAfter = cmp.Or(o.StallAfter, DefaultStallAfter)
-	if o.Counters == nil {
-		o.Counters = noCounters{}
-	}
-	o.MaxRetry = cmp.Or(o.MaxRetry, DefaultMaxRetry)
-	o.Retention = cmp.Or(o.Retention, DefaultRetention)
-	o.EarlyStart = cmp.Or(o.EarlyStart, DefaultEarlyStart)
-	o.ProgressGap = cmp.Or(o.ProgressGap, DefaultProgressGap)
-	o.PlanMemory = cmp.Or(o.PlanMemory, DefaultPlanMemory)
-	o.PlanSpillDir = cmp.Or(o.PlanSpillDir, os.TempDir())
-	o.MaxInFlight = cmp.Or(o.MaxInFlight, InFlight(o.Concurrency))
 	if o.CallContext == nil {
 		o.CallContext = func(ctx context.Context, _ *campaigns.Campaign, _ CallHints) context.Context {
 			return ctx
 		}
+	}
+	o.Concurrency = cmp.Or(o.Concurrency, DefaultConcurrency)
+	q := &o.Queue
+	q.BatchWindow = cmp.Or(q.BatchWindow, max(2*o.Concurrency, 8))
+	q.BatchesPerTask = cmp.Or(q.BatchesPerTask, DefaultBatchesPerTask)
+	q.MaxRetry = cmp.Or(q.MaxRetry, DefaultMaxRetry)
+	q.Retention = cmp.Or(q.Retention, DefaultRetention)
+	q.EarlyStart = cmp.Or(q.EarlyStart, DefaultEarlyStart)
+	o.Plan.Memory = cmp.Or(o.Plan.Memory, DefaultPlanMemory)
+	o.Plan.SpillDir = cmp.Or(o.Plan.SpillDir, os.TempDir())
+	o.Send.MaxInFlight = cmp.Or(o.Send.MaxInFlight, InFlight(o.Concurrency))
+	o.Send.RecordPatience = cmp.Or(o.Send.RecordPatience, DefaultRecordPatience)
+	o.Send.ProgressGap = cmp.Or(o.Send.ProgressGap, DefaultProgressGap)
+	o.Reconcile.StallAfter = cmp.Or(o.Reconcile.StallAfter, DefaultStallAfter)
+	if o.Reconcile.Counters == nil {
+		o.Reconcile.Counters = noCounters{}
 	}
 	return o
 }
@@ -226,26 +222,127 @@ func (o Options) WithDefaults() Options {
 // validate reports the fields out of range; it changes nothing.
 func (o Options) validate() error {
 	c := optcheck.New("worker: Options")
-	c.Positive(o, "Concurrency", "BatchWindow", "BatchesPerTask", "MaxRetry", "MaxInFlight", "PlanMemory",
-		"RecordPatience", "StallAfter", "Retention", "EarlyStart", "ProgressGap")
+	c.Positive(o, "Concurrency")
+	q := optcheck.New("worker: Options.Queue")
+	q.Positive(o.Queue, "BatchWindow", "BatchesPerTask", "MaxRetry", "Retention", "EarlyStart")
+	c.Add(q.Err())
+	p := optcheck.New("worker: Options.Plan")
+	p.Positive(o.Plan, "Memory")
+	c.Add(p.Err())
+	s := optcheck.New("worker: Options.Send")
+	s.Positive(o.Send, "MaxInFlight", "RecordPatience", "ProgressGap")
+	c.Add(s.Err())
+	r := optcheck.New("worker: Options.Reconcile")
+	r.Positive(o.Reconcile, "StallAfter")
+	c.Add(r.Err())
 	return c.Err()
 }
 
-// NewService returns a Service. Options out of range are a caller's bug:
-// it panics on them, naming the field.
-func NewService(o Options) *Service {
+// Worker is the asynq side of campaignd, made of small parts that share
+// the ledger (the campaigns' records) and the queuer (their asynq tasks):
+//   - Control takes campaigns and commands (submit, pause, resume, cancel)
+//     and ends a campaign at its expiry;
+//   - the planner cuts a campaign's targets into stored batches;
+//   - the sender sends a batch task's batches through the limiter and
+//     records each once;
+//   - Dispatcher creates the provider tasks of label pushes and
+//     broadcasts under the task-window caps;
+//   - Reconciler queues again the work of a campaign that stalled.
+//
+// Mux routes asynq's tasks to the planner, the sender, Control and the
+// Dispatcher; Dispatcher.Run and Reconciler.Run are the daemon's to run.
+type Worker struct {
+	Control    *Control
+	Dispatcher *Dispatcher
+	Reconciler *Reconciler
+	planner    *planner
+	sender     *sender
+	ledger     *ledger
+	client     *asynq.Client
+}
+
+// New returns a Worker. Options out of range are a caller's bug: it
+// panics on them, naming the field.
+func New(o Options) *Worker {
 	o = o.WithDefaults()
 	if err := o.validate(); err != nil {
 		panic(err)
 	}
-	s := &Service{o: o, log: o.Logger, throttle: newThrottle(o.ProgressGap), cache: campaignCache{m: map[string]*campaigns.Campaign{}}, kinds: indexKinds(o.Provider), states: newStateCache(o.Store, o.Clock),
-		sends: newInFlight(o.MaxInFlight), senders: newGoPool(2 * time.Second), taskKicks: map[string]chan struct{}{}, planMem: semaphore.NewWeighted(o.PlanMemory),
-		results: sync.Pool{New: func() any { return new([]TargetResult) }}, targetBufs: sync.Pool{New: func() any { return new([]string) }},
-		closing: make(chan struct{})}
-	for _, app := range o.TaskApps {
-		s.taskKicks[app] = make(chan struct{}, 1)
+	l := newLedger(o)
+	q := &queuer{client: o.Client, o: o.Queue}
+	kinds := newKindSet(o.Provider)
+	d := newDispatcher(l, kinds, o)
+	r := &Reconciler{ledger: l, q: q, kinds: kinds, insp: o.Inspector, o: o.Reconcile}
+	return &Worker{
+		Control:    &Control{ledger: l, q: q, kinds: kinds, tasks: d, rec: r},
+		Dispatcher: d,
+		Reconciler: r,
+		planner:    newPlanner(l, q, kinds, d, o),
+		sender:     newSender(l, q, kinds, o),
+		ledger:     l,
+		client:     o.Client,
 	}
-	return s
+}
+
+// Close stops the goroutines the Worker started on its own (a marker's
+// delayed delete) and waits for them. Call it after the asynq servers,
+// Dispatcher.Run and Reconciler.Run have returned.
+func (w *Worker) Close() { w.Dispatcher.close() }
+
+// Mux routes the task types to their parts.
+func (w *Worker) Mux() *asynq.ServeMux {
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(TypePlan, w.planner.handle)
+	mux.HandleFunc(TypeBatch, w.sender.handle)
+	mux.HandleFunc(TypeExpire, w.Control.handleExpire)
+	mux.HandleFunc(TypeTask, w.Dispatcher.handleMarker)
+	mux.Use(w.outlastOutage)
+	return mux
+}
+
+// outlastOutage holds a failed task's answer to asynq while Redis does not
+// answer (for up to Send.RecordPatience, inside the task's lease). asynq
+// v0.26 writes a failed task's retry with a context that has ended by the
+// time its syncer tries again, so a task that fails while Redis is down
+// stays active until its lease is recovered, a minute or two later; held
+// here, the retry is written as soon as Redis is back.
+func (w *Worker) outlastOutage(next asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		err := next.ProcessTask(ctx, t)
+		if err != nil {
+			w.awaitStore(ctx)
+		}
+		return err
+	})
+}
+
+// awaitStore returns once Redis answers, ctx ends or Send.RecordPatience
+// has passed. After an outage it also waits for asynq's own connection to
+// answer, and a second more: after a Sentinel failover, the sentinels
+// that asynq's pools ask may name the new master a moment later than the
+// one this process's client asked.
+func (w *Worker) awaitStore(ctx context.Context) {
+	l := w.ledger
+	giveUp := l.clock.Now().Add(l.patience)
+	down := false
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := l.store.Ping(pctx)
+		cancel()
+		if err == nil && down && w.client != nil {
+			err = w.client.Ping()
+			if err == nil {
+				_ = sleepCtx(ctx, time.Second)
+			}
+		}
+		if err == nil || ctx.Err() != nil || l.clock.Now().After(giveUp) {
+			return
+		}
+		down = true
+		if sleepCtx(ctx, wait) != nil {
+			return
+		}
+	}
 }
 
 type planPayload struct {
@@ -256,234 +353,3 @@ type batchPayload struct {
 	ID string `json:"id"`
 	N  int    `json:"n"`
 }
-
-func (s *Service) publish(ctx context.Context, st campaigns.Status) {
-	if s.o.Sink == nil {
-		return
-	}
-	if err := s.o.Sink.Publish(ctx, st); err != nil {
-		s.log.Warn().Err(err).Str("campaign", st.ID).Str("status", string(st.Status)).Msg("status event not published")
-	}
-}
-
-// Submit stores a validated, normalized campaign and enqueues its plan task
-// (at its start time when startAt is in the future). It returns only once
-// both are done. An id already stored yields status "duplicate" and sends
-// nothing again — but its work is made sure of first: a plan task never
-// enqueued (a crash between the two steps) is enqueued now, and a campaign
-// that is not final has its missing or archived tasks queued again at once
-// (the reconciler's repair, without waiting for StallAfter).
-func (s *Service) Submit(ctx context.Context, c *campaigns.Campaign, startAt time.Time) (campaigns.Status, error) {
-	created, st, err := s.o.Store.Create(ctx, c, startAt)
-	if err != nil {
-		return campaigns.Status{}, err
-	}
-	delayed := startAt.After(s.o.Clock.Now())
-	if err := s.enqueuePlan(ctx, c, startAt, delayed); err != nil {
-		return campaigns.Status{}, err
-	}
-	if err := s.enqueueExpire(ctx, c); err != nil {
-		return campaigns.Status{}, err
-	}
-	if !created {
-		if !st.Status.Final() {
-			if err := s.repairNow(ctx, c.ID); err != nil {
-				return campaigns.Status{}, err
-			}
-		}
-		dup := st
-		dup.Status = campaigns.StateDuplicate
-		dup.At = s.o.Clock.Now().UTC()
-		s.publish(ctx, dup)
-		return dup, nil
-	}
-	s.publish(ctx, st)
-	if delayed {
-		if st2, changed, err := s.o.Store.Transition(ctx, c.ID, campaigns.StateScheduled, campaigns.StateAccepted); err == nil && changed {
-			s.publish(ctx, st2)
-		}
-	}
-	return st, nil
-}
-
-func (s *Service) enqueuePlan(ctx context.Context, c *campaigns.Campaign, startAt time.Time, delayed bool) error {
-	payload, _ := json.Marshal(planPayload{ID: c.ID})
-	opts := []asynq.Option{
-		asynq.TaskID(c.ID + ":plan"), asynq.Queue(QueueFor(c.Priority)),
-		asynq.MaxRetry(s.o.MaxRetry), asynq.Retention(s.o.Retention), asynq.Timeout(30 * time.Minute),
-	}
-	if delayed {
-		opts = append(opts, asynq.ProcessAt(startAt.Add(-s.o.EarlyStart)))
-	}
-	_, err := s.o.Client.EnqueueContext(ctx, asynq.NewTask(TypePlan, payload), opts...)
-	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) && !errors.Is(err, asynq.ErrDuplicateTask) {
-		return fmt.Errorf("worker: enqueue plan of %s: %w", c.ID, err)
-	}
-	return nil
-}
-
-// enqueueExpire enqueues the task that ends a campaign at its expires_at
-// (a little early: it waits out the rest), so that it is final within
-// moments of it even when its batches wait in asynq's retry set.
-func (s *Service) enqueueExpire(ctx context.Context, c *campaigns.Campaign) error {
-	if c.ExpiresAt == nil {
-		return nil
-	}
-	payload, _ := json.Marshal(planPayload{ID: c.ID})
-	_, err := s.o.Client.EnqueueContext(ctx, asynq.NewTask(TypeExpire, payload),
-		asynq.TaskID(c.ID+":expire"), asynq.Queue("high"), asynq.MaxRetry(s.o.MaxRetry),
-		asynq.ProcessAt(c.ExpiresAt.Add(-s.o.EarlyStart)), asynq.Timeout(time.Minute))
-	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) && !errors.Is(err, asynq.ErrDuplicateTask) {
-		return fmt.Errorf("worker: enqueue expiry of %s: %w", c.ID, err)
-	}
-	return nil
-}
-
-func (s *Service) enqueueBatch(ctx context.Context, c *campaigns.Campaign, n int) error {
-	payload, _ := json.Marshal(batchPayload{ID: c.ID, N: n})
-	_, err := s.o.Client.EnqueueContext(ctx, asynq.NewTask(TypeBatch, payload),
-		asynq.TaskID(fmt.Sprintf("%s:g:%d", c.ID, n)), asynq.Queue(QueueFor(c.Priority)),
-		asynq.MaxRetry(s.o.MaxRetry), asynq.Timeout(5*time.Minute))
-	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) && !errors.Is(err, asynq.ErrDuplicateTask) {
-		return fmt.Errorf("worker: enqueue batch %d of %s: %w", n, c.ID, err)
-	}
-	return nil
-}
-
-// Cancel stops every batch of a campaign not yet sent (a task campaign
-// still waiting leaves its queue; one created already cannot be recalled).
-func (s *Service) Cancel(ctx context.Context, id string) (campaigns.Status, error) {
-	st, err := s.change(ctx, id, campaigns.StateCancelled)
-	if err == nil && st.Status == campaigns.StateCancelled {
-		s.taskControl(ctx, id, campaigns.StateCancelled)
-	}
-	return st, err
-}
-
-// Pause holds a campaign's batches (or its waiting task) until Resume.
-func (s *Service) Pause(ctx context.Context, id string) (campaigns.Status, error) {
-	st, err := s.change(ctx, id, campaigns.StatePaused, campaigns.StateAccepted, campaigns.StateScheduled, campaigns.StateRunning)
-	if err == nil && st.Status == campaigns.StatePaused {
-		s.taskControl(ctx, id, campaigns.StatePaused)
-	}
-	return st, err
-}
-
-// Resume releases a paused campaign. One whose batches were all recorded
-// while it was paused (calls that were on the wire) is finished now.
-func (s *Service) Resume(ctx context.Context, id string) (campaigns.Status, error) {
-	if c, err := s.campaign(ctx, id); err == nil {
-		if k, ok := s.kinds[c.Kind]; ok && k.task != nil { // back to its place in the task queue
-			st, err := s.change(ctx, id, campaigns.StateScheduled, campaigns.StatePaused)
-			if err != nil || st.Status != campaigns.StateScheduled {
-				return st, err
-			}
-			s.taskControl(ctx, id, campaigns.StateScheduled)
-			// Paused while its task was being created, which the provider
-			// then did: the task is recorded, and the campaign is
-			// finished now (it is in no queue any more).
-			fin, finished, err := s.o.Store.FinishIfDone(ctx, id)
-			if err != nil {
-				return st, err
-			}
-			if finished {
-				_ = s.o.Tasks.Remove(ctx, c.App, s.taskRef(c, k))
-				s.dropMarker(id)
-				s.publish(ctx, fin)
-				return fin, nil
-			}
-			return st, nil
-		}
-	}
-	st, err := s.change(ctx, id, campaigns.StateRunning, campaigns.StatePaused)
-	if err != nil || st.Status != campaigns.StateRunning {
-		return st, err
-	}
-	fin, finished, err := s.o.Store.FinishIfDone(ctx, id)
-	if err != nil {
-		return st, err
-	}
-	if finished {
-		s.throttle.finish(id)
-		s.publish(ctx, fin)
-		return fin, nil
-	}
-	return st, nil
-}
-
-func (s *Service) change(ctx context.Context, id string, to campaigns.State, from ...campaigns.State) (campaigns.Status, error) {
-	st, changed, err := s.o.Store.Transition(ctx, id, to, from...)
-	if err != nil {
-		return st, err
-	}
-	s.states.forget(id)
-	if changed {
-		s.publish(ctx, st)
-	}
-	return st, nil
-}
-
-// retryLater is a handler result that sends the task back to its queue after
-// a delay without spending its retry budget.
-type retryLater struct {
-	in     time.Duration
-	reason string
-}
-
-func (e *retryLater) Error() string { return fmt.Sprintf("retry in %s: %s", e.in, e.reason) }
-
-// asRetryLater recognises every "not now" answer: our own, the limiter's,
-// and the provider's rate-limit answers.
-func asRetryLater(err error) (*retryLater, bool) {
-	var rl *retryLater
-	if errors.As(err, &rl) {
-		return rl, true
-	}
-	var ra interface{ RetryAfter() time.Duration }
-	if errors.As(err, &ra) {
-		return &retryLater{in: max(ra.RetryAfter(), 50*time.Millisecond), reason: err.Error()}, true
-	}
-	if d, ok := provider.IsRateLimited(err); ok {
-		if d <= 0 {
-			d = time.Second
-		}
-		return &retryLater{in: d, reason: err.Error()}, true
-	}
-	return nil, false
-}
-
-// IsFailure tells asynq which errors spend a retry: not the "not now" ones.
-func IsFailure(err error) bool {
-	_, later := asRetryLater(err)
-	return !later
-}
-
-// RetryDelay waits as long as a "not now" answer asks, retries a failing
-// provider every second for a while, and backs off exponentially (capped
-// at 1 minute) after other failures.
-func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
-	if rl, ok := asRetryLater(err); ok {
-		return rl.in
-	}
-	if k, ok := provider.ClassOf(err); ok && k == provider.ClassTransient {
-		// The provider is failing (5xx, timeouts, dropped connections):
-		// its first FlatRetries retries come a second apart (each call
-		// still through the limiter), so that sending resumes within
-		// about a second of its recovery; then they back off.
-		if n < FlatRetries {
-			return time.Second
-		}
-		n -= FlatRetries
-	}
-	d := time.Duration(1<<min(n, 6)) * time.Second
-	return min(d, time.Minute)
-}
-
-// FlatRetries is how many retries of a batch the provider is failing for
-// come a second apart (about half a minute of outage) before they back
-// off; DefaultMaxRetry leaves 10 backed-off retries (about 5 more minutes)
-// after them before the batch's targets are recorded as failed.
-const FlatRetries = 30
-
-// DefaultMaxRetry is Options.MaxRetry's default.
-const DefaultMaxRetry = FlatRetries + 10

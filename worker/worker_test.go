@@ -146,7 +146,7 @@ func (s *sink) states(id string) []campaigns.State {
 }
 
 type env struct {
-	svc   *Service
+	svc   *Worker
 	store *store.Store
 	prov  *fakeProvider
 	sink  *sink
@@ -172,7 +172,7 @@ func setup(t *testing.T, opts Options) *env {
 	if opts.Concurrency == 0 {
 		opts.Concurrency = 10
 	}
-	svc := NewService(opts)
+	svc := New(opts)
 	srv := NewServer(redisOpt, ServerOptions{Concurrency: opts.Concurrency, Logger: zerolog.Nop(), ShutdownTimeout: time.Second})
 	if err := srv.Start(svc.Mux()); err != nil {
 		t.Fatal(err)
@@ -186,7 +186,7 @@ func msg() json.RawMessage { return json.RawMessage(`{"title":"t","content":"c"}
 func (e *env) submit(t *testing.T, c *campaigns.Campaign, start time.Time) campaigns.Status {
 	t.Helper()
 	c.Normalize()
-	st, err := e.svc.Submit(context.Background(), c, start)
+	st, err := e.svc.Control.Submit(context.Background(), c, start)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ func TestRateLimitedAnswersDoNotSpendRetries(t *testing.T) {
 		}
 		return nil, nil
 	}}
-	e := setup(t, Options{Provider: prov, MaxRetry: 1})
+	e := setup(t, Options{Provider: prov, Queue: QueueOptions{MaxRetry: 1}})
 	e.submit(t, &campaigns.Campaign{ID: "limited", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("l", 50)}, time.Now())
 	st := e.waitFinal(t, "limited", 30*time.Second)
 	if st.Status != campaigns.StateCompleted || st.Sent != 50 {
@@ -323,14 +323,14 @@ func TestCancelStopsUnsentBatches(t *testing.T) {
 	t.Parallel()
 	third := make(chan struct{})
 	prov := &fakeProvider{delay: 20 * time.Millisecond, answer: nthCall(3, third)}
-	e := setup(t, Options{Provider: prov, Concurrency: 2, BatchWindow: 2, BatchesPerTask: 2})
+	e := setup(t, Options{Provider: prov, Concurrency: 2, Queue: QueueOptions{BatchWindow: 2, BatchesPerTask: 2}})
 	e.submit(t, &campaigns.Campaign{ID: "stop", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("s", 5000)}, time.Now())
 	select {
 	case <-third:
 	case <-time.After(30 * time.Second):
 		t.Fatal("timed out after 30s waiting for 3 provider calls")
 	}
-	st, err := e.svc.Cancel(context.Background(), "stop")
+	st, err := e.svc.Control.Cancel(context.Background(), "stop")
 	if err != nil || st.Status != campaigns.StateCancelled {
 		t.Fatalf("cancel: %+v %v", st, err)
 	}
@@ -348,13 +348,13 @@ func TestPauseAndResume(t *testing.T) {
 	t.Parallel()
 	prov := &fakeProvider{delay: 50 * time.Millisecond}
 	// one batch per task, two at a time: the 20 batches take ~0.5 s
-	e := setup(t, Options{Provider: prov, Concurrency: 2, BatchWindow: 2, BatchesPerTask: 1})
+	e := setup(t, Options{Provider: prov, Concurrency: 2, Queue: QueueOptions{BatchWindow: 2, BatchesPerTask: 1}})
 	e.submit(t, &campaigns.Campaign{ID: "hold", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("h", 2000)}, time.Now())
 	testenv.WaitFor(t, 30*time.Second, "2 provider calls", func() (int, bool) {
 		calls, _ := prov.snapshot()
 		return len(calls), len(calls) >= 2
 	})
-	if st, err := e.svc.Pause(context.Background(), "hold"); err != nil || st.Status != campaigns.StatePaused {
+	if st, err := e.svc.Control.Pause(context.Background(), "hold"); err != nil || st.Status != campaigns.StatePaused {
 		t.Fatalf("pause %+v %v", st, err)
 	}
 	time.Sleep(100 * time.Millisecond) // the calls under way when it paused (50 ms each) end
@@ -364,7 +364,7 @@ func TestPauseAndResume(t *testing.T) {
 	if len(after) != len(before) {
 		t.Fatalf("sent while paused: %d → %d calls", len(before), len(after))
 	}
-	if _, err := e.svc.Resume(context.Background(), "hold"); err != nil {
+	if _, err := e.svc.Control.Resume(context.Background(), "hold"); err != nil {
 		t.Fatal(err)
 	}
 	st := e.waitFinal(t, "hold", 60*time.Second)
@@ -414,7 +414,7 @@ func TestRedeliveryAfterCrashBeforeEnqueue(t *testing.T) {
 func TestSmallCampaignOvertakesABigOne(t *testing.T) {
 	t.Parallel()
 	prov := &fakeProvider{delay: 5 * time.Millisecond}
-	e := setup(t, Options{Provider: prov, Concurrency: 4, BatchesPerTask: 1})
+	e := setup(t, Options{Provider: prov, Concurrency: 4, Queue: QueueOptions{BatchesPerTask: 1}})
 	e.submit(t, &campaigns.Campaign{ID: "huge", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("g", 20000)}, time.Now())
 	testenv.WaitUntil(t, 30*time.Second, "the big campaign to be sending", func() bool {
 		calls, _ := prov.snapshot()
@@ -529,7 +529,7 @@ func TestClassification(t *testing.T) {
 
 func TestTheFinalEventIsTheLastWord(t *testing.T) {
 	t.Parallel()
-	e := setup(t, Options{Provider: &fakeProvider{delay: time.Millisecond}, ProgressGap: time.Nanosecond})
+	e := setup(t, Options{Provider: &fakeProvider{delay: time.Millisecond}, Send: SendOptions{ProgressGap: time.Nanosecond}})
 	for i := 0; i < 3; i++ {
 		id := fmt.Sprintf("last-%d", i)
 		e.submit(t, &campaigns.Campaign{ID: id, Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets(id, 3000)}, time.Now())
@@ -590,7 +590,7 @@ func TestSendingStartsWhilePlanning(t *testing.T) {
 		release:  firstCall,
 		timedOut: make(chan struct{}),
 	}
-	e := setup(t, Options{Provider: prov, Audience: aud, BatchWindow: 8})
+	e := setup(t, Options{Provider: prov, Plan: PlanOptions{Audience: aud}, Queue: QueueOptions{BatchWindow: 8}})
 	e.submit(t, &campaigns.Campaign{ID: "stream", Kind: campaigns.KindBatchPush, PushMessage: msg(),
 		Audience: &campaigns.Audience{Bucket: "b", Object: "o"}}, time.Now())
 	st := e.waitFinal(t, "stream", 60*time.Second)
@@ -620,7 +620,7 @@ func TestEmptyAudienceCompletes(t *testing.T) {
 	open := make(chan struct{})
 	close(open)
 	aud := &gatedAudience{first: "  \n\n", release: open, timedOut: make(chan struct{})}
-	e := setup(t, Options{Provider: &fakeProvider{}, Audience: aud})
+	e := setup(t, Options{Provider: &fakeProvider{}, Plan: PlanOptions{Audience: aud}})
 	e.submit(t, &campaigns.Campaign{ID: "empty", Kind: campaigns.KindBatchPush, PushMessage: msg(),
 		Audience: &campaigns.Audience{Bucket: "b", Object: "o"}}, time.Now())
 	st := e.waitFinal(t, "empty", 30*time.Second)
@@ -671,7 +671,7 @@ func TestDuplicateOfAStuckCampaignQueuesItsWork(t *testing.T) {
 	t.Parallel()
 	third := make(chan struct{})
 	prov := &fakeProvider{delay: 20 * time.Millisecond, answer: nthCall(3, third)}
-	e := setup(t, Options{Provider: prov, Concurrency: 2, BatchWindow: 2, BatchesPerTask: 1, StallAfter: time.Hour})
+	e := setup(t, Options{Provider: prov, Concurrency: 2, Queue: QueueOptions{BatchWindow: 2, BatchesPerTask: 1}, Reconcile: ReconcileOptions{StallAfter: time.Hour}})
 	mk := func() *campaigns.Campaign {
 		return &campaigns.Campaign{ID: "stuck", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("k", 3000)}
 	}
@@ -684,7 +684,7 @@ func TestDuplicateOfAStuckCampaignQueuesItsWork(t *testing.T) {
 	// Paused, its batch tasks come back only seconds later (retry), so
 	// none is active and all can be deleted; then it is running again,
 	// straight in the store (not Resume), with nothing queued.
-	if _, err := e.svc.Pause(context.Background(), "stuck"); err != nil {
+	if _, err := e.svc.Control.Pause(context.Background(), "stuck"); err != nil {
 		t.Fatal(err)
 	}
 	deleted := deleteTasksUntilStuck(t, e.insp, "default")
@@ -728,7 +728,7 @@ func TestDuplicateOfAStuckCampaignQueuesItsWork(t *testing.T) {
 func TestDuplicatesOfASendingCampaignEnqueueNothingTwice(t *testing.T) {
 	t.Parallel()
 	prov := &fakeProvider{delay: 5 * time.Millisecond}
-	e := setup(t, Options{Provider: prov, Concurrency: 4, BatchWindow: 4, BatchesPerTask: 1, StallAfter: time.Hour})
+	e := setup(t, Options{Provider: prov, Concurrency: 4, Queue: QueueOptions{BatchWindow: 4, BatchesPerTask: 1}, Reconcile: ReconcileOptions{StallAfter: time.Hour}})
 	mk := func() *campaigns.Campaign {
 		return &campaigns.Campaign{ID: "busy", Kind: campaigns.KindBatchPush, PushMessage: msg(), Targets: targets("b", 5000)}
 	}

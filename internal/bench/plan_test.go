@@ -41,8 +41,8 @@ func BenchmarkPlan(b *testing.B) {
 	if v, err := strconv.ParseInt(os.Getenv("BENCH_PLAN_MEMORY"), 10, 64); err == nil && v > 0 {
 		planMem = v
 	}
-	svc := worker.NewService(worker.Options{Client: client, Store: st, Audience: intake.NewAudienceStore(js, intake.AudienceOptions{}), Logger: zerolog.Nop(), PlanMemory: planMem,
-		Provider: easemobApp{}})
+	svc := worker.New(worker.Options{Client: client, Store: st, Logger: zerolog.Nop(), Provider: easemobApp{},
+		Plan: worker.PlanOptions{Audience: intake.NewAudienceStore(js, intake.AudienceOptions{}), Memory: planMem}})
 	mux := svc.Mux()
 	fmt.Printf("audience: %d lines, %d distinct ids, %s order\n", lines, n, order)
 	b.ResetTimer()
@@ -55,7 +55,7 @@ func BenchmarkPlan(b *testing.B) {
 			Audience: &campaigns.Audience{Bucket: "audiences", Object: "plan"}}
 		c.Normalize()
 		// Submit enqueues the plan task (no server takes it); it is run here.
-		if _, err := svc.Submit(ctx, c, time.Now()); err != nil {
+		if _, err := svc.Control.Submit(ctx, c, time.Now()); err != nil {
 			b.Fatal(err)
 		}
 		payload, _ := json.Marshal(map[string]string{"id": id})

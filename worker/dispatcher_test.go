@@ -99,9 +99,9 @@ func TestPoppedPausedTaskFollowsALaterResumeOrCancel(t *testing.T) {
 		waiting   bool
 		held      bool
 	}{
-		{"resumed", func(e *env, id string) error { _, err := e.svc.Resume(context.Background(), id); return err },
+		{"resumed", func(e *env, id string) error { _, err := e.svc.Control.Resume(context.Background(), id); return err },
 			campaigns.StateScheduled, true, false},
-		{"cancelled", func(e *env, id string) error { _, err := e.svc.Cancel(context.Background(), id); return err },
+		{"cancelled", func(e *env, id string) error { _, err := e.svc.Control.Cancel(context.Background(), id); return err },
 			campaigns.StateCancelled, false, false},
 		{"still paused", func(*env, string) error { return nil },
 			campaigns.StatePaused, true, true},
@@ -110,7 +110,7 @@ func TestPoppedPausedTaskFollowsALaterResumeOrCancel(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			tasks := newMemTasks()
-			e := setup(t, Options{Provider: &fakeProvider{}, Tasks: tasks})
+			e := setup(t, Options{Provider: &fakeProvider{}, Tasks: TaskOptions{Queue: tasks}})
 			ctx := context.Background()
 			c := &campaigns.Campaign{ID: "label-" + tt.name, App: "app", Kind: campaigns.KindLabelPush, Label: "vip", PushMessage: msg()}
 			e.submit(t, c, time.Now())
@@ -121,7 +121,7 @@ func TestPoppedPausedTaskFollowsALaterResumeOrCancel(t *testing.T) {
 			})
 			// scheduled comes just before the task is queued
 			testenv.WaitUntil(t, 5*time.Second, "the label push to wait in the task queue", func() bool { w, _ := tasks.state(ref); return w })
-			if _, err := e.svc.Pause(ctx, c.ID); err != nil {
+			if _, err := e.svc.Control.Pause(ctx, c.ID); err != nil {
 				t.Fatal(err)
 			}
 			tasks.mu.Lock()
@@ -131,7 +131,7 @@ func TestPoppedPausedTaskFollowsALaterResumeOrCancel(t *testing.T) {
 				}
 			}
 			tasks.mu.Unlock()
-			e.svc.createTask(ctx, "app", ref) // as if Dispatch had popped it
+			e.svc.Dispatcher.createTask(ctx, "app", ref) // as if Dispatch had popped it
 
 			st, err := e.store.Status(ctx, c.ID)
 			if err != nil {
@@ -160,7 +160,7 @@ func TestTaskCreatedWhilePausedIsFinishedByItsResume(t *testing.T) {
 		<-release
 		return "task-7", nil
 	}}
-	e := setup(t, Options{Provider: prov, Tasks: tasks})
+	e := setup(t, Options{Provider: prov, Tasks: TaskOptions{Queue: tasks}})
 	ctx := context.Background()
 	c := &campaigns.Campaign{ID: "label-created-while-paused", App: "app", Kind: campaigns.KindLabelPush, Label: "vip", PushMessage: msg()}
 	e.submit(t, c, time.Now())
@@ -172,10 +172,10 @@ func TestTaskCreatedWhilePausedIsFinishedByItsResume(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		e.svc.createTask(ctx, "app", ref)
+		e.svc.Dispatcher.createTask(ctx, "app", ref)
 	}()
 	<-calling
-	if st, err := e.svc.Pause(ctx, c.ID); err != nil || st.Status != campaigns.StatePaused {
+	if st, err := e.svc.Control.Pause(ctx, c.ID); err != nil || st.Status != campaigns.StatePaused {
 		t.Fatalf("pause while the task is created: %+v %v", st, err)
 	}
 	close(release)
@@ -183,7 +183,7 @@ func TestTaskCreatedWhilePausedIsFinishedByItsResume(t *testing.T) {
 	if st, err := e.store.Status(ctx, c.ID); err != nil || st.Status != campaigns.StatePaused || len(st.ProviderTaskIDs) != 1 {
 		t.Fatalf("after the provider created the task: %+v %v; want paused, with its task id", st, err)
 	}
-	st, err := e.svc.Resume(ctx, c.ID)
+	st, err := e.svc.Control.Resume(ctx, c.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

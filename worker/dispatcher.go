@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -85,23 +86,65 @@ const taskIdlePoll = 2 * time.Second
 // process is taken for dead.
 const staleCreating = 2 * time.Minute
 
-func (s *Service) taskRef(c *campaigns.Campaign, k *kind) TaskRef {
+// Dispatcher creates the provider tasks of task campaigns: it keeps each
+// waiting campaign's place in its app's queue (and a marker of it in the
+// asynq UI), and runs one dispatch loop per app of TaskOptions.Apps.
+type Dispatcher struct {
+	*ledger
+	kinds  kindSet
+	call   CallContext
+	client *asynq.Client    // enqueues the UI markers
+	insp   *asynq.Inspector // deletes them (nil: left to their next run)
+	o      TaskOptions
+	kicks  map[string]chan struct{} // per app: wake this process's dispatch loop
+
+	background sync.WaitGroup // goroutines started on their own (close waits for them)
+	closing    chan struct{}  // closed by close
+	closeOnce  sync.Once
+}
+
+func newDispatcher(l *ledger, kinds kindSet, o Options) *Dispatcher {
+	d := &Dispatcher{ledger: l, kinds: kinds, call: o.CallContext, client: o.Client, insp: o.Inspector, o: o.Tasks,
+		kicks: map[string]chan struct{}{}, closing: make(chan struct{})}
+	for _, app := range o.Tasks.Apps {
+		d.kicks[app] = make(chan struct{}, 1)
+	}
+	return d
+}
+
+// close stops the goroutines the Dispatcher started on its own (a
+// marker's delayed delete) and waits for them.
+func (s *Dispatcher) close() {
+	s.closeOnce.Do(func() { close(s.closing) })
+	s.background.Wait()
+}
+
+func taskRef(c *campaigns.Campaign, k *kind) TaskRef {
 	return TaskRef{ID: c.ID, Broadcast: k.task.broadcast}
 }
 
-// queueTask puts a task campaign that has reached its start in its app's
+// forget takes a task campaign that has ended out of its app's queue and
+// the UI.
+func (s *Dispatcher) forget(ctx context.Context, c *campaigns.Campaign, k *kind) {
+	if s.o.Queue != nil {
+		_ = s.o.Queue.Remove(ctx, c.App, taskRef(c, k))
+	}
+	s.dropMarker(c.ID)
+}
+
+// queue puts a task campaign that has reached its start in its app's
 // queue, scheduled, and tells the dispatchers.
-func (s *Service) queueTask(ctx context.Context, c *campaigns.Campaign, k *kind) error {
-	if s.o.Tasks == nil {
+func (s *Dispatcher) queue(ctx context.Context, c *campaigns.Campaign, k *kind) error {
+	if s.o.Queue == nil {
 		return s.fail(ctx, c.ID, &campaignFailure{field: "kind", message: "this campaignd has no task queue for " + string(c.Kind)})
 	}
-	st, err := s.o.Store.Status(ctx, c.ID)
+	st, err := s.store.Status(ctx, c.ID)
 	if err != nil {
 		return err
 	}
 	switch st.Status {
 	case campaigns.StateAccepted:
-		st2, changed, err := s.o.Store.Transition(ctx, c.ID, campaigns.StateScheduled, campaigns.StateAccepted)
+		st2, changed, err := s.store.Transition(ctx, c.ID, campaigns.StateScheduled, campaigns.StateAccepted)
 		if err != nil {
 			return err
 		}
@@ -112,22 +155,22 @@ func (s *Service) queueTask(ctx context.Context, c *campaigns.Campaign, k *kind)
 	default:
 		return nil // being created, or over
 	}
-	submitted, err := s.o.Store.CreatedAt(ctx, c.ID)
+	submitted, err := s.store.CreatedAt(ctx, c.ID)
 	if err != nil {
 		return err
 	}
-	if err := s.o.Tasks.Enqueue(ctx, c.App, s.taskRef(c, k), c.Priority.Rank(), submitted); err != nil {
+	if err := s.o.Queue.Enqueue(ctx, c.App, taskRef(c, k), c.Priority.Rank(), submitted); err != nil {
 		return err
 	}
 	s.log.Info().Str("campaign", c.ID).Str("app", c.App).Str("kind", string(c.Kind)).Msg("task waiting for the task-window caps")
 	s.enqueueMarker(ctx, c)
-	s.kickTasks(c.App)
+	s.kick(c.App)
 	s.updateEstimates(ctx, c.App)
 	return nil
 }
 
-func (s *Service) kickTasks(app string) {
-	if ch, ok := s.taskKicks[app]; ok {
+func (s *Dispatcher) kick(app string) {
+	if ch, ok := s.kicks[app]; ok {
 		select {
 		case ch <- struct{}{}:
 		default:
@@ -135,34 +178,30 @@ func (s *Service) kickTasks(app string) {
 	}
 }
 
-// RunTasks runs this process's task dispatchers, one per app in
-// Options.TaskApps, until ctx ends.
-func (s *Service) RunTasks(ctx context.Context) {
-	if s.o.Tasks == nil {
-		return
+// Run runs this process's dispatch loops, one per app in TaskOptions.Apps,
+// until ctx ends; it returns nil then.
+func (s *Dispatcher) Run(ctx context.Context) error {
+	if s.o.Queue == nil {
+		return nil
 	}
-	done := make(chan struct{})
-	for _, app := range s.o.TaskApps {
-		go func() {
-			defer func() { done <- struct{}{} }()
-			s.dispatchLoop(ctx, app)
-		}()
+	var wg sync.WaitGroup
+	for _, app := range s.o.Apps {
+		wg.Go(func() { s.dispatchLoop(ctx, app) })
 	}
-	for range s.o.TaskApps {
-		<-done
-	}
+	wg.Wait()
+	return nil
 }
 
-func (s *Service) dispatchLoop(ctx context.Context, app string) {
+func (s *Dispatcher) dispatchLoop(ctx context.Context, app string) {
 	log := s.log.With().Str("app", app).Logger()
-	kick := s.taskKicks[app]
-	lastStale := s.o.Clock.Now()
+	kick := s.kicks[app]
+	lastStale := s.clock.Now()
 	for ctx.Err() == nil {
-		if now := s.o.Clock.Now(); now.Sub(lastStale) > 10*time.Second {
+		if now := s.clock.Now(); now.Sub(lastStale) > 10*time.Second {
 			lastStale = now
 			s.reapStale(ctx, app)
 		}
-		ref, ok, wait, err := s.o.Tasks.Dispatch(ctx, app)
+		ref, ok, wait, err := s.o.Queue.Dispatch(ctx, app)
 		if err != nil {
 			log.Warn().Err(err).Msg("task dispatch")
 			_ = sleepCtx(ctx, 500*time.Millisecond)
@@ -190,27 +229,27 @@ func (s *Service) dispatchLoop(ctx context.Context, app string) {
 }
 
 // createTask creates the provider task of a popped campaign.
-func (s *Service) createTask(ctx context.Context, app string, ref TaskRef) {
+func (s *Dispatcher) createTask(ctx context.Context, app string, ref TaskRef) {
 	log := s.log.With().Str("campaign", ref.ID).Str("app", app).Logger()
 	defer s.updateEstimates(ctx, app)
 	c, err := s.campaign(ctx, ref.ID)
 	if err != nil {
 		log.Warn().Err(err).Msg("task campaign unreadable; its slot is given back")
-		_ = s.o.Tasks.Undo(ctx, app, ref, !errors.Is(err, store.ErrNotFound))
+		_ = s.o.Queue.Undo(ctx, app, ref, !errors.Is(err, store.ErrNotFound))
 		return
 	}
-	k, _, err := s.kindOf(c)
+	k, _, err := s.kinds.of(c)
 	if err != nil || k.task == nil {
-		_ = s.o.Tasks.Undo(ctx, app, ref, false)
+		_ = s.o.Queue.Undo(ctx, app, ref, false)
 		return
 	}
-	st, changed, err := s.o.Store.Transition(ctx, c.ID, campaigns.StateRunning, campaigns.StateScheduled, campaigns.StateAccepted)
+	st, changed, err := s.store.Transition(ctx, c.ID, campaigns.StateRunning, campaigns.StateScheduled, campaigns.StateAccepted)
 	if err != nil {
-		_ = s.o.Tasks.Undo(ctx, app, ref, true)
+		_ = s.o.Queue.Undo(ctx, app, ref, true)
 		return
 	}
 	if !changed { // cancelled or paused just now
-		_ = s.o.Tasks.Undo(ctx, app, ref, st.Status == campaigns.StatePaused)
+		_ = s.o.Queue.Undo(ctx, app, ref, st.Status == campaigns.StatePaused)
 		if st.Status == campaigns.StatePaused {
 			s.holdPaused(ctx, app, ref, log)
 		}
@@ -223,15 +262,15 @@ func (s *Service) createTask(ctx context.Context, app string, ref TaskRef) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	ctx = cctx
-	taskID, err := k.task.create(s.o.CallContext(ctx, c, CallHints{}), c)
+	taskID, err := k.task.create(s.call(ctx, c, CallHints{}), c)
 	if err == nil {
 		s.taskCreated(ctx, app, ref, c, taskID)
 		return
 	}
 	requeue := func(block time.Duration, why string) {
-		_ = s.o.Tasks.Undo(ctx, app, ref, true)
-		_ = s.o.Tasks.Block(ctx, app, block)
-		if st, changed, err := s.o.Store.Transition(ctx, c.ID, campaigns.StateScheduled, campaigns.StateRunning); err == nil && changed {
+		_ = s.o.Queue.Undo(ctx, app, ref, true)
+		_ = s.o.Queue.Block(ctx, app, block)
+		if st, changed, err := s.store.Transition(ctx, c.ID, campaigns.StateScheduled, campaigns.StateRunning); err == nil && changed {
 			s.publish(ctx, st)
 		}
 		log.Warn().Err(err).Msg(why)
@@ -240,7 +279,7 @@ func (s *Service) createTask(ctx context.Context, app string, ref TaskRef) {
 	case isRefusedTask(err):
 		requeue(0, "the provider refused the task over its caps (another client on the app key?): every process waits, the campaign stays queued")
 	case isPermanent(err):
-		_ = s.o.Tasks.Undo(ctx, app, ref, false)
+		_ = s.o.Queue.Undo(ctx, app, ref, false)
 		field := "push_message"
 		var pe *provider.Error
 		if errors.As(err, &pe) {
@@ -268,19 +307,19 @@ func (s *Service) createTask(ctx context.Context, app string, ref TaskRef) {
 // hold would otherwise undo, leaving the task skipped for good. The hold
 // comes before the second read, so either that read sees the resume, or
 // the resume's Hold(false) comes after the hold.
-func (s *Service) holdPaused(ctx context.Context, app string, ref TaskRef, log zerolog.Logger) {
-	if err := s.o.Tasks.Hold(ctx, app, ref, true); err != nil {
+func (s *Dispatcher) holdPaused(ctx context.Context, app string, ref TaskRef, log zerolog.Logger) {
+	if err := s.o.Queue.Hold(ctx, app, ref, true); err != nil {
 		log.Warn().Err(err).Msg("paused task campaign not held")
 	}
-	st, err := s.o.Store.Status(ctx, ref.ID)
+	st, err := s.store.Status(ctx, ref.ID)
 	switch {
 	case err != nil:
 		log.Warn().Err(err).Msg("paused task campaign's status unreadable after holding it")
 	case st.Status.Final():
-		_ = s.o.Tasks.Remove(ctx, app, ref)
+		_ = s.o.Queue.Remove(ctx, app, ref)
 	case st.Status != campaigns.StatePaused:
-		_ = s.o.Tasks.Hold(ctx, app, ref, false)
-		s.kickTasks(app)
+		_ = s.o.Queue.Hold(ctx, app, ref, false)
+		s.kick(app)
 	}
 }
 
@@ -297,14 +336,14 @@ func isRefusedTask(err error) bool {
 // taskCreated records a created task: its id on the status, and the
 // campaign completed ("created at the provider": the API gives no
 // delivery report).
-func (s *Service) taskCreated(ctx context.Context, app string, ref TaskRef, c *campaigns.Campaign, taskID string) {
+func (s *Dispatcher) taskCreated(ctx context.Context, app string, ref TaskRef, c *campaigns.Campaign, taskID string) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	_ = s.o.Tasks.Confirm(rctx, app, ref)
-	if err := s.o.Store.AddTaskID(rctx, c.ID, taskID); err != nil {
+	_ = s.o.Queue.Confirm(rctx, app, ref)
+	if err := s.store.AddTaskID(rctx, c.ID, taskID); err != nil {
 		s.log.Warn().Err(err).Str("campaign", c.ID).Msg("task id not recorded")
 	}
-	if _, _, err := s.o.Store.SetPlanned(rctx, c.ID, 1, 1); err != nil {
+	if _, _, err := s.store.SetPlanned(rctx, c.ID, 1, 1); err != nil {
 		s.log.Warn().Err(err).Str("campaign", c.ID).Msg("task campaign not finished")
 		return
 	}
@@ -318,13 +357,13 @@ func (s *Service) taskCreated(ctx context.Context, app string, ref TaskRef, c *c
 // reapStale fails the task campaigns whose process died between taking
 // their slot and recording the provider's answer: the task may or may not
 // exist at the provider, and creating it again could push twice.
-func (s *Service) reapStale(ctx context.Context, app string) {
-	refs, err := s.o.Tasks.Stale(ctx, app, staleCreating)
+func (s *Dispatcher) reapStale(ctx context.Context, app string) {
+	refs, err := s.o.Queue.Stale(ctx, app, staleCreating)
 	if err != nil {
 		return
 	}
 	for _, ref := range refs {
-		st, err := s.o.Store.Status(ctx, ref.ID)
+		st, err := s.store.Status(ctx, ref.ID)
 		if err != nil || st.Status.Final() {
 			continue
 		}
@@ -334,40 +373,40 @@ func (s *Service) reapStale(ctx context.Context, app string) {
 
 // updateEstimates sets start_at of the app's waiting task campaigns to
 // when the caps let each go, and publishes the ones that moved.
-func (s *Service) updateEstimates(ctx context.Context, app string) {
-	est, err := s.o.Tasks.Estimates(ctx, app)
+func (s *Dispatcher) updateEstimates(ctx context.Context, app string) {
+	est, err := s.o.Queue.Estimates(ctx, app)
 	if err != nil {
 		return
 	}
 	for ref, at := range est {
-		st, changed, err := s.o.Store.SetStartAt(ctx, ref.ID, at, 200*time.Millisecond)
+		st, changed, err := s.store.SetStartAt(ctx, ref.ID, at, 200*time.Millisecond)
 		if err == nil && changed {
 			s.publish(ctx, st)
 		}
 	}
 }
 
-// taskControl applies pause, resume and cancel to a task campaign's place
+// control applies pause, resume and cancel to a task campaign's place
 // in its queue; false for other kinds.
-func (s *Service) taskControl(ctx context.Context, id string, to campaigns.State) bool {
+func (s *Dispatcher) control(ctx context.Context, id string, to campaigns.State) bool {
 	c, err := s.campaign(ctx, id)
-	if err != nil || s.o.Tasks == nil {
+	if err != nil || s.o.Queue == nil {
 		return false
 	}
-	k, ok := s.kinds[c.Kind]
-	if !ok || k.task == nil {
+	k := s.kinds.task(c)
+	if k == nil {
 		return false
 	}
-	ref := s.taskRef(c, k)
+	ref := taskRef(c, k)
 	switch to {
 	case campaigns.StateCancelled:
-		_ = s.o.Tasks.Remove(ctx, c.App, ref)
+		_ = s.o.Queue.Remove(ctx, c.App, ref)
 		s.dropMarker(c.ID)
 	case campaigns.StatePaused:
-		_ = s.o.Tasks.Hold(ctx, c.App, ref, true)
+		_ = s.o.Queue.Hold(ctx, c.App, ref, true)
 	case campaigns.StateScheduled:
-		_ = s.o.Tasks.Hold(ctx, c.App, ref, false)
-		s.kickTasks(c.App)
+		_ = s.o.Queue.Hold(ctx, c.App, ref, false)
+		s.kick(c.App)
 	}
 	s.updateEstimates(ctx, c.App)
 	return true
@@ -387,9 +426,9 @@ type taskPayload struct {
 	Label string `json:"label,omitempty"`
 }
 
-func (s *Service) enqueueMarker(ctx context.Context, c *campaigns.Campaign) {
+func (s *Dispatcher) enqueueMarker(ctx context.Context, c *campaigns.Campaign) {
 	payload, _ := json.Marshal(taskPayload{ID: c.ID, App: c.App, Kind: string(c.Kind), Label: c.Label})
-	_, err := s.o.Client.EnqueueContext(ctx, asynq.NewTask(TypeTask, payload), asynq.TaskID(c.ID+":task"),
+	_, err := s.client.EnqueueContext(ctx, asynq.NewTask(TypeTask, payload), asynq.TaskID(c.ID+":task"),
 		asynq.Queue(QueueTasks), asynq.MaxRetry(1), asynq.ProcessIn(markerRecheck))
 	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		s.log.Debug().Err(err).Str("campaign", c.ID).Msg("task marker not enqueued")
@@ -403,12 +442,12 @@ const markerRecheck = 30 * time.Second
 // a task while its handler runs; the marker's handler returns within
 // milliseconds, so a refused delete is tried again in the background for a
 // few seconds (bounded) rather than leaving the marker to its next run.
-func (s *Service) dropMarker(id string) {
-	if s.o.Inspector == nil {
+func (s *Dispatcher) dropMarker(id string) {
+	if s.insp == nil {
 		return
 	}
 	gone := func() bool {
-		err := s.o.Inspector.DeleteTask(QueueTasks, id+":task")
+		err := s.insp.DeleteTask(QueueTasks, id+":task")
 		return err == nil || errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound)
 	}
 	if gone() {
@@ -436,20 +475,20 @@ const (
 	markerDropEvery = 100 * time.Millisecond
 )
 
-// handleTaskMarker keeps a waiting task visible; the dispatchers create it.
-func (s *Service) handleTaskMarker(ctx context.Context, t *asynq.Task) error {
+// handleMarker keeps a waiting task visible; the dispatchers create it.
+func (s *Dispatcher) handleMarker(ctx context.Context, t *asynq.Task) error {
 	var p taskPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
 		return fmt.Errorf("task marker payload: %v: %w", err, asynq.SkipRetry)
 	}
-	st, err := s.o.Store.Status(ctx, p.ID)
+	st, err := s.store.Status(ctx, p.ID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && (st.Status.Final() || st.Status == campaigns.StateRunning)) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	s.kickTasks(p.App)
+	s.kick(p.App)
 	msg := "waiting for the task-window caps"
 	if st.StartAt != nil {
 		msg += " (expected " + st.StartAt.UTC().Format(time.RFC3339) + ")"
@@ -459,7 +498,7 @@ func (s *Service) handleTaskMarker(ctx context.Context, t *asynq.Task) error {
 	}
 	// The task may have been created while this ran (its delete of this
 	// marker is then retried until this run ends): end now if so.
-	if st, err := s.o.Store.Status(ctx, p.ID); err == nil && (st.Status.Final() || st.Status == campaigns.StateRunning) {
+	if st, err := s.store.Status(ctx, p.ID); err == nil && (st.Status.Final() || st.Status == campaigns.StateRunning) {
 		return nil
 	}
 	return &retryLater{in: markerRecheck, reason: msg}
