@@ -303,7 +303,7 @@ func (s *Sim) emToken(c *emCall) {
 		c.fail(http.StatusBadRequest, "unsupported_grant_type", "grant_type must be client_credentials")
 		return
 	}
-	if req.ClientID != s.cfg.EasemobClientID || req.ClientSecret != s.cfg.EasemobClientSecret {
+	if req.ClientID != s.cfg.Credentials.EasemobClientID || req.ClientSecret != s.cfg.Credentials.EasemobClientSecret {
 		c.fail(http.StatusUnauthorized, "invalid_client", "invalid client credentials")
 		return
 	}

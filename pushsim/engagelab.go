@@ -142,7 +142,7 @@ func (s *Sim) serveEngageLab(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	admitted := s.admitLocked("engagelab", appKey, provider.GroupTags, now)
 	fault := faultNone
-	authed := hasAuth && key == s.cfg.EngageLabKey && secret == s.cfg.EngageLabSecret
+	authed := hasAuth && key == s.cfg.Credentials.EngageLabKey && secret == s.cfg.Credentials.EngageLabSecret
 	if admitted && authed {
 		fault = s.faultLocked()
 	}
@@ -156,7 +156,7 @@ func (s *Sim) serveEngageLab(w http.ResponseWriter, r *http.Request) {
 	case !hasAuth:
 		engagelabError(w, http.StatusUnauthorized, 27001, "authentication information is empty")
 		return
-	case key != s.cfg.EngageLabKey:
+	case key != s.cfg.Credentials.EngageLabKey:
 		engagelabError(w, http.StatusUnauthorized, 21004, "invalid appkey")
 		return
 	case !authed:

@@ -47,36 +47,41 @@ type Faults struct {
 	Seed      int64
 }
 
+// Credentials are the secrets the emulated providers accept.
+type Credentials struct {
+	EasemobClientID, EasemobClientSecret string // default "pushsim" / "pushsim-secret"
+	EngageLabKey, EngageLabSecret        string // default "pushsim" / "pushsim-secret"
+}
+
 // Config configures a Sim. The zero value is usable.
 type Config struct {
-	EasemobClientID, EasemobClientSecret string                     // default "pushsim" / "pushsim-secret"
-	EngageLabKey, EngageLabSecret        string                     // default "pushsim" / "pushsim-secret"
-	Limits                               map[provider.Group]float64 // calls/s per group; nil → the documented defaults (rules.go), a missing group → its default, ≤ 0 → not limited
-	LimitsOff                            bool                       // count and record violations, refuse nothing
-	TaskWindow                           TaskWindow
-	TokenTTL                             time.Duration // default 2h
-	Faults                               Faults
-	Zone                                 *time.Location // the server's zone for startDate; default UTC
-	MaxViolationsKept                    int            // default 1000
-	MaxLabels                            int            // Easemob labels per app (DefaultMaxLabels, 100); over it a create answers 403 LimitException
-	MaxTagsPerApp                        int            // EngageLab tags per app (100,000); over it 27013
-	MaxDevicesPerTag                     int            // EngageLab devices bound to one tag (100,000); over it 27014
-	Clock                                clock.Clock
-	Logger                               zerolog.Logger
+	Credentials       Credentials
+	Limits            map[provider.Group]float64 // calls/s per group; nil → the documented defaults (rules.go), a missing group → its default, ≤ 0 → not limited
+	LimitsOff         bool                       // count and record violations, refuse nothing
+	TaskWindow        TaskWindow
+	TokenTTL          time.Duration // default 2h
+	Faults            Faults
+	Zone              *time.Location // the server's zone for startDate; default UTC
+	MaxViolationsKept int            // default 1000
+	MaxLabels         int            // Easemob labels per app (DefaultMaxLabels, 100); over it a create answers 403 LimitException
+	MaxTagsPerApp     int            // EngageLab tags per app (100,000); over it 27013
+	MaxDevicesPerTag  int            // EngageLab devices bound to one tag (100,000); over it 27014
+	Clock             clock.Clock
+	Logger            zerolog.Logger
 }
 
 func (c *Config) defaults() {
-	if c.EasemobClientID == "" {
-		c.EasemobClientID = "pushsim"
+	if c.Credentials.EasemobClientID == "" {
+		c.Credentials.EasemobClientID = "pushsim"
 	}
-	if c.EasemobClientSecret == "" {
-		c.EasemobClientSecret = "pushsim-secret"
+	if c.Credentials.EasemobClientSecret == "" {
+		c.Credentials.EasemobClientSecret = "pushsim-secret"
 	}
-	if c.EngageLabKey == "" {
-		c.EngageLabKey = "pushsim"
+	if c.Credentials.EngageLabKey == "" {
+		c.Credentials.EngageLabKey = "pushsim"
 	}
-	if c.EngageLabSecret == "" {
-		c.EngageLabSecret = "pushsim-secret"
+	if c.Credentials.EngageLabSecret == "" {
+		c.Credentials.EngageLabSecret = "pushsim-secret"
 	}
 	lim := defaultLimits()
 	for g, r := range c.Limits {

@@ -63,10 +63,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var cfg pushsim.Config
 	limits := limitFlags{}
 	addr := fs.String("addr", "127.0.0.1:9900", "listen address")
-	fs.StringVar(&cfg.EasemobClientID, "easemob-client-id", "pushsim", "Easemob client id accepted by /{org}/{app}/token")
-	fs.StringVar(&cfg.EasemobClientSecret, "easemob-client-secret", "pushsim-secret", "Easemob client secret")
-	fs.StringVar(&cfg.EngageLabKey, "engagelab-key", "pushsim", "EngageLab app key (HTTP Basic user)")
-	fs.StringVar(&cfg.EngageLabSecret, "engagelab-secret", "pushsim-secret", "EngageLab app secret (HTTP Basic password)")
+	fs.StringVar(&cfg.Credentials.EasemobClientID, "easemob-client-id", "pushsim", "Easemob client id accepted by /{org}/{app}/token")
+	fs.StringVar(&cfg.Credentials.EasemobClientSecret, "easemob-client-secret", "pushsim-secret", "Easemob client secret")
+	fs.StringVar(&cfg.Credentials.EngageLabKey, "engagelab-key", "pushsim", "EngageLab app key (HTTP Basic user)")
+	fs.StringVar(&cfg.Credentials.EngageLabSecret, "engagelab-secret", "pushsim-secret", "EngageLab app secret (HTTP Basic password)")
 	fs.BoolVar(&cfg.LimitsOff, "limits-off", false, "count limit violations but refuse nothing")
 	fs.Var(limits, "limit", "calls per second for an endpoint group, group=R (repeatable), e.g. push_single=10")
 	fs.DurationVar(&cfg.TaskWindow.Window, "window", 5*time.Minute, "push task window")

@@ -652,7 +652,7 @@ func TestErrorMapping(t *testing.T) {
 func TestSecretsNeverInErrorsOrLogs(t *testing.T) {
 	t.Parallel()
 	// Wrong client secret: the token fetch fails.
-	srv, err := pushsim.Start(pushsim.Config{EasemobClientSecret: "the-real-one"})
+	srv, err := pushsim.Start(pushsim.Config{Credentials: pushsim.Credentials{EasemobClientSecret: "the-real-one"}})
 	if err != nil {
 		t.Fatal(err)
 	}
