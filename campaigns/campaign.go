@@ -71,6 +71,29 @@ type Campaign struct {
 	ExpiresAt        *time.Time      `json:"expires_at,omitempty"`
 }
 
+// PayloadField is a campaign field that only some kinds read (each kind
+// lists its own in KindRules.Fields).
+type PayloadField struct {
+	Name   string                 // as in the JSON
+	Plural bool                   // "targets are …"
+	Set    func(c *Campaign) bool // whether the campaign gives it
+	// Ignored: given to a kind that does not read it, it is ignored
+	// rather than refused (docs/interface.md §4.3).
+	Ignored bool
+}
+
+// PayloadFields are the fields of a campaign beside the common ones (id,
+// app, kind, start_date, strategy, priority, rate_limit, expires_at).
+var PayloadFields = []PayloadField{
+	{Name: "push_message", Set: func(c *Campaign) bool { return len(c.PushMessage) > 0 }},
+	{Name: "targets", Plural: true, Set: func(c *Campaign) bool { return len(c.Targets) > 0 || c.Audience != nil }},
+	{Name: "label", Set: func(c *Campaign) bool { return c.Label != "" }},
+	{Name: "label_description", Ignored: true, Set: func(c *Campaign) bool { return c.LabelDescription != "" }},
+	{Name: "action", Set: func(c *Campaign) bool { return c.Action != "" }},
+	{Name: "settings", Set: func(c *Campaign) bool { return c.Settings != nil }},
+	{Name: "template", Set: func(c *Campaign) bool { return c.Template != nil }},
+}
+
 // Audience names a NATS object store object holding target IDs, one per line.
 type Audience struct {
 	Bucket string `json:"bucket"`

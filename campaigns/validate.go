@@ -8,23 +8,19 @@ import (
 	"io"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/campaignd/campaignd/provider"
 )
 
-// Limits of a campaign message.
+// Limits of a campaign message (a kind's own limits are in its file,
+// worker/kind_*.go).
 const (
-	MaxMessageBytes       = 1 << 20 // NATS default max payload
-	MaxInlineTargets      = 20_000  // beyond this, use an audience object
-	MaxSinglePushTargets  = 1_000   // push/sync is 1 call/s by default
-	MaxPushMessageBytes   = 64 << 10
-	MaxLanguageLen        = 32
-	MaxTemplateNameLen    = 64
-	MaxTemplatePatternLen = 1024
+	MaxMessageBytes     = 1 << 20 // NATS default max payload
+	MaxInlineTargets    = 20_000  // beyond this, use an audience object
+	MaxPushMessageBytes = 64 << 10
 )
 
 // AppInfo is what validation needs to know of a configured app.
@@ -37,10 +33,29 @@ type AppInfo struct {
 type Env struct {
 	Apps map[string]AppInfo
 	Now  time.Time
-	// Kinds, when not nil, are the kinds this campaignd can send; a valid
-	// campaign of another kind is rejected rather than accepted and dropped.
-	Kinds map[Kind]bool
+	// Kinds are the kinds this campaignd sends, each with its rules
+	// (worker.KindRules); a campaign of another kind is rejected, naming
+	// its kind, rather than accepted and dropped.
+	Kinds map[Kind]KindRules
 }
+
+// KindRules is what validation knows of a kind. Each kind declares its
+// own beside its sending (worker/kind_*.go), so that a kind lives in one
+// file; the common fields (id, app, kind, start_date, strategy, priority,
+// rate_limit, expires_at) are checked here for every kind.
+type KindRules struct {
+	// Providers are the app providers the kind runs on (provider.Names).
+	Providers []string
+	// Fields are the payload fields the kind reads (PayloadFields names);
+	// any other payload field that is set is an error naming it.
+	Fields []string
+	// Validate lists the problems of the kind's payload, for an app of a
+	// provider it runs on; nil: nothing to check.
+	Validate func(c *Campaign, app AppInfo) FieldErrors
+}
+
+// FieldErrorf is the error of one field, for a kind's Validate.
+func FieldErrorf(field, format string, args ...any) FieldError { return fe(field, format, args...) }
 
 var idRule = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 
@@ -156,10 +171,6 @@ func (c *Campaign) Normalize() {
 	}
 }
 
-func isPush(k Kind) bool {
-	return k == KindBatchPush || k == KindSinglePush || k == KindLabelPush || k == KindBroadcast
-}
-
 func validKind(k Kind) bool {
 	for _, x := range Kinds {
 		if x == k {
@@ -169,7 +180,8 @@ func validKind(k Kind) bool {
 	return false
 }
 
-// Validate lists every problem of a (normalized) campaign.
+// Validate lists every problem of a (normalized) campaign: the common
+// fields here, the payload by the rules of its kind (env.Kinds).
 func (c *Campaign) Validate(env Env) FieldErrors {
 	var errs FieldErrors
 	if !ValidID(c.ID) {
@@ -179,17 +191,20 @@ func (c *Campaign) Validate(env Env) FieldErrors {
 	if !appOK {
 		errs = append(errs, fe("app", "unknown app %q", c.App))
 	}
-	if c.Kind == "" {
+	rules, handled := env.Kinds[c.Kind]
+	switch {
+	case c.Kind == "":
 		errs = append(errs, fe("kind", "is required"))
-	} else if !validKind(c.Kind) {
-		errs = append(errs, fe("kind", "unknown kind %q (want one of batch_push, single_push, label_push, broadcast, label_members, user_settings, template)", c.Kind))
-	}
-	if env.Kinds != nil && validKind(c.Kind) && !env.Kinds[c.Kind] {
+	case !validKind(c.Kind):
+		errs = append(errs, fe("kind", "unknown kind %q (want one of %s)", c.Kind, joinKinds(Kinds)))
+	case !handled:
 		errs = append(errs, fe("kind", "%s is not handled by this campaignd version yet", c.Kind))
 	}
-	engagelab := appOK && app.Provider == provider.EngageLab
-	if engagelab && c.Kind != KindLabelMembers && validKind(c.Kind) {
-		errs = append(errs, fe("kind", "%s is not available for engagelab apps (only label_members: tags)", c.Kind))
+	// The payload is judged by the app's provider's rules; an unknown
+	// app's (named above) by the zero AppInfo (Easemob's rules).
+	runs := handled && (!appOK || slices.Contains(rules.Providers, app.Provider))
+	if handled && !runs {
+		errs = append(errs, fe("kind", "%s is not available for %s apps (they run %s)", c.Kind, app.Provider, joinKinds(kindsOn(env.Kinds, app.Provider))))
 	}
 	switch c.Priority {
 	case PriorityHigh, PriorityNormal, PriorityLow, "":
@@ -220,72 +235,58 @@ func (c *Campaign) Validate(env Env) FieldErrors {
 			errs = append(errs, fe("expires_at", "is before the start"))
 		}
 	}
-
-	if isPush(c.Kind) {
-		switch {
-		case len(c.PushMessage) == 0 || string(c.PushMessage) == "null":
-			errs = append(errs, fe("push_message", "is required for %s", c.Kind))
-		case len(c.PushMessage) > MaxPushMessageBytes:
-			errs = append(errs, fe("push_message", "is over %d bytes", MaxPushMessageBytes))
-		default:
-			var obj map[string]json.RawMessage
-			if json.Unmarshal(c.PushMessage, &obj) != nil {
-				errs = append(errs, fe("push_message", "must be a JSON object"))
-			} else if len(obj) == 0 {
-				errs = append(errs, fe("push_message", "is empty"))
-			}
-		}
-	} else if len(c.PushMessage) > 0 {
-		errs = append(errs, fe("push_message", "is not used by %s", c.Kind))
+	if !handled {
+		return errs // the payload of an unknown kind cannot be judged
 	}
-
-	needsTargets := c.Kind == KindBatchPush || c.Kind == KindSinglePush || c.Kind == KindLabelMembers || c.Kind == KindUserSettings
-	switch {
-	case needsTargets:
-		errs = append(errs, c.validateAudience()...)
-	case len(c.Targets) > 0 || c.Audience != nil:
-		if validKind(c.Kind) {
-			errs = append(errs, fe("targets", "are not used by %s", c.Kind))
+	for _, f := range PayloadFields {
+		if !f.Ignored && f.Set(c) && !slices.Contains(rules.Fields, f.Name) {
+			errs = append(errs, fe(f.Name, "%s", unusedField(f, c.Kind, env.Kinds)))
 		}
 	}
-
-	switch c.Kind {
-	case KindLabelPush, KindLabelMembers:
-		if c.Label == "" {
-			errs = append(errs, fe("label", "is required for %s", c.Kind))
-		} else if engagelab {
-			if err := provider.ValidateTagName(c.Label); err != nil {
-				errs = append(errs, fe("label", "%s", msgOf(err)))
-			}
-		} else if err := provider.ValidateLabelName(c.Label); err != nil {
-			errs = append(errs, fe("label", "%s", msgOf(err)))
-		}
-		if err := provider.ValidateLabelDescription(c.LabelDescription); err != nil {
-			errs = append(errs, fe("label_description", "%s", msgOf(err)))
-		}
-	default:
-		if c.Label != "" && validKind(c.Kind) {
-			errs = append(errs, fe("label", "is not used by %s", c.Kind))
-		}
-	}
-	if c.Kind == KindLabelMembers {
-		if c.Action != "add" && c.Action != "remove" {
-			errs = append(errs, fe("action", "must be add or remove"))
-		}
-	} else if c.Action != "" && validKind(c.Kind) {
-		errs = append(errs, fe("action", "is only used by label_members"))
-	}
-	if c.Kind == KindUserSettings {
-		errs = append(errs, c.validateSettings()...)
-	} else if c.Settings != nil && validKind(c.Kind) {
-		errs = append(errs, fe("settings", "is only used by user_settings"))
-	}
-	if c.Kind == KindTemplate {
-		errs = append(errs, c.validateTemplate()...)
-	} else if c.Template != nil && validKind(c.Kind) {
-		errs = append(errs, fe("template", "is only used by template"))
+	if runs && rules.Validate != nil {
+		errs = append(errs, rules.Validate(c, app)...)
 	}
 	return errs
+}
+
+// unusedField says that payload field f is not used by kind k.
+func unusedField(f PayloadField, k Kind, kinds map[Kind]KindRules) string {
+	verb := "is"
+	if f.Plural {
+		verb = "are"
+	}
+	var users []Kind
+	for _, kk := range Kinds {
+		if r, ok := kinds[kk]; ok && slices.Contains(r.Fields, f.Name) {
+			users = append(users, kk)
+		}
+	}
+	if len(users) == 1 {
+		return fmt.Sprintf("%s only used by %s", verb, users[0])
+	}
+	return fmt.Sprintf("%s not used by %s", verb, k)
+}
+
+// kindsOn lists the kinds that run on provider p, in contract order.
+func kindsOn(kinds map[Kind]KindRules, p string) []Kind {
+	var out []Kind
+	for _, k := range Kinds {
+		if r, ok := kinds[k]; ok && slices.Contains(r.Providers, p) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func joinKinds(ks []Kind) string {
+	s := make([]string, len(ks))
+	for i, k := range ks {
+		s[i] = string(k)
+	}
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
 }
 
 func msgOf(err error) string {
@@ -296,7 +297,50 @@ func msgOf(err error) string {
 	return err.Error()
 }
 
-func (c *Campaign) validateAudience() FieldErrors {
+// MessageOf is the message of a provider rule's error without its field
+// (the caller names the field).
+func MessageOf(err error) string { return msgOf(err) }
+
+// CheckPushMessage checks push_message, which push kinds require: a
+// non-empty JSON object of at most MaxPushMessageBytes.
+func CheckPushMessage(c *Campaign) FieldErrors {
+	switch {
+	case len(c.PushMessage) == 0 || string(c.PushMessage) == "null":
+		return FieldErrors{fe("push_message", "is required for %s", c.Kind)}
+	case len(c.PushMessage) > MaxPushMessageBytes:
+		return FieldErrors{fe("push_message", "is over %d bytes", MaxPushMessageBytes)}
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(c.PushMessage, &obj) != nil {
+		return FieldErrors{fe("push_message", "must be a JSON object")}
+	} else if len(obj) == 0 {
+		return FieldErrors{fe("push_message", "is empty")}
+	}
+	return nil
+}
+
+// CheckLabel checks label (required) and label_description: an Easemob
+// push label, or an EngageLab tag for an engagelab app.
+func CheckLabel(c *Campaign, app AppInfo) FieldErrors {
+	var errs FieldErrors
+	if c.Label == "" {
+		errs = append(errs, fe("label", "is required for %s", c.Kind))
+	} else if app.Provider == provider.EngageLab {
+		if err := provider.ValidateTagName(c.Label); err != nil {
+			errs = append(errs, fe("label", "%s", msgOf(err)))
+		}
+	} else if err := provider.ValidateLabelName(c.Label); err != nil {
+		errs = append(errs, fe("label", "%s", msgOf(err)))
+	}
+	if err := provider.ValidateLabelDescription(c.LabelDescription); err != nil {
+		errs = append(errs, fe("label_description", "%s", msgOf(err)))
+	}
+	return errs
+}
+
+// CheckTargets checks targets or audience (one of them is required), with
+// at most max inline targets, each a valid target id.
+func CheckTargets(c *Campaign, max int) FieldErrors {
 	var errs FieldErrors
 	switch {
 	case len(c.Targets) > 0 && c.Audience != nil:
@@ -310,10 +354,6 @@ func (c *Campaign) validateAudience() FieldErrors {
 		if c.Audience.Object == "" {
 			errs = append(errs, fe("audience.object", "is required"))
 		}
-	}
-	max := MaxInlineTargets
-	if c.Kind == KindSinglePush {
-		max = MaxSinglePushTargets
 	}
 	if len(c.Targets) > max {
 		errs = append(errs, fe("targets", "%d targets, at most %d inline for %s (use audience for more)", len(c.Targets), max, c.Kind))
@@ -330,71 +370,6 @@ func (c *Campaign) validateAudience() FieldErrors {
 	}
 	if bad > 20 {
 		errs = append(errs, fe("targets", "%d invalid ids in all (first 20 listed)", bad))
-	}
-	return errs
-}
-
-func (c *Campaign) validateSettings() FieldErrors {
-	var errs FieldErrors
-	s := c.Settings
-	if s == nil {
-		return FieldErrors{fe("settings", "is required for user_settings")}
-	}
-	if s.Nickname == nil && s.NotificationDisplayStyle == nil && s.Type == nil && s.IgnoreInterval == nil && s.IgnoreDuration == nil && s.Language == nil {
-		errs = append(errs, fe("settings", "sets nothing"))
-	}
-	if s.Nickname != nil {
-		if err := provider.ValidateNickname(*s.Nickname); err != nil {
-			errs = append(errs, fe("settings.nickname", "%s", msgOf(err)))
-		}
-	}
-	if s.NotificationDisplayStyle != nil {
-		if err := provider.ValidateDisplayStyle(*s.NotificationDisplayStyle); err != nil {
-			errs = append(errs, fe("settings.notification_display_style", "%s", msgOf(err)))
-		}
-	}
-	if s.Type != nil {
-		if err := provider.ValidateNotifyType(*s.Type); err != nil {
-			errs = append(errs, fe("settings.type", "%s", msgOf(err)))
-		}
-	}
-	if s.IgnoreInterval != nil {
-		if err := provider.ValidateIgnoreInterval(*s.IgnoreInterval); err != nil {
-			errs = append(errs, fe("settings.ignoreInterval", "%s", msgOf(err)))
-		}
-	}
-	if s.IgnoreDuration != nil {
-		if err := provider.ValidateIgnoreDuration(*s.IgnoreDuration); err != nil {
-			errs = append(errs, fe("settings.ignoreDuration", "%s", msgOf(err)))
-		}
-	}
-	if s.Language != nil && len(*s.Language) > MaxLanguageLen {
-		errs = append(errs, fe("settings.language", "is over %d bytes", MaxLanguageLen))
-	}
-	return errs
-}
-
-func (c *Campaign) validateTemplate() FieldErrors {
-	t := c.Template
-	if t == nil {
-		return FieldErrors{fe("template", "is required for the template kind")}
-	}
-	var errs FieldErrors
-	if t.Name == "" || len(t.Name) > MaxTemplateNameLen {
-		errs = append(errs, fe("template.name", "must be 1..%d bytes", MaxTemplateNameLen))
-	} else if strings.IndexFunc(t.Name, unicode.IsControl) >= 0 || !utf8.ValidString(t.Name) {
-		errs = append(errs, fe("template.name", "must be valid UTF-8 without control characters"))
-	}
-	if !t.Delete {
-		if t.TitlePattern == "" {
-			errs = append(errs, fe("template.title_pattern", "is required to create a template"))
-		}
-		if t.ContentPattern == "" {
-			errs = append(errs, fe("template.content_pattern", "is required to create a template"))
-		}
-	}
-	if len(t.TitlePattern) > MaxTemplatePatternLen || len(t.ContentPattern) > MaxTemplatePatternLen {
-		errs = append(errs, fe("template", "patterns are limited to %d bytes", MaxTemplatePatternLen))
 	}
 	return errs
 }

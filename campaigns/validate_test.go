@@ -1,4 +1,4 @@
-package campaigns
+package campaigns_test
 
 import (
 	"encoding/json"
@@ -6,13 +6,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	. "github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/worker"
 )
 
 var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 
 func testEnv() Env {
 	sh, _ := time.LoadLocation("Asia/Shanghai")
-	return Env{Now: now, Apps: map[string]AppInfo{
+	return Env{Now: now, Kinds: worker.Kinds(), Apps: map[string]AppInfo{
 		"default": {Provider: "easemob", Location: sh},
 		"el":      {Provider: "engagelab", Location: time.UTC},
 	}}
@@ -58,6 +61,7 @@ func TestValidCampaigns(t *testing.T) {
 		`{"id":"g","kind":"user_settings","targets":["u1"],"settings":{"nickname":"Shop","notification_display_style":1,"type":"AT","ignoreInterval":"21:30-08:00","ignoreDuration":0,"language":"EU"}}`,
 		`{"id":"h","kind":"template","template":{"name":"sale","title_pattern":"Hi {0}","content_pattern":"{1}"}}`,
 		`{"id":"i","kind":"template","template":{"name":"sale","delete":true}}`,
+		`{"id":"j","kind":"batch_push","push_message":{"title":"x"},"targets":["u1"],"label_description":"ignored here"}`,
 	} {
 		if errs := check(t, js); len(errs) > 0 {
 			t.Errorf("%s: %v", js, errs)
@@ -129,6 +133,12 @@ func TestEveryBadInputNamesItsField(t *testing.T) {
 		{"template no patterns", `{"id":"a","kind":"template","template":{"name":"t"}}`, "template.title_pattern"},
 		{"template name with a newline", `{"id":"a","kind":"template","template":{"name":"a\nb","delete":true}}`, "template.name"},
 		{"template no name", `{"id":"a","kind":"template","template":{"delete":true}}`, "template.name"},
+		{"push_message on label_members", `{"id":"a","kind":"label_members","label":"l","action":"add","targets":["u"],"push_message":{"t":1}}`, "push_message"},
+		{"label on batch_push", `{"id":"a","kind":"batch_push","push_message":{"t":1},"targets":["u"],"label":"l"}`, "label"},
+		{"action on label_push", `{"id":"a","kind":"label_push","label":"l","push_message":{"t":1},"action":"add"}`, "action"},
+		{"settings on batch_push", `{"id":"a","kind":"batch_push","push_message":{"t":1},"targets":["u"],"settings":{"language":"EU"}}`, "settings"},
+		{"template on broadcast", `{"id":"a","kind":"broadcast","push_message":{"t":1},"template":{"name":"t","delete":true}}`, "template"},
+		{"audience on template", `{"id":"a","kind":"template","template":{"name":"t","delete":true},"audience":{"bucket":"b","object":"o"}}`, "targets"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -147,7 +157,7 @@ func TestEveryBadInputNamesItsField(t *testing.T) {
 
 func TestSinglePushLimit(t *testing.T) {
 	t.Parallel()
-	ids := make([]string, MaxSinglePushTargets+1)
+	ids := make([]string, worker.MaxSinglePushTargets+1)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("u%d", i)
 	}
@@ -259,7 +269,7 @@ func FuzzDecode(f *testing.F) {
 func ExampleCampaign_Validate() {
 	c, _ := Decode([]byte(`{"id":"spring sale","kind":"batch_push","targets":["u1"],"strategy":9}`))
 	c.Normalize()
-	for _, e := range c.Validate(Env{Now: time.Now(), Apps: map[string]AppInfo{"default": {Provider: "easemob"}}}) {
+	for _, e := range c.Validate(Env{Now: time.Now(), Kinds: worker.Kinds(), Apps: map[string]AppInfo{"default": {Provider: "easemob"}}}) {
 		fmt.Printf("%s: %s\n", e.Field, e.Message)
 	}
 	// Output:
@@ -271,7 +281,7 @@ func ExampleCampaign_Validate() {
 func TestUnsupportedKindsAreRejected(t *testing.T) {
 	t.Parallel()
 	env := testEnv()
-	env.Kinds = map[Kind]bool{KindBatchPush: true}
+	env.Kinds = map[Kind]KindRules{KindBatchPush: worker.Kinds()[KindBatchPush]}
 	c, _ := Decode([]byte(`{"id":"a","kind":"broadcast","push_message":{"t":1}}`))
 	c.Normalize()
 	if errs := c.Validate(env); !has(errs, "kind") {
@@ -281,5 +291,49 @@ func TestUnsupportedKindsAreRejected(t *testing.T) {
 	c.Normalize()
 	if errs := c.Validate(env); len(errs) > 0 {
 		t.Fatalf("%v", errs)
+	}
+}
+
+// A payload field a kind does not read is refused, naming the field and
+// the kinds that read it.
+func TestUnusedFieldsNameTheirKinds(t *testing.T) {
+	t.Parallel()
+	errs := check(t, `{"id":"a","kind":"batch_push","push_message":{"t":1},"targets":["u"],"action":"add","label":"l"}`)
+	want := map[string]string{"action": "is only used by label_members", "label": "is not used by batch_push"}
+	for _, e := range errs {
+		if w, ok := want[e.Field]; ok && e.Message == w {
+			delete(want, e.Field)
+		}
+	}
+	if len(want) > 0 {
+		t.Fatalf("errors %v lack %v", errs, want)
+	}
+	errs = check(t, `{"id":"a","app":"el","kind":"broadcast","push_message":{"t":1}}`)
+	if len(errs) != 1 || errs[0].Field != "kind" || !strings.Contains(errs[0].Message, "engagelab apps (they run label_members)") {
+		t.Fatalf("broadcast on an engagelab app: %v", errs)
+	}
+}
+
+// Every payload field is read by some kind, and every field a kind
+// declares is a payload field: the two lists cannot drift apart.
+func TestKindsDeclarePayloadFields(t *testing.T) {
+	t.Parallel()
+	read := map[string]bool{}
+	for k, r := range worker.Kinds() {
+		for _, f := range r.Fields {
+			known := false
+			for _, pf := range PayloadFields {
+				known = known || pf.Name == f
+			}
+			if !known {
+				t.Errorf("%s reads %q, which is not a payload field", k, f)
+			}
+			read[f] = true
+		}
+	}
+	for _, pf := range PayloadFields {
+		if !read[pf.Name] {
+			t.Errorf("payload field %q is read by no kind", pf.Name)
+		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/campaignd/campaignd/internal/clock"
 	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/scheduler"
+	"github.com/campaignd/campaignd/worker"
 )
 
 // Environment variables that override the file.
@@ -381,7 +382,7 @@ func (c Config) validate() error {
 			bad(key+".campaign", "%v", err)
 			continue
 		default:
-			ferrs = camp.Validate(campaigns.Env{Apps: c.AppInfos(), Now: clock.Real{}.Now()}) // as of loading
+			ferrs = camp.Validate(campaigns.Env{Apps: c.AppInfos(), Now: clock.Real{}.Now(), Kinds: worker.Kinds()}) // as of loading
 		}
 		for _, fe := range ferrs {
 			bad(key+".campaign."+fe.Field, "%s", fe.Message)

@@ -21,6 +21,7 @@ import (
 	"github.com/campaignd/campaignd/internal/testenv"
 	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/pushsim"
+	"github.com/campaignd/campaignd/worker"
 )
 
 type world struct {
@@ -275,7 +276,7 @@ func TestBadInputIsRejectedAndNothingIsSent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tooMany := ids("m", campaigns.MaxSinglePushTargets+1)
+	tooMany := ids("m", worker.MaxSinglePushTargets+1)
 	tb, _ := json.Marshal(tooMany)
 	cases := []struct {
 		name, body, wantSubject, field string

@@ -14,6 +14,7 @@ import (
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/internal/testenv"
+	"github.com/campaignd/campaignd/worker"
 )
 
 var errNotFound = errors.New("not found")
@@ -80,7 +81,7 @@ func setup(t *testing.T, svc *fakeService, intakes int) jetstream.JetStream {
 	for i := 0; i < intakes; i++ {
 		in := New(js, svc, Options{
 			Env: func() campaigns.Env {
-				return campaigns.Env{Now: time.Now(), Apps: map[string]campaigns.AppInfo{"default": {Provider: "easemob"}}}
+				return campaigns.Env{Now: time.Now(), Kinds: worker.Kinds(), Apps: map[string]campaigns.AppInfo{"default": {Provider: "easemob"}}}
 			},
 			Location:   func(string) *time.Location { return time.UTC },
 			Publisher:  NewPublisher(js, zerolog.Nop()),

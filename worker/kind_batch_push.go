@@ -20,10 +20,16 @@ type Pusher interface {
 // batch_push: every target once, in calls of at most 100 (POST /push/single).
 func batchPushKind(p Pusher) kind {
 	return kind{
-		name:      campaigns.KindBatchPush,
-		providers: []string{provider.Easemob},
-		groups:    []provider.Group{provider.GroupPushSingle},
-		unit:      fixed(provider.MaxPushTargets),
+		name: campaigns.KindBatchPush,
+		rules: campaigns.KindRules{
+			Providers: []string{provider.Easemob},
+			Fields:    []string{"push_message", "targets"},
+			Validate: func(c *campaigns.Campaign, _ campaigns.AppInfo) campaigns.FieldErrors {
+				return append(campaigns.CheckPushMessage(c), campaigns.CheckTargets(c, campaigns.MaxInlineTargets)...)
+			},
+		},
+		groups: []provider.Group{provider.GroupPushSingle},
+		unit:   fixed(provider.MaxPushTargets),
 		send: func(ctx context.Context, c *campaigns.Campaign, targets []string, buf []TargetResult) ([]TargetResult, error) {
 			return p.PushSingle(ctx, c.App, targets, c.Strategy, c.PushMessage, buf)
 		},

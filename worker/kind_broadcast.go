@@ -13,8 +13,14 @@ import (
 // creation.
 func broadcastKind(p TaskCreator) kind {
 	return kind{
-		name:       campaigns.KindBroadcast,
-		providers:  []string{provider.Easemob},
+		name: campaigns.KindBroadcast,
+		rules: campaigns.KindRules{
+			Providers: []string{provider.Easemob},
+			Fields:    []string{"push_message"},
+			Validate: func(c *campaigns.Campaign, _ campaigns.AppInfo) campaigns.FieldErrors {
+				return campaigns.CheckPushMessage(c)
+			},
+		},
 		groups:     []provider.Group{provider.GroupPushTask},
 		unit:       fixed(1),
 		unitTarget: func(*campaigns.Campaign) string { return "broadcast" },

@@ -44,9 +44,19 @@ type labelMembersProviders interface {
 // tag (at most 1000 registration ids per call, tags limit).
 func labelMembersKind(p labelMembersProviders) kind {
 	return kind{
-		name:      campaigns.KindLabelMembers,
-		providers: []string{provider.Easemob, provider.EngageLab},
-		groups:    []provider.Group{provider.GroupLabel, provider.GroupLabelUser, provider.GroupTags},
+		name: campaigns.KindLabelMembers,
+		rules: campaigns.KindRules{
+			Providers: []string{provider.Easemob, provider.EngageLab},
+			Fields:    []string{"targets", "label", "label_description", "action"},
+			Validate: func(c *campaigns.Campaign, app campaigns.AppInfo) campaigns.FieldErrors {
+				errs := append(campaigns.CheckTargets(c, campaigns.MaxInlineTargets), campaigns.CheckLabel(c, app)...)
+				if c.Action != "add" && c.Action != "remove" {
+					errs = append(errs, campaigns.FieldErrorf("action", "must be add or remove"))
+				}
+				return errs
+			},
+		},
+		groups: []provider.Group{provider.GroupLabel, provider.GroupLabelUser, provider.GroupTags},
 		unit: func(p string) int {
 			if p == provider.EngageLab {
 				return provider.MaxTagIDs

@@ -13,8 +13,14 @@ import (
 // task_duration: the API tells nothing of its end.
 func labelPushKind(p TaskCreator) kind {
 	return kind{
-		name:       campaigns.KindLabelPush,
-		providers:  []string{provider.Easemob},
+		name: campaigns.KindLabelPush,
+		rules: campaigns.KindRules{
+			Providers: []string{provider.Easemob},
+			Fields:    []string{"push_message", "label", "label_description"},
+			Validate: func(c *campaigns.Campaign, app campaigns.AppInfo) campaigns.FieldErrors {
+				return append(campaigns.CheckPushMessage(c), campaigns.CheckLabel(c, app)...)
+			},
+		},
 		groups:     []provider.Group{provider.GroupPushLabel},
 		unit:       fixed(1),
 		unitTarget: func(c *campaigns.Campaign) string { return c.Label },

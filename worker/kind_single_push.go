@@ -20,10 +20,16 @@ type SyncPusher interface {
 // people and tell me exactly what happened" kind.
 func singlePushKind(p SyncPusher) kind {
 	return kind{
-		name:      campaigns.KindSinglePush,
-		providers: []string{provider.Easemob},
-		groups:    []provider.Group{provider.GroupPushSync},
-		unit:      fixed(1),
+		name: campaigns.KindSinglePush,
+		rules: campaigns.KindRules{
+			Providers: []string{provider.Easemob},
+			Fields:    []string{"push_message", "targets"},
+			Validate: func(c *campaigns.Campaign, _ campaigns.AppInfo) campaigns.FieldErrors {
+				return append(campaigns.CheckPushMessage(c), campaigns.CheckTargets(c, MaxSinglePushTargets)...)
+			},
+		},
+		groups: []provider.Group{provider.GroupPushSync},
+		unit:   fixed(1),
 		send: func(ctx context.Context, c *campaigns.Campaign, targets []string, _ []TargetResult) ([]TargetResult, error) {
 			out := make([]TargetResult, 0, len(targets))
 			for _, t := range targets {
@@ -38,3 +44,7 @@ func singlePushKind(p SyncPusher) kind {
 		},
 	}
 }
+
+// MaxSinglePushTargets is the most inline targets of a single_push
+// (push/sync is 1 call/s by default: 1,000 targets take over 16 minutes).
+const MaxSinglePushTargets = 1_000

@@ -33,10 +33,16 @@ type SettingsEditor interface {
 // setting that failed.
 func userSettingsKind(p SettingsEditor) kind {
 	return kind{
-		name:      campaigns.KindUserSettings,
-		providers: []string{provider.Easemob},
-		groups:    []provider.Group{provider.GroupUser, provider.GroupNotification},
-		unit:      fixed(1),
+		name: campaigns.KindUserSettings,
+		rules: campaigns.KindRules{
+			Providers: []string{provider.Easemob},
+			Fields:    []string{"targets", "settings"},
+			Validate: func(c *campaigns.Campaign, _ campaigns.AppInfo) campaigns.FieldErrors {
+				return append(campaigns.CheckTargets(c, campaigns.MaxInlineTargets), validateSettings(c.Settings)...)
+			},
+		},
+		groups: []provider.Group{provider.GroupUser, provider.GroupNotification},
+		unit:   fixed(1),
 		send: func(ctx context.Context, c *campaigns.Campaign, targets []string, _ []TargetResult) ([]TargetResult, error) {
 			return sendUserSettings(ctx, p, c, targets)
 		},
@@ -137,4 +143,43 @@ func sendUserSettings(ctx context.Context, p SettingsEditor, c *campaigns.Campai
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// MaxLanguageLen is the longest settings.language.
+const MaxLanguageLen = 32
+
+// validateSettings checks settings, which set at least one thing, each by
+// the provider's rules.
+func validateSettings(s *campaigns.Settings) campaigns.FieldErrors {
+	if s == nil {
+		return campaigns.FieldErrors{campaigns.FieldErrorf("settings", "is required for user_settings")}
+	}
+	var errs campaigns.FieldErrors
+	if s.Nickname == nil && s.NotificationDisplayStyle == nil && s.Type == nil && s.IgnoreInterval == nil && s.IgnoreDuration == nil && s.Language == nil {
+		errs = append(errs, campaigns.FieldErrorf("settings", "sets nothing"))
+	}
+	check := func(field string, err error) {
+		if err != nil {
+			errs = append(errs, campaigns.FieldErrorf(field, "%s", campaigns.MessageOf(err)))
+		}
+	}
+	if s.Nickname != nil {
+		check("settings.nickname", provider.ValidateNickname(*s.Nickname))
+	}
+	if s.NotificationDisplayStyle != nil {
+		check("settings.notification_display_style", provider.ValidateDisplayStyle(*s.NotificationDisplayStyle))
+	}
+	if s.Type != nil {
+		check("settings.type", provider.ValidateNotifyType(*s.Type))
+	}
+	if s.IgnoreInterval != nil {
+		check("settings.ignoreInterval", provider.ValidateIgnoreInterval(*s.IgnoreInterval))
+	}
+	if s.IgnoreDuration != nil {
+		check("settings.ignoreDuration", provider.ValidateIgnoreDuration(*s.IgnoreDuration))
+	}
+	if s.Language != nil && len(*s.Language) > MaxLanguageLen {
+		errs = append(errs, campaigns.FieldErrorf("settings.language", "is over %d bytes", MaxLanguageLen))
+	}
+	return errs
 }

@@ -22,9 +22,10 @@ import (
 // kindList; intake accepts exactly the kinds listed there (Kinds).
 type kind struct {
 	name campaigns.Kind
-	// providers are the app providers that can run the kind ("easemob",
-	// "engagelab").
-	providers []string
+	// rules are the kind's payload and where it runs: the app providers
+	// that can run it, the payload fields it reads and their validation
+	// (intake and the config check every campaign by them).
+	rules campaigns.KindRules
 	// groups are the limit groups (docs/interface.md §2.3) its calls spend.
 	groups []provider.Group
 	// unit is how many targets one unit of work carries, for an app of the
@@ -77,12 +78,14 @@ type Providers interface {
 	TaskCreator
 }
 
-// Kinds returns the kinds this campaignd sends, for intake and config
-// validation: a kind is accepted exactly when it is handled.
-func Kinds() map[campaigns.Kind]bool {
-	out := map[campaigns.Kind]bool{}
+// Kinds returns the kinds this campaignd sends with their rules, for
+// intake and config validation (campaigns.Env.Kinds): a kind is accepted
+// exactly when it is handled, and its payload is checked by its own
+// rules.
+func Kinds() map[campaigns.Kind]campaigns.KindRules {
+	out := map[campaigns.Kind]campaigns.KindRules{}
 	for _, k := range kindList(nil) {
-		out[k.name] = true
+		out[k.name] = k.rules
 	}
 	return out
 }
@@ -99,8 +102,8 @@ type KindInfo struct {
 func KindInfos() []KindInfo {
 	var out []KindInfo
 	for _, k := range kindList(nil) {
-		ki := KindInfo{Kind: k.name, Providers: k.providers, Groups: k.groups, Unit: map[string]int{}}
-		for _, p := range k.providers {
+		ki := KindInfo{Kind: k.name, Providers: k.rules.Providers, Groups: k.groups, Unit: map[string]int{}}
+		for _, p := range k.rules.Providers {
 			ki.Unit[p] = k.unit(p)
 		}
 		out = append(out, ki)
@@ -135,7 +138,7 @@ func (ks kindSet) of(c *campaigns.Campaign) (*kind, int, error) {
 		return nil, 0, fmt.Errorf("campaign %s: kind %q is not handled by this campaignd", c.ID, c.Kind)
 	}
 	prov := ks.prov.ProviderOf(c.App)
-	for _, p := range k.providers {
+	for _, p := range k.rules.Providers {
 		if p == prov {
 			return k, max(k.unit(prov), 1), nil
 		}

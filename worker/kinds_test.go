@@ -31,7 +31,7 @@ func TestKindsDeclareTheirUnits(t *testing.T) {
 		if got := fmt.Sprint(ki.Unit, ki.Groups); got != want[ki.Kind] {
 			t.Errorf("%s: %s, want %s", ki.Kind, got, want[ki.Kind])
 		}
-		if !Kinds()[ki.Kind] {
+		if _, ok := Kinds()[ki.Kind]; !ok {
 			t.Errorf("%s is listed but not accepted", ki.Kind)
 		}
 	}
