@@ -130,7 +130,7 @@ func TestLabelPushesUnderTheTaskCaps(t *testing.T) {
 	// It shows in the asynq UI, in its own queue.
 	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: w.redis.Addr})
 	defer insp.Close()
-	if info, err := insp.GetTaskInfo(worker.QueueTasks, "lp-6:task"); err != nil || info.Type != worker.TypeTask {
+	if info, err := insp.GetTaskInfo(worker.QueueTaskMarkers, "lp-6:task"); err != nil || info.Type != worker.TypeTaskMarker {
 		t.Errorf("the waiting label push in the asynq UI: %+v %v", info, err)
 	}
 	for i := range 7 {
@@ -139,7 +139,7 @@ func TestLabelPushesUnderTheTaskCaps(t *testing.T) {
 			t.Fatalf("lp-%d: %+v", i, st)
 		}
 	}
-	if _, err := insp.GetTaskInfo(worker.QueueTasks, "lp-6:task"); !errors.Is(err, asynq.ErrTaskNotFound) {
+	if _, err := insp.GetTaskInfo(worker.QueueTaskMarkers, "lp-6:task"); !errors.Is(err, asynq.ErrTaskNotFound) {
 		t.Errorf("the created label push's UI marker: %v, want it gone", err)
 	}
 	sim := w.sim.Sim().Stats()

@@ -412,14 +412,14 @@ func (s *Dispatcher) control(ctx context.Context, id string, to campaigns.State)
 	return true
 }
 
-// QueueTasks is the asynq queue where each waiting label push or broadcast
+// QueueTaskMarkers is the asynq queue where each waiting label push or broadcast
 // shows in the UI, as a `campaign:task` task (TaskID `<id>:task`) whose
 // last error says it waits for the task-window caps. It is deleted once
 // the provider task is created (or the campaign ends); if it runs first,
 // it only wakes this process's dispatcher.
-const QueueTasks = "provider_tasks"
+const QueueTaskMarkers = "provider_tasks"
 
-type taskPayload struct {
+type markerPayload struct {
 	ID    string `json:"id"`
 	App   string `json:"app"`
 	Kind  string `json:"kind"`
@@ -427,9 +427,9 @@ type taskPayload struct {
 }
 
 func (s *Dispatcher) enqueueMarker(ctx context.Context, c *campaigns.Campaign) {
-	payload, _ := json.Marshal(taskPayload{ID: c.ID, App: c.App, Kind: string(c.Kind), Label: c.Label})
-	_, err := s.client.EnqueueContext(ctx, asynq.NewTask(TypeTask, payload), asynq.TaskID(c.ID+":task"),
-		asynq.Queue(QueueTasks), asynq.MaxRetry(1), asynq.ProcessIn(markerRecheck))
+	payload, _ := json.Marshal(markerPayload{ID: c.ID, App: c.App, Kind: string(c.Kind), Label: c.Label})
+	_, err := s.client.EnqueueContext(ctx, asynq.NewTask(TypeTaskMarker, payload), asynq.TaskID(c.ID+":task"),
+		asynq.Queue(QueueTaskMarkers), asynq.MaxRetry(1), asynq.ProcessIn(markerRecheck))
 	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		s.log.Debug().Err(err).Str("campaign", c.ID).Msg("task marker not enqueued")
 	}
@@ -447,7 +447,7 @@ func (s *Dispatcher) dropMarker(id string) {
 		return
 	}
 	gone := func() bool {
-		err := s.insp.DeleteTask(QueueTasks, id+":task")
+		err := s.insp.DeleteTask(QueueTaskMarkers, id+":task")
 		return err == nil || errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound)
 	}
 	if gone() {
@@ -477,7 +477,7 @@ const (
 
 // handleMarker keeps a waiting task visible; the dispatchers create it.
 func (s *Dispatcher) handleMarker(ctx context.Context, t *asynq.Task) error {
-	var p taskPayload
+	var p markerPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
 		return fmt.Errorf("task marker payload: %v: %w", err, asynq.SkipRetry)
 	}

@@ -18,7 +18,7 @@ type ServerOptions struct {
 
 // Queues are processed in strict priority order: a high campaign overtakes
 // the queued batches of normal and low ones.
-var Queues = map[string]int{"high": 6, "default": 3, "low": 1, QueueTasks: 1}
+var Queues = map[string]int{"high": 6, "default": 3, "low": 1, QueueTaskMarkers: 1}
 
 // NewServer returns an asynq server set up for campaignd's tasks.
 func NewServer(redisOpt asynq.RedisConnOpt, o ServerOptions) *asynq.Server {

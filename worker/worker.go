@@ -30,12 +30,15 @@ import (
 	"github.com/campaignd/campaignd/store"
 )
 
-// Task types.
+// asynq task types. "Task" alone in this package means a provider push
+// task (label_push, broadcast: TaskCreator, TaskQueue, the Dispatcher);
+// asynq's are "asynq tasks", and a waiting provider task shows in the UI
+// as a marker (TypeTaskMarker).
 const (
-	TypePlan   = "campaign:plan"
-	TypeBatch  = "campaign:batch"
-	TypeExpire = "campaign:expire"
-	TypeTask   = "campaign:task"
+	TypePlan       = "campaign:plan"
+	TypeBatch      = "campaign:batch"
+	TypeExpire     = "campaign:expire"
+	TypeTaskMarker = "campaign:task"
 )
 
 // Queue names by campaign priority.
@@ -295,7 +298,7 @@ func (w *Worker) Mux() *asynq.ServeMux {
 	mux.HandleFunc(TypePlan, w.planner.handle)
 	mux.HandleFunc(TypeBatch, w.sender.handle)
 	mux.HandleFunc(TypeExpire, w.Control.handleExpire)
-	mux.HandleFunc(TypeTask, w.Dispatcher.handleMarker)
+	mux.HandleFunc(TypeTaskMarker, w.Dispatcher.handleMarker)
 	mux.Use(w.outlastOutage)
 	return mux
 }
