@@ -87,7 +87,7 @@ func (ct *Control) Pause(ctx context.Context, id string) (campaigns.Status, erro
 // while it was paused (calls that were on the wire) is finished now.
 func (ct *Control) Resume(ctx context.Context, id string) (campaigns.Status, error) {
 	if c, err := ct.campaign(ctx, id); err == nil {
-		if k, ok := ct.kinds.m[c.Kind]; ok && k.task != nil { // back to its place in the task queue
+		if k := ct.kinds.task(c); k != nil { // back to its place in the task queue
 			st, err := ct.change(ctx, id, campaigns.StateScheduled, campaigns.StatePaused)
 			if err != nil || st.Status != campaigns.StateScheduled {
 				return st, err
@@ -117,7 +117,7 @@ func (ct *Control) Resume(ctx context.Context, id string) (campaigns.Status, err
 		return st, err
 	}
 	if finished {
-		ct.finished(ctx, fin)
+		ct.publishFinal(ctx, fin)
 		return fin, nil
 	}
 	return st, nil
@@ -151,7 +151,7 @@ func (ct *Control) handleExpire(ctx context.Context, t *asynq.Task) error {
 	}
 	ct.states.forget(p.ID)
 	if finished {
-		ct.finished(ctx, st)
+		ct.publishFinal(ctx, st)
 		ct.log.Info().Str("campaign", p.ID).Str("status", string(st.Status)).Int64("sent", st.Sent).Int64("dropped", st.Dropped).Msg("campaign expired")
 	}
 	return nil

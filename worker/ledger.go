@@ -58,9 +58,9 @@ func (l *ledger) publishProgress(ctx context.Context, st campaigns.Status) {
 	}
 }
 
-// finished publishes the final status of a campaign that has just ended,
+// publishFinal publishes the final status of a campaign that has just ended,
 // and stops its progress events in this process.
-func (l *ledger) finished(ctx context.Context, st campaigns.Status) {
+func (l *ledger) publishFinal(ctx context.Context, st campaigns.Status) {
 	l.throttle.finish(st.ID)
 	l.publish(ctx, st)
 }
@@ -87,7 +87,7 @@ func (l *ledger) fail(ctx context.Context, id string, cf *campaignFailure) error
 		return err
 	}
 	if changed {
-		l.finished(ctx, st)
+		l.publishFinal(ctx, st)
 		l.log.Warn().Str("campaign", id).Str("field", cf.field).Str("reason", cf.message).Msg("campaign failed")
 	}
 	return nil
@@ -107,7 +107,7 @@ func (l *ledger) record(ctx context.Context, c *campaigns.Campaign, n int, sent 
 	}
 	switch {
 	case finished:
-		l.finished(rctx, st)
+		l.publishFinal(rctx, st)
 		l.log.Info().Str("campaign", c.ID).Str("status", string(st.Status)).Int64("sent", st.Sent).Int64("failed", st.Failed).Msg("campaign finished")
 	case first && l.throttle.allow(c.ID, l.clock.Now()):
 		l.publishProgress(rctx, st)

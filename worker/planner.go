@@ -108,7 +108,7 @@ func (p *planner) handle(ctx context.Context, t *asynq.Task) error {
 	}
 	log.Info().Int64("targets", st.TargetsTotal).Int64("batches", st.BatchesTotal).Dur("planned_in", p.clock.Now().Sub(planStart)).Msg("campaign planned")
 	if finished { // every batch was sent while planning went on
-		p.finished(ctx, st)
+		p.publishFinal(ctx, st)
 		log.Info().Str("status", string(st.Status)).Int64("sent", st.Sent).Int64("failed", st.Failed).Msg("campaign finished")
 		return nil
 	}

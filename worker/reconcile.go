@@ -168,7 +168,7 @@ func (s *Reconciler) repair(ctx context.Context, id string, p store.Progress, wh
 			return err
 		}
 		if finished {
-			s.finished(ctx, st)
+			s.publishFinal(ctx, st)
 			s.log.Warn().Str("campaign", id).Str("status", string(st.Status)).Str("why", why).Msg("repair: campaign finished (all its batches were recorded)")
 		}
 		return nil
