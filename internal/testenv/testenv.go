@@ -274,3 +274,34 @@ func RedisInfo(ctx context.Context, c *redis.Client, section, field string) (str
 	}
 	return "", fmt.Errorf("redis INFO %s: no field %q", section, field)
 }
+
+// RedisForExample starts redis-server (no persistence) on a free loopback
+// port for an Example, which has no testing.TB, and returns a client on
+// it and a func that closes the client and stops the server (defer it).
+// It panics when the server cannot start.
+func RedisForExample() (*redis.Client, func()) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		panic(fmt.Sprintf("testenv: redis-server not found in PATH (install it: apt-get install -y redis-server): %v", err))
+	}
+	dir, err := os.MkdirTemp("", "campaignd-example-redis-")
+	if err != nil {
+		panic(err)
+	}
+	for attempt := 0; attempt < 5; attempt++ { // a free port may be taken meanwhile
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			panic(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		r, err := startRedis(bin, dir, port, RedisOptions{})
+		if err != nil {
+			continue
+		}
+		c := redis.NewClient(&redis.Options{Addr: r.Addr})
+		return c, func() { _ = c.Close(); r.Stop(); _ = os.RemoveAll(dir) }
+	}
+	_ = os.RemoveAll(dir)
+	panic("testenv: redis-server did not start")
+}
