@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,12 +29,15 @@ type fakeProvider struct {
 	counts map[string]int
 	answer func(call int, targets []string) ([]TargetResult, error)
 	delay  time.Duration
+	busy   atomic.Int32 // calls under way
 	first  time.Time
 	// pushLabel, when set, answers PushLabel (a provider task id).
 	pushLabel func(ctx context.Context) (string, error)
 }
 
 func (f *fakeProvider) PushSingle(ctx context.Context, app string, targets []string, strategy *int, msg json.RawMessage, buf []TargetResult) ([]TargetResult, error) {
+	f.busy.Add(1)
+	defer f.busy.Add(-1)
 	if f.delay > 0 {
 		time.Sleep(f.delay)
 	}
@@ -357,7 +361,7 @@ func TestPauseAndResume(t *testing.T) {
 	if st, err := e.svc.Control.Pause(context.Background(), "hold"); err != nil || st.Status != campaigns.StatePaused {
 		t.Fatalf("pause %+v %v", st, err)
 	}
-	time.Sleep(100 * time.Millisecond) // the calls under way when it paused (50 ms each) end
+	testenv.WaitUntil(t, 10*time.Second, "the calls under way when it paused to end", func() bool { return prov.busy.Load() == 0 })
 	before, _ := prov.snapshot()
 	time.Sleep(500 * time.Millisecond) // a window in which a paused campaign must send nothing
 	after, _ := prov.snapshot()
