@@ -48,7 +48,9 @@ func benchControls(b *testing.B, rate float64, procs int) {
 	}
 	w.publish(b, "campaigns.submit", []byte(`{"id":"big","kind":"batch_push","push_message":{"t":1},"audience":{"bucket":"bench","object":"big.txt"}}`), "big")
 	r.waitState(b, "big", campaigns.StateRunning, 30*time.Second)
-	time.Sleep(1500 * time.Millisecond) // the big one sends at the provider rate for a while (real clock)
+	// The big one sends at the provider rate for a while: 1.5 s of calls
+	// (100 targets each).
+	waitPushes(b, w, int(rate*1.5)*100, time.Minute)
 	high := ids("vip", 200)
 	w.publish(b, "campaigns.submit", campaignJSON("high", high, `,"priority":"high"`), "high")
 	r.waitFinal(b, "high", 30*time.Second)
@@ -62,7 +64,8 @@ func benchControls(b *testing.B, rate float64, procs int) {
 			}
 		}
 	}
-	time.Sleep(500 * time.Millisecond) // the big one alone again for a while before the pause (real clock)
+	// The big one alone again for a while before the pause: 0.5 s of calls.
+	waitPushes(b, w, w.sim.Sim().Stats().TotalPushes+int(rate*0.5)*100, time.Minute)
 	w.publish(b, "campaigns.pause", []byte(`{"id":"big"}`), "")
 	paused := r.waitState(b, "big", campaigns.StatePaused, 10*time.Second)
 	time.Sleep(3 * time.Second) // a window after the pause: longer than any backlog a process held

@@ -58,13 +58,22 @@ func (r *running) waitState(t testing.TB, id string, want campaigns.State, withi
 
 const onTheWire = 10 * time.Millisecond // a request written before a decision may arrive this much after it
 
+// waitPushes waits until pushsim has had n pushes in all.
+func waitPushes(t testing.TB, w *world, n int, within time.Duration) {
+	t.Helper()
+	testenv.WaitFor(t, within, fmt.Sprintf("%d pushes", n), func() (int, bool) {
+		got := w.sim.Sim().Stats().TotalPushes
+		return got, got >= n
+	})
+}
+
 func TestPauseHoldsAtTheProviderRate(t *testing.T) {
 	w := newWorld(t, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: 10}})
 	r := start(t, w.config(t, config.Limits{provider.GroupPushSingle: 10}))
 	targets := ids("p", 3000)
 	w.publish(t, "campaigns.submit", campaignJSON("pause-3000", targets, ""), "pause-3000")
 	r.waitState(t, "pause-3000", campaigns.StateRunning, 10*time.Second)
-	time.Sleep(1200 * time.Millisecond) // it sends at the provider rate for a while (real clock)
+	waitPushes(t, w, 1200, 20*time.Second) // it sends at the provider rate for a while: 12 calls of 100
 	w.publish(t, "campaigns.pause", []byte(`{"id":"pause-3000"}`), "")
 	paused := r.waitState(t, "pause-3000", campaigns.StatePaused, 5*time.Second)
 	time.Sleep(3 * time.Second) // longer than the backlog any process held
@@ -99,7 +108,7 @@ func TestHighPriorityOvertakesAtTheProviderRate(t *testing.T) {
 	big := ids("big", 20000)
 	w.publish(t, "campaigns.submit", campaignJSON("big-normal", big, ""), "big-normal")
 	r.waitState(t, "big-normal", campaigns.StateRunning, 20*time.Second)
-	time.Sleep(2 * time.Second) // the big one sends at the provider rate for a while (real clock)
+	waitPushes(t, w, 2000, 30*time.Second) // the big one sends at the provider rate for a while: 20 calls of 100
 	high := ids("vip", 200)
 	w.publish(t, "campaigns.submit", campaignJSON("small-high", high, `,"priority":"high"`), "small-high")
 	st := r.waitFinal(t, "small-high", 20*time.Second)

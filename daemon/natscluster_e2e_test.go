@@ -3,8 +3,10 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -102,8 +104,8 @@ func TestTwoProcessesStartTogetherOnANATS29Cluster(t *testing.T) {
 	// A NATS server without JetStream: connected, JetStream never answers.
 	// (Two nodes of three stopped is no sure test of that: the one left
 	// may still answer stream info from its assignments for a while.)
-	port := testenv.FreePort(t)
-	plain := testenv.StartProc(t, testenv.NATSServerBinary(t), []string{"-a", "127.0.0.1", "-p", fmt.Sprint(port)}, nil)
+	port, monitor := testenv.FreePort(t), testenv.FreePort(t)
+	plain := testenv.StartProc(t, testenv.NATSServerBinary(t), []string{"-a", "127.0.0.1", "-p", fmt.Sprint(port), "-m", fmt.Sprint(monitor)}, nil)
 	cfg.NATS.URL, cfg.NATS.Replicas = fmt.Sprintf("nats://127.0.0.1:%d", port), 1
 	waitTCP(t, fmt.Sprintf("127.0.0.1:%d", port), plain)
 	logs := &syncBuffer{}
@@ -127,7 +129,34 @@ func TestTwoProcessesStartTogetherOnANATS29Cluster(t *testing.T) {
 		l := logs.String()
 		return l, strings.Contains(l, line)
 	})
-	time.Sleep(2 * time.Second) // still waiting, not exited: it must stay so for a while
+	// Still waiting, not exited: it must stay so for a while, trying again
+	// and again (a JetStream request a try, a try every 500 ms; the server
+	// counts the requests it receives).
+	inMsgs := func() int64 {
+		var v struct {
+			InMsgs int64 `json:"in_msgs"`
+		}
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/varz", monitor))
+		if err != nil {
+			return -1
+		}
+		defer resp.Body.Close()
+		if json.NewDecoder(resp.Body).Decode(&v) != nil {
+			return -1
+		}
+		return v.InMsgs
+	}
+	from, since := inMsgs(), time.Now()
+	tries := testenv.WaitFor(t, 30*time.Second, "4 more JetStream requests while waiting", func() (int64, bool) {
+		select {
+		case err := <-done:
+			t.Fatalf("start without quorum ended by itself: %v\n%s", err, logs.String())
+		default:
+		}
+		n := inMsgs() - from
+		return n, from >= 0 && n >= 4
+	})
+	t.Logf("still waiting: %d JetStream requests in %s", tries, time.Since(since).Round(time.Millisecond))
 	select {
 	case err := <-done:
 		t.Fatalf("start without quorum ended by itself: %v\n%s", err, logs.String())

@@ -287,12 +287,12 @@ func TestCronLabelPushFromThreeProcesses(t *testing.T) {
 	for range 3 {
 		start(t, cfg)
 	}
-	time.Sleep(9 * time.Second) // two or three ticks of the schedule, on the real clock
-	testenv.WaitFor(t, 15*time.Second, "2 tasks from the schedule", func() (int, bool) {
+	// Three ticks of the schedule (on the real clock, 4 s apart): a
+	// doubled one of the first two would show before the third is created.
+	testenv.WaitFor(t, 30*time.Second, "3 tasks from the schedule", func() (int, bool) {
 		n := len(w.sim.Sim().Stats().TaskLog)
-		return n, n >= 2
+		return n, n >= 3
 	})
-	time.Sleep(2 * time.Second) // a doubled tick would show by now
 	sim := w.sim.Sim().Stats()
 	byMinuteSecond := map[string]int{}
 	for _, tk := range sim.TaskLog {

@@ -15,6 +15,7 @@ import (
 // apiCalls records the JetStream API requests made on a server (a core
 // subscription sees them as any subscriber would).
 type apiCalls struct {
+	nc   *nats.Conn // the subscriber's
 	mu   sync.Mutex
 	subs []string
 }
@@ -22,7 +23,7 @@ type apiCalls struct {
 func watchAPI(t *testing.T, n *testenv.NATS) *apiCalls {
 	t.Helper()
 	nc, _ := n.Connect(t)
-	a := &apiCalls{}
+	a := &apiCalls{nc: nc}
 	if _, err := nc.Subscribe("$JS.API.>", func(m *nats.Msg) {
 		a.mu.Lock()
 		a.subs = append(a.subs, strings.TrimPrefix(m.Subject, "$JS.API."))
@@ -40,12 +41,26 @@ func watchAPI(t *testing.T, n *testenv.NATS) *apiCalls {
 // subscription has caught up with conn's.
 func (a *apiCalls) take(t *testing.T, conn *nats.Conn) []string {
 	t.Helper()
-	if err := conn.Flush(); err != nil {
+	if err := conn.Flush(); err != nil { // the requests are at the server
 		t.Fatal(err)
 	}
-	// The subscription's handler runs on a goroutine of its own, after
-	// its connection has read the messages: nothing tells when it is done.
-	time.Sleep(50 * time.Millisecond)
+	if err := a.nc.Flush(); err != nil { // their copies have reached the subscriber's connection
+		t.Fatal(err)
+	}
+	// The subscription's handler runs on a goroutine of its own: a
+	// barrier's function runs once it has handled every message before it.
+	handled := make(chan struct{})
+	if err := a.nc.Barrier(func() { close(handled) }); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitUntil(t, 5*time.Second, "the subscriber to handle the requests", func() bool {
+		select {
+		case <-handled:
+			return true
+		default:
+			return false
+		}
+	})
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	out := a.subs

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -94,6 +95,26 @@ func setup(t *testing.T, svc *fakeService, intakes int) jetstream.JetStream {
 	return js
 }
 
+// settled waits until the intakes' consumer has delivered every message
+// and each delivery was acknowledged (or ended): every handling is over,
+// and none will be redelivered.
+func settled(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	testenv.WaitFor(t, 15*time.Second, "every message delivered and acknowledged", func() (string, bool) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := js.Consumer(ctx, StreamCampaigns, "campaignd")
+		if err != nil {
+			return err.Error(), false
+		}
+		ci, err := c.Info(ctx)
+		if err != nil {
+			return err.Error(), false
+		}
+		return fmt.Sprintf("%d not delivered, %d not acknowledged", ci.NumPending, ci.NumAckPending), ci.NumPending == 0 && ci.NumAckPending == 0
+	})
+}
+
 func valid(id string) []byte {
 	return []byte(`{"id":"` + id + `","kind":"batch_push","push_message":{"t":1},"targets":["u1"]}`)
 }
@@ -121,7 +142,7 @@ func TestSubmitIsRedeliveredUntilStored(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.WaitUntil(t, 15*time.Second, "c1 stored after two failures", func() bool { s, _ := svc.snapshot(); return len(s) == 1 })
-	time.Sleep(300 * time.Millisecond) // a window for a redelivery that must not come
+	settled(t, js) // acknowledged: no redelivery can come
 	if s, _ := svc.snapshot(); len(s) != 1 {
 		t.Fatalf("submitted %v", s)
 	}
@@ -143,7 +164,7 @@ func TestEachMessageHandledOnceByTwoIntakes(t *testing.T) {
 		t.Fatalf("re-publish not deduplicated: %+v %v", ack, err)
 	}
 	testenv.WaitUntil(t, 15*time.Second, "40 submits", func() bool { s, _ := svc.snapshot(); return len(s) >= 40 })
-	time.Sleep(300 * time.Millisecond) // a window for a message handled twice to show
+	settled(t, js) // every handling has ended: a message handled twice shows now
 	s, _ := svc.snapshot()
 	seen := map[string]int{}
 	for _, id := range s {

@@ -1,6 +1,7 @@
 package provider_test
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -38,12 +39,20 @@ func countingServer(t *testing.T, tls bool) (*httptest.Server, *atomic.Int32) {
 // and whether that one was a warm spare.
 func get(t *testing.T, c *http.Client, url string) (reused, warm bool) {
 	t.Helper()
+	info := do(t, c, url)
+	return info.Reused, provider.WarmConn(info.Conn)
+}
+
+// do sends a GET to url and returns the connection it went on.
+func do(t *testing.T, c *http.Client, url string) httptrace.GotConnInfo {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var got httptrace.GotConnInfo
 	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
-		GotConn: func(info httptrace.GotConnInfo) { reused, warm = info.Reused, provider.WarmConn(info.Conn) },
+		GotConn: func(info httptrace.GotConnInfo) { got = info },
 	}))
 	resp, err := c.Do(req)
 	if err != nil {
@@ -51,7 +60,7 @@ func get(t *testing.T, c *http.Client, url string) (reused, warm bool) {
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	return reused, warm
+	return got
 }
 
 // A plain-HTTP provider gets spare connections opened ahead of need: the
@@ -63,22 +72,34 @@ func TestSpareConnectionsToAPlainHTTPProvider(t *testing.T) {
 	srv, opened := countingServer(t, false)
 	c := provider.NewHTTPClient(provider.HTTPOptions{Warm: []string{srv.URL + "/base"}, SpareConns: 2})
 	t.Cleanup(c.CloseIdleConnections)
-	testenv.WaitFor(t, 5*time.Second, "2 spare connections opened", func() (int32, bool) {
-		n := opened.Load()
-		return n, n >= 2
+	testenv.WaitFor(t, 5*time.Second, "2 spare connections opened and parked", func() (string, bool) {
+		parked, _ := provider.Spares(c)
+		return fmt.Sprintf("%d opened, %d parked", opened.Load(), parked), opened.Load() >= 2 && parked == 2
 	})
-	time.Sleep(150 * time.Millisecond) // a spare is warm once parked 100 ms on the real clock
+	// A spare is warm once parked 100 ms: these were parked 150 ms more.
+	provider.AgeSpares(c, 150*time.Millisecond)
 	if reused, warm := get(t, c, srv.URL); reused || !warm {
 		t.Fatalf("first request: reused %v, warm %v; want a warm spare", reused, warm)
 	}
-	if reused, _ := get(t, c, srv.URL); !reused {
+	second := do(t, c, srv.URL)
+	if !second.Reused {
 		t.Fatal("second request did not reuse the idle connection")
 	}
+	// The spare the first request took is replaced: a third connection,
+	// parked (and so among those the provider drops next).
+	testenv.WaitFor(t, 5*time.Second, "the spare taken to be replaced", func() (string, bool) {
+		parked, _ := provider.Spares(c)
+		return fmt.Sprintf("%d opened, %d parked", opened.Load(), parked), opened.Load() >= 3 && parked == 2
+	})
 
 	srv.CloseClientConnections() // the provider drops every connection, spares included
-	// The closes reach the client's side (its idle connections and spares
-	// see EOF): nothing there to watch for, so give it the time.
-	time.Sleep(50 * time.Millisecond)
+	// The closes reach the client's side: its spares see end of file, and
+	// the transport closes its idle connection (a deadline can no longer be
+	// set on it).
+	testenv.WaitUntil(t, 5*time.Second, "the client to see the provider's closes", func() bool {
+		_, open := provider.Spares(c)
+		return open == 0 && second.Conn.SetReadDeadline(time.Time{}) != nil
+	})
 	if reused, warm := get(t, c, srv.URL); reused || warm {
 		t.Fatalf("after the provider closed the spares: reused %v, warm %v; want a fresh connection", reused, warm)
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -329,7 +330,7 @@ func TestLocalQueueBoundsBookingsAhead(t *testing.T) {
 		}
 		got <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	waitWaiting(t, l, 1)
 	releases[0]()
 	if err := <-got; err != nil {
 		t.Fatalf("a place freed, the waiter got %v", err)
@@ -416,7 +417,7 @@ func TestASlowAnswerMovesTheScheduleOn(t *testing.T) {
 		if d := next.Wait - want; d < -15*time.Millisecond || d > 15*time.Millisecond {
 			t.Fatalf("call %d answered after %s: next slot in %s, want about %s", i, tc.took, next.Wait, want)
 		}
-		time.Sleep(next.Wait + 10*time.Millisecond) // let the booked slot pass
+		// The next WaitGrant books the slot after next's and waits for it.
 	}
 	off := New(r.Client(t), Options{AnswerSlack: -1})
 	if off.opts.AnswerSlack >= 0 {
@@ -434,8 +435,11 @@ func TestALateCallMovesTheScheduleOnWhateverTheProcesses(t *testing.T) {
 	r := testenv.StartRedis(t)
 	const n = 3
 	var ls [n]*Limiter
+	var runs [n]scriptRuns
 	for i := range ls {
-		ls[i] = New(r.Client(t), Options{Margin: 0.01})
+		rdb := r.Client(t)
+		rdb.AddHook(&runs[i])
+		ls[i] = New(rdb, Options{Margin: 0.01})
 	}
 	rate := Rate{Key: "late", PerSecond: 2} // spacing 505 ms, horizon 505 ms
 	if h := ls[0].Horizon(rate.PerSecond); h != 505*time.Millisecond {
@@ -457,7 +461,12 @@ func TestALateCallMovesTheScheduleOnWhateverTheProcesses(t *testing.T) {
 			rest <- got{g, err}
 		}()
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Both have asked Redis for a slot: one booked the next (505 ms on),
+	// the other was told the free slot lies beyond the horizon and waits
+	// in its process.
+	testenv.WaitUntil(t, 5*time.Second, "the other two processes to ask for a slot", func() bool {
+		return runs[1].n.Load() >= 1 && runs[2].n.Load() >= 1
+	})
 	const late = 80 * time.Millisecond
 	first.Sent(provider.Sent{Written: first.r.SendAt.Add(late)})
 	var slots []int64
@@ -538,5 +547,36 @@ func TestLateAtWakeThenAtWriteMovesByTheWholeLateness(t *testing.T) {
 	// real send: its slot + 73.5 ms + 2 spacings.
 	if want := first.slot + 73_500 + 2*101_000; tat < want {
 		t.Fatalf("next free slot %d µs after the late call's, want at least %d", tat-first.slot, want-first.slot)
+	}
+}
+
+// scriptRuns is a redis.Hook counting the scripts its client's Redis has
+// run and answered (a NOSCRIPT answer is not a run): a limiter's
+// reservations.
+type scriptRuns struct{ n atomic.Int32 }
+
+func (s *scriptRuns) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (s *scriptRuns) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		s.count(cmd)
+		return err
+	}
+}
+
+func (s *scriptRuns) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, cmd := range cmds {
+			s.count(cmd)
+		}
+		return err
+	}
+}
+
+func (s *scriptRuns) count(cmd redis.Cmder) {
+	if name := cmd.Name(); (name == "evalsha" || name == "eval") && !redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		s.n.Add(1)
 	}
 }

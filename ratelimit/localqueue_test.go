@@ -226,7 +226,16 @@ func TestBetterPriorityTakesTheNextSlot(t *testing.T) {
 			mu.Unlock()
 		}()
 	}
-	time.Sleep(120 * time.Millisecond) // lows hold the booked slots and wait; the first slots (real clock) pass
+	// The first two lows have sent (their slots, ~0 and ~100 ms, passed on
+	// the real clock); the next two hold the booked slots (~200, ~300 ms)
+	// and wait for them, the other lows wait for a place.
+	testenv.WaitUntil(t, 5*time.Second, "two lows sent and two sleeping until their slots", func() bool {
+		mu.Lock()
+		sent := len(order)
+		mu.Unlock()
+		_, sleeping := l.lineUp()
+		return sent >= 2 && sleeping == 2
+	})
 	t0 := time.Now()
 	if _, _, err := l.WaitGrant(WithOrder(ctx, 0, "high"), rates...); err != nil {
 		t.Fatal(err)

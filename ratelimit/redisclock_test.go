@@ -80,9 +80,7 @@ func (s *slowAnswers) DialHook(next redis.DialHook) redis.DialHook { return next
 func (s *slowAnswers) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
-		if s.n.Add(-1) >= 0 {
-			time.Sleep(s.d)
-		}
+		s.delay()
 		return err
 	}
 }
@@ -90,10 +88,16 @@ func (s *slowAnswers) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (s *slowAnswers) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		err := next(ctx, cmds)
-		if s.n.Add(-1) >= 0 {
-			time.Sleep(s.d)
-		}
+		s.delay()
 		return err
+	}
+}
+
+// delay holds one of the first n answers back by d: real time, as the
+// answer's transit takes it (the limiter reads the wall clock here).
+func (s *slowAnswers) delay() {
+	if s.n.Add(-1) >= 0 {
+		time.Sleep(s.d)
 	}
 }
 

@@ -161,7 +161,8 @@ func childSoak() int {
 	return 0
 }
 
-// childTasks: creates RL_PUSHES label pushes, each after a task slot.
+// childTasks: creates RL_PUSHES label pushes, each after a task slot; it
+// gives up (exit 1) when a slot has not come within 2 minutes.
 func childTasks() int {
 	l := childLimiter()
 	tw := l.NewTaskWindow(TaskWindowConfig{MaxCreated: 3, Window: time.Duration(envInt("RL_WINDOW_MS")) * time.Millisecond,
@@ -170,10 +171,16 @@ func childTasks() int {
 	url, token := os.Getenv("RL_URL")+"/org/app/push/list/label", os.Getenv("RL_TOKEN")
 	for i := 0; i < envInt("RL_PUSHES"); i++ {
 		id := fmt.Sprintf("%s-%d", os.Getenv("RL_NAME"), i)
-		for {
+		for deadline := time.Now().Add(2 * time.Minute); ; {
 			_, err := tw.Acquire(context.Background(), "soak", TaskLabel, id, 0)
 			var rl *RateLimited
 			if errors.As(err, &rl) {
+				if time.Now().Add(rl.RetryIn).After(deadline) {
+					fmt.Println("error: no task slot for", id, "within 2m")
+					return 1
+				}
+				// Back when the caps allow one, as the daemon's tasks come
+				// back (the test judges how soon a freed slot is used).
 				time.Sleep(rl.RetryIn)
 				continue
 			}
@@ -190,7 +197,8 @@ func childTasks() int {
 	return 0
 }
 
-// childHold takes the only running slot and waits to be killed.
+// childHold takes the only running slot and waits to be killed (or, should
+// the test end first, for its stdin to close with the test process).
 func childHold() int {
 	l := childLimiter()
 	tw := l.NewTaskWindow(TaskWindowConfig{MaxCreated: 100, Window: time.Minute, MaxRunning: 1, TaskDuration: 2 * time.Second, Guard: 50 * time.Millisecond})
@@ -199,7 +207,7 @@ func childHold() int {
 		return 1
 	}
 	fmt.Println("held")
-	time.Sleep(time.Hour)
+	_, _ = io.Copy(io.Discard, os.Stdin)
 	return 0
 }
 
@@ -366,6 +374,8 @@ func TestCrashedHolderFreesItsSlotWithItsLease(t *testing.T) {
 	rd := testenv.StartRedis(t)
 	cmd := child(t, "hold", "RL_REDIS="+rd.Addr)
 	stdout, _ := cmd.StdoutPipe()
+	stdin, _ := cmd.StdinPipe() // open while the child holds the slot
+	t.Cleanup(func() { _ = stdin.Close() })
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -378,21 +388,20 @@ func TestCrashedHolderFreesItsSlotWithItsLease(t *testing.T) {
 	_ = cmd.Wait()
 	l := New(rd.Client(t), Options{})
 	tw := l.NewTaskWindow(TaskWindowConfig{MaxCreated: 100, Window: time.Minute, MaxRunning: 1, TaskDuration: 2 * time.Second, Guard: 50 * time.Millisecond})
-	for {
+	testenv.WaitUntil(t, 10*time.Second, "the crashed holder's slot to be free", func() bool {
 		_, err := tw.Acquire(context.Background(), "crash", TaskLabel, "next", 0)
 		var rl *RateLimited
 		if errors.As(err, &rl) {
 			if rl.RetryIn > 2100*time.Millisecond {
 				t.Fatalf("told to wait %s, longer than the lease", rl.RetryIn)
 			}
-			time.Sleep(rl.RetryIn)
-			continue
+			return false
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		break
-	}
+		return true
+	})
 	if waited := time.Since(killed); waited > 3*time.Second {
 		t.Fatalf("slot freed %s after the crash", waited)
 	}

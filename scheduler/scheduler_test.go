@@ -268,8 +268,14 @@ func TestFaultBeforeSubmitLosesNoTick(t *testing.T) {
 			}()
 			<-done // a's Tick returned an error, or its goroutine "crashed"
 			// A's firing lease ends (at once when its submit failed, when it
-			// expires when A died or lost Redis).
-			time.Sleep(lease + 50*time.Millisecond) // the lease's TTL runs out on Redis's own clock
+			// expires when A died or lost Redis): its TTL runs out on Redis's
+			// own clock, and Redis drops the key.
+			probe := srv.Client(t)
+			leaseKey := a.opts.Prefix + "firing:" + TickID("daily", testenv.Date(2026, 3, 2, 9, 0, 0, 0))
+			testenv.WaitUntil(t, 5*time.Second, "A's firing lease "+leaseKey+" to end", func() bool {
+				n, err := probe.Exists(context.Background(), leaseKey).Result()
+				return err == nil && n == 0
+			})
 
 			clk.Advance(time.Second)
 			if err := b.Tick(context.Background()); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,13 +21,15 @@ import (
 )
 
 // gateSink is a Sink of this test: it records what it publishes,
-// fails while failing is set, waits while its gate is shut, and takes a
-// random moment per event when jitter is set.
+// fails while failing is set (counting the attempts it refused), waits
+// while its gate is shut, and takes a random moment per event when jitter
+// is set.
 type gateSink struct {
 	mu      sync.Mutex
 	events  []campaigns.Status
 	gate    chan struct{} // nil: open
 	failing bool
+	refused int
 	jitter  time.Duration
 }
 
@@ -44,15 +47,24 @@ func (g *gateSink) Publish(ctx context.Context, st campaigns.Status) error {
 		}
 	}
 	if failing {
+		g.mu.Lock()
+		g.refused++
+		g.mu.Unlock()
 		return errUnavailable
 	}
 	if jitter > 0 {
-		time.Sleep(rand.N(jitter))
+		time.Sleep(rand.N(jitter)) // a slow stream: the time a publish takes, not a wait of the test
 	}
 	g.mu.Lock()
 	g.events = append(g.events, st)
 	g.mu.Unlock()
 	return nil
+}
+
+func (g *gateSink) refusals() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.refused
 }
 
 func (g *gateSink) of(id string) []campaigns.Status {
@@ -131,7 +143,18 @@ func TestStatusQueueKeepsEachCampaignInOrder(t *testing.T) {
 			for i := range steps {
 				_ = q.Publish(context.Background(), ev(id, campaigns.StateRunning, int64(i)))
 				if i%50 == 0 {
-					time.Sleep(time.Millisecond)
+					// Every 50 steps the campaign's progress goes out before
+					// it goes on (the other campaigns meanwhile do not wait):
+					// the sink sees several of its running events, not only
+					// the newest.
+					if !testenv.Eventually(10*time.Second, func() bool {
+						evs := sk.of(id)
+						last := len(evs) - 1
+						return last >= 0 && evs[last].Status == campaigns.StateRunning && evs[last].Sent >= int64(i)
+					}) {
+						t.Errorf("%s: running %d not published within 10 s", id, i)
+						return
+					}
 				}
 			}
 			_ = q.Publish(context.Background(), ev(id, campaigns.StateCompleted, steps))
@@ -277,7 +300,10 @@ func TestStatusQueueRetriesThenGivesUp(t *testing.T) {
 	defer q.Close(time.Second)
 	ctx := context.Background()
 	_ = q.Publish(ctx, ev("r", campaigns.StateAccepted, 0))
-	time.Sleep(150 * time.Millisecond)
+	testenv.WaitFor(t, 2*time.Second, "the accepted event to be refused twice (retried)", func() (int, bool) {
+		n := sk.refusals()
+		return n, n >= 2
+	})
 	sk.mu.Lock()
 	sk.failing = false // the stream is back within RetryFor
 	sk.mu.Unlock()
@@ -336,9 +362,25 @@ func TestStatusQueueCloseFlushesForABoundedTime(t *testing.T) {
 // natsStatus is a real NATS server with campaignd's streams, and the
 // status queue in front of intake's publisher.
 type natsStatus struct {
-	n  *testenv.NATS
-	js jetstream.JetStream
-	q  *Queue
+	n   *testenv.NATS
+	js  jetstream.JetStream
+	q   *Queue
+	pub *failCount
+}
+
+// failCount is a Sink counting the publishes of the Sink it wraps that
+// failed.
+type failCount struct {
+	Sink
+	failed atomic.Int64
+}
+
+func (f *failCount) Publish(ctx context.Context, st campaigns.Status) error {
+	err := f.Sink.Publish(ctx, st)
+	if err != nil {
+		f.failed.Add(1)
+	}
+	return err
 }
 
 func startNATSStatus(t *testing.T, o Options) *natsStatus {
@@ -357,10 +399,11 @@ func startNATSStatus(t *testing.T, o Options) *natsStatus {
 		t.Fatal(err)
 	}
 	o.Logger = zerolog.Nop()
-	q := New(intake.NewPublisher(js, zerolog.Nop()), o)
+	pub := &failCount{Sink: intake.NewPublisher(js, zerolog.Nop())}
+	q := New(pub, o)
 	q.Start()
 	t.Cleanup(func() { q.Close(time.Second) })
-	return &natsStatus{n: n, js: js, q: q}
+	return &natsStatus{n: n, js: js, q: q, pub: pub}
 }
 
 // read returns every status event of id in the stream, in stream order.
@@ -406,9 +449,13 @@ func TestStatusQueueOrderOnNATS(t *testing.T) {
 			defer wg.Done()
 			id := fmt.Sprintf("ord-%d", c)
 			_ = s.q.Publish(context.Background(), ev(id, campaigns.StateAccepted, 0))
+			// One step every 200 µs (about a publish's round trip): many
+			// of them go out, not only the newest.
+			pace := time.NewTicker(200 * time.Microsecond)
+			defer pace.Stop()
 			for i := range steps {
 				_ = s.q.Publish(context.Background(), ev(id, campaigns.StateRunning, int64(i)))
-				time.Sleep(200 * time.Microsecond) // let many of them go out, not only the newest
+				<-pace.C
 			}
 			_ = s.q.Publish(context.Background(), ev(id, campaigns.StateCompleted, steps))
 		}()
@@ -460,7 +507,13 @@ func TestStatusQueueOutlastsANATSOutage(t *testing.T) {
 	if p := s.q.Pending(); p < camps {
 		t.Fatalf("%d events pending while NATS is down, want at least the %d finals", p, camps)
 	}
-	time.Sleep(time.Second)
+	// The queue keeps trying the stopped server: every publish attempt
+	// times out (AttemptTimeout), and is tried again after a backoff.
+	failedAtStop := s.pub.failed.Load()
+	testenv.WaitFor(t, 20*time.Second, "8 publish attempts to fail against the stopped server (4 workers, twice each)", func() (int64, bool) {
+		n := s.pub.failed.Load() - failedAtStop
+		return n, n >= 8
+	})
 	pending := s.q.Pending()
 	s.n.Restart(t)
 	t.Logf("NATS down for %s; %d events pending, %d dropped for room", time.Since(down).Round(time.Millisecond), pending, cnt.get(DropFull))

@@ -29,7 +29,9 @@ import (
 
 // setup starts NATS with campaignd's streams and a responder playing
 // campaignd: it answers each submit with accepted (or rejected for ids
-// starting with "bad"), then running and completed.
+// starting with "bad"), then, once someone watches the campaign
+// (campaignctl watch), running and completed: the watcher sees it
+// accepted first, then its progress.
 func setup(t *testing.T) (string, jetstream.JetStream) {
 	t.Helper()
 	n := testenv.StartNATS(t)
@@ -45,6 +47,23 @@ func setup(t *testing.T) (string, jetstream.JetStream) {
 		t.Fatal(err)
 	}
 	pub := intake.NewPublisher(js, zerolog.Nop())
+	// watched tells whether a consumer follows id's status events from the
+	// last one on (as campaignctl watch does).
+	watched := func(id string) bool {
+		s, err := js.Stream(ctx, intake.StreamStatus)
+		if err != nil {
+			return false
+		}
+		infos := s.ListConsumers(ctx)
+		found := false
+		for ci := range infos.Info() {
+			subjects := append([]string{ci.Config.FilterSubject}, ci.Config.FilterSubjects...)
+			if ci.Config.DeliverPolicy == jetstream.DeliverLastPerSubjectPolicy && slices.Contains(subjects, intake.StatusSubject(id)) {
+				found = true
+			}
+		}
+		return found && infos.Err() == nil
+	}
 	cons, err := js.OrderedConsumer(ctx, intake.StreamCampaigns, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +94,8 @@ func setup(t *testing.T) (string, jetstream.JetStream) {
 				total = -1 // marks an audience campaign
 			}
 			_ = pub.Publish(ctx, campaigns.Status{ID: c.ID, Status: campaigns.StateAccepted, TargetsTotal: total})
-			time.Sleep(50 * time.Millisecond) // the fake campaign takes a while to run: a watcher sees it accepted first
+			// The fake campaign runs once watched (or when the test ends).
+			testenv.Eventually(time.Minute, func() bool { return ctx.Err() != nil || watched(c.ID) })
 			_ = pub.Publish(ctx, campaigns.Status{ID: c.ID, Status: campaigns.StateRunning, TargetsTotal: 2, Sent: 1})
 			_ = pub.Publish(ctx, campaigns.Status{ID: c.ID, Status: campaigns.StateCompleted, TargetsTotal: 2, Sent: 2})
 		}

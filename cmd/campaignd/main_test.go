@@ -113,7 +113,57 @@ schedules:
 		testenv.WaitHTTP(t, api+"/readyz")
 		procs = append(procs, p)
 	}
-	time.Sleep(3 * time.Second) // ticks of the first config fire on the real clock ("keep" is checked from 3 s before the reload)
+	readyAt := time.Now()
+	// fired lists each schedule's fired ticks, from the campaigns the API
+	// lists (a tick's campaign id ends in its time).
+	fired := func() map[string][]time.Time {
+		t.Helper()
+		ticks := map[string][]time.Time{} // schedule → its fired ticks
+		resp, err := http.Get(api + "/api/campaigns?limit=500")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var page struct {
+			Campaigns []campaigns.Status `json:"campaigns"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		for _, st := range page.Campaigns {
+			rest, ok := strings.CutPrefix(st.ID, "cron-")
+			if !ok {
+				continue
+			}
+			i := strings.LastIndex(rest, "-")
+			at, err := time.Parse("20060102150405", rest[i+1:])
+			if err != nil {
+				t.Fatalf("tick id %s: %v", st.ID, err)
+			}
+			ticks[rest[:i]] = append(ticks[rest[:i]], at)
+		}
+		return ticks
+	}
+	// since counts the ticks at from or later.
+	since := func(ticks []time.Time, from time.Time) int {
+		n := 0
+		for _, at := range ticks {
+			if !at.Before(from) {
+				n++
+			}
+		}
+		return n
+	}
+	// Ticks of the first config fire on the real clock ("keep" is checked
+	// from 3 s before the reload): the first two a second and more after
+	// both processes are ready.
+	first := readyAt.Add(time.Second).Truncate(2 * time.Second).Add(2 * time.Second)
+	testenv.WaitFor(t, 20*time.Second, fmt.Sprintf("keep's ticks at %s and 2 s later", first.UTC().Format(time.TimeOnly)), func() ([]time.Time, bool) {
+		keep := fired()["keep"]
+		have := map[int64]bool{}
+		for _, at := range keep {
+			have[at.Unix()] = true
+		}
+		return keep, have[first.Unix()] && have[first.Unix()+2]
+	})
 
 	// A config that does not validate is refused.
 	write(entry("keep", "not a cron"))
@@ -126,34 +176,25 @@ schedules:
 	write(entry("keep", "*/2 * * * * *")+entry("change", "1/2 * * * * *")+entry("new", "*/2 * * * * *"), "worker: {concurrency: 7}\n")
 	_ = procs[0].Cmd.Process.Signal(syscall.SIGHUP)
 	reloadedA := time.Now()
-	time.Sleep(1300 * time.Millisecond) // the second process reloads a second and more later
+	// The second process reloads a second and more later: once the first
+	// has fired a tick of its new schedule "new" (the second still on the
+	// old config) a second and more after its reload.
+	testenv.WaitFor(t, 20*time.Second, `a tick of "new" a second and more after the first reload`, func() ([]time.Time, bool) {
+		ticks := fired()["new"]
+		return ticks, since(ticks, reloadedA.Add(time.Second)) >= 1
+	})
 	_ = procs[1].Cmd.Process.Signal(syscall.SIGHUP)
 	reloadedB := time.Now()
-	time.Sleep(6 * time.Second) // ticks of the new config fire on the real clock
+	// Ticks of the new config fire on the real clock: three of each
+	// schedule after both reloads.
+	testenv.WaitFor(t, 30*time.Second, "3 ticks of keep, new and change after both reloads", func() (map[string][]time.Time, bool) {
+		ticks := fired()
+		from := reloadedB.Add(time.Second)
+		return ticks, since(ticks["keep"], from) >= 3 && since(ticks["new"], from) >= 3 && since(ticks["change"], from) >= 3
+	})
 	end := time.Now()
 
-	ticks := map[string][]time.Time{} // schedule → its fired ticks
-	resp, err := http.Get(api + "/api/campaigns?limit=500")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var page struct {
-		Campaigns []campaigns.Status `json:"campaigns"`
-	}
-	_ = json.NewDecoder(resp.Body).Decode(&page)
-	resp.Body.Close()
-	for _, st := range page.Campaigns {
-		rest, ok := strings.CutPrefix(st.ID, "cron-")
-		if !ok {
-			continue
-		}
-		i := strings.LastIndex(rest, "-")
-		at, err := time.Parse("20060102150405", rest[i+1:])
-		if err != nil {
-			t.Fatalf("tick id %s: %v", st.ID, err)
-		}
-		ticks[rest[:i]] = append(ticks[rest[:i]], at)
-	}
+	ticks := fired()
 	within := func(name string, from, to time.Time, even bool) {
 		t.Helper()
 		have := map[int64]bool{}

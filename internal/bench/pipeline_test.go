@@ -480,16 +480,16 @@ func campaignRound(b *testing.B, ctx context.Context, js jetstream.JetStream, id
 	var res round
 	var final campaigns.Status
 	planned := make(chan struct{})
-	go func() {
+	go func() { // on a goroutine of its own (no Fatal there): the status events are read meanwhile
 		defer close(planned)
-		for time.Since(t0) < 10*time.Minute {
-			if d, passes, ok := planLog(logPath, id); ok {
+		testenv.Eventually(10*time.Minute, func() bool {
+			d, passes, ok := planLog(logPath, id)
+			if ok {
 				res.planned, res.passes = d, passes
 				afterPlan()
-				return
 			}
-			time.Sleep(20 * time.Millisecond) // polls the log on a goroutine of its own (no Fatal there), for 10 minutes at most
-		}
+			return ok
+		})
 	}()
 	for final.Status == "" || !final.Status.Final() {
 		m, err := it.Next()

@@ -451,13 +451,15 @@ func natsRestart(t *testing.T, bin string) {
 	js := w.js()
 	start := time.Now()
 	const count, each = 40, 500
+	pace := time.NewTicker(100 * time.Millisecond) // paces the submits: some go while NATS is down
+	defer pace.Stop()
 	for i := range count {
 		if i == 15 {
 			w.ns.Stop()
 			go func() { time.Sleep(2 * time.Second); w.ns.Restart(t) }() // NATS is down for 2 s of real time
 		}
 		w.submit(js, fmt.Sprintf("nats-%02d", i), fmt.Sprintf("n%02d", i), each)
-		time.Sleep(100 * time.Millisecond) // paces the submits: some go while NATS is down
+		<-pace.C
 	}
 	last, completed := w.waitCompleted("nats-%02d", count, each)
 	w.finish(scenario, start, count*each, 0, last, campaigns.StateCompleted, fmt.Sprintf("%d/%d campaigns completed once", completed, count))
@@ -552,14 +554,22 @@ func lostCronTick(t *testing.T, bin string) {
 	defer sub.Unsubscribe()
 	start := time.Now()
 	first := start.Truncate(2 * time.Second).Add(4 * time.Second)
-	time.Sleep(time.Until(first.Add(3900 * time.Millisecond))) // just before a tick
+	// The faults are timed on the real clock, as the ticks are: at offsets
+	// from the first tick (not one after the other, which would drift).
+	sleepUntil := func(offset time.Duration) { time.Sleep(time.Until(first.Add(offset))) }
+	sleepUntil(3900 * time.Millisecond) // just before a tick
 	w.live()[0].p.Kill()
-	time.Sleep(2 * time.Second) // a tick with one process fewer (ticks are on the real clock)
+	sleepUntil(5900 * time.Millisecond) // a tick with one process fewer; now just before the next
 	pid := w.rd.Pid()
 	_ = sigstop(pid)
-	time.Sleep(1500 * time.Millisecond) // Redis hangs for 1.5 s of real time
+	sleepUntil(7400 * time.Millisecond) // Redis hangs for 1.5 s of real time, over the tick at first + 6 s
 	_ = sigcont(pid)
-	time.Sleep(6 * time.Second) // three more ticks
+	// Three more ticks: the third is fired (the ticks before it are judged).
+	third := first.Add(12 * time.Second)
+	testenv.WaitUntil(t, 30*time.Second, "the tick at "+third.UTC().Format(time.TimeOnly)+" to fire", func() bool {
+		_, ok := w.status("cron-tick-" + third.UTC().Format("20060102150405"))
+		return ok
+	})
 	last := time.Now().Truncate(2 * time.Second).Add(-2 * time.Second)
 	missing, fired := 0, 0
 	var st campaigns.Status

@@ -112,37 +112,45 @@ func sentinelFailover(t *testing.T, bin string) {
 	w.waitPushes(5_000)
 	master.Stop() // SIGKILL
 	killed := time.Now()
-	var promoted time.Time
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		if a := masterAddr(); a == replica.Addr {
-			promoted = time.Now()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no failover: master %q", masterAddr())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 30*time.Second, "the sentinels to promote the replica "+replica.Addr, func() (string, bool) {
+		a := masterAddr()
+		return "master " + a, a == replica.Addr
+	})
+	promoted := time.Now()
 	before := w.sim.Sim().Stats().TotalPushes
+	resumedOK := false
+	defer func() { // on the timeout too (Fatal runs it): what the processes and the new master's queues say
+		if resumedOK {
+			return
+		}
+		for i, p := range w.live() {
+			_ = os.WriteFile(fmt.Sprintf("/tmp/ha-proc-%d.log", i), []byte(p.p.Log()), 0o644)
+		}
+		insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: replica.Addr})
+		for _, q := range []string{"default", "high", "low"} {
+			if qi, err := insp.GetQueueInfo(q); err == nil {
+				t.Logf("queue %s on the new master: pending %d active %d scheduled %d retry %d archived %d", q, qi.Pending, qi.Active, qi.Scheduled, qi.Retry, qi.Archived)
+			}
+		}
+		insp.Close()
+	}()
+	testenv.WaitFor(t, 30*time.Second, "sending to resume after the failover", func() (int, bool) {
+		n := w.sim.Sim().Stats().TotalPushes
+		return n, n > before
+	})
+	resumedOK = true
+	// When it resumed: the first call pushsim saw after the promotion (one
+	// target per call is enough to date the calls).
 	var resumed time.Time
-	for deadline := time.Now().Add(30 * time.Second); resumed.IsZero(); {
-		if w.sim.Sim().Stats().TotalPushes > before {
-			resumed = time.Now()
-		}
-		if time.Now().After(deadline) {
-			for i, p := range w.live() {
-				_ = os.WriteFile(fmt.Sprintf("/tmp/ha-proc-%d.log", i), []byte(p.p.Log()), 0o644)
+	for _, target := range w.submitted {
+		for _, p := range w.sim.Sim().Pushes(target) {
+			if p.At.After(promoted) && (resumed.IsZero() || p.At.Before(resumed)) {
+				resumed = p.At
 			}
-			insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: replica.Addr})
-			for _, q := range []string{"default", "high", "low"} {
-				if qi, err := insp.GetQueueInfo(q); err == nil {
-					t.Logf("queue %s on the new master: pending %d active %d scheduled %d retry %d archived %d", q, qi.Pending, qi.Active, qi.Scheduled, qi.Retry, qi.Archived)
-				}
-			}
-			insp.Close()
-			t.Fatal("sending never resumed after the failover")
 		}
-		time.Sleep(5 * time.Millisecond)
+	}
+	if resumed.IsZero() {
+		resumed = time.Now()
 	}
 	st := w.waitFinal("failover", 3*time.Minute)
 	inFlight := 2 * 4 * 20 * 100 // processes × InFlight(20) batches × 100 targets
@@ -179,6 +187,8 @@ func natsNodeLost(t *testing.T, bin string, o testenv.NATSClusterOptions) {
 	start := time.Now()
 	const count, each = 40, 500
 	killed := ""
+	pace := time.NewTicker(100 * time.Millisecond) // paces the submits: some go after the node is down
+	defer pace.Stop()
 	for i := range count {
 		if i == 15 {
 			busiest := cl.Nodes[0]
@@ -191,7 +201,7 @@ func natsNodeLost(t *testing.T, bin string, o testenv.NATSClusterOptions) {
 			busiest.Stop()
 		}
 		w.submit(js, fmt.Sprintf("natsha-%02d", i), fmt.Sprintf("h%02d", i), each)
-		time.Sleep(100 * time.Millisecond) // paces the submits: some go after the node is down
+		<-pace.C
 	}
 	last, completed := w.waitCompleted("natsha-%02d", count, each)
 	w.finish(scenario, start, count*each, 0, last, campaigns.StateCompleted, fmt.Sprintf("node %s shut down after 15 submits; %d/%d campaigns completed once", killed, completed, count))
@@ -238,7 +248,11 @@ func statusLeaderLost(t *testing.T, bin string, o testenv.NATSClusterOptions) {
 	lost := time.Now()
 	before := w.sim.Sim().Stats().TotalPushes
 	var gap time.Duration
-	for last, at := before, time.Now(); time.Since(lost) < 2*time.Second; time.Sleep(5 * time.Millisecond) {
+	// The longest gap between pushes over the 2 s after the loss, sampled
+	// every 5 ms.
+	sample := time.NewTicker(5 * time.Millisecond)
+	defer sample.Stop()
+	for last, at := before, time.Now(); time.Since(lost) < 2*time.Second; <-sample.C {
 		if n := w.sim.Sim().Stats().TotalPushes; n > last {
 			gap = max(gap, time.Since(at))
 			last, at = n, time.Now()

@@ -130,12 +130,19 @@ apps:
 	c.procs[0].Kill()
 	t.Logf("%s killed process 0 after %d pushes", time.Now().Format(time.StampMicro), sim.Sim().Stats().TotalPushes)
 
-	// 2. Kill process 1 just after the second campaign is published (while
-	// it is stored, planned, or its first batches are sent).
+	// 2. Kill process 1 while the second campaign is planned (300,000
+	// lines in several passes) or its first batches are sent: once it is
+	// running, its first batches stored.
 	submit("planning")
-	time.Sleep(150 * time.Millisecond) // the kill lands 150 ms in: while it is stored, planned or first sent
+	published := time.Now()
+	running := testenv.WaitFor(t, time.Minute, "the second campaign to be running (planned in part)", func() (campaigns.Status, bool) {
+		st, ok := c.status("planning")
+		return st, ok && st.Status != campaigns.StateAccepted && st.Status != campaigns.StateScheduled
+	})
 	c.procs[1].Kill()
-	t.Logf("%s killed process 1 150 ms after publishing the second campaign (%d pushes so far)", time.Now().Format(time.StampMicro), sim.Sim().Stats().TotalPushes)
+	t.Logf("%s killed process 1 %s after publishing the second campaign, seen %s with %d targets so far, planned %v (%d pushes so far)",
+		time.Now().Format(time.StampMicro), time.Since(published).Round(time.Millisecond), running.Status, running.TargetsTotal, running.Planned,
+		sim.Sim().Stats().TotalPushes)
 
 	// 3. Bring both back; everything must finish.
 	c.start(t, 0)

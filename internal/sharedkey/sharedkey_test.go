@@ -373,7 +373,12 @@ func TestAnotherClientOnTheKey(t *testing.T) {
 	e := setup(t, real, real, 1, "")
 	r := e.sampleRefusals(t)
 	f := e.startForeign(t, foreignRate)
-	time.Sleep(2 * time.Second) // the other client has sent for 2 s of real time before campaignd starts
+	// The other client has sent for a while before campaignd starts: 2 s
+	// of its calls.
+	testenv.WaitFor(t, 30*time.Second, "the other client's first 6 calls", func() (int, bool) {
+		c := testenv.SimStats(t, e.simURL).Calls[key]
+		return c, c >= int(2*foreignRate)
+	})
 	e.submit(t, "beside", n)
 	e.checkThrottled(t, "beside")
 	e.waitFinal(t, "beside", 2*time.Minute)

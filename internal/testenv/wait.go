@@ -52,6 +52,15 @@ func WaitFor[T any](tb testing.TB, within time.Duration, what string, get func()
 	return last
 }
 
+// Eventually is WaitUntil where failing the test is not allowed: on a
+// goroutine other than the test's (tb.Fatalf must not be called there), or
+// in a child process that has no test. It calls cond as WaitUntil does and
+// reports whether cond held before within passed; the caller reports a
+// timeout (t.Error, an exit code).
+func Eventually(within time.Duration, cond func() bool) bool {
+	return poll(within, cond)
+}
+
 // poll calls cond until it reports true (true) or within has passed
 // (false), pausing between calls as WaitUntil describes.
 func poll(within time.Duration, cond func() bool) bool {

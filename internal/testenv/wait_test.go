@@ -107,3 +107,17 @@ func TestWaitForNamesTheLastValueOnTheDeadline(t *testing.T) {
 		t.Fatalf("failed with %q", msg)
 	}
 }
+
+func TestEventuallyReportsWithoutFailing(t *testing.T) {
+	var calls atomic.Int32
+	if !Eventually(5*time.Second, func() bool { return calls.Add(1) >= 3 }) {
+		t.Fatal("Eventually gave up on a condition that held on the third call")
+	}
+	start := time.Now()
+	if Eventually(100*time.Millisecond, func() bool { return false }) {
+		t.Fatal("Eventually reported a condition that never held")
+	}
+	if took := time.Since(start); took < 100*time.Millisecond || took > 2*time.Second {
+		t.Fatalf("gave up after %s with a deadline of 100ms", took)
+	}
+}

@@ -488,15 +488,19 @@ func TestTokenIsTakenAtTheSlot(t *testing.T) {
 func TestLate401UsesTheTokenAlreadyReplaced(t *testing.T) {
 	t.Parallel()
 	e := setup(t, pushsim.Config{LimitsOff: true})
-	// A proxy that answers requests for user "slow" 300 ms late. The first
-	// request of "fast" and of "slow" wait for each other there, and the
-	// token is revoked before they go on: both are in flight with it.
+	// A proxy that holds the answers to user "slow" until "fast" has been
+	// answered 200. The first request of "fast" and of "slow" wait for each
+	// other there, and the token is revoked before they go on: both are in
+	// flight with it; "slow"'s 401 comes back only after "fast" got its own,
+	// replaced the token and was sent again with the new one.
 	var (
 		firstMu  sync.Mutex
 		first    = map[string]bool{}
 		arrived  sync.WaitGroup
 		revoke   sync.Once
 		revoking = false
+		fastDone = make(chan struct{})
+		fastOnce sync.Once
 	)
 	arrived.Add(2)
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -527,8 +531,19 @@ func TestLate401UsesTheTokenAlreadyReplaced(t *testing.T) {
 			return
 		}
 		defer resp.Body.Close()
-		if bytes.Contains(body, []byte(`"slow"`)) {
-			time.Sleep(300 * time.Millisecond) // a slow answer: its request is still out while the other's is answered
+		switch {
+		case bytes.Contains(body, []byte(`"fast"`)) && resp.StatusCode == http.StatusOK:
+			fastOnce.Do(func() { close(fastDone) })
+		case bytes.Contains(body, []byte(`"slow"`)):
+			// A slow answer: its request is still out while the other's is
+			// answered (and retried with the replaced token).
+			deadline := time.NewTimer(10 * time.Second)
+			defer deadline.Stop()
+			select {
+			case <-fastDone:
+			case <-deadline.C:
+				t.Error(`"fast" not answered 200 within 10 s of "slow"'s answer being held`)
+			}
 		}
 		w.WriteHeader(resp.StatusCode)
 		_, _ = io.Copy(w, resp.Body)
