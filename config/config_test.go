@@ -11,6 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/campaignd/campaignd/internal/testenv"
 	"github.com/campaignd/campaignd/provider"
 )
 
@@ -116,6 +117,11 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"sentinel without addrs", base + "redis: {sentinel: {master: m}}\n", "redis.sentinel.addrs"},
 		{"bad sentinel addr", base + "redis: {sentinel: {master: m, addrs: [\"nohostport\"]}}\n", "redis.sentinel.addrs[0]"},
 		{"password beside url", base + "redis: {url: \"redis://h:6379/0\", password: x}\n", "redis.password"},
+		{"tls on a plain url", base + "redis: {url: \"redis://h:6379/0\", tls: true}\n", "redis.tls"},
+		{"tls cert without key", base + "redis: {url: \"rediss://h:6379/0\", tls: {cert: /etc/hostname}}\n", "redis.tls.key"},
+		{"tls missing ca", base + "redis: {url: \"rediss://h:6379/0\", tls: {ca: /nonexistent/ca.pem}}\n", "redis.tls.ca"},
+		{"tls unknown key", base + "redis: {url: \"rediss://h:6379/0\", tls: {cafile: x}}\n", "cafile"},
+		{"tls not a bool", base + "redis: {url: \"rediss://h:6379/0\", tls: maybe}\n", "redis.tls"},
 		{"bad nats in a list", base + "nats: {url: \"nats://a:4222,b:4222\"}\n", "nats.url (server 2)"},
 		{"replicas", base + "nats: {url: \"nats://a:4222\", replicas: 7}\n", "nats.replicas"},
 		{"http addr", base + "http: {addr: nonsense}\n", "http.addr"},
@@ -137,6 +143,33 @@ func TestErrorsNameTheKey(t *testing.T) {
 				t.Errorf("error spans lines: %q", err)
 			}
 		})
+	}
+}
+
+// redis.tls is true (the system's roots) or the files of a private CA and
+// a client certificate, in the URL and the Sentinel forms alike, and it
+// reads back as it was written.
+func TestRedisTLSForms(t *testing.T) {
+	t.Parallel()
+	ca := testenv.NewCA(t, "config-test").File
+	cfg, err := load(t, base+"redis: {url: \"rediss://h:6380/0\", tls: {ca: "+ca+", server_name: redis.internal}}\n", map[string]string{"SECRET": "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tl := cfg.Redis.TLS; !tl.Enabled || tl.CA != ca || tl.ServerName != "redis.internal" {
+		t.Fatalf("%+v", tl)
+	}
+	fields, _ := cfg.Sanitized().Fields()
+	if flat := fmt.Sprint(fields); !strings.Contains(flat, "redis.tls.ca "+ca) || !strings.Contains(flat, "redis.tls.server_name redis.internal") {
+		t.Fatalf("fields: %s", flat)
+	}
+	cfg, err = load(t, base+"redis: {sentinel: {master: m, addrs: [\"s:26379\"]}, tls: true}\n", map[string]string{"SECRET": "s"})
+	if err != nil || !cfg.Redis.TLS.Enabled || cfg.Redis.TLS.CA != "" {
+		t.Fatalf("tls: true: %+v %v", cfg.Redis.TLS, err)
+	}
+	out, err := yaml.Marshal(cfg.Redis)
+	if err != nil || !strings.Contains(string(out), "tls: true") {
+		t.Fatalf("tls: true reads back as %s (%v)", out, err)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/internal/clock"
+	"github.com/campaignd/campaignd/internal/tlsconf"
 	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/scheduler"
 	"github.com/campaignd/campaignd/worker"
@@ -156,6 +157,47 @@ func (f fieldErrors) Error() string {
 		msgs[i] = fe.Field + ": " + fe.Message
 	}
 	return strings.Join(msgs, "; ")
+}
+
+// UnmarshalYAML reads redis.tls: true or false, or the mapping of its
+// files (any other key is an error naming it).
+func (t *RedisTLS) UnmarshalYAML(n *yaml.Node) error {
+	const want = "redis.tls: want true, false or {ca, cert, key, server_name}"
+	switch n.Kind {
+	case yaml.ScalarNode:
+		var b bool
+		if err := n.Decode(&b); err != nil {
+			return errors.New(want)
+		}
+		*t = RedisTLS{Enabled: b}
+		return nil
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			switch k := n.Content[i].Value; k {
+			case "ca", "cert", "key", "server_name":
+			default:
+				return fmt.Errorf("unknown key %q: %s", k, want)
+			}
+		}
+		type plain RedisTLS
+		var p plain
+		if err := n.Decode(&p); err != nil {
+			return fmt.Errorf("%s: %w", want, err)
+		}
+		*t = RedisTLS(p)
+		t.Enabled = true
+		return nil
+	}
+	return errors.New(want)
+}
+
+// MarshalYAML writes redis.tls as it is read: a bool, or its files.
+func (t RedisTLS) MarshalYAML() (any, error) {
+	if t.Files() == (tlsconf.Files{}) {
+		return t.Enabled, nil
+	}
+	type plain RedisTLS
+	return plain(t), nil
 }
 
 // UnmarshalYAML reads "5m", "10s".
@@ -299,8 +341,21 @@ func (c Config) validate() error {
 		if u, err := url.Parse(c.Redis.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
 			bad("redis.url", "want redis://host:port/db or rediss://…")
 		}
-		if c.Redis.Username != "" || c.Redis.Password != "" || c.Redis.DB != 0 || c.Redis.TLS {
-			bad("redis.password", "username, password, db and tls go in redis.url (redis://user:password@host:port/db, rediss:// for TLS), or with redis.sentinel")
+		if c.Redis.Username != "" || c.Redis.Password != "" || c.Redis.DB != 0 {
+			bad("redis.password", "username, password and db go in redis.url (redis://user:password@host:port/db, rediss:// for TLS), or with redis.sentinel")
+		}
+		if u, err := url.Parse(c.Redis.URL); err == nil && u.Scheme == "redis" && c.Redis.TLS.Enabled {
+			bad("redis.tls", "needs a rediss:// redis.url (redis:// is plain TCP)")
+		}
+	}
+	if c.Redis.TLS.Enabled {
+		if _, err := c.Redis.TLS.Files().Config(); err != nil {
+			var fe *tlsconf.FieldError
+			if errors.As(err, &fe) {
+				bad("redis.tls."+fe.Field, "%v", fe.Err)
+			} else {
+				bad("redis.tls", "%v", err)
+			}
 		}
 	}
 	for i, one := range strings.Split(c.NATS.URL, ",") {

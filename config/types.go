@@ -7,6 +7,8 @@ package config
 import (
 	"time"
 
+	"github.com/campaignd/campaignd/internal/tlsconf"
+
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/provider"
 )
@@ -32,7 +34,27 @@ type Redis struct {
 	Username string    `yaml:"username,omitempty"`
 	Password string    `yaml:"password,omitempty"`
 	DB       int       `yaml:"db,omitempty"`
-	TLS      bool      `yaml:"tls,omitempty"` // Sentinel form: TLS to the sentinels and the servers
+	// TLS: true for TLS with the system's roots, or a private CA and a
+	// client certificate (RedisTLS). Sentinel form: TLS to the sentinels
+	// and the servers; URL form: the files for a rediss:// URL.
+	TLS RedisTLS `yaml:"tls,omitempty"`
+}
+
+// RedisTLS is redis.tls: `true` (TLS with the system's roots), or
+// `{ca, cert, key, server_name}`: the CA to trust instead of the
+// system's, a client certificate and its key (mutual TLS), the name the
+// server's certificate must carry (default: the host dialled).
+type RedisTLS struct {
+	Enabled    bool   `yaml:"-"`
+	CA         string `yaml:"ca,omitempty"`
+	Cert       string `yaml:"cert,omitempty"`
+	Key        string `yaml:"key,omitempty"`
+	ServerName string `yaml:"server_name,omitempty"`
+}
+
+// Files are the TLS files to build the connection's tls.Config from.
+func (t RedisTLS) Files() tlsconf.Files {
+	return tlsconf.Files{CA: t.CA, Cert: t.Cert, Key: t.Key, ServerName: t.ServerName}
 }
 
 // Sentinel locates the Redis master of a Sentinel deployment.

@@ -32,9 +32,11 @@ func (r redisSetup) client(t tune) (*redis.Client, error) {
 			SentinelUsername: sn.Username, SentinelPassword: sn.Password,
 			Username: r.cfg.Username, Password: r.cfg.Password, DB: r.cfg.DB,
 		}
-		if r.cfg.TLS {
-			o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		tc, err := r.tlsConfig(nil)
+		if err != nil {
+			return nil, err
 		}
+		o.TLSConfig = tc
 		t(o)
 		return redis.NewFailoverClient(o.Failover()), nil
 	}
@@ -42,7 +44,11 @@ func (r redisSetup) client(t tune) (*redis.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis.url: %w", err)
 	}
-	o := &redis.UniversalOptions{Addrs: []string{po.Addr}, Username: po.Username, Password: po.Password, DB: po.DB, TLSConfig: po.TLSConfig}
+	tc, err := r.tlsConfig(po.TLSConfig)
+	if err != nil {
+		return nil, err
+	}
+	o := &redis.UniversalOptions{Addrs: []string{po.Addr}, Username: po.Username, Password: po.Password, DB: po.DB, TLSConfig: tc}
 	t(o)
 	c := redis.NewClient(o.Simple())
 	return c, nil
@@ -54,16 +60,43 @@ func (r redisSetup) asynq(poolSize int) (asynq.RedisConnOpt, error) {
 		o := asynq.RedisFailoverClientOpt{MasterName: sn.Master, SentinelAddrs: sn.Addrs,
 			SentinelUsername: sn.Username, SentinelPassword: sn.Password,
 			Username: r.cfg.Username, Password: r.cfg.Password, DB: r.cfg.DB, PoolSize: poolSize}
-		if r.cfg.TLS {
-			o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		tc, err := r.tlsConfig(nil)
+		if err != nil {
+			return nil, err
 		}
+		o.TLSConfig = tc
 		return o, nil
 	}
 	o, err := asynq.ParseRedisURI(r.cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("redis.url: %w", err)
 	}
+	if co, ok := o.(asynq.RedisClientOpt); ok && co.TLSConfig != nil {
+		if co.TLSConfig, err = r.tlsConfig(co.TLSConfig); err != nil {
+			return nil, err
+		}
+		return co, nil
+	}
 	return o, nil
+}
+
+// tlsConfig is the TLS of the connections: nil without TLS; otherwise
+// redis.tls's files (a private CA, a client certificate), or the system's
+// roots. fromURL is what a rediss:// URL asks for (its ServerName, the
+// URL's host, stays unless redis.tls.server_name is set).
+func (r redisSetup) tlsConfig(fromURL *tls.Config) (*tls.Config, error) {
+	t := r.cfg.TLS
+	if fromURL == nil && !t.Enabled {
+		return nil, nil
+	}
+	tc, err := t.Files().Config()
+	if err != nil {
+		return nil, fmt.Errorf("redis.tls.%w", err)
+	}
+	if tc.ServerName == "" && fromURL != nil {
+		tc.ServerName = fromURL.ServerName
+	}
+	return tc, nil
 }
 
 // where names the Redis for people, without credentials.

@@ -7,6 +7,7 @@ package testenv
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -54,6 +55,18 @@ type RedisOptions struct {
 	AppendFsync string
 	// Args are more redis-server arguments (e.g. --cluster-enabled yes).
 	Args []string
+	// TLS, when set, serves TLS only (no plain port) with these files.
+	TLS *RedisTLS
+}
+
+// RedisTLS is a TLS redis-server's side: its certificate and key, the CA
+// its clients' certificates must come from, and whether it asks for one
+// (mutual TLS). Client and ClientKey are a client certificate of that CA
+// for the readiness check when AuthClients is set.
+type RedisTLS struct {
+	Cert, Key, CA     string
+	AuthClients       bool
+	Client, ClientKey string
 }
 
 // StartRedis starts redis-server (no persistence) on a free loopback port and
@@ -86,12 +99,31 @@ func StartRedisWith(tb testing.TB, opts RedisOptions) *Redis {
 func startRedis(bin, dir string, port int, opts RedisOptions) (*Redis, error) {
 	args := []string{
 		"--port", strconv.Itoa(port),
+	}
+	var tlsCfg *tls.Config
+	if t := opts.TLS; t != nil {
+		auth := "no"
+		if t.AuthClients {
+			auth = "yes"
+		}
+		args = []string{"--port", "0", "--tls-port", strconv.Itoa(port), "--tls-cert-file", t.Cert, "--tls-key-file", t.Key,
+			"--tls-ca-cert-file", t.CA, "--tls-auth-clients", auth}
+		tlsCfg = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the readiness check only
+		if t.AuthClients {
+			pair, err := tls.LoadX509KeyPair(t.Client, t.ClientKey)
+			if err != nil {
+				return nil, fmt.Errorf("redis tls client certificate: %w", err)
+			}
+			tlsCfg.Certificates = []tls.Certificate{pair}
+		}
+	}
+	args = append(args,
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--appendonly", "no",
 		"--dir", dir,
 		"--protected-mode", "yes",
-	}
+	)
 	if opts.AppendFsync != "" {
 		args = append(args, "--appendonly", "yes", "--appendfsync", opts.AppendFsync)
 	}
@@ -109,8 +141,11 @@ func startRedis(bin, dir string, port int, opts RedisOptions) (*Redis, error) {
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	r := &Redis{Addr: addr, URL: "redis://" + addr + "/0", cmd: cmd, dir: dir, bin: bin, port: port, opts: opts, exited: make(chan struct{})}
+	if opts.TLS != nil {
+		r.URL = "rediss://" + addr + "/0"
+	}
 	go func() { _ = cmd.Wait(); logf.Close(); close(r.exited) }()
-	c := redis.NewClient(&redis.Options{Addr: addr})
+	c := redis.NewClient(&redis.Options{Addr: addr, TLSConfig: tlsCfg})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
