@@ -122,6 +122,12 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"tls missing ca", base + "redis: {url: \"rediss://h:6379/0\", tls: {ca: /nonexistent/ca.pem}}\n", "redis.tls.ca"},
 		{"tls unknown key", base + "redis: {url: \"rediss://h:6379/0\", tls: {cafile: x}}\n", "cafile"},
 		{"tls not a bool", base + "redis: {url: \"rediss://h:6379/0\", tls: maybe}\n", "redis.tls"},
+		{"two nats credentials", base + "nats: {url: \"nats://a:4222\", user: u, password: p, token: t}\n", "nats.creds"},
+		{"nats password without user", base + "nats: {url: \"nats://a:4222\", password: p}\n", "nats.user"},
+		{"missing nkey seed", base + "nats: {url: \"nats://a:4222\", nkey: /nonexistent/seed.nk}\n", "nats.nkey"},
+		{"missing creds file", base + "nats: {url: \"nats://a:4222\", creds: /nonexistent/x.creds}\n", "nats.creds"},
+		{"missing nats ca", base + "nats: {url: \"nats://a:4222\", tls: {ca: /nonexistent/ca.pem}}\n", "nats.tls.ca"},
+		{"nats key without cert", base + "nats: {url: \"nats://a:4222\", tls: {key: /etc/hostname}}\n", "nats.tls.cert"},
 		{"bad nats in a list", base + "nats: {url: \"nats://a:4222,b:4222\"}\n", "nats.url (server 2)"},
 		{"replicas", base + "nats: {url: \"nats://a:4222\", replicas: 7}\n", "nats.replicas"},
 		{"http addr", base + "http: {addr: nonsense}\n", "http.addr"},
@@ -170,6 +176,27 @@ func TestRedisTLSForms(t *testing.T) {
 	out, err := yaml.Marshal(cfg.Redis)
 	if err != nil || !strings.Contains(string(out), "tls: true") {
 		t.Fatalf("tls: true reads back as %s (%v)", out, err)
+	}
+}
+
+// NATS credentials come through ${VAR} and never show in the sanitized
+// copy.
+func TestNATSSecretsAreMasked(t *testing.T) {
+	t.Parallel()
+	cfg, err := load(t, base+"nats: {url: \"nats://a:4222\", user: campaignd, password: \"${NATS_PASSWORD}\"}\n", map[string]string{"SECRET": "s", "NATS_PASSWORD": "pw-from-env"})
+	if err != nil || cfg.NATS.Password != "pw-from-env" {
+		t.Fatalf("%+v %v", cfg.NATS, err)
+	}
+	fields, _ := cfg.Sanitized().Fields()
+	if flat := fmt.Sprint(fields); strings.Contains(flat, "pw-from-env") || !strings.Contains(flat, "nats.user campaignd") {
+		t.Fatalf("sanitized: %s", flat)
+	}
+	cfg, err = load(t, base+"nats: {url: \"nats://a:4222\", token: \"${NATS_TOKEN}\"}\n", map[string]string{"SECRET": "s", "NATS_TOKEN": "tok-from-env"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fields, _ := cfg.Sanitized().Fields(); strings.Contains(fmt.Sprint(fields), "tok-from-env") {
+		t.Fatalf("sanitized: %v", fields)
 	}
 }
 

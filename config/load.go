@@ -358,6 +358,9 @@ func (c Config) validate() error {
 			}
 		}
 	}
+	if field, err := c.NATS.Auth().Check(); err != nil {
+		bad("nats."+field, "%v", err)
+	}
 	for i, one := range strings.Split(c.NATS.URL, ",") {
 		key := "nats.url"
 		if strings.Contains(c.NATS.URL, ",") {
@@ -579,6 +582,8 @@ func (c Config) Sanitized() Config {
 		out.Redis.Sentinel = &sn
 	}
 	out.NATS.URL = RedactURL(c.NATS.URL)
+	out.NATS.Password = mask(c.NATS.Password)
+	out.NATS.Token = mask(c.NATS.Token)
 	out.HTTP.BasicAuth.Password = mask(c.HTTP.BasicAuth.Password)
 	out.Apps = make(map[string]App, len(c.Apps))
 	for k, a := range c.Apps {

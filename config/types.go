@@ -7,6 +7,7 @@ package config
 import (
 	"time"
 
+	"github.com/campaignd/campaignd/internal/natsconn"
 	"github.com/campaignd/campaignd/internal/tlsconf"
 
 	"github.com/campaignd/campaignd/campaigns"
@@ -69,6 +70,34 @@ type Sentinel struct {
 type NATS struct {
 	URL      string `yaml:"url"`                // one server, or a comma-separated list (a cluster)
 	Replicas int    `yaml:"replicas,omitempty"` // replicas of campaignd's streams and of the audiences bucket (default 1)
+	// One of: a credentials file (user JWT and NKey seed), an NKey seed
+	// file, a user and password, a token.
+	Creds    string   `yaml:"creds,omitempty"`
+	NKey     string   `yaml:"nkey,omitempty"`
+	User     string   `yaml:"user,omitempty"`
+	Password string   `yaml:"password,omitempty"`
+	Token    string   `yaml:"token,omitempty"`
+	TLS      *NATSTLS `yaml:"tls,omitempty"` // TLS to the servers with a private CA, a client certificate
+}
+
+// NATSTLS is nats.tls: the CA to trust instead of the system's, a client
+// certificate and its key (both or neither). InsecureSkipVerify accepts
+// any server certificate: only when set explicitly, and warned about at
+// start.
+type NATSTLS struct {
+	CA                 string `yaml:"ca,omitempty"`
+	Cert               string `yaml:"cert,omitempty"`
+	Key                string `yaml:"key,omitempty"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify,omitempty"`
+}
+
+// Auth is the NATS credentials and TLS as connect settings.
+func (n NATS) Auth() natsconn.Auth {
+	a := natsconn.Auth{Creds: n.Creds, NKey: n.NKey, User: n.User, Password: n.Password, Token: n.Token}
+	if t := n.TLS; t != nil {
+		a.TLS = natsconn.TLS{Enabled: true, Files: tlsconf.Files{CA: t.CA, Cert: t.Cert, Key: t.Key, InsecureSkipVerify: t.InsecureSkipVerify}}
+	}
+	return a
 }
 
 // HTTP server.

@@ -28,6 +28,7 @@ import (
 	"github.com/campaignd/campaignd/httpapi"
 	"github.com/campaignd/campaignd/intake"
 	"github.com/campaignd/campaignd/internal/clock"
+	"github.com/campaignd/campaignd/internal/natsconn"
 	"github.com/campaignd/campaignd/metrics"
 	"github.com/campaignd/campaignd/ratelimit"
 	"github.com/campaignd/campaignd/scheduler"
@@ -139,7 +140,13 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 		return nil, err
 	}
 	d.stop = append(d.stop, func() { _ = d.rdb.Close() })
-	if err := waitFor(ctx, d.clk, d.log, "redis at "+rs.where(), connectTimeout, func(ctx context.Context) error { return d.rdb.Ping(ctx).Err() }); err != nil {
+	if err := waitFor(ctx, d.clk, d.log, "redis at "+rs.where(), connectTimeout, func(ctx context.Context) error {
+		err := d.rdb.Ping(ctx).Err()
+		if why := natsconn.TLSReason(err); why != "" {
+			return &permanentError{why: why, err: err}
+		}
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	if err := refuseCluster(ctx, d.rdb, rs.where()); err != nil {
@@ -151,14 +158,26 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 	}
 
 	// NATS.
+	auth := cfg.NATS.Auth()
+	natsOpts, err := auth.Options()
+	if err != nil {
+		return nil, fmt.Errorf("nats.%w", err)
+	}
+	if auth.TLS.InsecureSkipVerify {
+		d.log.Warn().Msg("nats.tls.insecure_skip_verify is set: any server certificate is accepted, the connection can be intercepted")
+	}
+	natsOpts = append(natsOpts,
+		nats.Name("campaignd"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500*time.Millisecond),
+		nats.Timeout(2*time.Second),
+	)
 	err = waitFor(ctx, d.clk, d.log, "nats at "+config.RedactURL(cfg.NATS.URL), connectTimeout, func(ctx context.Context) error {
-		nc, err := nats.Connect(cfg.NATS.URL,
-			nats.Name("campaignd"),
-			nats.MaxReconnects(-1),
-			nats.ReconnectWait(500*time.Millisecond),
-			nats.Timeout(2*time.Second),
-		)
+		nc, err := nats.Connect(cfg.NATS.URL, natsOpts...)
 		d.nc = nc
+		if why := auth.Permanent(err); why != "" {
+			return &permanentError{why: why, err: err}
+		}
 		return err
 	})
 	if err != nil {

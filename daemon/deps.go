@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -72,6 +73,11 @@ func waitFor(ctx context.Context, clk clock.Clock, log zerolog.Logger, what stri
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
+		var pe *permanentError
+		if errors.As(err, &pe) { // no retry mends it: say why once, and stop
+			log.Error().Msg(what + ": " + pe.why)
+			return fmt.Errorf("%s: %s", what, pe.why)
+		}
 		if now := clk.Now(); now.Sub(lastLog) >= logEvery {
 			log.Warn().Msg("waiting for " + what + ": " + oneLine(err))
 			lastLog = now
@@ -83,6 +89,16 @@ func waitFor(ctx context.Context, clk clock.Clock, log zerolog.Logger, what stri
 		}
 	}
 }
+
+// permanentError stops waitFor at once, saying why: wrong credentials, a
+// certificate that cannot be trusted.
+type permanentError struct {
+	why string
+	err error
+}
+
+func (e *permanentError) Error() string { return e.why }
+func (e *permanentError) Unwrap() error { return e.err }
 
 // oneLine keeps the tail of a network error, the part a person acts on
 // ("connection refused", "no such host"), without the address repeated.

@@ -8,9 +8,12 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 
 	"github.com/campaignd/campaignd/config"
 	"github.com/campaignd/campaignd/internal/testenv"
+	"github.com/campaignd/campaignd/provider"
+	"github.com/campaignd/campaignd/pushsim"
 )
 
 // Redis over TLS with a private CA (and mutual TLS): the go-redis clients
@@ -78,4 +81,25 @@ func TestRedisTLSWithAPrivateCA(t *testing.T) {
 			}
 		})
 	}
+
+	// campaignd stops at once on a certificate it cannot trust, saying why.
+	w := newWorld(t, pushsim.Config{})
+	cfg := w.config(t, config.Limits{provider.GroupPushSingle: 10})
+	cfg.Redis.URL, cfg.Redis.TLS = tlsOnly.URL, config.RedisTLS{Enabled: true, CA: other.File}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	begin := time.Now()
+	d, err := New(ctx, cfg, Options{Logger: zerolog.Nop()})
+	if d != nil {
+		d.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "unknown authority") || time.Since(begin) > 15*time.Second {
+		t.Fatalf("start with a wrong CA: %v after %s", err, time.Since(begin))
+	}
+	cfg.Redis.TLS.CA = ca.File
+	d, err = New(ctx, cfg, Options{Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatalf("start over TLS with the private CA: %v", err)
+	}
+	d.Close()
 }

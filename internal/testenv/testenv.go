@@ -237,7 +237,11 @@ type NATS struct {
 
 // StartNATS starts an embedded NATS server with JetStream on a free loopback
 // port, storing into a temp dir, and shuts it down at test end.
-func StartNATS(tb testing.TB) *NATS {
+func StartNATS(tb testing.TB) *NATS { return StartNATSWith(tb, nil) }
+
+// StartNATSWith is StartNATS with the server's options changed by set
+// first (users, TLS; nil: none).
+func StartNATSWith(tb testing.TB, set func(*natsserver.Options)) *NATS {
 	tb.Helper()
 	n := &NATS{opts: natsserver.Options{
 		Host:      "127.0.0.1",
@@ -247,6 +251,9 @@ func StartNATS(tb testing.TB) *NATS {
 		NoSigs:    true,
 		NoLog:     true,
 	}}
+	if set != nil {
+		set(&n.opts)
+	}
 	n.start(tb)
 	tb.Cleanup(func() { n.Stop() })
 	return n

@@ -1,0 +1,118 @@
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
+	"github.com/rs/zerolog"
+
+	"github.com/campaignd/campaignd/config"
+	"github.com/campaignd/campaignd/internal/testenv"
+	"github.com/campaignd/campaignd/provider"
+	"github.com/campaignd/campaignd/pushsim"
+)
+
+// campaignd connects to a NATS that asks for credentials (a user and
+// password, a token, an NKey) over TLS with a private CA, and stops at
+// once, saying why in one line, when the credentials are refused or the
+// server's certificate cannot be trusted: no retry mends those.
+func TestNATSCredentialsAndTLS(t *testing.T) {
+	t.Parallel()
+	ca := testenv.NewCA(t, "nats-test")
+	srvCert, srvKey := ca.Issue(t, "nats", testenv.CertOptions{Hosts: []string{"127.0.0.1"}})
+	expCert, expKey := ca.Issue(t, "nats-expired", testenv.CertOptions{Hosts: []string{"127.0.0.1"}, Expired: true})
+	other := testenv.NewCA(t, "someone-else")
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	seed, _ := kp.Seed()
+	seedFile := filepath.Join(t.TempDir(), "campaignd.nk")
+	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	serverTLS := func(cert, key string) func(*natsserver.Options) {
+		return func(o *natsserver.Options) {
+			pair, err := tls.LoadX509KeyPair(cert, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+			o.TLS = true
+		}
+	}
+	users := testenv.StartNATSWith(t, func(o *natsserver.Options) {
+		serverTLS(srvCert, srvKey)(o)
+		o.Users = []*natsserver.User{{Username: "campaignd", Password: "s3cret-pw"}}
+		o.Nkeys = []*natsserver.NkeyUser{{Nkey: pub}}
+	})
+	token := testenv.StartNATSWith(t, func(o *natsserver.Options) { o.Authorization = "s3cret-token" })
+	expired := testenv.StartNATSWith(t, serverTLS(expCert, expKey))
+
+	w := newWorld(t, pushsim.Config{})
+	base := w.config(t, config.Limits{provider.GroupPushSingle: 10})
+	withCA := &config.NATSTLS{CA: ca.File}
+	tests := []struct {
+		name    string
+		url     string
+		nats    config.NATS
+		wantErr string // "": it starts
+	}{
+		{"user and password over TLS", users.URL, config.NATS{User: "campaignd", Password: "s3cret-pw", TLS: withCA}, ""},
+		{"nkey over TLS", users.URL, config.NATS{NKey: seedFile, TLS: withCA}, ""},
+		{"token", token.URL, config.NATS{Token: "s3cret-token"}, ""},
+		{"wrong password", users.URL, config.NATS{User: "campaignd", Password: "wrong", TLS: withCA}, "NATS refused user campaignd"},
+		{"wrong token", token.URL, config.NATS{Token: "wrong"}, "NATS refused a token"},
+		{"wrong CA", users.URL, config.NATS{User: "campaignd", Password: "s3cret-pw", TLS: &config.NATSTLS{CA: other.File}}, "unknown authority"},
+		{"expired certificate", expired.URL, config.NATS{TLS: withCA}, "expired"},
+		{"skip verify, when asked", expired.URL, config.NATS{TLS: &config.NATSTLS{InsecureSkipVerify: true}}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := base
+			n := tc.nats
+			n.URL = tc.url
+			cfg.NATS = n
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			var logs syncBuffer
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			begin := time.Now()
+			d, err := New(ctx, cfg, Options{Logger: zerolog.New(&logs)})
+			if d != nil {
+				d.Close()
+			}
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("start: %v\n%s", err, logs.String())
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("start: %v, want an error saying %q", err, tc.wantErr)
+			}
+			if took := time.Since(begin); took > 15*time.Second {
+				t.Errorf("gave up after %s: a permanent refusal stops at once", took)
+			}
+			lines := 0
+			for _, l := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(l, tc.wantErr) {
+					lines++
+				}
+			}
+			if out := logs.String(); lines != 1 || strings.Contains(out, "s3cret") || strings.Contains(out, "wrong\"") {
+				t.Errorf("want one line saying %q and no secret:\n%s", tc.wantErr, out)
+			}
+		})
+	}
+}
