@@ -19,8 +19,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/config"
 	"github.com/campaignd/campaignd/intake"
 	"github.com/campaignd/campaignd/internal/clock"
+	"github.com/campaignd/campaignd/internal/natsconn"
 )
 
 // Exit codes.
@@ -32,6 +34,7 @@ const (
 
 type cli struct {
 	natsURL, api, user, password string
+	natsAuth                     natsconn.Auth
 	timeout                      time.Duration
 	out, errw                    io.Writer
 	clk                          clock.Clock
@@ -49,6 +52,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("campaignctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.natsURL, "nats", envOr("CAMPAIGND_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL")
+	a := &c.natsAuth
+	fs.StringVar(&a.Creds, "nats-creds", os.Getenv("CAMPAIGND_NATS_CREDS"), "NATS credentials file (user JWT and NKey seed)")
+	fs.StringVar(&a.NKey, "nats-nkey", os.Getenv("CAMPAIGND_NATS_NKEY"), "NATS NKey seed file")
+	fs.StringVar(&a.User, "nats-user", os.Getenv("CAMPAIGND_NATS_USER"), "NATS user")
+	fs.StringVar(&a.Password, "nats-password", os.Getenv("CAMPAIGND_NATS_PASSWORD"), "NATS password (prefer the environment variable)")
+	fs.StringVar(&a.Token, "nats-token", os.Getenv("CAMPAIGND_NATS_TOKEN"), "NATS token (prefer the environment variable)")
+	fs.StringVar(&a.TLS.CA, "nats-ca", os.Getenv("CAMPAIGND_NATS_CA"), "PEM file of the CAs to trust for NATS TLS instead of the system's")
+	fs.StringVar(&a.TLS.Cert, "nats-cert", os.Getenv("CAMPAIGND_NATS_CERT"), "NATS TLS client certificate (PEM)")
+	fs.StringVar(&a.TLS.Key, "nats-key", os.Getenv("CAMPAIGND_NATS_KEY"), "NATS TLS client key (PEM)")
 	fs.StringVar(&c.api, "api", envOr("CAMPAIGND_API", "http://127.0.0.1:8080"), "campaignd HTTP base URL")
 	fs.StringVar(&c.user, "user", envOr("CAMPAIGND_UI_USER", "admin"), "basic auth user (when campaignd has one)")
 	fs.StringVar(&c.password, "password", os.Getenv("CAMPAIGND_UI_PASSWORD"), "basic auth password")
@@ -97,9 +109,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func (c *cli) connect() (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(c.natsURL, nats.Name("campaignctl"), nats.Timeout(5*time.Second))
+	a := c.natsAuth
+	a.TLS.Enabled = a.TLS.CA != "" || a.TLS.Cert != "" || a.TLS.Key != ""
+	if field, err := a.Check(); err != nil {
+		return nil, nil, fmt.Errorf("-nats-%s: %w", strings.ReplaceAll(strings.TrimPrefix(field, "tls."), ".", "-"), err)
+	}
+	opts, err := a.Options()
 	if err != nil {
-		return nil, nil, fmt.Errorf("nats %s: %w", c.natsURL, err)
+		return nil, nil, fmt.Errorf("nats: %w", err)
+	}
+	nc, err := nats.Connect(c.natsURL, append(opts, nats.Name("campaignctl"), nats.Timeout(5*time.Second))...)
+	if why := a.Permanent(err); why != "" {
+		return nil, nil, fmt.Errorf("nats %s: %s", config.RedactURL(c.natsURL), why)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("nats %s: %w", config.RedactURL(c.natsURL), err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
