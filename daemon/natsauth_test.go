@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"crypto/tls"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,14 +39,7 @@ func TestNATSCredentialsAndTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	serverTLS := func(cert, key string) func(*natsserver.Options) {
-		return func(o *natsserver.Options) {
-			pair, err := tls.LoadX509KeyPair(cert, key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
-			o.TLS = true
-		}
+		return func(o *natsserver.Options) { o.TLSConfig, o.TLS = testenv.ServerTLS(t, cert, key), true }
 	}
 	users := testenv.StartNATSWith(t, func(o *natsserver.Options) {
 		serverTLS(srvCert, srvKey)(o)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/tls"
 	"strings"
 	"testing"
 
@@ -18,11 +17,7 @@ func TestNATSCredentialsFlags(t *testing.T) {
 	cert, key := ca.Issue(t, "nats", testenv.CertOptions{Hosts: []string{"127.0.0.1"}})
 	other := testenv.NewCA(t, "someone-else")
 	n := testenv.StartNATSWith(t, func(o *natsserver.Options) {
-		pair, err := tls.LoadX509KeyPair(cert, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		o.TLSConfig, o.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, true
+		o.TLSConfig, o.TLS = testenv.ServerTLS(t, cert, key), true
 		o.Users = []*natsserver.User{{Username: "ops", Password: "ctl-s3cret"}}
 	})
 	tests := []struct {
