@@ -400,8 +400,7 @@ func (s *Dispatcher) control(ctx context.Context, id string, to campaigns.State)
 	ref := taskRef(c, k)
 	switch to {
 	case campaigns.StateCancelled:
-		_ = s.o.Queue.Remove(ctx, c.App, ref)
-		s.dropMarker(c.ID)
+		s.forget(ctx, c, k)
 	case campaigns.StatePaused:
 		_ = s.o.Queue.Hold(ctx, c.App, ref, true)
 	case campaigns.StateScheduled:
