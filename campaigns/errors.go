@@ -16,3 +16,9 @@ type FieldErrors = provider.FieldErrors
 // audience's bucket or object does not exist: the campaign cannot be
 // planned, and retrying will not help.
 var ErrAudienceNotFound = errors.New("audience not found")
+
+// ErrAudienceDenied is wrapped by an audience source's error when
+// campaignd may not read the audience's bucket (its NATS permissions do
+// not allow it): the campaign fails, as for a missing audience, rather
+// than wait for an answer that never comes.
+var ErrAudienceDenied = errors.New("campaignd may not read this audience bucket")

@@ -43,10 +43,10 @@ func benchControls(b *testing.B, rate float64, procs int) {
 	}
 	r := rs[0]
 	big := ids("big", int(rate*100*10))
-	if err := intake.UploadAudience(context.Background(), w.js, "bench", "big.txt", strings.NewReader(strings.Join(big, "\n"))); err != nil {
+	if err := intake.UploadAudience(context.Background(), w.js, "audiences", "big.txt", strings.NewReader(strings.Join(big, "\n"))); err != nil {
 		b.Fatal(err)
 	}
-	w.publish(b, "campaigns.submit", []byte(`{"id":"big","kind":"batch_push","push_message":{"t":1},"audience":{"bucket":"bench","object":"big.txt"}}`), "big")
+	w.publish(b, "campaigns.submit", []byte(`{"id":"big","kind":"batch_push","push_message":{"t":1},"audience":{"bucket":"audiences","object":"big.txt"}}`), "big")
 	r.waitState(b, "big", campaigns.StateRunning, 30*time.Second)
 	// The big one sends at the provider rate for a while: 1.5 s of calls
 	// (100 targets each).

@@ -190,16 +190,36 @@ func TestExpiryHoldsAtTheProviderRate(t *testing.T) {
 
 func TestMissingAudienceFailsAtOnce(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, pushsim.Config{})
+	for _, open := range []bool{false, true} {
+		mk := newWorld
+		if open {
+			mk = newOpenWorld
+		}
+		t.Run(map[bool]string{false: "least privilege", true: "open"}[open], func(t *testing.T) {
+			t.Parallel()
+			missingAudience(t, mk(t, pushsim.Config{}), open)
+		})
+	}
+}
+
+// missingAudience: a campaign whose audience is missing, or in a bucket
+// campaignd may not read, fails at once naming it, and sends nothing.
+func missingAudience(t *testing.T, w *world, open bool) {
 	r := start(t, w.config(t, config.Limits{}))
 	ctx := context.Background()
-	if err := intake.UploadAudience(ctx, w.js, "aud", "there.txt", bytes.NewReader([]byte("a\nb\n"))); err != nil {
+	if err := intake.UploadAudience(ctx, w.js, "audiences", "there.txt", bytes.NewReader([]byte("a\nb\n"))); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []struct{ id, bucket, object string }{
-		{"no-bucket", "nope", "x.txt"},
-		{"no-object", "aud", "missing.txt"},
-	} {
+	cases := []struct{ id, bucket, object, why string }{
+		{"no-object", "audiences", "missing.txt", "does not exist"},
+	}
+	if open {
+		cases = append(cases, struct{ id, bucket, object, why string }{"no-bucket", "nope", "x.txt", "does not exist"})
+	} else { // campaignd's permissions cover the bucket "audiences" only
+		cases = append(cases, struct{ id, bucket, object, why string }{"denied", "nope", "x.txt",
+			`NATS permissions do not allow publish to "$JS.API.STREAM.INFO.OBJ_nope"`})
+	}
+	for _, c := range cases {
 		body := `{"id":"` + c.id + `","kind":"batch_push","push_message":{"t":1},"audience":{"bucket":"` + c.bucket + `","object":"` + c.object + `"}}`
 		t0 := time.Now()
 		w.publish(t, "campaigns.submit", []byte(body), c.id)
@@ -208,7 +228,8 @@ func TestMissingAudienceFailsAtOnce(t *testing.T) {
 			t.Errorf("%s: final after %s", c.id, took)
 		}
 		if st.Status != campaigns.StateFailed || len(st.Errors) == 0 || st.Errors[0].Field != "audience" ||
-			!strings.Contains(st.Errors[0].Message, c.bucket) || !strings.Contains(st.Errors[0].Message, c.object) {
+			!strings.Contains(st.Errors[0].Message, c.bucket) || !strings.Contains(st.Errors[0].Message, c.object) ||
+			!strings.Contains(st.Errors[0].Message, c.why) {
 			t.Errorf("%s: %+v", c.id, st)
 		}
 	}

@@ -72,6 +72,7 @@ type Daemon struct {
 	redisOpt asynq.RedisConnOpt
 	nc       *nats.Conn
 	js       jetstream.JetStream
+	denials  *natsconn.Denials // NATS permissions violations, to the calls that caused them
 
 	store   *store.Store
 	work    *worker.Worker
@@ -166,7 +167,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 	if auth.TLS.InsecureSkipVerify {
 		d.log.Warn().Msg("nats.tls.insecure_skip_verify is set: any server certificate is accepted, the connection can be intercepted")
 	}
+	d.denials = &natsconn.Denials{}
 	natsOpts = append(natsOpts,
+		nats.ErrorHandler(d.denials.Handler(natsErrorLogger(d.log, d.clk))),
 		nats.Name("campaignd"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500*time.Millisecond),
@@ -193,12 +196,12 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 	// reason to exit; each call has its own deadline, and a pass that
 	// timed out is run again (intake/ensure.go).
 	jsWhere := "nats jetstream at " + config.RedactURL(cfg.NATS.URL)
-	err = waitFor(ctx, d.clk, d.log, jsWhere, 0, func(ctx context.Context) error {
+	err = waitFor(ctx, d.clk, d.log, jsWhere, 0, d.permitted(auth, func(ctx context.Context) error {
 		if err := intake.EnsureStreams(ctx, d.js, intake.StreamOptions{Replicas: cfg.NATS.Replicas}); err != nil {
 			return err
 		}
 		return intake.EnsureAudienceBucket(ctx, d.js, cfg.NATS.Replicas, 0)
-	})
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("nats streams: %w", err)
 	}
@@ -230,7 +233,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 	statusQ := statusq.New(pub, statusq.Options{Logger: d.log, Counters: m, Clock: d.clk})
 	statusQ.Start()
 	d.stop = append(d.stop, func() { statusQ.Close(statusFlush) })
-	aud := intake.NewAudienceStore(d.js, intake.AudienceOptions{})
+	aud := intake.NewAudienceStore(d.js, intake.AudienceOptions{Denials: d.denials})
 	asynqClient := asynq.NewClient(d.redisOpt)
 	d.stop = append(d.stop, func() { _ = asynqClient.Close() })
 	insp := asynq.NewInspector(d.redisOpt)
@@ -286,7 +289,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 		Logger:     d.log,
 		Clock:      d.clk,
 	})
-	if err := waitFor(ctx, d.clk, d.log, jsWhere, 0, d.intake.EnsureConsumer); err != nil {
+	if err := waitFor(ctx, d.clk, d.log, jsWhere, 0, d.permitted(auth, d.intake.EnsureConsumer)); err != nil {
 		return nil, fmt.Errorf("nats consumer: %w", err)
 	}
 

@@ -8,9 +8,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
 	"github.com/campaignd/campaignd/internal/clock"
+	"github.com/campaignd/campaignd/internal/natsconn"
 )
 
 // RedisLogger adapts zerolog to go-redis's logger (redis.SetLogger): its
@@ -110,4 +112,55 @@ func oneLine(err error) string {
 		}
 	}
 	return msg
+}
+
+// permitted runs step (a JetStream call campaignd makes at start) so that
+// the server refusing one of its subjects fails it at once, as a
+// permanent error naming the subject: the user's permissions lack a line
+// of configs/nats/campaignd-account.conf, and no retry mends that.
+func (d *Daemon) permitted(auth natsconn.Auth, step func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		wctx, stop := d.denials.Watch(ctx, nil)
+		defer stop()
+		err := step(wctx)
+		if de := natsconn.Cause(wctx); de != nil {
+			return &permanentError{why: fmt.Sprintf("%s, as %s: grant it (configs/nats/campaignd-account.conf has every subject campaignd needs)",
+				de.Error(), auth.Who()), err: de}
+		}
+		return err
+	}
+}
+
+// natsErrorLogger logs the NATS connection's asynchronous errors: a
+// permissions violation as an error naming the subject, at most once a
+// minute for each subject; anything else (a slow consumer) as a warning.
+func natsErrorLogger(log zerolog.Logger, clk clock.Clock) nats.ErrHandler {
+	var (
+		mu   sync.Mutex
+		last = map[string]time.Time{}
+	)
+	return func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		if de := natsconn.ParseDenied(err); de != nil {
+			mu.Lock()
+			now := clk.Now()
+			quiet := now.Sub(last[de.Subject]) < time.Minute
+			if !quiet {
+				if len(last) >= 1000 { // one subject per campaign, say: forget them
+					clear(last)
+				}
+				last[de.Subject] = now
+			}
+			mu.Unlock()
+			if !quiet {
+				log.Error().Str("subject", de.Subject).Str("op", de.Op).
+					Msg(de.Error() + ": grant it (configs/nats/campaignd-account.conf has every subject campaignd needs)")
+			}
+			return
+		}
+		ev := log.Warn().Err(err)
+		if sub != nil {
+			ev = ev.Str("subject", sub.Subject)
+		}
+		ev.Msg("nats: asynchronous error")
+	}
 }

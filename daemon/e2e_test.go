@@ -2,16 +2,19 @@ package daemon
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -28,8 +31,13 @@ type world struct {
 	redis   *testenv.Redis
 	nats    *testenv.NATS // nil on a cluster
 	natsURL string
-	sim     *pushsim.Server
-	js      jetstream.JetStream
+	// natsPasswords, on a NATS run with configs/nats/campaignd-account.conf,
+	// are the passwords of its users: campaignd runs as "campaignd" and the
+	// test publishes and reads status as "backend", a publisher. Nil on an
+	// open NATS.
+	natsPasswords map[string]string
+	sim           *pushsim.Server
+	js            jetstream.JetStream
 }
 
 func newWorld(t testing.TB, sc pushsim.Config) *world {
@@ -40,10 +48,46 @@ func newWorld(t testing.TB, sc pushsim.Config) *world {
 // newWorldWith is newWorld on a Redis the test started.
 func newWorldWith(t testing.TB, rd *testenv.Redis, sc pushsim.Config) *world {
 	t.Helper()
-	w := &world{redis: rd, nats: testenv.StartNATS(t)}
+	w := &world{redis: rd}
+	w.nats, w.natsPasswords = startLeastPrivilegeNATS(t, nil)
 	w.natsURL = w.nats.URL
 	w.connect(t, sc)
 	return w
+}
+
+// newOpenWorld is newWorld on a NATS without users: anyone may do
+// anything (what the least-privilege world cannot show, a bucket that
+// does not exist, say).
+func newOpenWorld(t testing.TB, sc pushsim.Config) *world {
+	t.Helper()
+	w := &world{redis: testenv.StartRedis(t), nats: testenv.StartNATS(t)}
+	w.natsURL = w.nats.URL
+	w.connect(t, sc)
+	return w
+}
+
+// startLeastPrivilegeNATS starts a NATS server with campaignd's account
+// of configs/nats/campaignd-account.conf (docs/OPERATIONS.md, "Least
+// privilege"), its users' passwords made up here, and returns it with
+// them by user. set, when not nil, changes the server's options (TLS).
+func startLeastPrivilegeNATS(t testing.TB, set func(*natsserver.Options)) (*testenv.NATS, map[string]string) {
+	t.Helper()
+	return startAccountNATS(t, accountConf(t), set)
+}
+
+// accountConf is the path of configs/nats/campaignd-account.conf.
+func accountConf(t testing.TB) string {
+	return filepath.Join(testenv.ModuleRoot(t), "configs", "nats", "campaignd-account.conf")
+}
+
+// startAccountNATS is startLeastPrivilegeNATS with the configuration file
+// conf, which defines the same users.
+func startAccountNATS(t testing.TB, conf string, set func(*natsserver.Options)) (*testenv.NATS, map[string]string) {
+	t.Helper()
+	pw := map[string]string{"campaignd": rand.Text(), "backend": rand.Text()}
+	n := testenv.StartNATSConf(t, conf,
+		map[string]string{"CAMPAIGND_NATS_PASSWORD": pw["campaignd"], "BACKEND_NATS_PASSWORD": pw["backend"]}, set)
+	return n, pw
 }
 
 // connect starts the emulator and connects to w.natsURL.
@@ -55,7 +99,11 @@ func (w *world) connect(t testing.TB, sc pushsim.Config) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = w.sim.Close() })
-	nc, err := nats.Connect(w.natsURL)
+	var opts []nats.Option
+	if w.natsPasswords != nil {
+		opts = append(opts, nats.UserInfo("backend", w.natsPasswords["backend"]))
+	}
+	nc, err := nats.Connect(w.natsURL, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,6 +116,9 @@ func (w *world) config(t testing.TB, limits config.Limits) config.Config {
 	cfg := config.Default()
 	cfg.Redis.URL = w.redis.URL
 	cfg.NATS.URL = w.natsURL
+	if w.natsPasswords != nil {
+		cfg.NATS.User, cfg.NATS.Password = "campaignd", w.natsPasswords["campaignd"]
+	}
 	cfg.HTTP.Addr = "127.0.0.1:0"
 	cfg.Worker.Concurrency = 20
 	cfg.Apps = map[string]config.App{"default": {

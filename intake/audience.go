@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/internal/natsconn"
 	"github.com/campaignd/campaignd/internal/optcheck"
 )
 
@@ -50,6 +52,10 @@ type AudienceOptions struct {
 	// ChunkWait is how long a read waits for the next chunk before it
 	// fails (the plan is then retried); default 30 s.
 	ChunkWait time.Duration
+	// Denials, when set, fails a call at once when NATS refuses one of
+	// the bucket's subjects (campaignd's permissions do not cover it),
+	// with campaigns.ErrAudienceDenied; without it that call times out.
+	Denials *natsconn.Denials
 }
 
 // WithDefaults returns a copy with every unset field at its default.
@@ -84,8 +90,30 @@ func NewAudienceStore(js jetstream.JetStream, o AudienceOptions) *AudienceStore 
 // read through a pull consumer instead, at most this much ahead.
 const chunksAhead = 8
 
+// watch is ctx failing at once, with a *natsconn.DeniedError as its
+// cause, when NATS refuses a subject of bucket.
+func (a *AudienceStore) watch(ctx context.Context, bucket string) (context.Context, func()) {
+	stream, objects := ".OBJ_"+bucket, "$O."+bucket+"."
+	return a.o.Denials.Watch(ctx, func(subject string) bool {
+		return strings.HasSuffix(subject, stream) || strings.Contains(subject, stream+".") || strings.HasPrefix(subject, objects)
+	})
+}
+
+// denied is the refusal that failed a call in ctx (see watch), or nil.
+func denied(ctx context.Context, bucket, object string) error {
+	if de := natsconn.Cause(ctx); de != nil {
+		return fmt.Errorf("intake: audience bucket %q (object %q): %w: %w", bucket, object, de, campaigns.ErrAudienceDenied)
+	}
+	return nil
+}
+
 func (a *AudienceStore) info(ctx context.Context, bucket, object string) (*jetstream.ObjectInfo, jetstream.ObjectStore, error) {
+	ctx, stop := a.watch(ctx, bucket)
+	defer stop()
 	os, err := call(ctx, a.o.CallTimeout, func(ctx context.Context) (jetstream.ObjectStore, error) { return a.js.ObjectStore(ctx, bucket) })
+	if d := denied(ctx, bucket, object); d != nil {
+		return nil, nil, d
+	}
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, nil, fmt.Errorf("intake: audience bucket %q (object %q) does not exist: %w", bucket, object, campaigns.ErrAudienceNotFound)
 	}
@@ -93,6 +121,9 @@ func (a *AudienceStore) info(ctx context.Context, bucket, object string) (*jetst
 		return nil, nil, fmt.Errorf("intake: object store %s: %w", bucket, err)
 	}
 	info, err := call(ctx, a.o.CallTimeout, func(ctx context.Context) (*jetstream.ObjectInfo, error) { return os.GetInfo(ctx, object) })
+	if d := denied(ctx, bucket, object); d != nil {
+		return nil, nil, d
+	}
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, nil, fmt.Errorf("intake: audience object %q does not exist in bucket %q: %w", object, bucket, campaigns.ErrAudienceNotFound)
 	}
@@ -129,11 +160,16 @@ func (a *AudienceStore) Open(ctx context.Context, bucket, object string) (io.Rea
 	if info.Chunks == 0 {
 		return r, nil
 	}
-	cons, err := call(ctx, a.o.CallTimeout, func(ctx context.Context) (jetstream.Consumer, error) {
+	wctx, stop := a.watch(ctx, bucket)
+	defer stop()
+	cons, err := call(wctx, a.o.CallTimeout, func(ctx context.Context) (jetstream.Consumer, error) {
 		return a.js.OrderedConsumer(ctx, "OBJ_"+bucket, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{"$O." + bucket + ".C." + info.NUID},
 		})
 	})
+	if d := denied(wctx, bucket, object); d != nil {
+		return nil, d
+	}
 	if err != nil {
 		return nil, fmt.Errorf("intake: audience %s/%s: %w", bucket, object, err)
 	}

@@ -182,11 +182,17 @@ func (p *planner) planAudience(ctx context.Context, c *campaigns.Campaign, b *ba
 	return nil
 }
 
+// audienceUnavailable reports an audience that no retry will bring: it
+// does not exist, or campaignd may not read it.
+func audienceUnavailable(err error) bool {
+	return errors.Is(err, campaigns.ErrAudienceNotFound) || errors.Is(err, campaigns.ErrAudienceDenied)
+}
+
 // openAudience opens c's audience object at its start; a missing one fails
 // the campaign.
 func (p *planner) openAudience(ctx context.Context, c *campaigns.Campaign) (io.ReadCloser, error) {
 	rc, err := p.o.Audience.Open(ctx, c.Audience.Bucket, c.Audience.Object)
-	if errors.Is(err, campaigns.ErrAudienceNotFound) {
+	if audienceUnavailable(err) {
 		return nil, &campaignFailure{field: "audience", message: strings.TrimPrefix(err.Error(), "intake: ")}
 	}
 	if err != nil {
@@ -202,7 +208,7 @@ func (p *planner) audienceInfo(ctx context.Context, c *campaigns.Campaign) (int6
 		Stat(ctx context.Context, bucket, object string) (int64, string, error)
 	}); ok {
 		size, digest, err := st.Stat(ctx, c.Audience.Bucket, c.Audience.Object)
-		if errors.Is(err, campaigns.ErrAudienceNotFound) {
+		if audienceUnavailable(err) {
 			return 0, "", &campaignFailure{field: "audience", message: strings.TrimPrefix(err.Error(), "intake: ")}
 		}
 		if err != nil {

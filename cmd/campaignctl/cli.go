@@ -38,6 +38,9 @@ type cli struct {
 	timeout                      time.Duration
 	out, errw                    io.Writer
 	clk                          clock.Clock
+	// denials fails the command at once when NATS refuses one of its
+	// subjects (the user's permissions lack it), naming the subject.
+	denials natsconn.Denials
 }
 
 func envOr(k, def string) string {
@@ -82,6 +85,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	var err error
 	code := exitOK
+	ctx, stop := c.denials.Watch(ctx, nil)
+	defer stop()
 	switch rest[0] {
 	case "submit":
 		code, err = c.submit(ctx, rest[1:])
@@ -98,6 +103,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	default:
 		fs.Usage()
 		return exitOther
+	}
+	if de := natsconn.Cause(ctx); de != nil {
+		err = fmt.Errorf("%w, as %s (a publisher needs the PUBLISHER_PERMISSIONS of configs/nats/campaignd-account.conf)", de, c.natsAuth.Who())
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "campaignctl: %v\n", err)
@@ -118,7 +126,8 @@ func (c *cli) connect() (*nats.Conn, jetstream.JetStream, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("nats: %w", err)
 	}
-	nc, err := nats.Connect(c.natsURL, append(opts, nats.Name("campaignctl"), nats.Timeout(5*time.Second))...)
+	nc, err := nats.Connect(c.natsURL, append(opts, nats.Name("campaignctl"), nats.Timeout(5*time.Second),
+		nats.ErrorHandler(c.denials.Handler(nil)))...)
 	if why := a.Permanent(err); why != "" {
 		return nil, nil, fmt.Errorf("nats %s: %s", config.RedactURL(c.natsURL), why)
 	}

@@ -233,6 +233,10 @@ type NATS struct {
 	URL    string
 	Server *natsserver.Server
 	opts   natsserver.Options
+	// conf, when set, is a configuration file read again at each start
+	// (its accounts cannot be shared by two servers); opts is laid over
+	// it (StartNATSConf).
+	conf string
 }
 
 // StartNATS starts an embedded NATS server with JetStream on a free loopback
@@ -261,7 +265,14 @@ func StartNATSWith(tb testing.TB, set func(*natsserver.Options)) *NATS {
 
 func (n *NATS) start(tb testing.TB) {
 	tb.Helper()
-	s, err := natsserver.NewServer(n.opts.Clone()) // the server may change what it is given
+	opts := n.opts.Clone() // the server may change what it is given
+	if n.conf != "" {
+		var err error
+		if opts, err = n.fromConf(); err != nil {
+			tb.Fatalf("testenv: nats server configuration: %v", err)
+		}
+	}
+	s, err := natsserver.NewServer(opts)
 	if err != nil {
 		tb.Fatalf("testenv: new nats server: %v", err)
 	}
