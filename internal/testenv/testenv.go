@@ -57,6 +57,8 @@ type RedisOptions struct {
 	Args []string
 	// TLS, when set, serves TLS only (no plain port) with these files.
 	TLS *RedisTLS
+	// Password, when set, is asked of every client (requirepass).
+	Password string
 }
 
 // RedisTLS is a TLS redis-server's side: its certificate and key, the CA
@@ -127,6 +129,9 @@ func startRedis(bin, dir string, port int, opts RedisOptions) (*Redis, error) {
 	if opts.AppendFsync != "" {
 		args = append(args, "--appendonly", "yes", "--appendfsync", opts.AppendFsync)
 	}
+	if opts.Password != "" {
+		args = append(args, "--requirepass", opts.Password)
+	}
 	args = append(args, opts.Args...)
 	cmd := exec.Command(bin, args...)
 	logf, err := os.Create(filepath.Join(dir, fmt.Sprintf("redis-%d.log", port)))
@@ -145,7 +150,7 @@ func startRedis(bin, dir string, port int, opts RedisOptions) (*Redis, error) {
 		r.URL = "rediss://" + addr + "/0"
 	}
 	go func() { _ = cmd.Wait(); logf.Close(); close(r.exited) }()
-	c := redis.NewClient(&redis.Options{Addr: addr, TLSConfig: tlsCfg})
+	c := redis.NewClient(&redis.Options{Addr: addr, TLSConfig: tlsCfg, Password: opts.Password})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
