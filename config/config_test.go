@@ -318,3 +318,37 @@ func TestDefaultsAreACopyAndValidationChangesNothing(t *testing.T) {
 		t.Fatalf("WithDefaults wrote into the original's limits: %v", cfg.Apps["default"].Limits)
 	}
 }
+
+// ${VAR} goes into a value after the YAML is read: a secret with YAML's
+// own characters is taken as it is, quoted or not, and an error never
+// shows a variable's value.
+func TestSecretsWithYAMLCharacters(t *testing.T) {
+	t.Parallel()
+	for _, secret := range []string{`*anchor-like`, `&amp`, `!tag`, `p#ss word`, `a: b`, `"quoted`, `it's`, `{x}`, `[1, 2]`, `% @ |`, "two\nlines", "123456", "true", `- dash`} {
+		for _, form := range []string{`${PW}`, `"${PW}"`, `'${PW}'`} {
+			cfg, err := load(t, base+"nats: {url: \"nats://a:4222\", user: u, password: "+form+"}\n", map[string]string{"SECRET": "s", "PW": secret})
+			if err != nil || cfg.NATS.Password != secret {
+				t.Errorf("password %s = %q: got %+v, %v", form, secret, cfg, err)
+			}
+		}
+	}
+	// A plain ${VAR} is typed from its value; a quoted one stays text.
+	cfg, err := load(t, base+"nats: {url: \"nats://a:4222\", replicas: ${N}}\n", map[string]string{"SECRET": "s", "N": "3"})
+	if err != nil || cfg.NATS.Replicas != 3 {
+		t.Fatalf("replicas: ${N}: %+v %v", cfg.NATS, err)
+	}
+	// A value in the wrong place: the error names the variable, not its value.
+	_, err = load(t, base+"nats: {url: \"nats://a:4222\", replicas: ${PW}}\n", map[string]string{"SECRET": "s", "PW": "hunter2-secret"})
+	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "${PW}") {
+		t.Fatalf("want an error naming ${PW} without its value: %v", err)
+	}
+	// Unknown keys are still named, with the file's line.
+	_, err = load(t, base+"nats:\n  url: nats://a:4222\n  pasword: ${PW}\n", map[string]string{"SECRET": "s", "PW": "x"})
+	if err == nil || !strings.Contains(err.Error(), "line 12: field pasword not found") {
+		t.Fatalf("want the unknown key named on its line: %v", err)
+	}
+	// A ${VAR} in a comment is nobody's business.
+	if _, err := load(t, base+"# password: ${NOT_SET}\n", map[string]string{"SECRET": "s"}); err != nil {
+		t.Fatal(err)
+	}
+}

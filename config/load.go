@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -242,10 +243,61 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Durat
 
 var varRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
-// expand replaces ${VAR} with getenv(VAR); other $ signs stay as they are.
-func expand(data []byte, getenv func(string) string) []byte {
-	return varRef.ReplaceAllFunc(data, func(m []byte) []byte {
-		return []byte(getenv(string(m[2 : len(m)-1])))
+// Variables: ${VAR} is replaced by the environment's value after the
+// YAML is read, so that a value may hold any character (a password with
+// '#', '"', ': ', '}' or a leading '*' is taken as it is, never read as
+// YAML) and ${VAR} may stand anywhere a value may, quoted or not, in
+// block or flow style. Before parsing, each ${VAR} becomes a word that
+// YAML reads as plain text everywhere (placeholders); expandNode then
+// puts the values into the parsed scalars.
+
+// placeholderRef is one placeholder word.
+var placeholderRef = regexp.MustCompile(`__campaignd_var_([0-9]+)__`)
+
+// placeholders replaces each ${VAR} in data with a placeholder word and
+// returns the variables' names, indexed by the words' numbers.
+func placeholders(data []byte) ([]byte, []string) {
+	var names []string
+	out := varRef.ReplaceAllFunc(data, func(m []byte) []byte {
+		names = append(names, string(m[2:len(m)-1]))
+		return fmt.Appendf(nil, "__campaignd_var_%d__", len(names)-1)
+	})
+	return out, names
+}
+
+// expandNode puts getenv's values for the placeholders in every scalar
+// of n, and records the values put in by name. A plain scalar is typed
+// again from its new text (`replicas: ${N}` is a number); a quoted one
+// stays a string.
+func expandNode(n *yaml.Node, names []string, getenv func(string) string, used map[string]string) {
+	if n.Kind == yaml.ScalarNode && placeholderRef.MatchString(n.Value) {
+		n.Value = placeholderRef.ReplaceAllStringFunc(n.Value, func(m string) string {
+			name := names[placeholderIndex(m)]
+			v := getenv(name)
+			used[name] = v
+			return v
+		})
+		if n.Style&(yaml.SingleQuotedStyle|yaml.DoubleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) == 0 {
+			n.Tag = ""
+		}
+	}
+	for _, c := range n.Content {
+		expandNode(c, names, getenv, used)
+	}
+}
+
+func placeholderIndex(word string) int {
+	i, _ := strconv.Atoi(placeholderRef.FindStringSubmatch(word)[1])
+	return i
+}
+
+// unplaceholder writes the placeholders of msg back as ${VAR}.
+func unplaceholder(msg string, names []string) string {
+	return placeholderRef.ReplaceAllStringFunc(msg, func(m string) string {
+		if i := placeholderIndex(m); i < len(names) {
+			return "${" + names[i] + "}"
+		}
+		return m
 	})
 }
 
@@ -262,14 +314,10 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
-		if err := Parse(&cfg, expand(data, getenv)); err != nil {
+		fileSetsRedisURL, err := parseExpanded(&cfg, data, getenv)
+		if err != nil {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
-		var raw struct {
-			Redis map[string]any `yaml:"redis"`
-		}
-		_ = yaml.Unmarshal(expand(data, getenv), &raw)
-		_, fileSetsRedisURL := raw.Redis["url"]
 		if cfg.Redis.Sentinel != nil && !fileSetsRedisURL {
 			cfg.Redis.URL = "" // the default URL is not wanted beside sentinel
 		}
@@ -295,12 +343,100 @@ func Parse(cfg *Config, data []byte) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		msg = strings.ReplaceAll(strings.TrimPrefix(msg, "unmarshal errors:\n"), "\n", ";")
-		msg = strings.Join(strings.Fields(msg), " ")
-		return fmt.Errorf("%s", msg)
+		return yamlError(err)
 	}
 	return nil
+}
+
+// parseExpanded decodes the file's YAML over cfg with ${VAR} expanded in
+// its values, rejecting unknown keys, and tells whether the file sets
+// redis.url. An error shows ${VAR}, never the value put in for it; its
+// line numbers are the file's.
+func parseExpanded(cfg *Config, data []byte, getenv func(string) string) (setsRedisURL bool, err error) {
+	text, names := placeholders(data)
+	// Unknown keys and syntax first, before any value is put in.
+	if err := (&Config{}).knownKeys(text); err != nil {
+		return false, errors.New(unplaceholder(err.Error(), names))
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(text, &doc); err != nil {
+		return false, errors.New(unplaceholder(yamlError(err).Error(), names))
+	}
+	if doc.Kind == 0 { // an empty file
+		return false, nil
+	}
+	used := map[string]string{}
+	expandNode(&doc, names, getenv, used)
+	if err := doc.Decode(cfg); err != nil {
+		return false, errors.New(hideValues(yamlError(err).Error(), used))
+	}
+	var raw struct {
+		Redis map[string]any `yaml:"redis"`
+	}
+	_ = doc.Decode(&raw)
+	_, setsRedisURL = raw.Redis["url"]
+	return setsRedisURL, nil
+}
+
+// quotedValue is a value as YAML's errors quote it, cut to its first
+// characters and "..." when long.
+var quotedValue = regexp.MustCompile("`([^`]*)`")
+
+// hideValues writes the variables' values in msg as ${VAR}: whole, or
+// quoted and cut short as YAML's errors show them.
+func hideValues(msg string, used map[string]string) string {
+	msg = quotedValue.ReplaceAllStringFunc(msg, func(q string) string {
+		shown := strings.TrimSuffix(q[1:len(q)-1], "...")
+		for name, v := range used {
+			if shown != "" && strings.HasPrefix(v, shown) {
+				return "${" + name + "}"
+			}
+		}
+		return q
+	})
+	for name, v := range used {
+		if len(v) >= 3 { // a value too short to tell apart is left
+			msg = strings.ReplaceAll(msg, v, "${"+name+"}")
+		}
+	}
+	return msg
+}
+
+// knownKeys reports the file's unknown keys and syntax errors, and
+// nothing else (its values are not yet expanded: `${N}` for a number is
+// not an error here).
+func (c *Config) knownKeys(data []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	err := dec.Decode(c)
+	if err == nil || errors.Is(err, io.EOF) {
+		return nil
+	}
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		if strings.HasPrefix(err.Error(), "yaml: ") {
+			return yamlError(err) // syntax
+		}
+		return nil // a value's own check (redis.tls): once expanded
+	}
+	var unknown []string
+	for _, e := range te.Errors {
+		if strings.Contains(e, "not found in type") {
+			unknown = append(unknown, e)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	return yamlError(&yaml.TypeError{Errors: unknown})
+}
+
+// yamlError is a YAML error on one line, without the library's prefixes.
+func yamlError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.ReplaceAll(strings.TrimPrefix(msg, "unmarshal errors:\n"), "\n", ";")
+	msg = strings.Join(strings.Fields(msg), " ")
+	return errors.New(msg)
 }
 
 var scheduleName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
