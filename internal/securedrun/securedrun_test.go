@@ -67,21 +67,21 @@ func TestSecuredEndToEnd(t *testing.T) {
 
 	simURL, _ := testenv.StartSimProc(t, bin+"/pushsim", "-easemob-client-secret", sec["APP_SECRET"], "-limit", "push_single=50")
 
+	// The configuration is docs/OPERATIONS.md's, with the test's hosts
+	// and files, and the provider emulator as the app.
+	for name, from := range map[string]string{"ca.pem": ca.File, "client.pem": clientCert, "client-key.pem": clientKey} {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	yaml := strings.NewReplacer("/etc/campaignd/", dir+"/", "sentinel-1.internal:26379", sentinel,
+		"tls://nats-1.internal:4222", natsURL).Replace(operationsExample(t))
+	yaml += fmt.Sprintf("apps:\n  default: {provider: easemob, base_url: %q, org: o, app: a, client_id: pushsim, client_secret: ${APP_SECRET}, limits: {push_single: 50}}\n", simURL)
 	cfg := filepath.Join(dir, "campaignd.yaml")
-	yaml := fmt.Sprintf(`redis:
-  sentinel: {master: campaignd, addrs: [%q], password: "${SENTINEL_PASSWORD}"}
-  password: "${REDIS_PASSWORD}"
-  tls: {ca: %q, cert: %q, key: %q}
-nats:
-  url: %q
-  user: campaignd
-  password: "${CAMPAIGND_NATS_PASSWORD}"
-  tls: {ca: %q, cert: %q, key: %q}
-http:
-  basic_auth: {user: ops, password: "${UI_PASSWORD}"}
-apps:
-  default: {provider: easemob, base_url: %q, org: o, app: a, client_id: pushsim, client_secret: "${APP_SECRET}", limits: {push_single: 50}}
-`, sentinel, ca.File, clientCert, clientKey, natsURL, ca.File, clientCert, clientKey, simURL)
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -166,6 +166,22 @@ apps:
 			}
 		}
 	}
+}
+
+// operationsExample is the YAML block of docs/OPERATIONS.md marked
+// "tested: internal/securedrun".
+func operationsExample(t *testing.T) string {
+	t.Helper()
+	doc, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(t), "docs", "OPERATIONS.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "<!-- tested: internal/securedrun -->\n```yaml\n")
+	block, _, ok2 := strings.Cut(rest, "```\n")
+	if !ok || !ok2 {
+		t.Fatal("docs/OPERATIONS.md has no yaml block marked <!-- tested: internal/securedrun -->")
+	}
+	return block
 }
 
 // startSentinel starts one Sentinel (quorum 1) for master over TLS only,
