@@ -36,8 +36,11 @@ type world struct {
 	// test publishes and reads status as "backend", a publisher. Nil on an
 	// open NATS.
 	natsPasswords map[string]string
-	sim           *pushsim.Server
-	js            jetstream.JetStream
+	// backendOpts, when set, are how the test connects instead (a
+	// credentials file).
+	backendOpts []nats.Option
+	sim         *pushsim.Server
+	js          jetstream.JetStream
 }
 
 func newWorld(t testing.TB, sc pushsim.Config) *world {
@@ -99,7 +102,7 @@ func (w *world) connect(t testing.TB, sc pushsim.Config) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = w.sim.Close() })
-	var opts []nats.Option
+	opts := w.backendOpts
 	if w.natsPasswords != nil {
 		opts = append(opts, nats.UserInfo("backend", w.natsPasswords["backend"]))
 	}
