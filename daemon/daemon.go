@@ -171,6 +171,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 	natsOpts = append(natsOpts,
 		nats.ErrorHandler(d.denials.Handler(natsErrorLogger(d.log, d.clk))),
 		nats.Name("campaignd"),
+		nats.CustomInboxPrefix(natsconn.InboxPrefix),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500*time.Millisecond),
 		nats.Timeout(2*time.Second),

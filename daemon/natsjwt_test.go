@@ -117,7 +117,9 @@ func (o *jwtOperator) creds(t *testing.T, name string, perms *natsserver.Permiss
 	uc := jwt.NewUserClaims(uPub)
 	uc.Name = name
 	uc.Pub.Allow.Add(perms.Publish.Allow...)
+	uc.Pub.Deny.Add(perms.Publish.Deny...)
 	uc.Sub.Allow.Add(perms.Subscribe.Allow...)
+	uc.Sub.Deny.Add(perms.Subscribe.Deny...)
 	userJWT, err := uc.Encode(o.account)
 	if err != nil {
 		t.Fatal(err)

@@ -55,7 +55,11 @@ func refused(t *testing.T, den *natsconn.Denials, do func(ctx context.Context) e
 func (w *world) connectAs(t *testing.T, user string) (*nats.Conn, jetstream.JetStream, *natsconn.Denials) {
 	t.Helper()
 	den := &natsconn.Denials{}
-	nc, err := nats.Connect(w.natsURL, nats.UserInfo(user, w.natsPasswords[user]), nats.ErrorHandler(den.Handler(nil)))
+	opts := []nats.Option{nats.UserInfo(user, w.natsPasswords[user]), nats.ErrorHandler(den.Handler(nil))}
+	if user == "campaignd" {
+		opts = append(opts, nats.CustomInboxPrefix(natsconn.InboxPrefix))
+	}
+	nc, err := nats.Connect(w.natsURL, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +135,10 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 		{"delete the audiences bucket", "$JS.API.STREAM.DELETE.OBJ_audiences", func(ctx context.Context) error {
 			return js.DeleteObjectStore(ctx, intake.AudienceBucket)
 		}},
+		{"read what campaignd is sent", "_INBOX.campaignd.>", func(ctx context.Context) error {
+			_, err := nc.SubscribeSync("_INBOX.campaignd.>")
+			return err
+		}},
 	}
 	for _, c := range backend {
 		if got := refused(t, den, c.do); got != c.subject {
@@ -163,10 +171,34 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 		}
 	}
 
-	// Nothing was touched: the intake still takes campaigns.
+	// Nothing was touched: the intake still takes campaigns. The
+	// publisher listening to every inbox hears its own replies and none
+	// of campaignd's (the campaign pulled, the audience read).
+	every, err := nc.SubscribeSync("_INBOX.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	w.publish(t, "campaigns.submit", campaignJSON("lp-2", ids("lp2-", 5), ""), "lp-2")
 	if st := r.waitFinal(t, "lp-2", 15*time.Second); st.Status != campaigns.StateCompleted || st.Sent != 5 {
 		t.Fatalf("after the refusals: %+v", st)
+	}
+	own, theirs := 0, 0
+	for {
+		m, err := every.NextMsg(200 * time.Millisecond)
+		if err != nil {
+			break
+		}
+		if strings.HasPrefix(m.Subject, natsconn.InboxPrefix+".") {
+			theirs++
+		} else {
+			own++
+		}
+	}
+	if own == 0 || theirs != 0 {
+		t.Fatalf("the publisher on _INBOX.> heard %d replies of its own (want some) and %d of campaignd's (want none)", own, theirs)
 	}
 }
 

@@ -88,7 +88,7 @@ func TestLeastPrivilegePublisher(t *testing.T) {
 
 	begin := time.Now()
 	code, _, errOut := as("campaignd", "submit", "-f", writeFile(t, "c2.json", `{"id":"lp-ctl-2","app":"default","kind":"batch_push","targets":["u1"],"push_message":{"title":"t"}}`))
-	if code != exitOther || !strings.Contains(errOut, "NATS permissions do not allow publish to") || !strings.Contains(errOut, "as user campaignd") {
+	if code != exitOther || !strings.Contains(errOut, "NATS permissions do not allow") || !strings.Contains(errOut, "as user campaignd") {
 		t.Fatalf("submit as campaignd: exit %d, stderr %q", code, errOut)
 	}
 	if took := time.Since(begin); took > 10*time.Second {

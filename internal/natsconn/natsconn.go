@@ -19,6 +19,13 @@ import (
 	"github.com/campaignd/campaignd/internal/tlsconf"
 )
 
+// InboxPrefix is where the replies to campaignd's own requests come (its
+// JetStream calls, the campaigns it pulls, audience chunks): a prefix of
+// its own under _INBOX, so that the least-privilege account lets only
+// campaignd read them (configs/nats/campaignd-account.conf) while a
+// permission of _INBOX.> still covers it.
+const InboxPrefix = "_INBOX.campaignd"
+
 // Auth is how a client proves who it is to NATS, and how it checks the
 // server. At most one of Creds, NKey, User (with Password) and Token.
 type Auth struct {
