@@ -170,8 +170,9 @@ func TestNATSCredsFileWithLeastPrivilege(t *testing.T) {
 }
 
 // wantStartError starts campaignd with cfg and wants it to stop at once
-// with an error saying want, and no line with the word "seed" or a JWT.
-func wantStartError(t *testing.T, cfg config.Config, want string) {
+// with an error saying want, written in exactly one log line, and none of
+// hidden in the log (secrets), nor a seed or a JWT.
+func wantStartError(t *testing.T, cfg config.Config, want string, hidden ...string) {
 	t.Helper()
 	var logs syncBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -187,7 +188,18 @@ func wantStartError(t *testing.T, cfg config.Config, want string) {
 	if took := time.Since(begin); took > 15*time.Second {
 		t.Errorf("gave up after %s: a permanent refusal stops at once", took)
 	}
-	if out := logs.String(); strings.Contains(out, "SUA") || strings.Contains(out, "eyJ") {
-		t.Errorf("a seed or a JWT in the log:\n%s", out)
+	out, n := logs.String(), 0
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, want) {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("want one line saying %q, got %d:\n%s", want, n, out)
+	}
+	for _, h := range append(hidden, "SUA", "eyJ") {
+		if strings.Contains(out, h) {
+			t.Errorf("the log shows %q:\n%s", h, out)
+		}
 	}
 }

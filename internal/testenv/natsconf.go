@@ -34,20 +34,7 @@ func StartNATSConf(tb testing.TB, conf string, vars map[string]string, set func(
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		tb.Fatalf("testenv: %v", err)
 	}
-	n := &NATS{conf: path, opts: natsserver.Options{
-		Host:      "127.0.0.1",
-		Port:      FreePort(tb),
-		JetStream: true,
-		StoreDir:  tb.TempDir(),
-		NoSigs:    true,
-		NoLog:     true,
-	}}
-	if set != nil {
-		set(&n.opts)
-	}
-	n.start(tb)
-	tb.Cleanup(func() { n.Stop() })
-	return n
+	return startNATS(tb, path, set)
 }
 
 // fromConf reads n.conf and lays n.opts's listener, store and logging

@@ -252,7 +252,15 @@ func StartNATS(tb testing.TB) *NATS { return StartNATSWith(tb, nil) }
 // first (users, TLS; nil: none).
 func StartNATSWith(tb testing.TB, set func(*natsserver.Options)) *NATS {
 	tb.Helper()
-	n := &NATS{opts: natsserver.Options{
+	return startNATS(tb, "", set)
+}
+
+// startNATS starts a server on a free loopback port with JetStream in a
+// temp dir, configured by the file conf first when it is set, then by
+// set; it stops at the test's end.
+func startNATS(tb testing.TB, conf string, set func(*natsserver.Options)) *NATS {
+	tb.Helper()
+	n := &NATS{conf: conf, opts: natsserver.Options{
 		Host:      "127.0.0.1",
 		Port:      FreePort(tb),
 		JetStream: true,
