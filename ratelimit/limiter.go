@@ -306,6 +306,21 @@ func (l *Limiter) Spacing(perSecond float64) time.Duration {
 	return time.Duration(math.Ceil(1e6/perSecond*(1+l.opts.Margin))) * time.Microsecond
 }
 
+// Pace is the calls per second a key at limit is booked at, as Reserve
+// spaces them: the margin and whole calls (Spacing), and the adapted rate
+// effective when it is lower (Effective; 0: not adaptive). It is the rate
+// the forecast and the ETA plan with.
+func (l *Limiter) Pace(limit, effective float64) float64 {
+	if limit <= 0 {
+		return 0
+	}
+	sp := l.Spacing(limit)
+	if effective > 0 && effective < limit {
+		sp = max(sp, time.Duration(math.Floor(1e6*(1+l.opts.Margin)/effective))*time.Microsecond)
+	}
+	return float64(time.Second) / float64(sp)
+}
+
 // Reservation is a granted slot.
 type Reservation struct {
 	Wait   time.Duration // how long to wait before sending, from the script's run

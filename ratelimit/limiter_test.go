@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"sort"
 	"sync"
@@ -503,6 +504,27 @@ func TestFractionalRatesAreSpacedByWholeCalls(t *testing.T) {
 	} {
 		if got := l.Spacing(tc.rate); got != tc.want {
 			t.Errorf("Spacing(%v) = %s, want %s", tc.rate, got, tc.want)
+		}
+	}
+}
+
+// Pace is Spacing as a rate, or the adapted rate's spacing when lower, as
+// the reserve script spaces calls.
+func TestPace(t *testing.T) {
+	t.Parallel()
+	l := New(nil, Options{Margin: 0.01})
+	for _, tc := range []struct {
+		limit, effective, want float64
+	}{
+		{10, 0, 1e6 / 101000},
+		{2.5, 0, 1e6 / 505000},
+		{10, 10, 1e6 / 101000},
+		{10, 4, 1e6 / 252500}, // floor(1e6·1.01/4) µs
+		{10, 12, 1e6 / 101000},
+		{0, 0, 0},
+	} {
+		if got := l.Pace(tc.limit, tc.effective); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("Pace(%v, %v) = %v, want %v", tc.limit, tc.effective, got, tc.want)
 		}
 	}
 }
