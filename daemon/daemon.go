@@ -73,6 +73,7 @@ type Daemon struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	denials  *natsconn.Denials // NATS permissions violations, to the calls that caused them
+	forecast *forecaster
 
 	store   *store.Store
 	work    *worker.Worker
@@ -294,6 +295,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 		return nil, fmt.Errorf("nats consumer: %w", err)
 	}
 
+	d.forecast = newForecaster(cfg, d.store, lim, tasks, aud, d.clk)
+
 	// HTTP.
 	d.api, err = httpapi.New(httpapi.Options{
 		Status:    d.store,
@@ -301,6 +304,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 		QueueFor:  worker.QueueFor,
 		Schedules: d.sched.Schedules,
 		Throttles: provs.Throttles,
+		Forecast:  d.forecast.Forecast,
 		RedisOpt:  d.redisOpt,
 		Gatherer:  reg,
 		Ready:     d.readyChecks(),
@@ -376,6 +380,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return d.work.Dispatcher.Run(gctx) })
 	g.Go(func() error { d.sched.Run(gctx, time.Second); return nil })
 	g.Go(func() error { return d.work.Reconciler.Run(gctx) })
+	g.Go(func() error {
+		if err := intake.ServeForecasts(gctx, d.nc, d.forecast.Forecast, d.log); err != nil {
+			return fmt.Errorf("forecasts on %s: %w", intake.SubjectForecast, err)
+		}
+		return nil
+	})
 	g.Go(func() error {
 		if err := d.intake.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
 			return fmt.Errorf("intake: %w", err)

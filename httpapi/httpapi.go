@@ -64,7 +64,11 @@ type Options struct {
 	// because the provider refuses calls for rate, for the status of
 	// campaigns not final (GET /api/campaigns/{id}, the campaign's page);
 	// without it (or without Campaigns) nothing is said.
-	Throttles          func(ctx context.Context, app string, kind campaigns.Kind) ([]campaigns.Throttle, error)
+	Throttles func(ctx context.Context, app string, kind campaigns.Kind) ([]campaigns.Throttle, error)
+	// Forecast answers POST /api/forecast for a campaign JSON (with its
+	// audience's count when the caller made it, else -1); without it the
+	// path is not served.
+	Forecast           func(ctx context.Context, campaign []byte, audienceTargets int64) (campaigns.Forecast, error)
 	RedisOpt           asynq.RedisConnOpt
 	Gatherer           prometheus.Gatherer
 	Ready              []Check
@@ -115,6 +119,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.Schedules != nil {
 		s.mux.HandleFunc("GET /api/schedules", s.schedules)
+	}
+	if o.Forecast != nil {
+		s.mux.HandleFunc("POST /api/forecast", s.forecast)
 	}
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

@@ -107,6 +107,25 @@ func (q *localQueue) ahead(prio int) int {
 	return n
 }
 
+// underShare reports whether flow has fewer callers waiting than its
+// share of the backlog among the flows waiting: such a caller is let in
+// past the bound, as its turn comes among the first (the flows of one
+// priority are served in turn), so that a campaign that comes while
+// another fills the backlog gets its share at once rather than going
+// back to its queue again and again.
+func (q *localQueue) underShare(flow string) bool {
+	if flow == "" {
+		return false
+	}
+	n, mine := len(q.flows), 0
+	if f := q.flows[flow]; f != nil {
+		mine = f.waiting
+	} else {
+		n++
+	}
+	return mine*n < q.backlog-q.held
+}
+
 func (q *localQueue) push(prio int, flow string) *waiter {
 	f := q.flows[flow]
 	if f == nil {
@@ -366,7 +385,7 @@ func (l *Limiter) enter(ctx context.Context, rates []Rate) (*ticket, error) {
 		l.mu.Unlock()
 		return &ticket{l: l, q: q, o: o}, nil
 	}
-	if ahead := q.ahead(o.prio); ahead >= q.backlog {
+	if ahead := q.ahead(o.prio); ahead >= q.backlog && !q.underShare(o.flow) {
 		l.mu.Unlock()
 		return nil, &RateLimited{Key: rates[0].Key, RetryIn: l.backlogRetry(ahead, minRate), Backlog: true}
 	}

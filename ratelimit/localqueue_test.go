@@ -144,6 +144,23 @@ func TestLocalQueueBacklogIsBoundedByTime(t *testing.T) {
 	if !errors.As(err, &rl) || !rl.Backlog || rl.RetryIn != 700*time.Millisecond {
 		t.Fatalf("a 6th normal caller: %v, want an immediate backlog refusal", err)
 	}
+	// Another campaign of the same priority gets in past the bound up to
+	// its share of the 4 waiting places (2 of 2 campaigns': its turns come
+	// among the first); a third caller of it is refused.
+	other := make(chan error, 2)
+	for i := range 2 {
+		go func() {
+			tk, err := l.enter(WithOrder(ctx, 1, "m"), rates)
+			if err == nil {
+				tk.release()
+			}
+			other <- err
+		}()
+		waitWaiting(t, l, 5+i)
+	}
+	if _, err = l.enter(WithOrder(ctx, 1, "m"), rates); !errors.As(err, &rl) || !rl.Backlog {
+		t.Fatalf("a third caller of another campaign: %v, want a backlog refusal", err)
+	}
 	high := make(chan error, 1)
 	go func() {
 		tk, err := l.enter(WithOrder(ctx, 0, "h"), rates)
@@ -152,10 +169,15 @@ func TestLocalQueueBacklogIsBoundedByTime(t *testing.T) {
 		}
 		high <- err
 	}()
-	waitWaiting(t, l, 5) // the high caller waits too
+	waitWaiting(t, l, 7) // the high caller waits too
 	holder.release()
 	if err := <-high; err != nil {
 		t.Fatalf("a high caller behind a full normal backlog: %v", err)
+	}
+	for range 2 {
+		if err := <-other; err != nil {
+			t.Fatalf("the other campaign's caller: %v", err)
+		}
 	}
 	cancel()
 	wg.Wait()

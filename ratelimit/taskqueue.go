@@ -252,6 +252,7 @@ type TaskState struct {
 	Created []time.Time // creations still in the window
 	Running []time.Time // when each counted task frees its running slot
 	Waiting []string    // in order
+	Scores  []float64   // Waiting's scores (TaskScore)
 	Held    map[string]bool
 	Blocked time.Time
 }
@@ -263,13 +264,17 @@ func (w *TaskWindow) State(ctx context.Context, app string) (TaskState, error) {
 	tm := pipe.Time(ctx)
 	created := pipe.ZRangeWithScores(ctx, k[0], 0, -1)
 	running := pipe.ZRangeWithScores(ctx, k[1], 0, -1)
-	waiting := pipe.ZRange(ctx, k[2], 0, -1)
+	waiting := pipe.ZRangeWithScores(ctx, k[2], 0, -1)
 	held := pipe.SMembers(ctx, k[3])
 	blocked := pipe.Get(ctx, k[4])
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return TaskState{}, fmt.Errorf("ratelimit: task state of %s: %w", app, err)
 	}
-	st := TaskState{Now: tm.Val(), Held: map[string]bool{}, Waiting: waiting.Val()}
+	st := TaskState{Now: tm.Val(), Held: map[string]bool{}}
+	for _, z := range waiting.Val() {
+		st.Waiting = append(st.Waiting, fmt.Sprint(z.Member))
+		st.Scores = append(st.Scores, z.Score)
+	}
 	if w.test != nil {
 		st.Now = w.test.Now()
 	}
@@ -343,6 +348,18 @@ func (w *TaskWindow) Estimate(st TaskState) map[string]time.Time {
 		running = append(running, t.Add(hold))
 	}
 	return out
+}
+
+// EstimateNew tells when a task not yet queued would be created if it
+// were queued now with score (TaskScore): after every waiting task of a
+// better or equal score, as Enqueue would place it.
+func (w *TaskWindow) EstimateNew(st TaskState, member string, score float64) time.Time {
+	i := sort.Search(len(st.Scores), func(i int) bool { return st.Scores[i] > score })
+	if len(st.Scores) != len(st.Waiting) { // a state made without scores: last
+		i = len(st.Waiting)
+	}
+	st.Waiting = append(append(append([]string(nil), st.Waiting[:i]...), member), st.Waiting[i:]...)
+	return w.Estimate(st)[member]
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -63,6 +63,14 @@ func labelMembersKind(p labelMembersProviders) kind {
 			}
 			return provider.MaxLabelUsers
 		},
+		// Easemob: the label is looked up once (and created when missing
+		// for an add), then members go 100 a call; EngageLab: 1,000 a call.
+		calls: func(_ *campaigns.Campaign, prov string, units int64) map[provider.Group]int64 {
+			if prov == provider.EngageLab {
+				return map[provider.Group]int64{provider.GroupTags: units}
+			}
+			return map[provider.Group]int64{provider.GroupLabel: 1, provider.GroupLabelUser: units}
+		},
 		prepare: func(ctx context.Context, c *campaigns.Campaign) error { return prepareLabel(ctx, p, c) },
 		send: func(ctx context.Context, c *campaigns.Campaign, targets []string, _ []TargetResult) ([]TargetResult, error) {
 			add := c.Action == "add"

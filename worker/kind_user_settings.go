@@ -43,6 +43,22 @@ func userSettingsKind(p SettingsEditor) kind {
 		},
 		groups: []provider.Group{provider.GroupUser, provider.GroupNotification},
 		unit:   fixed(1),
+		// Per user: one user call for nickname or display style; one
+		// notification call for the push mode, one more for the language.
+		calls: func(c *campaigns.Campaign, _ string, users int64) map[provider.Group]int64 {
+			out := map[provider.Group]int64{}
+			s := c.Settings
+			if s.Nickname != nil || s.NotificationDisplayStyle != nil {
+				out[provider.GroupUser] = users
+			}
+			if s.Type != nil || s.IgnoreInterval != nil || s.IgnoreDuration != nil {
+				out[provider.GroupNotification] += users
+			}
+			if s.Language != nil {
+				out[provider.GroupNotification] += users
+			}
+			return out
+		},
 		send: func(ctx context.Context, c *campaigns.Campaign, targets []string, _ []TargetResult) ([]TargetResult, error) {
 			return sendUserSettings(ctx, p, c, targets)
 		},

@@ -47,6 +47,10 @@ type kind struct {
 	// broadcast), replaces planning and sending: the campaign waits in the
 	// app's task queue for the task-window caps (dispatcher.go).
 	task *taskSpec
+	// calls, if set, counts the provider calls units of work make, per
+	// limit group (for the forecast); nil: one call per unit on the
+	// kind's first group.
+	calls func(c *campaigns.Campaign, providerName string, units int64) map[provider.Group]int64
 }
 
 // taskSpec is how a task kind creates its provider task.
@@ -114,6 +118,31 @@ func KindInfos() []KindInfo {
 	}
 	sort.Slice(out, func(i, j int) bool { return order[out[i].Kind] < order[out[j].Kind] })
 	return out
+}
+
+// Calls counts the provider calls a campaign of targets distinct targets
+// makes, per limit group, for an app of providerName (the forecast's
+// count; retries not included). Task kinds and templates make one unit
+// whatever their targets.
+func Calls(c *campaigns.Campaign, providerName string, targets int64) map[provider.Group]int64 {
+	for _, k := range kindList(nil) {
+		if k.name != c.Kind {
+			continue
+		}
+		units := int64(1)
+		if k.task == nil && k.unitTarget == nil {
+			u := int64(k.unit(providerName))
+			units = (targets + u - 1) / u
+		}
+		if k.calls != nil {
+			return k.calls(c, providerName, units)
+		}
+		if units == 0 {
+			return map[provider.Group]int64{}
+		}
+		return map[provider.Group]int64{k.groups[0]: units}
+	}
+	return nil
 }
 
 // kindSet is the kinds this Worker sends, each given its part of the

@@ -376,3 +376,26 @@ func (b *batcher) close(ctx context.Context) error {
 	}
 	return b.flush(ctx)
 }
+
+// CountAudience counts the distinct valid ids of an audience object as a
+// plan would read it (the same rule for a valid id, the same
+// de-duplication), storing nothing: one survey read (a sorted audience
+// needs no set), then as many passes as memory bytes of sets need. open
+// gives the object's bytes afresh at each call; size is its length.
+func CountAudience(ctx context.Context, open dedupe.Opener, size, memory int64) (dedupe.Stats, error) {
+	rc, err := open(ctx)
+	if err != nil {
+		return dedupe.Stats{}, err
+	}
+	lines, sorted, err := dedupe.Survey(rc, validTarget, 0)
+	rc.Close()
+	if err != nil {
+		return dedupe.Stats{}, fmt.Errorf("count audience: %w", err)
+	}
+	parts := 1
+	if !sorted {
+		parts = dedupe.PartsFor(size, lines, memory)
+	}
+	return dedupe.Run(ctx, open, dedupe.Options{Parts: parts, Seed: rand.Uint64(), Sorted: sorted,
+		Expected: dedupe.ExpectedPerPart(lines, parts), Keep: validTarget}, func([]byte) error { return nil })
+}

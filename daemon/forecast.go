@@ -1,0 +1,425 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/config"
+	"github.com/campaignd/campaignd/forecast"
+	"github.com/campaignd/campaignd/intake"
+	"github.com/campaignd/campaignd/internal/clock"
+	"github.com/campaignd/campaignd/provider"
+	"github.com/campaignd/campaignd/ratelimit"
+	"github.com/campaignd/campaignd/store"
+	"github.com/campaignd/campaignd/worker"
+)
+
+// forecaster answers campaigns.forecast and POST /api/forecast
+// (docs/interface.md §7) and the ETA of the campaigns sending: it reads
+// what decides when calls go (the app's limits as the limiter paces them,
+// the campaigns already queued, the task caps) and runs the model of
+// package forecast on it. It stores, queues and sends nothing.
+type forecaster struct {
+	cfg   config.Config
+	store *store.Store
+	lim   *ratelimit.Limiter
+	tasks *taskQueues
+	aud   *intake.AudienceStore
+	clk   clock.Clock
+	// count lets one audience be counted at a time (plan memory is the
+	// planner's; a forecast takes at most as much again).
+	count chan struct{}
+}
+
+func newForecaster(cfg config.Config, st *store.Store, lim *ratelimit.Limiter, tasks *taskQueues, aud *intake.AudienceStore, clk clock.Clock) *forecaster {
+	return &forecaster{cfg: cfg, store: st, lim: lim, tasks: tasks, aud: aud, clk: clk, count: make(chan struct{}, 1)}
+}
+
+// maxCompetitors bounds how many queued campaigns of each state a
+// forecast reads (oldest first).
+const maxCompetitors = 500
+
+// defaultPlanMemory is the audience count's memory when worker.plan_memory
+// is unset (the planner's default).
+const defaultPlanMemory = 64 << 20
+
+// Forecast answers for the campaign JSON data. audienceTargets, when ≥ 0,
+// is the count of its audience's distinct valid ids made by the caller
+// (campaignctl counts a local file), instead of reading the object. An
+// error is campaignd's (Redis, NATS), not the campaign's.
+func (f *forecaster) Forecast(ctx context.Context, data []byte, audienceTargets int64) (campaigns.Forecast, error) {
+	now := f.clk.Now()
+	c, errs := campaigns.Check(data, envFor(f.cfg, now))
+	if len(errs) > 0 {
+		fc := campaigns.Forecast{Status: string(campaigns.StateRejected), Errors: errs}
+		if id, _ := campaigns.PeekID(data); id != nil {
+			fc.ID = *id
+		}
+		return fc, nil
+	}
+	fc := campaigns.Forecast{ID: c.ID, App: c.App, Kind: c.Kind, Status: campaigns.ForecastOK,
+		Calls: map[string]int64{}, Ahead: campaigns.Ahead{Calls: map[string]int64{}}, Rates: map[string]float64{}}
+	targets, err := f.targets(ctx, c, audienceTargets)
+	if err != nil {
+		var fe *fieldFailure
+		if errors.As(err, &fe) {
+			return campaigns.Forecast{ID: c.ID, Status: string(campaigns.StateRejected),
+				Errors: campaigns.FieldErrors{{Field: fe.field, Message: fe.msg}}}, nil
+		}
+		return fc, err
+	}
+	fc.TargetsTotal = targets
+	app := f.cfg.Apps[c.App]
+	calls := worker.Calls(c, app.Provider, targets)
+	for g, n := range calls {
+		fc.Calls[string(g)] = n
+	}
+	start, _, _ := c.StartTime(appLocation(f.cfg, c.App), now)
+	if start.After(now) {
+		fc.Notes = append(fc.Notes, "starts at "+clockTime(start, now)+" (start_date)")
+	}
+	if c.Kind == campaigns.KindLabelPush || c.Kind == campaigns.KindBroadcast {
+		return f.taskForecast(ctx, c, fc, start)
+	}
+	m := me{id: c.ID, rank: c.Priority.Rank(), rateLimit: c.RateLimit, start: start, targets: targets, calls: calls}
+	if err := f.model(ctx, c.App, m, c.ExpiresAt, &fc, now); err != nil {
+		return fc, err
+	}
+	return fc, nil
+}
+
+// fieldFailure is a campaign problem found only by reading (a missing
+// audience): the forecast answers it as intake's plan would fail it.
+type fieldFailure struct{ field, msg string }
+
+func (e *fieldFailure) Error() string { return e.field + ": " + e.msg }
+
+// targets counts c's distinct valid targets: inline, or its audience
+// object read as a plan would (or given counted).
+func (f *forecaster) targets(ctx context.Context, c *campaigns.Campaign, given int64) (int64, error) {
+	if c.Audience == nil {
+		seen := make(map[string]struct{}, len(c.Targets))
+		for _, t := range c.Targets {
+			seen[t] = struct{}{}
+		}
+		return int64(len(seen)), nil
+	}
+	if given >= 0 {
+		return given, nil
+	}
+	select {
+	case f.count <- struct{}{}:
+		defer func() { <-f.count }()
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	size, _, err := f.aud.Stat(ctx, c.Audience.Bucket, c.Audience.Object)
+	if errors.Is(err, campaigns.ErrAudienceNotFound) || errors.Is(err, campaigns.ErrAudienceDenied) {
+		return 0, &fieldFailure{field: "audience", msg: strings.TrimPrefix(err.Error(), "intake: ")}
+	}
+	if err != nil {
+		return 0, err
+	}
+	mem := int64(f.cfg.Worker.PlanMemory)
+	if mem <= 0 {
+		mem = defaultPlanMemory
+	}
+	open := func(ctx context.Context) (io.ReadCloser, error) {
+		return f.aud.Open(ctx, c.Audience.Bucket, c.Audience.Object)
+	}
+	stats, err := worker.CountAudience(ctx, open, size, mem)
+	if err != nil {
+		return 0, fmt.Errorf("forecast: count audience %s/%s: %w", c.Audience.Bucket, c.Audience.Object, err)
+	}
+	return stats.Unique, nil
+}
+
+// me is the campaign a model is run for.
+type me struct {
+	id        string
+	rank      int
+	rateLimit float64
+	start     time.Time
+	held      bool
+	targets   int64 // its targets left
+	calls     map[provider.Group]int64
+}
+
+// competitor is a queued campaign of the same app.
+type competitor struct {
+	id    string
+	state campaigns.State
+	rank  int
+	cap   float64
+	from  time.Time
+	calls map[provider.Group]int64
+}
+
+// model runs the model for m on each group it spends and fills fc's
+// start, end, ahead, rates, dropped and notes.
+func (f *forecaster) model(ctx context.Context, app string, m me, expires *time.Time, fc *campaigns.Forecast, now time.Time) error {
+	a := f.cfg.Apps[app]
+	others, err := f.competitors(ctx, app, m.id, now)
+	if err != nil {
+		return err
+	}
+	groups := slices.Sorted(func(yield func(provider.Group) bool) {
+		for g, n := range m.calls {
+			if n > 0 && !yield(g) {
+				return
+			}
+		}
+	})
+	var until time.Time
+	if expires != nil {
+		until = *expires
+	}
+	var first, last time.Time
+	doneShare := 1.0
+	finished := true
+	aheadIDs := map[string]bool{}
+	for _, g := range groups {
+		limit := a.Limit(g)
+		var effective float64
+		if a.Adapts() {
+			ads, err := f.lim.Effective(ctx, ratelimit.Rate{Key: ratelimit.GroupKey(app, g), PerSecond: limit, Adaptive: true})
+			if err != nil {
+				return fmt.Errorf("forecast: %w", err)
+			}
+			effective = ads[0].Effective
+			if effective < limit {
+				fc.Notes = append(fc.Notes, fmt.Sprintf("%s runs at %s/s of %s/s: the provider refused calls for rate", g, num(effective), num(limit)))
+			}
+		}
+		pace := f.lim.Pace(limit, effective)
+		flows := []forecast.Flow{{ID: m.id, Rank: m.rank, Calls: float64(m.calls[g]), Cap: f.lim.Pace(m.rateLimit, 0), From: m.start, Held: m.held}}
+		higher, same, held := 0, 0, 0
+		for _, o := range others {
+			n := o.calls[g]
+			if n <= 0 {
+				continue
+			}
+			flows = append(flows, forecast.Flow{ID: o.id, Rank: o.rank, Calls: float64(n), Cap: f.lim.Pace(o.cap, 0),
+				From: o.from, Held: o.state == campaigns.StatePaused})
+			switch {
+			case o.state == campaigns.StatePaused:
+				held++
+			case o.rank < m.rank:
+				higher++
+			case o.rank == m.rank:
+				same++
+			default:
+				continue
+			}
+			if o.state != campaigns.StatePaused {
+				aheadIDs[o.id] = true
+				fc.Ahead.Calls[string(g)] += n
+			}
+		}
+		if pace <= 0 { // no limit on the group: as fast as it is sent
+			first, last = earliest(first, m.start), latest(last, m.start)
+			continue
+		}
+		r := forecast.Run(forecast.Options{Now: now, Pace: pace, Until: until}, flows, m.id)
+		if r.First.IsZero() {
+			finished = false
+			continue
+		}
+		fc.Rates[string(g)] = math.Round(r.Rate*1000) / 1000
+		first = earliest(first, r.First)
+		if r.Finished() {
+			last = latest(last, r.Last)
+		} else {
+			finished = false
+		}
+		if m.calls[g] > 0 {
+			doneShare = math.Min(doneShare, r.DoneBy/float64(m.calls[g]))
+		}
+		if higher > 0 {
+			fc.Notes = append(fc.Notes, fmt.Sprintf("waits on %s for %s of higher priority", g, campaignsWord(higher)))
+		}
+		if same > 0 {
+			fc.Notes = append(fc.Notes, fmt.Sprintf("shares %s with %s of the same priority", g, campaignsWord(same)))
+		}
+		if held > 0 {
+			fc.Notes = append(fc.Notes, fmt.Sprintf("%s paused on %s would share it when resumed", campaignsWord(held), g))
+		}
+		if m.rateLimit > 0 && f.lim.Pace(m.rateLimit, 0) < pace {
+			fc.Notes = append(fc.Notes, fmt.Sprintf("held to its rate_limit: %s calls/s at most", num(f.lim.Pace(m.rateLimit, 0))))
+		}
+	}
+	fc.Ahead.Campaigns = len(aheadIDs)
+	if !first.IsZero() {
+		fc.StartAt = utc(first)
+	}
+	if finished && !last.IsZero() {
+		fc.DoneAt = utc(last)
+	}
+	if expires != nil && doneShare < 1 {
+		fc.Dropped = m.targets - int64(math.Floor(doneShare*float64(m.targets)))
+		fc.Notes = append(fc.Notes, fmt.Sprintf("%s targets would miss expires_at (%s)", thousands(fc.Dropped), clockTime(*expires, now)))
+	}
+	if m.held {
+		fc.Notes = append(fc.Notes, "paused: nothing goes until it is resumed")
+	}
+	return nil
+}
+
+// competitors are the running, scheduled and paused campaigns of app
+// other than id, with the calls they have left per group.
+func (f *forecaster) competitors(ctx context.Context, app, id string, now time.Time) ([]competitor, error) {
+	prov := f.cfg.Apps[app].Provider
+	var out []competitor
+	for _, state := range []campaigns.State{campaigns.StateRunning, campaigns.StateScheduled, campaigns.StatePaused} {
+		ids, err := f.store.InState(ctx, state, maxCompetitors)
+		if err != nil {
+			return nil, fmt.Errorf("forecast: %w", err)
+		}
+		for _, oid := range ids {
+			if oid == id {
+				continue
+			}
+			c, err := f.store.Campaign(ctx, oid)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("forecast: %w", err)
+			}
+			if c.App != app || c.Kind == campaigns.KindLabelPush || c.Kind == campaigns.KindBroadcast {
+				continue
+			}
+			st, err := f.store.Status(ctx, oid)
+			if err != nil {
+				return nil, fmt.Errorf("forecast: %w", err)
+			}
+			left := remainingTargets(c, st)
+			from := now
+			if st.StartAt != nil && st.StartAt.After(now) {
+				from = *st.StartAt
+			}
+			out = append(out, competitor{id: oid, state: st.Status, rank: c.Priority.Rank(), cap: c.RateLimit, from: from,
+				calls: worker.Calls(c, prov, left)})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out, nil
+}
+
+// remainingTargets is what a stored campaign has left to send: its
+// targets less those sent, failed or dropped (before its plan has counted
+// them: its inline targets).
+func remainingTargets(c *campaigns.Campaign, st campaigns.Status) int64 {
+	total := st.TargetsTotal
+	if !st.Planned && int64(len(c.Targets)) > total {
+		total = int64(len(c.Targets))
+	}
+	return max(total-st.Sent-st.Failed-st.Dropped, 0)
+}
+
+// taskForecast answers for a label push or a broadcast: one task, created
+// when the task caps let it (after the tasks queued before it).
+func (f *forecaster) taskForecast(ctx context.Context, c *campaigns.Campaign, fc campaigns.Forecast, start time.Time) (campaigns.Forecast, error) {
+	tw, err := f.tasks.tw(c.App)
+	if err != nil {
+		return fc, err
+	}
+	st, err := tw.State(ctx, c.App)
+	if err != nil {
+		return fc, fmt.Errorf("forecast: %w", err)
+	}
+	kind := ratelimit.TaskLabel
+	if c.Kind == campaigns.KindBroadcast {
+		kind = ratelimit.TaskBroadcast
+	}
+	score := ratelimit.TaskScore(c.Priority.Rank(), start)
+	at := tw.EstimateNew(st, ratelimit.TaskMember(kind, c.ID), score)
+	if at.Before(start) {
+		at = start
+	}
+	fc.StartAt, fc.DoneAt = utc(at), utc(at)
+	ahead := 0
+	for i, m := range st.Waiting {
+		if !st.Held[m] && i < len(st.Scores) && st.Scores[i] <= score {
+			ahead++
+		}
+	}
+	fc.Ahead.Campaigns = ahead
+	if ahead > 0 {
+		group := provider.GroupPushLabel
+		if kind == ratelimit.TaskBroadcast {
+			group = provider.GroupPushTask
+		}
+		fc.Ahead.Calls[string(group)] = int64(ahead)
+	}
+	cfg := tw.Config()
+	if at.After(st.Now.Add(time.Second)) && at.After(start) {
+		fc.Notes = append(fc.Notes, fmt.Sprintf("waits for a task slot: %d created in the last %s and %d running, next at %s",
+			len(st.Created), cfg.Window, len(st.Running), clockTime(at, st.Now)))
+	}
+	if ahead > 0 {
+		fc.Notes = append(fc.Notes, fmt.Sprintf("%s queued before it for the task caps", campaignsWord(ahead)))
+	}
+	if c.ExpiresAt != nil && at.After(*c.ExpiresAt) {
+		fc.Notes = append(fc.Notes, "its task would not be created before expires_at ("+clockTime(*c.ExpiresAt, st.Now)+")")
+	}
+	return fc, nil
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+func utc(t time.Time) *time.Time {
+	u := t.UTC().Truncate(time.Millisecond)
+	return &u
+}
+
+// clockTime is t for a note: its time of day in UTC, with the date when
+// it is not now's.
+func clockTime(t, now time.Time) string {
+	t, now = t.UTC(), now.UTC()
+	if t.YearDay() == now.YearDay() && t.Year() == now.Year() {
+		return t.Format("15:04:05") + " UTC"
+	}
+	return t.Format("2006-01-02 15:04:05") + " UTC"
+}
+
+func campaignsWord(n int) string {
+	if n == 1 {
+		return "1 campaign"
+	}
+	return fmt.Sprintf("%d campaigns", n)
+}
+
+func num(v float64) string { return fmt.Sprintf("%.3g", v) }
+
+// thousands writes n with a comma every three digits.
+func thousands(n int64) string {
+	s := fmt.Sprint(n)
+	if n < 0 {
+		return "-" + thousands(-n)
+	}
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}

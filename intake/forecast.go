@@ -1,0 +1,77 @@
+package intake
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/campaignd/campaignd/campaigns"
+)
+
+// SubjectForecast is the core NATS request of a forecast (docs/interface.md
+// §3.2): a campaign JSON in, the forecast JSON of §7 back. Nothing is
+// stored: it is no stream's subject.
+const SubjectForecast = "campaigns.forecast"
+
+// HeaderAudienceTargets, on a forecast request, gives the count of the
+// campaign's audience made by the caller (campaignctl counts a local
+// file), instead of reading the object.
+const HeaderAudienceTargets = "Campaignd-Audience-Targets"
+
+// Forecaster answers a forecast (the daemon's model).
+type Forecaster func(ctx context.Context, campaign []byte, audienceTargets int64) (campaigns.Forecast, error)
+
+// maxForecasts is how many forecasts one process answers at once; more
+// wait for a turn.
+const maxForecasts = 8
+
+// ServeForecasts answers forecast requests until ctx is done: every
+// process subscribes in one queue group, so each request is answered
+// once. A request campaignd cannot answer (Redis down) gets
+// {"status": "error", "error": "…"}.
+func ServeForecasts(ctx context.Context, nc *nats.Conn, f Forecaster, log zerolog.Logger) error {
+	sem := make(chan struct{}, maxForecasts)
+	var wg sync.WaitGroup
+	sub, err := nc.QueueSubscribe(SubjectForecast, "campaignd", func(msg *nats.Msg) {
+		if msg.Reply == "" {
+			return // nobody to answer
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			given := int64(-1)
+			if v := msg.Header.Get(HeaderAudienceTargets); v != "" {
+				if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+					given = n
+				}
+			}
+			var body []byte
+			fc, err := f(ctx, msg.Data, given)
+			if err != nil {
+				log.Warn().Err(err).Msg("forecast failed")
+				body, _ = json.Marshal(map[string]string{"status": "error", "error": "forecast: " + err.Error()})
+			} else {
+				body, _ = json.Marshal(fc)
+			}
+			if err := msg.Respond(body); err != nil {
+				log.Warn().Err(err).Msg("forecast answer not sent")
+			}
+		}()
+	})
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	_ = sub.Unsubscribe()
+	wg.Wait()
+	return nil
+}
