@@ -169,6 +169,10 @@ type Status struct {
 	// plan below the configured limits). Read when asked (GET
 	// /api/campaigns/{id}), not stored.
 	Throttled []Throttle `json:"throttled,omitempty"`
+	// ETA is when a scheduled, running or paused campaign is expected to
+	// end (its last call), from the forecast's model at the current queue
+	// and limits; absent when nothing can be said (paused).
+	ETA *time.Time `json:"eta,omitempty"`
 }
 
 // Throttle is one endpoint group an app's campaigns run below the

@@ -232,10 +232,11 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 	// waits for the status stream (a stream without a leader, NATS
 	// reconnecting); rejections are published by intake itself, before it
 	// terminates their message. Close (before NATS is drained) flushes it.
-	statusQ := statusq.New(pub, statusq.Options{Logger: d.log, Counters: m, Clock: d.clk})
+	aud := intake.NewAudienceStore(d.js, intake.AudienceOptions{Denials: d.denials})
+	d.forecast = newForecaster(cfg, d.store, lim, tasks, aud, d.clk)
+	statusQ := statusq.New(etaSink{next: pub, f: d.forecast, store: d.store}, statusq.Options{Logger: d.log, Counters: m, Clock: d.clk})
 	statusQ.Start()
 	d.stop = append(d.stop, func() { statusQ.Close(statusFlush) })
-	aud := intake.NewAudienceStore(d.js, intake.AudienceOptions{Denials: d.denials})
 	asynqClient := asynq.NewClient(d.redisOpt)
 	d.stop = append(d.stop, func() { _ = asynqClient.Close() })
 	insp := asynq.NewInspector(d.redisOpt)
@@ -265,6 +266,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 	}, 0)
 	reg.MustRegister(metrics.NewCampaignCollector(d.store, 2*time.Second, d.log))
 	reg.MustRegister(newTaskCollector(tasks))
+	reg.MustRegister(newETACollector(d.forecast))
 	reg.MustRegister(metrics.NewLimitCollector(provs, 2*time.Second, d.log))
 	reg.MustRegister(metrics.NewQueueCollector(insp))
 
@@ -295,8 +297,6 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 		return nil, fmt.Errorf("nats consumer: %w", err)
 	}
 
-	d.forecast = newForecaster(cfg, d.store, lim, tasks, aud, d.clk)
-
 	// HTTP.
 	d.api, err = httpapi.New(httpapi.Options{
 		Status:    d.store,
@@ -304,7 +304,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 		QueueFor:  worker.QueueFor,
 		Schedules: d.sched.Schedules,
 		Throttles: provs.Throttles,
-		Forecast:  d.forecast.Forecast,
+		Forecast:  d.forecast,
 		RedisOpt:  d.redisOpt,
 		Gatherer:  reg,
 		Ready:     d.readyChecks(),

@@ -9,7 +9,10 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/config"
@@ -18,6 +21,7 @@ import (
 	"github.com/campaignd/campaignd/internal/clock"
 	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/ratelimit"
+	"github.com/campaignd/campaignd/statusq"
 	"github.com/campaignd/campaignd/store"
 	"github.com/campaignd/campaignd/worker"
 )
@@ -37,10 +41,31 @@ type forecaster struct {
 	// count lets one audience be counted at a time (plan memory is the
 	// planner's; a forecast takes at most as much again).
 	count chan struct{}
+
+	mu    sync.Mutex
+	comps map[string]compsRead // app → its queued campaigns, read at most once a second
+	etas  map[string]etaRead   // campaign → its outlook, computed at most once a second
 }
 
+// compsRead is an app's queued campaigns as read at a time.
+type compsRead struct {
+	at   time.Time
+	list []competitor
+}
+
+// etaRead is a campaign's outlook as computed at a time.
+type etaRead struct {
+	at time.Time
+	fc *campaigns.Forecast
+}
+
+// refreshEvery is how often a campaign's ETA, and an app's queue, are
+// read again at most.
+const refreshEvery = time.Second
+
 func newForecaster(cfg config.Config, st *store.Store, lim *ratelimit.Limiter, tasks *taskQueues, aud *intake.AudienceStore, clk clock.Clock) *forecaster {
-	return &forecaster{cfg: cfg, store: st, lim: lim, tasks: tasks, aud: aud, clk: clk, count: make(chan struct{}, 1)}
+	return &forecaster{cfg: cfg, store: st, lim: lim, tasks: tasks, aud: aud, clk: clk, count: make(chan struct{}, 1),
+		comps: map[string]compsRead{}, etas: map[string]etaRead{}}
 }
 
 // maxCompetitors bounds how many queued campaigns of each state a
@@ -276,6 +301,31 @@ func (f *forecaster) model(ctx context.Context, app string, m me, expires *time.
 // competitors are the running, scheduled and paused campaigns of app
 // other than id, with the calls they have left per group.
 func (f *forecaster) competitors(ctx context.Context, app, id string, now time.Time) ([]competitor, error) {
+	f.mu.Lock()
+	r, ok := f.comps[app]
+	f.mu.Unlock()
+	if !ok || now.Sub(r.at) >= refreshEvery || now.Before(r.at) {
+		list, err := f.readCompetitors(ctx, app, now)
+		if err != nil {
+			return nil, err
+		}
+		r = compsRead{at: now, list: list}
+		f.mu.Lock()
+		f.comps[app] = r
+		f.mu.Unlock()
+	}
+	out := make([]competitor, 0, len(r.list))
+	for _, c := range r.list {
+		if c.id != id {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// readCompetitors reads the running, scheduled and paused campaigns of
+// app from the store.
+func (f *forecaster) readCompetitors(ctx context.Context, app string, now time.Time) ([]competitor, error) {
 	prov := f.cfg.Apps[app].Provider
 	var out []competitor
 	for _, state := range []campaigns.State{campaigns.StateRunning, campaigns.StateScheduled, campaigns.StatePaused} {
@@ -284,9 +334,6 @@ func (f *forecaster) competitors(ctx context.Context, app, id string, now time.T
 			return nil, fmt.Errorf("forecast: %w", err)
 		}
 		for _, oid := range ids {
-			if oid == id {
-				continue
-			}
 			c, err := f.store.Campaign(ctx, oid)
 			if errors.Is(err, store.ErrNotFound) {
 				continue
@@ -312,6 +359,105 @@ func (f *forecaster) competitors(ctx context.Context, app, id string, now time.T
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
 	return out, nil
+}
+
+// Outlook is a stored campaign's forecast at the current queue and
+// limits (its end in DoneAt, its rates, why it waits), computed at most
+// once a second; nil when nothing can be said: the campaign is final or
+// unknown to the model. A paused campaign has no DoneAt.
+func (f *forecaster) Outlook(ctx context.Context, c *campaigns.Campaign, st campaigns.Status) *campaigns.Forecast {
+	switch st.Status {
+	case campaigns.StateScheduled, campaigns.StateRunning, campaigns.StatePaused:
+	default:
+		f.forget(st.ID)
+		return nil
+	}
+	app, ok := f.cfg.Apps[c.App]
+	if !ok {
+		return nil
+	}
+	now := f.clk.Now()
+	f.mu.Lock()
+	r, ok := f.etas[st.ID]
+	f.mu.Unlock()
+	if ok && now.Sub(r.at) < refreshEvery && !now.Before(r.at) && r.fc.Status == string(st.Status) {
+		return r.fc
+	}
+	fc := &campaigns.Forecast{ID: c.ID, App: c.App, Kind: c.Kind, Status: string(st.Status),
+		Calls: map[string]int64{}, Ahead: campaigns.Ahead{Calls: map[string]int64{}}, Rates: map[string]float64{}}
+	switch {
+	case c.Kind == campaigns.KindLabelPush || c.Kind == campaigns.KindBroadcast:
+		// The dispatcher keeps a waiting task's start_at at its estimated
+		// creation, the task's one call.
+		if st.Status == campaigns.StateScheduled && st.StartAt != nil {
+			fc.StartAt, fc.DoneAt = st.StartAt, st.StartAt
+		}
+	default:
+		left := remainingTargets(c, st)
+		calls := worker.Calls(c, app.Provider, left)
+		for g, n := range calls {
+			fc.Calls[string(g)] = n
+		}
+		start := now
+		if st.StartAt != nil && st.StartAt.After(now) {
+			start = *st.StartAt
+		}
+		m := me{id: c.ID, rank: c.Priority.Rank(), rateLimit: c.RateLimit, start: start, held: st.Status == campaigns.StatePaused,
+			targets: left, calls: calls}
+		if err := f.model(ctx, c.App, m, c.ExpiresAt, fc, now); err != nil {
+			return nil
+		}
+	}
+	f.mu.Lock()
+	if len(f.etas) >= 10_000 {
+		clear(f.etas)
+	}
+	f.etas[st.ID] = etaRead{at: now, fc: fc}
+	f.mu.Unlock()
+	return fc
+}
+
+// Cached is the last outlook computed for a campaign, however old (nil:
+// none).
+func (f *forecaster) Cached(id string) *campaigns.Forecast {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.etas[id].fc
+}
+
+// forget drops a campaign's outlook (it is final).
+func (f *forecaster) forget(id string) {
+	f.mu.Lock()
+	delete(f.etas, id)
+	f.mu.Unlock()
+}
+
+// etaSink adds the ETA to the status events of campaigns not final
+// before they are published (in the status queue's goroutines: sending
+// never waits for it).
+type etaSink struct {
+	next  statusq.Sink
+	f     *forecaster
+	store *store.Store
+}
+
+// etaBudget bounds the ETA's reads for one event: a slow Redis delays
+// the event by at most this, and it goes without an ETA.
+const etaBudget = 500 * time.Millisecond
+
+func (s etaSink) Publish(ctx context.Context, st campaigns.Status) error {
+	if st.Status.Final() {
+		s.f.forget(st.ID)
+	} else if st.Status == campaigns.StateScheduled || st.Status == campaigns.StateRunning || st.Status == campaigns.StatePaused {
+		ectx, cancel := context.WithTimeout(ctx, etaBudget)
+		if c, err := s.store.Campaign(ectx, st.ID); err == nil {
+			if fc := s.f.Outlook(ectx, c, st); fc != nil {
+				st.ETA = fc.DoneAt
+			}
+		}
+		cancel()
+	}
+	return s.next.Publish(ctx, st)
 }
 
 // remainingTargets is what a stored campaign has left to send: its
@@ -422,4 +568,31 @@ func thousands(n int64) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// etaCollector exposes campaignd_campaign_eta_seconds: for each running
+// campaign this process has an ETA for (its last status events'), the
+// seconds until it, from the cache (a scrape computes nothing).
+type etaCollector struct {
+	f    *forecaster
+	desc *prometheus.Desc
+}
+
+func newETACollector(f *forecaster) *etaCollector {
+	return &etaCollector{f: f, desc: prometheus.NewDesc("campaignd_campaign_eta_seconds",
+		"Seconds until a running campaign is expected to end (its ETA), as this process last computed it.", []string{"campaign", "app"}, nil)}
+}
+
+func (c *etaCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *etaCollector) Collect(ch chan<- prometheus.Metric) {
+	now := c.f.clk.Now()
+	c.f.mu.Lock()
+	defer c.f.mu.Unlock()
+	for id, r := range c.f.etas {
+		if r.fc.Status != string(campaigns.StateRunning) || r.fc.DoneAt == nil || now.Sub(r.at) > time.Minute {
+			continue // not running, or not heard of lately (finished in another process)
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, math.Max(0, r.fc.DoneAt.Sub(now).Seconds()), id, r.fc.App)
+	}
 }

@@ -200,3 +200,76 @@ func TestForecastDropsAtExpiry(t *testing.T) {
 		t.Fatalf("predicted %d dropped, really %d", fc.Dropped, st.Dropped)
 	}
 }
+
+// A running campaign carries its ETA in GET /api/campaigns/{id}, in its
+// status events, on the campaigns page and in
+// campaignd_campaign_eta_seconds; the ETA is within 1.5 s of its last
+// call; paused, it has none.
+func TestETAOfARunningCampaign(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: 10}})
+	r := start(t, w.config(t, config.Limits{provider.GroupPushSingle: 10}))
+	targets := ids("eta", 4000)
+	w.publish(t, "campaigns.submit", campaignJSON("eta", targets, ""), "eta")
+	r.waitState(t, "eta", campaigns.StateRunning, 10*time.Second)
+	waitPushes(t, w, 500, 10*time.Second)
+	var st campaigns.Status
+	if getJSON(t, r.base+"/api/campaigns/eta", &st) != 200 || st.ETA == nil {
+		t.Fatalf("no eta in %+v", st)
+	}
+	eta := *st.ETA
+	ev := testenvWaitEvent(t, w, "eta")
+	if ev.ETA == nil {
+		t.Fatalf("no eta in the running event %+v", ev)
+	}
+	metricsBody := getBody(t, r.base+"/metrics")
+	if !strings.Contains(metricsBody, `campaignd_campaign_eta_seconds{app="default",campaign="eta"}`) {
+		t.Errorf("no campaignd_campaign_eta_seconds for eta in /metrics")
+	}
+	if page := getBody(t, r.base+"/campaigns/"); !strings.Contains(page, `<td data-label="ETA" class="eta"><time datetime="`) {
+		t.Errorf("no ETA on the campaigns page")
+	}
+	if st := r.waitFinal(t, "eta", 30*time.Second); st.Status != campaigns.StateCompleted || st.ETA != nil {
+		t.Fatalf("final: %+v", st)
+	}
+	_, last := w.arrivals(t, targets)
+	t.Logf("ETA %s, last call %s", eta.Format("15:04:05.000"), last.Format("15:04:05.000"))
+	if d := eta.Sub(last); d < -1500*time.Millisecond || d > 1500*time.Millisecond {
+		t.Fatalf("ETA %s, last call %s: %s apart", eta, last, d)
+	}
+
+	// Paused: nothing can be said.
+	w.publish(t, "campaigns.submit", campaignJSON("eta-p", ids("etap", 3000), ""), "eta-p")
+	r.waitState(t, "eta-p", campaigns.StateRunning, 10*time.Second)
+	w.publish(t, "campaigns.pause", []byte(`{"id":"eta-p"}`), "")
+	r.waitState(t, "eta-p", campaigns.StatePaused, 10*time.Second)
+	var paused campaigns.Status
+	if getJSON(t, r.base+"/api/campaigns/eta-p", &paused) != 200 || paused.ETA != nil {
+		t.Fatalf("paused with an eta: %+v", paused)
+	}
+}
+
+// testenvWaitEvent waits for a running status event of id that carries
+// progress, and returns the last one.
+func testenvWaitEvent(t *testing.T, w *world, id string) campaigns.Status {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := w.lastStatus(t, id)
+		if st.Status == campaigns.StateRunning && st.Sent > 0 || time.Now().After(deadline) {
+			return st
+		}
+		time.Sleep(100 * time.Millisecond) // polls the stream
+	}
+}
+
+func getBody(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}

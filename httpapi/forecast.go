@@ -34,7 +34,7 @@ func (s *Server) forecast(w http.ResponseWriter, r *http.Request) {
 		}
 		given = n
 	}
-	fc, err := s.o.Forecast(r.Context(), body, given)
+	fc, err := s.o.Forecast.Forecast(r.Context(), body, given)
 	if err != nil {
 		s.o.Logger.Warn().Err(err).Msg("forecast failed")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "forecast: " + err.Error()})

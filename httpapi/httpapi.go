@@ -65,10 +65,9 @@ type Options struct {
 	// campaigns not final (GET /api/campaigns/{id}, the campaign's page);
 	// without it (or without Campaigns) nothing is said.
 	Throttles func(ctx context.Context, app string, kind campaigns.Kind) ([]campaigns.Throttle, error)
-	// Forecast answers POST /api/forecast for a campaign JSON (with its
-	// audience's count when the caller made it, else -1); without it the
-	// path is not served.
-	Forecast           func(ctx context.Context, campaign []byte, audienceTargets int64) (campaigns.Forecast, error)
+	// Forecast answers POST /api/forecast and gives the ETA of campaigns
+	// not final (GET /api/campaigns/{id}, the pages); without it neither.
+	Forecast           Forecaster
 	RedisOpt           asynq.RedisConnOpt
 	Gatherer           prometheus.Gatherer
 	Ready              []Check
@@ -76,6 +75,17 @@ type Options struct {
 	BasicAuth          BasicAuth     // every path but /healthz and /readyz, when User is set
 	MonitoringReadOnly bool
 	Logger             zerolog.Logger
+}
+
+// Forecaster answers forecasts and tells how a campaign sending is
+// expected to go (the daemon's forecaster).
+type Forecaster interface {
+	// Forecast answers for a campaign JSON (with its audience's count
+	// when the caller made it, else -1).
+	Forecast(ctx context.Context, campaign []byte, audienceTargets int64) (campaigns.Forecast, error)
+	// Outlook is a stored campaign's forecast now (DoneAt is its ETA),
+	// or nil when nothing can be said.
+	Outlook(ctx context.Context, c *campaigns.Campaign, st campaigns.Status) *campaigns.Forecast
 }
 
 // BasicAuth is the user and password the HTTP side asks for.
@@ -219,10 +229,22 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		if !st.Status.Final() && s.o.Campaigns != nil {
 			if c, err := s.o.Campaigns.Campaign(r.Context(), id); err == nil {
 				st.Throttled = s.throttled(r.Context(), c.App, st)
+				if fc := s.outlook(r.Context(), c, st); fc != nil {
+					st.ETA = fc.DoneAt
+				}
 			}
 		}
 		writeJSON(w, http.StatusOK, st)
 	}
+}
+
+// outlook is what Options.Forecast says of a campaign not final (nil
+// when it cannot say).
+func (s *Server) outlook(ctx context.Context, c *campaigns.Campaign, st campaigns.Status) *campaigns.Forecast {
+	if s.o.Forecast == nil || st.Status.Final() {
+		return nil
+	}
+	return s.o.Forecast.Outlook(ctx, c, st)
 }
 
 // throttled is what Options.Throttles says for a campaign of app (nothing

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -61,6 +63,7 @@ type row struct {
 	Percent               int
 	Sent, Failed          int64
 	Start, StartISO       string
+	ETA, ETAISO           string // when it is expected to end (not final, and something can be said)
 	TaskIDs               []string
 }
 
@@ -90,6 +93,8 @@ type detailView struct {
 	ExpiresAt            string
 	Errors               []campaigns.FieldError
 	Throttled            []campaigns.Throttle
+	Rates                []string // "push_single 4.93 calls/s", its rates now
+	Outlook              []string // the forecast's notes: why it waits, what it shares
 	Failures             []campaigns.Failure
 	FailuresTotal        int64
 	FailuresFirst        int64 // 1-based number of the first listed
@@ -114,6 +119,22 @@ func formatTime(t time.Time) (text, iso string) {
 	}
 	t = t.UTC()
 	return t.Format("2006-01-02 15:04:05 UTC"), t.Format(time.RFC3339)
+}
+
+// withOutlook shows a forecast's ETA, rates and notes.
+func (v *detailView) withOutlook(fc *campaigns.Forecast) {
+	v.row.withETA(fc)
+	for _, g := range slices.Sorted(maps.Keys(fc.Rates)) {
+		v.Rates = append(v.Rates, fmt.Sprintf("%s %s calls/s", g, strconv.FormatFloat(fc.Rates[g], 'f', -1, 64)))
+	}
+	v.Outlook = fc.Notes
+}
+
+// withETA shows a forecast's end.
+func (r *row) withETA(fc *campaigns.Forecast) {
+	if fc != nil && fc.DoneAt != nil {
+		r.ETA, r.ETAISO = formatTime(*fc.DoneAt)
+	}
 }
 
 func campaignHref(id string) string { return "/campaigns/" + url.PathEscape(id) }
@@ -204,6 +225,11 @@ func (s *Server) listPage(w http.ResponseWriter, r *http.Request) {
 		rw := rowOf(st)
 		if !rw.Final {
 			v.Refresh = refreshSeconds
+			if s.o.Forecast != nil {
+				if c, err := s.o.Campaigns.Campaign(r.Context(), st.ID); err == nil {
+					rw.withETA(s.outlook(r.Context(), c, st))
+				}
+			}
 		}
 		v.Rows = append(v.Rows, rw)
 	}
@@ -279,6 +305,9 @@ func (s *Server) detailPage(w http.ResponseWriter, r *http.Request) {
 	if !v.Final {
 		v.Refresh = refreshSeconds
 		v.Throttled = s.throttled(ctx, c.App, st)
+		if fc := s.outlook(ctx, c, st); fc != nil {
+			v.withOutlook(fc)
+		}
 	}
 	v.At, v.AtISO = formatTime(st.At)
 	if c.ExpiresAt != nil {
