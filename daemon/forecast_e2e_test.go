@@ -273,3 +273,38 @@ func getBody(t *testing.T, url string) string {
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }
+
+// A label push forecast while the task caps are full (3 created in the
+// window, 2 running): its predicted creation is within 1 s of the task
+// pushsim saw created, and the note says it waits for a slot.
+func TestForecastLabelPushWhileCapsFull(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, pushsim.Config{TaskWindow: shortWindow})
+	r := start(t, w.taskConfig(t))
+	submitJSON(t, w, map[string]any{"id": "fans", "kind": "label_members", "action": "add", "label": "fans", "targets": ids("fan", 20)})
+	r.waitFinal(t, "fans", 20*time.Second)
+	for i := range 3 {
+		w.publish(t, "campaigns.submit", labelPush(fmt.Sprintf("full-%d", i), "fans", ""), "")
+		r.waitFinal(t, fmt.Sprintf("full-%d", i), 10*time.Second) // created: it holds its caps
+	}
+	body := labelPush("next", "fans", "")
+	fc, raw := w.forecastNATS(t, body)
+	if fc.Status != campaigns.ForecastOK || fc.StartAt == nil || time.Until(*fc.StartAt) < 2*time.Second ||
+		!strings.Contains(strings.Join(fc.Notes, "\n"), "waits for a task slot") {
+		t.Fatalf("%s", raw)
+	}
+	w.publish(t, "campaigns.submit", body, "next")
+	if st := r.waitFinal(t, "next", 40*time.Second); st.Status != campaigns.StateCompleted || len(st.ProviderTaskIDs) != 1 {
+		t.Fatalf("%+v", st)
+	}
+	var created time.Time
+	for _, tk := range w.sim.Sim().Stats().TaskLog {
+		if tk.CreatedAt.After(created) {
+			created = tk.CreatedAt
+		}
+	}
+	t.Logf("predicted creation %s, pushsim %s", fc.StartAt.Format("15:04:05.000"), created.Format("15:04:05.000"))
+	if d := fc.StartAt.Sub(created); d < -time.Second || d > time.Second {
+		t.Fatalf("predicted the task's creation at %s, pushsim created it at %s", fc.StartAt, created)
+	}
+}
