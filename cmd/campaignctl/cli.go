@@ -69,7 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.password, "password", os.Getenv("CAMPAIGND_UI_PASSWORD"), "basic auth password")
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "how long to wait for campaignd's answer (an audience upload is not bounded by it)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: campaignctl [flags] submit -f campaign.json [--audience users.txt [--no-progress] [--no-wait] [--plan-timeout D]] | status ID | watch ID | cancel ID | pause ID | resume ID | list [--status S] [--limit N] [--json] | schedules [--json]")
+		fmt.Fprintln(stderr, "usage: campaignctl [flags] submit -f campaign.json [--audience users.txt [--no-progress] [--no-wait] [--plan-timeout D]] | status ID | watch ID | cancel ID | pause ID | resume ID | list [--status S] [--limit N] [--json] | schedules [--json] | forecast -f campaign.json [--audience users.txt] [--json]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -100,6 +100,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		code, err = c.list(ctx, rest[1:])
 	case "schedules":
 		code, err = c.schedules(ctx, rest[1:])
+	case "forecast":
+		code, err = c.forecast(ctx, rest[1:])
 	default:
 		fs.Usage()
 		return exitOther

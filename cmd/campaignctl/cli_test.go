@@ -453,7 +453,7 @@ func TestListOverHTTP(t *testing.T) {
 // without calling campaignd.
 func TestEverySubcommandHasHelp(t *testing.T) {
 	t.Parallel()
-	for _, cmd := range []string{"submit", "status", "watch", "cancel", "pause", "resume", "list", "schedules"} {
+	for _, cmd := range []string{"submit", "status", "watch", "cancel", "pause", "resume", "list", "schedules", "forecast"} {
 		code, out, errOut := runCLI(t, "-api", "http://127.0.0.1:1", "-nats", "nats://127.0.0.1:1", cmd, "-h")
 		text := out + errOut
 		if code != 0 || !strings.Contains(text, cmd) || !strings.Contains(text, "campaignctl") {

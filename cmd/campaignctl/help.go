@@ -71,6 +71,41 @@ Publishes the id on campaigns.pause: no call of the campaign is sent after
 
 example:
   campaignctl pause spring-sale`,
+	"forecast": `usage: campaignctl [flags] forecast -f campaign.json [--audience users.txt] [--json]
+
+Asks campaignd (core NATS request campaigns.forecast) when the campaign
+would start and end, the provider calls it would make per limit group,
+the queued work that goes before it or shares its rate, and the targets
+it would drop at expires_at. Nothing is stored, queued, sent or uploaded:
+the campaign can be forecast again, then submitted as it is. "-f -" reads
+stdin.
+
+--audience counts the file's distinct valid ids here (as campaignd's plan
+would: the same id rule, duplicates and blank lines left out), tells the
+count on stderr, and sends the campaign with the audience submit would
+name (audiences/<id>) and the count, so campaignd reads no object.
+
+  campaign  spring-sale (batch_push on default)
+  targets   2,000,000
+  calls     push_single 20,000
+  starts    2026-12-08 01:00:00 UTC (in 3h12m)
+  ends      2026-12-08 01:33:54 UTC (runs 33m54s)
+  rate      push_single 9.852 calls/s
+  ahead     2 campaigns, push_single 12,000 calls
+  dropped   0
+  notes     - shares push_single with 1 campaign of the same priority
+
+Times are UTC. Exit 0 for a forecast, 1 when campaignd would reject the
+campaign (its rejection JSON on stdout, the fields at fault on stderr), 2
+for anything else (no NATS, no answer within -timeout, campaignd could not
+forecast, bad arguments).
+
+  --json   print campaignd's answer (docs/interface.md §7) instead
+
+examples:
+  campaignctl forecast -f spring.json
+  campaignctl forecast -f spring.json --audience users.txt
+  campaignctl forecast -f spring.json --json | jq -r .done_at`,
 	"resume": `usage: campaignctl [flags] resume ID
 
 Publishes the id on campaigns.resume: a paused campaign goes on (one whose

@@ -6,6 +6,7 @@
 //	campaignctl cancel ID | pause ID | resume ID
 //	campaignctl list [--status S] [--limit N] [--json]   (list -h: examples)
 //	campaignctl schedules [--json]                       (schedules -h: examples)
+//	campaignctl forecast -f campaign.json [--audience users.txt] [--json]
 //
 // Flags (before the subcommand) or environment: -nats (CAMPAIGND_NATS_URL),
 // -api (CAMPAIGND_API), -user / -password (CAMPAIGND_UI_USER /
