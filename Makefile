@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: all build test test-dates vet fmt demo bench bench-apps bench-scale bench-kinds bench-controls bench-tasks soak crash chaos ha deps clean
+.PHONY: all build test test-dates vet fmt demo bench bench-apps bench-scale bench-kinds bench-controls bench-tasks bench-forecast soak crash chaos ha deps clean
 
 all: build
 
@@ -68,6 +68,12 @@ bench-apps: deps
 # (R = 10 and 100, 1 and 3 processes; ~1 min; docs/BENCHMARKS.md).
 bench-controls: deps
 	$(GO) test ./daemon -run '^$$' -bench Controls -benchtime 1x -timeout 20m -v
+
+# bench-forecast: POST /api/forecast for an audience of 10 million lines
+# (10% repeats, random; goal within 10 s) and for 20,000 inline targets
+# (goal within 2 s), 3 rounds (docs/BENCHMARKS.md, "Forecast").
+bench-forecast: deps
+	cd internal/bench && BENCH_TARGETS=$${BENCH_TARGETS:-10000000} $(GO) test -run '^$$' -bench Forecast -benchtime 3x -timeout 20m -v .
 
 # bench-tasks: 4 processes, a 10 s task window (3 creations, 3 running),
 # 24 label pushes and 6 broadcasts (~2 min; docs/BENCHMARKS.md).
