@@ -226,7 +226,7 @@ func (f *forecaster) model(ctx context.Context, app string, m me, expires *time.
 		}
 		pace := f.lim.Pace(limit, effective)
 		flows := []forecast.Flow{{ID: m.id, Rank: m.rank, Calls: float64(m.calls[g]), Cap: f.lim.Pace(m.rateLimit, 0), From: m.start, Held: m.held}}
-		higher, same, held := 0, 0, 0
+		var rivals []competitor // not paused, of its priority or higher
 		for _, o := range others {
 			n := o.calls[g]
 			if n <= 0 {
@@ -234,19 +234,8 @@ func (f *forecaster) model(ctx context.Context, app string, m me, expires *time.
 			}
 			flows = append(flows, forecast.Flow{ID: o.id, Rank: o.rank, Calls: float64(n), Cap: f.lim.Pace(o.cap, 0),
 				From: o.from, Held: o.state == campaigns.StatePaused})
-			switch {
-			case o.state == campaigns.StatePaused:
-				held++
-			case o.rank < m.rank:
-				higher++
-			case o.rank == m.rank:
-				same++
-			default:
-				continue
-			}
-			if o.state != campaigns.StatePaused {
-				aheadIDs[o.id] = true
-				fc.Ahead.Calls[string(g)] += n
+			if o.state != campaigns.StatePaused && o.rank <= m.rank {
+				rivals = append(rivals, o)
 			}
 		}
 		if pace <= 0 { // no limit on the group: as fast as it is sent
@@ -254,6 +243,31 @@ func (f *forecaster) model(ctx context.Context, app string, m me, expires *time.
 			continue
 		}
 		r := forecast.Run(forecast.Options{Now: now, Pace: pace, Until: until}, flows, m.id)
+		// What goes before it or shares its rate: the campaigns of its
+		// priority or higher that start before it is done; and the
+		// paused ones, which would share it when resumed.
+		end := r.Last
+		if end.IsZero() {
+			end = latest(now, m.start).Add(24 * time.Hour)
+		}
+		higher, same, held := 0, 0, 0
+		for _, o := range rivals {
+			if o.from.After(end) {
+				continue
+			}
+			if o.rank < m.rank {
+				higher++
+			} else {
+				same++
+			}
+			aheadIDs[o.id] = true
+			fc.Ahead.Calls[string(g)] += o.calls[g]
+		}
+		for _, o := range others {
+			if o.calls[g] > 0 && o.state == campaigns.StatePaused && o.rank <= m.rank {
+				held++
+			}
+		}
 		if r.First.IsZero() {
 			finished = false
 			continue
