@@ -43,9 +43,22 @@ type forecaster struct {
 	count chan struct{}
 
 	mu    sync.Mutex
-	comps map[string]compsRead // app → its queued campaigns, read at most once a second
-	etas  map[string]etaRead   // campaign → its outlook, computed at most once a second
+	comps compsRead          // every app's queued campaigns, read at most once a second
+	metas map[string]*meta   // campaign → what the model reads of it (it never changes)
+	etas  map[string]etaRead // campaign → its outlook, computed at most once a second
 }
+
+// meta is what the model reads of a stored campaign: the campaign
+// without its inline targets, and how many it had. A campaign never
+// changes once stored, so it is read once (not its whole JSON at each
+// status event).
+type meta struct {
+	c      *campaigns.Campaign
+	inline int64
+}
+
+// maxCached bounds the campaigns whose meta and outlook are kept.
+const maxCached = 10_000
 
 // compsRead is an app's queued campaigns as read at a time.
 type compsRead struct {
@@ -65,7 +78,7 @@ const refreshEvery = time.Second
 
 func newForecaster(cfg config.Config, st *store.Store, lim *ratelimit.Limiter, tasks *taskQueues, aud *intake.AudienceStore, clk clock.Clock) *forecaster {
 	return &forecaster{cfg: cfg, store: st, lim: lim, tasks: tasks, aud: aud, clk: clk, count: make(chan struct{}, 1),
-		comps: map[string]compsRead{}, etas: map[string]etaRead{}}
+		metas: map[string]*meta{}, etas: map[string]etaRead{}}
 }
 
 // maxCompetitors bounds how many queued campaigns of each state a
@@ -181,6 +194,7 @@ type me struct {
 // competitor is a queued campaign of the same app.
 type competitor struct {
 	id    string
+	app   string
 	state campaigns.State
 	rank  int
 	cap   float64
@@ -316,31 +330,31 @@ func (f *forecaster) model(ctx context.Context, app string, m me, expires *time.
 // other than id, with the calls they have left per group.
 func (f *forecaster) competitors(ctx context.Context, app, id string, now time.Time) ([]competitor, error) {
 	f.mu.Lock()
-	r, ok := f.comps[app]
+	r := f.comps
 	f.mu.Unlock()
-	if !ok || now.Sub(r.at) >= refreshEvery || now.Before(r.at) {
-		list, err := f.readCompetitors(ctx, app, now)
+	if r.at.IsZero() || now.Sub(r.at) >= refreshEvery || now.Before(r.at) {
+		list, err := f.readCompetitors(ctx, now)
 		if err != nil {
 			return nil, err
 		}
 		r = compsRead{at: now, list: list}
 		f.mu.Lock()
-		f.comps[app] = r
+		f.comps = r
 		f.mu.Unlock()
 	}
-	out := make([]competitor, 0, len(r.list))
+	var out []competitor
 	for _, c := range r.list {
-		if c.id != id {
+		if c.app == app && c.id != id {
 			out = append(out, c)
 		}
 	}
 	return out, nil
 }
 
-// readCompetitors reads the running, scheduled and paused campaigns of
-// app from the store.
-func (f *forecaster) readCompetitors(ctx context.Context, app string, now time.Time) ([]competitor, error) {
-	prov := f.cfg.Apps[app].Provider
+// readCompetitors reads the running, scheduled and paused campaigns
+// (task kinds aside: their one call is the task queue's) from the store:
+// their progress, and their meta when not known yet.
+func (f *forecaster) readCompetitors(ctx context.Context, now time.Time) ([]competitor, error) {
 	var out []competitor
 	for _, state := range []campaigns.State{campaigns.StateRunning, campaigns.StateScheduled, campaigns.StatePaused} {
 		ids, err := f.store.InState(ctx, state, maxCompetitors)
@@ -348,31 +362,61 @@ func (f *forecaster) readCompetitors(ctx context.Context, app string, now time.T
 			return nil, fmt.Errorf("forecast: %w", err)
 		}
 		for _, oid := range ids {
-			c, err := f.store.Campaign(ctx, oid)
+			m, err := f.meta(ctx, oid)
 			if errors.Is(err, store.ErrNotFound) {
 				continue
 			}
 			if err != nil {
 				return nil, fmt.Errorf("forecast: %w", err)
 			}
-			if c.App != app || c.Kind == campaigns.KindLabelPush || c.Kind == campaigns.KindBroadcast {
+			c := m.c
+			app, ok := f.cfg.Apps[c.App]
+			if !ok || c.Kind == campaigns.KindLabelPush || c.Kind == campaigns.KindBroadcast {
 				continue
 			}
 			st, err := f.store.Status(ctx, oid)
 			if err != nil {
 				return nil, fmt.Errorf("forecast: %w", err)
 			}
-			left := remainingTargets(c, st)
 			from := now
 			if st.StartAt != nil && st.StartAt.After(now) {
 				from = *st.StartAt
 			}
-			out = append(out, competitor{id: oid, state: st.Status, rank: c.Priority.Rank(), cap: c.RateLimit, from: from,
-				calls: worker.Calls(c, prov, left)})
+			out = append(out, competitor{id: oid, app: c.App, state: st.Status, rank: c.Priority.Rank(), cap: c.RateLimit, from: from,
+				calls: worker.Calls(c, app.Provider, remainingTargets(m, st))})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
 	return out, nil
+}
+
+// meta reads a stored campaign's meta once.
+func (f *forecaster) meta(ctx context.Context, id string) (*meta, error) {
+	f.mu.Lock()
+	m, ok := f.metas[id]
+	f.mu.Unlock()
+	if ok {
+		return m, nil
+	}
+	c, err := f.store.Campaign(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	m = metaOf(c)
+	f.mu.Lock()
+	if len(f.metas) >= maxCached {
+		clear(f.metas)
+	}
+	f.metas[id] = m
+	f.mu.Unlock()
+	return m, nil
+}
+
+// metaOf keeps of c what the model reads.
+func metaOf(c *campaigns.Campaign) *meta {
+	lean := *c
+	lean.Targets = nil
+	return &meta{c: &lean, inline: int64(len(c.Targets))}
 }
 
 // Outlook is a stored campaign's forecast at the current queue and
@@ -407,7 +451,11 @@ func (f *forecaster) Outlook(ctx context.Context, c *campaigns.Campaign, st camp
 			fc.StartAt, fc.DoneAt = st.StartAt, st.StartAt
 		}
 	default:
-		left := remainingTargets(c, st)
+		kept, err := f.meta(ctx, c.ID) // the inline targets' count, kept
+		if err != nil {
+			kept = metaOf(c)
+		}
+		left := remainingTargets(kept, st)
 		calls := worker.Calls(c, app.Provider, left)
 		for g, n := range calls {
 			fc.Calls[string(g)] = n
@@ -423,7 +471,7 @@ func (f *forecaster) Outlook(ctx context.Context, c *campaigns.Campaign, st camp
 		}
 	}
 	f.mu.Lock()
-	if len(f.etas) >= 10_000 {
+	if len(f.etas) >= maxCached {
 		clear(f.etas)
 	}
 	f.etas[st.ID] = etaRead{at: now, fc: fc}
@@ -439,10 +487,11 @@ func (f *forecaster) Cached(id string) *campaigns.Forecast {
 	return f.etas[id].fc
 }
 
-// forget drops a campaign's outlook (it is final).
+// forget drops what is kept of a campaign (it is final).
 func (f *forecaster) forget(id string) {
 	f.mu.Lock()
 	delete(f.etas, id)
+	delete(f.metas, id)
 	f.mu.Unlock()
 }
 
@@ -464,8 +513,8 @@ func (s etaSink) Publish(ctx context.Context, st campaigns.Status) error {
 		s.f.forget(st.ID)
 	} else if st.Status == campaigns.StateScheduled || st.Status == campaigns.StateRunning || st.Status == campaigns.StatePaused {
 		ectx, cancel := context.WithTimeout(ctx, etaBudget)
-		if c, err := s.store.Campaign(ectx, st.ID); err == nil {
-			if fc := s.f.Outlook(ectx, c, st); fc != nil {
+		if m, err := s.f.meta(ectx, st.ID); err == nil {
+			if fc := s.f.Outlook(ectx, m.c, st); fc != nil {
 				st.ETA = fc.DoneAt
 			}
 		}
@@ -477,10 +526,10 @@ func (s etaSink) Publish(ctx context.Context, st campaigns.Status) error {
 // remainingTargets is what a stored campaign has left to send: its
 // targets less those sent, failed or dropped (before its plan has counted
 // them: its inline targets).
-func remainingTargets(c *campaigns.Campaign, st campaigns.Status) int64 {
+func remainingTargets(m *meta, st campaigns.Status) int64 {
 	total := st.TargetsTotal
-	if !st.Planned && int64(len(c.Targets)) > total {
-		total = int64(len(c.Targets))
+	if !st.Planned && m.inline > total {
+		total = m.inline
 	}
 	return max(total-st.Sent-st.Failed-st.Dropped, 0)
 }

@@ -257,15 +257,9 @@ func (c *cli) submit(ctx context.Context, args []string) (int, error) {
 	if *planTimeout <= 0 {
 		*planTimeout = c.timeout
 	}
-	var data []byte
-	var err error
-	if *file == "-" {
-		data, err = io.ReadAll(io.LimitReader(os.Stdin, campaigns.MaxMessageBytes+1))
-	} else {
-		data, err = os.ReadFile(*file)
-	}
+	data, err := readCampaign(*file)
 	if err != nil {
-		return exitOther, fmt.Errorf("read campaign: %w", err)
+		return exitOther, err
 	}
 	given, errs := campaigns.PeekID(data)
 	if len(errs) > 0 {

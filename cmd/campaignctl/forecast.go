@@ -153,7 +153,7 @@ func (c *cli) forecast(ctx context.Context, args []string) (int, error) {
 	}
 }
 
-// readCampaign reads the campaign JSON of -f, as submit does ("-" is
+// readCampaign reads the campaign JSON of -f for submit and forecast ("-" is
 // stdin).
 func readCampaign(file string) ([]byte, error) {
 	var data []byte
