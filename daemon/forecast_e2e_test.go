@@ -228,6 +228,8 @@ func TestETAOfARunningCampaign(t *testing.T) {
 	}
 	if page := getBody(t, r.base+"/campaigns/"); !strings.Contains(page, `<td data-label="ETA" class="eta"><time datetime="`) {
 		t.Errorf("no ETA on the campaigns page")
+	} else if !strings.Contains(page, `<small class="muted pace">`) {
+		t.Errorf("no rate or reason on the campaigns page")
 	}
 	if page := getBody(t, r.base+"/campaigns/eta"); !strings.Contains(page, `<dd id="eta"><time datetime="`) || !strings.Contains(page, `<dd id="rates">push_single `) {
 		t.Errorf("no ETA or rate on the campaign's page:\n%s", page)

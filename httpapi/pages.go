@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/campaignd/campaignd/campaigns"
@@ -64,6 +65,7 @@ type row struct {
 	Sent, Failed          int64
 	Start, StartISO       string
 	ETA, ETAISO           string // when it is expected to end (not final, and something can be said)
+	Pace                  string // its rate now and why it goes at that pace, in short
 	TaskIDs               []string
 }
 
@@ -130,11 +132,20 @@ func (v *detailView) withOutlook(fc *campaigns.Forecast) {
 	v.Outlook = fc.Notes
 }
 
-// withETA shows a forecast's end.
+// withETA shows a forecast's end, its rate and why it waits, in short.
 func (r *row) withETA(fc *campaigns.Forecast) {
-	if fc != nil && fc.DoneAt != nil {
+	if fc == nil {
+		return
+	}
+	if fc.DoneAt != nil {
 		r.ETA, r.ETAISO = formatTime(*fc.DoneAt)
 	}
+	var parts []string
+	for _, g := range slices.Sorted(maps.Keys(fc.Rates)) {
+		parts = append(parts, fmt.Sprintf("%s/s on %s", strconv.FormatFloat(fc.Rates[g], 'f', -1, 64), g))
+	}
+	parts = append(parts, fc.Notes...)
+	r.Pace = strings.Join(parts, "; ")
 }
 
 func campaignHref(id string) string { return "/campaigns/" + url.PathEscape(id) }
