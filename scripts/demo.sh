@@ -129,6 +129,8 @@ ID="demo-$STAMP"
   printf ',"user00001","user00002"]}\n'
 } >"$WORK/campaign.json"
 
+echo "demo: before sending, the forecast of campaign $ID (nothing stored, queued or sent):"
+"$BIN/campaignctl" forecast -f "$WORK/campaign.json" || true
 echo "demo: submitting campaign $ID ($TARGETS targets, push_single limited to 10 calls/s)"
 "$BIN/campaignctl" submit -f "$WORK/campaign.json"
 echo "demo: asynq web UI: http://127.0.0.1:$HTTP_PORT/monitoring/"
