@@ -132,8 +132,8 @@ func (d *Daemon) permitted(auth natsconn.Auth, step func(context.Context) error)
 }
 
 // natsErrorLogger logs the NATS connection's asynchronous errors: a
-// permissions violation as an error naming the subject, at most once a
-// minute for each subject; anything else (a slow consumer) as a warning.
+// permissions violation as an error naming the subject, anything else (a
+// slow consumer) as a warning; each at most once a minute.
 func natsErrorLogger(log zerolog.Logger, clk clock.Clock) nats.ErrHandler {
 	var (
 		mu   sync.Mutex
@@ -157,10 +157,27 @@ func natsErrorLogger(log zerolog.Logger, clk clock.Clock) nats.ErrHandler {
 			}
 			return
 		}
+		key := err.Error()
+		if sub != nil {
+			key += " on " + sub.Subject
+		}
+		mu.Lock()
+		now := clk.Now()
+		quiet := now.Sub(last[key]) < time.Minute // a slow consumer says so at every message
+		if !quiet {
+			if len(last) >= 1000 {
+				clear(last)
+			}
+			last[key] = now
+		}
+		mu.Unlock()
+		if quiet {
+			return
+		}
 		ev := log.Warn().Err(err)
 		if sub != nil {
 			ev = ev.Str("subject", sub.Subject)
 		}
-		ev.Msg("nats: asynchronous error")
+		ev.Msg("nats: asynchronous error (said at most once a minute)")
 	}
 }

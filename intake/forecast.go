@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
@@ -28,6 +29,10 @@ type Forecaster func(ctx context.Context, campaign []byte, audienceTargets int64
 // maxForecasts is how many forecasts one process answers at once; more
 // wait for a turn.
 const maxForecasts = 8
+
+// ForecastTimeout bounds one forecast (an audience of 10 million lines
+// is counted in about 4 s, one at a time): an asker has given up by then.
+const ForecastTimeout = 30 * time.Second
 
 // ServeForecasts answers forecast requests until ctx is done: every
 // process subscribes in one queue group, so each request is answered
@@ -55,7 +60,9 @@ func ServeForecasts(ctx context.Context, nc *nats.Conn, f Forecaster, log zerolo
 				}
 			}
 			var body []byte
-			fc, err := f(ctx, msg.Data, given)
+			fctx, cancel := context.WithTimeout(ctx, ForecastTimeout)
+			defer cancel()
+			fc, err := f(fctx, msg.Data, given)
 			if err != nil {
 				log.Warn().Err(err).Msg("forecast failed")
 				body, _ = json.Marshal(map[string]string{"status": "error", "error": "forecast: " + err.Error()})
