@@ -69,6 +69,7 @@ type Campaign struct {
 	Priority         Priority        `json:"priority,omitempty"`
 	RateLimit        float64         `json:"rate_limit,omitempty"`
 	ExpiresAt        *time.Time      `json:"expires_at,omitempty"`
+	SendWindow       *SendWindow     `json:"send_window,omitempty"`
 }
 
 // PayloadField is a campaign field that only some kinds read (each kind

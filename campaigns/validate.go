@@ -227,6 +227,7 @@ func (c *Campaign) Validate(env Env) FieldErrors {
 	if startErr != nil {
 		errs = append(errs, fe("start_date", "%v", startErr))
 	}
+	errs = append(errs, c.checkSendWindow(loc)...)
 	if c.ExpiresAt != nil {
 		switch {
 		case !c.ExpiresAt.After(env.Now):

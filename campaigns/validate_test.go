@@ -337,3 +337,46 @@ func TestKindsDeclarePayloadFields(t *testing.T) {
 		}
 	}
 }
+
+// send_window is checked field by field, and moves a campaign's start to
+// its next opening (in the app's zone when it names none).
+func TestSendWindow(t *testing.T) {
+	t.Parallel()
+	const push = `{"id":"w","kind":"batch_push","push_message":{"t":1},"targets":["u1"],"send_window":%s}`
+	for _, tc := range []struct {
+		window, field string // field "": valid
+	}{
+		{`{"from":"09:00","to":"21:00"}`, ""},
+		{`{"from":"21:00:30","to":"08:00","timezone":"Europe/Paris"}`, ""},
+		{`{"from":"09:00","to":"21:00","local_time":false}`, ""},
+		{`{"to":"21:00"}`, "send_window.from"},
+		{`{"from":"09:00"}`, "send_window.to"},
+		{`{"from":"9:00","to":"21:00"}`, "send_window.from"},
+		{`{"from":"09:00","to":"25:00"}`, "send_window.to"},
+		{`{"from":"09:00","to":"09:00"}`, "send_window.to"},
+		{`{"from":"09:00","to":"21:00","timezone":"Mars/Olympus"}`, "send_window.timezone"},
+		{`{"from":"09:00","to":"21:00","local_time":true}`, "send_window.local_time"},
+		{`{"from":"09:00","to":"21:00","colour":"red"}`, "colour"}, // as every nested unknown field is named
+	} {
+		errs := check(t, fmt.Sprintf(push, tc.window))
+		if tc.field == "" && len(errs) > 0 || tc.field != "" && !has(errs, tc.field) {
+			t.Errorf("%s: %v, want %q", tc.window, errs, tc.field)
+		}
+	}
+	if errs := check(t, `{"id":"w","kind":"broadcast","push_message":{"t":1},"send_window":{"from":"09:00","to":"21:00"}}`); !has(errs, "send_window") {
+		t.Errorf("a broadcast with a window: %v", errs)
+	}
+
+	sh, _ := time.LoadLocation("Asia/Shanghai")
+	c, _ := Decode([]byte(fmt.Sprintf(push, `{"from":"21:00","to":"08:00"}`)))
+	noon := time.Date(2026, 12, 8, 12, 0, 0, 0, sh)
+	if got, want := c.FirstOpening(sh, noon), time.Date(2026, 12, 8, 21, 0, 0, 0, sh); !got.Equal(want) {
+		t.Errorf("FirstOpening at noon = %s, want %s", got, want)
+	}
+	if c.SendWindow.Timezone != "Asia/Shanghai" {
+		t.Errorf("the window's zone is not the app's: %q", c.SendWindow.Timezone)
+	}
+	if at := time.Date(2026, 12, 8, 23, 0, 0, 0, sh); !c.FirstOpening(sh, at).Equal(at) {
+		t.Errorf("inside the window the start moved")
+	}
+}

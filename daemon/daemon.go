@@ -276,7 +276,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err e
 		if errs := c.Validate(envFor(cfg, d.clk.Now())); len(errs) > 0 {
 			return fmt.Errorf("schedule campaign %s: %w", c.ID, errs)
 		}
-		_, err := d.work.Control.Submit(ctx, c, startAt)
+		_, err := d.work.Control.Submit(ctx, c, c.FirstOpening(appLocation(cfg, c.App), startAt))
 		return err
 	}, scheduler.Options{Redis: d.rdb, Clock: d.clk, Logger: d.log})
 	if err != nil {

@@ -121,6 +121,7 @@ func (f *forecaster) Forecast(ctx context.Context, data []byte, audienceTargets 
 		fc.Calls[string(g)] = n
 	}
 	start, _, _ := c.StartTime(appLocation(f.cfg, c.App), now)
+	start = c.FirstOpening(appLocation(f.cfg, c.App), start)
 	if start.After(now) {
 		fc.Notes = append(fc.Notes, "starts at "+clockTime(start, now)+" (start_date)")
 	}

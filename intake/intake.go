@@ -268,6 +268,7 @@ func (in *Intake) submit(ctx context.Context, msg jetstream.Msg) {
 	}
 	env := in.o.Env()
 	start, _, _ := c.StartTime(in.o.Location(c.App), env.Now)
+	start = c.FirstOpening(in.o.Location(c.App), start) // a closed send window: scheduled until it opens
 	status, err := in.svc.Submit(ctx, c, start)
 	if err != nil {
 		in.log.Warn().Err(err).Str("campaign", c.ID).Msg("intake: campaign not stored yet; it will be redelivered")

@@ -102,11 +102,13 @@ func (c *stateCache) forget(id string) {
 }
 
 // slotCheck is what the limiter asks at each call's slot of campaign c:
-// nothing is sent once c has expired, while it is paused, or after it has
-// ended (cancelled).
+// nothing is sent once c has expired, while it is paused, after it has
+// ended (cancelled), or outside its send window.
 func (l *ledger) slotCheck(c *campaigns.Campaign) func(context.Context) error {
+	w, windowed := c.Window(time.UTC) // a stored campaign names its window's zone
 	return func(ctx context.Context) error {
-		if c.ExpiresAt != nil && !l.clock.Now().Before(*c.ExpiresAt) {
+		now := l.clock.Now()
+		if c.ExpiresAt != nil && !now.Before(*c.ExpiresAt) {
 			return errExpired
 		}
 		st, err := l.states.get(ctx, c.ID)
@@ -121,7 +123,41 @@ func (l *ledger) slotCheck(c *campaigns.Campaign) func(context.Context) error {
 			return &retryLater{in: 2 * time.Second, reason: "campaign paused"}
 		case st.Final():
 			return errCampaignOver
+		case windowed && !w.Open(now):
+			// The window closed: the slot goes to the next caller, the
+			// batch comes back at the opening, and the campaign waits
+			// as scheduled until then.
+			opens := w.NextOpen(now)
+			if st != campaigns.StateScheduled {
+				l.windowClosed(ctx, c.ID, opens)
+			}
+			return &retryLater{in: opens.Sub(now), reason: "send window closed until " + opens.UTC().Format(time.RFC3339)}
+		case windowed && st == campaigns.StateScheduled:
+			l.windowOpened(ctx, c.ID) // its window is open again: it runs
 		}
 		return nil
+	}
+}
+
+// windowClosed makes a running campaign whose send window closed
+// scheduled, starting at opens, and says so (once: the transition is
+// atomic, other callers find it made).
+func (l *ledger) windowClosed(ctx context.Context, id string, opens time.Time) {
+	st, changed, err := l.store.Transition(ctx, id, campaigns.StateScheduled, campaigns.StateRunning)
+	l.states.forget(id)
+	if err != nil || !changed {
+		return
+	}
+	if st2, moved, err := l.store.SetStartAt(ctx, id, opens, 0); err == nil && moved {
+		st = st2
+	}
+	l.log.Info().Str("campaign", id).Time("opens", opens).Msg("send window closed: the campaign waits for it to open")
+	l.publish(ctx, st)
+}
+
+// windowOpened makes a campaign waiting for its send window running.
+func (l *ledger) windowOpened(ctx context.Context, id string) {
+	if _, err := l.change(ctx, id, campaigns.StateRunning, campaigns.StateScheduled); err == nil {
+		l.log.Info().Str("campaign", id).Msg("send window open: the campaign runs")
 	}
 }
