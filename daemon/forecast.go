@@ -121,14 +121,17 @@ func (f *forecaster) Forecast(ctx context.Context, data []byte, audienceTargets 
 		fc.Calls[string(g)] = n
 	}
 	start, _, _ := c.StartTime(appLocation(f.cfg, c.App), now)
-	start = c.FirstOpening(appLocation(f.cfg, c.App), start)
-	if start.After(now) {
+	if opening := c.FirstOpening(appLocation(f.cfg, c.App), start); opening.After(start) {
+		fc.Notes = append(fc.Notes, "waits for its send window to open at "+clockTime(opening, now))
+		start = opening
+	} else if start.After(now) {
 		fc.Notes = append(fc.Notes, "starts at "+clockTime(start, now)+" (start_date)")
 	}
 	if c.Kind == campaigns.KindLabelPush || c.Kind == campaigns.KindBroadcast {
 		return f.taskForecast(ctx, c, fc, start)
 	}
-	m := me{id: c.ID, rank: c.Priority.Rank(), rateLimit: c.RateLimit, start: start, targets: targets, calls: calls}
+	m := me{id: c.ID, rank: c.Priority.Rank(), rateLimit: c.RateLimit, start: start, targets: targets, calls: calls,
+		gate: gateOf(c, appLocation(f.cfg, c.App))}
 	if err := f.model(ctx, c.App, m, c.ExpiresAt, &fc, now); err != nil {
 		return fc, err
 	}
@@ -190,6 +193,7 @@ type me struct {
 	held      bool
 	targets   int64 // its targets left
 	calls     map[provider.Group]int64
+	gate      func(time.Time) (bool, time.Time) // its send window (nil: none)
 }
 
 // competitor is a queued campaign of the same app.
@@ -201,6 +205,21 @@ type competitor struct {
 	cap   float64
 	from  time.Time
 	calls map[provider.Group]int64
+	gate  func(time.Time) (bool, time.Time)
+}
+
+// gateOf is c's send window as the model's gate, or nil.
+func gateOf(c *campaigns.Campaign, appLoc *time.Location) func(time.Time) (bool, time.Time) {
+	w, ok := c.Window(appLoc)
+	if !ok {
+		return nil
+	}
+	return func(t time.Time) (bool, time.Time) {
+		if w.Open(t) {
+			return true, w.NextClose(t)
+		}
+		return false, w.NextOpen(t)
+	}
 }
 
 // model runs the model for m on each group it spends and fills fc's
@@ -240,7 +259,7 @@ func (f *forecaster) model(ctx context.Context, app string, m me, expires *time.
 			}
 		}
 		pace := f.lim.Pace(limit, effective)
-		flows := []forecast.Flow{{ID: m.id, Rank: m.rank, Calls: float64(m.calls[g]), Cap: f.lim.Pace(m.rateLimit, 0), From: m.start, Held: m.held}}
+		flows := []forecast.Flow{{ID: m.id, Rank: m.rank, Calls: float64(m.calls[g]), Cap: f.lim.Pace(m.rateLimit, 0), From: m.start, Held: m.held, Gate: m.gate}}
 		var rivals []competitor // not paused, of its priority or higher
 		for _, o := range others {
 			n := o.calls[g]
@@ -248,7 +267,7 @@ func (f *forecaster) model(ctx context.Context, app string, m me, expires *time.
 				continue
 			}
 			flows = append(flows, forecast.Flow{ID: o.id, Rank: o.rank, Calls: float64(n), Cap: f.lim.Pace(o.cap, 0),
-				From: o.from, Held: o.state == campaigns.StatePaused})
+				From: o.from, Held: o.state == campaigns.StatePaused, Gate: o.gate})
 			if o.state != campaigns.StatePaused && o.rank <= m.rank {
 				rivals = append(rivals, o)
 			}
@@ -317,6 +336,11 @@ func (f *forecaster) model(ctx context.Context, app string, m me, expires *time.
 	if finished && !last.IsZero() {
 		fc.DoneAt = utc(last)
 	}
+	if m.gate != nil && !first.IsZero() {
+		if _, closes := m.gate(first); !closes.IsZero() && (fc.DoneAt == nil || fc.DoneAt.After(closes)) {
+			fc.Notes = append(fc.Notes, "its send window closes at "+clockTime(closes, now)+": it waits for the next opening")
+		}
+	}
 	if expires != nil && doneShare < 1 {
 		fc.Dropped = m.targets - int64(math.Floor(doneShare*float64(m.targets)))
 		fc.Notes = append(fc.Notes, fmt.Sprintf("%s targets would miss expires_at (%s)", thousands(fc.Dropped), clockTime(*expires, now)))
@@ -384,7 +408,7 @@ func (f *forecaster) readCompetitors(ctx context.Context, now time.Time) ([]comp
 				from = *st.StartAt
 			}
 			out = append(out, competitor{id: oid, app: c.App, state: st.Status, rank: c.Priority.Rank(), cap: c.RateLimit, from: from,
-				calls: worker.Calls(c, app.Provider, remainingTargets(m, st))})
+				calls: worker.Calls(c, app.Provider, remainingTargets(m, st)), gate: gateOf(c, appLocation(f.cfg, c.App))})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
@@ -466,7 +490,7 @@ func (f *forecaster) Outlook(ctx context.Context, c *campaigns.Campaign, st camp
 			start = *st.StartAt
 		}
 		m := me{id: c.ID, rank: c.Priority.Rank(), rateLimit: c.RateLimit, start: start, held: st.Status == campaigns.StatePaused,
-			targets: left, calls: calls}
+			targets: left, calls: calls, gate: gateOf(c, appLocation(f.cfg, c.App))}
 		if err := f.model(ctx, c.App, m, c.ExpiresAt, fc, now); err != nil {
 			return nil
 		}

@@ -183,8 +183,8 @@ func TestForecastDropsAtExpiry(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, pushsim.Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: 10}})
 	r := start(t, w.config(t, config.Limits{provider.GroupPushSingle: 10}))
-	targets := ids("exp", 10000) // 100 calls: 10 s
-	expires := time.Now().Add(5 * time.Second).UTC().Format(time.RFC3339Nano)
+	targets := ids("exp", 20000) // 200 calls: 20 s, half of them after expires_at
+	expires := time.Now().Add(10 * time.Second).UTC().Format(time.RFC3339Nano)
 	body := campaignJSON("exp", targets, fmt.Sprintf(`,"expires_at":%q`, expires))
 	fc, raw := w.forecastNATS(t, body)
 	if fc.Status != campaigns.ForecastOK || fc.Dropped <= 0 {

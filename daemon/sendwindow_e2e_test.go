@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,9 +92,19 @@ func TestSendWindowReopens(t *testing.T) {
 	now := time.Now().Truncate(time.Second)
 	closes, opens := now.Add(3*time.Second), now.Add(5*time.Second)
 	targets := ids("again", 6000) // 60 calls: 6 s, with 2 s closed
-	w.publish(t, "campaigns.submit", campaignJSON("again", targets, windowJSON(opens, closes)), "again")
+	body := campaignJSON("again", targets, windowJSON(opens, closes))
+	fc, raw := w.forecastNATS(t, body)
+	if fc.DoneAt == nil || !strings.Contains(strings.Join(fc.Notes, "\n"), "its send window closes at") {
+		t.Fatalf("forecast: %s", raw)
+	}
+	w.publish(t, "campaigns.submit", body, "again")
 	if st := r.waitFinal(t, "again", 30*time.Second); st.Status != campaigns.StateCompleted || st.Sent != 6000 {
 		t.Fatalf("%+v", st)
+	}
+	if _, last := w.arrivals(t, targets); fc.DoneAt.Sub(last).Abs() > 1500*time.Millisecond {
+		t.Errorf("forecast the last call at %s, it went at %s", fc.DoneAt.Format("15:04:05.000"), last.Format("15:04:05.000"))
+	} else {
+		t.Logf("forecast the last call at %s, it went at %s", fc.DoneAt.Format("15:04:05.000"), last.Format("15:04:05.000"))
 	}
 	var inGap int
 	var after time.Time

@@ -25,6 +25,18 @@ type Flow struct {
 	Cap   float64   // calls/s the campaign may not pass (its rate_limit as paced); 0: none
 	From  time.Time // its first call is not before (its start)
 	Held  bool      // paused: takes nothing
+	// Gate, when set, opens and closes the flow (its send window): it
+	// tells whether the flow may call at t, and when that next changes.
+	Gate func(t time.Time) (open bool, change time.Time)
+}
+
+// gated reports whether f may call at t, and when that next changes
+// (zero: never).
+func (f Flow) gated(t time.Time) (bool, time.Time) {
+	if f.Gate == nil {
+		return true, time.Time{}
+	}
+	return f.Gate(t)
 }
 
 // Result is when one flow's calls go.
@@ -47,9 +59,14 @@ type Options struct {
 	Until time.Time // when set, Result.DoneBy counts the calls made by then (expires_at)
 }
 
-// maxSteps bounds a simulation: each step ends with a flow finishing or
-// starting, so it is reached only by thousands of flows.
+// maxSteps bounds a simulation: each step ends with a flow finishing,
+// starting, or its window opening or closing, so it is reached only by
+// thousands of flows, or by windows over many days.
 const maxSteps = 100_000
+
+// horizon is how far ahead a simulation looks: a flow not done by then
+// is not finished.
+const horizon = 400 * 24 * time.Hour
 
 // Run simulates the group from o.Now until the flow id has made all its
 // calls (or cannot: held, or no pace) and answers for it. Flows that are
@@ -90,6 +107,14 @@ func Run(o Options, flows []Flow, id string) Result {
 			case left[i] > 0 && !f.Held && f.From.After(t):
 				dt = math.Min(dt, f.From.Sub(t).Seconds())
 			}
+			if left[i] > 0 && !f.Held {
+				if _, change := f.gated(t); change.After(t) {
+					dt = math.Min(dt, change.Sub(t).Seconds())
+				}
+			}
+		}
+		if t.Sub(o.Now) > horizon {
+			break
 		}
 		if !o.Until.IsZero() && !untilDone && o.Until.After(t) {
 			dt = math.Min(dt, o.Until.Sub(t).Seconds())
@@ -130,7 +155,7 @@ func share(pace float64, flows []Flow, left []float64, t time.Time, alloc []floa
 	clear(alloc)
 	ranks := map[int][]int{}
 	for i, f := range flows {
-		if left[i] > 0 && !f.Held && !f.From.After(t) {
+		if open, _ := f.gated(t); left[i] > 0 && !f.Held && !f.From.After(t) && open {
 			ranks[f.Rank] = append(ranks[f.Rank], i)
 		}
 	}

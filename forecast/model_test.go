@@ -49,3 +49,34 @@ func TestRun(t *testing.T) {
 		})
 	}
 }
+
+// A flow whose window closes midway waits for it to open again; another
+// flow takes the whole pace meanwhile.
+func TestRunWithAGate(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 8, 1, 0, 0, 0, time.UTC)
+	// open [0 s, 5 s) and [20 s, …)
+	gate := func(at time.Time) (bool, time.Time) {
+		switch s := at.Sub(now); {
+		case s < 5*time.Second:
+			return true, now.Add(5 * time.Second)
+		case s < 20*time.Second:
+			return false, now.Add(20 * time.Second)
+		}
+		return true, time.Time{}
+	}
+	r := Run(Options{Now: now, Pace: 10}, []Flow{{ID: "me", Calls: 80, Gate: gate}}, "me")
+	// 50 calls in the first 5 s, 30 more from 20 s: the last at 22.9 s.
+	if got := r.Last.Sub(now).Seconds(); math.Abs(got-22.9) > 0.01 {
+		t.Fatalf("last call at %.2f s, want 22.9", got)
+	}
+	r = Run(Options{Now: now, Pace: 10}, []Flow{{ID: "w", Calls: 1000, Gate: gate}, {ID: "me", Calls: 100}}, "me")
+	// shares 5/s for 5 s (25 calls), then alone at 10/s: 7.5 s more.
+	if got := r.Last.Sub(now).Seconds(); math.Abs(got-12.4) > 0.01 {
+		t.Fatalf("beside a closed flow: last call at %.2f s, want 12.4", got)
+	}
+	never := func(at time.Time) (bool, time.Time) { return false, at.Add(time.Hour) }
+	if r := Run(Options{Now: now, Pace: 10}, []Flow{{ID: "me", Calls: 1, Gate: never}}, "me"); r.Finished() {
+		t.Fatalf("a flow never open finished: %+v", r)
+	}
+}
