@@ -16,7 +16,17 @@ import (
 type retryLater struct {
 	in     time.Duration
 	reason string
+	// opens, for a call refused because its send window is closed, is
+	// when it opens: a task whose window opens within windowLead waits
+	// for it in the process (asynq would bring it back up to a second
+	// late), and one whose window opens later comes back windowLead
+	// early to do so.
+	opens time.Time
 }
+
+// windowLead is how long before its send window opens a batch task comes
+// back, and how long a task waits in the process for an opening.
+const windowLead = 1500 * time.Millisecond
 
 func (e *retryLater) Error() string { return fmt.Sprintf("retry in %s: %s", e.in, e.reason) }
 

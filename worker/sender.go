@@ -167,6 +167,17 @@ func (s *sender) handle(ctx context.Context, t *asynq.Task) error {
 			sent = sent || errs[i] == nil
 		}
 		s.log.Debug().Str("campaign", c.ID).Int("task", p.N).Int("round", round).Bool("sent", sent).Bool("again", again).Msg("batch task: round over")
+		if again && !sent && ctx.Err() == nil {
+			// Its send window opens in a moment: wait for it here, and
+			// send at the opening (asynq would bring the task back up
+			// to a second late).
+			if opens, soon := windowOpensSoon(errs, s.clock.Now()); soon {
+				if sleepCtx(ctx, opens.Sub(s.clock.Now())) == nil {
+					round-- // the wait is not a round
+					continue
+				}
+			}
+		}
 		if !again || !sent || ctx.Err() != nil {
 			break
 		}
@@ -345,4 +356,25 @@ func (s *sender) next(ctx context.Context, c *campaigns.Campaign, k int, r store
 func (s *sender) tasksFor(batches int64) int64 {
 	g := int64(s.q.o.BatchesPerTask)
 	return (batches + g - 1) / g
+}
+
+// windowOpensSoon reports whether every call of a round that must come
+// back later was refused for its send window, which opens within
+// windowLead, and when.
+func windowOpensSoon(errs []error, now time.Time) (time.Time, bool) {
+	var opens time.Time
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		rl, later := asRetryLater(err)
+		if !later {
+			continue
+		}
+		if rl.opens.IsZero() || rl.opens.Sub(now) > windowLead {
+			return time.Time{}, false
+		}
+		opens = rl.opens
+	}
+	return opens, !opens.IsZero()
 }

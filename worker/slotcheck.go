@@ -131,7 +131,8 @@ func (l *ledger) slotCheck(c *campaigns.Campaign) func(context.Context) error {
 			if st != campaigns.StateScheduled {
 				l.windowClosed(ctx, c.ID, opens)
 			}
-			return &retryLater{in: opens.Sub(now), reason: "send window closed until " + opens.UTC().Format(time.RFC3339)}
+			return &retryLater{in: max(opens.Sub(now)-windowLead, 50*time.Millisecond), opens: opens,
+				reason: "send window closed until " + opens.UTC().Format(time.RFC3339)}
 		case windowed && st == campaigns.StateScheduled:
 			l.windowOpened(ctx, c.ID) // its window is open again: it runs
 		}
