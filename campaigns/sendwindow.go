@@ -64,8 +64,8 @@ func (c *Campaign) checkSendWindow(appLoc *time.Location) FieldErrors {
 		}
 		return FieldErrors{fe("send_window."+field, "%v", err)}
 	}
-	if c.Kind == KindLabelPush || c.Kind == KindBroadcast {
-		errs = append(errs, fe("send_window", "%s does not take a send window in this campaignd version yet (its task would have to be created inside it)", c.Kind))
+	if s.LocalTime && (c.Kind == KindLabelPush || c.Kind == KindBroadcast || c.Kind == KindTemplate) {
+		return append(errs, fe("send_window.local_time", "is for the kinds with targets: a %s has no target of its own zone", c.Kind))
 	}
 	if s.LocalTime {
 		errs = append(errs, fe("send_window.local_time", "is not supported by this campaignd version yet (each target's own zone): leave it out or false"))

@@ -363,8 +363,11 @@ func TestSendWindow(t *testing.T) {
 			t.Errorf("%s: %v, want %q", tc.window, errs, tc.field)
 		}
 	}
-	if errs := check(t, `{"id":"w","kind":"broadcast","push_message":{"t":1},"send_window":{"from":"09:00","to":"21:00"}}`); !has(errs, "send_window") {
+	if errs := check(t, `{"id":"w","kind":"broadcast","push_message":{"t":1},"send_window":{"from":"09:00","to":"21:00"}}`); len(errs) > 0 {
 		t.Errorf("a broadcast with a window: %v", errs)
+	}
+	if errs := check(t, `{"id":"w","kind":"broadcast","push_message":{"t":1},"send_window":{"from":"09:00","to":"21:00","local_time":true}}`); !has(errs, "send_window.local_time") {
+		t.Errorf("a broadcast in its targets' zones: %v", errs)
 	}
 
 	sh, _ := time.LoadLocation("Asia/Shanghai")

@@ -6,10 +6,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/config"
+	"github.com/campaignd/campaignd/internal/testenv"
 	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/pushsim"
+	"github.com/campaignd/campaignd/worker"
 )
 
 // windowJSON is a send_window in UTC from..to, each a moment today.
@@ -121,5 +125,40 @@ func TestSendWindowReopens(t *testing.T) {
 	t.Logf("closed %s to %s; first call after %s", closes.Format("15:04:05"), opens.Format("15:04:05"), after.Format("15:04:05.000"))
 	if inGap > 0 || after.IsZero() || after.After(opens.Add(1500*time.Millisecond)) {
 		t.Fatalf("%d targets pushed while closed; first after the opening at %s", inGap, after)
+	}
+}
+
+// A label push queued while its window is open but whose task-window
+// slot frees only after the window closed: its task is not created; it
+// waits as scheduled for tomorrow's opening.
+func TestSendWindowClosesBeforeTheTaskSlot(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, pushsim.Config{TaskWindow: shortWindow})
+	r := start(t, w.taskConfig(t))
+	submitJSON(t, w, map[string]any{"id": "fans", "kind": "label_members", "action": "add", "label": "fans", "targets": ids("fan", 20)})
+	r.waitFinal(t, "fans", 20*time.Second)
+	for i := range 3 { // the caps: 3 creations in 10 s
+		w.publish(t, "campaigns.submit", labelPush(fmt.Sprintf("cap-%d", i), "fans", ""), "")
+		r.waitFinal(t, fmt.Sprintf("cap-%d", i), 10*time.Second)
+	}
+	now := time.Now().Truncate(time.Second)
+	from, closes := now.Add(-time.Hour), now.Add(2*time.Second)
+	w.publish(t, "campaigns.submit", labelPush("late", "fans", windowJSON(from, closes)), "late")
+	testenv.WaitFor(t, 20*time.Second, "the late label push to wait for tomorrow's opening", func() (campaigns.Status, bool) {
+		var st campaigns.Status
+		getJSON(t, r.base+"/api/campaigns/late", &st)
+		return st, st.Status == campaigns.StateScheduled && st.StartAt != nil && st.StartAt.Sub(from.Add(24*time.Hour)).Abs() < time.Second
+	})
+	if n := len(w.sim.Sim().Stats().TaskLog); n != 3 {
+		t.Fatalf("%d tasks created, want the 3 before it", n)
+	}
+	// It comes back to the task queue at the opening: its plan task waits
+	// in asynq until then.
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: w.redis.Addr})
+	defer insp.Close()
+	opens := from.Add(24 * time.Hour)
+	info, err := insp.GetTaskInfo(worker.QueueFor(campaigns.PriorityNormal), fmt.Sprintf("late:plan@%d", opens.Unix()))
+	if err != nil || info.State != asynq.TaskStateScheduled || info.NextProcessAt.After(opens) {
+		t.Fatalf("its plan at the opening: %+v %v", info, err)
 	}
 }

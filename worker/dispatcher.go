@@ -92,6 +92,7 @@ const staleCreating = 2 * time.Minute
 type Dispatcher struct {
 	*ledger
 	kinds  kindSet
+	q      *queuer // a task whose send window closed comes back at its opening
 	call   CallContext
 	client *asynq.Client    // enqueues the UI markers
 	insp   *asynq.Inspector // deletes them (nil: left to their next run)
@@ -103,8 +104,8 @@ type Dispatcher struct {
 	closeOnce  sync.Once
 }
 
-func newDispatcher(l *ledger, kinds kindSet, o Options) *Dispatcher {
-	d := &Dispatcher{ledger: l, kinds: kinds, call: o.CallContext, client: o.Client, insp: o.Inspector, o: o.Tasks,
+func newDispatcher(l *ledger, kinds kindSet, q *queuer, o Options) *Dispatcher {
+	d := &Dispatcher{ledger: l, kinds: kinds, q: q, call: o.CallContext, client: o.Client, insp: o.Inspector, o: o.Tasks,
 		kicks: map[string]chan struct{}{}, closing: make(chan struct{})}
 	for _, app := range o.Tasks.Apps {
 		d.kicks[app] = make(chan struct{}, 1)
@@ -243,6 +244,10 @@ func (s *Dispatcher) createTask(ctx context.Context, app string, ref TaskRef) {
 		_ = s.o.Queue.Undo(ctx, app, ref, false)
 		return
 	}
+	if w, ok := c.Window(time.UTC); ok && !w.Open(s.clock.Now()) {
+		s.outsideWindow(ctx, app, ref, c, w.NextOpen(s.clock.Now()), log)
+		return
+	}
 	st, changed, err := s.store.Transition(ctx, c.ID, campaigns.StateRunning, campaigns.StateScheduled, campaigns.StateAccepted)
 	if err != nil {
 		_ = s.o.Queue.Undo(ctx, app, ref, true)
@@ -299,6 +304,24 @@ func (s *Dispatcher) createTask(ctx context.Context, app string, ref TaskRef) {
 	default:
 		requeue(time.Second, "task not created (transient); it keeps its place")
 	}
+}
+
+// outsideWindow puts back a task popped while its send window is closed:
+// its plan task comes back at the opening and queues it again then (first,
+// so that a process dying here leaves it to the stale reaper: popped
+// again, put back again), the campaign waits as scheduled with start_at the
+// opening, and the task leaves the queue and gives back its slot.
+func (s *Dispatcher) outsideWindow(ctx context.Context, app string, ref TaskRef, c *campaigns.Campaign, opens time.Time, log zerolog.Logger) {
+	if err := s.q.planAgain(ctx, c, opens); err != nil {
+		log.Warn().Err(err).Msg("task outside its send window: its return not queued; it keeps its place")
+		_ = s.o.Queue.Undo(ctx, app, ref, true)
+		return
+	}
+	if st, moved, err := s.store.SetStartAt(ctx, c.ID, opens, 0); err == nil && moved {
+		s.publish(ctx, st)
+	}
+	_ = s.o.Queue.Undo(ctx, app, ref, false)
+	log.Info().Time("opens", opens).Msg("send window closed: the task is created after it opens")
 }
 
 // holdPaused holds a popped task whose campaign was found paused, then

@@ -38,6 +38,22 @@ func (q *queuer) plan(ctx context.Context, c *campaigns.Campaign, startAt time.T
 	return nil
 }
 
+// planAgain enqueues c's plan task once more, to run at at (a task
+// campaign whose send window closed before its task was created comes
+// back to the task queue at the opening); its TaskID names the time, so
+// that each opening has one.
+func (q *queuer) planAgain(ctx context.Context, c *campaigns.Campaign, at time.Time) error {
+	payload, _ := json.Marshal(planPayload{ID: c.ID})
+	_, err := q.client.EnqueueContext(ctx, asynq.NewTask(TypePlan, payload),
+		asynq.TaskID(fmt.Sprintf("%s:plan@%d", c.ID, at.Unix())), asynq.Queue(QueueFor(c.Priority)),
+		asynq.MaxRetry(q.o.MaxRetry), asynq.Retention(q.o.Retention), asynq.Timeout(30*time.Minute),
+		asynq.ProcessAt(at.Add(-q.o.EarlyStart)))
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) && !errors.Is(err, asynq.ErrDuplicateTask) {
+		return fmt.Errorf("worker: enqueue plan of %s at %s: %w", c.ID, at, err)
+	}
+	return nil
+}
+
 // expire enqueues the task that ends a campaign at its expires_at (a
 // little early: it waits out the rest), so that it is final within
 // moments of it even when its batches wait in asynq's retry set.

@@ -274,7 +274,7 @@ func New(o Options) *Worker {
 	l := newLedger(o)
 	q := &queuer{client: o.Client, o: o.Queue}
 	kinds := newKindSet(o.Provider)
-	d := newDispatcher(l, kinds, o)
+	d := newDispatcher(l, kinds, q, o)
 	r := &Reconciler{ledger: l, q: q, kinds: kinds, insp: o.Inspector, o: o.Reconcile}
 	return &Worker{
 		Control:    &Control{ledger: l, q: q, kinds: kinds, tasks: d, rec: r},
