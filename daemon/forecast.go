@@ -579,6 +579,12 @@ func (f *forecaster) taskForecast(ctx context.Context, c *campaigns.Campaign, fc
 	if at.Before(start) {
 		at = start
 	}
+	if w, ok := c.Window(appLocation(f.cfg, c.App)); ok && !w.Open(at) {
+		// Its slot would come after its window closed: it is created at
+		// the next opening (the caps are free again by then).
+		fc.Notes = append(fc.Notes, "its task slot comes after its send window closes: created when it opens again, "+clockTime(w.NextOpen(at), st.Now))
+		at = w.NextOpen(at)
+	}
 	fc.StartAt, fc.DoneAt = utc(at), utc(at)
 	ahead := 0
 	for i, m := range st.Waiting {
