@@ -1,0 +1,108 @@
+package crashtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/campaignd/campaignd/campaigns"
+	"github.com/campaignd/campaignd/intake"
+	"github.com/campaignd/campaignd/internal/testenv"
+	"github.com/campaignd/campaignd/provider"
+	"github.com/campaignd/campaignd/pushsim"
+)
+
+// A process killed the moment a campaign's send window closes, and
+// brought back while it is closed: nothing is lost, nothing is sent while
+// the window is closed, nothing is sent twice but the calls in flight at
+// the kill, and the campaign finishes after the window opens again (a
+// window closed 4 s a day, across midnight: from 4 s after the close to
+// the close).
+func TestKilledWhileTheWindowCloses(t *testing.T) {
+	if os.Getenv("CRASH") == "" {
+		t.Skip("kills campaignd as a send window closes: run it with `make crash` (CRASH=1)")
+	}
+	bin := testenv.Build(t, "./cmd/campaignd")
+	sim, err := pushsim.Start(pushsim.Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: rate}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sim.Close() })
+	rd := testenv.StartRedis(t)
+	ns := testenv.StartNATS(t)
+	cfg := filepath.Join(t.TempDir(), "window.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`redis: {url: %q}
+nats: {url: %q}
+worker: {concurrency: %d}
+apps:
+  default: {provider: easemob, base_url: %q, org: crash, app: crash, client_id: pushsim, client_secret: pushsim-secret, limits: {push_single: %d}}
+`, rd.URL, ns.URL, concurrency, sim.URL(), rate)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{bin: bin, cfg: cfg}
+	c.start(t, 0)
+	c.start(t, 1)
+	nc, err := nats.Connect(ns.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	const n = 400_000 // 8 s at 500 calls/s
+	var aud bytes.Buffer
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&aud, "w-%07d\n", (i*7919)%n)
+	}
+	if err := intake.UploadAudience(ctx, js, "audiences", "window", &aud); err != nil {
+		t.Fatal(err)
+	}
+	closes := time.Now().Truncate(time.Second).Add(5 * time.Second)
+	opens := closes.Add(4 * time.Second)
+	body := fmt.Sprintf(`{"id":"window","kind":"batch_push","push_message":{"title":"t","content":"c"},"audience":{"bucket":"audiences","object":"window"},"send_window":{"from":%q,"to":%q,"timezone":"UTC"}}`,
+		opens.UTC().Format("15:04:05"), closes.UTC().Format("15:04:05"))
+	if _, err := js.Publish(ctx, intake.SubjectSubmit, []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(closes.Add(-20 * time.Millisecond))) // the kill comes as the window closes
+	c.procs[0].Kill()
+	before := sim.Sim().Stats().TotalPushes
+	t.Logf("%s killed process 0 at the close, %d pushes so far", time.Now().Format(time.StampMicro), before)
+	time.Sleep(time.Until(closes.Add(2 * time.Second)))
+	c.start(t, 0) // back while the window is closed
+	st := testenv.WaitFor(t, 2*time.Minute, "the campaign to finish", func() (campaigns.Status, bool) {
+		st, ok := c.status("window")
+		return st, ok && st.Status.Final()
+	})
+	if st.Status != campaigns.StateCompleted || st.Sent != n {
+		t.Fatalf("ended %+v", st)
+	}
+	inGap, resent := 0, 0
+	for i := 0; i < n; i++ {
+		ps := sim.Sim().Pushes(fmt.Sprintf("w-%07d", i))
+		if len(ps) == 0 {
+			t.Fatalf("w-%07d never pushed", i)
+		}
+		resent += len(ps) - 1
+		for _, p := range ps {
+			if p.At.After(closes.Add(10*time.Millisecond)) && p.At.Before(opens) {
+				inGap++
+			}
+		}
+	}
+	stats := sim.Sim().Stats()
+	t.Logf("%d pushes before the kill; %d sent twice; %d while the window was closed; violations %d", before, resent, inGap, stats.Violations)
+	if inGap > 0 || stats.Violations != 0 {
+		t.Fatalf("%d pushes while the window was closed, %d violations", inGap, stats.Violations)
+	}
+	if limit := 4 * concurrency * 100; resent > limit {
+		t.Fatalf("%d targets sent twice, more than the %d that can be in flight at a kill", resent, limit)
+	}
+}
