@@ -106,7 +106,11 @@ func Decode(data []byte) (*Campaign, FieldErrors) {
 	dec.DisallowUnknownFields()
 	var c Campaign
 	if err := dec.Decode(&c); err != nil {
-		return nil, FieldErrors{decodeError(err)}
+		e := decodeError(err)
+		if e.Message == "unknown field" {
+			e.Field = unknownFieldPath(data, e.Field)
+		}
+		return nil, FieldErrors{e}
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, FieldErrors{fe("", "trailing data after the JSON object")}
@@ -115,6 +119,29 @@ func Decode(data []byte) (*Campaign, FieldErrors) {
 		return nil, errs
 	}
 	return &c, nil
+}
+
+// unknownFieldPath names an unknown field with the object it is in
+// ("send_window.colour"): encoding/json names the key alone. A key the
+// top level has is the top level's; else the first nested object that
+// has it names it.
+func unknownFieldPath(data []byte, key string) string {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(data, &top) != nil {
+		return key
+	}
+	if _, ok := top[key]; ok {
+		return key
+	}
+	for _, parent := range []string{"send_window", "settings", "template", "audience"} {
+		var inner map[string]json.RawMessage
+		if raw, ok := top[parent]; ok && json.Unmarshal(raw, &inner) == nil {
+			if _, ok := inner[key]; ok {
+				return parent + "." + key
+			}
+		}
+	}
+	return key
 }
 
 func decodeError(err error) FieldError {

@@ -83,6 +83,8 @@ func TestEveryBadInputNamesItsField(t *testing.T) {
 		{"array", `[1,2]`, ""},
 		{"trailing data", `{"id":"a","kind":"template","template":{"name":"t","delete":true}} {}`, ""},
 		{"unknown field", `{"id":"a","kind":"batch_push","targetz":["u"]}`, "targetz"},
+		{"unknown settings field", `{"id":"a","kind":"user_settings","targets":["u"],"settings":{"nick":"x"}}`, "settings.nick"},
+		{"unknown audience field", `{"id":"a","kind":"batch_push","push_message":{"t":1},"audience":{"bucket":"b","object":"o","owner":"me"}}`, "audience.owner"},
 		{"duplicate key", `{"id":"a","id":"b","kind":"batch_push","push_message":{"t":1},"targets":["u"]}`, "id"},
 		{"duplicate nested key", `{"id":"a","kind":"template","template":{"name":"x","name":"y","delete":true}}`, "template.name"},
 		{"invalid UTF-8 target", "{\"id\":\"a\",\"kind\":\"batch_push\",\"push_message\":{\"t\":1},\"targets\":[\"ok\",\"u\xff\"]}", "targets[1]"},
@@ -356,7 +358,7 @@ func TestSendWindow(t *testing.T) {
 		{`{"from":"09:00","to":"09:00"}`, "send_window.to"},
 		{`{"from":"09:00","to":"21:00","timezone":"Mars/Olympus"}`, "send_window.timezone"},
 		{`{"from":"09:00","to":"21:00","local_time":true}`, "send_window.local_time"},
-		{`{"from":"09:00","to":"21:00","colour":"red"}`, "colour"}, // as every nested unknown field is named
+		{`{"from":"09:00","to":"21:00","colour":"red"}`, "send_window.colour"},
 	} {
 		errs := check(t, fmt.Sprintf(push, tc.window))
 		if tc.field == "" && len(errs) > 0 || tc.field != "" && !has(errs, tc.field) {
