@@ -16,6 +16,7 @@ import (
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/config"
 	"github.com/campaignd/campaignd/intake"
+	"github.com/campaignd/campaignd/internal/testenv"
 	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/pushsim"
 )
@@ -218,7 +219,10 @@ func TestETAOfARunningCampaign(t *testing.T) {
 		t.Fatalf("no eta in %+v", st)
 	}
 	eta := *st.ETA
-	ev := testenvWaitEvent(t, w, "eta")
+	ev := testenv.WaitFor(t, 10*time.Second, "a running status event of eta with targets sent", func() (campaigns.Status, bool) {
+		st := w.lastStatusOK("eta")
+		return st, st.Status == campaigns.StateRunning && st.Sent > 0
+	})
 	if ev.ETA == nil {
 		t.Fatalf("no eta in the running event %+v", ev)
 	}
@@ -251,20 +255,6 @@ func TestETAOfARunningCampaign(t *testing.T) {
 	var paused campaigns.Status
 	if getJSON(t, r.base+"/api/campaigns/eta-p", &paused) != 200 || paused.ETA != nil {
 		t.Fatalf("paused with an eta: %+v", paused)
-	}
-}
-
-// testenvWaitEvent waits for a running status event of id that carries
-// progress, and returns the last one.
-func testenvWaitEvent(t *testing.T, w *world, id string) campaigns.Status {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st := w.lastStatus(t, id)
-		if st.Status == campaigns.StateRunning && st.Sent > 0 || time.Now().After(deadline) {
-			return st
-		}
-		time.Sleep(100 * time.Millisecond) // polls the stream
 	}
 }
 

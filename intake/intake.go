@@ -247,11 +247,7 @@ func (in *Intake) submit(ctx context.Context, msg jetstream.Msg) {
 		in.reject(ctx, msg, given, errs)
 		return
 	}
-	c, errs := campaigns.Decode(data)
-	if len(errs) == 0 {
-		c.Normalize()
-		errs = c.Validate(in.o.Env())
-	}
+	c, errs := campaigns.Check(data, in.o.Env())
 	if len(errs) > 0 {
 		st := campaigns.Status{ID: *given, Status: campaigns.StateRejected, At: in.o.Clock.Now().UTC(), ProviderTaskIDs: []string{}, Errors: errs}
 		if c != nil {

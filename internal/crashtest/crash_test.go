@@ -51,15 +51,11 @@ func (c *cluster) start(t *testing.T, i int) {
 	c.procs[i], c.apis[i] = p, api
 }
 
-// status asks any live process for a campaign's status.
-func (c *cluster) status(id string) (campaigns.Status, bool) {
-	return judge.CampaignStatus(http.DefaultClient, c.apis, id)
-}
-
-func TestKilledProcessesLoseNothing(t *testing.T) {
-	if os.Getenv("CRASH") == "" {
-		t.Skip("kills campaignd mid-work and waits out asynq's leases (~3 min): run it with `make crash` (CRASH=1)")
-	}
+// setup starts pushsim judging push_single at rate, Redis, NATS and two
+// campaignd processes whose config has the worker line given, and
+// connects to NATS.
+func setup(t *testing.T, worker string) (*cluster, *pushsim.Server, jetstream.JetStream, *testenv.Redis) {
+	t.Helper()
 	bin := testenv.Build(t, "./cmd/campaignd")
 	sim, err := pushsim.Start(pushsim.Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: rate}})
 	if err != nil {
@@ -69,12 +65,9 @@ func TestKilledProcessesLoseNothing(t *testing.T) {
 	rd := testenv.StartRedis(t)
 	ns := testenv.StartNATS(t)
 	cfg := filepath.Join(t.TempDir(), "crash.yaml")
-	// A small plan_memory plans each audience in several passes, the later
-	// ones from spill files: the kill mid-plan hits a plan reading them.
-	spill := t.TempDir()
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`redis: {url: %q}
 nats: {url: %q}
-worker: {concurrency: %d, plan_memory: 1MiB, plan_spill_dir: %q}
+%s
 apps:
   default:
     provider: easemob
@@ -84,13 +77,12 @@ apps:
     client_id: pushsim
     client_secret: pushsim-secret
     limits: {push_single: %d}
-`, rd.URL, ns.URL, concurrency, spill, sim.URL(), rate)), 0o600); err != nil {
+`, rd.URL, ns.URL, worker, sim.URL(), rate)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c := &cluster{bin: bin, cfg: cfg}
 	c.start(t, 0)
 	c.start(t, 1)
-
 	nc, err := nats.Connect(ns.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -100,6 +92,22 @@ apps:
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c, sim, js, rd
+}
+
+// status asks any live process for a campaign's status.
+func (c *cluster) status(id string) (campaigns.Status, bool) {
+	return judge.CampaignStatus(http.DefaultClient, c.apis, id)
+}
+
+func TestKilledProcessesLoseNothing(t *testing.T) {
+	if os.Getenv("CRASH") == "" {
+		t.Skip("kills campaignd mid-work and waits out asynq's leases (~3 min): run it with `make crash` (CRASH=1)")
+	}
+	// A small plan_memory plans each audience in several passes, the later
+	// ones from spill files: the kill mid-plan hits a plan reading them.
+	spill := t.TempDir()
+	c, sim, js, rd := setup(t, fmt.Sprintf("worker: {concurrency: %d, plan_memory: 1MiB, plan_spill_dir: %q}", concurrency, spill))
 	ctx := context.Background()
 	sizes := map[string]int{"sending": 100_000, "planning": 300_000}
 	for id, n := range sizes {

@@ -5,18 +5,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/intake"
 	"github.com/campaignd/campaignd/internal/testenv"
-	"github.com/campaignd/campaignd/provider"
-	"github.com/campaignd/campaignd/pushsim"
 )
 
 // A process killed the moment a campaign's send window closes, and
@@ -29,32 +23,7 @@ func TestKilledWhileTheWindowCloses(t *testing.T) {
 	if os.Getenv("CRASH") == "" {
 		t.Skip("kills campaignd as a send window closes: run it with `make crash` (CRASH=1)")
 	}
-	bin := testenv.Build(t, "./cmd/campaignd")
-	sim, err := pushsim.Start(pushsim.Config{Limits: map[provider.Group]float64{provider.GroupPushSingle: rate}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sim.Close() })
-	rd := testenv.StartRedis(t)
-	ns := testenv.StartNATS(t)
-	cfg := filepath.Join(t.TempDir(), "window.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`redis: {url: %q}
-nats: {url: %q}
-worker: {concurrency: %d}
-apps:
-  default: {provider: easemob, base_url: %q, org: crash, app: crash, client_id: pushsim, client_secret: pushsim-secret, limits: {push_single: %d}}
-`, rd.URL, ns.URL, concurrency, sim.URL(), rate)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c := &cluster{bin: bin, cfg: cfg}
-	c.start(t, 0)
-	c.start(t, 1)
-	nc, err := nats.Connect(ns.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
+	c, sim, js, _ := setup(t, fmt.Sprintf("worker: {concurrency: %d}", concurrency))
 	ctx := context.Background()
 	const n = 400_000 // 8 s at 500 calls/s
 	var aud bytes.Buffer
