@@ -134,16 +134,58 @@ func noViolations(t *testing.T, st pushsim.Stats) {
 // in-flight slots shared out by app, the worst app got 96.2–98.4%, also
 // with a busy loop taking one core; before, one such run gave 91.4% (an
 // app's calls paused 845 ms waiting for in-flight slots held by others).
+//
+// The measure is of campaignd, so a stall of the whole machine (the test
+// process itself woke up late by machineStall or more: another job on
+// the machine, not campaignd) excuses one failed run, and the test runs
+// once more on a fresh deployment; the second run must pass.
 func TestTwentyAppsAtTheirLimitsOnThreeProcesses(t *testing.T) {
+	for attempt := 1; ; attempt++ {
+		var r twentyAppsRun
+		t.Run(fmt.Sprintf("run%d", attempt), func(t *testing.T) { r = twentyApps(t) })
+		if t.Failed() || r.good() {
+			return
+		}
+		if attempt == 1 && r.stall >= machineStall {
+			t.Logf("run %d: median %.1f%%, worst %.1f%%, but the test process itself woke up %s late at %s: the machine stalled; once more",
+				attempt, 100*r.median, 100*r.worst, r.stall.Round(time.Millisecond), r.stallAt.Format("15:04:05.000"))
+			continue
+		}
+		t.Errorf("share of the limit: median %.1f%% (want at least 97%%), worst %.1f%% (want at least 95%%); the test process was at most %s late",
+			100*r.median, 100*r.worst, r.stall.Round(time.Millisecond))
+		return
+	}
+}
+
+// machineStall is how late the test process must wake up for a run to
+// count as one on a stalled machine: with both cores kept busy by two
+// other loops it was at most 26 ms late in 5 runs (6 ms on an idle
+// machine).
+const machineStall = 150 * time.Millisecond
+
+// twentyAppsRun is one run's measure: the median and worst app's share
+// of its limit, and how late the test process itself woke up.
+type twentyAppsRun struct {
+	median, worst float64
+	stall         time.Duration
+	stallAt       time.Time
+}
+
+func (r twentyAppsRun) good() bool { return r.median >= 0.97 && r.worst >= 0.95 }
+
+func twentyApps(t *testing.T) twentyAppsRun {
 	const apps, rate, procs, seconds = 20, 10.0, 3, 10
 	e := setup(t, apps, rate, procs)
 	perApp := int(rate * 100 * seconds)
+	watch := testenv.WatchStalls()
 	start := time.Now()
 	for i := range apps {
 		app := fmt.Sprintf("a%02d", i)
 		e.submit(t, "many-"+app, app, ids(app, perApp), "")
 	}
 	st := e.waitPushes(t, apps*perApp, 2*time.Minute)
+	var r twentyAppsRun
+	r.stall, r.stallAt = watch.Stop()
 	noViolations(t, st)
 	var shares []float64
 	worstApp, worst := "", 2.0
@@ -161,12 +203,11 @@ func TestTwentyAppsAtTheirLimitsOnThreeProcesses(t *testing.T) {
 		t.Logf("app %s: first call %.2fs after the submit, share of its limit %.1f%%", app, sp.First.Sub(start).Seconds(), 100*share)
 	}
 	slices.Sort(shares)
-	median := shares[len(shares)/2]
-	t.Logf("share of the limit: median %.1f%%, worst %.1f%% (app %s, paused: %s)", 100*median, 100*worst, worstApp,
-		e.pauses(t, worstApp, perApp/100, time.Duration(1.5*float64(time.Second)/rate)))
-	if median < 0.97 || worst < 0.95 {
-		t.Errorf("share of the limit: median %.1f%% (want at least 97%%), worst %.1f%% (want at least 95%%)", 100*median, 100*worst)
-	}
+	r.median, r.worst = shares[len(shares)/2], worst
+	t.Logf("share of the limit: median %.1f%%, worst %.1f%% (app %s, paused: %s); the test process was at most %s late",
+		100*r.median, 100*worst, worstApp, e.pauses(t, worstApp, perApp/100, time.Duration(1.5*float64(time.Second)/rate)),
+		r.stall.Round(time.Millisecond))
+	return r
 }
 
 // pauses lists where app's calls (its batches' first targets, ids of
