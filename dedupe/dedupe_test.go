@@ -284,6 +284,35 @@ func BenchmarkRun(b *testing.B) {
 	b.ReportMetric(float64(st.PeakBytes)/float64(st.Unique), "set_B/id")
 }
 
+// BenchmarkRunSpill plans the same audience in 3 parts with SpillDir: one
+// read of the audience, two parts read back from their files.
+func BenchmarkRunSpill(b *testing.B) {
+	lines := audience(1_000_000, 100_000, true, 9)
+	text := strings.Join(lines, "\n") + "\n"
+	o := Options{Parts: 3, Seed: 1, Expected: ExpectedPerPart(int64(len(lines)), 3), SpillDir: b.TempDir()}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := Run(context.Background(), opener(text), o, func([]byte) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(lines))*float64(b.N)/b.Elapsed().Seconds(), "ids/s")
+}
+
+// BenchmarkRunSorted plans 1M sorted ids with 10% repeats (Options.Sorted).
+func BenchmarkRunSorted(b *testing.B) {
+	lines := audience(1_000_000, 100_000, false, 9)
+	slices.Sort(lines)
+	text := strings.Join(lines, "\n") + "\n"
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := Run(context.Background(), opener(text), Options{Sorted: true}, func([]byte) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(lines))*float64(b.N)/b.Elapsed().Seconds(), "ids/s")
+}
+
 // runAll runs o over text and returns what it emitted, in order.
 func runAll(t *testing.T, text string, o Options, mk func(string, int) *spill) ([]string, Stats) {
 	t.Helper()

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -26,33 +27,49 @@ type Options struct {
 	// one run of table slots. The same Seed and Parts give the same output.
 	Seed uint64
 	// Keep, when set, drops the ids it answers false for (counted Skipped).
-	// It is given the trimmed line; it must not keep the slice.
+	// It is given the trimmed line; it must not keep the slice. Without Key
+	// a line is only asked about in its own part's pass; with Key every
+	// pass that reads the audience asks about every line, as the key (and
+	// so the part) is only taken from a line Keep accepted.
 	Keep func(id []byte) bool
+	// Key, when set, de-duplicates lines by a key inside them rather than
+	// by the whole line: for lines "id,Zone", the id, so that an id listed
+	// with two zones is one target. It is given a trimmed line Keep
+	// accepted and returns its key, which the hash, the parts, the Set and
+	// Sorted's comparison all use; emit is given the whole line of the
+	// first line of each key (in the order Run promises), and a later line
+	// with the same key counts as a duplicate. The key should be a
+	// sub-slice of the line (usually a prefix: the id before the comma),
+	// which costs no copy; any other slice works but is copied. Key must
+	// not keep either slice. nil: the key is the whole line.
+	Key func(line []byte) []byte
 	// Expected is how many ids one pass's set is sized for up front
 	// (ExpectedPerPart); more make it grow, which costs time and memory.
 	Expected int64
 	// MaxLine bounds a line; longer lines are skipped. Default 64 KiB.
 	MaxLine int
 	// SpillDir, when set and Parts > 1, is where the first pass keeps the
-	// ids of the later parts (a file per part, unlinked at once; about the
-	// audience's size, less the first part's share, plus 9 bytes a line):
+	// ids (with Key, the whole lines) of the later parts (a file per part,
+	// unlinked at once; about the audience's size, less the first part's
+	// share, plus 9 bytes a line):
 	// each later pass reads its part's file instead of the whole audience,
 	// so the audience is read and hashed once. The output is the same
 	// either way. A part whose file cannot be created or written is
 	// re-read from the audience in its pass. "": re-read every pass.
 	SpillDir string
-	// Sorted says the audience's ids never decrease (Survey found so): it
-	// is read once and each id compared with the one before, with no set;
-	// Parts, Seed and SpillDir are not used. An id smaller than the one
-	// before ends Run with an error.
+	// Sorted says the audience's ids (with Key, its keys) never decrease
+	// (Survey, or SurveyBy with the same Key, found so): it is read once
+	// and each id compared with the one before, with no set; Parts, Seed
+	// and SpillDir are not used. An id smaller than the one before ends Run
+	// with an error.
 	Sorted bool
 }
 
 // Stats tell what a Run found.
 type Stats struct {
 	Lines      int64 // non-empty lines read (in one pass)
-	Unique     int64 // ids emitted
-	Duplicates int64 // lines whose id was emitted already
+	Unique     int64 // ids (with Key, lines) emitted
+	Duplicates int64 // lines whose id (key) was emitted already
 	Skipped    int64 // lines Keep refused or too long
 	Passes     int
 	PeakBytes  int64 // the most memory the dedupe set held at once
@@ -83,8 +100,10 @@ func part(h uint64, n int) int {
 // Run makes Options.Parts passes over the audience (reading it each time,
 // or once with SpillDir; once with Sorted) and calls emit once for every
 // distinct id, in the order of the parts and, within a part, of the
-// audience. The slice given to emit is only valid during the call. A
-// failing emit or reader ends Run with its error.
+// audience. With Options.Key it is called with the first line of every
+// distinct key instead, in the same order. The slice given to emit is
+// only valid during the call. A failing emit or reader ends Run with its
+// error.
 func Run(ctx context.Context, open Opener, o Options, emit func(id []byte) error) (Stats, error) {
 	return run(ctx, open, o, emit, newSpill)
 }
@@ -105,7 +124,7 @@ func run(ctx context.Context, open Opener, o Options, emit func(id []byte) error
 	set := NewSet(hash, int(min(o.Expected, 1<<28)))
 	defer set.Close()
 	var st Stats
-	var blk block
+	blk := block{keyed: o.Key != nil}
 	flush := func() error {
 		if err := blk.add(set, &st, emit); err != nil {
 			return err
@@ -125,8 +144,14 @@ func run(ctx context.Context, open Opener, o Options, emit func(id []byte) error
 			if replayBuf == nil {
 				replayBuf = make([]byte, max(spillBuf, 8+binary.MaxVarintLen64+o.MaxLine))
 			}
-			err := sp.replay(p, replayBuf, func(h uint64, id []byte) error {
-				if blk.put(h, id) {
+			err := sp.replay(p, replayBuf, func(h uint64, line []byte) error {
+				var full bool
+				if o.Key != nil {
+					full = blk.putKeyed(h, line, o.Key(line)) // Keep accepted it in the first pass
+				} else {
+					full = blk.put(h, line)
+				}
+				if full {
 					return flush()
 				}
 				return nil
@@ -145,26 +170,44 @@ func run(ctx context.Context, open Opener, o Options, emit func(id []byte) error
 			continue
 		}
 		skipped := int64(0)
-		lines, long, err := pass(ctx, open, o, func(id []byte) error {
-			h := hash(id)
+		lines, long, err := pass(ctx, open, o, func(line []byte) error {
+			key := line
+			if o.Key != nil {
+				// the key, so the part, comes from a line Keep accepted:
+				// every pass asks, the first counts
+				if o.Keep != nil && !o.Keep(line) {
+					if p == 0 {
+						skipped++
+					}
+					return nil
+				}
+				key = o.Key(line)
+			}
+			h := hash(key)
 			if o.Parts > 1 {
 				if q := part(h, o.Parts); q != p {
 					if p == 0 && sp.ok(q) { // read once: spill the others
-						if o.Keep != nil && !o.Keep(id) {
+						if o.Key == nil && o.Keep != nil && !o.Keep(line) { // with Key, asked above
 							sp.skip(q)
 						} else {
-							sp.put(q, h, id)
+							sp.put(q, h, line)
 						}
 					}
 					return nil
 				}
 			}
-			// each line is checked in its own part's pass only
-			if o.Keep != nil && !o.Keep(id) {
-				skipped++
-				return nil
+			var full bool
+			if o.Key != nil {
+				full = blk.putKeyed(h, line, key)
+			} else {
+				// each line is checked in its own part's pass only
+				if o.Keep != nil && !o.Keep(line) {
+					skipped++
+					return nil
+				}
+				full = blk.put(h, line)
 			}
-			if blk.put(h, id) {
+			if full {
 				return flush()
 			}
 			return nil
@@ -200,14 +243,22 @@ func run(ctx context.Context, open Opener, o Options, emit func(id []byte) error
 }
 
 // block gathers a pass's ids (copied: the reader reuses its buffer) to add
-// them to the set together (Set.AddAll).
+// them to the set together (Set.AddAll). A keyed block (Options.Key)
+// gathers whole lines and where each one's key is in it: the set is given
+// the keys, emit the lines.
 type block struct {
+	keyed bool
 	buf   []byte
-	ends  []int
-	hs    []uint64
-	ids   [][]byte
+	ends  []int     // not keyed: where each id ends in buf
+	spans []keySpan // keyed: where each line and its key are in buf
+	hs    []uint64  // the ids' (keys') hashes
+	ids   [][]byte  // the ids (keys) given to the set
 	isNew []bool
 }
+
+// keySpan is where a keyed block's line (buf[start:end]) and its key
+// (buf[klo:khi], inside the line unless Key gave another slice) are.
+type keySpan struct{ start, end, klo, khi int }
 
 const blockLen = 64
 
@@ -219,13 +270,53 @@ func (b *block) put(h uint64, id []byte) bool {
 	return len(b.hs) == blockLen
 }
 
-// add adds the block's ids to set and emits the new ones, in order.
+// putKeyed copies line in, with where key (h its hash) is in it, and
+// reports whether the block is full. A key that is not part of line is
+// copied after it.
+func (b *block) putKeyed(h uint64, line, key []byte) bool {
+	s := keySpan{start: len(b.buf)}
+	b.buf = append(b.buf, line...)
+	s.end = len(b.buf)
+	if off, ok := within(line, key); ok {
+		s.klo = s.start + off
+	} else {
+		s.klo = len(b.buf)
+		b.buf = append(b.buf, key...)
+	}
+	s.khi = s.klo + len(key)
+	b.spans = append(b.spans, s)
+	b.hs = append(b.hs, h)
+	return len(b.hs) == blockLen
+}
+
+// within reports whether sub is a part of b's bytes, and at which offset.
+// An empty sub is at 0.
+func within(b, sub []byte) (int, bool) {
+	if len(sub) == 0 {
+		return 0, true
+	}
+	off := uintptr(unsafe.Pointer(unsafe.SliceData(sub))) - uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	// unsigned: sub starting before b wraps around to a huge offset
+	if len(b) == 0 || off > uintptr(len(b)) || uintptr(len(sub)) > uintptr(len(b))-off {
+		return 0, false
+	}
+	return int(off), true
+}
+
+// add adds the block's ids (keys) to set and emits the new ones (their
+// lines), in order.
 func (b *block) add(set *Set, st *Stats, emit func([]byte) error) error {
 	b.ids = b.ids[:0]
-	start := 0
-	for _, end := range b.ends {
-		b.ids = append(b.ids, b.buf[start:end])
-		start = end
+	if b.keyed {
+		for _, s := range b.spans {
+			b.ids = append(b.ids, b.buf[s.klo:s.khi])
+		}
+	} else {
+		start := 0
+		for _, end := range b.ends {
+			b.ids = append(b.ids, b.buf[start:end])
+			start = end
+		}
 	}
 	b.isNew = append(b.isNew[:0], make([]bool, len(b.ids))...)
 	set.AddAll(b.hs, b.ids, b.isNew)
@@ -235,6 +326,10 @@ func (b *block) add(set *Set, st *Stats, emit func([]byte) error) error {
 			continue
 		}
 		st.Unique++
+		if b.keyed {
+			s := b.spans[i]
+			id = b.buf[s.start:s.end]
+		}
 		if err := emit(id); err != nil {
 			return err
 		}
@@ -243,7 +338,7 @@ func (b *block) add(set *Set, st *Stats, emit func([]byte) error) error {
 }
 
 func (b *block) reset() {
-	b.buf, b.ends, b.hs = b.buf[:0], b.ends[:0], b.hs[:0]
+	b.buf, b.ends, b.spans, b.hs = b.buf[:0], b.ends[:0], b.spans[:0], b.hs[:0]
 }
 
 // pass reads the audience once and hands every trimmed, non-empty line to

@@ -12,7 +12,9 @@
 // ids, in which order) depends only on the audience, Parts and Seed: a
 // re-plan with the same three writes the same batches again. An audience
 // whose ids never decrease (Survey) needs no Set: each id is compared with
-// the one before (Options.Sorted).
+// the one before (Options.Sorted). With Options.Key, lines are
+// de-duplicated by a key inside them (the id of an "id,Zone" line) and the
+// first line of each key is emitted whole.
 package dedupe
 
 import (

@@ -16,19 +16,22 @@ const spillBuf = 64 << 10
 // spill keeps, while the first pass reads the audience, the ids of every
 // later part in a file of its own, so that part's pass reads its file
 // instead of the whole audience again: the audience is read, split into
-// lines and hashed once.
+// lines and hashed once. With Options.Key it keeps whole lines (their
+// pass emits them whole) and the hash of their key; the key is taken from
+// the line again when it is read back, which costs less than storing it.
 //
-// A part file holds records of the id's hash (8 bytes, little-endian),
-// its length (uvarint) and its bytes, in the audience's order, which is
-// the order a pass that re-reads the audience meets them in: a part read
-// from its file emits exactly what a re-reading pass would. The files are
-// unlinked as soon as they are created, so nothing is left behind by a
-// crash. A part whose file cannot be created or written is re-read from
-// the audience in its pass instead (ok reports which).
+// A part file holds records of the id's (key's) hash (8 bytes,
+// little-endian), the id's (line's) length (uvarint) and its bytes, in the
+// audience's order, which is the order a pass that re-reads the audience
+// meets them in: a part read from its file emits exactly what a
+// re-reading pass would. The files are unlinked as soon as they are
+// created, so nothing is left behind by a crash. A part whose file cannot
+// be created or written is re-read from the audience in its pass instead
+// (ok reports which).
 type spill struct {
 	files   []*os.File // [part]; nil: re-read (part 0 is never spilled)
 	w       []*bufio.Writer
-	skipped []int64 // [part] lines Keep refused, counted when the part is read back
+	skipped []int64 // [part] lines Keep refused, counted when the part is read back (with Key, the first pass counts them)
 	err     []error // [part] why the part is re-read (nil: ok, or never tried)
 	bytes   int64   // written, all parts
 	rec     []byte
@@ -50,7 +53,8 @@ func newSpill(dir string, parts int) *spill {
 	return sp
 }
 
-// put appends one id (h its hash) to part p's file, if it has one.
+// put appends one id or, with Options.Key, line (h the hash of its id or
+// key) to part p's file, if it has one.
 func (sp *spill) put(p int, h uint64, id []byte) {
 	w := sp.w[p]
 	if w == nil {
@@ -99,7 +103,8 @@ func (sp *spill) drop(p int, err error) {
 // ok reports whether part p can be read back from its file.
 func (sp *spill) ok(p int) bool { return sp != nil && sp.files[p] != nil }
 
-// replay reads part p's file back, calling f for each id with its hash,
+// replay reads part p's file back, calling f for each id (line) with its
+// hash,
 // and closes the file (its space is freed then). buf must hold the
 // longest record. An error reading it ends the plan: the part has been
 // partly emitted, and only a new Run (which emits the same output) can
