@@ -174,6 +174,9 @@ type Status struct {
 	// end (its last call), from the forecast's model at the current queue
 	// and limits; absent when nothing can be said (paused).
 	ETA *time.Time `json:"eta,omitempty"`
+	// NextOpening is, for a local-time campaign (send_window.local_time),
+	// the next opening of a zone whose targets wait for their window.
+	NextOpening *time.Time `json:"next_opening,omitempty"`
 }
 
 // Throttle is one endpoint group an app's campaigns run below the

@@ -1,6 +1,8 @@
 package campaigns
 
 import (
+	"bytes"
+	"strings"
 	"time"
 
 	"github.com/campaignd/campaignd/sendwindow"
@@ -67,14 +69,46 @@ func (c *Campaign) checkSendWindow(appLoc *time.Location) FieldErrors {
 	if s.LocalTime && (c.Kind == KindLabelPush || c.Kind == KindBroadcast || c.Kind == KindTemplate) {
 		return append(errs, fe("send_window.local_time", "is for the kinds with targets: a %s has no target of its own zone", c.Kind))
 	}
-	if s.LocalTime {
-		errs = append(errs, fe("send_window.local_time", "is not supported by this campaignd version yet (each target's own zone): leave it out or false"))
-	}
 	return errs
 }
 
+// LocalTime reports whether each target's own zone decides its window
+// (send_window.local_time).
+func (c *Campaign) LocalTime() bool { return c.SendWindow != nil && c.SendWindow.LocalTime }
+
+// WindowIn is the campaign's send window in zone loc (a local-time
+// target's); ok is false without a window.
+func (c *Campaign) WindowIn(loc *time.Location) (w sendwindow.Window, ok bool) {
+	w, ok = c.Window(loc)
+	if ok {
+		w.Loc = loc
+	}
+	return w, ok
+}
+
+// SplitZone splits a local-time target, "id,Zone", at its last comma
+// (zone names have none): its id, and its zone. given is false without a
+// comma: the target takes the window's zone. An id that holds a comma
+// must therefore give its zone.
+func SplitZone(target string) (id, zone string, given bool) {
+	i := strings.LastIndexByte(target, ',')
+	if i < 0 {
+		return target, "", false
+	}
+	return target[:i], target[i+1:], true
+}
+
+// SplitZoneBytes is SplitZone on an audience line (no copy).
+func SplitZoneBytes(line []byte) (id, zone []byte, given bool) {
+	i := bytes.LastIndexByte(line, ',')
+	if i < 0 {
+		return line, nil, false
+	}
+	return line[:i], line[i+1:], true
+}
+
 // FirstOpening is start, or the send window's next opening when it is
-// closed then; it fills the window's zone with the app's (appLoc) when it
+// closed then (local time: start, the plan sorts the targets by zone); it fills the window's zone with the app's (appLoc) when it
 // names none, so that the stored campaign carries it.
 func (c *Campaign) FirstOpening(appLoc *time.Location, start time.Time) time.Time {
 	if c.SendWindow == nil {
@@ -84,8 +118,8 @@ func (c *Campaign) FirstOpening(appLoc *time.Location, start time.Time) time.Tim
 		c.SendWindow.Timezone = appLoc.String()
 	}
 	w, ok := c.Window(appLoc)
-	if !ok {
-		return start
+	if !ok || c.SendWindow.LocalTime {
+		return start // local time: each zone's batches wait for their own opening
 	}
 	return w.NextOpen(start)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/campaignd/campaignd/provider"
+	"github.com/campaignd/campaignd/sendwindow"
 )
 
 // Limits of a campaign message (a kind's own limits are in its file,
@@ -388,10 +389,22 @@ func CheckTargets(c *Campaign, max int) FieldErrors {
 		return errs
 	}
 	bad := 0
+	var zones sendwindow.Zones // local time: each target's zone, loaded once
 	for i, t := range c.Targets {
-		if err := provider.ValidateTargetID(t); err != nil {
+		msg := ""
+		if c.LocalTime() {
+			id, zone, given := SplitZone(t)
+			if err := provider.ValidateTargetID(id); err != nil {
+				msg = msgOf(err)
+			} else if _, ok := zones.Load(zone); given && !ok {
+				msg = fmt.Sprintf("unknown time zone %q after the id's last comma (an IANA name such as Asia/Tokyo; local_time reads \"id,Zone\")", zone)
+			}
+		} else if err := provider.ValidateTargetID(t); err != nil {
+			msg = msgOf(err)
+		}
+		if msg != "" {
 			if bad < 20 {
-				errs = append(errs, fe(fmt.Sprintf("targets[%d]", i), "%s", msgOf(err)))
+				errs = append(errs, fe(fmt.Sprintf("targets[%d]", i), "%s", msg))
 			}
 			bad++
 		}

@@ -357,7 +357,7 @@ func TestSendWindow(t *testing.T) {
 		{`{"from":"09:00","to":"25:00"}`, "send_window.to"},
 		{`{"from":"09:00","to":"09:00"}`, "send_window.to"},
 		{`{"from":"09:00","to":"21:00","timezone":"Mars/Olympus"}`, "send_window.timezone"},
-		{`{"from":"09:00","to":"21:00","local_time":true}`, "send_window.local_time"},
+		{`{"from":"09:00","to":"21:00","local_time":true}`, ""},
 		{`{"from":"09:00","to":"21:00","colour":"red"}`, "send_window.colour"},
 	} {
 		errs := check(t, fmt.Sprintf(push, tc.window))
@@ -372,6 +372,10 @@ func TestSendWindow(t *testing.T) {
 		t.Errorf("a broadcast in its targets' zones: %v", errs)
 	}
 
+	if errs := check(t, `{"id":"w","kind":"template","send_window":{"from":"09:00","to":"21:00","local_time":true}}`); !has(errs, "send_window.local_time") {
+		t.Errorf("a template in its targets' zones: %v", errs)
+	}
+
 	sh, _ := time.LoadLocation("Asia/Shanghai")
 	c, _ := Decode([]byte(fmt.Sprintf(push, `{"from":"21:00","to":"08:00"}`)))
 	noon := time.Date(2026, 12, 8, 12, 0, 0, 0, sh)
@@ -383,5 +387,62 @@ func TestSendWindow(t *testing.T) {
 	}
 	if at := time.Date(2026, 12, 8, 23, 0, 0, 0, sh); !c.FirstOpening(sh, at).Equal(at) {
 		t.Errorf("inside the window the start moved")
+	}
+}
+
+// Local-time targets: "id,Zone" is checked as an id and a zone, each
+// problem named by the target's place; without local_time the comma is
+// part of the id.
+func TestLocalTimeTargets(t *testing.T) {
+	t.Parallel()
+	const local = `{"id":"w","kind":"batch_push","push_message":{"t":1},"targets":%s,"send_window":{"from":"09:00","to":"21:00","local_time":true}}`
+	for _, tc := range []struct {
+		targets string
+		fields  []string // the fields named; none: valid
+	}{
+		{`["u1,Asia/Tokyo","u2,Europe/Paris","u3","u1,America/New_York"]`, nil},
+		{`["u1,UTC","a,b,Asia/Tokyo"]`, nil}, // the zone follows the last comma
+		{`["u1,Mars/Olympus"]`, []string{"targets[0]"}},
+		{`["u1,Asia/Tokyo","u2,"]`, []string{"targets[1]"}},
+		{`["u1,Local"]`, []string{"targets[0]"}},
+		{`["u1,asia/tokyo "]`, []string{"targets[0]"}},
+		{`["a,b"]`, []string{"targets[0]"}}, // an id with a comma gives its zone
+		{`[" ,Asia/Tokyo","u2,../../etc/passwd"]`, []string{"targets[0]", "targets[1]"}},
+	} {
+		errs := check(t, fmt.Sprintf(local, tc.targets))
+		if len(tc.fields) == 0 && len(errs) > 0 {
+			t.Errorf("%s: %v, want none", tc.targets, errs)
+		}
+		for _, f := range tc.fields {
+			if !has(errs, f) {
+				t.Errorf("%s: %v, want %s named", tc.targets, errs, f)
+			}
+		}
+	}
+	// Without local_time, "u1,UTC" is an id like any other.
+	if errs := check(t, `{"id":"w","kind":"batch_push","push_message":{"t":1},"targets":["u1,UTC"]}`); len(errs) > 0 {
+		t.Errorf("a comma in a plain id: %v", errs)
+	}
+	if errs := check(t, fmt.Sprintf(local, `["u1,Mars/Olympus"]`)); len(errs) == 0 || !strings.Contains(errs[0].Message, `"Mars/Olympus"`) {
+		t.Errorf("the unknown zone is not quoted: %v", errs)
+	}
+}
+
+func TestSplitZone(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in, id, zone string
+		given        bool
+	}{
+		{"u1", "u1", "", false},
+		{"u1,Asia/Tokyo", "u1", "Asia/Tokyo", true},
+		{"a,b,UTC", "a,b", "UTC", true},
+		{"u1,", "u1", "", true},
+	} {
+		id, zone, given := SplitZone(tc.in)
+		bid, bzone, bgiven := SplitZoneBytes([]byte(tc.in))
+		if id != tc.id || zone != tc.zone || given != tc.given || string(bid) != id || string(bzone) != zone || bgiven != given {
+			t.Errorf("SplitZone(%q) = %q, %q, %v (bytes %q, %q, %v), want %q, %q, %v", tc.in, id, zone, given, bid, bzone, bgiven, tc.id, tc.zone, tc.given)
+		}
 	}
 }

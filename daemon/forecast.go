@@ -177,7 +177,7 @@ func (f *forecaster) targets(ctx context.Context, c *campaigns.Campaign, given i
 	open := func(ctx context.Context) (io.ReadCloser, error) {
 		return f.aud.Open(ctx, c.Audience.Bucket, c.Audience.Object)
 	}
-	stats, err := worker.CountAudience(ctx, open, size, mem)
+	stats, err := worker.CountAudience(ctx, c, open, size, mem)
 	if err != nil {
 		return 0, fmt.Errorf("forecast: count audience %s/%s: %w", c.Audience.Bucket, c.Audience.Object, err)
 	}

@@ -305,6 +305,12 @@ func TestKindBadInputIsRejected(t *testing.T) {
 		{"label-push-bad-label", `{"kind":"label_push","label":"no spaces","push_message":{"t":1}}`, []string{"label"}},
 		{"broadcast-targets", `{"kind":"broadcast","targets":["u1"],"push_message":{"t":1}}`, []string{"targets"}},
 		{"broadcast-on-engagelab", `{"app":"tags","kind":"broadcast","push_message":{"t":1}}`, []string{"kind"}},
+		{"window-from", `{"kind":"batch_push","push_message":{"t":1},"targets":["u1"],"send_window":{"from":"9:00","to":"21:00"}}`, []string{"send_window.from"}},
+		{"window-to", `{"kind":"batch_push","push_message":{"t":1},"targets":["u1"],"send_window":{"from":"09:00","to":"09:00:00"}}`, []string{"send_window.to"}},
+		{"window-zone", `{"kind":"batch_push","push_message":{"t":1},"targets":["u1"],"send_window":{"from":"09:00","to":"21:00","timezone":"Mars/Olympus"}}`, []string{"send_window.timezone"}},
+		{"local-zone", `{"kind":"batch_push","push_message":{"t":1},"targets":["u1,Asia/Tokyo","u2,Mars/Olympus","u3,"],"send_window":{"from":"09:00","to":"21:00","local_time":true}}`,
+			[]string{"targets[1]", "targets[2]"}},
+		{"local-broadcast", `{"kind":"broadcast","push_message":{"t":1},"send_window":{"from":"09:00","to":"21:00","local_time":true}}`, []string{"send_window.local_time"}},
 	}
 	for _, c := range cases {
 		body := `{"id":"` + c.id + `",` + strings.TrimPrefix(c.body, "{")

@@ -28,6 +28,18 @@ type Flow struct {
 	// Gate, when set, opens and closes the flow (its send window): it
 	// tells whether the flow may call at t, and when that next changes.
 	Gate func(t time.Time) (open bool, change time.Time)
+	// Parts, when set, are the flow's calls by the window each waits for
+	// (a local-time campaign's zones): the flow calls while one of its
+	// parts with calls left is open, its rate shared by its open parts
+	// in proportion to their calls left. Calls is their sum; Gate is not
+	// used.
+	Parts []Part
+}
+
+// Part is some of a flow's calls that wait for their own window.
+type Part struct {
+	Calls float64
+	Gate  func(t time.Time) (open bool, change time.Time) // nil: always open
 }
 
 // gated reports whether f may call at t, and when that next changes
@@ -37,6 +49,103 @@ func (f Flow) gated(t time.Time) (bool, time.Time) {
 		return true, time.Time{}
 	}
 	return f.Gate(t)
+}
+
+// gate reports whether a gate (nil: always open) is open at t, and when
+// that next changes (zero: never).
+func gate(g func(time.Time) (bool, time.Time), t time.Time) (bool, time.Time) {
+	if g == nil {
+		return true, time.Time{}
+	}
+	return g(t)
+}
+
+// state is a simulation's calls left: per flow, and per part of the
+// flows with parts.
+type state struct {
+	flows []Flow
+	left  []float64
+	parts [][]float64 // parts[i][j]: flow i's part j's calls left (nil without parts)
+}
+
+func newState(flows []Flow) *state {
+	s := &state{flows: flows, left: make([]float64, len(flows)), parts: make([][]float64, len(flows))}
+	for i, f := range flows {
+		s.left[i] = f.Calls
+		if len(f.Parts) > 0 {
+			s.parts[i] = make([]float64, len(f.Parts))
+			s.left[i] = 0
+			for j, p := range f.Parts {
+				s.parts[i][j] = p.Calls
+				s.left[i] += p.Calls
+			}
+		}
+	}
+	return s
+}
+
+// open reports whether flow i may call at t (a flow with parts: one of
+// its parts with calls left is open), and when that next changes (zero:
+// never).
+func (s *state) open(i int, t time.Time) (bool, time.Time) {
+	f := s.flows[i]
+	if s.parts[i] == nil {
+		return f.gated(t)
+	}
+	any := false
+	var next time.Time
+	for j, p := range f.Parts {
+		if s.parts[i][j] <= 0 {
+			continue
+		}
+		o, change := gate(p.Gate, t)
+		any = any || o
+		if change.After(t) && (next.IsZero() || change.Before(next)) {
+			next = change
+		}
+	}
+	return any, next
+}
+
+// spend takes dt seconds of flow i's rate a from its calls left (a flow
+// with parts: from its open parts, in proportion to their calls left).
+func (s *state) spend(i int, a, dt float64, t time.Time) {
+	if a <= 0 {
+		return
+	}
+	s.left[i] = math.Max(0, s.left[i]-a*dt)
+	if s.parts[i] == nil {
+		return
+	}
+	var openLeft float64
+	for j, p := range s.flows[i].Parts {
+		if o, _ := gate(p.Gate, t); o {
+			openLeft += s.parts[i][j]
+		}
+	}
+	if openLeft <= 0 {
+		return
+	}
+	for j, p := range s.flows[i].Parts {
+		if o, _ := gate(p.Gate, t); o {
+			s.parts[i][j] = math.Max(0, s.parts[i][j]-a*dt*s.parts[i][j]/openLeft)
+		}
+	}
+}
+
+// untilEmpty is how many seconds flow i at rate a takes to empty (a flow
+// with parts: its open parts, which its rate empties together).
+func (s *state) untilEmpty(i int, a float64, t time.Time) float64 {
+	if s.parts[i] == nil {
+		return s.left[i] / a
+	}
+	var openLeft float64
+	for j, p := range s.flows[i].Parts {
+		if o, _ := gate(p.Gate, t); o {
+			openLeft += s.parts[i][j]
+		}
+	}
+	return openLeft / a
 }
 
 // Result is when one flow's calls go.
@@ -72,10 +181,9 @@ const horizon = 400 * 24 * time.Hour
 // calls (or cannot: held, or no pace) and answers for it. Flows that are
 // not id's competitors (another app) must not be given.
 func Run(o Options, flows []Flow, id string) Result {
-	left := make([]float64, len(flows))
+	st := newState(flows)
 	me := -1
 	for i, f := range flows {
-		left[i] = f.Calls
 		if f.ID == id {
 			me = i
 		}
@@ -84,7 +192,7 @@ func Run(o Options, flows []Flow, id string) Result {
 	if me < 0 {
 		return res
 	}
-	total := flows[me].Calls
+	total := st.left[me]
 	if total <= 0 {
 		res.DoneBy = 0
 		res.First, res.Last = laterOf(o.Now, flows[me].From), laterOf(o.Now, flows[me].From)
@@ -94,7 +202,7 @@ func Run(o Options, flows []Flow, id string) Result {
 	alloc := make([]float64, len(flows))
 	untilDone := false
 	for range maxSteps {
-		share(o.Pace, flows, left, t, alloc)
+		share(o.Pace, st, t, alloc)
 		a := alloc[me]
 		if a > 0 && res.First.IsZero() {
 			res.First, res.Rate = t, a
@@ -103,12 +211,12 @@ func Run(o Options, flows []Flow, id string) Result {
 		for i, f := range flows {
 			switch {
 			case alloc[i] > 0:
-				dt = math.Min(dt, left[i]/alloc[i])
-			case left[i] > 0 && !f.Held && f.From.After(t):
+				dt = math.Min(dt, st.untilEmpty(i, alloc[i], t))
+			case st.left[i] > 0 && !f.Held && f.From.After(t):
 				dt = math.Min(dt, f.From.Sub(t).Seconds())
 			}
-			if left[i] > 0 && !f.Held {
-				if _, change := f.gated(t); change.After(t) {
+			if st.left[i] > 0 && !f.Held {
+				if _, change := st.open(i, t); change.After(t) {
 					dt = math.Min(dt, change.Sub(t).Seconds())
 				}
 			}
@@ -123,13 +231,13 @@ func Run(o Options, flows []Flow, id string) Result {
 			break
 		}
 		for i := range flows {
-			left[i] = math.Max(0, left[i]-alloc[i]*dt)
+			st.spend(i, alloc[i], dt, t)
 		}
 		t = t.Add(time.Duration(dt * float64(time.Second)))
 		if !o.Until.IsZero() && !untilDone && !t.Before(o.Until) {
-			untilDone, res.DoneBy = true, total-left[me]
+			untilDone, res.DoneBy = true, total-st.left[me]
 		}
-		if left[me] <= 1e-9 {
+		if st.left[me] <= 1e-9 {
 			// n calls at a/s go at first, first+1/a, …: the last one a
 			// spacing before the fluid model empties.
 			res.Last = t.Add(-time.Duration(float64(time.Second) / a))
@@ -143,7 +251,7 @@ func Run(o Options, flows []Flow, id string) Result {
 		}
 	}
 	if !untilDone {
-		res.DoneBy = total - left[me]
+		res.DoneBy = total - st.left[me]
 	}
 	return res
 }
@@ -151,11 +259,12 @@ func Run(o Options, flows []Flow, id string) Result {
 // share sets alloc to each flow's calls/s at t: the pace goes to the
 // ranks in order; within a rank, equal shares, a flow capped lower than
 // its share leaving the rest to the others (max-min fairness).
-func share(pace float64, flows []Flow, left []float64, t time.Time, alloc []float64) {
+func share(pace float64, st *state, t time.Time, alloc []float64) {
 	clear(alloc)
+	flows := st.flows
 	ranks := map[int][]int{}
 	for i, f := range flows {
-		if open, _ := f.gated(t); left[i] > 0 && !f.Held && !f.From.After(t) && open {
+		if open, _ := st.open(i, t); st.left[i] > 0 && !f.Held && !f.From.After(t) && open {
 			ranks[f.Rank] = append(ranks[f.Rank], i)
 		}
 	}

@@ -80,3 +80,42 @@ func TestRunWithAGate(t *testing.T) {
 		t.Fatalf("a flow never open finished: %+v", r)
 	}
 }
+
+// A flow with parts (a local-time campaign's zones) calls while a part
+// with calls left is open, its rate shared by its open parts; beside it,
+// another flow gets an equal share only while it calls.
+func TestRunWithParts(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 8, 1, 0, 0, 0, time.UTC)
+	from := func(d time.Duration) func(time.Time) (bool, time.Time) { // open from now+d on
+		return func(at time.Time) (bool, time.Time) {
+			if at.Before(now.Add(d)) {
+				return false, now.Add(d)
+			}
+			return true, time.Time{}
+		}
+	}
+	parts := []Part{{Calls: 100}, {Calls: 50, Gate: from(time.Hour)}}
+	r := Run(Options{Now: now, Pace: 10}, []Flow{{ID: "me", Calls: 150, Parts: parts}}, "me")
+	// 100 calls in 10 s, then nothing until the second part opens an
+	// hour in: its 50 calls take 5 s, the last at 1 h 4.9 s.
+	if !r.First.Equal(now) || math.Abs(r.Last.Sub(now).Seconds()-3604.9) > 0.01 {
+		t.Fatalf("first %s, last %.2f s after now; want now and 3604.9 s", r.First, r.Last.Sub(now).Seconds())
+	}
+	// Two parts open together empty together: 20 + 20 calls at 10/s.
+	r = Run(Options{Now: now, Pace: 10}, []Flow{{ID: "me", Parts: []Part{{Calls: 20}, {Calls: 20, Gate: from(0)}}}}, "me")
+	if math.Abs(r.Last.Sub(now).Seconds()-3.9) > 0.01 {
+		t.Fatalf("two open parts: last %.2f s, want 3.9", r.Last.Sub(now).Seconds())
+	}
+	// Beside another flow: shares 5/s while its first part calls (100
+	// calls: 20 s), the other then alone at 10/s until its own window.
+	flows := []Flow{{ID: "me", Parts: parts}, {ID: "other", Calls: 300}}
+	o := Run(Options{Now: now, Pace: 10}, flows, "other")
+	// 100 calls in the 20 s shared, 200 more alone: 40 s, the last at 39.9 s.
+	if math.Abs(o.Last.Sub(now).Seconds()-39.9) > 0.01 {
+		t.Fatalf("the other flow's last call at %.2f s, want 39.9", o.Last.Sub(now).Seconds())
+	}
+	if r := Run(Options{Now: now, Pace: 10}, []Flow{{ID: "me", Parts: []Part{{Calls: 5, Gate: from(401 * 24 * time.Hour)}}}}, "me"); r.Finished() {
+		t.Fatalf("a part never open within the horizon finished: %+v", r)
+	}
+}

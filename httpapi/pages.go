@@ -67,6 +67,9 @@ type row struct {
 	ETA, ETAISO           string // when it is expected to end (not final, and something can be said)
 	Pace                  string // its rate now and why it goes at that pace, in short
 	TaskIDs               []string
+	// NextOpening, NextOpeningISO: a local-time campaign's next zone to
+	// open (its targets wait for their window).
+	NextOpening, NextOpeningISO string
 }
 
 type listView struct {
@@ -159,6 +162,9 @@ func rowOf(st campaigns.Status) row {
 	r.Start, r.StartISO = "—", ""
 	if st.StartAt != nil {
 		r.Start, r.StartISO = formatTime(*st.StartAt)
+	}
+	if st.NextOpening != nil && !r.Final {
+		r.NextOpening, r.NextOpeningISO = formatTime(*st.NextOpening)
 	}
 	if r.Kind == "" {
 		r.Kind = "—"

@@ -23,6 +23,11 @@ const SubjectForecast = "campaigns.forecast"
 // file), instead of reading the object.
 const HeaderAudienceTargets = "Campaignd-Audience-Targets"
 
+// HeaderAudienceZones, with HeaderAudienceTargets, gives a local-time
+// campaign's audience count by zone (JSON: zone name → targets; "" for
+// the targets without a zone).
+const HeaderAudienceZones = "Campaignd-Audience-Zones"
+
 // Forecaster answers a forecast (the daemon's model).
 type Forecaster func(ctx context.Context, campaign []byte, audienceTargets int64) (campaigns.Forecast, error)
 

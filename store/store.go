@@ -10,6 +10,10 @@
 //	c:{ID}:batches   hash: batch number → targets, newline-joined
 //	c:{ID}:done      bitmap: bit n set once batch n is recorded
 //	c:{ID}:failures  list: JSON {target, reason}
+//	c:{ID}:later     sorted set: a local-time campaign's batches waiting
+//	                 for their zone's window, by opening (later.go)
+//	c:{ID}:advanced  bitmap: a local-time campaign's batch tasks that let
+//	                 their successor go (later.go)
 //	idx, idx:{state}, idx:expiry
 //	                 sorted sets: the campaign index (see index.go)
 package store
@@ -199,6 +203,7 @@ const (
 	fDuplicates
 	fInvalid
 	fPlanned
+	fNextOpening
 	nStatusFields
 )
 
@@ -211,6 +216,7 @@ var statusFields = func() []string {
 		fTargetsTotal: "targets_total", fBatchesTotal: "batches_total", fBatchesDone: "batches_done",
 		fSent: "sent", fFailed: "failed", fDropped: "dropped", fTaskIDs: "task_ids", fErrors: "errors",
 		fDuplicates: "duplicates", fInvalid: "invalid", fPlanned: "planned",
+		fNextOpening: "next_opening",
 	}
 	return f[:]
 }()
@@ -264,6 +270,10 @@ func parseStatus(id string, vals []any) (campaigns.Status, bool) {
 	if t, err := time.Parse(time.RFC3339Nano, str(fStartAt)); err == nil {
 		st.StartAt = &t
 	}
+	if ms := num(fNextOpening); ms > 0 {
+		t := time.UnixMilli(ms).UTC()
+		st.NextOpening = &t
+	}
 	if v := str(fTaskIDs); v != "" {
 		_ = json.Unmarshal([]byte(v), &st.ProviderTaskIDs)
 	}
@@ -292,6 +302,7 @@ type BatchSlot struct {
 	Done    bool
 	Missing bool
 	Targets []string
+	Zone    string // a local-time batch's zone (AppendZoneLine); "" for others
 }
 
 // BatchInfos reads a campaign's status and, for batches first..first+count-1,
@@ -338,6 +349,7 @@ func (s *Store) BatchInfosInto(ctx context.Context, id string, first, count int,
 		b.Done = bits[i].Val() == 1
 		if i < len(vals) {
 			if v, ok := vals[i].(string); ok && v != "" {
+				b.Zone, v = cutZone(v)
 				start := len(all)
 				all = splitLines(all, v)
 				b.Targets = all[start:len(all):len(all)]
@@ -692,6 +704,8 @@ func (s *Store) expireFinished(ctx context.Context, id string) {
 	pipe.Expire(ctx, s.done(id), s.opts.FinishedTTL)
 	pipe.Expire(ctx, s.failures(id), s.opts.FinishedTTL)
 	pipe.Expire(ctx, s.finishedTasks(id), s.opts.BatchTTL)
+	pipe.Expire(ctx, s.later(id), s.opts.BatchTTL)
+	pipe.Expire(ctx, s.advanced(id), s.opts.BatchTTL)
 	pipe.Expire(ctx, s.key(id), s.opts.FinishedTTL)
 	_, _ = pipe.Exec(ctx)
 }

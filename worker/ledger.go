@@ -11,6 +11,7 @@ import (
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/internal/clock"
+	"github.com/campaignd/campaignd/sendwindow"
 	"github.com/campaignd/campaignd/store"
 )
 
@@ -27,12 +28,13 @@ type ledger struct {
 	throttle *throttle
 	cache    campaignCache
 	states   *stateCache
+	zones    *sendwindow.Zones // local-time targets' zones, loaded once
 }
 
 func newLedger(o Options) *ledger {
 	return &ledger{store: o.Store, sink: o.Sink, clock: o.Clock, log: o.Logger, patience: o.Send.RecordPatience,
 		throttle: newThrottle(o.Send.ProgressGap), cache: campaignCache{m: map[string]*campaigns.Campaign{}},
-		states: newStateCache(o.Store, o.Clock)}
+		states: newStateCache(o.Store, o.Clock), zones: &sendwindow.Zones{}}
 }
 
 func (l *ledger) publish(ctx context.Context, st campaigns.Status) {

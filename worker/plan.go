@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/hibiken/asynq"
@@ -14,6 +16,7 @@ import (
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/dedupe"
 	"github.com/campaignd/campaignd/provider"
+	"github.com/campaignd/campaignd/sendwindow"
 	"github.com/campaignd/campaignd/store"
 )
 
@@ -39,6 +42,9 @@ const smallAudience = 256 << 10
 // no target is queued twice.
 func (p *planner) plan(ctx context.Context, c *campaigns.Campaign, k *kind, unit int, start *starter) (campaigns.Status, bool, error) {
 	b := &batcher{store: p.store, c: c, unit: unit, start: start}
+	if c.LocalTime() {
+		b.zones = map[string]*zoneBatch{}
+	}
 	switch {
 	case k.unitTarget != nil:
 		if err := b.add(ctx, []byte(k.unitTarget(c))); err != nil {
@@ -53,8 +59,9 @@ func (p *planner) plan(ctx context.Context, c *campaigns.Campaign, k *kind, unit
 		// their order (the seed only spreads the table).
 		set := dedupe.NewSet(dedupe.Hasher(rand.Uint64()), len(c.Targets))
 		defer set.Close()
+		key := targetKey(c)
 		for _, id := range c.Targets {
-			if !set.Add([]byte(id)) {
+			if !set.Add(key([]byte(id))) { // local time: the first zone given wins
 				b.dups++
 				continue
 			}
@@ -70,7 +77,21 @@ func (p *planner) plan(ctx context.Context, c *campaigns.Campaign, k *kind, unit
 	if err != nil || finished || st.Status.Final() {
 		return st, finished, err
 	}
-	return st, false, start.stored(ctx, int64(b.batches), true)
+	if err := start.stored(ctx, int64(b.batches), true); err != nil {
+		return st, false, err
+	}
+	if c.LocalTime() {
+		// Its tasks may all have found their zones closed before the plan
+		// was complete: then it waits, scheduled, for the first opening.
+		all, opens, err := p.store.Defer(ctx, c.ID, nil, nil)
+		if err != nil {
+			return st, false, err
+		}
+		if all {
+			p.windowClosed(ctx, c.ID, opens)
+		}
+	}
+	return st, false, nil
 }
 
 // planAudience feeds b every distinct valid id of c's audience object,
@@ -162,7 +183,7 @@ func (p *planner) planAudience(ctx context.Context, c *campaigns.Campaign, b *ba
 	}
 	stats, err := dedupe.Run(ctx, open, dedupe.Options{
 		Parts: params.Parts, Seed: params.Seed, Expected: expected, SpillDir: spillDir, Sorted: params.Sorted,
-		Keep: validTarget,
+		Keep: targetFilter(c, p.zones), Key: dedupeKey(c),
 	}, func(id []byte) error { return b.add(ctx, id) })
 	if err != nil {
 		var cf *campaignFailure
@@ -254,7 +275,7 @@ func (p *planner) surveyAudience(ctx context.Context, c *campaigns.Campaign, spi
 			r = io.TeeReader(rc, cp)
 		}
 	}
-	n, sorted, err := dedupe.Survey(r, validTarget, 0)
+	n, sorted, err := dedupe.SurveyBy(r, targetFilter(c, p.zones), dedupeKey(c), 0)
 	if err != nil {
 		cp.drop()
 		return 0, false, nil, fmt.Errorf("plan %s: %w", c.ID, err)
@@ -314,6 +335,47 @@ func (w *fileCopy) drop() {
 // are left out (counted invalid).
 func validTarget(id []byte) bool { return provider.ValidTargetID(string(id)) }
 
+// targetFilter is the plan's filter for c's audience lines: validTarget,
+// or for a local-time campaign a valid id with, after a comma, a zone
+// zones knows (an unknown zone makes the line invalid).
+func targetFilter(c *campaigns.Campaign, zones *sendwindow.Zones) func(line []byte) bool {
+	if !c.LocalTime() {
+		return validTarget
+	}
+	return func(line []byte) bool {
+		id, zone, given := campaigns.SplitZoneBytes(line)
+		if !provider.ValidTargetID(string(id)) {
+			return false
+		}
+		if !given {
+			return true
+		}
+		_, ok := zones.Load(string(zone))
+		return ok
+	}
+}
+
+// targetKey is what de-duplicates c's targets: the whole line, or for a
+// local-time campaign its id (the same id with two zones is one target,
+// the first line wins).
+func targetKey(c *campaigns.Campaign) func(line []byte) []byte {
+	if !c.LocalTime() {
+		return func(line []byte) []byte { return line }
+	}
+	return func(line []byte) []byte {
+		id, _, _ := campaigns.SplitZoneBytes(line)
+		return id
+	}
+}
+
+// dedupeKey is targetKey for dedupe.Options.Key (nil: the whole line).
+func dedupeKey(c *campaigns.Campaign) func(line []byte) []byte {
+	if !c.LocalTime() {
+		return nil
+	}
+	return targetKey(c)
+}
+
 // batcher cuts the plan's distinct targets into batches of unit, each kept
 // as its targets joined by "\n" (the stored form), and stores them
 // planChunk at a time.
@@ -331,9 +393,25 @@ type batcher struct {
 	targets int64
 	dups    int64
 	invalid int64
+
+	// zones, for a local-time campaign, holds each zone's batch being
+	// filled: a batch holds one zone's targets (its first line names the
+	// zone, store.AppendZoneLine), so that each is sent in its own window.
+	// At most one partial batch per zone is kept: a few hundred zones of
+	// at most unit ids each.
+	zones map[string]*zoneBatch
+}
+
+// zoneBatch is one zone's batch being filled.
+type zoneBatch struct {
+	joined []byte // the zone line, then the targets so far
+	n      int
 }
 
 func (b *batcher) add(ctx context.Context, id []byte) error {
+	if b.zones != nil {
+		return b.addZoned(ctx, id)
+	}
 	if b.inBuf > 0 {
 		b.joined = append(b.joined, '\n')
 	}
@@ -367,35 +445,110 @@ func (b *batcher) flush(ctx context.Context) error {
 	return b.start.stored(ctx, int64(b.batches), false)
 }
 
-// close stores the last, partial batch and the final counts (even with no
-// batch left: the duplicates are known only now), and marks the campaign
-// running even with no batch at all.
+// addZoned adds a local-time target, "id" or "id,Zone", to its zone's
+// batch (a target without a zone is in the window's zone), and cuts that
+// batch when it is full.
+func (b *batcher) addZoned(ctx context.Context, line []byte) error {
+	id, zone, given := campaigns.SplitZoneBytes(line)
+	name := b.c.SendWindow.Timezone
+	if given {
+		name = string(zone) // no allocation for a map read
+	}
+	z := b.zones[name]
+	if z == nil {
+		z = &zoneBatch{joined: store.AppendZoneLine(nil, name)}
+		b.zones[name] = z
+	}
+	if z.n > 0 {
+		z.joined = append(z.joined, '\n')
+	}
+	z.joined = append(z.joined, id...)
+	z.n++
+	b.targets++
+	if z.n < b.unit {
+		return nil
+	}
+	b.cutZone(name, z)
+	if len(b.chunk) == planChunk {
+		return b.flush(ctx)
+	}
+	return nil
+}
+
+// cutZone moves zone name's batch into the chunk to store.
+func (b *batcher) cutZone(name string, z *zoneBatch) {
+	b.joined = append(b.joined, z.joined...)
+	b.inBuf = z.n
+	b.cut()
+	z.joined, z.n = store.AppendZoneLine(z.joined[:0], name), 0
+}
+
+// close stores the last, partial batch (for a local-time campaign, each
+// zone's, in the zones' order: a plan made again cuts the same) and the
+// final counts (even with no batch left: the duplicates are known only
+// now), and marks the campaign running even with no batch at all.
 func (b *batcher) close(ctx context.Context) error {
 	if b.inBuf > 0 {
 		b.cut()
 	}
+	for _, name := range slices.Sorted(maps.Keys(b.zones)) {
+		if z := b.zones[name]; z.n > 0 {
+			b.cutZone(name, z)
+			if len(b.chunk) == planChunk {
+				if err := b.flush(ctx); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	return b.flush(ctx)
 }
 
-// CountAudience counts the distinct valid ids of an audience object as a
-// plan would read it (the same rule for a valid id, the same
-// de-duplication), storing nothing: one survey read (a sorted audience
-// needs no set), then as many passes as memory bytes of sets need. open
-// gives the object's bytes afresh at each call; size is its length.
-func CountAudience(ctx context.Context, open dedupe.Opener, size, memory int64) (dedupe.Stats, error) {
+// AudienceCount is an audience object counted as a plan reads it.
+type AudienceCount struct {
+	dedupe.Stats
+	// Zones, for a local-time campaign, is how many of the distinct
+	// targets each zone has (a target without a zone is in the window's);
+	// nil for others.
+	Zones map[string]int64
+}
+
+// CountAudience counts the distinct valid ids of campaign c's audience
+// object as a plan would read it (the same rule for a valid line, the
+// same de-duplication; for a local-time campaign, by id with each zone
+// counted), storing nothing: one survey read (a sorted audience needs no
+// set), then as many passes as memory bytes of sets need. open gives the
+// object's bytes afresh at each call; size is its length.
+func CountAudience(ctx context.Context, c *campaigns.Campaign, open dedupe.Opener, size, memory int64) (AudienceCount, error) {
+	var zones sendwindow.Zones
+	keep, key := targetFilter(c, &zones), dedupeKey(c)
 	rc, err := open(ctx)
 	if err != nil {
-		return dedupe.Stats{}, err
+		return AudienceCount{}, err
 	}
-	lines, sorted, err := dedupe.Survey(rc, validTarget, 0)
+	lines, sorted, err := dedupe.SurveyBy(rc, keep, key, 0)
 	rc.Close()
 	if err != nil {
-		return dedupe.Stats{}, fmt.Errorf("count audience: %w", err)
+		return AudienceCount{}, fmt.Errorf("count audience: %w", err)
 	}
 	parts := 1
 	if !sorted {
 		parts = dedupe.PartsFor(size, lines, memory)
 	}
-	return dedupe.Run(ctx, open, dedupe.Options{Parts: parts, Seed: rand.Uint64(), Sorted: sorted,
-		Expected: dedupe.ExpectedPerPart(lines, parts), Keep: validTarget}, func([]byte) error { return nil })
+	var out AudienceCount
+	emit := func([]byte) error { return nil }
+	if c.LocalTime() {
+		out.Zones = map[string]int64{}
+		emit = func(line []byte) error {
+			if _, zone, given := campaigns.SplitZoneBytes(line); given {
+				out.Zones[string(zone)]++
+			} else {
+				out.Zones[c.SendWindow.Timezone]++
+			}
+			return nil
+		}
+	}
+	out.Stats, err = dedupe.Run(ctx, open, dedupe.Options{Parts: parts, Seed: rand.Uint64(), Sorted: sorted,
+		Expected: dedupe.ExpectedPerPart(lines, parts), Keep: keep, Key: key}, emit)
+	return out, err
 }

@@ -22,6 +22,10 @@ type retryLater struct {
 	// late), and one whose window opens later comes back windowLead
 	// early to do so.
 	opens time.Time
+	// zoned says the window closed is the zone's of a local-time batch
+	// (send_window.local_time): the batch waits for it apart, and the
+	// campaign's other zones go on.
+	zoned bool
 }
 
 // windowLead is how long before its send window opens a batch task comes

@@ -123,7 +123,25 @@ func (s *sender) handle(ctx context.Context, t *asynq.Task) error {
 			}
 		}
 	}()
+	// A local-time campaign's batches each wait for their own zone's
+	// window (zoneCheck); the others share the campaign's.
+	zoned := c.LocalTime()
+	checks := make([]func(context.Context) error, g)
+	for i, b := range r.Batches {
+		if zoned {
+			checks[i] = s.zoneCheck(c, b.Zone)
+		} else if i == 0 {
+			checks[i] = s.slotCheck(c)
+		} else {
+			checks[i] = checks[0]
+		}
+	}
 	for round := 0; ; round++ {
+		if zoned {
+			if err := s.holdClosedZones(ctx, c, first, r, todo, errs); err != nil {
+				return err
+			}
+		}
 		// The app's feeder may have ended meanwhile: this task takes over
 		// (unless its campaign has its own rate_limit).
 		if !feeder && s.feeders.takeFor(c) {
@@ -135,9 +153,9 @@ func (s *sender) handle(ctx context.Context, t *asynq.Task) error {
 		}
 		// When one batch must come back later, the others stop waiting
 		// for an in-flight slot.
+		// (A batch whose zone's window closed does not: the others go on.)
 		giveUp := make(chan struct{})
 		var giveUpOnce sync.Once
-		hints := CallHints{Check: s.slotCheck(c), GiveUp: giveUp}
 		var wg sync.WaitGroup
 		for i, b := range r.Batches {
 			if !todo[i] {
@@ -147,8 +165,8 @@ func (s *sender) handle(ctx context.Context, t *asynq.Task) error {
 			wg.Add(1)
 			s.senders.run(func() {
 				defer wg.Done()
-				sts[i], errs[i] = s.sendBatch(ctx, c, n, b.Targets, hints)
-				if _, later := asRetryLater(errs[i]); later {
+				sts[i], errs[i] = s.sendBatch(ctx, c, n, b.Targets, CallHints{Check: checks[i], GiveUp: giveUp})
+				if rl, later := asRetryLater(errs[i]); later && !rl.zoned {
 					giveUpOnce.Do(func() { close(giveUp) })
 				}
 			})
@@ -159,7 +177,11 @@ func (s *sender) handle(ctx context.Context, t *asynq.Task) error {
 			if !todo[i] {
 				continue
 			}
-			if _, later := asRetryLater(errs[i]); later {
+			if rl, later := asRetryLater(errs[i]); later {
+				if rl.zoned { // waits for its zone's window: deferred below
+					todo[i] = false
+					continue
+				}
 				again = true
 				continue
 			}
@@ -178,12 +200,23 @@ func (s *sender) handle(ctx context.Context, t *asynq.Task) error {
 				}
 			}
 		}
+		if zoned && (!again || !sent) && ctx.Err() == nil {
+			// Some zones open in a moment: wait for them here and send
+			// their batches at the opening.
+			if opens, soon := zonesOpenSoon(errs, todo, s.clock.Now()); soon {
+				if sleepCtx(ctx, opens.Sub(s.clock.Now())) == nil {
+					round--
+					continue
+				}
+			}
+		}
 		if !again || !sent || ctx.Err() != nil {
 			break
 		}
 	}
 	var later error
 	over := false
+	waits := false
 	for _, err := range errs {
 		if err == nil {
 			continue
@@ -192,14 +225,25 @@ func (s *sender) handle(ctx context.Context, t *asynq.Task) error {
 			over = true
 			continue
 		}
-		if _, ok := asRetryLater(err); ok {
-			later = err
+		if rl, ok := asRetryLater(err); ok {
+			if rl.zoned {
+				waits = true
+			} else {
+				later = err
+			}
 			continue
 		}
 		return err // a real failure: spend a retry
 	}
 	if over {
 		return nil // the campaign ended while its batches waited
+	}
+	var opens time.Time // the earliest opening this task's waiting batches wait for
+	if waits {
+		var err error
+		if opens, err = s.deferZoned(ctx, c, first, errs); err != nil {
+			return err
+		}
 	}
 	if later != nil {
 		s.log.Debug().Str("campaign", c.ID).Int("task", p.N).Err(later).Msg("batch task: goes back")
@@ -214,7 +258,94 @@ func (s *sender) handle(ctx context.Context, t *asynq.Task) error {
 			return nil
 		}
 	}
-	return s.next(ctx, c, p.N, r)
+	if !zoned {
+		return s.next(ctx, c, p.N, r)
+	}
+	// A local-time task whose batches wait for their zones lets the
+	// campaign's next task go (once, however often it comes back), and
+	// comes back itself at the earliest opening.
+	if first, err := s.store.Advance(ctx, c.ID, p.N); err != nil {
+		return err
+	} else if first {
+		if err := s.next(ctx, c, p.N, r); err != nil {
+			return err
+		}
+	}
+	if !waits {
+		return nil
+	}
+	now := s.clock.Now()
+	return &retryLater{in: max(opens.Sub(now)-windowLead, 50*time.Millisecond), opens: opens, zoned: true,
+		reason: "its targets' send windows are closed until " + opens.UTC().Format(time.RFC3339)}
+}
+
+// holdClosedZones, for a local-time campaign, takes out of a round the
+// batches to send (todo) whose zone's window is closed and opens later
+// than windowLead (errs[i] says until when: they wait for it), and notes
+// that the others no longer wait (store.Undefer): they are sent now.
+func (s *sender) holdClosedZones(ctx context.Context, c *campaigns.Campaign, first int, r store.BatchRange, todo []bool, errs []error) error {
+	now := s.clock.Now()
+	var going []int
+	for i, b := range r.Batches {
+		if !todo[i] {
+			continue
+		}
+		if w, ok := s.zoneWindow(c, b.Zone); ok && !w.Open(now) {
+			if opens := w.NextOpen(now); opens.Sub(now) > windowLead {
+				todo[i] = false
+				errs[i] = &retryLater{in: opens.Sub(now) - windowLead, opens: opens, zoned: true,
+					reason: "the send window of " + b.Zone + " is closed until " + opens.UTC().Format(time.RFC3339)}
+				continue
+			}
+		}
+		going = append(going, first+i)
+	}
+	return s.store.Undefer(ctx, c.ID, going)
+}
+
+// zonesOpenSoon finds the batches that wait for a zone opening within
+// windowLead, puts them back to send (todo), and returns the last of
+// those openings.
+func zonesOpenSoon(errs []error, todo []bool, now time.Time) (time.Time, bool) {
+	var last time.Time
+	for i, err := range errs {
+		rl, ok := asRetryLater(err)
+		if !ok || !rl.zoned || rl.opens.Sub(now) > windowLead {
+			continue
+		}
+		todo[i], errs[i] = true, nil
+		if rl.opens.After(last) {
+			last = rl.opens
+		}
+	}
+	return last, !last.IsZero()
+}
+
+// deferZoned notes the batches of a local-time task that wait for their
+// zone's window (store.Defer), and returns the earliest of their
+// openings. When every batch the campaign has left waits, the campaign is
+// scheduled until the earliest opening of all (windowClosed).
+func (s *sender) deferZoned(ctx context.Context, c *campaigns.Campaign, first int, errs []error) (time.Time, error) {
+	var ns []int
+	var opens []time.Time
+	var earliest time.Time
+	for i, err := range errs {
+		if rl, ok := asRetryLater(err); ok && rl.zoned {
+			ns = append(ns, first+i)
+			opens = append(opens, rl.opens)
+			if earliest.IsZero() || rl.opens.Before(earliest) {
+				earliest = rl.opens
+			}
+		}
+	}
+	all, next, err := s.store.Defer(ctx, c.ID, ns, opens)
+	if err != nil {
+		return earliest, err
+	}
+	if all {
+		s.windowClosed(ctx, c.ID, next)
+	}
+	return earliest, nil
 }
 
 // maxSendRounds bounds the rounds of one batch task (see handle).

@@ -8,6 +8,7 @@ import (
 
 	"github.com/campaignd/campaignd/campaigns"
 	"github.com/campaignd/campaignd/internal/clock"
+	"github.com/campaignd/campaignd/sendwindow"
 	"github.com/campaignd/campaignd/store"
 )
 
@@ -106,6 +107,31 @@ func (c *stateCache) forget(id string) {
 // ended (cancelled), or outside its send window.
 func (l *ledger) slotCheck(c *campaigns.Campaign) func(context.Context) error {
 	w, windowed := c.Window(time.UTC) // a stored campaign names its window's zone
+	return l.slotCheckIn(c, w, windowed, false)
+}
+
+// zoneCheck is slotCheck for a batch of a local-time campaign, whose
+// targets are in zone (an IANA name; "" or unknown: the window's zone).
+// Its window closed refuses the call, marked zoned: the batch waits for
+// its zone apart, and the campaign goes on (it is made scheduled only when
+// every batch left waits, see sender.deferZoned).
+func (l *ledger) zoneCheck(c *campaigns.Campaign, zone string) func(context.Context) error {
+	w, windowed := l.zoneWindow(c, zone)
+	return l.slotCheckIn(c, w, windowed, true)
+}
+
+// zoneWindow is local-time campaign c's window in zone ("" or unknown:
+// the window's own zone).
+func (l *ledger) zoneWindow(c *campaigns.Campaign, zone string) (sendwindow.Window, bool) {
+	if loc, ok := l.zones.Load(zone); ok {
+		return c.WindowIn(loc)
+	}
+	return c.Window(time.UTC) // a stored campaign names its window's zone
+}
+
+// slotCheckIn is the check at the slot with window w (windowed: there is
+// one); zoned: w is a local-time batch's zone's (see zoneCheck).
+func (l *ledger) slotCheckIn(c *campaigns.Campaign, w sendwindow.Window, windowed, zoned bool) func(context.Context) error {
 	return func(ctx context.Context) error {
 		now := l.clock.Now()
 		if c.ExpiresAt != nil && !now.Before(*c.ExpiresAt) {
@@ -128,10 +154,10 @@ func (l *ledger) slotCheck(c *campaigns.Campaign) func(context.Context) error {
 			// batch comes back at the opening, and the campaign waits
 			// as scheduled until then.
 			opens := w.NextOpen(now)
-			if st != campaigns.StateScheduled {
+			if st != campaigns.StateScheduled && !zoned {
 				l.windowClosed(ctx, c.ID, opens)
 			}
-			return &retryLater{in: max(opens.Sub(now)-windowLead, 50*time.Millisecond), opens: opens,
+			return &retryLater{in: max(opens.Sub(now)-windowLead, 50*time.Millisecond), opens: opens, zoned: zoned,
 				reason: "send window closed until " + opens.UTC().Format(time.RFC3339)}
 		case windowed && st == campaigns.StateScheduled:
 			l.windowOpened(ctx, c.ID) // its window is open again: it runs

@@ -79,7 +79,13 @@ func (c *cli) forecast(ctx context.Context, args []string) (int, error) {
 				return exitOther, fmt.Errorf("campaign is not a JSON object: %w", err)
 			}
 			id, _ := m["id"].(string)
-			stats, err := worker.CountAudience(ctx, reopen(*audience), fileSize(aud), countMemory)
+			// Read as a plan reads it (by id and zone for local time);
+			// campaignd names the campaign's problems, if any.
+			camp, _ := campaigns.Decode(data)
+			if camp == nil {
+				camp = &campaigns.Campaign{}
+			}
+			stats, err := worker.CountAudience(ctx, camp, reopen(*audience), fileSize(aud), countMemory)
 			if err != nil {
 				if ctx.Err() != nil {
 					return exitOther, fmt.Errorf("audience count stopped: %w", ctx.Err())
@@ -95,6 +101,10 @@ func (c *cli) forecast(ctx context.Context, args []string) (int, error) {
 			m["audience"] = map[string]string{"bucket": "audiences", "object": id}
 			data, _ = json.Marshal(m)
 			msg.Header.Set(intake.HeaderAudienceTargets, strconv.FormatInt(stats.Unique, 10))
+			if stats.Zones != nil { // local time: the targets of each zone
+				zones, _ := json.Marshal(stats.Zones)
+				msg.Header.Set(intake.HeaderAudienceZones, string(zones))
+			}
 		}
 	}
 	msg.Data = data
