@@ -26,6 +26,38 @@ type Forecast struct {
 	Errors []FieldError       `json:"errors,omitempty"` // why it would be rejected
 }
 
+// Counted is a campaign's audience as counted by whoever asks for its
+// forecast (campaignctl counts a local file), instead of campaignd
+// reading the object.
+type Counted struct {
+	Targets int64 // its distinct valid targets; below 0: not counted (campaignd reads the object)
+	// Zones, for a local-time campaign, is how many of them each zone has
+	// ("": the window's zone); nil: not told (all in the window's zone).
+	Zones map[string]int64
+}
+
+// NotCounted is a Counted that leaves the count to campaignd.
+var NotCounted = Counted{Targets: -1}
+
+// ParseZoneCounts reads intake's HeaderAudienceZones (or POST /api/forecast's
+// audience_zones): zone → targets. Anything else, negative counts
+// included, is nil (not told).
+func ParseZoneCounts(v string) map[string]int64 {
+	if v == "" {
+		return nil
+	}
+	var m map[string]int64
+	if json.Unmarshal([]byte(v), &m) != nil {
+		return nil
+	}
+	for _, n := range m {
+		if n < 0 {
+			return nil
+		}
+	}
+	return m
+}
+
 // ForecastOK is a forecast's status when the campaign would be taken.
 const ForecastOK = "ok"
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -21,6 +22,7 @@ import (
 	"github.com/campaignd/campaignd/internal/clock"
 	"github.com/campaignd/campaignd/provider"
 	"github.com/campaignd/campaignd/ratelimit"
+	"github.com/campaignd/campaignd/sendwindow"
 	"github.com/campaignd/campaignd/statusq"
 	"github.com/campaignd/campaignd/store"
 	"github.com/campaignd/campaignd/worker"
@@ -45,6 +47,7 @@ type forecaster struct {
 	mu    sync.Mutex
 	comps compsRead          // every app's queued campaigns, read at most once a second
 	metas map[string]*meta   // campaign → what the model reads of it (it never changes)
+	zones sendwindow.Zones   // local-time targets' zones, loaded once
 	etas  map[string]etaRead // campaign → its outlook, computed at most once a second
 }
 
@@ -89,11 +92,11 @@ const maxCompetitors = 500
 // is unset (the planner's default).
 const defaultPlanMemory = 64 << 20
 
-// Forecast answers for the campaign JSON data. audienceTargets, when ≥ 0,
-// is the count of its audience's distinct valid ids made by the caller
-// (campaignctl counts a local file), instead of reading the object. An
+// Forecast answers for the campaign JSON data. given, when counted, is
+// its audience's count made by the caller (campaignctl counts a local
+// file), instead of reading the object. An
 // error is campaignd's (Redis, NATS), not the campaign's.
-func (f *forecaster) Forecast(ctx context.Context, data []byte, audienceTargets int64) (campaigns.Forecast, error) {
+func (f *forecaster) Forecast(ctx context.Context, data []byte, given campaigns.Counted) (campaigns.Forecast, error) {
 	now := f.clk.Now()
 	c, errs := campaigns.Check(data, envFor(f.cfg, now))
 	if len(errs) > 0 {
@@ -105,7 +108,7 @@ func (f *forecaster) Forecast(ctx context.Context, data []byte, audienceTargets 
 	}
 	fc := campaigns.Forecast{ID: c.ID, App: c.App, Kind: c.Kind, Status: campaigns.ForecastOK,
 		Calls: map[string]int64{}, Ahead: campaigns.Ahead{Calls: map[string]int64{}}, Rates: map[string]float64{}}
-	targets, err := f.targets(ctx, c, audienceTargets)
+	targets, zones, err := f.targets(ctx, c, given)
 	if err != nil {
 		var fe *fieldFailure
 		if errors.As(err, &fe) {
@@ -131,11 +134,41 @@ func (f *forecaster) Forecast(ctx context.Context, data []byte, audienceTargets 
 		return f.taskForecast(ctx, c, fc, start)
 	}
 	m := me{id: c.ID, rank: c.Priority.Rank(), rateLimit: c.RateLimit, start: start, targets: targets, calls: calls,
-		gate: gateOf(c, appLocation(f.cfg, c.App))}
+		gate: gateOf(c, appLocation(f.cfg, c.App)), parts: f.partsOf(c, zones)}
+	if m.parts != nil {
+		m.gate = nil // each zone has its own
+	}
 	if err := f.model(ctx, c.App, m, c.ExpiresAt, &fc, now); err != nil {
 		return fc, err
 	}
+	fc.Notes = append(fc.Notes, zoneNotes(m.parts, start, now)...)
 	return fc, nil
+}
+
+// zoneNotes say, of a local-time campaign's zones (parts), how many wait
+// for their window at start, and when the next of them opens.
+func zoneNotes(parts []part, start, now time.Time) []string {
+	if len(parts) == 0 {
+		return nil
+	}
+	closed := 0
+	var next time.Time
+	for _, p := range parts {
+		if open, change := p.gate(start); !open {
+			closed++
+			if next.IsZero() || change.Before(next) {
+				next = change
+			}
+		}
+	}
+	note := "local time: 1 zone"
+	if len(parts) > 1 {
+		note = fmt.Sprintf("local time: %d zones", len(parts))
+	}
+	if closed > 0 {
+		note += fmt.Sprintf(", %d waiting for their window (the next opens at %s)", closed, clockTime(next, now))
+	}
+	return []string{note}
 }
 
 // fieldFailure is a campaign problem found only by reading (a missing
@@ -145,30 +178,47 @@ type fieldFailure struct{ field, msg string }
 func (e *fieldFailure) Error() string { return e.field + ": " + e.msg }
 
 // targets counts c's distinct valid targets: inline, or its audience
-// object read as a plan would (or given counted).
-func (f *forecaster) targets(ctx context.Context, c *campaigns.Campaign, given int64) (int64, error) {
+// object read as a plan would (or given counted); for a local-time
+// campaign also by zone (its window's zone for the targets without one).
+func (f *forecaster) targets(ctx context.Context, c *campaigns.Campaign, given campaigns.Counted) (int64, map[string]int64, error) {
 	if c.Audience == nil {
+		if c.LocalTime() {
+			zones := map[string]int64{}
+			seen := make(map[string]struct{}, len(c.Targets))
+			for _, t := range c.Targets {
+				id, zone, given := campaigns.SplitZone(t)
+				if _, dup := seen[id]; dup {
+					continue
+				}
+				seen[id] = struct{}{}
+				if !given {
+					zone = c.SendWindow.Timezone
+				}
+				zones[zone]++
+			}
+			return int64(len(seen)), zones, nil
+		}
 		seen := make(map[string]struct{}, len(c.Targets))
 		for _, t := range c.Targets {
 			seen[t] = struct{}{}
 		}
-		return int64(len(seen)), nil
+		return int64(len(seen)), nil, nil
 	}
-	if given >= 0 {
-		return given, nil
+	if given.Targets >= 0 {
+		return given.Targets, windowZone(c, given.Zones), nil
 	}
 	select {
 	case f.count <- struct{}{}:
 		defer func() { <-f.count }()
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return 0, nil, ctx.Err()
 	}
 	size, _, err := f.aud.Stat(ctx, c.Audience.Bucket, c.Audience.Object)
 	if errors.Is(err, campaigns.ErrAudienceNotFound) || errors.Is(err, campaigns.ErrAudienceDenied) {
-		return 0, &fieldFailure{field: "audience", msg: strings.TrimPrefix(err.Error(), "intake: ")}
+		return 0, nil, &fieldFailure{field: "audience", msg: strings.TrimPrefix(err.Error(), "intake: ")}
 	}
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	mem := int64(f.cfg.Worker.PlanMemory)
 	if mem <= 0 {
@@ -177,11 +227,72 @@ func (f *forecaster) targets(ctx context.Context, c *campaigns.Campaign, given i
 	open := func(ctx context.Context) (io.ReadCloser, error) {
 		return f.aud.Open(ctx, c.Audience.Bucket, c.Audience.Object)
 	}
-	stats, err := worker.CountAudience(ctx, c, open, size, mem)
+	count, err := worker.CountAudience(ctx, c, open, size, mem)
 	if err != nil {
-		return 0, fmt.Errorf("forecast: count audience %s/%s: %w", c.Audience.Bucket, c.Audience.Object, err)
+		return 0, nil, fmt.Errorf("forecast: count audience %s/%s: %w", c.Audience.Bucket, c.Audience.Object, err)
 	}
-	return stats.Unique, nil
+	return count.Unique, windowZone(c, count.Zones), nil
+}
+
+// zonesLeft is a stored local-time campaign's targets left by zone
+// (store.ZonesLeft, scaled to left, what its status says it has left);
+// nil when its plan has not counted them yet, or they cannot be read.
+func (f *forecaster) zonesLeft(ctx context.Context, c *campaigns.Campaign, left int64) []part {
+	zones, err := f.store.ZonesLeft(ctx, c.ID)
+	if err != nil || len(zones) == 0 {
+		return nil
+	}
+	var sum int64
+	for _, n := range zones {
+		sum += n
+	}
+	if sum <= 0 {
+		return nil
+	}
+	for z, n := range zones {
+		zones[z] = int64(math.Round(float64(n) * float64(left) / float64(sum)))
+	}
+	return f.partsOf(c, zones)
+}
+
+// windowZone is zones with the targets counted without a zone ("") in
+// the window's own.
+func windowZone(c *campaigns.Campaign, zones map[string]int64) map[string]int64 {
+	if n, ok := zones[""]; ok && c.SendWindow != nil {
+		delete(zones, "")
+		zones[c.SendWindow.Timezone] += n
+	}
+	return zones
+}
+
+// part is some of a local-time campaign's targets, those of one zone.
+type part struct {
+	zone    string
+	targets int64
+	calls   map[provider.Group]int64
+	gate    func(time.Time) (bool, time.Time)
+}
+
+// partsOf is a local-time campaign's targets by zone (zones: zone →
+// targets), each with its zone's window; nil for other campaigns. An
+// unknown zone (a count given by the caller) is the window's.
+func (f *forecaster) partsOf(c *campaigns.Campaign, zones map[string]int64) []part {
+	if !c.LocalTime() || len(zones) == 0 {
+		return nil
+	}
+	var out []part
+	for _, z := range slices.Sorted(maps.Keys(zones)) {
+		w, ok := c.Window(appLocation(f.cfg, c.App))
+		if loc, known := f.zones.Load(z); known {
+			w, ok = c.WindowIn(loc)
+		}
+		if !ok || zones[z] <= 0 {
+			continue
+		}
+		calls := worker.Calls(c, f.cfg.Apps[c.App].Provider, zones[z])
+		out = append(out, part{zone: z, targets: zones[z], calls: calls, gate: windowGate(w)})
+	}
+	return out
 }
 
 // me is the campaign a model is run for.
@@ -194,6 +305,7 @@ type me struct {
 	targets   int64 // its targets left
 	calls     map[provider.Group]int64
 	gate      func(time.Time) (bool, time.Time) // its send window (nil: none)
+	parts     []part                            // local time: its targets by zone (gate not used)
 }
 
 // competitor is a queued campaign of the same app.
@@ -206,6 +318,19 @@ type competitor struct {
 	from  time.Time
 	calls map[provider.Group]int64
 	gate  func(time.Time) (bool, time.Time)
+	parts []part // local time: its targets left by zone
+}
+
+// flowParts are parts as the model's, for group g (nil without parts).
+func flowParts(parts []part, g provider.Group) []forecast.Part {
+	if len(parts) == 0 {
+		return nil
+	}
+	out := make([]forecast.Part, 0, len(parts))
+	for _, p := range parts {
+		out = append(out, forecast.Part{Calls: float64(p.calls[g]), Gate: p.gate})
+	}
+	return out
 }
 
 // gateOf is c's send window as the model's gate, or nil.
@@ -214,6 +339,11 @@ func gateOf(c *campaigns.Campaign, appLoc *time.Location) func(time.Time) (bool,
 	if !ok {
 		return nil
 	}
+	return windowGate(w)
+}
+
+// windowGate is a send window as the model's gate.
+func windowGate(w sendwindow.Window) func(time.Time) (bool, time.Time) {
 	return func(t time.Time) (bool, time.Time) {
 		if w.Open(t) {
 			return true, w.NextClose(t)
@@ -259,7 +389,8 @@ func (f *forecaster) model(ctx context.Context, app string, m me, expires *time.
 			}
 		}
 		pace := f.lim.Pace(limit, effective)
-		flows := []forecast.Flow{{ID: m.id, Rank: m.rank, Calls: float64(m.calls[g]), Cap: f.lim.Pace(m.rateLimit, 0), From: m.start, Held: m.held, Gate: m.gate}}
+		flows := []forecast.Flow{{ID: m.id, Rank: m.rank, Calls: float64(m.calls[g]), Cap: f.lim.Pace(m.rateLimit, 0), From: m.start, Held: m.held, Gate: m.gate,
+			Parts: flowParts(m.parts, g)}}
 		var rivals []competitor // not paused, of its priority or higher
 		for _, o := range others {
 			n := o.calls[g]
@@ -267,7 +398,7 @@ func (f *forecaster) model(ctx context.Context, app string, m me, expires *time.
 				continue
 			}
 			flows = append(flows, forecast.Flow{ID: o.id, Rank: o.rank, Calls: float64(n), Cap: f.lim.Pace(o.cap, 0),
-				From: o.from, Held: o.state == campaigns.StatePaused, Gate: o.gate})
+				From: o.from, Held: o.state == campaigns.StatePaused, Gate: o.gate, Parts: flowParts(o.parts, g)})
 			if o.state != campaigns.StatePaused && o.rank <= m.rank {
 				rivals = append(rivals, o)
 			}
@@ -407,8 +538,15 @@ func (f *forecaster) readCompetitors(ctx context.Context, now time.Time) ([]comp
 			if st.StartAt != nil && st.StartAt.After(now) {
 				from = *st.StartAt
 			}
-			out = append(out, competitor{id: oid, app: c.App, state: st.Status, rank: c.Priority.Rank(), cap: c.RateLimit, from: from,
-				calls: worker.Calls(c, app.Provider, remainingTargets(m, st)), gate: gateOf(c, appLocation(f.cfg, c.App))})
+			left := remainingTargets(m, st)
+			o := competitor{id: oid, app: c.App, state: st.Status, rank: c.Priority.Rank(), cap: c.RateLimit, from: from,
+				calls: worker.Calls(c, app.Provider, left), gate: gateOf(c, appLocation(f.cfg, c.App))}
+			if c.LocalTime() {
+				if o.parts = f.zonesLeft(ctx, c, left); o.parts != nil {
+					o.gate = nil
+				}
+			}
+			out = append(out, o)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
@@ -491,6 +629,11 @@ func (f *forecaster) Outlook(ctx context.Context, c *campaigns.Campaign, st camp
 		}
 		m := me{id: c.ID, rank: c.Priority.Rank(), rateLimit: c.RateLimit, start: start, held: st.Status == campaigns.StatePaused,
 			targets: left, calls: calls, gate: gateOf(c, appLocation(f.cfg, c.App))}
+		if c.LocalTime() {
+			if m.parts = f.zonesLeft(ctx, c, left); m.parts != nil {
+				m.gate = nil
+			}
+		}
 		if err := f.model(ctx, c.App, m, c.ExpiresAt, fc, now); err != nil {
 			return nil
 		}

@@ -1,8 +1,13 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -119,11 +124,16 @@ func TestLocalTimeTargets(t *testing.T) {
 			t.Errorf("%s does not show the next zone's opening (%s):\n%s", page, iso, body)
 		}
 	}
-	// Pause, resume and cancel work while it waits.
-	for _, subj := range []string{"campaigns.pause", "campaigns.resume", "campaigns.cancel"} {
-		w.publish(t, subj, []byte(`{"id":"local"}`), "")
+	// Pause, resume and cancel work while it waits: resumed, it waits
+	// again, scheduled for the closed zone's opening.
+	w.publish(t, "campaigns.pause", []byte(`{"id":"local"}`), "")
+	r.waitState(t, "local", campaigns.StatePaused, 10*time.Second)
+	w.publish(t, "campaigns.resume", []byte(`{"id":"local"}`), "")
+	if st := r.waitState(t, "local", campaigns.StateScheduled, 10*time.Second); st.StartAt == nil || !st.StartAt.Equal(opens) {
+		t.Fatalf("resumed: %+v, want scheduled for %s", st, opens)
 	}
-	if st := r.waitFinal(t, "local", 10*time.Second); st.Status != campaigns.StateCancelled {
+	w.publish(t, "campaigns.cancel", []byte(`{"id":"local"}`), "")
+	if st := r.waitFinal(t, "local", 10*time.Second); st.Status != campaigns.StateCancelled || st.NextOpening != nil {
 		t.Fatalf("%+v", st)
 	}
 }
@@ -190,7 +200,12 @@ func TestLocalTimeZoneOpensSoon(t *testing.T) {
 		lines = append(lines, e+",Etc/GMT-1", s+",UTC", a+","+closedZone)
 		east, soon, asleep = append(east, e), append(soon, s), append(asleep, a)
 	}
-	w.publish(t, "campaigns.submit", campaignJSON("soon-zone", lines, window), "soon-zone")
+	body := campaignJSON("soon-zone", lines, window)
+	fc, raw := w.forecastNATS(t, body)
+	if fc.DoneAt == nil || !strings.Contains(strings.Join(fc.Notes, "\n"), "local time: 3 zones, 2 waiting for their window") {
+		t.Fatalf("forecast: %s", raw)
+	}
+	w.publish(t, "campaigns.submit", body, "soon-zone")
 	waitPushes(t, w, 600, 20*time.Second)
 	firstEast, _ := w.arrivals(t, east)
 	firstSoon, lastSoon := w.arrivals(t, soon)
@@ -207,7 +222,57 @@ func TestLocalTimeZoneOpensSoon(t *testing.T) {
 			t.Fatalf("%s (in %s, closed) pushed", a, closedZone)
 		}
 	}
-	if st := r.waitState(t, "soon-zone", campaigns.StateScheduled, 10*time.Second); st.Sent != 600 {
+	st := r.waitState(t, "soon-zone", campaigns.StateScheduled, 10*time.Second)
+	if st.Sent != 600 {
 		t.Fatalf("%+v", st)
+	}
+	// The forecast's end is the closed zone's last call, tomorrow: 300
+	// targets at 20/s from its opening, the last 100 ms before it ends.
+	far, _ := time.LoadLocation(closedZone)
+	wFar, _, _ := sendwindow.New(opens.UTC().Format("15:04:05"), now.Add(2*time.Hour).UTC().Format("15:04:05"), far)
+	wantEnd := wFar.NextOpen(now).Add(100 * time.Millisecond)
+	if d := fc.DoneAt.Sub(wantEnd).Abs(); d > 100*time.Millisecond {
+		t.Errorf("forecast done_at %s, want %s (the closed zone's 3 calls at 20/s from its opening)", fc.DoneAt, wantEnd)
+	}
+	// So is the ETA of the campaign waiting for it.
+	if st.ETA == nil || st.ETA.Sub(wantEnd).Abs() > time.Second {
+		t.Errorf("eta %v, want about %s", st.ETA, wantEnd)
+	}
+}
+
+// A local-time forecast given its audience's count by zone (HTTP
+// ?audience_zones=, as campaignctl's header): each zone in its window; a
+// malformed count is a 400 naming the parameter.
+func TestLocalTimeForecastGivenZones(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, pushsim.Config{})
+	r := start(t, w.config(t, config.Limits{provider.GroupPushSingle: 50}))
+	window, opens := localWindow(t)
+	body := []byte(`{"id":"lt-fc","kind":"batch_push","push_message":{"t":1},"audience":{"bucket":"audiences","object":"none"}` + window + `}`)
+	post := func(query string) (int, campaigns.Forecast, string) {
+		t.Helper()
+		resp, err := http.Post(r.base+"/api/forecast?"+query, "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		var fc campaigns.Forecast
+		_ = json.Unmarshal(raw, &fc)
+		return resp.StatusCode, fc, string(raw)
+	}
+	zones := url.QueryEscape(`{"UTC":300,"` + closedZone + `":300}`)
+	code, fc, raw := post("audience_targets=600&audience_zones=" + zones)
+	if code != 200 || fc.TargetsTotal != 600 || !strings.Contains(strings.Join(fc.Notes, "\n"), "local time: 2 zones, 1 waiting for their window") {
+		t.Fatalf("%d %s", code, raw)
+	}
+	// The closed zone's 3 calls at 50/s from its opening.
+	if fc.DoneAt == nil || fc.DoneAt.Sub(opens.Add(40*time.Millisecond)).Abs() > 50*time.Millisecond {
+		t.Errorf("done_at %v, want about %s", fc.DoneAt, opens.Add(40*time.Millisecond))
+	}
+	for _, q := range []string{"audience_zones=" + zones, "audience_targets=600&audience_zones=%7B%22UTC%22%3A-1%7D", "audience_targets=600&audience_zones=nope"} {
+		if code, _, raw := post(q); code != 400 || !strings.Contains(raw, "audience_zones") {
+			t.Errorf("?%s: %d %s, want 400 naming audience_zones", q, code, raw)
+		}
 	}
 }

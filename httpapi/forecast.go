@@ -13,7 +13,8 @@ import (
 // answer the forecast JSON (docs/interface.md §7); 400 with the errors
 // intake would give for a campaign it would reject. ?audience_targets=N
 // gives the audience's count instead of reading the object (campaignctl
-// counts a local file).
+// counts a local file), and ?audience_zones={"Asia/Tokyo":N,…} a
+// local-time campaign's count by zone.
 func (s *Server) forecast(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, campaigns.MaxMessageBytes))
 	var tooBig *http.MaxBytesError
@@ -25,14 +26,20 @@ func (s *Server) forecast(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "reading the body: " + err.Error()})
 		return
 	}
-	given := int64(-1)
+	given := campaigns.NotCounted
 	if v := r.URL.Query().Get("audience_targets"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "audience_targets: want a count (0 or more)"})
 			return
 		}
-		given = n
+		given.Targets = n
+	}
+	if v := r.URL.Query().Get("audience_zones"); v != "" {
+		if given.Zones = campaigns.ParseZoneCounts(v); given.Zones == nil || given.Targets < 0 {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": `audience_zones: want {"Zone": count, …} (0 or more each), with audience_targets`})
+			return
+		}
 	}
 	fc, err := s.o.Forecast.Forecast(r.Context(), body, given)
 	if err != nil {

@@ -82,7 +82,7 @@ type Options struct {
 type Forecaster interface {
 	// Forecast answers for a campaign JSON (with its audience's count
 	// when the caller made it, else -1).
-	Forecast(ctx context.Context, campaign []byte, audienceTargets int64) (campaigns.Forecast, error)
+	Forecast(ctx context.Context, campaign []byte, given campaigns.Counted) (campaigns.Forecast, error)
 	// Outlook is a stored campaign's forecast now (DoneAt is its ETA),
 	// or nil when nothing can be said.
 	Outlook(ctx context.Context, c *campaigns.Campaign, st campaigns.Status) *campaigns.Forecast

@@ -29,7 +29,7 @@ const HeaderAudienceTargets = "Campaignd-Audience-Targets"
 const HeaderAudienceZones = "Campaignd-Audience-Zones"
 
 // Forecaster answers a forecast (the daemon's model).
-type Forecaster func(ctx context.Context, campaign []byte, audienceTargets int64) (campaigns.Forecast, error)
+type Forecaster func(ctx context.Context, campaign []byte, given campaigns.Counted) (campaigns.Forecast, error)
 
 // maxForecasts is how many forecasts one process answers at once; more
 // wait for a turn.
@@ -58,10 +58,11 @@ func ServeForecasts(ctx context.Context, nc *nats.Conn, f Forecaster, log zerolo
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			given := int64(-1)
+			given := campaigns.NotCounted
 			if v := msg.Header.Get(HeaderAudienceTargets); v != "" {
 				if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
-					given = n
+					given.Targets = n
+					given.Zones = campaigns.ParseZoneCounts(msg.Header.Get(HeaderAudienceZones))
 				}
 			}
 			var body []byte

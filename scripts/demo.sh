@@ -118,6 +118,29 @@ done
 echo "demo: the tasks pushsim created (GET /_sim/tasks?format=text): never more than 3 in any 10 s, the window used at once"
 curl -fsS "http://127.0.0.1:$SIM_PORT/_sim/tasks?format=text"
 
+# Local time: a window from an hour ago to an hour ahead (UTC times of
+# day) is open in UTC and closed twelve hours east (Etc/GMT-12).
+LT="local-time-$STAMP"
+{
+  printf '{"id":"%s","kind":"batch_push","push_message":{"title":"Good morning","content":"in your own time"},"targets":[' "$LT"
+  for i in $(seq 1 300); do
+    [ "$i" -gt 1 ] && printf ','
+    printf '"lt%05d,UTC","lt%05d,Etc/GMT-12"' "$i" "$((i + 300))"
+  done
+  printf '],"send_window":{"from":"%s","to":"%s","timezone":"UTC","local_time":true}}\n' "$(date -u -d '-1 hour' +%H:%M:%S)" "$(date -u -d '+1 hour' +%H:%M:%S)"
+} >"$WORK/local-time.json"
+echo "demo: local time ($LT): 300 targets in UTC, where its window is open, and 300 in Etc/GMT-12, where it is closed"
+"$BIN/campaignctl" forecast -f "$WORK/local-time.json" || true
+"$BIN/campaignctl" submit -f "$WORK/local-time.json" >/dev/null
+for _ in $(seq 1 60); do
+  curl -fsS "$CAMPAIGND_API/api/campaigns/$LT" | grep -q '"status":"scheduled"' && break
+  sleep 0.5
+done
+echo "demo: UTC's 300 targets sent, Etc/GMT-12's wait, scheduled for their window (start_at, next_opening):"
+curl -fsS "$CAMPAIGND_API/api/campaigns/$LT"; echo
+"$BIN/campaignctl" cancel "$LT" >/dev/null
+echo "demo: $LT cancelled (its waiting zone will not be sent)"
+
 ID="demo-$STAMP"
 {
   printf '{"id":"%s","kind":"batch_push","push_message":{"title":"Hello","content":"campaignd demo"},"targets":[' "$ID"

@@ -145,3 +145,53 @@ func (s *Store) Waiting(ctx context.Context, id string) (int64, time.Time, error
 	}
 	return 0, time.Time{}, nil
 }
+
+// zones(id) is a local-time campaign's targets by zone: "p:" + zone →
+// planned, "d:" + zone → recorded (sent, failed or dropped), for the
+// forecast's ETA of each zone's part.
+func (s *Store) zones(id string) string { return s.key(id) + ":zones" }
+
+// PutZonePlan stores how many targets each zone of a local-time campaign
+// has (its plan's count; a plan made again writes the same).
+func (s *Store) PutZonePlan(ctx context.Context, id string, planned map[string]int64) error {
+	if len(planned) == 0 {
+		return nil
+	}
+	fields := make([]any, 0, 2*len(planned))
+	for z, n := range planned {
+		fields = append(fields, "p:"+z, n)
+	}
+	if err := s.rdb.HSet(ctx, s.zones(id), fields...).Err(); err != nil {
+		return fmt.Errorf("store: zones of %s: %w", id, err)
+	}
+	return nil
+}
+
+// ZoneDone counts n targets of zone recorded (a batch's).
+func (s *Store) ZoneDone(ctx context.Context, id, zone string, n int64) error {
+	if err := s.rdb.HIncrBy(ctx, s.zones(id), "d:"+zone, n).Err(); err != nil {
+		return fmt.Errorf("store: zone %s of %s: %w", zone, id, err)
+	}
+	return nil
+}
+
+// ZonesLeft is how many targets each zone of a local-time campaign has
+// left (planned less recorded, never below 0); empty before its plan is
+// complete.
+func (s *Store) ZonesLeft(ctx context.Context, id string) (map[string]int64, error) {
+	m, err := s.rdb.HGetAll(ctx, s.zones(id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("store: zones of %s: %w", id, err)
+	}
+	out := map[string]int64{}
+	for f, v := range m {
+		zone, planned := strings.CutPrefix(f, "p:")
+		if !planned {
+			continue
+		}
+		p, _ := strconv.ParseInt(v, 10, 64)
+		d, _ := strconv.ParseInt(m["d:"+zone], 10, 64)
+		out[zone] = max(p-d, 0)
+	}
+	return out, nil
+}

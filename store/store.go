@@ -14,6 +14,8 @@
 //	                 for their zone's window, by opening (later.go)
 //	c:{ID}:advanced  bitmap: a local-time campaign's batch tasks that let
 //	                 their successor go (later.go)
+//	c:{ID}:zones     hash: a local-time campaign's targets by zone,
+//	                 planned and recorded (later.go)
 //	idx, idx:{state}, idx:expiry
 //	                 sorted sets: the campaign index (see index.go)
 package store
@@ -270,7 +272,7 @@ func parseStatus(id string, vals []any) (campaigns.Status, bool) {
 	if t, err := time.Parse(time.RFC3339Nano, str(fStartAt)); err == nil {
 		st.StartAt = &t
 	}
-	if ms := num(fNextOpening); ms > 0 {
+	if ms := num(fNextOpening); ms > 0 && !st.Status.Final() { // a final campaign waits for nothing
 		t := time.UnixMilli(ms).UTC()
 		st.NextOpening = &t
 	}
@@ -706,6 +708,7 @@ func (s *Store) expireFinished(ctx context.Context, id string) {
 	pipe.Expire(ctx, s.finishedTasks(id), s.opts.BatchTTL)
 	pipe.Expire(ctx, s.later(id), s.opts.BatchTTL)
 	pipe.Expire(ctx, s.advanced(id), s.opts.BatchTTL)
+	pipe.Expire(ctx, s.zones(id), s.opts.BatchTTL)
 	pipe.Expire(ctx, s.key(id), s.opts.FinishedTTL)
 	_, _ = pipe.Exec(ctx)
 }

@@ -120,6 +120,16 @@ func (ct *Control) Resume(ctx context.Context, id string) (campaigns.Status, err
 		ct.publishFinal(ctx, fin)
 		return fin, nil
 	}
+	if c, err := ct.campaign(ctx, id); err == nil && c.LocalTime() {
+		// Every batch it has left may wait for its zone (they come back
+		// at their openings, not now): then it waits, scheduled.
+		if all, opens, err := ct.store.Defer(ctx, id, nil, nil); err == nil && all {
+			ct.windowClosed(ctx, id, opens)
+			if now, err := ct.store.Status(ctx, id); err == nil {
+				return now, nil
+			}
+		}
+	}
 	return st, nil
 }
 

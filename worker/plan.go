@@ -73,6 +73,15 @@ func (p *planner) plan(ctx context.Context, c *campaigns.Campaign, k *kind, unit
 	if err := b.close(ctx); err != nil {
 		return campaigns.Status{}, false, err
 	}
+	if b.zones != nil {
+		planned := make(map[string]int64, len(b.zones))
+		for name, z := range b.zones {
+			planned[name] = z.targets
+		}
+		if err := p.store.PutZonePlan(ctx, c.ID, planned); err != nil {
+			return campaigns.Status{}, false, err
+		}
+	}
 	st, finished, err := p.store.SetPlanned(ctx, c.ID, b.targets, int64(b.batches))
 	if err != nil || finished || st.Status.Final() {
 		return st, finished, err
@@ -404,8 +413,9 @@ type batcher struct {
 
 // zoneBatch is one zone's batch being filled.
 type zoneBatch struct {
-	joined []byte // the zone line, then the targets so far
-	n      int
+	joined  []byte // the zone line, then the targets so far
+	n       int
+	targets int64 // the zone's targets in all
 }
 
 func (b *batcher) add(ctx context.Context, id []byte) error {
@@ -464,6 +474,7 @@ func (b *batcher) addZoned(ctx context.Context, line []byte) error {
 	}
 	z.joined = append(z.joined, id...)
 	z.n++
+	z.targets++
 	b.targets++
 	if z.n < b.unit {
 		return nil

@@ -166,6 +166,9 @@ func (s *sender) handle(ctx context.Context, t *asynq.Task) error {
 			s.senders.run(func() {
 				defer wg.Done()
 				sts[i], errs[i] = s.sendBatch(ctx, c, n, b.Targets, CallHints{Check: checks[i], GiveUp: giveUp})
+				if zoned && errs[i] == nil {
+					s.zoneDone(ctx, c, b.Zone, len(b.Targets))
+				}
 				if rl, later := asRetryLater(errs[i]); later && !rl.zoned {
 					giveUpOnce.Do(func() { close(giveUp) })
 				}
@@ -346,6 +349,15 @@ func (s *sender) deferZoned(ctx context.Context, c *campaigns.Campaign, first in
 		s.windowClosed(ctx, c.ID, next)
 	}
 	return earliest, nil
+}
+
+// zoneDone counts a local-time batch's targets recorded for its zone
+// (the forecast's ETA reads what each zone has left). A count lost to a
+// Redis error only makes the ETA think the zone has more left.
+func (s *sender) zoneDone(ctx context.Context, c *campaigns.Campaign, zone string, n int) {
+	if err := s.store.ZoneDone(context.WithoutCancel(ctx), c.ID, zone, int64(n)); err != nil {
+		s.log.Debug().Err(err).Str("campaign", c.ID).Str("zone", zone).Msg("zone's count not kept")
+	}
 }
 
 // maxSendRounds bounds the rounds of one batch task (see handle).

@@ -146,6 +146,36 @@ func TestForecastAgainstCampaignd(t *testing.T) {
 		}
 	})
 
+	t.Run("local-time audience", func(t *testing.T) {
+		// 200 ids in two zones, 50 of them again in the other zone (the
+		// first wins), one line with an unknown zone.
+		var aud strings.Builder
+		for i := range 200 {
+			fmt.Fprintf(&aud, "lt%04d,%s\n", i, []string{"Asia/Tokyo", "America/New_York"}[i%2])
+		}
+		for i := range 50 {
+			fmt.Fprintf(&aud, "lt%04d,Europe/Paris\n", i)
+		}
+		aud.WriteString("lt9999,Mars/Olympus\n")
+		a := writeFile(t, "zones.txt", aud.String())
+		f := writeFile(t, "c.json", `{"id":"fc-lt","app":"default","kind":"batch_push","push_message":{"title":"t","content":"c"},"send_window":{"from":"09:00","to":"21:00","local_time":true}}`)
+		code, out, errOut := runCLI(t, "-nats", natsURL, "-timeout", "10s", "forecast", "-f", f, "--audience", a, "--json")
+		if code != exitOK {
+			t.Fatalf("exit %d\n%s\nstderr %q", code, out, errOut)
+		}
+		if want := "counted " + a + ": 200 distinct ids from 251 lines; 50 duplicates and 1 invalid line left out\n"; errOut != want {
+			t.Errorf("stderr %q, want %q", errOut, want)
+		}
+		var fc campaigns.Forecast
+		if err := json.Unmarshal([]byte(out), &fc); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		if fc.TargetsTotal != 200 || !strings.Contains(strings.Join(fc.Notes, "\n"), "local time: 2 zones") {
+			t.Errorf("forecast %s: want 200 targets in 2 zones", out)
+		}
+		notStored(t, api, "fc-lt")
+	})
+
 	t.Run("json", func(t *testing.T) {
 		f := writeFile(t, "c.json", `{"id":"fc-json","app":"default","kind":"batch_push","push_message":{"title":"t","content":"c"},"targets":["a","b","c"]}`)
 		code, out, errOut := runCLI(t, "-nats", natsURL, "-timeout", "10s", "forecast", "-f", f, "--json")

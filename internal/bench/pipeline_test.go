@@ -94,10 +94,36 @@ func audience(w io.Writer, lines, unique int, order string) {
 		r.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
+	zones := benchZones[:zonesFromEnv()]
 	for _, id := range ids {
+		if len(zones) > 0 { // local time: each id in its zone, repeats too
+			fmt.Fprintf(bw, "user%08d,%s\n", id, zones[int(id)%len(zones)])
+			continue
+		}
 		fmt.Fprintf(bw, "user%08d\n", id)
 	}
 	_ = bw.Flush()
+}
+
+// benchZones are the zones of a local-time audience (BENCH_ZONES of
+// them).
+var benchZones = []string{
+	"UTC", "Europe/London", "Europe/Paris", "Europe/Berlin", "Europe/Madrid", "Europe/Moscow", "Africa/Cairo", "Africa/Lagos",
+	"Asia/Dubai", "Asia/Kolkata", "Asia/Dhaka", "Asia/Bangkok", "Asia/Shanghai", "Asia/Tokyo", "Asia/Seoul", "Asia/Jakarta",
+	"Asia/Manila", "Australia/Sydney", "Australia/Adelaide", "Pacific/Auckland", "America/Sao_Paulo", "America/Argentina/Buenos_Aires",
+	"America/Mexico_City", "America/Bogota", "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles",
+	"America/Anchorage", "Pacific/Honolulu", "Atlantic/Reykjavik", "Asia/Kathmandu", "Asia/Tehran", "Asia/Karachi", "Europe/Istanbul",
+	"Asia/Singapore", "Asia/Hong_Kong", "America/Toronto", "America/Lima", "Africa/Johannesburg",
+}
+
+// zonesFromEnv is how many zones a local-time audience spreads its ids
+// over (BENCH_ZONES, at most len(benchZones)); 0 (default): no zones.
+func zonesFromEnv() int {
+	n, err := strconv.Atoi(os.Getenv("BENCH_ZONES"))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return min(n, len(benchZones))
 }
 
 func peakRSS(pid int) int64 {

@@ -53,6 +53,9 @@ func BenchmarkPlan(b *testing.B) {
 		id := fmt.Sprintf("plan-%d", r)
 		c := &campaigns.Campaign{ID: id, Kind: campaigns.KindBatchPush, PushMessage: json.RawMessage(`{"title":"t","content":"c"}`),
 			Audience: &campaigns.Audience{Bucket: "audiences", Object: "plan"}}
+		if zonesFromEnv() > 0 { // grouped by zone (send_window.local_time)
+			c.SendWindow = &campaigns.SendWindow{From: "09:00", To: "21:00", Timezone: "UTC", LocalTime: true}
+		}
 		c.Normalize()
 		// Submit enqueues the plan task (no server takes it); it is run here.
 		if _, err := svc.Control.Submit(ctx, c, time.Now()); err != nil {
@@ -79,8 +82,8 @@ func BenchmarkPlan(b *testing.B) {
 		}
 		parts = p.Parts
 		redisPer = float64(usedMemory(b, rc)-before) / float64(n)
-		fmt.Printf("round %d: planned %d lines (%d distinct) in %s: %.0f lines/s, %d passes; Redis +%.1f B/target\n",
-			r+1, lines, n, took.Round(time.Millisecond), float64(lines)/took.Seconds(), p.Parts, redisPer)
+		fmt.Printf("round %d: planned %d lines (%d distinct, %d zones) in %s: %.0f lines/s, %d passes; Redis +%.1f B/target; %d batches; peak RSS so far %d MiB\n",
+			r+1, lines, n, zonesFromEnv(), took.Round(time.Millisecond), float64(lines)/took.Seconds(), p.Parts, redisPer, s.BatchesTotal, peakRSS(os.Getpid())>>20)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(lines)*float64(b.N)/total.Seconds(), "lines/s")
