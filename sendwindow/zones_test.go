@@ -21,6 +21,9 @@ func TestZones(t *testing.T) {
 			if ok != tc.ok || ok && loc.String() != tc.name {
 				t.Errorf("Load(%q) = %v, %v; want ok %v", tc.name, loc, ok, tc.ok)
 			}
+			if known := z.Known([]byte(tc.name)); known != tc.ok {
+				t.Errorf("Known(%q) = %v, want %v", tc.name, known, tc.ok)
+			}
 		}
 	}
 	for i := range 2 * maxBadZones { // distinct bad names cost bounded memory

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -137,14 +138,14 @@ func (p *planner) planAudience(ctx context.Context, c *campaigns.Campaign, b *ba
 			return pp, nil
 		}
 		if size > smallAudience {
-			lines, sorted, cp, err := p.surveyAudience(ctx, c, spillDir, size, digest)
+			lines, sorted, setBytes, cp, err := p.surveyAudience(ctx, c, spillDir, size, digest)
 			if err != nil {
 				return pp, err
 			}
 			surveyed = cp
 			pp.Lines, pp.Sorted = lines, sorted
 			if !sorted { // a sorted audience needs no set: one pass
-				pp.Parts = dedupe.PartsFor(size, lines, p.o.Memory)
+				pp.Parts = dedupe.PartsFor(setBytes, lines, p.o.Memory)
 			}
 		}
 		return pp, nil
@@ -269,10 +270,12 @@ func (p *planner) audienceInfo(ctx context.Context, c *campaigns.Campaign) (int6
 // was read (size bytes) and its digest is the one planning began with: the plan's
 // first pass reads that file instead of the object a second time. A copy
 // that cannot be made or written is dropped (the pass reads the object).
-func (p *planner) surveyAudience(ctx context.Context, c *campaigns.Campaign, spillDir string, size int64, digest string) (int64, bool, *os.File, error) {
+// setBytes is what the lines' ids take in a set: size, or for a
+// local-time audience the bytes of its ids alone (the set keeps no zone).
+func (p *planner) surveyAudience(ctx context.Context, c *campaigns.Campaign, spillDir string, size int64, digest string) (lines int64, sorted bool, setBytes int64, f *os.File, err error) {
 	rc, err := p.openAudience(ctx, c)
 	if err != nil {
-		return 0, false, nil, err
+		return 0, false, 0, nil, err
 	}
 	defer rc.Close()
 	var cp *fileCopy
@@ -284,20 +287,79 @@ func (p *planner) surveyAudience(ctx context.Context, c *campaigns.Campaign, spi
 			r = io.TeeReader(rc, cp)
 		}
 	}
+	setBytes = size
+	var ids *idBytes
+	if c.LocalTime() {
+		ids = newIDBytes()
+		r = io.TeeReader(r, ids)
+	}
 	n, sorted, err := dedupe.SurveyBy(r, targetFilter(c, p.zones), dedupeKey(c), 0)
 	if err != nil {
 		cp.drop()
-		return 0, false, nil, fmt.Errorf("plan %s: %w", c.ID, err)
+		return 0, false, 0, nil, fmt.Errorf("plan %s: %w", c.ID, err)
+	}
+	if ids != nil {
+		setBytes = ids.Total()
 	}
 	if d, ok := rc.(interface{ Digest() string }); ok && digest != "" && d.Digest() != digest {
 		cp.drop() // replaced since planning began: the pass's own read tells
-		return n, sorted, nil, nil
+		return n, sorted, setBytes, nil, nil
 	}
 	if cp != nil && cp.n != size {
 		cp.drop() // not the whole object: never a pass over part of it
-		return n, sorted, nil, nil
+		return n, sorted, setBytes, nil, nil
 	}
-	return n, sorted, cp.rewound(), nil
+	return n, sorted, setBytes, cp.rewound(), nil
+}
+
+// idBytes counts, of the bytes written to it (an audience as it is
+// read), what the lines' ids take without their zones ("u1,Asia/Tokyo"
+// counts "u1" and its newline): a local-time audience's set holds ids
+// alone, which sizes the plan's passes. Lines are counted whole without
+// a comma (invalid ones too: the estimate errs high).
+type idBytes struct {
+	cur   int64 // bytes of the line so far
+	comma int64 // where its last comma is; -1: none yet
+	total int64
+}
+
+func newIDBytes() *idBytes { return &idBytes{comma: -1} }
+
+func (w *idBytes) Write(p []byte) (int, error) {
+	n := len(p)
+	for {
+		i := bytes.IndexByte(p, '\n')
+		seg := p
+		if i >= 0 {
+			seg = p[:i]
+		}
+		if j := bytes.LastIndexByte(seg, ','); j >= 0 {
+			w.comma = w.cur + int64(j)
+		}
+		w.cur += int64(len(seg))
+		if i < 0 {
+			return n, nil
+		}
+		w.endLine()
+		p = p[i+1:]
+	}
+}
+
+func (w *idBytes) endLine() {
+	id := w.cur
+	if w.comma >= 0 {
+		id = w.comma
+	}
+	w.total += id + 1
+	w.cur, w.comma = 0, -1
+}
+
+// Total is the count, the last line (without a newline) included.
+func (w *idBytes) Total() int64 {
+	if w.cur > 0 {
+		w.endLine()
+	}
+	return w.total
 }
 
 // fileCopy is an io.Writer into a file that never fails its caller: the
@@ -359,8 +421,7 @@ func targetFilter(c *campaigns.Campaign, zones *sendwindow.Zones) func(line []by
 		if !given {
 			return true
 		}
-		_, ok := zones.Load(string(zone))
-		return ok
+		return zones.Known(zone)
 	}
 }
 
@@ -537,14 +598,23 @@ func CountAudience(ctx context.Context, c *campaigns.Campaign, open dedupe.Opene
 	if err != nil {
 		return AudienceCount{}, err
 	}
-	lines, sorted, err := dedupe.SurveyBy(rc, keep, key, 0)
+	r, setBytes := io.Reader(rc), size
+	var ids *idBytes
+	if c.LocalTime() {
+		ids = newIDBytes()
+		r = io.TeeReader(rc, ids)
+	}
+	lines, sorted, err := dedupe.SurveyBy(r, keep, key, 0)
 	rc.Close()
 	if err != nil {
 		return AudienceCount{}, fmt.Errorf("count audience: %w", err)
 	}
+	if ids != nil {
+		setBytes = ids.Total()
+	}
 	parts := 1
 	if !sorted {
-		parts = dedupe.PartsFor(size, lines, memory)
+		parts = dedupe.PartsFor(setBytes, lines, memory)
 	}
 	var out AudienceCount
 	emit := func([]byte) error { return nil }
