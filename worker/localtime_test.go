@@ -143,3 +143,22 @@ func TestLocalTimeTargetsAreGroupedByZone(t *testing.T) {
 		t.Fatalf("batches by zone %v, want %v", got, want)
 	}
 }
+
+// idBytes counts the ids' bytes of a local-time audience, whatever the
+// writes' boundaries.
+func TestIDBytes(t *testing.T) {
+	t.Parallel()
+	text := "u1,Asia/Tokyo\nu22\nu333,a,b,UTC\n\nlast,Europe/Paris"
+	want := int64(len("u1\nu22\nu333,a,b\n\nlast\n"))
+	for _, chunk := range []int{1, 2, 5, len(text)} {
+		w := newIDBytes()
+		for i := 0; i < len(text); i += chunk {
+			if _, err := w.Write([]byte(text[i:min(i+chunk, len(text))])); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := w.Total(); got != want {
+			t.Errorf("writes of %d bytes: %d, want %d", chunk, got, want)
+		}
+	}
+}
