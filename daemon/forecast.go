@@ -637,6 +637,7 @@ func (f *forecaster) Outlook(ctx context.Context, c *campaigns.Campaign, st camp
 		if err := f.model(ctx, c.App, m, c.ExpiresAt, fc, now); err != nil {
 			return nil
 		}
+		fc.Notes = append(fc.Notes, zoneNotes(m.parts, now, now)...) // its zones as they are now
 	}
 	f.mu.Lock()
 	if len(f.etas) >= maxCached {

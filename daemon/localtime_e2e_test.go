@@ -120,8 +120,9 @@ func TestLocalTimeTargets(t *testing.T) {
 	// The campaigns page, and the campaign's, show the next zone's opening.
 	iso := opens.UTC().Format(time.RFC3339)
 	for _, page := range []string{"/campaigns/", "/campaigns/local"} {
-		if body := getBody(t, r.base+page); !strings.Contains(body, "ext zone opens") || !strings.Contains(body, iso) {
-			t.Errorf("%s does not show the next zone's opening (%s):\n%s", page, iso, body)
+		if body := getBody(t, r.base+page); !strings.Contains(body, "ext zone opens") || !strings.Contains(body, iso) ||
+			!strings.Contains(body, "1 waiting for their window (the next opens at") {
+			t.Errorf("%s does not show the next zone's opening (%s) and the zones' note:\n%s", page, iso, body)
 		}
 	}
 	// Pause, resume and cancel work while it waits: resumed, it waits

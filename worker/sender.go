@@ -307,8 +307,9 @@ func (s *sender) holdClosedZones(ctx context.Context, c *campaigns.Campaign, fir
 }
 
 // zonesOpenSoon finds the batches that wait for a zone opening within
-// windowLead, puts them back to send (todo), and returns the last of
-// those openings.
+// windowLead, puts them back to send (todo: errs[i] still says why they
+// wait, until a round sends them), and returns the last of those
+// openings.
 func zonesOpenSoon(errs []error, todo []bool, now time.Time) (time.Time, bool) {
 	var last time.Time
 	for i, err := range errs {
@@ -316,7 +317,7 @@ func zonesOpenSoon(errs []error, todo []bool, now time.Time) (time.Time, bool) {
 		if !ok || !rl.zoned || rl.opens.Sub(now) > windowLead {
 			continue
 		}
-		todo[i], errs[i] = true, nil
+		todo[i] = true
 		if rl.opens.After(last) {
 			last = rl.opens
 		}
