@@ -91,8 +91,9 @@ bench-kinds: deps
 soak: deps
 	SOAK=1 $(GO) test -count=1 -timeout 30m -run 'TestSoakSlidingWindow' -v ./ratelimit
 
-# crash: two campaignd processes SIGKILLed mid-send and mid-plan, restarted;
-# every target must still be pushed (~3 min: asynq's leases must expire).
+# crash: two campaignd processes SIGKILLed mid-send and mid-plan, and as a
+# send window (plain, then a local-time zone's) closes, restarted; every
+# target must still be pushed (~3½ min: asynq's leases must expire).
 crash: deps
 	CRASH=1 $(GO) test -count=1 -timeout 15m -v ./internal/crashtest
 
