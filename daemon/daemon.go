@@ -365,6 +365,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.servers.Start(d.work.Mux()); err != nil {
 		return fmt.Errorf("asynq server: %w", err)
 	}
+	// Forecasts are answered before the HTTP server says ready.
+	forecasts, err := intake.SubscribeForecasts(d.nc, d.forecast.Forecast, d.log)
+	if err != nil {
+		return fmt.Errorf("forecasts on %s: %w", intake.SubjectForecast, err)
+	}
 	d.log.Info().Str("http", d.Addr()).Str("ui", "http://"+d.Addr()+"/monitoring/").Msg("campaignd running")
 
 	// Every goroutine Run starts is in g: none outlives Run. The first
@@ -380,12 +385,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return d.work.Dispatcher.Run(gctx) })
 	g.Go(func() error { d.sched.Run(gctx, time.Second); return nil })
 	g.Go(func() error { return d.work.Reconciler.Run(gctx) })
-	g.Go(func() error {
-		if err := intake.ServeForecasts(gctx, d.nc, d.forecast.Forecast, d.log); err != nil {
-			return fmt.Errorf("forecasts on %s: %w", intake.SubjectForecast, err)
-		}
-		return nil
-	})
+	g.Go(func() error { forecasts.Serve(gctx); return nil })
 	g.Go(func() error {
 		if err := d.intake.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
 			return fmt.Errorf("intake: %w", err)
@@ -399,7 +399,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_ = d.httpSrv.Shutdown(sctx)
 	cancel()
-	err := g.Wait()
+	err = g.Wait()
 	d.work.Close()
 	return err
 }

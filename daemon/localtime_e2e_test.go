@@ -165,7 +165,8 @@ func TestLocalTimeAudience(t *testing.T) {
 }
 
 // A local-time campaign whose targets are all in closed zones is
-// scheduled for the first opening without sending anything (invalid
+// scheduled for the first opening without sending anything, and one
+// whose closed zone waits past its expires_at ends expired (invalid
 // zones are rejected naming the target: TestKindBadInputIsRejected).
 func TestLocalTimeAllClosed(t *testing.T) {
 	t.Parallel()
@@ -177,8 +178,15 @@ func TestLocalTimeAllClosed(t *testing.T) {
 	if st.StartAt == nil || !st.StartAt.Equal(opens) || st.Sent != 0 {
 		t.Fatalf("%+v: want scheduled for %s, nothing sent", st, opens)
 	}
-	if n := w.sim.Sim().Stats().TotalPushes; n != 0 {
-		t.Fatalf("%d pushes", n)
+	// expires_at still ends it: expired, its waiting targets dropped.
+	expires := time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339Nano)
+	w.publish(t, "campaigns.submit", campaignJSON("asleep-exp", []string{"z3," + closedZone, "z4," + closedZone, "z5"},
+		window+`,"expires_at":"`+expires+`"`), "asleep-exp")
+	if st := r.waitFinal(t, "asleep-exp", 20*time.Second); st.Status != campaigns.StateExpired || st.Sent != 1 || st.Dropped != 2 {
+		t.Fatalf("%+v: want expired, 1 sent (z5, in the window's open zone), 2 dropped", st)
+	}
+	if n := w.sim.Sim().Stats().TotalPushes; n != 1 || len(w.sim.Sim().Pushes("z5")) != 1 {
+		t.Fatalf("%d pushes, want z5's alone", n)
 	}
 }
 

@@ -39,13 +39,23 @@ const maxForecasts = 8
 // is counted in about 4 s, one at a time): an asker has given up by then.
 const ForecastTimeout = 30 * time.Second
 
-// ServeForecasts answers forecast requests until ctx is done: every
-// process subscribes in one queue group, so each request is answered
-// once. A request campaignd cannot answer (Redis down) gets
-// {"status": "error", "error": "…"}.
-func ServeForecasts(ctx context.Context, nc *nats.Conn, f Forecaster, log zerolog.Logger) error {
+// ForecastServer answers forecast requests (SubscribeForecasts, then
+// Serve).
+type ForecastServer struct {
+	sub    *nats.Subscription
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// SubscribeForecasts subscribes to forecast requests: every process
+// subscribes in one queue group, so each request is answered once. It
+// returns once the server has the subscription, so that a process that
+// says it is ready answers at once. A request campaignd cannot answer
+// (Redis down) gets {"status": "error", "error": "…"}. Serve ends it.
+func SubscribeForecasts(nc *nats.Conn, f Forecaster, log zerolog.Logger) (*ForecastServer, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &ForecastServer{cancel: cancel}
 	sem := make(chan struct{}, maxForecasts)
-	var wg sync.WaitGroup
 	sub, err := nc.QueueSubscribe(SubjectForecast, "campaignd", func(msg *nats.Msg) {
 		if msg.Reply == "" {
 			return // nobody to answer
@@ -55,9 +65,9 @@ func ServeForecasts(ctx context.Context, nc *nats.Conn, f Forecaster, log zerolo
 		case <-ctx.Done():
 			return
 		}
-		wg.Add(1)
+		s.wg.Add(1)
 		go func() {
-			defer func() { <-sem; wg.Done() }()
+			defer func() { <-sem; s.wg.Done() }()
 			given := campaigns.NotCounted
 			if v := msg.Header.Get(HeaderAudienceTargets); v != "" {
 				if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
@@ -81,10 +91,23 @@ func ServeForecasts(ctx context.Context, nc *nats.Conn, f Forecaster, log zerolo
 		}()
 	})
 	if err != nil {
-		return err
+		cancel()
+		return nil, err
 	}
+	if err := nc.Flush(); err != nil { // the server has it once it answers the PING
+		_ = sub.Unsubscribe()
+		cancel()
+		return nil, err
+	}
+	s.sub = sub
+	return s, nil
+}
+
+// Serve answers until ctx is done, then unsubscribes and waits for the
+// forecasts under way (each bounded by ForecastTimeout).
+func (s *ForecastServer) Serve(ctx context.Context) {
 	<-ctx.Done()
-	_ = sub.Unsubscribe()
-	wg.Wait()
-	return nil
+	_ = s.sub.Unsubscribe()
+	s.cancel()
+	s.wg.Wait()
 }
