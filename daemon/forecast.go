@@ -666,7 +666,8 @@ func (f *forecaster) forget(id string) {
 
 // etaSink adds the ETA to the status events of campaigns not final
 // before they are published (in the status queue's goroutines: sending
-// never waits for it).
+// never waits for it), and drops those of campaigns that have ended
+// since they were queued.
 type etaSink struct {
 	next  statusq.Sink
 	f     *forecaster
@@ -682,6 +683,15 @@ func (s etaSink) Publish(ctx context.Context, st campaigns.Status) error {
 		s.f.forget(st.ID)
 	} else if st.Status == campaigns.StateScheduled || st.Status == campaigns.StateRunning || st.Status == campaigns.StatePaused {
 		ectx, cancel := context.WithTimeout(ctx, etaBudget)
+		// An event that waited (the status stream without a leader) for a
+		// campaign that has ended since is dropped: published now, it
+		// could land after the final event, which another process
+		// publishes, and a reader of the last event would see the campaign
+		// running again. Asked at each attempt.
+		if cur, err := s.store.State(ectx, st.ID); err == nil && cur.Final() {
+			cancel()
+			return nil
+		}
 		if m, err := s.f.meta(ectx, st.ID); err == nil {
 			if fc := s.f.Outlook(ectx, m.c, st); fc != nil {
 				st.ETA = fc.DoneAt
