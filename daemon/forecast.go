@@ -137,6 +137,11 @@ func (f *forecaster) Forecast(ctx context.Context, data []byte, given campaigns.
 		gate: gateOf(c, appLocation(f.cfg, c.App)), parts: f.partsOf(c, zones)}
 	if m.parts != nil {
 		m.gate = nil // each zone has its own
+		m.calls = partsCalls(m.parts) // each zone's batches are its own
+		clear(fc.Calls)
+		for g, n := range m.calls {
+			fc.Calls[string(g)] = n
+		}
 	}
 	if err := f.model(ctx, c.App, m, c.ExpiresAt, &fc, now); err != nil {
 		return fc, err
@@ -319,6 +324,18 @@ type competitor struct {
 	calls map[provider.Group]int64
 	gate  func(time.Time) (bool, time.Time)
 	parts []part // local time: its targets left by zone
+}
+
+// partsCalls is the calls of a local-time campaign's zones together
+// (each zone's batches are its own: 3 zones of 50 targets are 3 calls).
+func partsCalls(parts []part) map[provider.Group]int64 {
+	out := map[provider.Group]int64{}
+	for _, p := range parts {
+		for g, n := range p.calls {
+			out[g] += n
+		}
+	}
+	return out
 }
 
 // flowParts are parts as the model's, for group g (nil without parts).
@@ -543,7 +560,7 @@ func (f *forecaster) readCompetitors(ctx context.Context, now time.Time) ([]comp
 				calls: worker.Calls(c, app.Provider, left), gate: gateOf(c, appLocation(f.cfg, c.App))}
 			if c.LocalTime() {
 				if o.parts = f.zonesLeft(ctx, c, left); o.parts != nil {
-					o.gate = nil
+					o.gate, o.calls = nil, partsCalls(o.parts)
 				}
 			}
 			out = append(out, o)
@@ -631,7 +648,11 @@ func (f *forecaster) Outlook(ctx context.Context, c *campaigns.Campaign, st camp
 			targets: left, calls: calls, gate: gateOf(c, appLocation(f.cfg, c.App))}
 		if c.LocalTime() {
 			if m.parts = f.zonesLeft(ctx, c, left); m.parts != nil {
-				m.gate = nil
+				m.gate, m.calls = nil, partsCalls(m.parts)
+				clear(fc.Calls)
+				for g, n := range m.calls {
+					fc.Calls[string(g)] = n
+				}
 			}
 		}
 		if err := f.model(ctx, c.App, m, c.ExpiresAt, fc, now); err != nil {

@@ -279,6 +279,11 @@ func TestLocalTimeForecastGivenZones(t *testing.T) {
 	if fc.DoneAt == nil || fc.DoneAt.Sub(opens.Add(40*time.Millisecond)).Abs() > 50*time.Millisecond {
 		t.Errorf("done_at %v, want about %s", fc.DoneAt, opens.Add(40*time.Millisecond))
 	}
+	// Each zone's batches are its own: 150 + 150 targets are 2 + 2 calls.
+	half := url.QueryEscape(`{"UTC":150,"` + closedZone + `":150}`)
+	if code, fc, raw := post("audience_targets=300&audience_zones=" + half); code != 200 || fc.Calls["push_single"] != 4 {
+		t.Errorf("%d %s: want 4 push_single calls", code, raw)
+	}
 	for _, q := range []string{"audience_zones=" + zones, "audience_targets=600&audience_zones=%7B%22UTC%22%3A-1%7D", "audience_targets=600&audience_zones=nope"} {
 		if code, _, raw := post(q); code != 400 || !strings.Contains(raw, "audience_zones") {
 			t.Errorf("?%s: %d %s, want 400 naming audience_zones", q, code, raw)
