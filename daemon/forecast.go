@@ -136,7 +136,7 @@ func (f *forecaster) Forecast(ctx context.Context, data []byte, given campaigns.
 	m := me{id: c.ID, rank: c.Priority.Rank(), rateLimit: c.RateLimit, start: start, targets: targets, calls: calls,
 		gate: gateOf(c, appLocation(f.cfg, c.App)), parts: f.partsOf(c, zones)}
 	if m.parts != nil {
-		m.gate = nil // each zone has its own
+		m.gate = nil                  // each zone has its own
 		m.calls = partsCalls(m.parts) // each zone's batches are its own
 		clear(fc.Calls)
 		for g, n := range m.calls {
