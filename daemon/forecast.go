@@ -270,12 +270,11 @@ func windowZone(c *campaigns.Campaign, zones map[string]int64) map[string]int64 
 	return zones
 }
 
-// part is some of a local-time campaign's targets, those of one zone.
+// part is some of a local-time campaign's targets, those of one zone:
+// their calls per group, and the zone's window.
 type part struct {
-	zone    string
-	targets int64
-	calls   map[provider.Group]int64
-	gate    func(time.Time) (bool, time.Time)
+	calls map[provider.Group]int64
+	gate  func(time.Time) (bool, time.Time)
 }
 
 // partsOf is a local-time campaign's targets by zone (zones: zone →
@@ -295,7 +294,7 @@ func (f *forecaster) partsOf(c *campaigns.Campaign, zones map[string]int64) []pa
 			continue
 		}
 		calls := worker.Calls(c, f.cfg.Apps[c.App].Provider, zones[z])
-		out = append(out, part{zone: z, targets: zones[z], calls: calls, gate: windowGate(w)})
+		out = append(out, part{calls: calls, gate: windowGate(w)})
 	}
 	return out
 }
